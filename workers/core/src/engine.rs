@@ -1,0 +1,130 @@
+//! The engine: one inbound message in, one outcome out. Transports (the worker pool, the Lambda
+//! handler) own receiving, replying and deleting; the engine owns everything in between.
+
+use deadpool_postgres::Pool;
+use tracing::{Instrument, field::Empty};
+
+use crate::cache::Cache;
+use crate::config::EngineConfig;
+use crate::envelope::{Envelope, InboundMessage};
+use crate::handlers::{self, HandlerError};
+use crate::reply::{ErrorCode, Reply};
+use crate::store;
+use crate::token::Tokens;
+use crate::types::QueueName;
+
+/// Built once per process and shared by every worker.
+pub struct Engine {
+    pub store: Pool,
+    pub cache: Cache,
+    pub tokens: Tokens,
+}
+
+/// What the transport does with the message once the engine is done with it.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send `reply` to the client's queue, then delete the message.
+    Reply { to: QueueName, reply: Reply },
+    /// Nobody can be answered (no readable reply queue): delete the message; it was logged.
+    Drop,
+}
+
+/// A passing failure: leave the message on the queue to be received again (and, after enough
+/// receives, to land in the dead-letter queue).
+#[derive(Debug, thiserror::Error)]
+#[error("transient failure, the message will be retried")]
+pub struct Transient(#[source] pub anyhow::Error);
+
+impl Engine {
+    pub fn from_config(config: &EngineConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            store: store::pool(&config.database_url, config.database_pool_size)?,
+            cache: Cache::new(
+                config.redis_url.as_ref(),
+                &config.cache_prefix,
+                config.cache_ttl,
+                config.cache_timeout,
+            )?,
+            tokens: Tokens::new(config.jwt.clone()),
+        })
+    }
+
+    /// Handles one message. Logs once, here, with the outcome.
+    pub async fn handle(&self, message: &InboundMessage) -> Result<Outcome, Transient> {
+        let span = tracing::info_span!(
+            "handle",
+            messaging.message.id = %message.message_id,
+            billing.kind = Empty,
+            billing.request_id = Empty,
+            billing.apartment_id = Empty,
+            billing.outcome = Empty,
+        );
+        self.handle_in_span(message).instrument(span).await
+    }
+
+    async fn handle_in_span(&self, message: &InboundMessage) -> Result<Outcome, Transient> {
+        let span = tracing::Span::current();
+        let envelope = match Envelope::parse(message) {
+            Ok(envelope) => envelope,
+            Err(rejection) => {
+                span.record("billing.kind", rejection.kind.as_str());
+                span.record("billing.outcome", "invalid");
+                let Some(to) = rejection.reply_to else {
+                    tracing::warn!(reason = %rejection.reason, "unanswerable message dropped");
+                    return Ok(Outcome::Drop);
+                };
+                tracing::info!(reason = %rejection.reason, "invalid request");
+                let reply = Reply::error(
+                    rejection.request_id,
+                    rejection.kind,
+                    ErrorCode::InvalidRequest,
+                    rejection.reason.0,
+                );
+                return Ok(Outcome::Reply { to, reply });
+            }
+        };
+        let kind = envelope.command.kind();
+        span.record("billing.kind", kind.as_str());
+        span.record(
+            "billing.request_id",
+            tracing::field::display(envelope.request_id),
+        );
+        if let Some(apartment) = envelope.command.apartment() {
+            span.record("billing.apartment_id", apartment.0);
+        }
+        let reply = match handlers::dispatch(self, &envelope).await {
+            Ok(data) => {
+                span.record("billing.outcome", "ok");
+                tracing::info!("handled");
+                Reply::ok(envelope.request_id, kind, data)
+            }
+            Err(HandlerError::Rejected { code, message }) => {
+                span.record("billing.outcome", "rejected");
+                tracing::info!(error.code = ?code, error.message = %message, "rejected");
+                Reply::error(Some(envelope.request_id), kind, code, message)
+            }
+            Err(HandlerError::Internal(e)) => {
+                span.record("billing.outcome", "internal");
+                tracing::error!(error = format!("{e:#}"), "internal error");
+                Reply::error(
+                    Some(envelope.request_id),
+                    kind,
+                    ErrorCode::Internal,
+                    "internal error; the request changed nothing",
+                )
+            }
+            Err(HandlerError::Transient(e)) => {
+                span.record("billing.outcome", "transient");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "transient failure; leaving the message for a retry"
+                );
+                return Err(Transient(e));
+            }
+        };
+        Ok(Outcome::Reply {
+            to: envelope.reply_to,
+            reply,
+        })
+    }
+}

@@ -1,0 +1,181 @@
+//! One handler per route, each in the file of the same name. They take typed commands and return
+//! the reply's `data`, or say whether a failure is the client's (rejected) or passing (transient).
+
+pub mod auth;
+pub mod histories;
+pub mod payments;
+pub mod utils;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::engine::Engine;
+use crate::envelope::{Command, Envelope};
+use crate::reply::ErrorCode;
+use crate::store;
+use crate::token::Session;
+use crate::types::{ApartmentId, BillId, Currency, amount};
+
+/// What happens to the message when a handler fails.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The client's request cannot succeed as sent: it gets an error reply, the message is done.
+    #[error("{message}")]
+    Rejected { code: ErrorCode, message: String },
+    /// A dependency failed; no reply, the message goes back to the queue and is tried again.
+    #[error("transient failure")]
+    Transient(#[source] anyhow::Error),
+    /// A bug or broken invariant; trying again would fail the same way. The client gets `internal`.
+    #[error("internal failure")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl HandlerError {
+    pub fn rejected(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Rejected {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for HandlerError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if store::is_transient(&e) {
+            Self::Transient(e.into())
+        } else {
+            Self::Internal(e.into())
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for HandlerError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Transient(e.into())
+    }
+}
+
+pub type HandlerResult = Result<Value, HandlerError>;
+
+/// Routes a parsed request to its handler: the one `match` over the commands.
+pub async fn dispatch(engine: &Engine, envelope: &Envelope) -> HandlerResult {
+    match &envelope.command {
+        Command::Auth { username, password } => {
+            auth::run(engine, envelope, username, password).await
+        }
+        Command::Utils { apartment } => utils::run(engine, envelope, *apartment).await,
+        Command::Histories { apartment, window } => {
+            histories::run(engine, envelope, *apartment, *window).await
+        }
+        Command::Payments { apartment, bills } => {
+            payments::run(engine, envelope, *apartment, bills).await
+        }
+    }
+}
+
+/// An apartment the caller may act on, as it stands now.
+pub struct Access {
+    pub session: Session,
+    pub apartment: ApartmentId,
+    /// The apartment's row version: part of every cache key of its data.
+    pub version: i64,
+    pub currency: Currency,
+}
+
+/// Checks the token, that the token was issued for this reply queue, and that its user owns the
+/// apartment.
+pub async fn authorize(
+    engine: &Engine,
+    envelope: &Envelope,
+    apartment: ApartmentId,
+) -> Result<Access, HandlerError> {
+    let session = engine
+        .tokens
+        .verify(envelope.token.as_ref().map(|t| t.expose_secret()))
+        .map_err(|e| {
+            tracing::info!(auth.refused = %e, "token refused");
+            HandlerError::rejected(
+                ErrorCode::Unauthorized,
+                "a valid bearer token is required; log in at /auth",
+            )
+        })?;
+    if session.queue != envelope.reply_to {
+        return Err(HandlerError::rejected(
+            ErrorCode::Unauthorized,
+            "the token was issued for another reply queue; use the queue_name you logged in with",
+        ));
+    }
+    let client = engine.store.get().await?;
+    let statement = client
+        .prepare_cached(
+            "SELECT a.version, a.currency, EXISTS (SELECT 1 FROM apartment_owners o
+                 WHERE o.apartment_id = a.id AND o.user_id = $2)
+             FROM apartments a WHERE a.id = $1",
+        )
+        .await?;
+    let row = client
+        .query_opt(&statement, &[&apartment.0, &session.user_id.0])
+        .await?;
+    let Some(row) = row else {
+        return Err(HandlerError::rejected(
+            ErrorCode::NotFound,
+            format!("apartment {apartment} does not exist"),
+        ));
+    };
+    if !row.get::<_, bool>(2) {
+        return Err(HandlerError::rejected(
+            ErrorCode::Forbidden,
+            format!("apartment {apartment} is not yours"),
+        ));
+    }
+    let currency = Currency::parse(row.get(1)).map_err(|e| HandlerError::Internal(e.into()))?;
+    Ok(Access {
+        session,
+        apartment,
+        version: row.get(0),
+        currency,
+    })
+}
+
+/// A bill as clients see it, in `utils` and (with its payment) in `histories`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BillView {
+    pub bill_id: BillId,
+    pub utility: String,
+    pub provider: String,
+    pub period_start: NaiveDate,
+    pub period_end: NaiveDate,
+    pub due_date: NaiveDate,
+    #[serde(with = "amount")]
+    pub amount: Decimal,
+    pub currency: Currency,
+}
+
+impl BillView {
+    /// Columns, in order: id, utility, provider name, period start, period end, due date, amount,
+    /// currency.
+    pub fn from_row(row: &tokio_postgres::Row) -> Result<Self, HandlerError> {
+        Ok(Self {
+            bill_id: BillId(row.get(0)),
+            utility: row.get(1),
+            provider: row.get(2),
+            period_start: row.get(3),
+            period_end: row.get(4),
+            due_date: row.get(5),
+            amount: row.get(6),
+            currency: Currency::parse(row.get(7)).map_err(|e| HandlerError::Internal(e.into()))?,
+        })
+    }
+}
+
+/// The bill columns `BillView::from_row` reads, over `bills b JOIN providers p`.
+pub const BILL_COLUMNS: &str =
+    "b.id, b.utility, p.name, b.period_start, b.period_end, b.due_date, b.amount, b.currency";
+
+/// Serialises a handler's data for the reply.
+pub fn to_data<T: Serialize>(value: &T) -> HandlerResult {
+    serde_json::to_value(value).map_err(|e| HandlerError::Internal(e.into()))
+}

@@ -1,0 +1,299 @@
+//! Seed data: the documented demo set, and a generator of many users for load tests.
+
+use chrono::{Datelike, NaiveDate, TimeZone, Utc};
+use deadpool_postgres::Pool;
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::password;
+
+pub const UTILITIES: [(&str, &str); 4] = [
+    ("gas", "Gas"),
+    ("electricity", "Electricity"),
+    ("water", "Water"),
+    ("heating", "Heating"),
+];
+/// Providers by id; gas and electricity come from the first, water and heating from the second.
+pub const PROVIDERS: [(i64, &str); 2] = [(1, "Northwind Energy"), (2, "Clearwater Utilities")];
+
+/// The demo users: (id, username, password, [(apartment id, address)]).
+pub const DEMO_USERS: [(i64, &str, &str, &[(i64, &str)]); 2] = [
+    (
+        1,
+        "demo",
+        "demo-password",
+        &[
+            (1, "12 Harbour Street, Flat 3"),
+            (2, "7 Linden Avenue, Flat 11"),
+        ],
+    ),
+    (
+        2,
+        "demo2",
+        "demo2-password",
+        &[(3, "45 Birch Road, Flat 2")],
+    ),
+];
+/// Months of 2026 billed in the demo set: May to July are settled, August to October unpaid.
+pub const DEMO_SETTLED_MONTHS: [u32; 3] = [5, 6, 7];
+pub const DEMO_UNPAID_MONTHS: [u32; 3] = [8, 9, 10];
+const DEMO_YEAR: i32 = 2026;
+
+/// The demo bill id: apartment, month and utility, readable at a glance (1081: apartment 1,
+/// August, gas).
+pub fn demo_bill_id(apartment: i64, month: u32, utility_index: usize) -> i64 {
+    apartment * 1000 + i64::from(month) * 10 + utility_index as i64 + 1
+}
+
+fn demo_amount(apartment: i64, month: u32, utility_index: usize) -> Decimal {
+    let base = [4217, 5890, 2345, 7730][utility_index];
+    Decimal::new(base + apartment * 111 + i64::from(month) * 37, 2)
+}
+
+fn demo_payment_id(apartment: i64, month: u32) -> Uuid {
+    Uuid::from_u128(
+        0x5eed_0000_0000_4000_8000_0000_0000_0000 | (apartment as u128) << 16 | month as u128,
+    )
+}
+
+fn month_bounds(month: u32) -> (NaiveDate, NaiveDate, NaiveDate) {
+    let start = NaiveDate::from_ymd_opt(DEMO_YEAR, month, 1).expect("valid month");
+    let next = NaiveDate::from_ymd_opt(DEMO_YEAR + (month / 12) as i32, month % 12 + 1, 1)
+        .expect("valid month");
+    let end = next.pred_opt().expect("a day before the first");
+    let due = NaiveDate::from_ymd_opt(next.year(), next.month(), 20).expect("valid day");
+    (start, end, due)
+}
+
+/// Inserts what is missing of the demo set; existing rows, paid bills included, are left alone.
+/// With `reset`, the demo apartments are first put back as seeded: payments made since are undone.
+pub async fn demo(pool: &Pool, reset: bool) -> anyhow::Result<()> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    reference_data(&tx).await?;
+    let apartments: Vec<i64> = DEMO_USERS
+        .iter()
+        .flat_map(|u| u.3.iter().map(|a| a.0))
+        .collect();
+    let seeded_payments: Vec<Uuid> = apartments
+        .iter()
+        .flat_map(|&a| {
+            DEMO_SETTLED_MONTHS
+                .iter()
+                .map(move |&m| demo_payment_id(a, m))
+        })
+        .collect();
+    if reset {
+        let users: Vec<i64> = DEMO_USERS.iter().map(|u| u.0).collect();
+        tx.execute(
+            "UPDATE bills SET status = 'unpaid', payment_id = NULL
+             WHERE apartment_id = ANY($1) AND payment_id IS NOT NULL AND NOT payment_id = ANY($2)",
+            &[&apartments, &seeded_payments],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM payments WHERE apartment_id = ANY($1) AND NOT id = ANY($2)",
+            &[&apartments, &seeded_payments],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM processed_requests WHERE user_id = ANY($1)",
+            &[&users],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE apartments SET version = version + 1 WHERE id = ANY($1)",
+            &[&apartments],
+        )
+        .await?;
+    }
+    for (user_id, username, pass, owned) in DEMO_USERS {
+        let exists = tx
+            .query_opt("SELECT 1 FROM users WHERE id = $1", &[&user_id])
+            .await?
+            .is_some();
+        if !exists {
+            let hash = password::hash(pass)?;
+            tx.execute(
+                "INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&user_id, &username, &hash],
+            )
+            .await?;
+        }
+        for &(apartment, address) in owned {
+            tx.execute(
+                "INSERT INTO apartments (id, address, currency) VALUES ($1, $2, 'EUR') ON CONFLICT DO NOTHING",
+                &[&apartment, &address],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO apartment_owners (apartment_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&apartment, &user_id],
+            )
+            .await?;
+            demo_bills(&tx, apartment).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn reference_data(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Result<()> {
+    for (code, name) in UTILITIES {
+        tx.execute(
+            "INSERT INTO utility_types (code, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&code, &name],
+        )
+        .await?;
+    }
+    for (id, name) in PROVIDERS {
+        tx.execute(
+            "INSERT INTO providers (id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&id, &name],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn demo_bills(tx: &tokio_postgres::Transaction<'_>, apartment: i64) -> anyhow::Result<()> {
+    let owner = DEMO_USERS
+        .iter()
+        .find(|u| u.3.iter().any(|a| a.0 == apartment))
+        .map(|u| u.0)
+        .unwrap_or(1);
+    for month in DEMO_SETTLED_MONTHS.into_iter().chain(DEMO_UNPAID_MONTHS) {
+        let (start, end, due) = month_bounds(month);
+        let settled = DEMO_SETTLED_MONTHS.contains(&month);
+        let payment = demo_payment_id(apartment, month);
+        if settled {
+            let total: Decimal = (0..UTILITIES.len())
+                .map(|u| demo_amount(apartment, month, u))
+                .sum();
+            let paid_at = Utc.from_utc_datetime(
+                &due.pred_opt()
+                    .expect("a day before")
+                    .and_hms_opt(9, 30, 0)
+                    .expect("valid"),
+            );
+            tx.execute(
+                "INSERT INTO payments (id, apartment_id, user_id, request_id, total, currency, paid_at)
+                 VALUES ($1, $2, $3, $1, $4, 'EUR', $5) ON CONFLICT DO NOTHING",
+                &[&payment, &apartment, &owner, &total, &paid_at],
+            )
+            .await?;
+        }
+        for (index, (utility, _)) in UTILITIES.iter().enumerate() {
+            let provider = if index < 2 {
+                PROVIDERS[0].0
+            } else {
+                PROVIDERS[1].0
+            };
+            let (status, payment_id) = if settled {
+                ("paid", Some(payment))
+            } else {
+                ("unpaid", None)
+            };
+            tx.execute(
+                "INSERT INTO bills (id, apartment_id, provider_id, utility, period_start, period_end, due_date,
+                                    amount, currency, status, payment_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'EUR', $9, $10) ON CONFLICT DO NOTHING",
+                &[
+                    &demo_bill_id(apartment, month, index),
+                    &apartment,
+                    &provider,
+                    utility,
+                    &start,
+                    &end,
+                    &due,
+                    &demo_amount(apartment, month, index),
+                    &status,
+                    &payment_id,
+                ],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A generated user, for load tests.
+#[derive(Debug, Clone)]
+pub struct GeneratedUser {
+    pub user_id: i64,
+    pub username: String,
+    pub apartment_id: i64,
+}
+
+/// Creates users `{prefix}-000001`..`{prefix}-{count}`, all with password `{prefix}-password`,
+/// each owning one apartment with `4 * periods` unpaid bills. Users that exist are kept as they
+/// are. Returns every user of the prefix up to `count`.
+pub async fn users(
+    pool: &Pool,
+    prefix: &str,
+    count: u32,
+    periods: u32,
+) -> anyhow::Result<Vec<GeneratedUser>> {
+    if prefix.is_empty()
+        || prefix.len() > 40
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        anyhow::bail!("the prefix must be 1 to 40 lower-case letters, digits or '-'");
+    }
+    // One hash for all: a generated user's password is public anyway, and hashing thousands of
+    // them would take minutes.
+    let hash = password::hash(&format!("{prefix}-password"))?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    reference_data(&tx).await?;
+    tx.execute(
+        "INSERT INTO users (username, password_hash)
+         SELECT $1 || '-' || lpad(i::text, 6, '0'), $2 FROM generate_series(1, $3::int) AS i
+         ON CONFLICT (username) DO NOTHING",
+        &[&prefix, &hash, &(count as i32)],
+    )
+    .await?;
+    tx.execute(
+        "WITH homeless AS (
+             SELECT u.id, u.username FROM users u
+             WHERE u.username LIKE $1 || '-%'
+               AND NOT EXISTS (SELECT 1 FROM apartment_owners o WHERE o.user_id = u.id)),
+         flats AS (
+             INSERT INTO apartments (address) SELECT 'Load-test flat of ' || username FROM homeless
+             RETURNING id, address),
+         owners AS (
+             INSERT INTO apartment_owners (apartment_id, user_id)
+             SELECT f.id, h.id FROM flats f JOIN homeless h ON f.address = 'Load-test flat of ' || h.username
+             RETURNING apartment_id)
+         INSERT INTO bills (apartment_id, provider_id, utility, period_start, period_end, due_date, amount, currency)
+         SELECT o.apartment_id, CASE WHEN u.code IN ('gas', 'electricity') THEN 1 ELSE 2 END, u.code,
+                p.start, (p.start + interval '1 month' - interval '1 day')::date,
+                (p.start + interval '1 month' + interval '19 days')::date,
+                round((15 + (o.apartment_id % 60) + length(u.code) * 3.17 + extract(month FROM p.start))::numeric, 2),
+                'EUR'
+         FROM owners o
+         CROSS JOIN (SELECT code FROM utility_types WHERE code IN ('gas', 'electricity', 'water', 'heating')) u
+         CROSS JOIN (SELECT (date '2026-11-01' - make_interval(months => k))::date AS start
+                     FROM generate_series(1, $2::int) AS k) p",
+        &[&prefix, &(periods as i32)],
+    )
+    .await?;
+    let rows = tx
+        .query(
+            "SELECT u.id, u.username, o.apartment_id FROM users u JOIN apartment_owners o ON o.user_id = u.id
+             WHERE u.username LIKE $1 || '-%' ORDER BY u.username LIMIT $2",
+            &[&prefix, &i64::from(count)],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(rows
+        .iter()
+        .map(|r| GeneratedUser {
+            user_id: r.get(0),
+            username: r.get(1),
+            apartment_id: r.get(2),
+        })
+        .collect())
+}

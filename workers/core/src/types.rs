@@ -1,0 +1,227 @@
+//! Typed values parsed once at the edge; past the envelope, nothing handles raw strings.
+
+use std::fmt;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Why a value could not be parsed: shown to the client in an `invalid_request` reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+impl ParseError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, ParseError> {
+    // Only the canonical hyphenated form: braces, URNs and simple hex would name other queues.
+    if raw.len() != 36 {
+        return Err(ParseError::new(format!(
+            "`{field}` must be a UUID like 0b5a7c1e-8f3d-4a2b-9c6e-1d2f3a4b5c6d"
+        )));
+    }
+    Uuid::try_parse(raw).map_err(|_| {
+        ParseError::new(format!(
+            "`{field}` must be a UUID like 0b5a7c1e-8f3d-4a2b-9c6e-1d2f3a4b5c6d"
+        ))
+    })
+}
+
+/// The client's reply queue, as the client named it: a UUID. The SQS queue name adds the
+/// deployment's reply prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct QueueName(Uuid);
+
+impl QueueName {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        parse_uuid("queue_name", raw).map(Self)
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+
+    /// The SQS queue name under the shared reply prefix.
+    pub fn sqs_name(&self, prefix: &str) -> String {
+        format!("{prefix}{}", self.0.hyphenated())
+    }
+}
+
+impl fmt::Display for QueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// The client's correlation and idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RequestId(pub Uuid);
+
+impl RequestId {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        parse_uuid("request_id", raw).map(Self)
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+macro_rules! positive_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub i64);
+
+        impl $name {
+            pub fn parse(raw: &str) -> Result<Self, ParseError> {
+                let digits_only = !raw.is_empty() && raw.len() <= 18 && raw.bytes().all(|b| b.is_ascii_digit());
+                match raw.parse::<i64>() {
+                    Ok(id) if digits_only && id > 0 => Ok(Self(id)),
+                    _ => Err(ParseError::new(concat!($what, " must be a positive whole number"))),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+positive_id!(
+    /// An apartment, as named in the request path.
+    ApartmentId,
+    "the apartment id"
+);
+positive_id!(
+    /// A bill, as listed in `bills_id`.
+    BillId,
+    "a bill id"
+);
+positive_id!(
+    /// A user, as carried in the token's `sub`.
+    UserId,
+    "the user id"
+);
+
+/// An amount of money: two decimal places and an ISO 4217 currency. Serialised as a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Money {
+    pub amount: Decimal,
+    pub currency: Currency,
+}
+
+/// An ISO 4217 code such as `EUR`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        let bytes = raw.trim_end().as_bytes();
+        match bytes {
+            [a, b, c] if bytes.iter().all(u8::is_ascii_uppercase) => Ok(Self([*a, *b, *c])),
+            _ => Err(ParseError::new(format!(
+                "`{raw}` is not an ISO 4217 currency code"
+            ))),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII upper-case letters get in through `parse`.
+        std::str::from_utf8(&self.0).unwrap_or("XXX")
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Formats an amount the way the contract carries it: a decimal string with two places.
+pub fn amount_string(amount: Decimal) -> String {
+    let mut rounded = amount.round_dp(2);
+    rounded.rescale(2);
+    rounded.to_string()
+}
+
+/// Serde helper for `Decimal` fields carried as two-place strings.
+pub mod amount {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::amount_string(*value))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        let raw = String::deserialize(d)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_must_be_canonical_uuids() {
+        assert!(QueueName::parse("0b5a7c1e-8f3d-4a2b-9c6e-1d2f3a4b5c6d").is_ok());
+        for bad in [
+            "",
+            "qbill-requests",
+            "0b5a7c1e8f3d4a2b9c6e1d2f3a4b5c6d",
+            "{0b5a7c1e-8f3d-4a2b-9c6e-1d2f3a4b5c6d}",
+            "../0b5a7c1e-8f3d-4a2b-9c6e-1d2f3a4",
+        ] {
+            assert!(QueueName::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn ids_are_positive_plain_integers() {
+        assert_eq!(ApartmentId::parse("42"), Ok(ApartmentId(42)));
+        for bad in [
+            "0",
+            "-1",
+            "+1",
+            "1e3",
+            " 1",
+            "1.0",
+            "99999999999999999999",
+            "",
+        ] {
+            assert!(ApartmentId::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn amounts_always_carry_two_decimal_places() {
+        assert_eq!(amount_string(Decimal::new(12, 0)), "12.00");
+        assert_eq!(amount_string(Decimal::new(12345, 2)), "123.45");
+        assert_eq!(amount_string(Decimal::new(1005, 3)), "1.00");
+    }
+}
