@@ -1,1 +1,285 @@
-fn main() {}
+//! The operator binary. See `qbill --help`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use qbill::client::GatewayClient;
+use qbill_core::config::EngineConfig;
+use qbill_core::{Engine, seed, store};
+use qbill_sqs::{SqsConfig, WorkerPool};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(
+    name = "qbill",
+    version,
+    about = "Utility billing over queues: workers, database and a client"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a pool of workers on the shared request queue until SIGTERM or SIGINT, then drains.
+    Work {
+        /// Concurrent pollers; the database pool is sized to match.
+        #[arg(long, env = "QBILL_WORKERS", default_value_t = 4)]
+        workers: usize,
+        /// Apply pending migrations before starting.
+        #[arg(long)]
+        migrate: bool,
+    },
+    /// Applies the numbered migrations of `sql/` that the database lacks.
+    Migrate,
+    /// Loads seed data.
+    #[command(subcommand)]
+    Seed(SeedCommand),
+    /// Sends one request through the gateway and prints its reply.
+    Client(ClientArgs),
+}
+
+#[derive(Subcommand)]
+enum SeedCommand {
+    /// The demo set of the README (users demo and demo2); what exists is kept.
+    Demo {
+        /// First undo every payment made on the demo apartments since seeding.
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Generates load-test users `{prefix}-000001`.. with password `{prefix}-password`.
+    Users {
+        #[arg(long, default_value = "load")]
+        prefix: String,
+        #[arg(long, default_value_t = 100)]
+        count: u32,
+        /// Monthly periods of unpaid bills (four utilities each).
+        #[arg(long, default_value_t = 3)]
+        periods: u32,
+    },
+}
+
+#[derive(Parser)]
+struct ClientArgs {
+    /// The deployed stage's base URL.
+    #[arg(long, env = "QBILL_GATEWAY_URL")]
+    gateway: String,
+    /// Your reply queue (a UUID); keep it for the whole session, the token is bound to it.
+    #[arg(long, env = "QBILL_QUEUE")]
+    queue: Option<Uuid>,
+    /// The token from `auth`.
+    #[arg(long, env = "QBILL_TOKEN")]
+    token: Option<String>,
+    /// The request id; reuse one to repeat a request safely.
+    #[arg(long)]
+    request_id: Option<Uuid>,
+    /// How long to wait for the reply.
+    #[arg(long, default_value_t = 30)]
+    timeout_seconds: u64,
+    #[command(subcommand)]
+    request: ClientRequest,
+}
+
+#[derive(Subcommand)]
+enum ClientRequest {
+    /// Logs in; prints the reply and the export lines for the session.
+    Auth {
+        #[arg(long)]
+        username: String,
+        #[arg(long, env = "QBILL_PASSWORD")]
+        password: String,
+    },
+    /// The apartment's unpaid bills.
+    Utils { apartment: i64 },
+    /// The apartment's settled bills, optionally as a delta of the window you hold.
+    Histories {
+        apartment: i64,
+        #[arg(long, requires = "date_up")]
+        date_down: Option<String>,
+        #[arg(long, requires = "date_down")]
+        date_up: Option<String>,
+    },
+    /// Pays bills of the apartment, all or none.
+    Pay {
+        apartment: i64,
+        #[arg(required = true)]
+        bills: Vec<i64>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    match Cli::parse().command {
+        Command::Work { workers, migrate } => work(workers, migrate).await,
+        Command::Migrate => {
+            let applied =
+                store::migrate(&qbill_core::config::env_required("DATABASE_URL")?.into()).await?;
+            println!(
+                "applied {} migration(s){}",
+                applied.len(),
+                if applied.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", applied.join(", "))
+                }
+            );
+            Ok(())
+        }
+        Command::Seed(command) => seed_command(command).await,
+        Command::Client(args) => client(args).await,
+    }
+}
+
+fn init_tracing() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("QBILL_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("QBILL_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn work(workers: usize, migrate: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(workers > 0, "--workers must be at least 1");
+    let mut config = EngineConfig::from_env()?;
+    // Every poller may hold one connection; a few more serve the cache-miss reads of auth.
+    config.database_pool_size = config.database_pool_size.max(workers + 1);
+    let sqs_config = SqsConfig::from_env()?;
+    if migrate {
+        store::migrate(&config.database_url)
+            .await
+            .context("migrating")?;
+    }
+    let engine = Arc::new(Engine::from_config(&config)?);
+    let pool = WorkerPool::new(engine, qbill_sqs::client().await, sqs_config).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(forward_signals(shutdown.clone()));
+    pool.run(workers, shutdown).await;
+    Ok(())
+}
+
+/// SIGTERM and SIGINT both start the drain.
+async fn forward_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for signals");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    }
+    shutdown.cancel();
+}
+
+async fn seed_command(command: SeedCommand) -> anyhow::Result<()> {
+    let url = qbill_core::config::env_required("DATABASE_URL")?.into();
+    store::migrate(&url).await?;
+    let pool = store::pool(&url, 2)?;
+    match command {
+        SeedCommand::Demo { reset } => {
+            seed::demo(&pool, reset).await?;
+            println!(
+                "demo data loaded: users demo / demo-password (apartments 1, 2) and demo2 / demo2-password (apartment 3)"
+            );
+        }
+        SeedCommand::Users {
+            prefix,
+            count,
+            periods,
+        } => {
+            let users = seed::users(&pool, &prefix, count, periods).await?;
+            for user in &users {
+                println!("{}\t{}\t{}", user.username, user.user_id, user.apartment_id);
+            }
+            eprintln!(
+                "{} users of prefix {prefix:?}; password {prefix}-password",
+                users.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn client(args: ClientArgs) -> anyhow::Result<()> {
+    let queue = args.queue.unwrap_or_else(Uuid::new_v4);
+    let mut client = GatewayClient::new(&args.gateway, queue);
+    client.set_token(args.token);
+    let request_id = args.request_id.unwrap_or_else(Uuid::new_v4);
+    let timeout = Duration::from_secs(args.timeout_seconds);
+    let reply = match &args.request {
+        ClientRequest::Auth { username, password } => {
+            client
+                .request(
+                    "/auth",
+                    request_id,
+                    json!({ "username": username, "password": password }),
+                    timeout,
+                )
+                .await?
+        }
+        ClientRequest::Utils { apartment } => {
+            client
+                .request(
+                    &format!("/apartments/{apartment}/utils"),
+                    request_id,
+                    json!({}),
+                    timeout,
+                )
+                .await?
+        }
+        ClientRequest::Histories {
+            apartment,
+            date_down,
+            date_up,
+        } => {
+            let window = match (date_down, date_up) {
+                (Some(down), Some(up)) => json!({ "date_down": down, "date_up": up }),
+                _ => json!({}),
+            };
+            client
+                .request(
+                    &format!("/apartments/{apartment}/histories"),
+                    request_id,
+                    window,
+                    timeout,
+                )
+                .await?
+        }
+        ClientRequest::Pay { apartment, bills } => {
+            client
+                .request(
+                    &format!("/apartments/{apartment}/payments"),
+                    request_id,
+                    json!({ "bills_id": bills }),
+                    timeout,
+                )
+                .await?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&reply)?);
+    if let (ClientRequest::Auth { .. }, Some(token)) =
+        (&args.request, reply["data"]["token"].as_str())
+    {
+        eprintln!(
+            "\n# to use this session:\nexport QBILL_QUEUE={queue}\nexport QBILL_TOKEN={token}"
+        );
+    }
+    if reply["status"] != "ok" {
+        std::process::exit(2);
+    }
+    Ok(())
+}

@@ -1,1 +1,27 @@
+//! # qbill-sqs
+//!
+//! The SQS side of a worker: where messages come from and where replies go.
+//!
+//! # Layout
+//! - [`config`]: queue names, poll settings, from the environment.
+//! - [`pool`]: N pollers long-polling the shared request queue in batches, handing each message to
+//!   the engine, sending its reply, deleting what is done; one shutdown signal drains them all.
+//! - [`replies`]: the clients' reply queues, created on demand under the shared prefix and
+//!   remembered.
 
+pub mod config;
+pub mod pool;
+pub mod replies;
+
+pub use config::SqsConfig;
+pub use pool::{PoolStats, WorkerPool};
+pub use replies::ReplyQueues;
+
+/// The SQS client for this process, configured the standard AWS way (`AWS_REGION`,
+/// `AWS_ENDPOINT_URL` for an emulator, credentials from the environment or the role).
+pub async fn client() -> aws_sdk_sqs::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    aws_sdk_sqs::Client::new(&config)
+}

@@ -1,0 +1,180 @@
+//! A client of the HTTP contract: POST a request, then long-poll the reply queue for its reply.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub struct GatewayClient {
+    http: reqwest::Client,
+    base: String,
+    queue: Uuid,
+    token: Option<String>,
+    /// Replies read while waiting for another one, kept for whoever asks next.
+    pending: Vec<Value>,
+}
+
+/// What the gateway said to a POST.
+#[derive(Debug)]
+pub struct Accepted {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl GatewayClient {
+    /// A client with its own reply queue, named by `queue`.
+    pub fn new(base: &str, queue: Uuid) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(40))
+            .build()
+            .expect("an HTTP client");
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            queue,
+            token: None,
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn queue(&self) -> Uuid {
+        self.queue
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    pub fn set_token(&mut self, token: Option<String>) {
+        self.token = token;
+    }
+
+    /// POSTs `fields` plus `queue_name` and `request_id` to `path`, with the bearer token if any.
+    pub async fn post(
+        &self,
+        path: &str,
+        request_id: Uuid,
+        fields: Value,
+    ) -> anyhow::Result<Accepted> {
+        let mut body = json!({ "queue_name": self.queue, "request_id": request_id });
+        if let (Value::Object(body), Value::Object(fields)) = (&mut body, fields) {
+            body.extend(fields);
+        }
+        self.post_raw(path, body.to_string()).await
+    }
+
+    /// POSTs a body as it is, for tests of what the gateway refuses.
+    pub async fn post_raw(&self, path: &str, body: String) -> anyhow::Result<Accepted> {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok(Accepted { status, body })
+    }
+
+    /// One long poll of the reply queue through `{poll_path}/{queue}`; replies read are consumed.
+    pub async fn poll(&self, poll_path: &str, wait_seconds: u64) -> anyhow::Result<Vec<Value>> {
+        let url = format!(
+            "{}{poll_path}/{}?wait={}",
+            self.base,
+            self.queue,
+            wait_seconds.min(20)
+        );
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {poll_path}"))?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .with_context(|| format!("GET {poll_path} answered {status}"))?;
+        if !status.is_success() {
+            bail!("GET {poll_path} answered {status}: {body}");
+        }
+        match body.get("replies") {
+            Some(Value::Array(replies)) => Ok(replies.clone()),
+            _ => bail!("GET {poll_path} answered without a replies list: {body}"),
+        }
+    }
+
+    /// POSTs a request and waits up to `timeout` for the reply with its request id.
+    pub async fn request(
+        &mut self,
+        path: &str,
+        request_id: Uuid,
+        fields: Value,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        let accepted = self.post(path, request_id, fields).await?;
+        if accepted.status != 202 {
+            bail!(
+                "POST {path} was not accepted: {} {}",
+                accepted.status,
+                accepted.body
+            );
+        }
+        self.wait_for(path, request_id, timeout).await
+    }
+
+    /// Waits for the reply to `request_id`, polling `{poll_path}/{queue}`.
+    pub async fn wait_for(
+        &mut self,
+        poll_path: &str,
+        request_id: Uuid,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + timeout;
+        let wanted = request_id.to_string();
+        loop {
+            if let Some(at) = self
+                .pending
+                .iter()
+                .position(|r| r["request_id"] == wanted.as_str())
+            {
+                return Ok(self.pending.remove(at));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!("no reply to request {request_id} within {timeout:?}");
+            }
+            let replies = self.poll(poll_path, left.as_secs().clamp(1, 20)).await?;
+            self.pending.extend(replies);
+        }
+    }
+
+    /// Logs in; on success the client keeps the token for the apartment routes.
+    pub async fn auth(
+        &mut self,
+        username: &str,
+        password: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        let reply = self
+            .request(
+                "/auth",
+                Uuid::new_v4(),
+                json!({ "username": username, "password": password }),
+                timeout,
+            )
+            .await?;
+        if let Some(token) = reply["data"]["token"].as_str() {
+            self.token = Some(token.to_owned());
+        }
+        Ok(reply)
+    }
+}

@@ -1,0 +1,7 @@
+//! # qbill (operator binary)
+//!
+//! `qbill work` runs the worker pool, `qbill migrate` and `qbill seed` prepare the database, and
+//! `qbill client` talks to the gateway the way any client does. The [`client`] module is also the
+//! HTTP client the end-to-end tests and the load tester use.
+
+pub mod client;

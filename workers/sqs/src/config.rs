@@ -1,0 +1,57 @@
+//! Where the worker reads requests and writes replies.
+
+use anyhow::bail;
+use qbill_core::config::env_or;
+
+#[derive(Debug, Clone)]
+pub struct SqsConfig {
+    /// The shared request queue the gateway writes to (a name, or a full queue URL).
+    pub request_queue: String,
+    /// Every reply queue is this prefix plus the client's UUID; IAM scopes access by it.
+    pub reply_queue_prefix: String,
+    /// How long a reply waits for its client. Kept below the 12-hour invisibility a read gives
+    /// a reply, so a reply that was read is gone before it could be seen again.
+    pub reply_retention_seconds: u32,
+    /// Long-poll wait of each receive, 0 to 20 seconds; also the longest a drain waits for an
+    /// idle receive to return.
+    pub poll_wait_seconds: i32,
+    /// Messages per receive, 1 to 10.
+    pub batch_size: i32,
+}
+
+impl SqsConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let config = Self {
+            request_queue: env_or("QBILL_REQUEST_QUEUE", "qbill-requests".to_owned())?,
+            reply_queue_prefix: env_or("QBILL_REPLY_QUEUE_PREFIX", "qbill-reply-".to_owned())?,
+            reply_retention_seconds: env_or("QBILL_REPLY_RETENTION_SECONDS", 3600)?,
+            poll_wait_seconds: env_or("QBILL_POLL_WAIT_SECONDS", 10)?,
+            batch_size: env_or("QBILL_BATCH_SIZE", 10)?,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(0..=20).contains(&self.poll_wait_seconds) {
+            bail!("QBILL_POLL_WAIT_SECONDS must be 0 to 20");
+        }
+        if !(1..=10).contains(&self.batch_size) {
+            bail!("QBILL_BATCH_SIZE must be 1 to 10");
+        }
+        if !(60..=43_000).contains(&self.reply_retention_seconds) {
+            bail!(
+                "QBILL_REPLY_RETENTION_SECONDS must be 60 to 43000 (below the 12-hour read invisibility)"
+            );
+        }
+        let prefix_ok = self.reply_queue_prefix.len() <= 40
+            && self
+                .reply_queue_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !prefix_ok {
+            bail!("QBILL_REPLY_QUEUE_PREFIX must be at most 40 letters, digits, '-' or '_'");
+        }
+        Ok(())
+    }
+}

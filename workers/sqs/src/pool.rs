@@ -1,0 +1,265 @@
+//! The worker pool: N pollers over the shared request queue, sharing one engine.
+//!
+//! Each poller long-polls a batch, hands its messages to the engine one after another, sends each
+//! reply, and deletes in one call the messages that are done. A message whose handling failed
+//! transiently, or whose reply could not be sent, is not deleted: it becomes visible again after
+//! the queue's visibility timeout and, after the redrive policy's receives, goes to the
+//! dead-letter queue. The number of pollers is the pool's concurrency, so the database pool is
+//! sized to it.
+//!
+//! On shutdown no poller starts another receive; a receive under way is allowed to return (at
+//! most the poll wait) and its messages are handled, replied and deleted before the poller exits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use qbill_core::envelope::InboundMessage;
+use qbill_core::{Engine, Outcome};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::SqsConfig;
+use crate::replies::ReplyQueues;
+
+/// Counters since the pool started, for logs and tests.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    pub received: AtomicU64,
+    pub replied: AtomicU64,
+    pub dropped: AtomicU64,
+    /// Left on the queue to be tried again.
+    pub retried: AtomicU64,
+    pub deleted: AtomicU64,
+}
+
+impl PoolStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone)]
+pub struct WorkerPool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    engine: Arc<Engine>,
+    client: Client,
+    queue_url: String,
+    replies: ReplyQueues,
+    config: SqsConfig,
+    stats: Arc<PoolStats>,
+}
+
+impl WorkerPool {
+    /// Resolves the request queue; fails fast if it does not exist.
+    pub async fn new(
+        engine: Arc<Engine>,
+        client: Client,
+        config: SqsConfig,
+    ) -> anyhow::Result<Self> {
+        let queue_url = if config.request_queue.starts_with("http://")
+            || config.request_queue.starts_with("https://")
+        {
+            config.request_queue.clone()
+        } else {
+            let out = client
+                .get_queue_url()
+                .queue_name(&config.request_queue)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "the request queue {:?} cannot be found: {}",
+                        config.request_queue,
+                        e.into_service_error()
+                    )
+                })?;
+            out.queue_url.ok_or_else(|| {
+                anyhow::anyhow!("SQS returned no URL for {}", config.request_queue)
+            })?
+        };
+        let replies = ReplyQueues::new(
+            client.clone(),
+            &config.reply_queue_prefix,
+            config.reply_retention_seconds,
+        );
+        let stats = Arc::default();
+        Ok(Self {
+            shared: Arc::new(Shared {
+                engine,
+                client,
+                queue_url,
+                replies,
+                config,
+                stats,
+            }),
+        })
+    }
+
+    pub fn stats(&self) -> Arc<PoolStats> {
+        self.shared.stats.clone()
+    }
+
+    /// Runs `workers` pollers until `shutdown` fires and every one of them has drained.
+    pub async fn run(&self, workers: usize, shutdown: CancellationToken) {
+        let mut pollers = JoinSet::new();
+        for id in 0..workers {
+            let shared = self.shared.clone();
+            let shutdown = shutdown.clone();
+            pollers.spawn(async move {
+                shared
+                    .poll(shutdown)
+                    .instrument(tracing::info_span!("poller", worker.id = id))
+                    .await
+            });
+        }
+        tracing::info!(workers, queue = %self.shared.queue_url, "worker pool started");
+        while let Some(joined) = pollers.join_next().await {
+            if let Err(e) = joined {
+                tracing::error!(error = %e, "a poller panicked");
+            }
+        }
+        let stats = &self.shared.stats;
+        tracing::info!(
+            received = PoolStats::get(&stats.received),
+            replied = PoolStats::get(&stats.replied),
+            retried = PoolStats::get(&stats.retried),
+            "worker pool drained"
+        );
+    }
+}
+
+impl Shared {
+    async fn poll(&self, shutdown: CancellationToken) {
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            let received = self
+                .client
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(self.config.batch_size)
+                .wait_time_seconds(self.config.poll_wait_seconds)
+                .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .send()
+                .await;
+            let messages = match received {
+                Ok(out) => {
+                    failures = 0;
+                    out.messages.unwrap_or_default()
+                }
+                Err(e) => {
+                    failures += 1;
+                    let pause = backoff(failures);
+                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), retry_in_ms = pause.as_millis() as u64, "receive failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
+            self.stats
+                .received
+                .fetch_add(messages.len() as u64, Ordering::Relaxed);
+            let mut done = Vec::with_capacity(messages.len());
+            for message in messages {
+                if let Some(receipt) = self.process(message).await {
+                    done.push(receipt);
+                }
+            }
+            self.delete(done).await;
+        }
+    }
+
+    /// Handles one message; returns its receipt handle when it is done and may be deleted.
+    async fn process(&self, message: Message) -> Option<String> {
+        let receipt = message.receipt_handle?;
+        let inbound = InboundMessage {
+            message_id: message.message_id.unwrap_or_default(),
+            body: message.body.unwrap_or_default(),
+            attributes: message
+                .message_attributes
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(name, value)| Some((name, value.string_value?)))
+                .collect(),
+        };
+        match self.engine.handle(&inbound).await {
+            Ok(Outcome::Reply { to, reply }) => {
+                match self.replies.send(to, reply.to_json()).await {
+                    Ok(()) => {
+                        self.stats.replied.fetch_add(1, Ordering::Relaxed);
+                        Some(receipt)
+                    }
+                    Err(e) => {
+                        self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(messaging.message.id = %inbound.message_id, error = format!("{e:#}"), "reply not sent; the message will be retried");
+                        None
+                    }
+                }
+            }
+            Ok(Outcome::Drop) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                Some(receipt)
+            }
+            Err(_transient) => {
+                self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    async fn delete(&self, receipts: Vec<String>) {
+        if receipts.is_empty() {
+            return;
+        }
+        let count = receipts.len() as u64;
+        let entries: Vec<_> = receipts
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, receipt)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(receipt)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        // A message that is not deleted comes back and is answered again from the idempotency
+        // record: a failed delete costs a repeat, never a lost or doubled payment.
+        match self
+            .client
+            .delete_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let failed = out.failed.len() as u64;
+                self.stats
+                    .deleted
+                    .fetch_add(count - failed, Ordering::Relaxed);
+                for f in out.failed {
+                    tracing::warn!(code = %f.code, message = ?f.message, "delete failed; the message will come back");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "delete failed; the messages will come back")
+            }
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: up to 200 ms, 400 ms, ... capped at 10 s.
+fn backoff(failures: u32) -> Duration {
+    let ceiling = 200u64.saturating_mul(1 << failures.min(6)).min(10_000);
+    Duration::from_millis(rand::random_range(ceiling / 4..=ceiling))
+}
