@@ -1,1 +1,336 @@
-//! Shared helpers live in the test binaries.
+//! Helpers shared by the test binaries: every test gets real services, isolated.
+//!
+//! - a fresh Postgres database per test (or per binary), migrated and seeded with the demo set;
+//! - a cache key prefix per test on the shared Redis;
+//! - random queue names on the emulated SQS;
+//! - the gateway of the `test` profile of `scripts/local-stack`, whose settings come from
+//!   `scripts/local-stack env test` (exported by `scripts/test`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use qbill_core::cache::Cache;
+use qbill_core::config::JwtConfig;
+use qbill_core::envelope::{AUTHORIZATION_MARKER, InboundMessage, attribute};
+use qbill_core::token::Tokens;
+use qbill_core::types::{QueueName, UserId};
+use qbill_core::{Engine, seed, store};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+/// Prefix of every database a test creates; `scripts/test` drops leftovers before a run.
+pub const TEST_DATABASE_PREFIX: &str = "qbill_t_";
+
+/// The signing key tests use unless the stack's environment names one.
+pub fn jwt_secret() -> SecretString {
+    std::env::var("QBILL_JWT_SECRET")
+        .unwrap_or_else(|_| "test-secret-of-at-least-thirty-two-bytes".into())
+        .into()
+}
+
+pub fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run the tests with scripts/test"))
+}
+
+/// A database of its own, migrated and seeded with the demo set.
+pub struct TestDb {
+    pub name: String,
+    pub url: SecretString,
+    pub pool: Pool,
+}
+
+impl TestDb {
+    pub async fn fresh() -> Self {
+        let base = env("DATABASE_URL");
+        let (server, _) = base
+            .rsplit_once('/')
+            .expect("DATABASE_URL ends in /database");
+        let name = format!("{TEST_DATABASE_PREFIX}{}", Uuid::new_v4().simple());
+        let (admin, connection) =
+            tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls)
+                .await
+                .expect("postgres is up");
+        tokio::spawn(connection);
+        admin
+            .execute(&format!("CREATE DATABASE {name}"), &[])
+            .await
+            .expect("create the test database");
+        let url: SecretString = format!("{server}/{name}").into();
+        store::migrate(&url).await.expect("migrations apply");
+        let pool = store::pool(&url, 16).expect("a pool");
+        seed::demo(&pool, false).await.expect("demo seed");
+        Self { name, url, pool }
+    }
+
+    pub async fn count(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> i64 {
+        count(&self.pool, sql, params).await
+    }
+}
+
+/// An engine over `db`, caching in the shared Redis under a prefix of its own (or not at all).
+pub fn engine(db: &TestDb, redis_url: Option<&str>) -> Engine {
+    let cache = match redis_url {
+        Some(url) => Cache::new(
+            Some(&url.to_owned().into()),
+            &format!("qbill-test-{}", Uuid::new_v4().simple()),
+            Duration::from_secs(60),
+            Duration::from_millis(300),
+        )
+        .expect("a cache"),
+        None => Cache::disabled(),
+    };
+    Engine {
+        store: db.pool.clone(),
+        cache,
+        tokens: tokens(),
+    }
+}
+
+pub fn tokens() -> Tokens {
+    Tokens::new(JwtConfig::new(jwt_secret()).expect("a valid secret"))
+}
+
+/// A token for a user, bound to `queue`, as `auth` would issue it.
+pub fn token_for(user: i64, username: &str, queue: QueueName) -> String {
+    tokens()
+        .issue(UserId(user), username, queue)
+        .expect("a token")
+        .0
+}
+
+/// A message shaped the way the gateway's templates shape it.
+pub fn message(
+    route: &str,
+    apartment: Option<i64>,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> InboundMessage {
+    let mut attributes = HashMap::from([
+        (attribute::ROUTE.to_owned(), route.to_owned()),
+        (
+            attribute::GATEWAY_REQUEST_ID.to_owned(),
+            Uuid::new_v4().to_string(),
+        ),
+    ]);
+    if let Some(apartment) = apartment {
+        attributes.insert(attribute::APARTMENT_ID.into(), apartment.to_string());
+        let header = token.map(|t| format!("Bearer {t}")).unwrap_or_default();
+        attributes.insert(
+            attribute::AUTHORIZATION.into(),
+            format!("{AUTHORIZATION_MARKER}{header}"),
+        );
+    }
+    InboundMessage {
+        message_id: Uuid::new_v4().to_string(),
+        body: body.to_string(),
+        attributes,
+    }
+}
+
+/// An SQS client for the emulator named by the environment.
+pub async fn sqs() -> aws_sdk_sqs::Client {
+    qbill_sqs::client().await
+}
+
+/// Creates a request queue of its own, with a short visibility timeout.
+pub async fn private_queue(sqs: &aws_sdk_sqs::Client, visibility_seconds: u32) -> String {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    sqs.create_queue()
+        .queue_name(format!("qbill-test-{}", Uuid::new_v4().simple()))
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_seconds.to_string(),
+        )
+        .send()
+        .await
+        .expect("create a queue")
+        .queue_url
+        .expect("a queue url")
+}
+
+/// Receives everything that arrives on `queue_url` until `want` messages are in hand or
+/// `timeout` passes; deletes what it reads.
+pub async fn drain_replies(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    want: usize,
+    timeout: Duration,
+) -> Vec<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut replies = Vec::new();
+    while replies.len() < want && tokio::time::Instant::now() < deadline {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await;
+        let Ok(out) = out else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        for m in out.messages.unwrap_or_default() {
+            replies
+                .push(serde_json::from_str(m.body().unwrap_or("null")).expect("replies are JSON"));
+            let _ = sqs
+                .delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await;
+        }
+    }
+    replies
+}
+
+/// A worker pool serving the `test` profile's gateway from a thread of its own, over a fresh
+/// database seeded with the demo set. It runs until the test binary exits.
+pub struct Served {
+    pub db_url: SecretString,
+    pub gateway: String,
+}
+
+pub fn serve(redis_url: Option<String>, workers: usize) -> Served {
+    let (ready, started) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        runtime.block_on(async move {
+            let db = TestDb::fresh().await;
+            let engine = Arc::new(engine(&db, redis_url.as_deref()));
+            let config = qbill_sqs::SqsConfig {
+                request_queue: env("QBILL_REQUEST_QUEUE"),
+                reply_queue_prefix: env("QBILL_REPLY_QUEUE_PREFIX"),
+                reply_retention_seconds: 3600,
+                poll_wait_seconds: 2,
+                batch_size: 10,
+            };
+            let pool = qbill_sqs::WorkerPool::new(engine, sqs().await, config)
+                .await
+                .expect("the test request queue exists");
+            ready.send(db.url.clone()).expect("the test is waiting");
+            pool.run(workers, tokio_util::sync::CancellationToken::new())
+                .await;
+        });
+    });
+    let db_url = started.recv().expect("the pool started");
+    Served {
+        db_url,
+        gateway: env("QBILL_GATEWAY_URL"),
+    }
+}
+
+/// A small pool of connections to `url`, for a test's own queries.
+pub fn db_pool(url: &SecretString) -> Pool {
+    store::pool(url, 2).expect("a pool")
+}
+
+pub async fn count(
+    pool: &Pool,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> i64 {
+    let client = pool.get().await.expect("a connection");
+    client
+        .query_one(sql, params)
+        .await
+        .expect("count query")
+        .get(0)
+}
+
+/// Puts one payment request per unpaid bill of `users` on `queue_url`, shaped as the gateway
+/// shapes them, all answering to `reply_to`. Returns the request ids.
+pub async fn enqueue_payments(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    db: &Pool,
+    users: &[seed::GeneratedUser],
+    reply_to: QueueName,
+) -> Vec<Uuid> {
+    use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+    let client = db.get().await.expect("a connection");
+    let mut messages = Vec::new();
+    for user in users {
+        let token = token_for(user.user_id, &user.username, reply_to);
+        let bills = client
+            .query(
+                "SELECT id FROM bills WHERE apartment_id = $1 AND status = 'unpaid' ORDER BY id",
+                &[&user.apartment_id],
+            )
+            .await
+            .expect("bills");
+        for bill in bills {
+            let request_id = Uuid::new_v4();
+            let body = serde_json::json!({ "queue_name": reply_to.to_string(), "request_id": request_id, "bills_id": [bill.get::<_, i64>(0)] });
+            messages.push((
+                request_id,
+                message("payments", Some(user.apartment_id), Some(&token), body),
+            ));
+        }
+    }
+    for chunk in messages.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, (_, m))| {
+                let mut entry = SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(&m.body);
+                for (name, value) in &m.attributes {
+                    let value = MessageAttributeValue::builder()
+                        .data_type("String")
+                        .string_value(value)
+                        .build()
+                        .expect("an attribute");
+                    entry = entry.message_attributes(name, value);
+                }
+                entry.build().expect("an entry")
+            })
+            .collect();
+        let out = sqs
+            .send_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .expect("enqueue");
+        assert!(out.failed.is_empty(), "enqueue failed: {:?}", out.failed);
+    }
+    messages.into_iter().map(|(id, _)| id).collect()
+}
+
+/// The reply queue of `queue`, created here so a test can read it directly.
+pub async fn reply_queue_url(sqs: &aws_sdk_sqs::Client, queue: QueueName) -> String {
+    sqs.create_queue()
+        .queue_name(queue.sqs_name(&env("QBILL_REPLY_QUEUE_PREFIX")))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::MessageRetentionPeriod,
+            "3600",
+        )
+        .send()
+        .await
+        .expect("create the reply queue")
+        .queue_url
+        .expect("a url")
+}
+
+/// The `qbill` binary of this workspace's debug build (`cargo build -p qbill`).
+pub fn qbill_binary() -> std::path::PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let binary = target.join("debug/qbill");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build -p qbill` (scripts/test does)",
+        binary.display()
+    );
+    binary
+}

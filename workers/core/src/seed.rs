@@ -16,23 +16,31 @@ pub const UTILITIES: [(&str, &str); 4] = [
 /// Providers by id; gas and electricity come from the first, water and heating from the second.
 pub const PROVIDERS: [(i64, &str); 2] = [(1, "Northwind Energy"), (2, "Clearwater Utilities")];
 
-/// The demo users: (id, username, password, [(apartment id, address)]).
-pub const DEMO_USERS: [(i64, &str, &str, &[(i64, &str)]); 2] = [
-    (
-        1,
-        "demo",
-        "demo-password",
-        &[
+/// A user of the demo set and the apartments it owns.
+pub struct DemoUser {
+    pub id: i64,
+    pub username: &'static str,
+    pub password: &'static str,
+    /// (apartment id, address)
+    pub apartments: &'static [(i64, &'static str)],
+}
+
+pub const DEMO_USERS: [DemoUser; 2] = [
+    DemoUser {
+        id: 1,
+        username: "demo",
+        password: "demo-password",
+        apartments: &[
             (1, "12 Harbour Street, Flat 3"),
             (2, "7 Linden Avenue, Flat 11"),
         ],
-    ),
-    (
-        2,
-        "demo2",
-        "demo2-password",
-        &[(3, "45 Birch Road, Flat 2")],
-    ),
+    },
+    DemoUser {
+        id: 2,
+        username: "demo2",
+        password: "demo2-password",
+        apartments: &[(3, "45 Birch Road, Flat 2")],
+    },
 ];
 /// Months of 2026 billed in the demo set: May to July are settled, August to October unpaid.
 pub const DEMO_SETTLED_MONTHS: [u32; 3] = [5, 6, 7];
@@ -73,7 +81,7 @@ pub async fn demo(pool: &Pool, reset: bool) -> anyhow::Result<()> {
     reference_data(&tx).await?;
     let apartments: Vec<i64> = DEMO_USERS
         .iter()
-        .flat_map(|u| u.3.iter().map(|a| a.0))
+        .flat_map(|u| u.apartments.iter().map(|a| a.0))
         .collect();
     let seeded_payments: Vec<Uuid> = apartments
         .iter()
@@ -84,7 +92,7 @@ pub async fn demo(pool: &Pool, reset: bool) -> anyhow::Result<()> {
         })
         .collect();
     if reset {
-        let users: Vec<i64> = DEMO_USERS.iter().map(|u| u.0).collect();
+        let users: Vec<i64> = DEMO_USERS.iter().map(|u| u.id).collect();
         tx.execute(
             "UPDATE bills SET status = 'unpaid', payment_id = NULL
              WHERE apartment_id = ANY($1) AND payment_id IS NOT NULL AND NOT payment_id = ANY($2)",
@@ -107,7 +115,13 @@ pub async fn demo(pool: &Pool, reset: bool) -> anyhow::Result<()> {
         )
         .await?;
     }
-    for (user_id, username, pass, owned) in DEMO_USERS {
+    for DemoUser {
+        id: user_id,
+        username,
+        password: pass,
+        apartments: owned,
+    } in DEMO_USERS
+    {
         let exists = tx
             .query_opt("SELECT 1 FROM users WHERE id = $1", &[&user_id])
             .await?
@@ -159,9 +173,8 @@ async fn reference_data(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Result<
 async fn demo_bills(tx: &tokio_postgres::Transaction<'_>, apartment: i64) -> anyhow::Result<()> {
     let owner = DEMO_USERS
         .iter()
-        .find(|u| u.3.iter().any(|a| a.0 == apartment))
-        .map(|u| u.0)
-        .unwrap_or(1);
+        .find(|u| u.apartments.iter().any(|a| a.0 == apartment))
+        .map_or(1, |u| u.id);
     for month in DEMO_SETTLED_MONTHS.into_iter().chain(DEMO_UNPAID_MONTHS) {
         let (start, end, due) = month_bounds(month);
         let settled = DEMO_SETTLED_MONTHS.contains(&month);

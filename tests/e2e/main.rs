@@ -1,0 +1,27 @@
+//! End to end, over HTTP only: client → emulated API Gateway (imported from `gateway-config/`)
+//! → the test request queue → a worker pool → Postgres and Redis → the client's reply queue →
+//! GET through the gateway.
+
+mod contract;
+mod pool;
+mod walkthrough;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use qbill::client::GatewayClient;
+use qbill_tests::{Served, serve};
+use uuid::Uuid;
+
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One pool for the whole binary, caching in the shared Redis.
+pub fn served() -> &'static Served {
+    static SERVED: OnceLock<Served> = OnceLock::new();
+    SERVED.get_or_init(|| serve(Some(qbill_tests::env("REDIS_URL")), 4))
+}
+
+/// A client with a reply queue of its own.
+pub fn client() -> GatewayClient {
+    GatewayClient::new(&served().gateway, Uuid::new_v4())
+}

@@ -1,0 +1,132 @@
+//! The worker pool as an operator runs it: the real `qbill work` binary, stopped with SIGTERM.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use qbill_core::seed;
+use qbill_core::types::QueueName;
+use qbill_sqs::{SqsConfig, WorkerPool};
+use qbill_tests::{
+    TestDb, count, db_pool, drain_replies, engine, enqueue_payments, env, private_queue,
+    qbill_binary, reply_queue_url, sqs,
+};
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::served;
+
+#[tokio::test]
+async fn sigterm_drains_the_pool_and_no_request_is_lost_or_applied_twice() {
+    let sqs = sqs().await;
+    let db = db_pool(&served().db_url);
+    let prefix = format!("drain-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let users = seed::users(&db, &prefix, 10, 3).await.unwrap();
+    let queue = private_queue(&sqs, 5).await;
+    let reply_to = QueueName::parse(&Uuid::new_v4().to_string()).unwrap();
+    let replies_url = reply_queue_url(&sqs, reply_to).await;
+    let requests = enqueue_payments(&sqs, &queue, &db, &users, reply_to).await;
+    assert_eq!(requests.len(), 120);
+
+    let mut worker = tokio::process::Command::new(qbill_binary())
+        .args(["work", "--workers", "4"])
+        .env("DATABASE_URL", served().db_url.expose_secret())
+        .env("REDIS_URL", env("REDIS_URL"))
+        .env("QBILL_REQUEST_QUEUE", &queue)
+        .env("QBILL_REPLY_QUEUE_PREFIX", env("QBILL_REPLY_QUEUE_PREFIX"))
+        .env(
+            "QBILL_JWT_SECRET",
+            qbill_tests::jwt_secret().expose_secret(),
+        )
+        .env("QBILL_POLL_WAIT_SECONDS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // Let it get going, then ask it to stop while it still has work.
+    let paid = |db: deadpool_postgres::Pool, prefix: String| async move {
+        count(&db, "SELECT count(*) FROM payments p JOIN users u ON u.id = p.user_id WHERE u.username LIKE $1 || '-%'", &[&prefix]).await
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while paid(db.clone(), prefix.clone()).await < 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never started paying"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = worker.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(30), worker.wait())
+        .await
+        .expect("drained within 30 s")
+        .unwrap();
+    assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+    let paid_by_first = paid(db.clone(), prefix.clone()).await;
+
+    // A second pool picks up whatever the first left on the queue.
+    let engine = Arc::new(engine(
+        &TestDb {
+            name: String::new(),
+            url: served().db_url.clone(),
+            pool: db.clone(),
+        },
+        None,
+    ));
+    let config = SqsConfig {
+        request_queue: queue.clone(),
+        reply_queue_prefix: env("QBILL_REPLY_QUEUE_PREFIX"),
+        reply_retention_seconds: 3600,
+        poll_wait_seconds: 1,
+        batch_size: 10,
+    };
+    let second = WorkerPool::new(engine, sqs.clone(), config).await.unwrap();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn({
+        let (second, stop) = (second.clone(), stop.clone());
+        async move { second.run(2, stop).await }
+    });
+
+    let replies = drain_replies(&sqs, &replies_url, requests.len(), Duration::from_secs(90)).await;
+    stop.cancel();
+    running.await.unwrap();
+
+    let mut by_request: HashMap<String, Vec<&serde_json::Value>> = HashMap::new();
+    for reply in &replies {
+        by_request
+            .entry(reply["request_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(reply);
+    }
+    for request in &requests {
+        let answers = by_request
+            .get(&request.to_string())
+            .unwrap_or_else(|| panic!("request {request} was never answered"));
+        for answer in answers {
+            assert_eq!(answer["status"], "ok", "{answer}");
+            assert_eq!(
+                answer["data"]["payment_id"], answers[0]["data"]["payment_id"],
+                "a repeat replays the same receipt"
+            );
+        }
+    }
+    let total = paid(db.clone(), prefix.clone()).await;
+    assert_eq!(
+        total,
+        requests.len() as i64,
+        "every request paid exactly once (first pool paid {paid_by_first})"
+    );
+    assert!(
+        paid_by_first < total,
+        "SIGTERM came while work was left, so the drain was really tested"
+    );
+}

@@ -1,0 +1,79 @@
+use serde_json::json;
+
+use crate::{DEMO, Fixture, error_code};
+
+#[tokio::test]
+async fn logging_in_returns_a_token_for_this_queue_and_the_users_apartments() {
+    let f = Fixture::new().await;
+    let reply = f
+        .ask(
+            "auth",
+            None,
+            None,
+            json!({ "username": "demo", "password": "demo-password" }),
+        )
+        .await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    assert_eq!(reply["kind"], "auth");
+    let data = &reply["data"];
+    assert_eq!(data["user"], json!({ "id": 1, "username": "demo" }));
+    assert_eq!(
+        data["apartments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert!(data["expires_at"].as_str().unwrap().ends_with('Z'));
+    let session = f
+        .engine
+        .tokens
+        .verify(data["token"].as_str())
+        .expect("the token verifies");
+    assert_eq!(session.user_id.0, DEMO.0);
+    assert_eq!(session.queue, f.queue);
+}
+
+#[tokio::test]
+async fn usernames_are_matched_without_regard_to_case_or_spaces() {
+    let f = Fixture::new().await;
+    let reply = f
+        .ask(
+            "auth",
+            None,
+            None,
+            json!({ "username": " Demo ", "password": "demo-password" }),
+        )
+        .await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_user_get_the_same_unauthorized_reply() {
+    let f = Fixture::new().await;
+    let wrong = f
+        .ask(
+            "auth",
+            None,
+            None,
+            json!({ "username": "demo", "password": "not-it" }),
+        )
+        .await;
+    let unknown = f
+        .ask(
+            "auth",
+            None,
+            None,
+            json!({ "username": "nobody", "password": "demo-password" }),
+        )
+        .await;
+    assert_eq!(error_code(&wrong), "unauthorized");
+    assert_eq!(error_code(&unknown), "unauthorized");
+    assert_eq!(
+        wrong["error"], unknown["error"],
+        "the replies must not tell which one was wrong"
+    );
+    assert!(wrong.get("data").is_none());
+}

@@ -1,0 +1,116 @@
+//! The handlers against real Postgres and Redis, through the engine's front door: messages shaped
+//! as the gateway shapes them go in, replies come out. No SQS here; see `e2e` for that.
+
+mod auth;
+mod cache;
+mod envelope;
+mod histories;
+mod payments;
+mod utils;
+
+use qbill_core::types::QueueName;
+use qbill_core::{Engine, Outcome};
+use qbill_tests::{TestDb, engine, message, token_for};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// The demo users of the seed: (id, username).
+pub const DEMO: (i64, &str) = (1, "demo");
+pub const DEMO2: (i64, &str) = (2, "demo2");
+
+pub struct Fixture {
+    pub db: TestDb,
+    pub engine: Engine,
+    pub queue: QueueName,
+}
+
+impl Fixture {
+    /// A fresh database with the demo set, and an engine caching in the shared Redis.
+    pub async fn new() -> Self {
+        let db = TestDb::fresh().await;
+        let engine = engine(&db, Some(&qbill_tests::env("REDIS_URL")));
+        Self {
+            db,
+            engine,
+            queue: QueueName::parse(&Uuid::new_v4().to_string()).unwrap(),
+        }
+    }
+
+    pub fn token(&self, user: (i64, &str)) -> String {
+        token_for(user.0, user.1, self.queue)
+    }
+
+    /// Sends a request with a new request id; returns the reply as JSON.
+    pub async fn ask(
+        &self,
+        route: &str,
+        apartment: Option<i64>,
+        token: Option<&str>,
+        fields: Value,
+    ) -> Value {
+        self.ask_as(Uuid::new_v4(), route, apartment, token, fields)
+            .await
+    }
+
+    pub async fn ask_as(
+        &self,
+        request_id: Uuid,
+        route: &str,
+        apartment: Option<i64>,
+        token: Option<&str>,
+        fields: Value,
+    ) -> Value {
+        let mut body = json!({ "queue_name": self.queue.to_string(), "request_id": request_id });
+        body.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().cloned().unwrap_or_default());
+        self.send(message(route, apartment, token, body)).await
+    }
+
+    pub async fn send(&self, inbound: qbill_core::envelope::InboundMessage) -> Value {
+        match self
+            .engine
+            .handle(&inbound)
+            .await
+            .expect("no transient failure")
+        {
+            Outcome::Reply { to, reply } => {
+                assert_eq!(to, self.queue, "the reply goes to the client's queue");
+                serde_json::to_value(&reply).unwrap()
+            }
+            Outcome::Drop => panic!("the message was dropped"),
+        }
+    }
+
+    pub async fn demo_utils(&self, apartment: i64) -> Value {
+        let reply = self
+            .ask("utils", Some(apartment), Some(&self.token(DEMO)), json!({}))
+            .await;
+        assert_eq!(reply["status"], "ok", "{reply}");
+        reply["data"].clone()
+    }
+
+    pub async fn pay(&self, apartment: i64, bills: &[i64]) -> Value {
+        self.ask(
+            "payments",
+            Some(apartment),
+            Some(&self.token(DEMO)),
+            json!({ "bills_id": bills }),
+        )
+        .await
+    }
+}
+
+pub fn error_code(reply: &Value) -> &str {
+    assert_eq!(reply["status"], "error", "expected an error reply: {reply}");
+    reply["error"]["code"].as_str().expect("an error code")
+}
+
+pub fn bill_ids(bills: &Value) -> Vec<i64> {
+    bills
+        .as_array()
+        .expect("a list of bills")
+        .iter()
+        .map(|b| b["bill_id"].as_i64().unwrap())
+        .collect()
+}
