@@ -152,7 +152,13 @@ impl GatewayClient {
             if left.is_zero() {
                 bail!("no reply to request {request_id} within {timeout:?}");
             }
+            let asked = Instant::now();
             let replies = self.poll(poll_path, left.as_secs().clamp(1, 20)).await?;
+            // An empty answer that came at once means the reply queue does not exist yet (the
+            // worker creates it with the first reply): wait a little instead of spinning.
+            if replies.is_empty() && asked.elapsed() < Duration::from_millis(500) {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
             self.pending.extend(replies);
         }
     }

@@ -93,6 +93,10 @@ enum ClientRequest {
         username: String,
         #[arg(long, env = "QBILL_PASSWORD")]
         password: String,
+        /// Print only the export lines on stdout (the reply goes to stderr), for
+        /// `eval "$(qbill client auth ... --exports)"`.
+        #[arg(long)]
+        exports: bool,
     },
     /// The apartment's unpaid bills.
     Utils { apartment: i64 },
@@ -221,7 +225,9 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
     let request_id = args.request_id.unwrap_or_else(Uuid::new_v4);
     let timeout = Duration::from_secs(args.timeout_seconds);
     let reply = match &args.request {
-        ClientRequest::Auth { username, password } => {
+        ClientRequest::Auth {
+            username, password, ..
+        } => {
             client
                 .request(
                     "/auth",
@@ -270,13 +276,23 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
                 .await?
         }
     };
-    println!("{}", serde_json::to_string_pretty(&reply)?);
-    if let (ClientRequest::Auth { .. }, Some(token)) =
-        (&args.request, reply["data"]["token"].as_str())
-    {
-        eprintln!(
-            "\n# to use this session:\nexport QBILL_QUEUE={queue}\nexport QBILL_TOKEN={token}"
-        );
+    let pretty = serde_json::to_string_pretty(&reply)?;
+    let exports = match (&args.request, reply["data"]["token"].as_str()) {
+        (ClientRequest::Auth { .. }, Some(token)) => Some(format!(
+            "export QBILL_QUEUE={queue}\nexport QBILL_TOKEN={token}"
+        )),
+        _ => None,
+    };
+    match (&args.request, exports) {
+        (ClientRequest::Auth { exports: true, .. }, exports) => {
+            eprintln!("{pretty}");
+            println!("{}", exports.unwrap_or_default());
+        }
+        (_, Some(exports)) => {
+            println!("{pretty}");
+            eprintln!("\n# to use this session:\n{exports}");
+        }
+        (_, None) => println!("{pretty}"),
     }
     if reply["status"] != "ok" {
         std::process::exit(2);

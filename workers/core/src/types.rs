@@ -114,13 +114,6 @@ positive_id!(
     "the user id"
 );
 
-/// An amount of money: two decimal places and an ISO 4217 currency. Serialised as a string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Money {
-    pub amount: Decimal,
-    pub currency: Currency,
-}
-
 /// An ISO 4217 code such as `EUR`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Currency([u8; 3]);
