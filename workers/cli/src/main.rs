@@ -145,7 +145,8 @@ fn init_tracing() {
         tracing_subscriber::EnvFilter::try_from_env("QBILL_LOG").unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if std::env::var("QBILL_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {
