@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use qbill_core::seed;
 use qbill_core::types::QueueName;
-use qbill_sqs::{PoolStats, SqsConfig, WorkerPool};
+use qbill_sqs::{PoolStats, WorkerPool};
 use qbill_tests::{
     TestDb, drain_replies, engine, enqueue_payments, env, private_queue, reply_queue_url, sqs,
+    sqs_config,
 };
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -41,13 +42,7 @@ async fn main() {
         let mut requests = enqueue_payments(&sqs, &queue, &db.pool, &users, reply_to).await;
         requests.truncate(messages as usize);
 
-        let config = SqsConfig {
-            request_queue: queue.clone(),
-            reply_queue_prefix: env("QBILL_REPLY_QUEUE_PREFIX"),
-            reply_retention_seconds: 3600,
-            poll_wait_seconds: 1,
-            batch_size: 10,
-        };
+        let config = sqs_config(&queue);
         let pool = WorkerPool::new(
             Arc::new(engine(&db, Some(&env("REDIS_URL")))),
             sqs.clone(),

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use qbill_core::seed;
 use qbill_core::types::QueueName;
-use qbill_sqs::{SqsConfig, WorkerPool};
+use qbill_sqs::WorkerPool;
 use qbill_tests::{
     TestDb, count, db_pool, drain_replies, engine, enqueue_payments, env, private_queue,
-    qbill_binary, reply_queue_url, sqs,
+    qbill_binary, reply_queue_url, sqs, sqs_config,
 };
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
@@ -82,13 +82,7 @@ async fn sigterm_drains_the_pool_and_no_request_is_lost_or_applied_twice() {
         },
         None,
     ));
-    let config = SqsConfig {
-        request_queue: queue.clone(),
-        reply_queue_prefix: env("QBILL_REPLY_QUEUE_PREFIX"),
-        reply_retention_seconds: 3600,
-        poll_wait_seconds: 1,
-        batch_size: 10,
-    };
+    let config = sqs_config(&queue);
     let second = WorkerPool::new(engine, sqs.clone(), config).await.unwrap();
     let stop = CancellationToken::new();
     let running = tokio::spawn({

@@ -1,17 +1,8 @@
-use qbill_tests::{count, db_pool};
-use serde_json::{Value, json};
+use qbill_tests::{bill_ids, count, db_pool};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::{REPLY_TIMEOUT, client, served};
-
-fn ids(bills: &Value) -> Vec<i64> {
-    bills
-        .as_array()
-        .unwrap_or_else(|| panic!("a list: {bills}"))
-        .iter()
-        .map(|b| b["bill_id"].as_i64().unwrap())
-        .collect()
-}
 
 /// The acceptance walkthrough of the README, through the gateway URL only.
 #[tokio::test]
@@ -27,18 +18,10 @@ async fn the_demo_walkthrough_works_through_the_gateway() {
     // Debts of both apartments.
     let mut debts = Vec::new();
     for apartment in [1, 2] {
-        let reply = demo
-            .request(
-                &format!("/apartments/{apartment}/utils"),
-                Uuid::new_v4(),
-                json!({}),
-                REPLY_TIMEOUT,
-            )
-            .await
-            .unwrap();
+        let reply = demo.utils(apartment, REPLY_TIMEOUT).await.unwrap();
         assert_eq!(reply["status"], "ok", "{reply}");
         assert_eq!(reply["kind"], "utils");
-        debts.push(ids(&reply["data"]["bills"]));
+        debts.push(bill_ids(&reply["data"]["bills"]));
     }
     assert_eq!(debts[0].len(), 12);
     assert_eq!(debts[1].len(), 12);
@@ -47,12 +30,7 @@ async fn the_demo_walkthrough_works_through_the_gateway() {
     let (first, second) = (debts[0][0], debts[0][1]);
     let payment = Uuid::new_v4();
     let receipt = demo
-        .request(
-            "/apartments/1/payments",
-            payment,
-            json!({ "bills_id": [first, second] }),
-            REPLY_TIMEOUT,
-        )
+        .pay(1, &[first, second], payment, REPLY_TIMEOUT)
         .await
         .unwrap();
     assert_eq!(receipt["status"], "ok", "{receipt}");
@@ -60,31 +38,15 @@ async fn the_demo_walkthrough_works_through_the_gateway() {
     assert!(receipt["data"]["total"].is_string());
 
     // Gone from the debts, present in the history.
-    let after = demo
-        .request(
-            "/apartments/1/utils",
-            Uuid::new_v4(),
-            json!({}),
-            REPLY_TIMEOUT,
-        )
-        .await
-        .unwrap();
-    let unpaid = ids(&after["data"]["bills"]);
+    let after = demo.utils(1, REPLY_TIMEOUT).await.unwrap();
+    let unpaid = bill_ids(&after["data"]["bills"]);
     assert!(
         !unpaid.contains(&first) && !unpaid.contains(&second),
         "{unpaid:?}"
     );
     assert_eq!(unpaid.len(), 10);
-    let history = demo
-        .request(
-            "/apartments/1/histories",
-            Uuid::new_v4(),
-            json!({}),
-            REPLY_TIMEOUT,
-        )
-        .await
-        .unwrap();
-    let settled = ids(&history["data"]["settled"]);
+    let history = demo.histories(1, None, REPLY_TIMEOUT).await.unwrap();
+    let settled = bill_ids(&history["data"]["settled"]);
     assert!(
         settled.contains(&first) && settled.contains(&second),
         "{settled:?}"
@@ -92,24 +54,14 @@ async fn the_demo_walkthrough_works_through_the_gateway() {
 
     // Paying one of them again.
     let again = demo
-        .request(
-            "/apartments/1/payments",
-            Uuid::new_v4(),
-            json!({ "bills_id": [first] }),
-            REPLY_TIMEOUT,
-        )
+        .pay(1, &[first], Uuid::new_v4(), REPLY_TIMEOUT)
         .await
         .unwrap();
     assert_eq!(again["error"]["code"], "already_paid", "{again}");
 
     // The same payment request again: the same receipt, one charge.
     let resent = demo
-        .request(
-            "/apartments/1/payments",
-            payment,
-            json!({ "bills_id": [first, second] }),
-            REPLY_TIMEOUT,
-        )
+        .pay(1, &[first, second], payment, REPLY_TIMEOUT)
         .await
         .unwrap();
     assert_eq!(resent, receipt);
@@ -125,15 +77,7 @@ async fn the_demo_walkthrough_works_through_the_gateway() {
     );
 
     // demo2's apartment with demo's token.
-    let foreign = demo
-        .request(
-            "/apartments/3/utils",
-            Uuid::new_v4(),
-            json!({}),
-            REPLY_TIMEOUT,
-        )
-        .await
-        .unwrap();
+    let foreign = demo.utils(3, REPLY_TIMEOUT).await.unwrap();
     assert_eq!(foreign["error"]["code"], "forbidden", "{foreign}");
 
     // A forged token.
@@ -142,15 +86,7 @@ async fn the_demo_walkthrough_works_through_the_gateway() {
     let (_, signature) = rest.split_once('.').unwrap();
     let claims = "eyJzdWIiOiIyIiwibmFtZSI6ImRlbW8yIiwiaXNzIjoicWJpbGwiLCJhdWQiOiJxYmlsbC1hcGkiLCJleHAiOjQxMDI0NDQ4MDB9";
     demo.set_token(Some(format!("{head}.{claims}.{signature}")));
-    let forged = demo
-        .request(
-            "/apartments/3/utils",
-            Uuid::new_v4(),
-            json!({}),
-            REPLY_TIMEOUT,
-        )
-        .await
-        .unwrap();
+    let forged = demo.utils(3, REPLY_TIMEOUT).await.unwrap();
     assert_eq!(forged["error"]["code"], "unauthorized", "{forged}");
 }
 
@@ -165,24 +101,8 @@ async fn demo2_sees_only_its_own_apartment() {
         login["data"]["apartments"],
         json!([{ "id": 3, "address": "45 Birch Road, Flat 2" }])
     );
-    let own = demo2
-        .request(
-            "/apartments/3/utils",
-            Uuid::new_v4(),
-            json!({}),
-            REPLY_TIMEOUT,
-        )
-        .await
-        .unwrap();
+    let own = demo2.utils(3, REPLY_TIMEOUT).await.unwrap();
     assert_eq!(own["status"], "ok");
-    let other = demo2
-        .request(
-            "/apartments/1/utils",
-            Uuid::new_v4(),
-            json!({}),
-            REPLY_TIMEOUT,
-        )
-        .await
-        .unwrap();
+    let other = demo2.utils(1, REPLY_TIMEOUT).await.unwrap();
     assert_eq!(other["error"]["code"], "forbidden");
 }

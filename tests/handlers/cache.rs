@@ -1,8 +1,4 @@
-use std::net::TcpListener;
-use std::process::{Child, Command};
-use std::time::Duration;
-
-use qbill_tests::engine;
+use qbill_tests::{PrivateRedis, engine};
 use serde_json::json;
 
 use crate::{DEMO, Fixture, bill_ids};
@@ -56,53 +52,6 @@ async fn every_route_answers_from_postgres_when_redis_is_unreachable() {
     assert!(bill_ids(&history["data"]["settled"]).contains(&1081));
 }
 
-/// A Redis server of this test's own, so it can be paused without touching anyone else's.
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        Self { child, port }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.signal("-CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_payment_whose_invalidation_never_reached_redis_is_still_never_hidden() {
     let mut f = Fixture::new().await;
@@ -122,10 +71,9 @@ async fn a_payment_whose_invalidation_never_reached_redis_is_still_never_hidden(
 
 #[tokio::test]
 async fn every_route_answers_while_redis_hangs() {
-    let redis = PrivateRedis::start();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let redis = PrivateRedis::start().await;
     let mut f = Fixture::new().await;
-    f.engine = engine(&f.db, Some(&format!("redis://127.0.0.1:{}", redis.port)));
+    f.engine = engine(&f.db, Some(&redis.url()));
     assert!(bill_ids(&f.demo_utils(1).await["bills"]).contains(&1081));
 
     // Redis stops answering but keeps its connections open: every call must time out, not hang.

@@ -10,6 +10,7 @@ mod utils;
 
 use qbill_core::types::QueueName;
 use qbill_core::{Engine, Outcome};
+pub use qbill_tests::bill_ids;
 use qbill_tests::{TestDb, engine, message, token_for};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -104,13 +105,4 @@ impl Fixture {
 pub fn error_code(reply: &Value) -> &str {
     assert_eq!(reply["status"], "error", "expected an error reply: {reply}");
     reply["error"]["code"].as_str().expect("an error code")
-}
-
-pub fn bill_ids(bills: &Value) -> Vec<i64> {
-    bills
-        .as_array()
-        .expect("a list of bills")
-        .iter()
-        .map(|b| b["bill_id"].as_i64().unwrap())
-        .collect()
 }

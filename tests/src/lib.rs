@@ -205,13 +205,7 @@ pub fn serve(redis_url: Option<String>, workers: usize) -> Served {
         runtime.block_on(async move {
             let db = TestDb::fresh().await;
             let engine = Arc::new(engine(&db, redis_url.as_deref()));
-            let config = qbill_sqs::SqsConfig {
-                request_queue: env("QBILL_REQUEST_QUEUE"),
-                reply_queue_prefix: env("QBILL_REPLY_QUEUE_PREFIX"),
-                reply_retention_seconds: 3600,
-                poll_wait_seconds: 2,
-                batch_size: 10,
-            };
+            let config = sqs_config(&env("QBILL_REQUEST_QUEUE"));
             let pool = qbill_sqs::WorkerPool::new(engine, sqs().await, config)
                 .await
                 .expect("the test request queue exists");
@@ -333,4 +327,94 @@ pub fn qbill_binary() -> std::path::PathBuf {
         binary.display()
     );
     binary
+}
+
+/// The SQS settings tests run pools with: quick polls, full batches.
+pub fn sqs_config(request_queue: &str) -> qbill_sqs::SqsConfig {
+    qbill_sqs::SqsConfig {
+        request_queue: request_queue.to_owned(),
+        reply_queue_prefix: env("QBILL_REPLY_QUEUE_PREFIX"),
+        reply_retention_seconds: 3600,
+        poll_wait_seconds: 1,
+        batch_size: 10,
+    }
+}
+
+/// The `bill_id`s of a list of bills in a reply.
+pub fn bill_ids(bills: &serde_json::Value) -> Vec<i64> {
+    bills
+        .as_array()
+        .unwrap_or_else(|| panic!("a list of bills: {bills}"))
+        .iter()
+        .map(|b| b["bill_id"].as_i64().expect("a bill id"))
+        .collect()
+}
+
+/// A Redis server of a test's own, on a free port, so it can be paused or killed without
+/// touching anyone else's. Killed when dropped.
+pub struct PrivateRedis {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("an address")
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let redis = Self { child, port };
+        for _ in 0..50 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return redis;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends a signal (`-STOP`, `-CONT`, `-KILL`) to the server.
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        self.stop();
+    }
 }

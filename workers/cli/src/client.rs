@@ -183,4 +183,52 @@ impl GatewayClient {
         }
         Ok(reply)
     }
+
+    /// `utils` of an apartment.
+    pub async fn utils(&mut self, apartment: i64, timeout: Duration) -> anyhow::Result<Value> {
+        self.request(
+            &format!("/apartments/{apartment}/utils"),
+            Uuid::new_v4(),
+            json!({}),
+            timeout,
+        )
+        .await
+    }
+
+    /// `histories` of an apartment; `window` is the (date_down, date_up) the client holds.
+    pub async fn histories(
+        &mut self,
+        apartment: i64,
+        window: Option<(&str, &str)>,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        let fields = match window {
+            Some((down, up)) => json!({ "date_down": down, "date_up": up }),
+            None => json!({}),
+        };
+        self.request(
+            &format!("/apartments/{apartment}/histories"),
+            Uuid::new_v4(),
+            fields,
+            timeout,
+        )
+        .await
+    }
+
+    /// Pays `bills` of an apartment under `request_id` (reuse it to repeat the payment safely).
+    pub async fn pay(
+        &mut self,
+        apartment: i64,
+        bills: &[i64],
+        request_id: Uuid,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        self.request(
+            &format!("/apartments/{apartment}/payments"),
+            request_id,
+            json!({ "bills_id": bills }),
+            timeout,
+        )
+        .await
+    }
 }

@@ -238,43 +238,17 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
                 )
                 .await?
         }
-        ClientRequest::Utils { apartment } => {
-            client
-                .request(
-                    &format!("/apartments/{apartment}/utils"),
-                    request_id,
-                    json!({}),
-                    timeout,
-                )
-                .await?
-        }
+        ClientRequest::Utils { apartment } => client.utils(*apartment, timeout).await?,
         ClientRequest::Histories {
             apartment,
             date_down,
             date_up,
         } => {
-            let window = match (date_down, date_up) {
-                (Some(down), Some(up)) => json!({ "date_down": down, "date_up": up }),
-                _ => json!({}),
-            };
-            client
-                .request(
-                    &format!("/apartments/{apartment}/histories"),
-                    request_id,
-                    window,
-                    timeout,
-                )
-                .await?
+            let window = date_down.as_deref().zip(date_up.as_deref());
+            client.histories(*apartment, window, timeout).await?
         }
         ClientRequest::Pay { apartment, bills } => {
-            client
-                .request(
-                    &format!("/apartments/{apartment}/payments"),
-                    request_id,
-                    json!({ "bills_id": bills }),
-                    timeout,
-                )
-                .await?
+            client.pay(*apartment, bills, request_id, timeout).await?
         }
     };
     let pretty = serde_json::to_string_pretty(&reply)?;
