@@ -59,8 +59,8 @@ impl TestDb {
             .await
             .expect("create the test database");
         let url: SecretString = format!("{server}/{name}").into();
-        store::migrate(&url).await.expect("migrations apply");
         let pool = store::pool(&url, 16).expect("a pool");
+        store::migrate(&pool).await.expect("migrations apply");
         seed::demo(&pool, false).await.expect("demo seed");
         Self { name, url, pool }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use qbill::client::GatewayClient;
-use qbill_core::config::EngineConfig;
+use qbill_core::config::{DatabaseConfig, EngineConfig};
 use qbill_core::{Engine, seed, store};
 use qbill_sqs::{SqsConfig, WorkerPool};
 use serde_json::json;
@@ -122,17 +122,13 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Work { workers, migrate } => work(workers, migrate).await,
         Command::Migrate => {
-            let applied =
-                store::migrate(&qbill_core::config::env_required("DATABASE_URL")?.into()).await?;
-            println!(
-                "applied {} migration(s){}",
-                applied.len(),
-                if applied.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", applied.join(", "))
-                }
-            );
+            let applied = migrate().await?;
+            let names = if applied.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", applied.join(", "))
+            };
+            println!("applied {} migration(s){names}", applied.len());
             Ok(())
         }
         Command::Seed(command) => seed_command(command).await,
@@ -161,11 +157,9 @@ async fn work(workers: usize, migrate: bool) -> anyhow::Result<()> {
     config.database_pool_size = config.database_pool_size.max(workers + 1);
     let sqs_config = SqsConfig::from_env()?;
     if migrate {
-        store::migrate(&config.database_url)
-            .await
-            .context("migrating")?;
+        self::migrate().await.context("migrating")?;
     }
-    let engine = Arc::new(Engine::from_config(&config)?);
+    let engine = Arc::new(Engine::from_config(&config).await?);
     let pool = WorkerPool::new(engine, qbill_sqs::client().await, sqs_config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(forward_signals(shutdown.clone()));
@@ -190,10 +184,15 @@ async fn forward_signals(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
+/// Applies pending migrations with the migration login (the RDS master user when configured).
+async fn migrate() -> anyhow::Result<Vec<String>> {
+    let database = DatabaseConfig::from_env()?.for_migrations()?;
+    store::migrate(&store::connect(&database, 1).await?).await
+}
+
 async fn seed_command(command: SeedCommand) -> anyhow::Result<()> {
-    let url = qbill_core::config::env_required("DATABASE_URL")?.into();
-    store::migrate(&url).await?;
-    let pool = store::pool(&url, 2)?;
+    migrate().await?;
+    let pool = store::connect(&DatabaseConfig::from_env()?, 2).await?;
     match command {
         SeedCommand::Demo { reset } => {
             seed::demo(&pool, reset).await?;

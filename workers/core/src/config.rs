@@ -2,6 +2,7 @@
 //!
 //! `DATABASE_URL` and `REDIS_URL` keep their conventional names; everything else is `QBILL_*`.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -33,11 +34,13 @@ pub fn env_required(name: &str) -> anyhow::Result<String> {
 /// What the engine needs, whatever transport feeds it.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    pub database_url: SecretString,
+    pub database: DatabaseConfig,
     /// Connections in the Postgres pool; size it to the number of concurrent workers.
     pub database_pool_size: usize,
     /// `None` runs without a cache.
     pub redis_url: Option<SecretString>,
+    /// A Secrets Manager secret holding the Redis auth token (ElastiCache), put into the URL.
+    pub redis_auth_secret_arn: Option<String>,
     /// Prefix of every cache key, so deployments and tests can share one Redis.
     pub cache_prefix: String,
     pub cache_ttl: Duration,
@@ -46,56 +49,177 @@ pub struct EngineConfig {
     pub jwt: JwtConfig,
 }
 
+/// Where Postgres is and how to log in to it.
+#[derive(Debug, Clone)]
+pub enum DatabaseConfig {
+    /// A plain connection URL: local runs and tests (`QBILL_DATABASE_AUTH=url`, the default).
+    Url(SecretString),
+    /// Amazon RDS over TLS verified against a CA bundle (`iam` or `secret`).
+    Rds(RdsConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct RdsConfig {
+    pub host: String,
+    pub port: u16,
+    pub name: String,
+    pub user: String,
+    /// PEM bundle of the CA certificates the server's certificate must chain to.
+    pub ca_bundle: PathBuf,
+    pub login: RdsLogin,
+}
+
+#[derive(Debug, Clone)]
+pub enum RdsLogin {
+    /// IAM database authentication: a fresh token for every new connection.
+    IamToken,
+    /// A password from Secrets Manager: a bare string, or JSON with `password` (and `username`,
+    /// which then replaces the configured user, as in RDS-managed master secrets).
+    Secret { arn: String },
+    /// A password given directly.
+    Password(SecretString),
+}
+
+impl DatabaseConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let mode = env_or("QBILL_DATABASE_AUTH", "url".to_owned())?;
+        let login = match mode.as_str() {
+            "url" => return Ok(Self::Url(env_required("DATABASE_URL")?.into())),
+            "iam" => RdsLogin::IamToken,
+            "secret" => RdsLogin::Secret {
+                arn: env_required("QBILL_DATABASE_PASSWORD_SECRET_ARN")?,
+            },
+            other => bail!("QBILL_DATABASE_AUTH must be url, iam or secret, not {other:?}"),
+        };
+        Ok(Self::Rds(RdsConfig {
+            host: env_required("QBILL_DATABASE_HOST")?,
+            port: env_or("QBILL_DATABASE_PORT", 5432)?,
+            name: env_or("QBILL_DATABASE_NAME", "qbill".to_owned())?,
+            user: env_required("QBILL_DATABASE_USER")?,
+            ca_bundle: env_required("QBILL_DATABASE_CA_BUNDLE")?.into(),
+            login,
+        }))
+    }
+
+    /// The login migrations run with: the master user's secret when
+    /// `QBILL_DATABASE_MASTER_SECRET_ARN` names one (the application role cannot create tables),
+    /// otherwise the same login as the engine.
+    pub fn for_migrations(&self) -> anyhow::Result<Self> {
+        match (self, std::env::var("QBILL_DATABASE_MASTER_SECRET_ARN")) {
+            (Self::Rds(rds), Ok(arn)) if !arn.trim().is_empty() => Ok(Self::Rds(RdsConfig {
+                login: RdsLogin::Secret {
+                    arn: arn.trim().to_owned(),
+                },
+                ..rds.clone()
+            })),
+            _ => Ok(self.clone()),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
-    /// HMAC-SHA256 key, at least 32 bytes.
-    pub secret: SecretString,
+    pub keys: JwtKeys,
     pub issuer: String,
     pub audience: String,
     pub ttl: Duration,
 }
 
+/// Where the signing keys come from.
+#[derive(Debug, Clone)]
+pub enum JwtKeys {
+    /// `QBILL_JWT_SECRET`, and during a rotation `QBILL_JWT_PREVIOUS_SECRET`, still accepted.
+    Static {
+        current: SecretString,
+        previous: Option<SecretString>,
+    },
+    /// A Secrets Manager secret: `AWSCURRENT` signs, `AWSPREVIOUS` is accepted for one token
+    /// lifetime after the rotation.
+    Secret { arn: String },
+}
+
 impl JwtConfig {
     pub const MIN_SECRET_BYTES: usize = 32;
 
+    /// One static key.
     pub fn new(secret: SecretString) -> anyhow::Result<Self> {
-        if secret.expose_secret().len() < Self::MIN_SECRET_BYTES {
-            bail!(
-                "the JWT secret must be at least {} bytes",
-                Self::MIN_SECRET_BYTES
-            );
-        }
+        check_key(&secret)?;
         Ok(Self {
-            secret,
+            keys: JwtKeys::Static {
+                current: secret,
+                previous: None,
+            },
             issuer: "qbill".into(),
             audience: "qbill-api".into(),
             ttl: Duration::from_secs(3600),
         })
     }
+
+    pub fn from_env() -> anyhow::Result<Self> {
+        let keys = match std::env::var("QBILL_JWT_SECRET_ARN")
+            .ok()
+            .filter(|a| !a.trim().is_empty())
+        {
+            Some(arn) => JwtKeys::Secret {
+                arn: arn.trim().to_owned(),
+            },
+            None => {
+                let current: SecretString = env_required("QBILL_JWT_SECRET")
+                    .context("or QBILL_JWT_SECRET_ARN")?
+                    .into();
+                check_key(&current).context("QBILL_JWT_SECRET")?;
+                let previous = std::env::var("QBILL_JWT_PREVIOUS_SECRET")
+                    .ok()
+                    .filter(|p| !p.trim().is_empty())
+                    .map(SecretString::from);
+                if let Some(previous) = &previous {
+                    check_key(previous).context("QBILL_JWT_PREVIOUS_SECRET")?;
+                }
+                JwtKeys::Static { current, previous }
+            }
+        };
+        Ok(Self {
+            keys,
+            issuer: env_or("QBILL_JWT_ISSUER", "qbill".to_owned())?,
+            audience: env_or("QBILL_JWT_AUDIENCE", "qbill-api".to_owned())?,
+            ttl: Duration::from_secs(env_or("QBILL_TOKEN_TTL_SECONDS", 3600)?),
+        })
+    }
+}
+
+pub fn check_key(secret: &SecretString) -> anyhow::Result<()> {
+    if secret.expose_secret().len() < JwtConfig::MIN_SECRET_BYTES {
+        bail!(
+            "a JWT signing key must be at least {} bytes",
+            JwtConfig::MIN_SECRET_BYTES
+        );
+    }
+    Ok(())
 }
 
 impl EngineConfig {
     pub fn from_env() -> anyhow::Result<Self> {
-        let redis_url = std::env::var("REDIS_URL")
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-            .map(SecretString::from);
-        let mut jwt =
-            JwtConfig::new(env_required("QBILL_JWT_SECRET")?.into()).context("QBILL_JWT_SECRET")?;
-        jwt.issuer = env_or("QBILL_JWT_ISSUER", jwt.issuer)?;
-        jwt.audience = env_or("QBILL_JWT_AUDIENCE", jwt.audience)?;
-        jwt.ttl = Duration::from_secs(env_or("QBILL_TOKEN_TTL_SECONDS", 3600)?);
+        let optional = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let config = Self {
-            database_url: env_required("DATABASE_URL")?.into(),
+            database: DatabaseConfig::from_env()?,
             database_pool_size: env_or("QBILL_DATABASE_POOL_SIZE", 8)?,
-            redis_url,
+            redis_url: optional("REDIS_URL").map(SecretString::from),
+            redis_auth_secret_arn: optional("QBILL_REDIS_AUTH_SECRET_ARN"),
             cache_prefix: env_or("QBILL_CACHE_PREFIX", "qbill".to_owned())?,
             cache_ttl: Duration::from_secs(env_or("QBILL_CACHE_TTL_SECONDS", 300)?),
             cache_timeout: Duration::from_millis(env_or("QBILL_CACHE_TIMEOUT_MS", 250)?),
-            jwt,
+            jwt: JwtConfig::from_env()?,
         };
         if config.database_pool_size == 0 {
             bail!("QBILL_DATABASE_POOL_SIZE must be at least 1");
+        }
+        if config.redis_auth_secret_arn.is_some() && config.redis_url.is_none() {
+            bail!("QBILL_REDIS_AUTH_SECRET_ARN is set but REDIS_URL is not");
         }
         Ok(config)
     }

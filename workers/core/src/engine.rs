@@ -1,6 +1,7 @@
 //! The engine: one inbound message in, one outcome out. Transports (the worker pool, the Lambda
 //! handler) own receiving, replying and deleting; the engine owns everything in between.
 
+use anyhow::Context;
 use deadpool_postgres::Pool;
 use tracing::{Instrument, field::Empty};
 
@@ -9,9 +10,9 @@ use crate::config::EngineConfig;
 use crate::envelope::{Envelope, InboundMessage};
 use crate::handlers::{self, HandlerError};
 use crate::reply::{ErrorCode, Reply};
-use crate::store;
 use crate::token::Tokens;
 use crate::types::QueueName;
+use crate::{managed, store};
 
 /// Built once per process and shared by every worker.
 pub struct Engine {
@@ -36,16 +37,27 @@ pub enum Outcome {
 pub struct Transient(#[source] pub anyhow::Error);
 
 impl Engine {
-    pub fn from_config(config: &EngineConfig) -> anyhow::Result<Self> {
+    /// Builds the engine once per process: the pool, the cache and the token keys, fetching
+    /// whatever secrets the configuration names.
+    pub async fn from_config(config: &EngineConfig) -> anyhow::Result<Self> {
+        let redis_url = match (&config.redis_url, &config.redis_auth_secret_arn) {
+            (Some(url), Some(arn)) => {
+                let token = managed::secret(arn, None)
+                    .await?
+                    .context("the Redis auth secret has no value")?;
+                Some(managed::redis_url_with_token(url, &token.value)?)
+            }
+            (url, _) => url.clone(),
+        };
         Ok(Self {
-            store: store::pool(&config.database_url, config.database_pool_size)?,
+            store: store::connect(&config.database, config.database_pool_size).await?,
             cache: Cache::new(
-                config.redis_url.as_ref(),
+                redis_url.as_ref(),
                 &config.cache_prefix,
                 config.cache_ttl,
                 config.cache_timeout,
             )?,
-            tokens: Tokens::new(config.jwt.clone()),
+            tokens: Tokens::from_config(config.jwt.clone()).await?,
         })
     }
 

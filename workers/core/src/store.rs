@@ -1,19 +1,58 @@
 //! PostgreSQL: the pool every handler shares, the migrations, and which errors are worth a retry.
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::time::Duration;
+
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
+
+use crate::config::DatabaseConfig;
+use crate::managed;
 
 mod embedded {
     refinery::embed_migrations!("../../sql");
 }
 
-/// Builds the pool. No connection is opened until a handler asks for one.
+/// Connections older than this are closed when they come back to the pool: RDS IAM tokens only
+/// matter when a connection opens, but credentials rotate and failovers move the endpoint.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(10 * 60);
+
+/// Builds the pool for `database`. No connection is opened until a handler asks for one.
+pub async fn connect(database: &DatabaseConfig, size: usize) -> anyhow::Result<Pool> {
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match database {
+        DatabaseConfig::Url(url) => {
+            Manager::from_config(url.expose_secret().parse()?, NoTls, manager_config)
+        }
+        DatabaseConfig::Rds(rds) => {
+            let (config, connect) = managed::rds_connect(rds).await?;
+            Manager::from_connect(config, connect, manager_config)
+        }
+    };
+    Ok(Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .post_recycle(Hook::sync_fn(|_, metrics| {
+            if metrics.age() > MAX_CONNECTION_AGE {
+                Err(HookError::Message(
+                    "connection reached its maximum age".into(),
+                ))
+            } else {
+                Ok(())
+            }
+        }))
+        .build()?)
+}
+
+/// A pool over a plain URL (tests, tools).
 pub fn pool(database_url: &SecretString, size: usize) -> anyhow::Result<Pool> {
-    let config: tokio_postgres::Config = database_url.expose_secret().parse()?;
     let manager = Manager::from_config(
-        config,
+        database_url.expose_secret().parse()?,
         NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -21,28 +60,23 @@ pub fn pool(database_url: &SecretString, size: usize) -> anyhow::Result<Pool> {
     );
     Ok(Pool::builder(manager)
         .max_size(size)
-        .wait_timeout(Some(std::time::Duration::from_secs(10)))
-        .create_timeout(Some(std::time::Duration::from_secs(5)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()?)
 }
 
-/// Applies the numbered migrations of `sql/` that the database has not seen yet.
-/// Returns the names of those applied now.
-pub async fn migrate(database_url: &SecretString) -> anyhow::Result<Vec<String>> {
-    let (mut client, connection) =
-        tokio_postgres::connect(database_url.expose_secret(), NoTls).await?;
-    let connection = tokio::spawn(connection);
+/// Applies the numbered migrations of `sql/` that the database has not seen yet, on a connection
+/// of `pool`. Returns the names of those applied now.
+pub async fn migrate(pool: &Pool) -> anyhow::Result<Vec<String>> {
+    let mut connection = pool.get().await?;
+    let client: &mut tokio_postgres::Client = &mut connection;
     // Two workers starting together must not both apply the same migration.
     client
         .execute("SELECT pg_advisory_lock(7251390)", &[])
         .await?;
-    let report = embedded::migrations::runner().run_async(&mut client).await;
+    let report = embedded::migrations::runner().run_async(client).await;
     client
         .execute("SELECT pg_advisory_unlock(7251390)", &[])
         .await?;
-    drop(client);
-    let _ = connection.await;
     Ok(report?
         .applied_migrations()
         .iter()

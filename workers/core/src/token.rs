@@ -1,12 +1,15 @@
 //! Signed session tokens (JWT, HS256): issued by `auth`, checked by every apartment route.
 
+use std::sync::RwLock;
+
 use chrono::{DateTime, Utc};
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::JwtConfig;
+use crate::config::{JwtConfig, JwtKeys};
 use crate::types::{QueueName, UserId};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,26 +45,96 @@ pub enum TokenError {
 }
 
 pub struct Tokens {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    keys: RwLock<Keys>,
     validation: Validation,
     config: JwtConfig,
 }
 
+/// The key that signs, and during a rotation the one before it, accepted until a deadline (or,
+/// for a key set by an operator, until the operator removes it).
+struct Keys {
+    encoding: EncodingKey,
+    current: DecodingKey,
+    previous: Option<(DecodingKey, Option<DateTime<Utc>>)>,
+}
+
+impl Keys {
+    fn new(
+        current: &SecretString,
+        previous: Option<(&SecretString, Option<DateTime<Utc>>)>,
+    ) -> Self {
+        let current_bytes = current.expose_secret().as_bytes();
+        Self {
+            encoding: EncodingKey::from_secret(current_bytes),
+            current: DecodingKey::from_secret(current_bytes),
+            previous: previous.map(|(key, until)| {
+                (
+                    DecodingKey::from_secret(key.expose_secret().as_bytes()),
+                    until,
+                )
+            }),
+        }
+    }
+}
+
 impl Tokens {
+    /// Tokens over static keys; a `JwtKeys::Secret` config must go through [`Tokens::from_config`].
     pub fn new(config: JwtConfig) -> Self {
-        let secret = config.secret.expose_secret().as_bytes();
+        let keys = match &config.keys {
+            JwtKeys::Static { current, previous } => {
+                Keys::new(current, previous.as_ref().map(|p| (p, None)))
+            }
+            JwtKeys::Secret { .. } => {
+                panic!("keys in Secrets Manager are loaded by Tokens::from_config")
+            }
+        };
+        Self::with_keys(config, keys)
+    }
+
+    /// Tokens with keys from wherever the configuration says, Secrets Manager included.
+    pub async fn from_config(config: JwtConfig) -> anyhow::Result<Self> {
+        let keys = match &config.keys {
+            JwtKeys::Static { current, previous } => {
+                Keys::new(current, previous.as_ref().map(|p| (p, None)))
+            }
+            JwtKeys::Secret { arn } => {
+                let (current, previous) = crate::managed::jwt_keys(arn, config.ttl).await?;
+                Keys::new(&current, previous.as_ref().map(|(p, until)| (p, *until)))
+            }
+        };
+        Ok(Self::with_keys(config, keys))
+    }
+
+    fn with_keys(config: JwtConfig, keys: Keys) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[&config.issuer]);
         validation.set_audience(&[&config.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            keys: RwLock::new(keys),
             validation,
             config,
         }
+    }
+
+    /// Swaps in new keys (after a rotation): tokens are signed with `current` from now on, and
+    /// those signed with `previous` are accepted until `until`.
+    pub fn set_keys(
+        &self,
+        current: &SecretString,
+        previous: Option<(&SecretString, Option<DateTime<Utc>>)>,
+    ) {
+        *self.keys.write().expect("token keys") = Keys::new(current, previous);
+    }
+
+    /// Reloads the keys when they live in Secrets Manager; a no-op for static keys.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        if let JwtKeys::Secret { arn } = &self.config.keys {
+            let (current, previous) = crate::managed::jwt_keys(arn, self.config.ttl).await?;
+            self.set_keys(&current, previous.as_ref().map(|(p, until)| (p, *until)));
+        }
+        Ok(())
     }
 
     /// A token for `user`, bound to the reply queue it logged in with.
@@ -83,7 +156,8 @@ impl Tokens {
             jti: Uuid::new_v4().to_string(),
             queue: queue.to_string(),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        let keys = self.keys.read().expect("token keys");
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding)?;
         Ok((
             token,
             DateTime::from_timestamp(claims.exp, 0).unwrap_or(expires_at),
@@ -92,9 +166,21 @@ impl Tokens {
 
     pub fn verify(&self, token: Option<&str>) -> Result<Session, TokenError> {
         let token = token.ok_or(TokenError::Missing)?;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(TokenError::Invalid)?;
-        let claims = data.claims;
+        let claims = {
+            let keys = self.keys.read().expect("token keys");
+            match jsonwebtoken::decode::<Claims>(token, &keys.current, &self.validation) {
+                Ok(data) => data.claims,
+                Err(e) if *e.kind() == ErrorKind::InvalidSignature => match &keys.previous {
+                    Some((previous, until)) if until.is_none_or(|u| Utc::now() < u) => {
+                        jsonwebtoken::decode::<Claims>(token, previous, &self.validation)
+                            .map_err(TokenError::Invalid)?
+                            .claims
+                    }
+                    _ => return Err(TokenError::Invalid(e)),
+                },
+                Err(e) => return Err(TokenError::Invalid(e)),
+            }
+        };
         let user_id = UserId::parse(&claims.sub).map_err(|_| TokenError::Malformed)?;
         let queue = QueueName::parse(&claims.queue).map_err(|_| TokenError::Malformed)?;
         Ok(Session {
@@ -102,5 +188,85 @@ impl Tokens {
             username: claims.name,
             queue,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+
+    const OLD: &str = "the-old-signing-key-of-at-least-32-bytes";
+    const NEW: &str = "the-new-signing-key-of-at-least-32-bytes";
+
+    fn tokens(key: &str) -> Tokens {
+        Tokens::new(JwtConfig::new(key.to_owned().into()).unwrap())
+    }
+
+    fn queue() -> QueueName {
+        QueueName::parse("0b5a7c1e-8f3d-4a2b-9c6e-1d2f3a4b5c6d").unwrap()
+    }
+
+    #[test]
+    fn after_a_rotation_new_tokens_use_the_new_key_and_old_ones_pass_until_the_deadline() {
+        let old_token = tokens(OLD).issue(UserId(7), "u", queue()).unwrap().0;
+        let rotated = tokens(NEW);
+        assert!(
+            rotated.verify(Some(&old_token)).is_err(),
+            "without the previous key the old token fails"
+        );
+
+        rotated.set_keys(
+            &NEW.to_owned().into(),
+            Some((
+                &OLD.to_owned().into(),
+                Some(Utc::now() + Duration::minutes(5)),
+            )),
+        );
+        assert_eq!(
+            rotated.verify(Some(&old_token)).unwrap().user_id,
+            UserId(7),
+            "within the grace period"
+        );
+        let new_token = rotated.issue(UserId(7), "u", queue()).unwrap().0;
+        assert!(
+            tokens(NEW).verify(Some(&new_token)).is_ok(),
+            "signed with the new key"
+        );
+        assert!(tokens(OLD).verify(Some(&new_token)).is_err());
+
+        rotated.set_keys(
+            &NEW.to_owned().into(),
+            Some((
+                &OLD.to_owned().into(),
+                Some(Utc::now() - Duration::seconds(1)),
+            )),
+        );
+        assert!(
+            rotated.verify(Some(&old_token)).is_err(),
+            "after the grace period"
+        );
+    }
+
+    #[test]
+    fn a_token_with_another_algorithm_or_a_tampered_claim_is_refused() {
+        let t = tokens(OLD);
+        let token = t.issue(UserId(7), "u", queue()).unwrap().0;
+        let parts: Vec<&str> = token.split('.').collect();
+        // alg: none
+        let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
+        assert!(
+            t.verify(Some(&format!("{none_header}.{}.", parts[1])))
+                .is_err()
+        );
+        // One character of the claims changed, signature kept.
+        let mut claims = parts[1].to_owned();
+        let last = claims.pop().unwrap();
+        claims.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(
+            t.verify(Some(&format!("{}.{claims}.{}", parts[0], parts[2])))
+                .is_err()
+        );
     }
 }

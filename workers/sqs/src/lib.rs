@@ -14,7 +14,7 @@ pub mod pool;
 pub mod replies;
 
 pub use config::SqsConfig;
-pub use pool::{PoolStats, WorkerPool};
+pub use pool::{Disposition, PoolStats, WorkerPool, answer};
 pub use replies::ReplyQueues;
 
 /// The SQS client for this process, configured the standard AWS way (`AWS_REGION`,

@@ -191,29 +191,15 @@ impl Shared {
                 .filter_map(|(name, value)| Some((name, value.string_value?)))
                 .collect(),
         };
-        match self.engine.handle(&inbound).await {
-            Ok(Outcome::Reply { to, reply }) => {
-                match self.replies.send(to, reply.to_json()).await {
-                    Ok(()) => {
-                        self.stats.replied.fetch_add(1, Ordering::Relaxed);
-                        Some(receipt)
-                    }
-                    Err(e) => {
-                        self.stats.retried.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(messaging.message.id = %inbound.message_id, error = format!("{e:#}"), "reply not sent; the message will be retried");
-                        None
-                    }
-                }
-            }
-            Ok(Outcome::Drop) => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                Some(receipt)
-            }
-            Err(_transient) => {
+        match answer(&self.engine, &self.replies, &inbound).await {
+            Disposition::Replied => self.stats.replied.fetch_add(1, Ordering::Relaxed),
+            Disposition::Dropped => self.stats.dropped.fetch_add(1, Ordering::Relaxed),
+            Disposition::Retry => {
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);
-                None
+                return None;
             }
-        }
+        };
+        Some(receipt)
     }
 
     async fn delete(&self, receipts: Vec<String>) {
@@ -262,4 +248,36 @@ impl Shared {
 fn backoff(failures: u32) -> Duration {
     let ceiling = 200u64.saturating_mul(1 << failures.min(6)).min(10_000);
     Duration::from_millis(rand::random_range(ceiling / 4..=ceiling))
+}
+
+/// What became of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Answered on the client's queue: done, delete it.
+    Replied,
+    /// Nobody to answer: done, delete it.
+    Dropped,
+    /// Failed transiently, or the reply could not be sent: leave it to come back.
+    Retry,
+}
+
+/// Hands one message to the engine and sends its reply: the whole life of a message between
+/// receiving and deleting, shared by the worker pool and the Lambda handler.
+pub async fn answer(
+    engine: &Engine,
+    replies: &ReplyQueues,
+    inbound: &InboundMessage,
+) -> Disposition {
+    match engine.handle(inbound).await {
+        Ok(Outcome::Reply { to, reply }) => match replies.send(to, reply.to_json()).await {
+            Ok(()) => Disposition::Replied,
+            Err(e) => {
+                tracing::warn!(messaging.message.id = %inbound.message_id, error = format!("{e:#}"), "reply not sent; the message will be retried");
+                Disposition::Retry
+            }
+        },
+        Ok(Outcome::Drop) => Disposition::Dropped,
+        // Logged by the engine.
+        Err(_transient) => Disposition::Retry,
+    }
 }

@@ -1,0 +1,174 @@
+# The REST API, generated entirely from gateway-config/openapi.yaml: every POST is an SQS
+# SendMessage integration on the request queue, every GET a ReceiveMessage on the client's
+# reply queue, both made with the gateway role (credentials: in the document). No Lambda
+# authorizer, no proxy: request bodies are validated against the document's JSON Schemas, and
+# tokens are checked by the worker.
+
+resource "aws_api_gateway_rest_api" "qbill" {
+  name              = var.name
+  description       = "qbill utility billing: requests onto ${local.request_queue_name}, replies from ${local.reply_queue_prefix}<queue_name>"
+  body              = local.openapi_body
+  put_rest_api_mode = "overwrite"
+
+  endpoint_configuration {
+    types = ["REGIONAL"]
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_api_gateway_deployment" "qbill" {
+  rest_api_id = aws_api_gateway_rest_api.qbill.id
+  description = "qbill API, body ${substr(sha1(local.openapi_body), 0, 12)}"
+
+  # A new deployment whenever the rendered document changes.
+  triggers = {
+    redeployment = sha1(local.openapi_body)
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Logging. API Gateway writes to CloudWatch Logs through one role per account and region,
+# configured by aws_api_gateway_account.
+# ---------------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "apigateway_cloudwatch_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["apigateway.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "apigateway_cloudwatch" {
+  count = var.manage_api_gateway_account ? 1 : 0
+
+  name               = "${var.name}-apigateway-cloudwatch"
+  description        = "API Gateway account setting: writes execution and access logs of this region's APIs"
+  assume_role_policy = data.aws_iam_policy_document.apigateway_cloudwatch_assume.json
+}
+
+# The account setting serves every REST API of the region, so the role carries the AWS managed
+# policy made for it rather than one scoped to qbill's log groups.
+resource "aws_iam_role_policy_attachment" "apigateway_cloudwatch" {
+  count = var.manage_api_gateway_account ? 1 : 0
+
+  role       = aws_iam_role.apigateway_cloudwatch[0].name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+}
+
+resource "aws_api_gateway_account" "qbill" {
+  count = var.manage_api_gateway_account ? 1 : 0
+
+  cloudwatch_role_arn = aws_iam_role.apigateway_cloudwatch[0].arn
+
+  depends_on = [aws_iam_role_policy_attachment.apigateway_cloudwatch]
+}
+
+resource "aws_cloudwatch_log_group" "api_access" {
+  name              = "/aws/apigateway/${var.name}/${var.stage_name}/access"
+  retention_in_days = var.audit_log_retention_days
+  kms_key_id        = aws_kms_key.data.arn
+}
+
+# API Gateway would create the execution log group itself, unencrypted and kept forever.
+resource "aws_cloudwatch_log_group" "api_execution" {
+  #checkov:skip=CKV_AWS_338:Operational logs (integration errors); retention is the operator's log_retention_days (default 30). The audit trail is the access log group, kept audit_log_retention_days.
+  name              = "API-Gateway-Execution-Logs_${aws_api_gateway_rest_api.qbill.id}/${var.stage_name}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.data.arn
+}
+
+# ---------------------------------------------------------------------------------------------
+# Stage, method settings, usage plan
+# ---------------------------------------------------------------------------------------------
+
+resource "aws_api_gateway_stage" "qbill" {
+  #checkov:skip=CKV_AWS_120:No response caching: every POST must reach SQS, and a GET consumes replies from a queue, so a cached answer would be wrong.
+  #checkov:skip=CKV2_AWS_51:Public API for end-user clients that authenticate with a bearer token checked by the worker; the backend is SQS, not an HTTP server that could verify a client certificate.
+  #checkov:skip=CKV2_AWS_29:WAF is opt-in through waf_web_acl_arn (an operator-managed web ACL); the default relies on JSON Schema validation and stage/usage-plan throttling.
+  #checkov:skip=CKV2_AWS_77:This stack manages no web ACL (see CKV2_AWS_29), and nothing behind the API runs Java: SQS and a Rust worker, so the Log4j rule set protects nothing here.
+  rest_api_id   = aws_api_gateway_rest_api.qbill.id
+  deployment_id = aws_api_gateway_deployment.qbill.id
+  stage_name    = var.stage_name
+  description   = "qbill ${var.stage_name}"
+
+  xray_tracing_enabled  = var.api_xray_tracing_enabled
+  cache_cluster_enabled = false
+
+  access_log_settings {
+    destination_arn = aws_cloudwatch_log_group.api_access.arn
+    format = jsonencode({
+      requestId          = "$context.requestId"
+      extendedRequestId  = "$context.extendedRequestId"
+      requestTime        = "$context.requestTime"
+      sourceIp           = "$context.identity.sourceIp"
+      userAgent          = "$context.identity.userAgent"
+      httpMethod         = "$context.httpMethod"
+      resourcePath       = "$context.resourcePath"
+      status             = "$context.status"
+      responseLength     = "$context.responseLength"
+      responseLatency    = "$context.responseLatency"
+      integrationStatus  = "$context.integration.status"
+      integrationLatency = "$context.integration.latency"
+      integrationError   = "$context.integration.error"
+      validationError    = "$context.error.validationErrorString"
+      errorMessage       = "$context.error.message"
+    })
+  }
+
+  depends_on = [
+    aws_api_gateway_account.qbill,
+    aws_cloudwatch_log_group.api_execution,
+  ]
+}
+
+resource "aws_api_gateway_method_settings" "all" {
+  #checkov:skip=CKV_AWS_225:No response caching: every POST must reach SQS, and a GET consumes replies from a queue, so a cached answer would be wrong.
+  rest_api_id = aws_api_gateway_rest_api.qbill.id
+  stage_name  = aws_api_gateway_stage.qbill.stage_name
+  method_path = "*/*"
+
+  settings {
+    metrics_enabled        = true
+    logging_level          = var.api_logging_level
+    data_trace_enabled     = false # would log request bodies, which carry passwords and tokens
+    throttling_rate_limit  = var.api_throttle_rate_limit
+    throttling_burst_limit = var.api_throttle_burst_limit
+    caching_enabled        = false
+    cache_data_encrypted   = true
+  }
+}
+
+# Throttle for API keys a client may later be given; without keys, the stage-wide method
+# settings above are what limits traffic.
+resource "aws_api_gateway_usage_plan" "qbill" {
+  name        = "${var.name}-${var.stage_name}"
+  description = "qbill ${var.stage_name}: request rate and burst"
+
+  api_stages {
+    api_id = aws_api_gateway_rest_api.qbill.id
+    stage  = aws_api_gateway_stage.qbill.stage_name
+  }
+
+  throttle_settings {
+    rate_limit  = var.api_throttle_rate_limit
+    burst_limit = var.api_throttle_burst_limit
+  }
+}
+
+resource "aws_wafv2_web_acl_association" "qbill" {
+  count = var.waf_web_acl_arn == null ? 0 : 1
+
+  resource_arn = aws_api_gateway_stage.qbill.arn
+  web_acl_arn  = var.waf_web_acl_arn
+}

@@ -1,0 +1,212 @@
+# The two application principals and their least-privilege policies:
+#   gateway - assumed by API Gateway for the SQS service integrations (credentials: in the
+#             OpenAPI document): SendMessage on the request queue, ReceiveMessage on reply queues.
+#   worker  - the Lambda function's execution role.
+# Service roles of their own live next to what uses them (flow logs in network.tf, RDS
+# monitoring and proxy in rds.tf, the API Gateway CloudWatch role in apigateway.tf).
+
+# ---------------------------------------------------------------------------------------------
+# API Gateway -> SQS
+# ---------------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "gateway_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["apigateway.amazonaws.com"]
+    }
+
+    # No aws:SourceArn/aws:SourceAccount condition: API Gateway does not document them for
+    # integration credentials, and the REST API's ARN would be a dependency cycle (the API's
+    # document embeds this role's ARN). The role can do nothing but the two SQS calls below.
+  }
+}
+
+resource "aws_iam_role" "gateway" {
+  name               = "${var.name}-gateway"
+  description        = "qbill API Gateway: SendMessage on the request queue, ReceiveMessage on reply queues"
+  assume_role_policy = data.aws_iam_policy_document.gateway_assume.json
+}
+
+data "aws_iam_policy_document" "gateway" {
+  statement {
+    sid       = "EnqueueRequests"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.requests.arn]
+  }
+
+  statement {
+    sid       = "PollReplyQueues"
+    actions   = ["sqs:ReceiveMessage"]
+    resources = [local.reply_queue_arn_pattern]
+  }
+
+  # The request queue is encrypted with the stack's SQS key.
+  statement {
+    sid       = "UseTheRequestQueueKey"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = [aws_kms_key.sqs.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["sqs.${local.region}.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "gateway" {
+  name   = "sqs-integrations"
+  role   = aws_iam_role.gateway.id
+  policy = data.aws_iam_policy_document.gateway.json
+}
+
+# ---------------------------------------------------------------------------------------------
+# Lambda worker
+# ---------------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "worker_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "worker" {
+  name               = "${var.name}-worker"
+  description        = "qbill Lambda worker: request queue, reply queues, database login, its secrets"
+  assume_role_policy = data.aws_iam_policy_document.worker_assume.json
+}
+
+data "aws_iam_policy_document" "worker" {
+  # --- what AWSLambdaVPCAccessExecutionRole grants, narrowed to this function ---------------
+
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.worker.arn}:*"]
+  }
+
+  # Describe calls support no resource-level permissions.
+  statement {
+    sid       = "DescribeVpcNetworkInterfaces"
+    actions   = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid     = "CreateNetworkInterfacesInThePrivateSubnets"
+    actions = ["ec2:CreateNetworkInterface"]
+    resources = concat(
+      ["arn:${local.partition}:ec2:${local.region}:${local.account_id}:network-interface/*"],
+      aws_subnet.private[*].arn,
+      [aws_security_group.worker.arn],
+    )
+  }
+
+  statement {
+    sid = "ManageNetworkInterfaces"
+    actions = [
+      "ec2:DeleteNetworkInterface",
+      "ec2:AssignPrivateIpAddresses",
+      "ec2:UnassignPrivateIpAddresses",
+    ]
+    resources = ["arn:${local.partition}:ec2:${local.region}:${local.account_id}:network-interface/*"]
+  }
+
+  # X-Ray segments (lambda_tracing_mode); these actions take no resource ARN.
+  statement {
+    sid       = "WriteTraces"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"]
+  }
+
+  # --- queues ------------------------------------------------------------------------------
+
+  # The event source mapping polls with the function's role.
+  statement {
+    sid = "ConsumeTheRequestQueue"
+    actions = [
+      "sqs:ReceiveMessage",
+      "sqs:DeleteMessage",
+      "sqs:GetQueueAttributes",
+      "sqs:ChangeMessageVisibility",
+    ]
+    resources = [aws_sqs_queue.requests.arn]
+  }
+
+  statement {
+    sid = "CreateAndAnswerReplyQueues"
+    actions = [
+      "sqs:CreateQueue",
+      "sqs:SendMessage",
+      "sqs:GetQueueUrl",
+      "sqs:TagQueue",
+      "sqs:GetQueueAttributes",
+    ]
+    resources = [local.reply_queue_arn_pattern]
+  }
+
+  # --- database ------------------------------------------------------------------------------
+
+  statement {
+    sid       = "DatabaseLogin"
+    actions   = ["rds-db:connect"]
+    resources = ["arn:${local.partition}:rds-db:${local.region}:${local.account_id}:dbuser:${local.database_connect_resource_id}/${var.database_user}"]
+  }
+
+  # --- secrets -------------------------------------------------------------------------------
+
+  statement {
+    sid     = "ReadOwnSecrets"
+    actions = ["secretsmanager:GetSecretValue"]
+    resources = [
+      aws_secretsmanager_secret.jwt.arn,
+      aws_secretsmanager_secret.redis_auth.arn,
+      aws_secretsmanager_secret.database_password.arn,
+      # the migrate command only (QBILL_DATABASE_MASTER_SECRET_ARN)
+      aws_db_instance.qbill.master_user_secret[0].secret_arn,
+    ]
+  }
+
+  # --- keys ----------------------------------------------------------------------------------
+
+  statement {
+    sid       = "DecryptRequestMessages"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.sqs.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["sqs.${local.region}.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid       = "DecryptSecretsAndEnvironment"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.data.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values = [
+        "secretsmanager.${local.region}.amazonaws.com",
+        "lambda.${local.region}.amazonaws.com",
+      ]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "worker" {
+  name   = "qbill-worker"
+  role   = aws_iam_role.worker.id
+  policy = data.aws_iam_policy_document.worker.json
+}

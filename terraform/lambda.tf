@@ -1,0 +1,103 @@
+# The Rust worker (custom runtime, bootstrap binary in the zip built by scripts/package-lambda)
+# and the SQS event source mapping that drives it. worker_max_concurrency is the worker count.
+
+resource "aws_cloudwatch_log_group" "worker" {
+  #checkov:skip=CKV_AWS_338:Operational logs; retention is the operator's log_retention_days (default 30). Billing records live in PostgreSQL, audit trails (access logs, flow logs) keep audit_log_retention_days.
+  name              = local.worker_log_group
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.data.arn
+}
+
+resource "aws_lambda_function" "worker" {
+  #checkov:skip=CKV_AWS_116:Driven by an SQS event source mapping: failed messages go to the source queue's dead-letter queue (aws_sqs_queue.requests_dlq); a function DLQ applies only to asynchronous invocations.
+  #checkov:skip=CKV_AWS_115:Concurrency is capped where an SQS-driven function is capped, by the event source mapping's maximum_concurrency (worker_max_concurrency); reserved concurrency is opt-in (worker_reserved_concurrency, default -1) so the stack does not carve capacity out of the account pool.
+  #checkov:skip=CKV_AWS_272:The package is built from source by scripts/package-lambda and pinned by source_code_hash; this stack has no Signer profile to verify against.
+  function_name = local.worker_function_name
+  description   = "qbill worker: answers requests from ${local.request_queue_name} on reply queues ${local.reply_queue_prefix}*"
+  role          = aws_iam_role.worker.arn
+
+  runtime          = "provided.al2023"
+  handler          = "bootstrap"
+  filename         = var.lambda_package
+  source_code_hash = filebase64sha256(var.lambda_package)
+  architectures    = [var.lambda_architecture]
+  timeout          = var.lambda_timeout_seconds
+  memory_size      = var.lambda_memory_mb
+
+  # -1: unreserved (shares the account's pool). A number reserves that much for the worker
+  # and caps it; it should be >= worker_max_concurrency (checked on the event source mapping).
+  reserved_concurrent_executions = var.worker_reserved_concurrency
+
+  kms_key_arn = aws_kms_key.data.arn
+
+  vpc_config {
+    subnet_ids         = aws_subnet.private[*].id
+    security_group_ids = [aws_security_group.worker.id]
+  }
+
+  tracing_config {
+    mode = var.lambda_tracing_mode
+  }
+
+  environment {
+    variables = {
+      QBILL_REPLY_QUEUE_PREFIX           = local.reply_queue_prefix
+      QBILL_REPLY_RETENTION_SECONDS      = tostring(var.reply_retention_seconds)
+      QBILL_DATABASE_AUTH                = var.database_auth
+      QBILL_DATABASE_HOST                = local.database_host
+      QBILL_DATABASE_PORT                = "5432"
+      QBILL_DATABASE_NAME                = var.database_name
+      QBILL_DATABASE_USER                = var.database_user
+      QBILL_DATABASE_CA_BUNDLE           = "/var/task/rds-global-bundle.pem"
+      QBILL_DATABASE_PASSWORD_SECRET_ARN = aws_secretsmanager_secret.database_password.arn
+      QBILL_DATABASE_MASTER_SECRET_ARN   = aws_db_instance.qbill.master_user_secret[0].secret_arn
+      QBILL_DATABASE_POOL_SIZE           = "2"
+      REDIS_URL                          = "rediss://${aws_elasticache_replication_group.qbill.primary_endpoint_address}:6379"
+      QBILL_REDIS_AUTH_SECRET_ARN        = aws_secretsmanager_secret.redis_auth.arn
+      QBILL_JWT_SECRET_ARN               = aws_secretsmanager_secret.jwt.arn
+      QBILL_LOG_FORMAT                   = "json"
+    }
+  }
+
+  # The role's policy must be in place before Lambda validates the VPC configuration (it creates
+  # network interfaces with the role) and before the first message arrives.
+  depends_on = [
+    aws_iam_role_policy.worker,
+    aws_cloudwatch_log_group.worker,
+  ]
+}
+
+resource "aws_lambda_event_source_mapping" "requests" {
+  event_source_arn = aws_sqs_queue.requests.arn
+  function_name    = aws_lambda_function.worker.arn
+  enabled          = true
+
+  batch_size                         = var.lambda_batch_size
+  maximum_batching_window_in_seconds = var.lambda_batching_window_seconds
+
+  # The worker reports the messages it could not handle; only those come back.
+  function_response_types = ["ReportBatchItemFailures"]
+
+  scaling_config {
+    maximum_concurrency = var.worker_max_concurrency
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.lambda_batch_size <= 10 || var.lambda_batching_window_seconds >= 1
+      error_message = "lambda_batch_size above 10 requires lambda_batching_window_seconds of at least 1."
+    }
+
+    precondition {
+      condition     = var.worker_reserved_concurrency == -1 || var.worker_reserved_concurrency == 0 || var.worker_reserved_concurrency >= var.worker_max_concurrency
+      error_message = "worker_reserved_concurrency must be -1 (unreserved), 0 (stopped) or at least worker_max_concurrency; below it the event source mapping is throttled."
+    }
+  }
+
+  # The worker reaches SQS (replies) and Secrets Manager through the endpoints: no message is
+  # handed to it before they exist.
+  depends_on = [
+    aws_iam_role_policy.worker,
+    aws_vpc_endpoint.interface,
+  ]
+}

@@ -1,0 +1,40 @@
+# Names and values shared by the whole stack. The queue names and the reply prefix are part of
+# the contract with the Rust worker and with gateway-config/openapi.yaml: keep them as they are.
+
+locals {
+  region     = var.aws_region
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+
+  request_queue_name = "${var.name}-requests"
+  dlq_name           = "${var.name}-requests-dlq"
+  reply_queue_prefix = "${var.name}-reply-"
+
+  # Every reply queue the worker creates (CreateQueue on demand) and the gateway reads.
+  reply_queue_arn_pattern = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:${local.reply_queue_prefix}*"
+
+  worker_function_name = "${var.name}-worker"
+  worker_log_group     = "/aws/lambda/${local.worker_function_name}"
+
+  az_count = length(var.availability_zones) > 0 ? length(var.availability_zones) : var.az_count
+  azs      = slice(sort(data.aws_availability_zones.available.names), 0, min(local.az_count, length(data.aws_availability_zones.available.names)))
+
+  # The OpenAPI template rendered for this stack. YAML anchors are resolved by yamldecode; API
+  # Gateway receives plain JSON.
+  openapi_body = jsonencode(yamldecode(templatefile("${path.module}/../gateway-config/openapi.yaml", {
+    aws_region         = local.region
+    account_id         = local.account_id
+    request_queue_name = aws_sqs_queue.requests.name
+    reply_queue_prefix = local.reply_queue_prefix
+    gateway_role_arn   = aws_iam_role.gateway.arn
+  })))
+
+  # Where the worker connects: the instance, or the proxy in front of it.
+  database_host = var.use_rds_proxy ? aws_db_proxy.qbill[0].endpoint : aws_db_instance.qbill.address
+
+  # rds-db:connect is granted on the resource id of whatever the worker connects to:
+  # the instance's dbi resource id, or the proxy's prx-... id (the last field of its ARN).
+  database_connect_resource_id = var.use_rds_proxy ? element(split(":", aws_db_proxy.qbill[0].arn), 6) : aws_db_instance.qbill.resource_id
+
+  alarm_actions = concat(var.alarm_actions, aws_sns_topic.alarms[*].arn)
+}

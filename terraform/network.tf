@@ -1,0 +1,327 @@
+# A VPC with private subnets only: no internet gateway, no NAT. The worker reaches SQS and
+# Secrets Manager through interface endpoints; RDS and ElastiCache live in the same subnets.
+# (The SQS event source mapping is polled by the Lambda service outside the VPC, and CloudWatch
+# Logs and X-Ray are written by the Lambda service, so neither needs an endpoint.)
+
+resource "aws_vpc" "qbill" {
+  cidr_block           = var.vpc_cidr
+  enable_dns_support   = true
+  enable_dns_hostnames = true # required for private DNS on interface endpoints
+
+  tags = {
+    Name = var.name
+  }
+
+  lifecycle {
+    precondition {
+      condition     = length(local.azs) == local.az_count
+      error_message = "The region offers fewer available zones than requested (az_count / availability_zones)."
+    }
+  }
+}
+
+# The default security group of the VPC is left with no rules at all: nothing uses it.
+resource "aws_default_security_group" "default" {
+  vpc_id = aws_vpc.qbill.id
+
+  tags = {
+    Name = "${var.name}-default-unused"
+  }
+}
+
+resource "aws_subnet" "private" {
+  count = local.az_count
+
+  vpc_id                  = aws_vpc.qbill.id
+  availability_zone       = local.azs[count.index]
+  cidr_block              = cidrsubnet(var.vpc_cidr, 20 - tonumber(split("/", var.vpc_cidr)[1]), count.index)
+  map_public_ip_on_launch = false
+
+  tags = {
+    Name = "${var.name}-private-${local.azs[count.index]}"
+  }
+}
+
+# Only the implicit local route: the subnets have no way out of the VPC.
+resource "aws_route_table" "private" {
+  vpc_id = aws_vpc.qbill.id
+
+  tags = {
+    Name = "${var.name}-private"
+  }
+}
+
+resource "aws_route_table_association" "private" {
+  count = local.az_count
+
+  subnet_id      = aws_subnet.private[count.index].id
+  route_table_id = aws_route_table.private.id
+}
+
+# ---------------------------------------------------------------------------------------------
+# VPC flow logs (all traffic, to an encrypted log group)
+# ---------------------------------------------------------------------------------------------
+
+resource "aws_cloudwatch_log_group" "flow_logs" {
+  name              = "/aws/vpc/${var.name}/flow-logs"
+  retention_in_days = var.audit_log_retention_days
+  kms_key_id        = aws_kms_key.data.arn
+}
+
+data "aws_iam_policy_document" "flow_logs_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["vpc-flow-logs.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "flow_logs" {
+  name               = "${var.name}-vpc-flow-logs"
+  assume_role_policy = data.aws_iam_policy_document.flow_logs_assume.json
+}
+
+data "aws_iam_policy_document" "flow_logs" {
+  statement {
+    actions = [
+      "logs:CreateLogStream",
+      "logs:PutLogEvents",
+      "logs:DescribeLogStreams",
+    ]
+    resources = ["${aws_cloudwatch_log_group.flow_logs.arn}:*"]
+  }
+
+  # The service checks that its destination group exists.
+  statement {
+    actions   = ["logs:DescribeLogGroups"]
+    resources = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "flow_logs" {
+  name   = "write-flow-logs"
+  role   = aws_iam_role.flow_logs.id
+  policy = data.aws_iam_policy_document.flow_logs.json
+}
+
+resource "aws_flow_log" "qbill" {
+  vpc_id               = aws_vpc.qbill.id
+  traffic_type         = "ALL"
+  log_destination_type = "cloud-watch-logs"
+  log_destination      = aws_cloudwatch_log_group.flow_logs.arn
+  iam_role_arn         = aws_iam_role.flow_logs.arn
+}
+
+# ---------------------------------------------------------------------------------------------
+# Security groups: only the flows that exist.
+#   worker    -> database (5432), proxy (5432, with use_rds_proxy), redis (6379), endpoints (443)
+#   proxy     -> database (5432), endpoints (443: the proxy reads its secrets)
+# Terraform removes the default allow-all egress rule from every group it creates.
+# ---------------------------------------------------------------------------------------------
+
+resource "aws_security_group" "worker" {
+  name        = "${var.name}-worker"
+  description = "qbill Lambda worker: no inbound; outbound only to PostgreSQL, Redis and the VPC endpoints"
+  vpc_id      = aws_vpc.qbill.id
+
+  tags = {
+    Name = "${var.name}-worker"
+  }
+}
+
+resource "aws_security_group" "database" {
+  name        = "${var.name}-database"
+  description = "qbill PostgreSQL: inbound 5432 from the worker (or the RDS Proxy) only"
+  vpc_id      = aws_vpc.qbill.id
+
+  tags = {
+    Name = "${var.name}-database"
+  }
+}
+
+resource "aws_security_group" "proxy" {
+  #checkov:skip=CKV2_AWS_5:Attached to aws_db_proxy.qbill (vpc_security_group_ids); checkov's list of attachable resource types for this check does not include aws_db_proxy.
+  count = var.use_rds_proxy ? 1 : 0
+
+  name        = "${var.name}-rds-proxy"
+  description = "qbill RDS Proxy: inbound 5432 from the worker; outbound to PostgreSQL and Secrets Manager"
+  vpc_id      = aws_vpc.qbill.id
+
+  tags = {
+    Name = "${var.name}-rds-proxy"
+  }
+}
+
+resource "aws_security_group" "redis" {
+  name        = "${var.name}-redis"
+  description = "qbill ElastiCache Redis: inbound 6379 from the worker only"
+  vpc_id      = aws_vpc.qbill.id
+
+  tags = {
+    Name = "${var.name}-redis"
+  }
+}
+
+resource "aws_security_group" "endpoints" {
+  name        = "${var.name}-vpc-endpoints"
+  description = "qbill interface VPC endpoints (SQS, Secrets Manager): inbound 443 from the worker and the RDS Proxy"
+  vpc_id      = aws_vpc.qbill.id
+
+  tags = {
+    Name = "${var.name}-vpc-endpoints"
+  }
+}
+
+# worker -> PostgreSQL, directly or through the proxy
+resource "aws_security_group_rule" "worker_to_database" {
+  type                     = "egress"
+  description              = "PostgreSQL (TLS) to the database or the RDS Proxy"
+  security_group_id        = aws_security_group.worker.id
+  protocol                 = "tcp"
+  from_port                = 5432
+  to_port                  = 5432
+  source_security_group_id = var.use_rds_proxy ? aws_security_group.proxy[0].id : aws_security_group.database.id
+}
+
+resource "aws_security_group_rule" "database_from_worker" {
+  count = var.use_rds_proxy ? 0 : 1
+
+  type                     = "ingress"
+  description              = "PostgreSQL from the qbill worker"
+  security_group_id        = aws_security_group.database.id
+  protocol                 = "tcp"
+  from_port                = 5432
+  to_port                  = 5432
+  source_security_group_id = aws_security_group.worker.id
+}
+
+resource "aws_security_group_rule" "proxy_from_worker" {
+  count = var.use_rds_proxy ? 1 : 0
+
+  type                     = "ingress"
+  description              = "PostgreSQL from the qbill worker"
+  security_group_id        = aws_security_group.proxy[0].id
+  protocol                 = "tcp"
+  from_port                = 5432
+  to_port                  = 5432
+  source_security_group_id = aws_security_group.worker.id
+}
+
+resource "aws_security_group_rule" "proxy_to_database" {
+  count = var.use_rds_proxy ? 1 : 0
+
+  type                     = "egress"
+  description              = "PostgreSQL to the database"
+  security_group_id        = aws_security_group.proxy[0].id
+  protocol                 = "tcp"
+  from_port                = 5432
+  to_port                  = 5432
+  source_security_group_id = aws_security_group.database.id
+}
+
+resource "aws_security_group_rule" "database_from_proxy" {
+  count = var.use_rds_proxy ? 1 : 0
+
+  type                     = "ingress"
+  description              = "PostgreSQL from the RDS Proxy"
+  security_group_id        = aws_security_group.database.id
+  protocol                 = "tcp"
+  from_port                = 5432
+  to_port                  = 5432
+  source_security_group_id = aws_security_group.proxy[0].id
+}
+
+resource "aws_security_group_rule" "proxy_to_endpoints" {
+  count = var.use_rds_proxy ? 1 : 0
+
+  type                     = "egress"
+  description              = "HTTPS to the Secrets Manager endpoint (the proxy reads its credentials)"
+  security_group_id        = aws_security_group.proxy[0].id
+  protocol                 = "tcp"
+  from_port                = 443
+  to_port                  = 443
+  source_security_group_id = aws_security_group.endpoints.id
+}
+
+resource "aws_security_group_rule" "endpoints_from_proxy" {
+  count = var.use_rds_proxy ? 1 : 0
+
+  type                     = "ingress"
+  description              = "HTTPS from the RDS Proxy"
+  security_group_id        = aws_security_group.endpoints.id
+  protocol                 = "tcp"
+  from_port                = 443
+  to_port                  = 443
+  source_security_group_id = aws_security_group.proxy[0].id
+}
+
+# worker -> Redis
+resource "aws_security_group_rule" "worker_to_redis" {
+  type                     = "egress"
+  description              = "Redis (TLS) to ElastiCache"
+  security_group_id        = aws_security_group.worker.id
+  protocol                 = "tcp"
+  from_port                = 6379
+  to_port                  = 6379
+  source_security_group_id = aws_security_group.redis.id
+}
+
+resource "aws_security_group_rule" "redis_from_worker" {
+  type                     = "ingress"
+  description              = "Redis from the qbill worker"
+  security_group_id        = aws_security_group.redis.id
+  protocol                 = "tcp"
+  from_port                = 6379
+  to_port                  = 6379
+  source_security_group_id = aws_security_group.worker.id
+}
+
+# worker -> VPC endpoints
+resource "aws_security_group_rule" "worker_to_endpoints" {
+  type                     = "egress"
+  description              = "HTTPS to the SQS and Secrets Manager VPC endpoints"
+  security_group_id        = aws_security_group.worker.id
+  protocol                 = "tcp"
+  from_port                = 443
+  to_port                  = 443
+  source_security_group_id = aws_security_group.endpoints.id
+}
+
+resource "aws_security_group_rule" "endpoints_from_worker" {
+  type                     = "ingress"
+  description              = "HTTPS from the qbill worker"
+  security_group_id        = aws_security_group.endpoints.id
+  protocol                 = "tcp"
+  from_port                = 443
+  to_port                  = 443
+  source_security_group_id = aws_security_group.worker.id
+}
+
+# ---------------------------------------------------------------------------------------------
+# Interface endpoints. Private DNS makes the regional service names resolve to them, so the
+# worker's SDK needs no endpoint configuration.
+# ---------------------------------------------------------------------------------------------
+
+resource "aws_vpc_endpoint" "interface" {
+  for_each = toset(["sqs", "secretsmanager"])
+
+  vpc_id              = aws_vpc.qbill.id
+  service_name        = "com.amazonaws.${local.region}.${each.key}"
+  vpc_endpoint_type   = "Interface"
+  private_dns_enabled = true
+  subnet_ids          = aws_subnet.private[*].id
+  security_group_ids  = [aws_security_group.endpoints.id]
+
+  tags = {
+    Name = "${var.name}-${each.key}"
+  }
+}

@@ -1,0 +1,74 @@
+output "gateway_url" {
+  description = "Invoke URL of the API stage (QBILL_GATEWAY_URL for clients): POST <url>/auth, GET <url>/replies/<queue_name>, ..."
+  value       = aws_api_gateway_stage.qbill.invoke_url
+}
+
+output "rest_api_id" {
+  description = "ID of the REST API."
+  value       = aws_api_gateway_rest_api.qbill.id
+}
+
+output "request_queue_url" {
+  description = "URL of the shared request queue."
+  value       = aws_sqs_queue.requests.url
+}
+
+output "dead_letter_queue_url" {
+  description = "URL of the request queue's dead-letter queue."
+  value       = aws_sqs_queue.requests_dlq.url
+}
+
+output "reply_queue_prefix" {
+  description = "Reply queues are named this prefix plus the client's queue_name (a UUID)."
+  value       = local.reply_queue_prefix
+}
+
+output "lambda_function_name" {
+  description = "Name of the worker function (for aws lambda invoke ... migrate)."
+  value       = aws_lambda_function.worker.function_name
+}
+
+output "database_endpoint" {
+  description = "Host the worker connects to: the RDS instance, or the RDS Proxy with use_rds_proxy."
+  value       = local.database_host
+}
+
+output "database_instance_endpoint" {
+  description = "Address of the RDS instance itself."
+  value       = aws_db_instance.qbill.address
+}
+
+output "redis_endpoint" {
+  description = "Primary endpoint of the ElastiCache replication group (TLS, port 6379)."
+  value       = aws_elasticache_replication_group.qbill.primary_endpoint_address
+}
+
+output "jwt_secret_arn" {
+  description = "Secrets Manager secret holding the JWT signing key (bare string)."
+  value       = aws_secretsmanager_secret.jwt.arn
+}
+
+output "redis_auth_secret_arn" {
+  description = "Secrets Manager secret holding the ElastiCache AUTH token (bare string)."
+  value       = aws_secretsmanager_secret.redis_auth.arn
+}
+
+output "database_password_secret_arn" {
+  description = "Secrets Manager secret holding the worker login's password, JSON {username, password}."
+  value       = aws_secretsmanager_secret.database_password.arn
+}
+
+output "database_master_secret_arn" {
+  description = "RDS-managed secret of the master user, JSON {username, password} (used by the migrate command only)."
+  value       = aws_db_instance.qbill.master_user_secret[0].secret_arn
+}
+
+output "vpc_id" {
+  description = "ID of the VPC."
+  value       = aws_vpc.qbill.id
+}
+
+output "private_subnet_ids" {
+  description = "IDs of the private subnets."
+  value       = aws_subnet.private[*].id
+}

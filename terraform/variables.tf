@@ -1,0 +1,576 @@
+# Every knob an operator is expected to turn. Defaults give a small, production-shaped stack
+# (Multi-AZ database, two Redis nodes, deletion protection on); README.md lists them all.
+
+# ---------------------------------------------------------------------------------------------
+# General
+# ---------------------------------------------------------------------------------------------
+
+variable "aws_region" {
+  description = "AWS region to deploy into."
+  type        = string
+  default     = "eu-central-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$", var.aws_region))
+    error_message = "aws_region must be an AWS region name such as eu-central-1."
+  }
+}
+
+variable "name" {
+  description = "Name prefix of every resource: the request queue is <name>-requests, reply queues <name>-reply-<uuid>."
+  type        = string
+  default     = "qbill"
+
+  validation {
+    # SQS queue names allow 80 characters; "<name>-reply-" plus a 36-character UUID must fit.
+    condition     = can(regex("^[a-z][a-z0-9-]{0,29}$", var.name))
+    error_message = "name must be 1-30 characters of lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "tags" {
+  description = "Extra tags applied to every resource (merged into the provider's default_tags)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "kms_deletion_window_days" {
+  description = "Waiting period before a scheduled deletion of the stack's KMS keys takes effect."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.kms_deletion_window_days >= 7 && var.kms_deletion_window_days <= 30
+    error_message = "kms_deletion_window_days must be between 7 and 30."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Network
+# ---------------------------------------------------------------------------------------------
+
+variable "vpc_cidr" {
+  description = "CIDR block of the VPC the stack creates. Private subnets are carved out of it (/20 each)."
+  type        = string
+  default     = "10.40.0.0/16"
+
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr, 0)) && tonumber(split("/", var.vpc_cidr)[1]) <= 20
+    error_message = "vpc_cidr must be a valid IPv4 CIDR block of /20 or larger."
+  }
+}
+
+variable "az_count" {
+  description = "Number of availability zones (one private subnet each), taken in name order from the region's zones. RDS and ElastiCache need at least two. Ignored when availability_zones is set."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.az_count >= 2 && var.az_count <= 4
+    error_message = "az_count must be between 2 and 4."
+  }
+}
+
+variable "availability_zones" {
+  description = "Explicit availability zone names for the private subnets, e.g. [\"eu-central-1a\", \"eu-central-1b\"]. Empty: the first az_count available zones of <region>a ... <region>f."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(var.availability_zones) == 0 || (length(var.availability_zones) >= 2 && length(var.availability_zones) <= 4 && length(distinct(var.availability_zones)) == length(var.availability_zones))
+    error_message = "availability_zones must be empty or list 2 to 4 distinct zone names."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Queues
+# ---------------------------------------------------------------------------------------------
+
+variable "max_receive_count" {
+  description = "Receives of a request message before SQS moves it to the dead-letter queue."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.max_receive_count >= 1 && var.max_receive_count <= 1000
+    error_message = "max_receive_count must be between 1 and 1000."
+  }
+}
+
+variable "request_retention_seconds" {
+  description = "How long an unprocessed request waits on the request queue (SQS MessageRetentionPeriod)."
+  type        = number
+  default     = 345600 # 4 days
+
+  validation {
+    condition     = var.request_retention_seconds >= 60 && var.request_retention_seconds <= 1209600
+    error_message = "request_retention_seconds must be between 60 and 1209600 (14 days)."
+  }
+}
+
+variable "dlq_retention_seconds" {
+  description = "How long a dead-lettered request is kept for inspection and redrive."
+  type        = number
+  default     = 1209600 # 14 days, the SQS maximum
+
+  validation {
+    condition     = var.dlq_retention_seconds >= 60 && var.dlq_retention_seconds <= 1209600
+    error_message = "dlq_retention_seconds must be between 60 and 1209600 (14 days)."
+  }
+}
+
+variable "reply_retention_seconds" {
+  description = "How long a reply waits on a client's reply queue (QBILL_REPLY_RETENTION_SECONDS; the worker creates reply queues with it)."
+  type        = number
+  default     = 3600
+
+  validation {
+    # The gateway hides a reply it handed out for 12 hours (VisibilityTimeout=43200), which must
+    # outlast the queue's retention so that a consumed reply is never handed out twice.
+    condition     = var.reply_retention_seconds >= 60 && var.reply_retention_seconds <= 43200
+    error_message = "reply_retention_seconds must be between 60 and 43200 (12 hours)."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Alarms
+# ---------------------------------------------------------------------------------------------
+
+variable "request_age_alarm_threshold_seconds" {
+  description = "Alarm when the oldest message on the request queue is older than this (a backlog the workers do not drain)."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.request_age_alarm_threshold_seconds >= 60
+    error_message = "request_age_alarm_threshold_seconds must be at least 60."
+  }
+}
+
+variable "alarm_topic_enabled" {
+  description = "Create an SNS topic (KMS-encrypted) that every alarm notifies."
+  type        = bool
+  default     = false
+}
+
+variable "alarm_email" {
+  description = "E-mail address subscribed to the alarm topic (only with alarm_topic_enabled; the address must confirm the subscription)."
+  type        = string
+  default     = null
+}
+
+variable "alarm_actions" {
+  description = "Further ARNs (SNS topics, ...) notified when an alarm fires and when it recovers."
+  type        = list(string)
+  default     = []
+}
+
+# ---------------------------------------------------------------------------------------------
+# API Gateway
+# ---------------------------------------------------------------------------------------------
+
+variable "stage_name" {
+  description = "API Gateway stage name; it is the first path segment of gateway_url."
+  type        = string
+  default     = "v1"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_]{1,64}$", var.stage_name))
+    error_message = "stage_name must be 1-64 letters, digits or underscores."
+  }
+}
+
+variable "api_throttle_rate_limit" {
+  description = "Steady-state requests per second the stage accepts (method settings and usage plan)."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.api_throttle_rate_limit > 0 && var.api_throttle_rate_limit <= 10000
+    error_message = "api_throttle_rate_limit must be greater than 0 and at most 10000 (the default account limit)."
+  }
+}
+
+variable "api_throttle_burst_limit" {
+  description = "Burst of requests the stage accepts above the rate limit (method settings and usage plan)."
+  type        = number
+  default     = 200
+
+  validation {
+    condition     = var.api_throttle_burst_limit >= 1 && var.api_throttle_burst_limit <= 5000
+    error_message = "api_throttle_burst_limit must be between 1 and 5000 (the default account limit)."
+  }
+}
+
+variable "api_logging_level" {
+  description = "API Gateway execution log level: OFF, ERROR or INFO (INFO logs every request's integration exchange)."
+  type        = string
+  default     = "ERROR"
+
+  validation {
+    condition     = contains(["OFF", "ERROR", "INFO"], var.api_logging_level)
+    error_message = "api_logging_level must be OFF, ERROR or INFO."
+  }
+}
+
+variable "api_xray_tracing_enabled" {
+  description = "Enable AWS X-Ray tracing on the API stage."
+  type        = bool
+  default     = true
+}
+
+variable "manage_api_gateway_account" {
+  description = "Set the region-wide API Gateway account setting (its CloudWatch Logs role), which access logging needs. Set false if another stack in this account and region already manages it."
+  type        = bool
+  default     = true
+}
+
+variable "waf_web_acl_arn" {
+  description = "ARN of an existing regional WAFv2 web ACL to associate with the stage (null: none)."
+  type        = string
+  default     = null
+}
+
+# ---------------------------------------------------------------------------------------------
+# Lambda worker
+# ---------------------------------------------------------------------------------------------
+
+variable "lambda_package" {
+  description = "Path of the worker's zip package, built by scripts/package-lambda."
+  type        = string
+  default     = "../target/lambda/qbill-lambda.zip"
+}
+
+variable "lambda_architecture" {
+  description = "Instruction set of the worker: x86_64 or arm64 (the package must be built for it)."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be x86_64 or arm64."
+  }
+}
+
+variable "lambda_timeout_seconds" {
+  description = "Worker timeout. The request queue's visibility timeout is six times this."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.lambda_timeout_seconds >= 3 && var.lambda_timeout_seconds <= 900
+    error_message = "lambda_timeout_seconds must be between 3 and 900."
+  }
+}
+
+variable "lambda_memory_mb" {
+  description = "Worker memory in MB (CPU is allocated in proportion)."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.lambda_memory_mb >= 128 && var.lambda_memory_mb <= 10240
+    error_message = "lambda_memory_mb must be between 128 and 10240."
+  }
+}
+
+variable "lambda_tracing_mode" {
+  description = "X-Ray tracing mode of the worker: PassThrough (trace only when the caller sampled) or Active."
+  type        = string
+  default     = "PassThrough"
+
+  validation {
+    condition     = contains(["PassThrough", "Active"], var.lambda_tracing_mode)
+    error_message = "lambda_tracing_mode must be PassThrough or Active."
+  }
+}
+
+variable "worker_max_concurrency" {
+  description = "Maximum concurrent worker invocations the SQS event source mapping drives: the number of workers."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.worker_max_concurrency >= 2 && var.worker_max_concurrency <= 1000 && floor(var.worker_max_concurrency) == var.worker_max_concurrency
+    error_message = "worker_max_concurrency must be a whole number between 2 and 1000 (the limits of SQS event source mappings)."
+  }
+}
+
+variable "worker_reserved_concurrency" {
+  description = "Reserved concurrency of the worker function: -1 leaves it unreserved (it shares the account's pool); a number >= worker_max_concurrency guarantees that many; 0 stops the worker."
+  type        = number
+  default     = -1
+
+  validation {
+    condition     = var.worker_reserved_concurrency >= -1 && floor(var.worker_reserved_concurrency) == var.worker_reserved_concurrency
+    error_message = "worker_reserved_concurrency must be -1 (unreserved) or a whole number >= 0."
+  }
+}
+
+variable "lambda_batch_size" {
+  description = "Maximum messages per worker invocation. Above 10 needs lambda_batching_window_seconds >= 1."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.lambda_batch_size >= 1 && var.lambda_batch_size <= 10000
+    error_message = "lambda_batch_size must be between 1 and 10000."
+  }
+}
+
+variable "lambda_batching_window_seconds" {
+  description = "How long the event source mapping gathers messages before invoking a worker (0 to 300 seconds)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.lambda_batching_window_seconds >= 0 && var.lambda_batching_window_seconds <= 300
+    error_message = "lambda_batching_window_seconds must be between 0 and 300."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of the operational log groups (the worker's and API Gateway's execution logs)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a retention period CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ... 3653)."
+  }
+}
+
+variable "audit_log_retention_days" {
+  description = "Retention of the audit log groups (API Gateway access logs, VPC flow logs)."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.audit_log_retention_days)
+    error_message = "audit_log_retention_days must be a retention period CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ... 3653)."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL (RDS)
+# ---------------------------------------------------------------------------------------------
+
+variable "database_auth" {
+  description = "How the worker logs in to PostgreSQL: iam (IAM database authentication tokens) or secret (password from the database password secret)."
+  type        = string
+  default     = "iam"
+
+  validation {
+    condition     = contains(["iam", "secret"], var.database_auth)
+    error_message = "database_auth must be iam or secret."
+  }
+}
+
+variable "database_name" {
+  description = "Name of the application database."
+  type        = string
+  default     = "qbill"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9_]{0,62}$", var.database_name))
+    error_message = "database_name must start with a letter and contain only lowercase letters, digits and underscores (at most 63)."
+  }
+}
+
+variable "database_user" {
+  description = "The worker's database login role (created by the migrations; granted rds_iam for IAM authentication)."
+  type        = string
+  default     = "qbill_app"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9_]{0,62}$", var.database_user))
+    error_message = "database_user must start with a letter and contain only lowercase letters, digits and underscores (at most 63)."
+  }
+}
+
+variable "db_master_username" {
+  description = "Master user of the RDS instance; its password is generated and kept by RDS in Secrets Manager. Used only by the migrate command."
+  type        = string
+  default     = "qbill_admin"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9_]{0,15}$", var.db_master_username)) && !contains(["admin", "postgres", "rdsadmin"], var.db_master_username)
+    error_message = "db_master_username must be 1-16 lowercase letters, digits or underscores, start with a letter, and not be a reserved name."
+  }
+}
+
+variable "db_engine_version" {
+  description = "PostgreSQL engine version. A major version alone (\"16\") lets RDS choose and auto-upgrade the minor version without Terraform drift; a full version (\"16.4\") pins it."
+  type        = string
+  default     = "16"
+
+  validation {
+    condition     = can(regex("^1[6-9](\\.[0-9]+)?$", var.db_engine_version))
+    error_message = "db_engine_version must be PostgreSQL 16 or later, as \"16\" or \"16.x\"."
+  }
+}
+
+variable "db_instance_class" {
+  description = "RDS instance class. max_connections grows with its memory (about 220 on db.t4g.small, 450 on db.t4g.medium)."
+  type        = string
+  default     = "db.t4g.small"
+
+  validation {
+    condition     = startswith(var.db_instance_class, "db.")
+    error_message = "db_instance_class must be an RDS instance class such as db.t4g.small."
+  }
+}
+
+variable "db_allocated_storage_gb" {
+  description = "Initial gp3 storage of the database, in GB."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.db_allocated_storage_gb >= 20 && var.db_allocated_storage_gb <= 65536
+    error_message = "db_allocated_storage_gb must be between 20 and 65536."
+  }
+}
+
+variable "db_max_allocated_storage_gb" {
+  description = "Upper bound of storage autoscaling, in GB (0 disables autoscaling)."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.db_max_allocated_storage_gb == 0 || (var.db_max_allocated_storage_gb >= 20 && var.db_max_allocated_storage_gb <= 65536)
+    error_message = "db_max_allocated_storage_gb must be 0 or between 20 and 65536."
+  }
+}
+
+variable "db_multi_az" {
+  description = "Run the database Multi-AZ (a synchronous standby in a second AZ; about twice the instance cost)."
+  type        = bool
+  default     = true
+}
+
+variable "db_backup_retention_days" {
+  description = "Days of automated backups (point-in-time recovery window)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.db_backup_retention_days >= 1 && var.db_backup_retention_days <= 35
+    error_message = "db_backup_retention_days must be between 1 and 35."
+  }
+}
+
+variable "deletion_protection" {
+  description = "Protect the RDS instance from deletion. Set false (and apply) before a terraform destroy."
+  type        = bool
+  default     = true
+}
+
+variable "db_skip_final_snapshot" {
+  description = "Skip the final snapshot when the database is destroyed (keep false in production)."
+  type        = bool
+  default     = false
+}
+
+variable "apply_immediately" {
+  description = "Apply RDS and ElastiCache changes at once instead of in the next maintenance window."
+  type        = bool
+  default     = false
+}
+
+variable "db_performance_insights_retention_days" {
+  description = "Performance Insights retention: 7 (free tier) or a multiple of 31 up to 731."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.db_performance_insights_retention_days == 7 || var.db_performance_insights_retention_days == 731 || (var.db_performance_insights_retention_days % 31 == 0 && var.db_performance_insights_retention_days <= 713)
+    error_message = "db_performance_insights_retention_days must be 7, 731, or a multiple of 31 up to 713."
+  }
+}
+
+variable "db_monitoring_interval_seconds" {
+  description = "Enhanced Monitoring interval: 1, 5, 10, 15, 30 or 60 seconds."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = contains([1, 5, 10, 15, 30, 60], var.db_monitoring_interval_seconds)
+    error_message = "db_monitoring_interval_seconds must be 1, 5, 10, 15, 30 or 60."
+  }
+}
+
+variable "db_log_min_duration_ms" {
+  description = "PostgreSQL log_min_duration_statement: statements slower than this are logged (-1 disables)."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.db_log_min_duration_ms >= -1
+    error_message = "db_log_min_duration_ms must be -1 or more."
+  }
+}
+
+variable "use_rds_proxy" {
+  description = "Put an RDS Proxy (TLS required; IAM authentication required in database_auth = iam) between the workers and the database. Pools connections when many workers run."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------------------------------------
+# Redis (ElastiCache)
+# ---------------------------------------------------------------------------------------------
+
+variable "redis_node_type" {
+  description = "ElastiCache node type."
+  type        = string
+  default     = "cache.t4g.micro"
+
+  validation {
+    condition     = startswith(var.redis_node_type, "cache.")
+    error_message = "redis_node_type must be an ElastiCache node type such as cache.t4g.micro."
+  }
+}
+
+variable "redis_engine_version" {
+  description = "Redis OSS engine version."
+  type        = string
+  default     = "7.1"
+}
+
+variable "redis_num_cache_clusters" {
+  description = "Redis nodes (one primary plus replicas). Two or more enable automatic failover and Multi-AZ."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.redis_num_cache_clusters >= 2 && var.redis_num_cache_clusters <= 6
+    error_message = "redis_num_cache_clusters must be between 2 and 6 (automatic failover needs a replica)."
+  }
+}
+
+variable "redis_snapshot_retention_days" {
+  description = "Days of automatic Redis snapshots (the cache can always be rebuilt from PostgreSQL)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.redis_snapshot_retention_days >= 1 && var.redis_snapshot_retention_days <= 35
+    error_message = "redis_snapshot_retention_days must be between 1 and 35."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Secrets
+# ---------------------------------------------------------------------------------------------
+
+variable "secret_recovery_window_days" {
+  description = "Days a deleted secret can still be restored (0 deletes at once; 7-30 otherwise)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.secret_recovery_window_days == 0 || (var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30)
+    error_message = "secret_recovery_window_days must be 0 or between 7 and 30."
+  }
+}

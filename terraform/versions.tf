@@ -1,0 +1,52 @@
+# Provider and Terraform requirements. There is deliberately no backend block: state is local
+# until the operator adds one (see README.md, "Remote state").
+
+terraform {
+  required_version = ">= 1.5"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = "~> 5.0"
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = ">= 3.5, < 4.0"
+    }
+  }
+}
+
+provider "aws" {
+  region = var.aws_region
+
+  default_tags {
+    tags = merge(
+      {
+        "qbill:stack" = var.name
+        "managed-by"  = "terraform"
+      },
+      var.tags,
+    )
+  }
+}
+
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
+# The candidate zones are named explicitly (an allowlist), so the set cannot grow by itself when
+# AWS adds a zone: either var.availability_zones, or <region>a ... <region>f.
+data "aws_availability_zones" "available" {
+  state = "available"
+
+  filter {
+    name   = "zone-name"
+    values = length(var.availability_zones) > 0 ? var.availability_zones : [for suffix in ["a", "b", "c", "d", "e", "f"] : "${var.aws_region}${suffix}"]
+  }
+
+  # Only regular AZs: Local Zones and Wavelength Zones lack RDS/ElastiCache/endpoint support.
+  filter {
+    name   = "opt-in-status"
+    values = ["opt-in-not-required"]
+  }
+}

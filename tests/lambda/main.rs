@@ -1,0 +1,197 @@
+//! The Lambda handler driven with SQS event fixtures (`fixtures/`, shaped like the events Lambda
+//! delivers) against the real Postgres, Redis and emulated SQS. The placeholders `{{NAME}}` in a
+//! fixture are filled in per test.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use qbill_core::types::QueueName;
+use qbill_lambda::Worker;
+use qbill_sqs::ReplyQueues;
+use qbill_tests::{TestDb, count, drain_replies, engine, env, reply_queue_url, sqs, token_for};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// The mixed batch: 1 auth, 2 utils, 3 payments, 4 payments with no bills (invalid), 5 not JSON
+/// (nobody to answer), 6 histories.
+struct Batch {
+    queue: QueueName,
+    message_ids: HashMap<u32, String>,
+    request_ids: HashMap<u32, Uuid>,
+    event: Value,
+}
+
+impl Batch {
+    fn new() -> Self {
+        let queue = QueueName::parse(&Uuid::new_v4().to_string()).unwrap();
+        let message_ids: HashMap<u32, String> =
+            (1..=6).map(|i| (i, Uuid::new_v4().to_string())).collect();
+        let request_ids: HashMap<u32, Uuid> = (1..=6).map(|i| (i, Uuid::new_v4())).collect();
+        let mut text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/lambda/fixtures/mixed_batch.json"
+        ))
+        .unwrap();
+        text = text
+            .replace("{{QUEUE_NAME}}", &queue.to_string())
+            .replace("{{TOKEN}}", &token_for(1, "demo", queue));
+        for i in 1..=6 {
+            text = text
+                .replace(&format!("{{{{MESSAGE_ID_{i}}}}}"), &message_ids[&i])
+                .replace(
+                    &format!("{{{{REQUEST_ID_{i}}}}}"),
+                    &request_ids[&i].to_string(),
+                );
+        }
+        assert!(!text.contains("{{"), "every placeholder is filled");
+        Self {
+            queue,
+            message_ids,
+            request_ids,
+            event: serde_json::from_str(&text).unwrap(),
+        }
+    }
+
+    fn failed_ids(response: &Value) -> Vec<String> {
+        let mut ids: Vec<String> = response["batchItemFailures"]
+            .as_array()
+            .expect("a batchItemFailures list")
+            .iter()
+            .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+async fn worker(db: &TestDb, database: Option<deadpool_postgres::Pool>) -> Worker {
+    let mut engine = engine(db, Some(&env("REDIS_URL")));
+    if let Some(pool) = database {
+        engine.store = pool;
+    }
+    Worker::new(
+        engine,
+        ReplyQueues::new(sqs().await, &env("QBILL_REPLY_QUEUE_PREFIX"), 3600),
+    )
+}
+
+#[tokio::test]
+async fn a_healthy_batch_reports_no_failure_and_every_answerable_message_is_answered() {
+    let db = TestDb::fresh().await;
+    let worker = worker(&db, None).await;
+    let batch = Batch::new();
+    let replies_url = reply_queue_url(&sqs().await, batch.queue).await;
+
+    let response = worker.handle(batch.event.clone()).await.unwrap();
+    assert_eq!(response, json!({ "batchItemFailures": [] }));
+
+    let replies = drain_replies(&sqs().await, &replies_url, 5, Duration::from_secs(30)).await;
+    let by_request: HashMap<String, &Value> = replies
+        .iter()
+        .map(|r| (r["request_id"].as_str().unwrap_or("null").to_owned(), r))
+        .collect();
+    let reply = |i: u32| {
+        by_request
+            .get(&batch.request_ids[&i].to_string())
+            .copied()
+            .unwrap_or_else(|| panic!("no reply to message {i}: {replies:?}"))
+    };
+    assert_eq!(reply(1)["kind"], "auth");
+    assert_eq!(reply(1)["status"], "ok");
+    assert_eq!(reply(2)["data"]["bills"].as_array().unwrap().len(), 12);
+    assert_eq!(reply(3)["data"]["bills_id"], json!([1081, 1082]));
+    assert_eq!(reply(4)["error"]["code"], "invalid_request");
+    assert_eq!(reply(6)["status"], "ok");
+    assert_eq!(
+        replies.len(),
+        5,
+        "the message that is not JSON has nobody to answer"
+    );
+
+    // The event source mapping may deliver the same batch again: nothing is charged twice.
+    let again = worker.handle(batch.event.clone()).await.unwrap();
+    assert_eq!(again, json!({ "batchItemFailures": [] }));
+    let repeated = drain_replies(&sqs().await, &replies_url, 5, Duration::from_secs(30)).await;
+    let receipt = repeated
+        .iter()
+        .find(|r| r["request_id"] == batch.request_ids[&3].to_string())
+        .expect("the payment is answered again");
+    assert_eq!(
+        receipt["data"]["payment_id"],
+        reply(3)["data"]["payment_id"]
+    );
+    assert_eq!(
+        count(
+            &db.pool,
+            "SELECT count(*) FROM payments WHERE request_id = $1",
+            &[&batch.request_ids[&3]]
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn with_postgres_down_exactly_the_messages_that_need_it_are_reported_failed() {
+    let db = TestDb::fresh().await;
+    let unreachable = qbill_core::store::pool(
+        &"postgres://postgres@127.0.0.1:1/qbill".to_owned().into(),
+        2,
+    )
+    .unwrap();
+    let worker = worker(&db, Some(unreachable)).await;
+    let batch = Batch::new();
+    let replies_url = reply_queue_url(&sqs().await, batch.queue).await;
+
+    let response = worker.handle(batch.event.clone()).await.unwrap();
+    let mut expected: Vec<String> = [1, 2, 3, 6]
+        .iter()
+        .map(|i| batch.message_ids[i].clone())
+        .collect();
+    expected.sort();
+    assert_eq!(
+        Batch::failed_ids(&response),
+        expected,
+        "auth, utils, payments and histories need Postgres"
+    );
+
+    // The invalid one was still answered, and counts as done.
+    let replies = drain_replies(&sqs().await, &replies_url, 1, Duration::from_secs(20)).await;
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0]["request_id"], batch.request_ids[&4].to_string());
+    assert_eq!(replies[0]["error"]["code"], "invalid_request");
+}
+
+#[tokio::test]
+async fn the_migrate_event_applies_the_migrations() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/lambda/fixtures/migrate.json"
+    ))
+    .unwrap();
+    let db = TestDb::fresh().await;
+    // The function migrates the database of its environment: here the test profile's.
+    let response = worker(&db, None)
+        .await
+        .handle(serde_json::from_str(&text).unwrap())
+        .await
+        .unwrap();
+    assert!(response["applied"].is_array(), "{response}");
+    let base = qbill_tests::db_pool(&env("DATABASE_URL").into());
+    let migrated = count(&base, "SELECT count(*) FROM refinery_schema_history", &[]).await;
+    let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../sql"))
+        .unwrap()
+        .count() as i64;
+    assert_eq!(migrated, shipped, "every migration of sql/ is recorded");
+}
+
+#[tokio::test]
+async fn an_unknown_event_is_an_error_not_a_silent_success() {
+    let db = TestDb::fresh().await;
+    let error = worker(&db, None)
+        .await
+        .handle(json!({ "hello": "world" }))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("unknown event"), "{error}");
+}

@@ -1,0 +1,278 @@
+//! AWS managed services: logins to RDS (IAM tokens or Secrets Manager passwords) over TLS
+//! verified against a CA bundle, the ElastiCache auth token, and the JWT keys in Secrets Manager.
+//! Local runs use none of it: `DATABASE_URL`, `REDIS_URL` and `QBILL_JWT_SECRET` suffice.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, bail};
+use aws_config::SdkConfig;
+use aws_sdk_rds::auth_token::{AuthTokenGenerator, Config as TokenConfig};
+use chrono::{DateTime, Utc};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::config::{RdsConfig, RdsLogin};
+
+/// IAM auth tokens generated since the process started (each new RDS connection takes one).
+pub static IAM_TOKENS_ISSUED: AtomicU64 = AtomicU64::new(0);
+
+/// The AWS configuration of this process (region, credentials, endpoints), loaded once.
+pub async fn sdk() -> &'static SdkConfig {
+    static SDK: OnceCell<SdkConfig> = OnceCell::const_new();
+    SDK.get_or_init(|| aws_config::defaults(aws_config::BehaviorVersion::latest()).load())
+        .await
+}
+
+/// A version of a secret.
+pub struct SecretVersion {
+    pub value: SecretString,
+    pub created: Option<DateTime<Utc>>,
+}
+
+/// Reads a secret at a staging label (`AWSCURRENT` when `None`); `None` when that label does not
+/// exist (a secret that was never rotated has no `AWSPREVIOUS`).
+pub async fn secret(arn: &str, stage: Option<&str>) -> anyhow::Result<Option<SecretVersion>> {
+    let client = aws_sdk_secretsmanager::Client::new(sdk().await);
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .set_version_stage(stage.map(str::to_owned))
+        .send()
+        .await;
+    let out = match out {
+        Ok(out) => out,
+        Err(e)
+            if stage.is_some()
+                && e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e.into_service_error()).context(format!("reading secret {arn}"))
+            );
+        }
+    };
+    let value = out
+        .secret_string
+        .with_context(|| format!("secret {arn} has no string value"))?;
+    let created = out
+        .created_date
+        .and_then(|d| DateTime::from_timestamp(d.secs(), d.subsec_nanos()));
+    Ok(Some(SecretVersion {
+        value: value.into(),
+        created,
+    }))
+}
+
+/// A database password secret: a bare string, or RDS's JSON with `password` and `username`.
+pub fn parse_login(raw: &SecretString) -> (Option<String>, SecretString) {
+    match serde_json::from_str::<serde_json::Value>(raw.expose_secret()) {
+        Ok(serde_json::Value::Object(map)) => (
+            map.get("username")
+                .and_then(|u| u.as_str())
+                .map(str::to_owned),
+            map.get("password")
+                .and_then(|p| p.as_str())
+                .unwrap_or_default()
+                .to_owned()
+                .into(),
+        ),
+        _ => (None, raw.clone()),
+    }
+}
+
+/// Puts the ElastiCache auth token into a `rediss://host:port` URL.
+pub fn redis_url_with_token(
+    url: &SecretString,
+    token: &SecretString,
+) -> anyhow::Result<SecretString> {
+    let url = url.expose_secret();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        bail!("REDIS_URL is not a URL")
+    };
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let encoded: String = token
+        .expose_secret()
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    Ok(format!("{scheme}://:{encoded}@{rest}").into())
+}
+
+/// A TLS connector that trusts exactly the certificates of `ca_bundle` and checks the host name.
+pub fn tls(ca_bundle: &Path) -> anyhow::Result<MakeRustlsConnect> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_bundle)
+        .with_context(|| format!("reading CA bundle {}", ca_bundle.display()))?
+    {
+        roots.add(cert.with_context(|| format!("a certificate in {}", ca_bundle.display()))?)?;
+    }
+    if roots.is_empty() {
+        bail!("CA bundle {} holds no certificate", ca_bundle.display());
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+/// How each new RDS connection logs in.
+enum Login {
+    Iam(AuthTokenGenerator),
+    Password(SecretString),
+}
+
+/// Opens RDS connections for the pool: TLS required and verified, a fresh IAM token (valid for 15
+/// minutes, needed only to open the connection) or the password for each.
+pub struct RdsConnect {
+    tls: MakeRustlsConnect,
+    login: Login,
+}
+
+type Connected = Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error>;
+
+impl deadpool_postgres::Connect for RdsConnect {
+    fn connect(
+        &self,
+        pg_config: &tokio_postgres::Config,
+    ) -> Pin<Box<dyn Future<Output = Connected> + Send + '_>> {
+        let mut config = pg_config.clone();
+        Box::pin(async move {
+            match &self.login {
+                Login::Iam(generator) => match generator.auth_token(sdk().await).await {
+                    Ok(token) => {
+                        IAM_TOKENS_ISSUED.fetch_add(1, Ordering::Relaxed);
+                        config.password(token.as_str());
+                    }
+                    // The server will refuse the login and the pool reports that error.
+                    Err(e) => tracing::error!(error = %e, "cannot generate an RDS IAM auth token"),
+                },
+                Login::Password(password) => {
+                    config.password(password.expose_secret());
+                }
+            }
+            let (client, connection) = config.connect(self.tls.clone()).await?;
+            let task = tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "database connection ended");
+                }
+            });
+            Ok((client, task))
+        })
+    }
+}
+
+/// The `tokio_postgres` configuration and connector for an RDS login.
+pub async fn rds_connect(rds: &RdsConfig) -> anyhow::Result<(tokio_postgres::Config, RdsConnect)> {
+    let mut user = rds.user.clone();
+    let login = match &rds.login {
+        RdsLogin::IamToken => Login::Iam(AuthTokenGenerator::new(
+            TokenConfig::builder()
+                .hostname(&rds.host)
+                .port(u64::from(rds.port))
+                .username(&rds.user)
+                .build()
+                .map_err(|e| anyhow::anyhow!("RDS token settings: {e}"))?,
+        )),
+        RdsLogin::Password(password) => Login::Password(password.clone()),
+        RdsLogin::Secret { arn } => {
+            let raw = secret(arn, None)
+                .await?
+                .with_context(|| format!("secret {arn} has no current value"))?;
+            let (secret_user, password) = parse_login(&raw.value);
+            if let Some(secret_user) = secret_user {
+                user = secret_user;
+            }
+            Login::Password(password)
+        }
+    };
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&rds.host)
+        .port(rds.port)
+        .dbname(&rds.name)
+        .user(&user)
+        .ssl_mode(SslMode::Require);
+    config.connect_timeout(std::time::Duration::from_secs(5));
+    Ok((
+        config,
+        RdsConnect {
+            tls: tls(&rds.ca_bundle)?,
+            login,
+        },
+    ))
+}
+
+/// The signing keys held in a Secrets Manager secret: the current one, and the previous one with
+/// the moment it stops being accepted (one token lifetime after the current one was created).
+pub async fn jwt_keys(
+    arn: &str,
+    ttl: std::time::Duration,
+) -> anyhow::Result<(SecretString, Option<(SecretString, Option<DateTime<Utc>>)>)> {
+    let current = secret(arn, None)
+        .await?
+        .with_context(|| format!("secret {arn} has no current value"))?;
+    crate::config::check_key(&current.value).context("the current JWT key")?;
+    let previous = secret(arn, Some("AWSPREVIOUS")).await?.map(|p| {
+        let until = current.created.map(|c| c + ttl);
+        (p.value, until)
+    });
+    Ok((current.value, previous))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redis_auth_token_goes_into_the_url_encoded() {
+        let url = redis_url_with_token(
+            &"rediss://cache.example:6379".to_owned().into(),
+            &"a/b+c".to_owned().into(),
+        )
+        .unwrap();
+        assert_eq!(
+            url.expose_secret(),
+            "rediss://:a%2Fb%2Bc@cache.example:6379"
+        );
+        let replaced = redis_url_with_token(
+            &"rediss://:old@cache.example:6379/0".to_owned().into(),
+            &"new".to_owned().into(),
+        )
+        .unwrap();
+        assert_eq!(
+            replaced.expose_secret(),
+            "rediss://:new@cache.example:6379/0"
+        );
+    }
+
+    #[test]
+    fn database_secrets_are_read_as_json_or_as_a_bare_password() {
+        let (user, password) =
+            parse_login(&r#"{"username":"master","password":"p@ss"}"#.to_owned().into());
+        assert_eq!(user.as_deref(), Some("master"));
+        assert_eq!(password.expose_secret(), "p@ss");
+        let (user, password) = parse_login(&"plain-password".to_owned().into());
+        assert_eq!(user, None);
+        assert_eq!(password.expose_secret(), "plain-password");
+    }
+}

@@ -1,0 +1,109 @@
+//! # qbill-lambda
+//!
+//! The Lambda worker: the event source mapping hands it a batch from the shared request queue;
+//! each message goes through the same engine as the worker pool's (`qbill_sqs::answer`), and
+//! only the messages that failed transiently are reported back (`ReportBatchItemFailures`), so
+//! the rest of the batch is deleted and one bad message never holds up the others. Rejected input
+//! got its error reply and counts as done.
+//!
+//! The same function runs the migrations from inside the VPC when invoked with
+//! `{"qbill": "migrate"}`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use qbill_core::config::{DatabaseConfig, EngineConfig};
+use qbill_core::envelope::InboundMessage;
+use qbill_core::{Engine, store};
+use qbill_sqs::{Disposition, ReplyQueues, SqsConfig, answer};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+/// Keys in Secrets Manager are reloaded this often, so a rotation reaches warm functions.
+const KEY_RELOAD: Duration = Duration::from_secs(300);
+
+/// Built once per execution environment and reused by every invocation.
+pub struct Worker {
+    engine: Engine,
+    replies: ReplyQueues,
+    keys_loaded: Mutex<Instant>,
+}
+
+impl Worker {
+    pub fn new(engine: Engine, replies: ReplyQueues) -> Self {
+        Self {
+            engine,
+            replies,
+            keys_loaded: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// The worker as the function's environment configures it.
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let config = EngineConfig::from_env()?;
+        let sqs = SqsConfig::from_env()?;
+        let engine = Engine::from_config(&config).await?;
+        let replies = ReplyQueues::new(
+            qbill_sqs::client().await,
+            &sqs.reply_queue_prefix,
+            sqs.reply_retention_seconds,
+        );
+        Ok(Self::new(engine, replies))
+    }
+
+    /// One invocation: an SQS batch, or an operator's command.
+    pub async fn handle(&self, event: Value) -> anyhow::Result<Value> {
+        if event.get("Records").is_some() {
+            let batch: SqsEvent = serde_json::from_value(event).context("an SQS event")?;
+            return Ok(serde_json::to_value(self.batch(batch).await)?);
+        }
+        match event.get("qbill").and_then(Value::as_str) {
+            Some("migrate") => {
+                let database = DatabaseConfig::from_env()?.for_migrations()?;
+                let applied = store::migrate(&store::connect(&database, 1).await?).await?;
+                tracing::info!(migrations = ?applied, "migrations applied");
+                Ok(json!({ "applied": applied }))
+            }
+            _ => {
+                anyhow::bail!("unknown event: expected an SQS batch or {{\"qbill\": \"migrate\"}}")
+            }
+        }
+    }
+
+    /// Handles every message of the batch; returns the ids of those to be delivered again.
+    pub async fn batch(&self, event: SqsEvent) -> SqsBatchResponse {
+        self.reload_keys_when_due().await;
+        let mut response = SqsBatchResponse::default();
+        for record in event.records {
+            let message_id = record.message_id.unwrap_or_default();
+            let inbound = InboundMessage {
+                message_id: message_id.clone(),
+                body: record.body.unwrap_or_default(),
+                attributes: record
+                    .message_attributes
+                    .into_iter()
+                    .filter_map(|(name, value)| Some((name, value.string_value?)))
+                    .collect(),
+            };
+            if answer(&self.engine, &self.replies, &inbound).await == Disposition::Retry {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message_id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    async fn reload_keys_when_due(&self) {
+        let mut loaded = self.keys_loaded.lock().await;
+        if loaded.elapsed() < KEY_RELOAD {
+            return;
+        }
+        match self.engine.tokens.reload().await {
+            Ok(()) => *loaded = Instant::now(),
+            // The keys in hand still work; try again at the next invocation.
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "reloading the JWT keys failed"),
+        }
+    }
+}
