@@ -55,7 +55,6 @@ resource "aws_lambda_function" "worker" {
       REDIS_URL                          = "rediss://${aws_elasticache_replication_group.qbill.primary_endpoint_address}:6379"
       QBILL_REDIS_AUTH_SECRET_ARN        = aws_secretsmanager_secret.redis_auth.arn
       QBILL_JWT_SECRET_ARN               = aws_secretsmanager_secret.jwt.arn
-      QBILL_LOG_FORMAT                   = "json"
     }
   }
 

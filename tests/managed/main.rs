@@ -34,6 +34,7 @@ fn rds(db: &TestDb, host: &str, ca_bundle: String) -> DatabaseConfig {
         user: "postgres".into(),
         ca_bundle: ca_bundle.into(),
         login: RdsLogin::IamToken,
+        password_secret_arn: None,
     })
 }
 
@@ -122,4 +123,80 @@ async fn a_missing_ca_bundle_fails_at_start_not_at_the_first_request() {
         format!("{error:#}").contains("/nonexistent/bundle.pem"),
         "{error:#}"
     );
+}
+
+#[tokio::test]
+async fn migrating_prepares_a_password_login_with_the_applications_rights_and_no_more() {
+    let db = TestDb::fresh().await;
+    let login = format!(
+        "qbill_t_login_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let DatabaseConfig::Rds(mut app) = rds(&db, "localhost", server_certificate().await) else {
+        unreachable!()
+    };
+    app.user = login.clone();
+    app.login = RdsLogin::Password("a-password-with-'quotes'".to_owned().into());
+    // The migration login (here the superuser of the test database) prepares the role.
+    qbill_core::managed::prepare_login(&db.pool, &app)
+        .await
+        .unwrap();
+    qbill_core::managed::prepare_login(&db.pool, &app)
+        .await
+        .expect("idempotent");
+    let admin = db.pool.get().await.unwrap();
+    let row = admin
+        .query_one(
+            "SELECT rolcanlogin, rolpassword IS NOT NULL FROM pg_authid WHERE rolname = $1",
+            &[&login],
+        )
+        .await
+        .unwrap();
+    assert!(
+        row.get::<_, bool>(0) && row.get::<_, bool>(1),
+        "the role logs in with a password"
+    );
+
+    // Logged in as that role: it can do the billing work and nothing else.
+    let pool = store::connect(&DatabaseConfig::Rds(app), 1).await.unwrap();
+    let client = pool.get().await.unwrap();
+    let user: String = client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(user, login);
+    client
+        .query_one("SELECT count(*) FROM bills WHERE status = 'unpaid'", &[])
+        .await
+        .expect("reads bills");
+    client
+        .execute(
+            "UPDATE apartments SET version = version + 1 WHERE id = 1",
+            &[],
+        )
+        .await
+        .expect("bumps versions");
+    for forbidden in [
+        "DELETE FROM payments",
+        "DELETE FROM bills",
+        "UPDATE apartments SET address = 'elsewhere'",
+        "INSERT INTO users (username, password_hash) VALUES ('x', '$argon2id$x')",
+        "CREATE TABLE intruder (id int)",
+        "DROP TABLE bills",
+    ] {
+        let error = client.batch_execute(forbidden).await.expect_err(forbidden);
+        assert!(
+            format!("{error:?}").contains("42501")
+                || error.to_string().contains("permission denied")
+                || error.to_string().contains("must be owner"),
+            "{forbidden}: {error}"
+        );
+    }
+    drop(client);
+    drop(pool);
+    admin
+        .batch_execute(&format!("DROP OWNED BY {login}; DROP ROLE {login}"))
+        .await
+        .unwrap();
 }

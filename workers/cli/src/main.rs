@@ -186,8 +186,7 @@ async fn forward_signals(shutdown: CancellationToken) {
 
 /// Applies pending migrations with the migration login (the RDS master user when configured).
 async fn migrate() -> anyhow::Result<Vec<String>> {
-    let database = DatabaseConfig::from_env()?.for_migrations()?;
-    store::migrate(&store::connect(&database, 1).await?).await
+    store::migrate_deployment(&DatabaseConfig::from_env()?).await
 }
 
 async fn seed_command(command: SeedCommand) -> anyhow::Result<()> {

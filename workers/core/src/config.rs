@@ -67,6 +67,9 @@ pub struct RdsConfig {
     /// PEM bundle of the CA certificates the server's certificate must chain to.
     pub ca_bundle: PathBuf,
     pub login: RdsLogin,
+    /// The application role's password secret, when the database checks a password rather than
+    /// an IAM token (the `secret` mode, or RDS Proxy, which logs in to the database for us).
+    pub password_secret_arn: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,11 +86,17 @@ pub enum RdsLogin {
 impl DatabaseConfig {
     pub fn from_env() -> anyhow::Result<Self> {
         let mode = env_or("QBILL_DATABASE_AUTH", "url".to_owned())?;
+        let password_secret_arn = std::env::var("QBILL_DATABASE_PASSWORD_SECRET_ARN")
+            .ok()
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty());
         let login = match mode.as_str() {
             "url" => return Ok(Self::Url(env_required("DATABASE_URL")?.into())),
             "iam" => RdsLogin::IamToken,
             "secret" => RdsLogin::Secret {
-                arn: env_required("QBILL_DATABASE_PASSWORD_SECRET_ARN")?,
+                arn: password_secret_arn
+                    .clone()
+                    .context("QBILL_DATABASE_PASSWORD_SECRET_ARN must be set")?,
             },
             other => bail!("QBILL_DATABASE_AUTH must be url, iam or secret, not {other:?}"),
         };
@@ -98,6 +107,7 @@ impl DatabaseConfig {
             user: env_required("QBILL_DATABASE_USER")?,
             ca_bundle: env_required("QBILL_DATABASE_CA_BUNDLE")?.into(),
             login,
+            password_secret_arn,
         }))
     }
 

@@ -222,6 +222,92 @@ pub async fn rds_connect(rds: &RdsConfig) -> anyhow::Result<(tokio_postgres::Con
     ))
 }
 
+/// Makes the application's login role (`rds.user`) a member of `qbill_application` and lets it
+/// log in the way the deployment does: with IAM tokens (membership of `rds_iam`) when the workers
+/// connect to the database directly, or with the password of its secret when they go through the
+/// `secret` mode or RDS Proxy (RDS refuses passwords for members of `rds_iam`, so that membership
+/// is revoked). Runs with the migration login; idempotent.
+pub async fn prepare_login(pool: &deadpool_postgres::Pool, rds: &RdsConfig) -> anyhow::Result<()> {
+    let through_proxy = rds.host.contains(".proxy-");
+    let password = match &rds.login {
+        RdsLogin::IamToken if !through_proxy => None,
+        RdsLogin::Password(password) => Some(password.clone()),
+        RdsLogin::Secret { arn } => Some(
+            parse_login(
+                &secret(arn, None)
+                    .await?
+                    .context("the password secret is empty")?
+                    .value,
+            )
+            .1,
+        ),
+        RdsLogin::IamToken => {
+            let arn = rds.password_secret_arn.as_deref().context(
+                "RDS Proxy logs in with a password: set QBILL_DATABASE_PASSWORD_SECRET_ARN",
+            )?;
+            Some(
+                parse_login(
+                    &secret(arn, None)
+                        .await?
+                        .context("the password secret is empty")?
+                        .value,
+                )
+                .1,
+            )
+        }
+    };
+    let client = pool.get().await?;
+    // Role names and passwords cannot be bound parameters of DDL: Postgres quotes them itself.
+    let run = |template: &'static str, args: Vec<String>| {
+        let client = &client;
+        async move {
+            let sql: String = match args.as_slice() {
+                [a] => client
+                    .query_one(&format!("SELECT format('{template}', $1::text)"), &[a])
+                    .await?
+                    .get(0),
+                [a, b] => client
+                    .query_one(
+                        &format!("SELECT format('{template}', $1::text, $2::text)"),
+                        &[a, b],
+                    )
+                    .await?
+                    .get(0),
+                _ => unreachable!("one or two arguments"),
+            };
+            client.batch_execute(&sql).await
+        }
+    };
+    let user = rds.user.clone();
+    if client
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
+        .await?
+        .is_none()
+    {
+        run("CREATE ROLE %I LOGIN", vec![user.clone()]).await?;
+    }
+    run("GRANT qbill_application TO %I", vec![user.clone()]).await?;
+    let rds_iam = client
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = 'rds_iam'", &[])
+        .await?
+        .is_some();
+    match password {
+        None if rds_iam => run("GRANT rds_iam TO %I", vec![user]).await?,
+        None => {}
+        Some(password) => {
+            run(
+                "ALTER ROLE %I LOGIN PASSWORD %L",
+                vec![user.clone(), password.expose_secret().to_owned()],
+            )
+            .await?;
+            if rds_iam {
+                run("REVOKE rds_iam FROM %I", vec![user]).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The signing keys held in a Secrets Manager secret: the current one, and the previous one with
 /// the moment it stops being accepted (one token lifetime after the current one was created).
 pub async fn jwt_keys(

@@ -84,6 +84,18 @@ pub async fn migrate(pool: &Pool) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
+/// Migrates the database a deployment runs on, with the migration login, and then prepares the
+/// application's login role for the way it logs in (on RDS). Used by `qbill migrate` and by the
+/// Lambda's migrate event.
+pub async fn migrate_deployment(app: &DatabaseConfig) -> anyhow::Result<Vec<String>> {
+    let pool = connect(&app.for_migrations()?, 1).await?;
+    let applied = migrate(&pool).await?;
+    if let DatabaseConfig::Rds(rds) = app {
+        managed::prepare_login(&pool, rds).await?;
+    }
+    Ok(applied)
+}
+
 /// Whether a failed statement may succeed if the message is tried again later: the connection
 /// broke, the server is going away, or Postgres chose this transaction as a victim.
 pub fn is_transient(error: &tokio_postgres::Error) -> bool {

@@ -60,8 +60,7 @@ impl Worker {
         }
         match event.get("qbill").and_then(Value::as_str) {
             Some("migrate") => {
-                let database = DatabaseConfig::from_env()?.for_migrations()?;
-                let applied = store::migrate(&store::connect(&database, 1).await?).await?;
+                let applied = store::migrate_deployment(&DatabaseConfig::from_env()?).await?;
                 tracing::info!(migrations = ?applied, "migrations applied");
                 Ok(json!({ "applied": applied }))
             }
