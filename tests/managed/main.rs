@@ -200,3 +200,120 @@ async fn migrating_prepares_a_password_login_with_the_applications_rights_and_no
         .await
         .unwrap();
 }
+
+/// A secret of its own in the emulated Secrets Manager.
+async fn new_secret(value: &str) -> (aws_sdk_secretsmanager::Client, String) {
+    let client = aws_sdk_secretsmanager::Client::new(qbill_core::managed::sdk().await);
+    let out = client
+        .create_secret()
+        .name(format!("qbill-test-{}", uuid::Uuid::new_v4().simple()))
+        .secret_string(value)
+        .send()
+        .await
+        .expect("Secrets Manager is emulated by the local stack");
+    (client, out.arn.expect("an ARN"))
+}
+
+#[tokio::test]
+async fn jwt_keys_in_secrets_manager_rotate_and_the_previous_key_has_a_grace_period() {
+    use qbill_core::config::{JwtConfig, JwtKeys};
+    use qbill_core::token::Tokens;
+    use qbill_core::types::{QueueName, UserId};
+
+    let old_key = "the-first-signing-key-of-at-least-32-bytes";
+    let (client, arn) = new_secret(old_key).await;
+    let mut config = JwtConfig::new(old_key.to_owned().into()).unwrap();
+    config.keys = JwtKeys::Secret { arn: arn.clone() };
+    config.ttl = std::time::Duration::from_secs(2);
+    let tokens = Tokens::from_config(config).await.unwrap();
+    let queue = QueueName::parse(&uuid::Uuid::new_v4().to_string()).unwrap();
+    let old_token = tokens.issue(UserId(1), "demo", queue).unwrap().0;
+
+    // Rotate: AWSCURRENT becomes the new key, AWSPREVIOUS the old one.
+    let new_key = "the-second-signing-key-of-at-least-32-bytes";
+    client
+        .put_secret_value()
+        .secret_id(&arn)
+        .secret_string(new_key)
+        .send()
+        .await
+        .unwrap();
+    tokens.reload().await.unwrap();
+    assert!(
+        tokens.verify(Some(&old_token)).is_ok(),
+        "tokens of the old key pass for one token lifetime"
+    );
+    let new_token = tokens.issue(UserId(1), "demo", queue).unwrap().0;
+    let new_only = Tokens::new(JwtConfig::new(new_key.to_owned().into()).unwrap());
+    assert!(
+        new_only.verify(Some(&new_token)).is_ok(),
+        "new tokens are signed with the new key"
+    );
+
+    // One token lifetime after the rotation the old key is refused (the token itself would
+    // still pass its five seconds of expiry leeway).
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    assert!(
+        tokens.verify(Some(&old_token)).is_err(),
+        "the grace period is over"
+    );
+    assert!(tokens.verify(Some(&new_token)).is_ok());
+}
+
+#[tokio::test]
+async fn a_secret_mode_login_reads_user_and_password_from_secrets_manager() {
+    let db = TestDb::fresh().await;
+    let (_, arn) =
+        new_secret(r#"{"username": "postgres", "password": "unused-with-trust-auth"}"#).await;
+    let DatabaseConfig::Rds(mut config) = rds(&db, "localhost", server_certificate().await) else {
+        unreachable!()
+    };
+    config.user = "someone-else".into();
+    config.login = RdsLogin::Secret { arn };
+    let pool = store::connect(&DatabaseConfig::Rds(config), 1)
+        .await
+        .unwrap();
+    let user: String = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        user, "postgres",
+        "the secret's username replaces the configured one"
+    );
+}
+
+#[tokio::test]
+async fn the_redis_auth_token_from_secrets_manager_opens_the_cache() {
+    use qbill_core::config::{EngineConfig, JwtConfig};
+    use qbill_tests::PrivateRedis;
+
+    let token = "a-redis-token/with+signs";
+    let redis = PrivateRedis::start_with(&["--requirepass", token]).await;
+    let (_, arn) = new_secret(token).await;
+    let db = TestDb::fresh().await;
+    let config = EngineConfig {
+        database: DatabaseConfig::Url(db.url.clone()),
+        database_pool_size: 2,
+        redis_url: Some(redis.url().into()),
+        redis_auth_secret_arn: Some(arn),
+        cache_prefix: "qbill-test".into(),
+        cache_ttl: std::time::Duration::from_secs(60),
+        cache_timeout: std::time::Duration::from_millis(500),
+        jwt: JwtConfig::new(qbill_tests::jwt_secret()).unwrap(),
+    };
+    let engine = qbill_core::Engine::from_config(&config).await.unwrap();
+    let key = qbill_core::cache::CacheKey::Apartments {
+        user: qbill_core::types::UserId(1),
+    };
+    engine.cache.put(key, &vec![42]).await;
+    assert_eq!(
+        engine.cache.get::<Vec<i32>>(key).await,
+        Some(vec![42]),
+        "the cache authenticated with the token"
+    );
+}
