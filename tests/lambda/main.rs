@@ -2,6 +2,8 @@
 //! delivers) against the real Postgres, Redis and emulated SQS. The placeholders `{{NAME}}` in a
 //! fixture are filled in per test.
 
+mod runtime;
+
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -317,13 +317,18 @@ pub async fn reply_queue_url(sqs: &aws_sdk_sqs::Client, queue: QueueName) -> Str
 
 /// The `qbill` binary of this workspace's debug build (`cargo build -p qbill`).
 pub fn qbill_binary() -> std::path::PathBuf {
+    workspace_binary("qbill")
+}
+
+/// A binary of this workspace's debug build (`cargo build --workspace`, as `scripts/test` does).
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let binary = target.join("debug/qbill");
+    let binary = target.join("debug").join(name);
     assert!(
         binary.exists(),
-        "{} is missing: run `cargo build -p qbill` (scripts/test does)",
+        "{} is missing: run `cargo build --workspace` (scripts/test does)",
         binary.display()
     );
     binary
