@@ -232,28 +232,12 @@ pub async fn prepare_login(pool: &deadpool_postgres::Pool, rds: &RdsConfig) -> a
     let password = match &rds.login {
         RdsLogin::IamToken if !through_proxy => None,
         RdsLogin::Password(password) => Some(password.clone()),
-        RdsLogin::Secret { arn } => Some(
-            parse_login(
-                &secret(arn, None)
-                    .await?
-                    .context("the password secret is empty")?
-                    .value,
-            )
-            .1,
-        ),
+        RdsLogin::Secret { arn } => Some(password_in(arn).await?),
         RdsLogin::IamToken => {
             let arn = rds.password_secret_arn.as_deref().context(
                 "RDS Proxy logs in with a password: set QBILL_DATABASE_PASSWORD_SECRET_ARN",
             )?;
-            Some(
-                parse_login(
-                    &secret(arn, None)
-                        .await?
-                        .context("the password secret is empty")?
-                        .value,
-                )
-                .1,
-            )
+            Some(password_in(arn).await?)
         }
     };
     let client = pool.get().await?;
@@ -306,6 +290,14 @@ pub async fn prepare_login(pool: &deadpool_postgres::Pool, rds: &RdsConfig) -> a
         }
     }
     Ok(())
+}
+
+/// The password of a database login secret.
+async fn password_in(arn: &str) -> anyhow::Result<SecretString> {
+    let raw = secret(arn, None)
+        .await?
+        .with_context(|| format!("secret {arn} has no current value"))?;
+    Ok(parse_login(&raw.value).1)
 }
 
 /// The signing keys held in a Secrets Manager secret: the current one, and the previous one with
