@@ -244,3 +244,90 @@ async fn duplicates_of_one_request_delivered_at_once_make_one_payment() {
         1
     );
 }
+
+#[tokio::test]
+async fn every_payment_and_bill_change_is_audited_with_who_and_which_request() {
+    let f = Fixture::new().await;
+    let request = Uuid::new_v4();
+    let reply = f
+        .ask_as(
+            request,
+            "payments",
+            Some(1),
+            Some(&f.token(DEMO)),
+            json!({ "bills_id": [1081, 1082] }),
+        )
+        .await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    let client = f.db.pool.get().await.unwrap();
+    let rows = client
+        .query(
+            "SELECT entity, entity_id, action, actor_user, old_state->>'status', new_state->>'status'
+             FROM audit_events WHERE request_id = $1 ORDER BY id",
+            &[&request],
+        )
+        .await
+        .unwrap();
+    let events: Vec<(
+        String,
+        String,
+        String,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+    )> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect();
+    let payment_id = reply["data"]["payment_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        events,
+        vec![
+            (
+                "payment".into(),
+                payment_id,
+                "created".into(),
+                Some(DEMO.0),
+                None,
+                None
+            ),
+            (
+                "bill".into(),
+                "1081".into(),
+                "status_changed".into(),
+                Some(DEMO.0),
+                Some("unpaid".into()),
+                Some("paid".into())
+            ),
+            (
+                "bill".into(),
+                "1082".into(),
+                "status_changed".into(),
+                Some(DEMO.0),
+                Some("unpaid".into()),
+                Some("paid".into())
+            ),
+        ]
+    );
+    // A rejected payment leaves no trace but its absence.
+    let again = f.pay(1, &[1081]).await;
+    assert_eq!(error_code(&again), "already_paid");
+    assert_eq!(
+        f.db.count(
+            "SELECT count(*) FROM audit_events WHERE entity = 'payment'",
+            &[]
+        )
+        .await,
+        1 + 9,
+        "the seed's 9 payments and this one"
+    );
+    // Nobody edits history, not even the owner, without dropping the guard first.
+    let error = client
+        .execute("DELETE FROM audit_events", &[])
+        .await
+        .expect_err("append-only");
+    assert!(
+        error.to_string().contains("append-only") || format!("{error:?}").contains("append-only"),
+        "{error:?}"
+    );
+}

@@ -177,12 +177,35 @@ async fn migrating_prepares_a_password_login_with_the_applications_rights_and_no
         )
         .await
         .expect("bumps versions");
+    // Its changes of bills are audited, through triggers it cannot bypass.
+    client
+        .execute(
+            "WITH p AS (INSERT INTO payments (id, apartment_id, user_id, request_id, total, currency)
+                        VALUES (gen_random_uuid(), 1, 1, gen_random_uuid(), 1, 'EUR') RETURNING id)
+             UPDATE bills SET status = 'paid', payment_id = (SELECT id FROM p) WHERE id = 1081",
+            &[],
+        )
+        .await
+        .expect("pays a bill");
+    let audited = qbill_tests::count(
+        &db.pool,
+        "SELECT count(*) FROM audit_events WHERE db_role = $1",
+        &[&login],
+    )
+    .await;
+    assert_eq!(
+        audited, 2,
+        "the payment and the bill's change are on the trail, under the role that made them"
+    );
     for forbidden in [
         "DELETE FROM payments",
         "DELETE FROM bills",
         "UPDATE apartments SET address = 'elsewhere'",
         "INSERT INTO users (username, password_hash) VALUES ('x', '$argon2id$x')",
         "CREATE TABLE intruder (id int)",
+        "INSERT INTO audit_events (entity, entity_id, action) VALUES ('bill', '1', 'forged')",
+        "UPDATE audit_events SET action = 'rewritten'",
+        "DELETE FROM audit_events",
         "DROP TABLE bills",
     ] {
         let error = client.batch_execute(forbidden).await.expect_err(forbidden);
