@@ -245,6 +245,16 @@ async fn duplicates_of_one_request_delivered_at_once_make_one_payment() {
     );
 }
 
+/// entity, entity id, action, actor, old status, new status
+type AuditRow = (
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
 #[tokio::test]
 async fn every_payment_and_bill_change_is_audited_with_who_and_which_request() {
     let f = Fixture::new().await;
@@ -268,14 +278,7 @@ async fn every_payment_and_bill_change_is_audited_with_who_and_which_request() {
         )
         .await
         .unwrap();
-    let events: Vec<(
-        String,
-        String,
-        String,
-        Option<i64>,
-        Option<String>,
-        Option<String>,
-    )> = rows
+    let events: Vec<AuditRow> = rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
         .collect();
