@@ -77,3 +77,73 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_unauthorized_reply() 
     );
     assert!(wrong.get("data").is_none());
 }
+
+#[tokio::test]
+async fn repeated_failed_logins_lock_a_username_for_a_while_known_or_not() {
+    let f = Fixture::new().await;
+    for username in ["demo", "nobody-at-all"] {
+        for _ in 0..qbill_core::handlers::auth::MAX_FAILURES {
+            let wrong = f
+                .ask(
+                    "auth",
+                    None,
+                    None,
+                    json!({ "username": username, "password": "guess" }),
+                )
+                .await;
+            assert_eq!(error_code(&wrong), "unauthorized");
+        }
+        let locked = f
+            .ask(
+                "auth",
+                None,
+                None,
+                json!({ "username": username, "password": "demo-password" }),
+            )
+            .await;
+        assert_eq!(error_code(&locked), "unauthorized");
+        assert!(
+            locked["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("try again later"),
+            "{locked}"
+        );
+    }
+    // demo2 is not affected.
+    let other = f
+        .ask(
+            "auth",
+            None,
+            None,
+            json!({ "username": "demo2", "password": "demo2-password" }),
+        )
+        .await;
+    assert_eq!(other["status"], "ok");
+    // When the lock has run out, the right password works and the count starts over.
+    let client = f.db.pool.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE login_failures SET locked_until = now() - interval '1 second'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let back = f
+        .ask(
+            "auth",
+            None,
+            None,
+            json!({ "username": "demo", "password": "demo-password" }),
+        )
+        .await;
+    assert_eq!(back["status"], "ok", "{back}");
+    assert_eq!(
+        f.db.count(
+            "SELECT count(*) FROM login_failures WHERE username = 'demo'",
+            &[]
+        )
+        .await,
+        0
+    );
+}

@@ -1,6 +1,8 @@
 //! `auth`: checks a username and password and issues a token bound to the client's reply queue,
 //! with the apartments the user owns.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -34,6 +36,12 @@ pub struct Apartment {
     pub address: String,
 }
 
+/// Failed logins of one username within [`FAILURE_WINDOW`] that lock it.
+pub const MAX_FAILURES: i32 = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// How long a locked username stays locked.
+pub const LOCKOUT: Duration = Duration::from_secs(15 * 60);
+
 pub async fn run(
     engine: &Engine,
     envelope: &Envelope,
@@ -42,6 +50,17 @@ pub async fn run(
 ) -> HandlerResult {
     let stored = {
         let client = engine.store.get().await?;
+        let locked = client
+            .prepare_cached(
+                "SELECT 1 FROM login_failures WHERE username = $1 AND locked_until > now()",
+            )
+            .await?;
+        if client.query_opt(&locked, &[&username]).await?.is_some() {
+            return Err(HandlerError::rejected(
+                ErrorCode::Unauthorized,
+                "too many failed logins for this username; try again later",
+            ));
+        }
         let statement = client
             .prepare_cached("SELECT id, password_hash FROM users WHERE username = $1")
             .await?;
@@ -56,11 +75,19 @@ pub async fn run(
         .await
         .map_err(HandlerError::Internal)?;
     let (Some(user), true) = (user, verified) else {
+        record_failure(engine, username).await?;
         return Err(HandlerError::rejected(
             ErrorCode::Unauthorized,
             "invalid username or password",
         ));
     };
+    {
+        let client = engine.store.get().await?;
+        let clear = client
+            .prepare_cached("DELETE FROM login_failures WHERE username = $1")
+            .await?;
+        client.execute(&clear, &[&username]).await?;
+    }
 
     let apartments = apartments(engine, user).await?;
     let (token, expires_at) = engine
@@ -77,6 +104,40 @@ pub async fn run(
         },
         apartments,
     })
+}
+
+/// Counts a failed login; the [`MAX_FAILURES`]th within the window locks the username.
+async fn record_failure(engine: &Engine, username: &str) -> Result<(), HandlerError> {
+    let client = engine.store.get().await?;
+    let count = client
+        .prepare_cached(
+            "INSERT INTO login_failures AS f (username, failures, first_failed) VALUES ($1, 1, now())
+             ON CONFLICT (username) DO UPDATE SET
+                 failures = CASE WHEN f.first_failed < now() - make_interval(secs => $2) THEN 1 ELSE f.failures + 1 END,
+                 first_failed = CASE WHEN f.first_failed < now() - make_interval(secs => $2) THEN now() ELSE f.first_failed END
+             RETURNING failures",
+        )
+        .await?;
+    let failures: i32 = client
+        .query_one(&count, &[&username, &FAILURE_WINDOW.as_secs_f64()])
+        .await?
+        .get(0);
+    if failures >= MAX_FAILURES {
+        let lock = client
+            .prepare_cached(
+                "UPDATE login_failures SET locked_until = now() + make_interval(secs => $2), failures = 0, first_failed = now()
+                 WHERE username = $1",
+            )
+            .await?;
+        client
+            .execute(&lock, &[&username, &LOCKOUT.as_secs_f64()])
+            .await?;
+        tracing::warn!(
+            auth.locked = true,
+            "a username was locked after repeated failed logins"
+        );
+    }
+    Ok(())
 }
 
 async fn apartments(engine: &Engine, user: UserId) -> Result<Vec<Apartment>, HandlerError> {
