@@ -3,6 +3,7 @@
 //! GET through the gateway.
 
 mod contract;
+mod dead_letters;
 mod pool;
 mod walkthrough;
 

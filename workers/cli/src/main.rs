@@ -42,6 +42,52 @@ enum Command {
     Seed(SeedCommand),
     /// Sends one request through the gateway and prints its reply.
     Client(ClientArgs),
+    /// The dead-letter queue: what landed there, and sending it back.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Lists dead letters (route, request id, apartment, receives; never the body) as JSON lines.
+    List {
+        #[command(flatten)]
+        queues: DlqQueues,
+        #[arg(long, default_value_t = 100)]
+        max: usize,
+    },
+    /// Moves every dead letter back to the request queue, unchanged.
+    Redrive {
+        #[command(flatten)]
+        queues: DlqQueues,
+    },
+}
+
+#[derive(Parser)]
+struct DlqQueues {
+    /// The request queue (name or URL).
+    #[arg(long, env = "QBILL_REQUEST_QUEUE", default_value = "qbill-requests")]
+    request_queue: String,
+    /// The dead-letter queue (name or URL); by default the request queue's name plus `-dlq`.
+    #[arg(long)]
+    dead_letter_queue: Option<String>,
+}
+
+impl DlqQueues {
+    async fn urls(&self, client: &aws_sdk_sqs::Client) -> anyhow::Result<(String, String)> {
+        let request = qbill_sqs::queue_url(client, &self.request_queue).await?;
+        let dead = match &self.dead_letter_queue {
+            Some(queue) => queue.clone(),
+            None => format!(
+                "{}-dlq",
+                self.request_queue
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(&self.request_queue)
+            ),
+        };
+        Ok((request, qbill_sqs::queue_url(client, &dead).await?))
+    }
 }
 
 #[derive(Subcommand)]
@@ -133,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Seed(command) => seed_command(command).await,
         Command::Client(args) => client(args).await,
+        Command::Dlq(command) => dead_letters(command).await,
     }
 }
 
@@ -212,6 +259,27 @@ async fn seed_command(command: SeedCommand) -> anyhow::Result<()> {
                 "{} users of prefix {prefix:?}; password {prefix}-password",
                 users.len()
             );
+        }
+    }
+    Ok(())
+}
+
+async fn dead_letters(command: DlqCommand) -> anyhow::Result<()> {
+    use qbill_sqs::dead_letters;
+    let sqs = qbill_sqs::client().await;
+    match command {
+        DlqCommand::List { queues, max } => {
+            let (_, dead) = queues.urls(&sqs).await?;
+            let letters = dead_letters::list(&sqs, &dead, max).await?;
+            for letter in &letters {
+                println!("{}", serde_json::to_string(letter)?);
+            }
+            eprintln!("{} dead letter(s) in {dead}", letters.len());
+        }
+        DlqCommand::Redrive { queues } => {
+            let (request, dead) = queues.urls(&sqs).await?;
+            let moved = dead_letters::redrive(&sqs, &dead, &request).await?;
+            println!("moved {moved} message(s) from {dead} back to {request}");
         }
     }
     Ok(())

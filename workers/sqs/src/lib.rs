@@ -8,12 +8,15 @@
 //!   the engine, sending its reply, deleting what is done; one shutdown signal drains them all.
 //! - [`replies`]: the clients' reply queues, created on demand under the shared prefix and
 //!   remembered.
+//! - [`dead_letters`]: for operators, what landed in the dead-letter queue, and sending it back.
 
 pub mod config;
+pub mod dead_letters;
 pub mod pool;
 pub mod replies;
 
 pub use config::SqsConfig;
+pub use dead_letters::queue_url;
 pub use pool::{Disposition, PoolStats, WorkerPool, answer};
 pub use replies::ReplyQueues;
 

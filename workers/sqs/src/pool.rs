@@ -63,27 +63,7 @@ impl WorkerPool {
         client: Client,
         config: SqsConfig,
     ) -> anyhow::Result<Self> {
-        let queue_url = if config.request_queue.starts_with("http://")
-            || config.request_queue.starts_with("https://")
-        {
-            config.request_queue.clone()
-        } else {
-            let out = client
-                .get_queue_url()
-                .queue_name(&config.request_queue)
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "the request queue {:?} cannot be found: {}",
-                        config.request_queue,
-                        e.into_service_error()
-                    )
-                })?;
-            out.queue_url.ok_or_else(|| {
-                anyhow::anyhow!("SQS returned no URL for {}", config.request_queue)
-            })?
-        };
+        let queue_url = crate::queue_url(&client, &config.request_queue).await?;
         let replies = ReplyQueues::new(
             client.clone(),
             &config.reply_queue_prefix,
