@@ -142,15 +142,24 @@ data "aws_iam_policy_document" "worker" {
   }
 
   statement {
-    sid = "CreateAndAnswerReplyQueues"
+    sid = "CreateAnswerAndSweepReplyQueues"
     actions = [
       "sqs:CreateQueue",
       "sqs:SendMessage",
       "sqs:GetQueueUrl",
       "sqs:TagQueue",
+      "sqs:ListQueueTags",
       "sqs:GetQueueAttributes",
+      "sqs:DeleteQueue",
     ]
     resources = [local.reply_queue_arn_pattern]
+  }
+
+  # The sweeper lists queues by the reply prefix; ListQueues is not scoped to a queue.
+  statement {
+    sid       = "ListReplyQueues"
+    actions   = ["sqs:ListQueues"]
+    resources = ["arn:${local.partition}:sqs:${local.region}:${local.account_id}:*"]
   }
 
   # --- database ------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ resource "aws_lambda_function" "worker" {
     variables = {
       QBILL_REPLY_QUEUE_PREFIX           = local.reply_queue_prefix
       QBILL_REPLY_RETENTION_SECONDS      = tostring(var.reply_retention_seconds)
+      QBILL_REPLY_IDLE_SECONDS           = tostring(var.reply_idle_seconds)
       QBILL_DATABASE_AUTH                = var.database_auth
       QBILL_DATABASE_HOST                = local.database_host
       QBILL_DATABASE_PORT                = "5432"
@@ -99,4 +100,26 @@ resource "aws_lambda_event_source_mapping" "requests" {
     aws_iam_role_policy.worker,
     aws_vpc_endpoint.interface,
   ]
+}
+
+# The reply-queue sweep: the worker, invoked on a schedule with {"qbill": "sweep"}, deletes reply
+# queues that are empty and idle (see the repository README).
+resource "aws_cloudwatch_event_rule" "sweep" {
+  name                = "${var.name}-reply-sweep"
+  description         = "Deletes idle, empty qbill reply queues"
+  schedule_expression = var.reply_sweep_schedule
+}
+
+resource "aws_cloudwatch_event_target" "sweep" {
+  rule  = aws_cloudwatch_event_rule.sweep.name
+  arn   = aws_lambda_function.worker.arn
+  input = jsonencode({ qbill = "sweep" })
+}
+
+resource "aws_lambda_permission" "sweep" {
+  statement_id  = "AllowReplySweepSchedule"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.worker.function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.sweep.arn
 }

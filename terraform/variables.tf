@@ -119,6 +119,23 @@ variable "dlq_retention_seconds" {
   }
 }
 
+variable "reply_idle_seconds" {
+  description = "A reply queue that is empty and got no reply for this long is deleted by the hourly sweep (QBILL_REPLY_IDLE_SECONDS)."
+  type        = number
+  default     = 86400
+
+  validation {
+    condition     = var.reply_idle_seconds >= 3600
+    error_message = "reply_idle_seconds must be at least an hour (and at least reply_retention_seconds)."
+  }
+}
+
+variable "reply_sweep_schedule" {
+  description = "EventBridge schedule of the reply-queue sweep (the worker invoked with {\"qbill\": \"sweep\"})."
+  type        = string
+  default     = "rate(1 hour)"
+}
+
 variable "reply_retention_seconds" {
   description = "How long a reply waits on a client's reply queue (QBILL_REPLY_RETENTION_SECONDS; the worker creates reply queues with it)."
   type        = number

@@ -5,6 +5,7 @@
 mod contract;
 mod dead_letters;
 mod pool;
+mod sweeper;
 mod walkthrough;
 
 use std::sync::OnceLock;

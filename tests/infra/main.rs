@@ -182,6 +182,8 @@ fn queue_names_and_the_reply_prefix_agree_with_the_workers() {
         reply_retention_seconds: 3600,
         poll_wait_seconds: 10,
         batch_size: 10,
+        reply_idle_seconds: 86_400,
+        sweep_interval_seconds: 0,
     };
     assert_eq!(
         stack.evaluate(stack.local("reply_queue_prefix")),
@@ -313,7 +315,7 @@ fn variables_read_by_the_lambda() -> BTreeSet<String> {
 }
 
 /// Read by the code but rightly left to their defaults (or meaningless) on Lambda.
-const NOT_SET_ON_LAMBDA: [(&str, &str); 13] = [
+const NOT_SET_ON_LAMBDA: [(&str, &str); 14] = [
     (
         "DATABASE_URL",
         "only for QBILL_DATABASE_AUTH=url, the local mode",
@@ -348,6 +350,10 @@ const NOT_SET_ON_LAMBDA: [(&str, &str); 13] = [
         "the worker pool's; the mapping's batch_size applies",
     ),
     ("QBILL_LOG", "the log filter, info by default"),
+    (
+        "QBILL_SWEEP_INTERVAL_SECONDS",
+        "the worker pool's; on Lambda an EventBridge schedule sweeps",
+    ),
 ];
 
 #[test]

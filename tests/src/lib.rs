@@ -342,6 +342,8 @@ pub fn sqs_config(request_queue: &str) -> qbill_sqs::SqsConfig {
         reply_retention_seconds: 3600,
         poll_wait_seconds: 1,
         batch_size: 10,
+        reply_idle_seconds: 86_400,
+        sweep_interval_seconds: 0,
     }
 }
 

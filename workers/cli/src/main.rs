@@ -45,6 +45,9 @@ enum Command {
     /// The dead-letter queue: what landed there, and sending it back.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Deletes the reply queues that are empty and got no reply for QBILL_REPLY_IDLE_SECONDS
+    /// (pools also do this every QBILL_SWEEP_INTERVAL_SECONDS).
+    SweepReplies,
 }
 
 #[derive(Subcommand)]
@@ -180,6 +183,21 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed(command) => seed_command(command).await,
         Command::Client(args) => client(args).await,
         Command::Dlq(command) => dead_letters(command).await,
+        Command::SweepReplies => {
+            let config = SqsConfig::from_env()?;
+            let idle = Duration::from_secs(config.reply_idle_seconds);
+            let report = qbill_sqs::sweeper::sweep(
+                &qbill_sqs::client().await,
+                &config.reply_queue_prefix,
+                idle,
+            )
+            .await?;
+            println!(
+                "examined {} reply queue(s), deleted {}",
+                report.examined, report.deleted
+            );
+            Ok(())
+        }
     }
 }
 

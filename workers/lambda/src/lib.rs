@@ -7,7 +7,8 @@
 //! got its error reply and counts as done.
 //!
 //! The same function runs the migrations from inside the VPC when invoked with
-//! `{"qbill": "migrate"}`.
+//! `{"qbill": "migrate"}`, and sweeps idle reply queues with `{"qbill": "sweep"}` (a schedule can
+//! send it).
 
 use std::time::{Duration, Instant};
 
@@ -64,9 +65,20 @@ impl Worker {
                 tracing::info!(migrations = ?applied, "migrations applied");
                 Ok(json!({ "applied": applied }))
             }
-            _ => {
-                anyhow::bail!("unknown event: expected an SQS batch or {{\"qbill\": \"migrate\"}}")
+            Some("sweep") => {
+                let config = SqsConfig::from_env()?;
+                let idle = std::time::Duration::from_secs(config.reply_idle_seconds);
+                let report = qbill_sqs::sweeper::sweep(
+                    &qbill_sqs::client().await,
+                    &config.reply_queue_prefix,
+                    idle,
+                )
+                .await?;
+                Ok(json!({ "examined": report.examined, "deleted": report.deleted }))
             }
+            _ => anyhow::bail!(
+                "unknown event: expected an SQS batch, {{\"qbill\": \"migrate\"}} or {{\"qbill\": \"sweep\"}}"
+            ),
         }
     }
 

@@ -17,6 +17,10 @@ pub struct SqsConfig {
     pub poll_wait_seconds: i32,
     /// Messages per receive, 1 to 10.
     pub batch_size: i32,
+    /// A reply queue that is empty and got no reply for this long is deleted by the sweeper.
+    pub reply_idle_seconds: u64,
+    /// How often each pool sweeps the reply queues; 0 turns the sweeper off.
+    pub sweep_interval_seconds: u64,
 }
 
 impl SqsConfig {
@@ -27,6 +31,8 @@ impl SqsConfig {
             reply_retention_seconds: env_or("QBILL_REPLY_RETENTION_SECONDS", 3600)?,
             poll_wait_seconds: env_or("QBILL_POLL_WAIT_SECONDS", 10)?,
             batch_size: env_or("QBILL_BATCH_SIZE", 10)?,
+            reply_idle_seconds: env_or("QBILL_REPLY_IDLE_SECONDS", 86_400)?,
+            sweep_interval_seconds: env_or("QBILL_SWEEP_INTERVAL_SECONDS", 600)?,
         };
         config.validate()?;
         Ok(config)
@@ -43,6 +49,9 @@ impl SqsConfig {
             bail!(
                 "QBILL_REPLY_RETENTION_SECONDS must be 60 to 43000 (below the 12-hour read invisibility)"
             );
+        }
+        if self.reply_idle_seconds < u64::from(self.reply_retention_seconds) {
+            bail!("QBILL_REPLY_IDLE_SECONDS must be at least QBILL_REPLY_RETENTION_SECONDS");
         }
         let prefix_ok = self.reply_queue_prefix.len() <= 40
             && self

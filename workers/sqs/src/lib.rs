@@ -8,12 +8,14 @@
 //!   the engine, sending its reply, deleting what is done; one shutdown signal drains them all.
 //! - [`replies`]: the clients' reply queues, created on demand under the shared prefix and
 //!   remembered.
+//! - [`sweeper`]: deletes reply queues that are empty and idle; the pool runs it now and then.
 //! - [`dead_letters`]: for operators, what landed in the dead-letter queue, and sending it back.
 
 pub mod config;
 pub mod dead_letters;
 pub mod pool;
 pub mod replies;
+pub mod sweeper;
 
 pub use config::SqsConfig;
 pub use dead_letters::queue_url;

@@ -99,6 +99,11 @@ impl WorkerPool {
                     .await
             });
         }
+        if self.shared.config.sweep_interval_seconds > 0 {
+            let shared = self.shared.clone();
+            let shutdown = shutdown.clone();
+            pollers.spawn(async move { shared.sweep_now_and_then(shutdown).await });
+        }
         tracing::info!(workers, queue = %self.shared.queue_url, "worker pool started");
         while let Some(joined) = pollers.join_next().await {
             if let Err(e) = joined {
@@ -155,6 +160,28 @@ impl Shared {
                 }
             }
             self.delete(done).await;
+        }
+    }
+
+    /// Sweeps idle reply queues every interval (with jitter, so pools do not sweep in step).
+    async fn sweep_now_and_then(&self, shutdown: CancellationToken) {
+        let interval = self.config.sweep_interval_seconds;
+        loop {
+            let pause =
+                Duration::from_secs(rand::random_range(interval / 2..=interval + interval / 2));
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let idle = Duration::from_secs(self.config.reply_idle_seconds);
+            match crate::sweeper::sweep(&self.client, &self.config.reply_queue_prefix, idle).await {
+                Ok(report) => tracing::info!(
+                    examined = report.examined,
+                    deleted = report.deleted,
+                    "reply queues swept"
+                ),
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "reply queue sweep failed"),
+            }
         }
     }
 

@@ -1,21 +1,37 @@
 //! Reply queues: one per client, named `{prefix}{queue_name}`, created the first time a reply is
-//! due and remembered by URL.
+//! due and remembered by URL. Each carries a `qbill:last-reply` tag (Unix seconds), refreshed at
+//! most every [`STAMP_EVERY`] per queue and process, which tells the sweeper it is in use.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::QueueAttributeName;
 use qbill_core::types::QueueName;
 
-/// Remembered queue URLs before the memory is cleared; clients come and go.
+/// Remembered queues before the memory is cleared; clients come and go.
 const REMEMBERED: usize = 100_000;
+/// How often one process refreshes a queue's last-reply stamp.
+pub const STAMP_EVERY: Duration = Duration::from_secs(300);
+/// The tags every reply queue carries.
+pub const ROLE_TAG: &str = "qbill:role";
+pub const LAST_REPLY_TAG: &str = "qbill:last-reply";
 
 pub struct ReplyQueues {
     client: Client,
     prefix: String,
     retention_seconds: u32,
-    urls: Mutex<HashMap<QueueName, String>>,
+    /// Queue URL and when this process last stamped it.
+    known: Mutex<HashMap<QueueName, (String, Instant)>>,
+}
+
+fn now_seconds() -> String {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+        .to_string()
 }
 
 impl ReplyQueues {
@@ -24,15 +40,15 @@ impl ReplyQueues {
             client,
             prefix: prefix.to_owned(),
             retention_seconds,
-            urls: Mutex::default(),
+            known: Mutex::default(),
         }
     }
 
     /// Sends `body` to the client's queue, creating the queue if it is missing.
     pub async fn send(&self, queue: QueueName, body: String) -> anyhow::Result<()> {
-        let url = match self.remembered(queue) {
-            Some(url) => url,
-            None => self.create(queue).await?,
+        let (url, stamped) = match self.remembered(queue) {
+            Some(known) => known,
+            None => (self.create(queue).await?, Instant::now()),
         };
         match self
             .client
@@ -42,13 +58,13 @@ impl ReplyQueues {
             .send()
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_queue_does_not_exist()) =>
             {
                 // Deleted since we remembered it (the sweeper, an operator): make it again.
-                self.urls.lock().expect("reply queue map").remove(&queue);
+                self.known.lock().expect("reply queues").remove(&queue);
                 let url = self.create(queue).await?;
                 self.client
                     .send_message()
@@ -56,16 +72,32 @@ impl ReplyQueues {
                     .message_body(body)
                     .send()
                     .await?;
-                Ok(())
+                return Ok(());
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
         }
+        // Best effort: a missed stamp only makes the queue look idle sooner, and the sweeper still
+        // keeps any queue that holds a message.
+        if stamped.elapsed() >= STAMP_EVERY
+            && self
+                .client
+                .tag_queue()
+                .queue_url(&url)
+                .tags(LAST_REPLY_TAG, now_seconds())
+                .send()
+                .await
+                .is_ok()
+            && let Some(entry) = self.known.lock().expect("reply queues").get_mut(&queue)
+        {
+            entry.1 = Instant::now();
+        }
+        Ok(())
     }
 
-    fn remembered(&self, queue: QueueName) -> Option<String> {
-        self.urls
+    fn remembered(&self, queue: QueueName) -> Option<(String, Instant)> {
+        self.known
             .lock()
-            .expect("reply queue map")
+            .expect("reply queues")
             .get(&queue)
             .cloned()
     }
@@ -81,7 +113,8 @@ impl ReplyQueues {
                 QueueAttributeName::MessageRetentionPeriod,
                 self.retention_seconds.to_string(),
             )
-            .tags("qbill:role", "reply")
+            .tags(ROLE_TAG, "reply")
+            .tags(LAST_REPLY_TAG, now_seconds())
             .send()
             .await;
         let url = match created {
@@ -101,11 +134,18 @@ impl ReplyQueues {
             Err(e) => return Err(e.into()),
         };
         let url = url.ok_or_else(|| anyhow::anyhow!("SQS returned no URL for {name}"))?;
-        let mut urls = self.urls.lock().expect("reply queue map");
-        if urls.len() >= REMEMBERED {
-            urls.clear();
+        // An existing queue keeps its old tags: stamp it now.
+        self.client
+            .tag_queue()
+            .queue_url(&url)
+            .tags(LAST_REPLY_TAG, now_seconds())
+            .send()
+            .await?;
+        let mut known = self.known.lock().expect("reply queues");
+        if known.len() >= REMEMBERED {
+            known.clear();
         }
-        urls.insert(queue, url.clone());
+        known.insert(queue, (url.clone(), Instant::now()));
         Ok(url)
     }
 }
