@@ -231,6 +231,12 @@ fn parse_command(
             if username.is_empty() || username.len() > 63 {
                 return Err(ParseError::new("`username` must be 1 to 63 characters"));
             }
+            // Postgres refuses NUL in text, and no username has control characters.
+            if username.chars().any(char::is_control) {
+                return Err(ParseError::new(
+                    "`username` must not contain control characters",
+                ));
+            }
             if b.password.is_empty() || b.password.len() > MAX_PASSWORD_BYTES {
                 return Err(ParseError::new(format!(
                     "`password` must be 1 to {MAX_PASSWORD_BYTES} bytes"
@@ -338,6 +344,87 @@ impl Command {
             Self::Utils { apartment }
             | Self::Histories { apartment, .. }
             | Self::Payments { apartment, .. } => Some(*apartment),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const ROUTES: [&str; 6] = ["auth", "utils", "histories", "payments", "refunds", ""];
+
+    fn message(
+        body: String,
+        route: &str,
+        apartment: String,
+        authorization: String,
+    ) -> InboundMessage {
+        InboundMessage {
+            message_id: "m".into(),
+            body,
+            attributes: HashMap::from([
+                (attribute::ROUTE.to_owned(), route.to_owned()),
+                (attribute::APARTMENT_ID.to_owned(), apartment),
+                (attribute::AUTHORIZATION.to_owned(), authorization),
+            ]),
+        }
+    }
+
+    /// JSON objects built from the contract's field names with values of any shape.
+    fn near_miss_body() -> impl Strategy<Value = String> {
+        let value = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number)),
+            ".{0,40}".prop_map(serde_json::Value::from),
+            Just(serde_json::Value::from(
+                "0b5a7c1e-8f3d-4a2b-9c6e-1d2f3a4b5c6d"
+            )),
+            prop::collection::vec(any::<i64>(), 0..5).prop_map(serde_json::Value::from),
+        ];
+        let field = prop::sample::select(vec![
+            "queue_name",
+            "request_id",
+            "username",
+            "password",
+            "bills_id",
+            "date_down",
+            "date_up",
+            "x",
+        ]);
+        prop::collection::btree_map(field, value, 0..7).prop_map(|m| {
+            serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                .to_string()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_parser(
+            body in prop::collection::vec(any::<u8>(), 0..512),
+            route in prop::sample::select(ROUTES.to_vec()),
+            apartment in ".{0,24}",
+            authorization in ".{0,80}",
+        ) {
+            let body = String::from_utf8_lossy(&body).into_owned();
+            let _ = Envelope::parse(&message(body, route, apartment, authorization));
+        }
+
+        #[test]
+        fn near_miss_bodies_parse_or_are_refused_with_a_reason(
+            body in near_miss_body(),
+            route in prop::sample::select(ROUTES.to_vec()),
+            apartment in prop_oneof![Just("1".to_owned()), ".{0,12}"],
+        ) {
+            match Envelope::parse(&message(body, route, apartment, "header:Bearer t".into())) {
+                Ok(envelope) => prop_assert_eq!(envelope.command.kind().as_str(), route),
+                Err(rejection) => prop_assert!(!rejection.reason.0.is_empty()),
+            }
         }
     }
 }
