@@ -4,6 +4,7 @@
 
 mod contract;
 mod dead_letters;
+mod faults;
 mod hostile;
 mod pool;
 mod sweeper;

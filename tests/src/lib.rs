@@ -431,3 +431,52 @@ impl Drop for PrivateRedis {
         self.stop();
     }
 }
+
+/// A TCP proxy in front of a real service that a test can cut (every open connection is closed
+/// and new ones are dropped at once) and restore: a dependency going away and coming back.
+pub struct Outage {
+    pub addr: std::net::SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::broadcast::Sender<()>,
+}
+
+impl Outage {
+    pub async fn proxy(target: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let addr = listener.local_addr().expect("an address");
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cut, _) = tokio::sync::broadcast::channel(16);
+        let (target, accepting, cuts) = (target.to_owned(), up.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !accepting.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection close
+                }
+                let mut cut = cuts.subscribe();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.recv() => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up, cut }
+    }
+
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.cut.send(());
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -34,6 +34,8 @@ pub struct PoolStats {
     /// Left on the queue to be tried again.
     pub retried: AtomicU64,
     pub deleted: AtomicU64,
+    /// Receives that failed (SQS unreachable or erroring); each is followed by a backoff pause.
+    pub receive_errors: AtomicU64,
 }
 
 impl PoolStats {
@@ -141,6 +143,7 @@ impl Shared {
                 }
                 Err(e) => {
                     failures += 1;
+                    self.stats.receive_errors.fetch_add(1, Ordering::Relaxed);
                     let pause = backoff(failures);
                     tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), retry_in_ms = pause.as_millis() as u64, "receive failed");
                     tokio::select! {
