@@ -6,6 +6,7 @@ mod contract;
 mod dead_letters;
 mod faults;
 mod hostile;
+mod logs;
 mod pool;
 mod sweeper;
 mod walkthrough;

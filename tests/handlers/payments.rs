@@ -164,11 +164,11 @@ async fn paying_another_users_apartment_is_forbidden_and_pays_nothing() {
 }
 
 #[tokio::test]
-async fn concurrent_payments_of_overlapping_bills_pay_each_bill_exactly_once() {
+async fn fifty_concurrent_payments_over_ten_bills_pay_each_bill_exactly_once() {
     let f = Arc::new(Fixture::new().await);
     let bills = [1081, 1082, 1083, 1084, 1091, 1092, 1093, 1094, 1101, 1102];
-    // Twenty payments of two adjacent bills each, all at once.
-    let attempts: Vec<_> = (0..20)
+    // Fifty payments of two adjacent bills each over ten bills, all at once.
+    let attempts: Vec<_> = (0..50)
         .map(|i| {
             let f = f.clone();
             let pair = [bills[i % bills.len()], bills[(i + 1) % bills.len()]];
