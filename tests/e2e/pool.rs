@@ -143,6 +143,16 @@ async fn interrupt_a_busy_worker(signal: &str) -> std::process::ExitStatus {
         }
     }
     let total = paid(db.clone(), prefix.clone()).await;
+    let answered_requests = requests
+        .iter()
+        .filter(|r| by_request.contains_key(&r.to_string()))
+        .count();
+    println!(
+        "reliability: worker {signal}: faults=1 sent={} answered={answered_requests} lost={} paid={total} paid_twice={}",
+        requests.len(),
+        requests.len() - answered_requests,
+        (total - requests.len() as i64).max(0)
+    );
     assert_eq!(
         total,
         requests.len() as i64,

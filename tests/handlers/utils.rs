@@ -133,10 +133,25 @@ async fn missing_forged_and_expired_tokens_are_unauthorized() {
 }
 
 #[tokio::test]
-async fn a_token_is_refused_for_a_reply_queue_it_was_not_issued_for() {
+async fn a_token_from_another_reply_queue_is_refused_and_the_refusal_goes_to_the_tokens_queue() {
     let f = Fixture::new().await;
-    let elsewhere = QueueName::parse(&Uuid::new_v4().to_string()).unwrap();
-    let token = qbill_tests::token_for(DEMO.0, DEMO.1, elsewhere);
-    let reply = f.ask("utils", Some(1), Some(&token), json!({})).await;
+    // The token was issued to the client of `owner`; a copy of it is used from `f.queue`.
+    let owner = QueueName::parse(&Uuid::new_v4().to_string()).unwrap();
+    let token = qbill_tests::token_for(DEMO.0, DEMO.1, owner);
+    let body = json!({ "queue_name": f.queue.to_string(), "request_id": Uuid::new_v4() });
+    let outcome = f
+        .engine
+        .handle(&qbill_tests::message("utils", Some(1), Some(&token), body))
+        .await
+        .unwrap();
+    let qbill_core::Outcome::Reply { to, reply } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        to, owner,
+        "replies never go to a queue the token does not name"
+    );
+    let reply = serde_json::to_value(&reply).unwrap();
     assert_eq!(error_code(&reply), "unauthorized");
+    assert!(reply.get("data").is_none(), "no data leaves with a refusal");
 }

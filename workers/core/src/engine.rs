@@ -110,6 +110,23 @@ impl Engine {
                 tracing::info!("handled");
                 Reply::ok(envelope.request_id, kind, data)
             }
+            Err(HandlerError::WrongQueue { token_queue }) => {
+                span.record("billing.outcome", "rejected");
+                tracing::warn!(
+                    auth.refused = "token used from another reply queue",
+                    "rejected"
+                );
+                let reply = Reply::error(
+                    Some(envelope.request_id),
+                    kind,
+                    ErrorCode::Unauthorized,
+                    "your token was presented from another reply queue; the request was refused",
+                );
+                return Ok(Outcome::Reply {
+                    to: token_queue,
+                    reply,
+                });
+            }
             Err(HandlerError::Rejected { code, message }) => {
                 span.record("billing.outcome", "rejected");
                 tracing::info!(error.code = ?code, error.message = %message, "rejected");

@@ -17,7 +17,7 @@ use crate::envelope::{Command, Envelope};
 use crate::reply::ErrorCode;
 use crate::store;
 use crate::token::Session;
-use crate::types::{ApartmentId, BillId, Currency, amount};
+use crate::types::{ApartmentId, BillId, Currency, QueueName, amount};
 
 /// What happens to the message when a handler fails.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,11 @@ pub enum HandlerError {
     /// The client's request cannot succeed as sent: it gets an error reply, the message is done.
     #[error("{message}")]
     Rejected { code: ErrorCode, message: String },
+    /// A valid token presented with another reply queue than the one it was issued for. The
+    /// refusal goes to the token's own queue, never to a queue the token does not name: whoever
+    /// holds a copy of the token learns nothing, and its owner sees the attempt.
+    #[error("the token was issued for another reply queue")]
+    WrongQueue { token_queue: QueueName },
     /// A dependency failed; no reply, the message goes back to the queue and is tried again.
     #[error("transient failure")]
     Transient(#[source] anyhow::Error),
@@ -103,10 +108,9 @@ pub async fn authorize(
             )
         })?;
     if session.queue != envelope.reply_to {
-        return Err(HandlerError::rejected(
-            ErrorCode::Unauthorized,
-            "the token was issued for another reply queue; use the queue_name you logged in with",
-        ));
+        return Err(HandlerError::WrongQueue {
+            token_queue: session.queue,
+        });
     }
     let client = engine.store.get().await?;
     let statement = client
