@@ -133,11 +133,12 @@ async fn missing_forged_and_expired_tokens_are_unauthorized() {
 }
 
 #[tokio::test]
-async fn a_token_from_another_reply_queue_is_refused_and_the_refusal_goes_to_the_tokens_queue() {
+async fn another_users_token_from_another_queue_is_refused_and_the_refusal_goes_to_the_tokens_queue()
+ {
     let f = Fixture::new().await;
-    // The token was issued to the client of `owner`; a copy of it is used from `f.queue`.
+    // demo2's token, issued to demo2's client (`owner`), used from demo's client (`f.queue`).
     let owner = QueueName::parse(&Uuid::new_v4().to_string()).unwrap();
-    let token = qbill_tests::token_for(DEMO.0, DEMO.1, owner);
+    let token = qbill_tests::token_for(DEMO2.0, DEMO2.1, owner);
     let body = json!({ "queue_name": f.queue.to_string(), "request_id": Uuid::new_v4() });
     let outcome = f
         .engine
