@@ -247,7 +247,7 @@ async fn jwt_keys_in_secrets_manager_rotate_and_the_previous_key_has_a_grace_per
     let (client, arn) = new_secret(old_key).await;
     let mut config = JwtConfig::new(old_key.to_owned().into()).unwrap();
     config.keys = JwtKeys::Secret { arn: arn.clone() };
-    config.ttl = std::time::Duration::from_secs(2);
+    config.ttl = std::time::Duration::from_secs(4);
     let tokens = Tokens::from_config(config).await.unwrap();
     let queue = QueueName::parse(&uuid::Uuid::new_v4().to_string()).unwrap();
     let old_token = tokens.issue(UserId(1), "demo", queue).unwrap().0;
@@ -273,9 +273,10 @@ async fn jwt_keys_in_secrets_manager_rotate_and_the_previous_key_has_a_grace_per
         "new tokens are signed with the new key"
     );
 
-    // One token lifetime after the rotation the old key is refused (the token itself would
-    // still pass its five seconds of expiry leeway).
-    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    // One token lifetime (4 s) after the rotation the old key is refused, although the token
+    // itself would still pass: it expires after 4 s plus 5 s of leeway. (Secrets Manager may
+    // truncate the rotation time to the second; the margins allow for it.)
+    tokio::time::sleep(std::time::Duration::from_millis(6500)).await;
     assert!(
         tokens.verify(Some(&old_token)).is_err(),
         "the grace period is over"
