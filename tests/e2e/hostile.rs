@@ -103,6 +103,12 @@ async fn forty_odd_hostile_requests_each_get_the_right_error_and_change_nothing(
             Gateway400,
         ),
         (
+            "an upper-case queue_name",
+            utils.clone(),
+            json!({ "queue_name": q.to_uppercase(), "request_id": id() }).to_string(),
+            Gateway400,
+        ),
+        (
             "queue_name with a path",
             utils.clone(),
             json!({ "queue_name": "../qbill-requests", "request_id": id() }).to_string(),

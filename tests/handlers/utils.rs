@@ -112,6 +112,7 @@ async fn missing_forged_and_expired_tokens_are_unauthorized() {
     let forged = forger.issue(UserId(1), "demo", f.queue).unwrap().0;
     let mut short = JwtConfig::new(qbill_tests::jwt_secret()).unwrap();
     short.ttl = std::time::Duration::ZERO;
+    let issued_at = chrono::Utc::now().timestamp_millis();
     let expired = {
         let token = Tokens::new(short)
             .issue(UserId(1), "demo", f.queue)
@@ -130,6 +131,17 @@ async fn missing_forged_and_expired_tokens_are_unauthorized() {
         let reply = f.ask("utils", Some(1), token, json!({})).await;
         assert_eq!(error_code(&reply), "unauthorized", "{what} token");
     }
+    // The same token on a request the gateway accepted while it was valid (a redelivery, or a
+    // redrive from the dead-letter queue): served.
+    let body = json!({ "queue_name": f.queue.to_string(), "request_id": Uuid::new_v4() });
+    let mut late = qbill_tests::message("utils", Some(1), Some(&expired), body);
+    late.attributes
+        .insert("request_time".into(), issued_at.to_string());
+    let reply = f.send(late).await;
+    assert_eq!(
+        reply["status"], "ok",
+        "a request made while its token was valid is served later: {reply}"
+    );
 }
 
 #[tokio::test]

@@ -53,6 +53,8 @@ pub struct Envelope {
     /// The bearer token, when the client sent one.
     pub token: Option<SecretString>,
     pub gateway_request_id: Option<String>,
+    /// When the gateway accepted the request (its `request_time`, epoch milliseconds).
+    pub requested_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One variant per route; the handler of each lives in `handlers/` under the same name.
@@ -208,6 +210,11 @@ impl Envelope {
                 .attributes
                 .get(attribute::GATEWAY_REQUEST_ID)
                 .cloned(),
+            requested_at: message
+                .attributes
+                .get(attribute::REQUEST_TIME)
+                .and_then(|ms| ms.parse::<i64>().ok())
+                .and_then(chrono::DateTime::from_timestamp_millis),
         })
     }
 }

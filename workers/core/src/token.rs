@@ -42,6 +42,8 @@ pub enum TokenError {
     Invalid(#[source] jsonwebtoken::errors::Error),
     #[error("the token's claims are malformed")]
     Malformed,
+    #[error("the token had expired when the request was made")]
+    Expired,
 }
 
 pub struct Tokens {
@@ -110,6 +112,8 @@ impl Tokens {
         validation.set_issuer(&[&config.issuer]);
         validation.set_audience(&[&config.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // Expiry is checked against the time of the request, in `verify_at`.
+        validation.validate_exp = false;
         validation.leeway = 5;
         Self {
             keys: RwLock::new(keys),
@@ -164,14 +168,28 @@ impl Tokens {
         ))
     }
 
+    /// Checks a token now.
     pub fn verify(&self, token: Option<&str>) -> Result<Session, TokenError> {
+        self.verify_at(token, None)
+    }
+
+    /// Checks a token as of `requested_at`, the moment the gateway accepted the request (only the
+    /// gateway writes to the request queue). A request made with a valid token stays valid when
+    /// it is handled later: a redelivery after a failure, or a redrive from the dead-letter queue.
+    /// A time later than now counts as now.
+    pub fn verify_at(
+        &self,
+        token: Option<&str>,
+        requested_at: Option<DateTime<Utc>>,
+    ) -> Result<Session, TokenError> {
         let token = token.ok_or(TokenError::Missing)?;
+        let at = requested_at.map_or_else(Utc::now, |t| t.min(Utc::now()));
         let claims = {
             let keys = self.keys.read().expect("token keys");
             match jsonwebtoken::decode::<Claims>(token, &keys.current, &self.validation) {
                 Ok(data) => data.claims,
                 Err(e) if *e.kind() == ErrorKind::InvalidSignature => match &keys.previous {
-                    Some((previous, until)) if until.is_none_or(|u| Utc::now() < u) => {
+                    Some((previous, until)) if until.is_none_or(|u| at < u) => {
                         jsonwebtoken::decode::<Claims>(token, previous, &self.validation)
                             .map_err(TokenError::Invalid)?
                             .claims
@@ -181,6 +199,9 @@ impl Tokens {
                 Err(e) => return Err(TokenError::Invalid(e)),
             }
         };
+        if claims.exp + self.validation.leeway as i64 <= at.timestamp() {
+            return Err(TokenError::Expired);
+        }
         let user_id = UserId::parse(&claims.sub).map_err(|_| TokenError::Malformed)?;
         let queue = QueueName::parse(&claims.queue).map_err(|_| TokenError::Malformed)?;
         Ok(Session {

@@ -18,17 +18,15 @@ impl ParseError {
 }
 
 fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, ParseError> {
-    // Only the canonical hyphenated form: braces, URNs and simple hex would name other queues.
-    if raw.len() != 36 {
-        return Err(ParseError::new(format!(
-            "`{field}` must be a UUID like 0b5a7c1e-8f3d-4a2b-9c6e-1d2f3a4b5c6d"
-        )));
+    // Only the canonical hyphenated form in lower case: braces, URNs and simple hex would name
+    // other queues, and SQS queue names are case-sensitive (the client polls by this exact text).
+    let canonical = raw.len() == 36 && !raw.bytes().any(|b| b.is_ascii_uppercase());
+    match Uuid::try_parse(raw) {
+        Ok(uuid) if canonical => Ok(uuid),
+        _ => Err(ParseError::new(format!(
+            "`{field}` must be a lower-case UUID like 0b5a7c1e-8f3d-4a2b-9c6e-1d2f3a4b5c6d"
+        ))),
     }
-    Uuid::try_parse(raw).map_err(|_| {
-        ParseError::new(format!(
-            "`{field}` must be a UUID like 0b5a7c1e-8f3d-4a2b-9c6e-1d2f3a4b5c6d"
-        ))
-    })
 }
 
 /// The client's reply queue, as the client named it: a UUID. The SQS queue name adds the

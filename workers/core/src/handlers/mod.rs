@@ -99,7 +99,10 @@ pub async fn authorize(
 ) -> Result<Access, HandlerError> {
     let session = engine
         .tokens
-        .verify(envelope.token.as_ref().map(|t| t.expose_secret()))
+        .verify_at(
+            envelope.token.as_ref().map(|t| t.expose_secret()),
+            envelope.requested_at,
+        )
         .map_err(|e| {
             tracing::info!(auth.refused = %e, "token refused");
             HandlerError::rejected(
