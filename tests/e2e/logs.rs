@@ -1,4 +1,5 @@
-//! No password, token or amount reaches the logs, even at debug level for qbill's own crates.
+//! No password, token or amount reaches the logs, even when an operator asks for debug logs of
+//! everything (the crates that would log statement parameters are held at info).
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -201,6 +201,8 @@ async fn migrating_prepares_a_password_login_with_the_applications_rights_and_no
         "DELETE FROM payments",
         "DELETE FROM bills",
         "UPDATE apartments SET address = 'elsewhere'",
+        "UPDATE bills SET amount = 0.01",
+        "UPDATE processed_requests SET fingerprint = 'x'",
         "INSERT INTO users (username, password_hash) VALUES ('x', '$argon2id$x')",
         "CREATE TABLE intruder (id int)",
         "INSERT INTO audit_events (entity, entity_id, action) VALUES ('bill', '1', 'forged')",

@@ -202,8 +202,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn init_tracing() {
-    let filter =
+    let mut filter =
         tracing_subscriber::EnvFilter::try_from_env("QBILL_LOG").unwrap_or_else(|_| "info".into());
+    for noisy in qbill_core::config::CRATES_HELD_AT_INFO {
+        filter = filter.add_directive(format!("{noisy}=info").parse().expect("a valid directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

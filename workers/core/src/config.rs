@@ -9,6 +9,19 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretString};
 
+/// Crates whose debug logs carry request contents (statement parameters, message bodies): they are
+/// held at `info` whatever `QBILL_LOG` asks, so amounts, passwords and tokens never reach a log.
+pub const CRATES_HELD_AT_INFO: [&str; 8] = [
+    "tokio_postgres",
+    "postgres_protocol",
+    "aws_smithy_runtime",
+    "aws_smithy_http_client",
+    "aws_sdk_sqs",
+    "aws_sdk_secretsmanager",
+    "hyper",
+    "h2",
+];
+
 /// Reads `name`, falling back to `default` when unset or empty.
 pub fn env_or<T: FromStr>(name: &str, default: T) -> anyhow::Result<T>
 where
