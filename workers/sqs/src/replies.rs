@@ -46,9 +46,26 @@ impl ReplyQueues {
 
     /// Sends `body` to the client's queue, creating the queue if it is missing.
     pub async fn send(&self, queue: QueueName, body: String) -> anyhow::Result<()> {
-        let (url, stamped) = match self.remembered(queue) {
-            Some(known) => known,
-            None => (self.create(queue).await?, Instant::now()),
+        let url = match self.remembered(queue) {
+            // Stamped before the reply goes in, so a sweep never sees a fresh reply in a queue
+            // that still looks idle; if the queue is gone, the send below recreates it.
+            Some((url, stamped)) if stamped.elapsed() >= STAMP_EVERY => {
+                if self
+                    .client
+                    .tag_queue()
+                    .queue_url(&url)
+                    .tags(LAST_REPLY_TAG, now_seconds())
+                    .send()
+                    .await
+                    .is_ok()
+                    && let Some(entry) = self.known.lock().expect("reply queues").get_mut(&queue)
+                {
+                    entry.1 = Instant::now();
+                }
+                url
+            }
+            Some((url, _)) => url,
+            None => self.create(queue).await?,
         };
         match self
             .client
@@ -58,7 +75,7 @@ impl ReplyQueues {
             .send()
             .await
         {
-            Ok(_) => {}
+            Ok(_) => Ok(()),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_queue_does_not_exist()) =>
@@ -72,26 +89,10 @@ impl ReplyQueues {
                     .message_body(body)
                     .send()
                     .await?;
-                return Ok(());
+                Ok(())
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => Err(e.into()),
         }
-        // Best effort: a missed stamp only makes the queue look idle sooner, and the sweeper still
-        // keeps any queue that holds a message.
-        if stamped.elapsed() >= STAMP_EVERY
-            && self
-                .client
-                .tag_queue()
-                .queue_url(&url)
-                .tags(LAST_REPLY_TAG, now_seconds())
-                .send()
-                .await
-                .is_ok()
-            && let Some(entry) = self.known.lock().expect("reply queues").get_mut(&queue)
-        {
-            entry.1 = Instant::now();
-        }
-        Ok(())
     }
 
     fn remembered(&self, queue: QueueName) -> Option<(String, Instant)> {
