@@ -147,3 +147,54 @@ async fn repeated_failed_logins_lock_a_username_for_a_while_known_or_not() {
         0
     );
 }
+
+#[tokio::test]
+async fn concurrent_guesses_cannot_slip_past_the_login_limit() {
+    let f = std::sync::Arc::new(Fixture::new().await);
+    let guesses: Vec<_> = (0..12)
+        .map(|i| {
+            let f = f.clone();
+            tokio::spawn(async move {
+                f.ask(
+                    "auth",
+                    None,
+                    None,
+                    json!({ "username": "demo2", "password": format!("guess-{i}") }),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut refused_unchecked = 0;
+    for guess in guesses {
+        let reply = guess.await.unwrap();
+        assert_eq!(error_code(&reply), "unauthorized");
+        if reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("try again later")
+        {
+            refused_unchecked += 1;
+        }
+    }
+    let limit = qbill_core::handlers::auth::MAX_FAILURES as usize;
+    assert!(
+        refused_unchecked >= 12 - limit,
+        "at most {limit} guesses were checked; {refused_unchecked} of 12 were refused unchecked"
+    );
+    let right = f
+        .ask(
+            "auth",
+            None,
+            None,
+            json!({ "username": "demo2", "password": "demo2-password" }),
+        )
+        .await;
+    assert!(
+        right["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("try again later"),
+        "{right}"
+    );
+}

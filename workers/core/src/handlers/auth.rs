@@ -50,12 +50,39 @@ pub async fn run(
 ) -> HandlerResult {
     let stored = {
         let client = engine.store.get().await?;
-        let locked = client
+        // Every attempt is counted before the password is checked, atomically, so concurrent
+        // guesses cannot all slip past the limit; a success clears the count.
+        let count = client
             .prepare_cached(
-                "SELECT 1 FROM login_failures WHERE username = $1 AND locked_until > now()",
+                "INSERT INTO login_failures AS f (username, failures, first_failed) VALUES ($1, 1, now())
+                 ON CONFLICT (username) DO UPDATE SET
+                     failures = CASE WHEN f.locked_until <= now()
+                                       OR (f.locked_until IS NULL AND f.first_failed < now() - make_interval(secs => $2))
+                                     THEN 1 ELSE f.failures + 1 END,
+                     first_failed = CASE WHEN f.locked_until <= now()
+                                           OR (f.locked_until IS NULL AND f.first_failed < now() - make_interval(secs => $2))
+                                         THEN now() ELSE f.first_failed END,
+                     locked_until = CASE WHEN f.locked_until <= now() THEN NULL ELSE f.locked_until END
+                 RETURNING failures, locked_until IS NOT NULL",
             )
             .await?;
-        if client.query_opt(&locked, &[&username]).await?.is_some() {
+        let row = client
+            .query_one(&count, &[&username, &FAILURE_WINDOW.as_secs_f64()])
+            .await?;
+        let (attempts, locked): (i32, bool) = (row.get(0), row.get(1));
+        if locked || attempts > MAX_FAILURES {
+            if !locked {
+                let lock = client
+                    .prepare_cached("UPDATE login_failures SET locked_until = now() + make_interval(secs => $2) WHERE username = $1")
+                    .await?;
+                client
+                    .execute(&lock, &[&username, &LOCKOUT.as_secs_f64()])
+                    .await?;
+                tracing::warn!(
+                    auth.locked = true,
+                    "a username was locked after repeated failed logins"
+                );
+            }
             return Err(HandlerError::rejected(
                 ErrorCode::Unauthorized,
                 "too many failed logins for this username; try again later",
@@ -75,7 +102,6 @@ pub async fn run(
         .await
         .map_err(HandlerError::Internal)?;
     let (Some(user), true) = (user, verified) else {
-        record_failure(engine, username).await?;
         return Err(HandlerError::rejected(
             ErrorCode::Unauthorized,
             "invalid username or password",
@@ -104,40 +130,6 @@ pub async fn run(
         },
         apartments,
     })
-}
-
-/// Counts a failed login; the [`MAX_FAILURES`]th within the window locks the username.
-async fn record_failure(engine: &Engine, username: &str) -> Result<(), HandlerError> {
-    let client = engine.store.get().await?;
-    let count = client
-        .prepare_cached(
-            "INSERT INTO login_failures AS f (username, failures, first_failed) VALUES ($1, 1, now())
-             ON CONFLICT (username) DO UPDATE SET
-                 failures = CASE WHEN f.first_failed < now() - make_interval(secs => $2) THEN 1 ELSE f.failures + 1 END,
-                 first_failed = CASE WHEN f.first_failed < now() - make_interval(secs => $2) THEN now() ELSE f.first_failed END
-             RETURNING failures",
-        )
-        .await?;
-    let failures: i32 = client
-        .query_one(&count, &[&username, &FAILURE_WINDOW.as_secs_f64()])
-        .await?
-        .get(0);
-    if failures >= MAX_FAILURES {
-        let lock = client
-            .prepare_cached(
-                "UPDATE login_failures SET locked_until = now() + make_interval(secs => $2), failures = 0, first_failed = now()
-                 WHERE username = $1",
-            )
-            .await?;
-        client
-            .execute(&lock, &[&username, &LOCKOUT.as_secs_f64()])
-            .await?;
-        tracing::warn!(
-            auth.locked = true,
-            "a username was locked after repeated failed logins"
-        );
-    }
-    Ok(())
 }
 
 async fn apartments(engine: &Engine, user: UserId) -> Result<Vec<Apartment>, HandlerError> {
