@@ -20,7 +20,7 @@ async fn history_without_a_window_returns_every_settled_bill() {
         );
     }
     assert_eq!(data["date_down"], "2026-06-19", "the first seeded payment");
-    let yesterday = Utc::now()
+    let yesterday = (Utc::now() - chrono::Duration::minutes(10))
         .date_naive()
         .checked_sub_days(Days::new(1))
         .unwrap();
@@ -49,7 +49,7 @@ async fn history_with_a_window_returns_only_what_the_client_lacks() {
 async fn a_paid_bill_moves_from_utils_to_the_history() {
     let f = Fixture::new().await;
     let token = f.token(DEMO);
-    let yesterday = Utc::now()
+    let yesterday = (Utc::now() - chrono::Duration::minutes(10))
         .date_naive()
         .checked_sub_days(Days::new(1))
         .unwrap()

@@ -2,8 +2,10 @@
 //!
 //! The client says which payment dates it holds in full (`date_down`..`date_up`); the reply
 //! carries every settled bill paid outside that window and the window the client then holds in
-//! full. That window ends yesterday (UTC): today can still gain payments, so today's settled bills
-//! come again in every sync until the day is over. Clients de-duplicate by `bill_id`.
+//! full. That window ends with the last UTC day that was over ten minutes ago by the database's
+//! clock (payments are stamped by it when written, and commit within that margin): today, and
+//! just after midnight yesterday too, can still gain payments, so their settled bills come again
+//! in every sync until the day is safely over. Clients de-duplicate by `bill_id`.
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -51,7 +53,9 @@ pub async fn run(
             loaded
         }
     };
-    let today = Utc::now().date_naive();
+    // A day counts as over ten minutes after it ended: the margin for a payment written just
+    // before midnight whose transaction commits just after.
+    let today = (access.db_now - chrono::Duration::minutes(10)).date_naive();
     to_data(&delta(&access, &settled, held, today))
 }
 

@@ -88,6 +88,9 @@ pub struct Access {
     /// The apartment's row version: part of every cache key of its data.
     pub version: i64,
     pub currency: Currency,
+    /// The database's clock when access was checked: history windows are cut by it, the clock
+    /// payments are stamped with.
+    pub db_now: chrono::DateTime<chrono::Utc>,
 }
 
 /// Checks the token, that the token was issued for this reply queue, and that its user owns the
@@ -119,7 +122,7 @@ pub async fn authorize(
     let statement = client
         .prepare_cached(
             "SELECT a.version, a.currency, EXISTS (SELECT 1 FROM apartment_owners o
-                 WHERE o.apartment_id = a.id AND o.user_id = $2)
+                 WHERE o.apartment_id = a.id AND o.user_id = $2), clock_timestamp()
              FROM apartments a WHERE a.id = $1",
         )
         .await?;
@@ -144,6 +147,7 @@ pub async fn authorize(
         apartment,
         version: row.get(0),
         currency,
+        db_now: row.get(3),
     })
 }
 
