@@ -61,18 +61,6 @@ pub async fn run(
         return replay(&tx, envelope, user.0, &fingerprint).await;
     }
 
-    // For the audit trail: who, and which request.
-    let audit = tx
-        .prepare_cached(
-            "SELECT set_config('qbill.actor', $1, true), set_config('qbill.request_id', $2, true)",
-        )
-        .await?;
-    tx.query_one(
-        &audit,
-        &[&user.0.to_string(), &envelope.request_id.0.to_string()],
-    )
-    .await?;
-
     let lock = tx
         .prepare_cached("SELECT id, apartment_id, status, amount FROM bills WHERE id = ANY($1) ORDER BY id FOR UPDATE")
         .await?;
