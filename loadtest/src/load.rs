@@ -1,0 +1,551 @@
+//! The load: simulated clients, each with its own reply queue and session, driven open-loop (a
+//! target request rate, whatever the replies do) or closed-loop (each client keeps a number of
+//! requests outstanding), with a ramp-up, a warm-up left out of the figures, and an end by time or
+//! by count.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, oneshot};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::mix::{Mix, Op};
+use crate::record::{Ending, Figures, Recorder};
+use crate::transport::{Outgoing, Transport};
+
+/// The shape of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    pub clients: usize,
+    /// Requests per second across all clients (open loop); `None` runs closed loop.
+    pub rate: Option<f64>,
+    /// Closed loop: requests each client keeps outstanding.
+    pub in_flight: usize,
+    pub ramp_up: Duration,
+    pub warmup: Duration,
+    /// How long to measure after the warm-up; with `requests`, whichever ends first.
+    pub duration: Option<Duration>,
+    /// How many measured requests to send.
+    pub requests: Option<u64>,
+    pub timeout: Duration,
+    pub mix: Mix,
+    /// Log every client in before the clock starts (not against the bare echo).
+    pub log_in: bool,
+}
+
+impl Plan {
+    /// A generous guess of the requests a run sends, to seed enough bills.
+    pub fn expected_requests(&self) -> u64 {
+        let seconds =
+            (self.warmup + self.duration.unwrap_or(Duration::from_secs(3600))).as_secs_f64();
+        let by_time = (self.rate.unwrap_or(3_000.0) * seconds) as u64;
+        match self.requests {
+            Some(count) => by_time
+                .min(count + (self.rate.unwrap_or(3_000.0) * self.warmup.as_secs_f64()) as u64),
+            None => by_time,
+        }
+    }
+}
+
+/// A user the harness logs in as, with the bills it may pay.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub user_id: i64,
+    pub username: String,
+    pub password: String,
+    pub apartment: i64,
+    pub unpaid: Vec<i64>,
+}
+
+/// A receipt the harness holds: checked against the books after the run.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub request_id: Uuid,
+    pub payment_id: Uuid,
+    pub apartment: i64,
+    pub bills: Vec<i64>,
+    pub total: Decimal,
+}
+
+struct Pending {
+    op: Op,
+    sent: Instant,
+    apartment: i64,
+    bills: Vec<i64>,
+    done: Option<oneshot::Sender<()>>,
+}
+
+struct Client {
+    queue: Uuid,
+    user: User,
+    token: Mutex<Option<String>>,
+    unpaid: Mutex<Vec<i64>>,
+    pending: Mutex<HashMap<Uuid, Pending>>,
+}
+
+/// What a run leaves behind.
+pub struct Outcome {
+    pub figures: Figures,
+    pub receipts: Vec<Receipt>,
+    /// Payments that were turned into `utils` because the client had no unpaid bill left.
+    pub payments_without_bills: u64,
+    /// Replies to requests already timed out, or to nobody the harness knows.
+    pub stray_replies: u64,
+}
+
+struct Run {
+    transport: Arc<Transport>,
+    plan: Plan,
+    recorder: std::sync::Mutex<Recorder>,
+    receipts: std::sync::Mutex<Vec<Receipt>>,
+    sent: AtomicU64,
+    measured_sent: AtomicU64,
+    answered: AtomicU64,
+    timeouts: AtomicU64,
+    payments_without_bills: AtomicU64,
+    stray_replies: AtomicU64,
+}
+
+/// Runs the plan with one client per user (users are reused round-robin if there are fewer).
+pub async fn run(transport: Arc<Transport>, plan: Plan, users: &[User]) -> anyhow::Result<Outcome> {
+    if users.is_empty() {
+        bail!("no users to log in as");
+    }
+    let clients: Vec<Arc<Client>> = (0..plan.clients)
+        .map(|i| {
+            let user = users[i % users.len()].clone();
+            // Clients sharing a user split its bills, so that no two pay the same bill.
+            let share = users.len().min(plan.clients);
+            let sharers = plan.clients / share + usize::from(i % share < plan.clients % share);
+            let nth = i / share;
+            let unpaid = user
+                .unpaid
+                .iter()
+                .skip(nth)
+                .step_by(sharers.max(1))
+                .copied()
+                .collect();
+            Arc::new(Client {
+                queue: Uuid::new_v4(),
+                user,
+                token: Mutex::default(),
+                unpaid: Mutex::new(unpaid),
+                pending: Mutex::default(),
+            })
+        })
+        .collect();
+
+    let started = Instant::now();
+    let run = Arc::new(Run {
+        transport: transport.clone(),
+        recorder: std::sync::Mutex::new(Recorder::new(started, plan.warmup)),
+        plan,
+        receipts: Default::default(),
+        sent: AtomicU64::new(0),
+        measured_sent: AtomicU64::new(0),
+        answered: AtomicU64::new(0),
+        timeouts: AtomicU64::new(0),
+        payments_without_bills: AtomicU64::new(0),
+        stray_replies: AtomicU64::new(0),
+    });
+
+    let stop_polling = CancellationToken::new();
+    let mut background = tokio::task::JoinSet::new();
+    for client in &clients {
+        transport.prepare(client.queue).await?;
+        background.spawn(poll_replies(
+            run.clone(),
+            client.clone(),
+            stop_polling.clone(),
+        ));
+    }
+    if run.plan.log_in {
+        log_in_everyone(&run, &clients).await?;
+    }
+
+    // The clock of the figures starts now: setup is not part of the run.
+    let started = Instant::now();
+    *run.recorder.lock().expect("recorder") = Recorder::new(started, run.plan.warmup);
+    background.spawn(expire(run.clone(), clients.clone(), stop_polling.clone()));
+    let progress = progress_bar(&run.plan);
+    background.spawn(show_progress(
+        run.clone(),
+        progress.clone(),
+        started,
+        stop_polling.clone(),
+    ));
+
+    match run.plan.rate {
+        Some(rate) => open_loop(&run, &clients, rate, started).await,
+        None => closed_loop(&run, &clients, started).await,
+    }
+
+    // Let what is in flight end, by a reply or by the timeout.
+    let deadline = Instant::now() + run.plan.timeout + Duration::from_secs(1);
+    while Instant::now() < deadline && in_flight(&clients).await > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_polling.cancel();
+    progress.finish_and_clear();
+    while background.join_next().await.is_some() {}
+
+    let figures = run.recorder.lock().expect("recorder").figures();
+    let receipts = std::mem::take(&mut *run.receipts.lock().expect("receipts"));
+    Ok(Outcome {
+        figures,
+        receipts,
+        payments_without_bills: run.payments_without_bills.load(Ordering::Relaxed),
+        stray_replies: run.stray_replies.load(Ordering::Relaxed),
+    })
+}
+
+async fn in_flight(clients: &[Arc<Client>]) -> usize {
+    let mut n = 0;
+    for client in clients {
+        n += client.pending.lock().await.len();
+    }
+    n
+}
+
+/// Logs every client in before the clock starts, a few at a time (logins are deliberately slow).
+async fn log_in_everyone(run: &Arc<Run>, clients: &[Arc<Client>]) -> anyhow::Result<()> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(8));
+    let mut logins = tokio::task::JoinSet::new();
+    for client in clients {
+        let (run, client, limit) = (run.clone(), client.clone(), limit.clone());
+        logins.spawn(async move {
+            let _permit = limit.acquire_owned().await?;
+            let (done, answered) = oneshot::channel();
+            send(&run, &client, Op::Auth, Some(done)).await;
+            tokio::time::timeout(run.plan.timeout, answered)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .with_context(|| format!("no reply to {}'s login", client.user.username))?;
+            if client.token.lock().await.is_none() {
+                bail!(
+                    "{} could not log in (is the password {:?} right?)",
+                    client.user.username,
+                    client.user.password
+                );
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(joined) = logins.join_next().await {
+        joined??;
+    }
+    Ok(())
+}
+
+fn finished(run: &Run, started: Instant) -> bool {
+    let elapsed = started.elapsed();
+    let by_time = run
+        .plan
+        .duration
+        .is_some_and(|d| elapsed >= run.plan.warmup + d);
+    let by_count = run
+        .plan
+        .requests
+        .is_some_and(|n| run.measured_sent.load(Ordering::Relaxed) >= n);
+    by_time || by_count
+}
+
+/// Sends at the target rate whatever the replies do, spreading requests over the clients. Over
+/// the ramp-up the rate grows linearly from 0, so the k-th request is due when the integral of
+/// the rate reaches k.
+async fn open_loop(run: &Arc<Run>, clients: &[Arc<Client>], rate: f64, started: Instant) {
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    for k in 0u64.. {
+        if finished(run, started) {
+            break;
+        }
+        let due =
+            started + Duration::from_secs_f64(due_at(k, rate, run.plan.ramp_up.as_secs_f64()));
+        tokio::time::sleep_until(due.into()).await;
+        if due.elapsed() > Duration::from_millis(10) {
+            run.recorder.lock().expect("recorder").late_send();
+        }
+        let client = clients[k as usize % clients.len()].clone();
+        let op = run.plan.mix.choose(&mut rng);
+        tokio::spawn({
+            let run = run.clone();
+            async move { send(&run, &client, op, None).await }
+        });
+    }
+}
+
+/// Seconds from the start at which request `k` is due: `rate * t^2 / (2 * ramp)` requests are due
+/// by `t` during the ramp-up, `rate` per second after it.
+fn due_at(k: u64, rate: f64, ramp: f64) -> f64 {
+    let k = k as f64;
+    let during_ramp = rate * ramp / 2.0;
+    if k < during_ramp {
+        (2.0 * ramp * k / rate).sqrt()
+    } else {
+        ramp + (k - during_ramp) / rate
+    }
+}
+
+/// Each client keeps `in_flight` requests outstanding; clients join over the ramp-up.
+async fn closed_loop(run: &Arc<Run>, clients: &[Arc<Client>], started: Instant) {
+    let mut loops = tokio::task::JoinSet::new();
+    let total = clients.len() * run.plan.in_flight;
+    for (k, client) in clients
+        .iter()
+        .flat_map(|c| std::iter::repeat_n(c, run.plan.in_flight))
+        .enumerate()
+    {
+        let (run, client) = (run.clone(), client.clone());
+        let delay = run.plan.ramp_up.mul_f64(k as f64 / total as f64);
+        loops.spawn(async move {
+            tokio::time::sleep_until((started + delay).into()).await;
+            let mut rng = rand::rngs::StdRng::from_os_rng();
+            while !finished(&run, started) {
+                let op = run.plan.mix.choose(&mut rng);
+                let (done, answered) = oneshot::channel();
+                send(&run, &client, op, Some(done)).await;
+                let _ = answered.await;
+            }
+        });
+    }
+    while loops.join_next().await.is_some() {}
+}
+
+/// Sends one request of `op` for `client`; `done` fires when it ends, however it ends.
+async fn send(run: &Arc<Run>, client: &Arc<Client>, op: Op, done: Option<oneshot::Sender<()>>) {
+    let mut op = op;
+    let mut bills = Vec::new();
+    if op == Op::Payments {
+        let mut unpaid = client.unpaid.lock().await;
+        let take = if rand::random_bool(0.25) { 2 } else { 1 }.min(unpaid.len());
+        let keep = unpaid.len() - take;
+        bills = unpaid.split_off(keep);
+        if bills.is_empty() {
+            run.payments_without_bills.fetch_add(1, Ordering::Relaxed);
+            op = Op::Utils;
+        }
+    }
+    let request_id = Uuid::new_v4();
+    let user = &client.user;
+    let mut body = json!({ "queue_name": client.queue, "request_id": request_id });
+    match op {
+        Op::Auth => {
+            body["username"] = json!(user.username);
+            body["password"] = json!(user.password);
+        }
+        Op::Payments => body["bills_id"] = json!(bills),
+        Op::Utils | Op::Histories => {}
+    }
+    let token = client.token.lock().await.clone();
+    let sent = Instant::now();
+    client.pending.lock().await.insert(
+        request_id,
+        Pending {
+            op,
+            sent,
+            apartment: user.apartment,
+            bills,
+            done,
+        },
+    );
+    run.sent.fetch_add(1, Ordering::Relaxed);
+    if run.recorder.lock().expect("recorder").measured(sent) {
+        run.measured_sent.fetch_add(1, Ordering::Relaxed);
+    }
+    let handed = run
+        .transport
+        .send(Outgoing {
+            route: op.as_str(),
+            apartment: (op != Op::Auth).then_some(user.apartment),
+            token: token.as_deref(),
+            body: body.to_string(),
+        })
+        .await;
+    if let Err(refused) = handed
+        && let Some(pending) = client.pending.lock().await.remove(&request_id)
+    {
+        end(run, pending, Ending::Error(refused.0));
+    }
+}
+
+fn end(run: &Run, mut pending: Pending, ending: Ending) {
+    let now = Instant::now();
+    if ending == Ending::Timeout {
+        run.timeouts.fetch_add(1, Ordering::Relaxed);
+    } else {
+        run.answered.fetch_add(1, Ordering::Relaxed);
+    }
+    run.recorder
+        .lock()
+        .expect("recorder")
+        .end(pending.op, pending.sent, now, ending);
+    if let Some(done) = pending.done.take() {
+        let _ = done.send(());
+    }
+}
+
+/// Long-polls one client's reply queue and settles its pending requests.
+async fn poll_replies(run: Arc<Run>, client: Arc<Client>, stop: CancellationToken) {
+    while !stop.is_cancelled() {
+        let asked = Instant::now();
+        let replies = tokio::select! {
+            replies = run.transport.poll(client.queue, 2) => replies,
+            _ = stop.cancelled() => return,
+        };
+        let replies = match replies {
+            Ok(replies) => replies,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), queue = %client.queue, "polling a reply queue failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        // Through the gateway, a queue that does not exist yet answers empty at once.
+        if replies.is_empty() && asked.elapsed() < Duration::from_millis(100) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for reply in replies {
+            settle(&run, &client, reply).await;
+        }
+    }
+}
+
+async fn settle(run: &Run, client: &Client, reply: Value) {
+    let Some(request_id) = reply["request_id"]
+        .as_str()
+        .and_then(|id| id.parse::<Uuid>().ok())
+    else {
+        run.stray_replies.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let Some(pending) = client.pending.lock().await.remove(&request_id) else {
+        run.stray_replies.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let ending = if reply["status"] == "ok" {
+        Ending::Ok
+    } else {
+        Ending::Error(
+            reply["error"]["code"]
+                .as_str()
+                .unwrap_or("unreadable")
+                .to_owned(),
+        )
+    };
+    let data = &reply["data"];
+    match (pending.op, &ending) {
+        (Op::Auth, Ending::Ok) => {
+            *client.token.lock().await = data["token"].as_str().map(str::to_owned);
+        }
+        (Op::Payments, Ending::Ok) => {
+            let receipt = Receipt {
+                request_id,
+                payment_id: data["payment_id"]
+                    .as_str()
+                    .and_then(|id| id.parse().ok())
+                    .unwrap_or_default(),
+                apartment: pending.apartment,
+                bills: pending.bills.clone(),
+                total: data["total"]
+                    .as_str()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or_default(),
+            };
+            run.receipts.lock().expect("receipts").push(receipt);
+        }
+        _ => {}
+    }
+    end(run, pending, ending);
+}
+
+/// Ends requests that had no reply within the timeout.
+async fn expire(run: Arc<Run>, clients: Vec<Arc<Client>>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    while !stop.is_cancelled() {
+        tick.tick().await;
+        for client in &clients {
+            let expired: Vec<Pending> = {
+                let mut pending = client.pending.lock().await;
+                let late: Vec<Uuid> = pending
+                    .iter()
+                    .filter(|(_, p)| p.sent.elapsed() >= run.plan.timeout)
+                    .map(|(id, _)| *id)
+                    .collect();
+                late.iter().filter_map(|id| pending.remove(id)).collect()
+            };
+            for pending in expired {
+                end(&run, pending, Ending::Timeout);
+            }
+        }
+    }
+}
+
+fn progress_bar(plan: &Plan) -> ProgressBar {
+    let bar = match plan.duration {
+        Some(duration) => ProgressBar::new((plan.warmup + duration).as_secs()),
+        None => ProgressBar::new(plan.requests.unwrap_or(0)),
+    };
+    let unit = if plan.duration.is_some() {
+        "s"
+    } else {
+        "requests"
+    };
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {unit} {{msg}}"
+        ))
+        .expect("a valid template"),
+    );
+    bar
+}
+
+async fn show_progress(run: Arc<Run>, bar: ProgressBar, started: Instant, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut last = (Instant::now(), 0u64);
+    while !stop.is_cancelled() {
+        tick.tick().await;
+        let answered = run.answered.load(Ordering::Relaxed);
+        let rate = (answered - last.1) as f64 / last.0.elapsed().as_secs_f64();
+        last = (Instant::now(), answered);
+        let phase = if started.elapsed() < run.plan.warmup {
+            "warm-up"
+        } else {
+            "measuring"
+        };
+        bar.set_position(if run.plan.duration.is_some() {
+            started.elapsed().as_secs()
+        } else {
+            run.measured_sent.load(Ordering::Relaxed)
+        });
+        bar.set_message(format!(
+            "{phase}: sent {} answered {answered} timeouts {} ({rate:.0} replies/s)",
+            run.sent.load(Ordering::Relaxed),
+            run.timeouts.load(Ordering::Relaxed),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::due_at;
+
+    #[test]
+    fn the_rate_ramps_up_linearly_then_holds() {
+        // 100/s after a 2 s ramp: 100 requests are due during the ramp, 100 per second after.
+        assert_eq!(due_at(0, 100.0, 2.0), 0.0);
+        assert!((due_at(25, 100.0, 2.0) - 1.0).abs() < 1e-9);
+        assert!((due_at(100, 100.0, 2.0) - 2.0).abs() < 1e-9);
+        assert!((due_at(200, 100.0, 2.0) - 3.0).abs() < 1e-9);
+        // Without a ramp, evenly spaced from the start.
+        assert!((due_at(50, 100.0, 0.0) - 0.5).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,376 @@
+//! # qbill-loadtest
+//!
+//! How many requests per second a deployment takes, at what latency, and what more workers buy.
+//!
+//! # Layout
+//! - [`mix`]: the operations (`auth`, `utils`, `histories`, `payments`) and their weights.
+//! - [`transport`]: through the gateway's HTTP contract, or straight on SQS.
+//! - [`load`]: simulated clients with their own reply queues; open or closed loop.
+//! - [`record`]: HDR histograms per operation and per second.
+//! - [`books`]: the users (from the seed generator), and the receipts checked against the books.
+//! - [`report`]: the summary table, JSON, and HTML with SVG plots.
+//! - [`scale`]: the same load against `qbill work` pools of 1, 2, 4, 8 workers.
+//! - [`echo`] and [`payment_path`]: the subjects of `scripts/bench`.
+
+mod books;
+mod echo;
+mod load;
+mod mix;
+mod payment_path;
+mod record;
+mod report;
+mod scale;
+mod transport;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use qbill_core::config::EngineConfig;
+use qbill_core::{Engine, store};
+use qbill_sqs::SqsConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::load::Plan;
+use crate::mix::{Mix, Op};
+use crate::transport::Transport;
+
+#[derive(Parser)]
+#[command(
+    name = "qbill-loadtest",
+    version,
+    about = "Load tests and benchmarks of qbill"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs simulated clients against a deployment and writes a report.
+    Run {
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Where report.json, report.html and the plots go.
+        #[arg(long, default_value = "target/loadtest/run")]
+        out: PathBuf,
+    },
+    /// Runs the same load against `qbill work` pools of each size in turn, and plots the result.
+    /// Stop any other pool on the same request queue first.
+    Scale {
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Worker counts, in order.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+        workers: Vec<usize>,
+        /// The `qbill` binary; by default the one beside this binary.
+        #[arg(long)]
+        qbill: Option<PathBuf>,
+        #[arg(long, default_value = "target/loadtest/scale")]
+        out: PathBuf,
+    },
+    /// The queue benchmark's reference: receive, reply, delete, no work. Runs until SIGINT/SIGTERM.
+    Echo {
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+    },
+    /// Creates a request queue on the SQS endpoint (for benchmarks on a bare emulator).
+    CreateQueue { name: String },
+    /// The database benchmark's subject: payments straight into the engine, no queue. Prints
+    /// `payment_path_tps <x>` last.
+    PaymentPath {
+        /// Concurrent payments (and database connections).
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Unpaid bills to seed; the run fails if it runs out.
+        #[arg(long, default_value_t = 80_000)]
+        bills: u32,
+    },
+}
+
+#[derive(Args, Clone)]
+struct LoadArgs {
+    /// The gateway's base URL (a deployed stage, or the local stack's).
+    #[arg(long, env = "QBILL_GATEWAY_URL", conflicts_with = "sqs")]
+    gateway: Option<String>,
+    /// Talk to SQS directly (`AWS_ENDPOINT_URL` for an emulator), with messages shaped as the
+    /// gateway shapes them: measures the workers without the gateway.
+    #[arg(long)]
+    sqs: bool,
+    /// The target is `qbill-loadtest echo`, not the engine: no users, no logins, no books.
+    #[arg(long)]
+    echo: bool,
+    /// The request queue, in --sqs mode.
+    #[arg(long, env = "QBILL_REQUEST_QUEUE", default_value = "qbill-requests")]
+    request_queue: String,
+    #[arg(long, env = "QBILL_REPLY_QUEUE_PREFIX", default_value = "qbill-reply-")]
+    reply_prefix: String,
+    /// Simulated clients, each with its own reply queue.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Target requests per second across all clients (open loop). Without it, closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Closed loop: requests each client keeps outstanding.
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
+    /// Seconds over which the rate (or the clients) ramp up to the target.
+    #[arg(long, default_value_t = 2.0)]
+    ramp_up: f64,
+    /// Seconds from the start whose requests are left out of the figures.
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Seconds measured after the warm-up.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Measured requests to send (with --duration, whichever comes first).
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Seconds without a reply after which a request counts as timed out.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Operation weights.
+    #[arg(long, default_value = "auth=1,utils=4,histories=2,payments=3")]
+    mix: Mix,
+    /// Users to create (default: one per client); clients share them round-robin.
+    #[arg(long)]
+    users: Option<u32>,
+    /// Username prefix of the created users (default: a fresh one per run).
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Months of unpaid bills per user (default: enough for the run's payments).
+    #[arg(long)]
+    periods: Option<u32>,
+}
+
+impl LoadArgs {
+    fn plan(&self) -> anyhow::Result<Plan> {
+        if self.duration.is_none() && self.requests.is_none() {
+            bail!("say how long to run: --duration SECONDS or --requests N");
+        }
+        if self.clients == 0 || self.in_flight == 0 {
+            bail!("--clients and --in-flight must be at least 1");
+        }
+        if self.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            bail!("--rate must be above 0");
+        }
+        let seconds = |s: f64, name: &str| {
+            Duration::try_from_secs_f64(s)
+                .with_context(|| format!("--{name} must be 0 or more seconds"))
+        };
+        Ok(Plan {
+            clients: self.clients,
+            rate: self.rate,
+            in_flight: self.in_flight,
+            ramp_up: seconds(self.ramp_up, "ramp-up")?,
+            warmup: seconds(self.warmup, "warmup")?,
+            duration: self.duration.map(|d| seconds(d, "duration")).transpose()?,
+            requests: self.requests,
+            timeout: seconds(self.timeout, "timeout")?,
+            mix: self.mix.clone(),
+            log_in: !self.echo,
+        })
+    }
+
+    async fn transport(&self) -> anyhow::Result<Transport> {
+        match (&self.gateway, self.sqs) {
+            (_, true) => Transport::sqs(&self.request_queue, &self.reply_prefix).await,
+            (Some(url), false) => Transport::gateway(url),
+            (None, false) => bail!("give --gateway URL (or QBILL_GATEWAY_URL), or --sqs"),
+        }
+    }
+
+    /// Creates the run's users, with bills enough for `runs` runs of the plan.
+    async fn users(
+        &self,
+        db: &deadpool_postgres::Pool,
+        plan: &Plan,
+        runs: usize,
+    ) -> anyhow::Result<Vec<load::User>> {
+        if self.echo {
+            // The echo answers anything: made-up users with made-up bills will do.
+            return Ok((0..plan.clients as i64)
+                .map(|i| load::User {
+                    user_id: i,
+                    username: format!("echo-{i}"),
+                    password: "echo".into(),
+                    apartment: i,
+                    unpaid: (0..100_000).map(|b| i * 100_000 + b).collect(),
+                })
+                .collect());
+        }
+        let count = self.users.unwrap_or(plan.clients as u32).max(1);
+        let periods = self.periods.unwrap_or_else(|| {
+            // Payments take 1.25 bills on average; a margin of a half on top.
+            let bills = plan.expected_requests() as f64
+                * plan.mix.share(Op::Payments)
+                * 1.25
+                * 1.5
+                * runs as f64;
+            ((bills / f64::from(count) / 4.0).ceil() as u32).clamp(2, 2_000)
+        });
+        let prefix = self
+            .prefix
+            .clone()
+            .unwrap_or_else(|| format!("lt-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+        eprintln!("creating {count} users {prefix}-* with {periods} months of bills each");
+        books::users(db, &prefix, count, periods).await
+    }
+}
+
+fn database() -> anyhow::Result<deadpool_postgres::Pool> {
+    let url = std::env::var("DATABASE_URL")
+        .context("DATABASE_URL must name the database (to create users and check the books)")?;
+    store::pool(&url.into(), 4)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QBILL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Run { load, out } => {
+            let plan = load.plan()?;
+            let db = database()?;
+            let transport = Arc::new(load.transport().await?);
+            let users = load.users(&db, &plan, 1).await?;
+            let apartments: Vec<i64> = users.iter().map(|u| u.apartment).collect();
+            eprintln!("{} clients against {}", plan.clients, transport.describe());
+            let outcome = load::run(transport.clone(), plan.clone(), &users).await?;
+            transport.cleanup().await;
+            println!("{}", report::table(&outcome.figures));
+            let books = if load.echo {
+                None
+            } else {
+                let books = books::check(&db, &outcome.receipts, &apartments).await?;
+                println!("{}", report::books_line(&books));
+                Some(books)
+            };
+            let balanced = books.as_ref().is_none_or(books::Books::balanced);
+            report::write_run(
+                &out,
+                &report::RunReport {
+                    target: transport.describe(),
+                    plan,
+                    users: users.len(),
+                    figures: outcome.figures,
+                    payments_without_bills: outcome.payments_without_bills,
+                    stray_replies: outcome.stray_replies,
+                    books,
+                },
+            )?;
+            println!("report: {}", out.join("report.html").display());
+            if !balanced {
+                bail!("the books do not match the receipts");
+            }
+        }
+        Command::Scale {
+            load,
+            workers,
+            qbill,
+            out,
+        } => {
+            let plan = load.plan()?;
+            let db = database()?;
+            let qbill = match qbill {
+                Some(path) => path,
+                None => scale::qbill_binary()?,
+            };
+            let transport = Arc::new(load.transport().await?);
+            let users = load.users(&db, &plan, workers.len()).await?;
+            let apartments: Vec<i64> = users.iter().map(|u| u.apartment).collect();
+            let (steps, receipts) =
+                scale::run(transport.clone(), &plan, &users, &workers, &qbill, &db).await?;
+            transport.cleanup().await;
+            let books = books::check(&db, &receipts, &apartments).await?;
+            println!("{}", report::scale_table(&steps));
+            println!("{}", report::books_line(&books));
+            let balanced = books.balanced();
+            report::write_scale(
+                &out,
+                &report::ScaleReport {
+                    target: transport.describe(),
+                    plan,
+                    steps,
+                    books: Some(books),
+                },
+            )?;
+            println!("report: {}", out.join("scale.html").display());
+            if !balanced {
+                bail!("the books do not match the receipts");
+            }
+        }
+        Command::Echo { workers } => {
+            let stop = CancellationToken::new();
+            tokio::spawn({
+                let stop = stop.clone();
+                async move {
+                    shutdown_signal().await;
+                    stop.cancel();
+                }
+            });
+            let echoed = echo::serve(SqsConfig::from_env()?, workers, stop).await?;
+            eprintln!("echoed {echoed} messages");
+        }
+        Command::CreateQueue { name } => {
+            let client = qbill_sqs::client().await;
+            let url = client
+                .create_queue()
+                .queue_name(&name)
+                .attributes(
+                    aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                    "30",
+                )
+                .send()
+                .await
+                .with_context(|| format!("creating {name}"))?
+                .queue_url
+                .unwrap_or_default();
+            println!("{url}");
+        }
+        Command::PaymentPath {
+            clients,
+            seconds,
+            bills,
+        } => {
+            let mut config = EngineConfig::from_env()?;
+            config.database_pool_size = clients;
+            let engine = Arc::new(Engine::from_config(&config).await?);
+            let db = database()?;
+            let count = (clients as u32 * 8).max(1);
+            let prefix = format!("pp-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+            let periods = bills.div_ceil(count * 4).max(1);
+            let users = books::users(&db, &prefix, count, periods).await?;
+            let figures = payment_path::run(engine, users, clients, seconds).await?;
+            println!(
+                "payment path: {} payments in {:.2} s by {clients} clients: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+                figures.payments,
+                figures.seconds,
+                figures.per_second,
+                figures.p50_ms,
+                figures.p99_ms
+            );
+            println!("payment_path_tps {:.1}", figures.per_second);
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,258 @@
+//! How a simulated client reaches the engine: through the gateway's HTTP contract, or straight on
+//! SQS with the messages shaped as the gateway shapes them (to measure the workers alone).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageAttributeValue};
+use qbill_core::envelope::{AUTHORIZATION_MARKER, attribute};
+use serde_json::Value;
+use tokio::sync::RwLock;
+use uuid::Uuid;
+
+/// One request as a client sends it.
+pub struct Outgoing<'a> {
+    /// `auth`, `utils`, `histories` or `payments`.
+    pub route: &'static str,
+    pub apartment: Option<i64>,
+    pub token: Option<&'a str>,
+    /// The JSON body, `queue_name` and `request_id` included.
+    pub body: String,
+}
+
+/// A request the transport could not hand over; recorded under this code.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+pub enum Transport {
+    Gateway {
+        http: reqwest::Client,
+        base: String,
+    },
+    Sqs {
+        client: aws_sdk_sqs::Client,
+        request_queue_url: String,
+        reply_prefix: String,
+        /// Reply queue URLs by queue name, created before the run.
+        replies: RwLock<HashMap<Uuid, String>>,
+    },
+}
+
+impl Transport {
+    pub fn gateway(base: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(1024)
+            .build()?;
+        Ok(Self::Gateway {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    pub async fn sqs(request_queue: &str, reply_prefix: &str) -> anyhow::Result<Self> {
+        let client = qbill_sqs::client().await;
+        let request_queue_url = qbill_sqs::queue_url(&client, request_queue).await?;
+        Ok(Self::Sqs {
+            client,
+            request_queue_url,
+            reply_prefix: reply_prefix.to_owned(),
+            replies: RwLock::default(),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Transport::Gateway { base, .. } => format!("gateway {base}"),
+            Transport::Sqs {
+                request_queue_url, ..
+            } => format!("SQS {request_queue_url}"),
+        }
+    }
+
+    /// Gets a client's reply queue ready. Through the gateway there is nothing to do: the worker
+    /// creates it with the first reply. On SQS the harness creates it, as it reads it directly.
+    pub async fn prepare(&self, queue: Uuid) -> anyhow::Result<()> {
+        let Transport::Sqs {
+            client,
+            reply_prefix,
+            replies,
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
+        let url = client
+            .create_queue()
+            .queue_name(format!("{reply_prefix}{queue}"))
+            .send()
+            .await
+            .context("creating a reply queue")?
+            .queue_url
+            .context("a created queue without a URL")?;
+        replies.write().await.insert(queue, url);
+        Ok(())
+    }
+
+    /// Hands a request over: the gateway must answer 202, SQS must accept the message.
+    pub async fn send(&self, request: Outgoing<'_>) -> Result<(), Refused> {
+        match self {
+            Transport::Gateway { http, base } => {
+                let path = match request.apartment {
+                    Some(apartment) => format!("{base}/apartments/{apartment}/{}", request.route),
+                    None => format!("{base}/{}", request.route),
+                };
+                let mut post = http
+                    .post(path)
+                    .header("content-type", "application/json")
+                    .body(request.body);
+                if let Some(token) = request.token {
+                    post = post.bearer_auth(token);
+                }
+                let response = post.send().await.map_err(|e| {
+                    Refused(
+                        if e.is_timeout() {
+                            "http_timeout"
+                        } else {
+                            "http_failed"
+                        }
+                        .into(),
+                    )
+                })?;
+                match response.status().as_u16() {
+                    202 => Ok(()),
+                    status => Err(Refused(format!("http_{status}"))),
+                }
+            }
+            Transport::Sqs {
+                client,
+                request_queue_url,
+                ..
+            } => {
+                let string = |value: String| {
+                    MessageAttributeValue::builder()
+                        .data_type("String")
+                        .string_value(value)
+                        .build()
+                        .expect("a string attribute")
+                };
+                let now = chrono::Utc::now().timestamp_millis().to_string();
+                let mut send = client
+                    .send_message()
+                    .queue_url(request_queue_url)
+                    .message_body(request.body)
+                    .message_attributes(attribute::ROUTE, string(request.route.to_owned()))
+                    .message_attributes(
+                        attribute::GATEWAY_REQUEST_ID,
+                        string(Uuid::new_v4().to_string()),
+                    )
+                    .message_attributes(
+                        attribute::REQUEST_TIME,
+                        MessageAttributeValue::builder()
+                            .data_type("Number")
+                            .string_value(now)
+                            .build()
+                            .expect("a number attribute"),
+                    );
+                if let Some(apartment) = request.apartment {
+                    let header = request
+                        .token
+                        .map(|t| format!("Bearer {t}"))
+                        .unwrap_or_default();
+                    send = send
+                        .message_attributes(attribute::APARTMENT_ID, string(apartment.to_string()))
+                        .message_attributes(
+                            attribute::AUTHORIZATION,
+                            string(format!("{AUTHORIZATION_MARKER}{header}")),
+                        );
+                }
+                send.send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|_| Refused("sqs_send_failed".into()))
+            }
+        }
+    }
+
+    /// One long poll of a client's reply queue; returns the replies read (and, on SQS, deleted).
+    /// An empty answer may come at once (through the gateway, before the queue exists).
+    pub async fn poll(&self, queue: Uuid, wait_seconds: u8) -> anyhow::Result<Vec<Value>> {
+        match self {
+            Transport::Gateway { http, base } => {
+                let response = http
+                    .get(format!("{base}/replies/{queue}?wait={wait_seconds}"))
+                    .send()
+                    .await?;
+                let status = response.status();
+                let body: Value = response.json().await?;
+                anyhow::ensure!(
+                    status.is_success(),
+                    "GET /replies answered {status}: {body}"
+                );
+                match body {
+                    Value::Object(mut body) => match body.remove("replies") {
+                        Some(Value::Array(replies)) => Ok(replies),
+                        _ => anyhow::bail!("GET /replies answered without a replies list"),
+                    },
+                    _ => anyhow::bail!("GET /replies answered something else than an object"),
+                }
+            }
+            Transport::Sqs {
+                client, replies, ..
+            } => {
+                let url = replies
+                    .read()
+                    .await
+                    .get(&queue)
+                    .cloned()
+                    .context("a reply queue that was not prepared")?;
+                let out = client
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(i32::from(wait_seconds))
+                    .send()
+                    .await?;
+                let messages = out.messages.unwrap_or_default();
+                if messages.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let entries = messages
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, m)| {
+                        DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .set_receipt_handle(m.receipt_handle.clone())
+                            .build()
+                            .ok()
+                    })
+                    .collect();
+                // Deleting is tidiness, not correctness: a reply read twice is matched once.
+                let _ = client
+                    .delete_message_batch()
+                    .queue_url(&url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await;
+                Ok(messages
+                    .into_iter()
+                    .filter_map(|m| serde_json::from_str(m.body.as_deref()?).ok())
+                    .collect())
+            }
+        }
+    }
+
+    /// Deletes the reply queues the harness created (SQS mode only).
+    pub async fn cleanup(&self) {
+        if let Transport::Sqs {
+            client, replies, ..
+        } = self
+        {
+            for url in replies.write().await.drain().map(|(_, url)| url) {
+                let _ = client.delete_queue().queue_url(url).send().await;
+            }
+        }
+    }
+}
