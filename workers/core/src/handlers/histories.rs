@@ -8,6 +8,7 @@
 //! in every sync until the day is safely over. Clients de-duplicate by `bill_id`.
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
+use deadpool_postgres::GenericClient;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -40,7 +41,8 @@ pub async fn run(
     apartment: ApartmentId,
     held: Option<DateWindow>,
 ) -> HandlerResult {
-    let access = authorize(engine, envelope, apartment).await?;
+    let client = engine.store.get().await?;
+    let access = authorize(engine, envelope, &client, apartment).await?;
     let key = CacheKey::Histories {
         apartment,
         version: access.version,
@@ -48,7 +50,7 @@ pub async fn run(
     let settled = match engine.cache.get::<Vec<SettledBill>>(key).await {
         Some(cached) => cached,
         None => {
-            let loaded = load(engine, &access).await?;
+            let loaded = load(&client, &access).await?;
             engine.cache.put(key, &loaded).await;
             loaded
         }
@@ -93,8 +95,7 @@ fn delta<'a>(
     }
 }
 
-async fn load(engine: &Engine, access: &Access) -> Result<Vec<SettledBill>, HandlerError> {
-    let client = engine.store.get().await?;
+async fn load(client: &impl GenericClient, access: &Access) -> Result<Vec<SettledBill>, HandlerError> {
     let statement = client
         .prepare_cached(&format!(
             "SELECT {BILL_COLUMNS}, pay.paid_at, pay.id

@@ -7,6 +7,7 @@ pub mod payments;
 pub mod utils;
 
 use chrono::NaiveDate;
+use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -93,13 +94,8 @@ pub struct Access {
     pub db_now: chrono::DateTime<chrono::Utc>,
 }
 
-/// Checks the token, that the token was issued for this reply queue, and that its user owns the
-/// apartment.
-pub async fn authorize(
-    engine: &Engine,
-    envelope: &Envelope,
-    apartment: ApartmentId,
-) -> Result<Access, HandlerError> {
+/// Checks the token, and that it was issued for this reply queue. Needs no database.
+pub fn session(engine: &Engine, envelope: &Envelope) -> Result<Session, HandlerError> {
     let session = engine
         .tokens
         .verify_at(
@@ -118,17 +114,22 @@ pub async fn authorize(
             token_queue: session.queue,
         });
     }
-    let client = engine.store.get().await?;
-    let statement = client
-        .prepare_cached(
-            "SELECT a.version, a.currency, EXISTS (SELECT 1 FROM apartment_owners o
-                 WHERE o.apartment_id = a.id AND o.user_id = $2), clock_timestamp()
-             FROM apartments a WHERE a.id = $1",
-        )
-        .await?;
-    let row = client
-        .query_opt(&statement, &[&apartment.0, &session.user_id.0])
-        .await?;
+    Ok(session)
+}
+
+/// The apartment's version and currency, whether user `$2` owns apartment `$1`, and the
+/// database's clock; [`access`] reads its row.
+pub const ACCESS: &str = "SELECT a.version, a.currency, EXISTS (SELECT 1 FROM apartment_owners o
+                              WHERE o.apartment_id = a.id AND o.user_id = $2), clock_timestamp()
+                          FROM apartments a WHERE a.id = $1";
+
+/// What the session may do with the apartment, from the row of [`ACCESS`] (none: no such
+/// apartment).
+pub fn access(
+    session: Session,
+    apartment: ApartmentId,
+    row: Option<tokio_postgres::Row>,
+) -> Result<Access, HandlerError> {
     let Some(row) = row else {
         return Err(HandlerError::rejected(
             ErrorCode::NotFound,
@@ -149,6 +150,22 @@ pub async fn authorize(
         currency,
         db_now: row.get(3),
     })
+}
+
+/// Checks the token, that the token was issued for this reply queue, and, on `client`, that its
+/// user owns the apartment.
+pub async fn authorize(
+    engine: &Engine,
+    envelope: &Envelope,
+    client: &impl GenericClient,
+    apartment: ApartmentId,
+) -> Result<Access, HandlerError> {
+    let session = session(engine, envelope)?;
+    let statement = client.prepare_cached(ACCESS).await?;
+    let row = client
+        .query_opt(&statement, &[&apartment.0, &session.user_id.0])
+        .await?;
+    access(session, apartment, row)
 }
 
 /// A bill as clients see it, in `utils` and (with its payment) in `histories`.

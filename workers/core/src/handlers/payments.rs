@@ -10,9 +10,10 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::{HandlerError, HandlerResult, authorize, to_data};
+use super::{ACCESS, HandlerError, HandlerResult, access, session, to_data};
 use crate::cache::CacheKey;
 use crate::engine::Engine;
 use crate::envelope::Envelope;
@@ -36,35 +37,50 @@ pub async fn run(
     apartment: ApartmentId,
     bills: &[BillId],
 ) -> HandlerResult {
-    let access = authorize(engine, envelope, apartment).await?;
-    let user = access.session.user_id;
+    let session = session(engine, envelope)?;
+    let user = session.user_id;
     let fingerprint = fingerprint(apartment, bills);
     let ids: Vec<i64> = bills.iter().map(|b| b.0).collect();
 
     let mut client = engine.store.get().await?;
     let tx = client.transaction().await?;
-
-    let claim = tx
-        .prepare_cached(
+    // Statements are prepared once per connection; after that, each step below is one round
+    // trip: the statements of a step are pipelined, sent together and answered in order.
+    let (check, claim, lock, clock, insert, settle, bump, record) = tokio::try_join!(
+        tx.prepare_cached(ACCESS),
+        tx.prepare_cached(
             "INSERT INTO processed_requests (request_id, user_id, kind, fingerprint) VALUES ($1, $2, 'payments', $3)
              ON CONFLICT (request_id) DO NOTHING RETURNING 1",
-        )
-        .await?;
-    if tx
-        .query_opt(
-            &claim,
-            &[&envelope.request_id.0, &user.0, &fingerprint.as_slice()],
-        )
-        .await?
-        .is_none()
-    {
-        return replay(&tx, envelope, user.0, &fingerprint).await;
+        ),
+        tx.prepare_cached("SELECT id, apartment_id, status, amount FROM bills WHERE id = ANY($1) ORDER BY id FOR UPDATE"),
+        tx.prepare_cached("SELECT clock_timestamp()"),
+        tx.prepare_cached(
+            "INSERT INTO payments (id, apartment_id, user_id, request_id, total, currency, paid_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        ),
+        tx.prepare_cached("UPDATE bills SET status = 'paid', payment_id = $1 WHERE id = ANY($2)"),
+        tx.prepare_cached("UPDATE apartments SET version = version + 1 WHERE id = $1 RETURNING version"),
+        tx.prepare_cached("UPDATE processed_requests SET reply = $2 WHERE request_id = $1"),
+    )?;
+
+    // 1. Who may pay, and the claim on the request id. A refusal rolls the claim back.
+    let fingerprint = fingerprint.as_slice();
+    let check_params: [&(dyn ToSql + Sync); 2] = [&apartment.0, &user.0];
+    let claim_params: [&(dyn ToSql + Sync); 3] = [&envelope.request_id.0, &user.0, &fingerprint];
+    let (row, claimed) = tokio::try_join!(
+        tx.query_opt(&check, &check_params),
+        tx.query_opt(&claim, &claim_params),
+    )?;
+    let access = access(session, apartment, row)?;
+    if claimed.is_none() {
+        return replay(&tx, envelope, user.0, fingerprint).await;
     }
 
-    let lock = tx
-        .prepare_cached("SELECT id, apartment_id, status, amount FROM bills WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .await?;
-    let rows = tx.query(&lock, &[&ids]).await?;
+    // 2. The bills, locked in id order; then the clock, read once the locks are held, so a
+    // payment that waited is not dated back.
+    let lock_params: [&(dyn ToSql + Sync); 1] = [&ids];
+    let (rows, now) = tokio::try_join!(tx.query(&lock, &lock_params), tx.query_one(&clock, &[]))?;
+    let paid_at: DateTime<Utc> = now.get(0);
     let mut total = Decimal::ZERO;
     let mut paid = Vec::new();
     for bill in bills {
@@ -95,46 +111,10 @@ pub async fn run(
         ));
     }
 
-    let payment_id = Uuid::new_v4();
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO payments (id, apartment_id, user_id, request_id, total, currency)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING paid_at",
-        )
-        .await?;
-    let paid_at: DateTime<Utc> = tx
-        .query_one(
-            &insert,
-            &[
-                &payment_id,
-                &apartment.0,
-                &user.0,
-                &envelope.request_id.0,
-                &total,
-                &access.currency.as_str(),
-            ],
-        )
-        .await?
-        .get(0);
-    let settle = tx
-        .prepare_cached("UPDATE bills SET status = 'paid', payment_id = $1 WHERE id = ANY($2)")
-        .await?;
-    let settled = tx.execute(&settle, &[&payment_id, &ids]).await?;
-    if settled != ids.len() as u64 {
-        return Err(HandlerError::Internal(anyhow::anyhow!(
-            "settled {settled} of {} locked bills",
-            ids.len()
-        )));
-    }
-    let bump = tx
-        .prepare_cached(
-            "UPDATE apartments SET version = version + 1 WHERE id = $1 RETURNING version",
-        )
-        .await?;
-    let version: i64 = tx.query_one(&bump, &[&apartment.0]).await?.get(0);
-
+    // 3. The payment, the bills settled, the apartment's version bumped and the receipt kept
+    // for repeats, in one round trip.
     let receipt = Receipt {
-        payment_id,
+        payment_id: Uuid::new_v4(),
         apartment_id: apartment,
         bills_id: bills.to_vec(),
         total,
@@ -142,15 +122,35 @@ pub async fn run(
         paid_at,
     };
     let data = to_data(&receipt)?;
-    let record = tx
-        .prepare_cached("UPDATE processed_requests SET reply = $2 WHERE request_id = $1")
-        .await?;
-    tx.execute(&record, &[&envelope.request_id.0, &data])
-        .await?;
+    let currency = access.currency.as_str();
+    let insert_params: [&(dyn ToSql + Sync); 7] = [
+        &receipt.payment_id,
+        &apartment.0,
+        &user.0,
+        &envelope.request_id.0,
+        &total,
+        &currency,
+        &paid_at,
+    ];
+    let settle_params: [&(dyn ToSql + Sync); 2] = [&receipt.payment_id, &ids];
+    let bump_params: [&(dyn ToSql + Sync); 1] = [&apartment.0];
+    let record_params: [&(dyn ToSql + Sync); 2] = [&envelope.request_id.0, &data];
+    let (_, settled, version, _) = tokio::try_join!(
+        tx.execute(&insert, &insert_params),
+        tx.execute(&settle, &settle_params),
+        tx.query_one(&bump, &bump_params),
+        tx.execute(&record, &record_params),
+    )?;
+    if settled != ids.len() as u64 {
+        return Err(HandlerError::Internal(anyhow::anyhow!(
+            "settled {settled} of {} locked bills",
+            ids.len()
+        )));
+    }
     tx.commit().await?;
 
     // Only after the commit: readers already ignore the old version; this just frees the memory.
-    let old = version - 1;
+    let old = version.get::<_, i64>(0) - 1;
     engine
         .cache
         .forget(&[

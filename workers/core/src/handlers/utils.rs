@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +29,8 @@ pub struct Totals {
 }
 
 pub async fn run(engine: &Engine, envelope: &Envelope, apartment: ApartmentId) -> HandlerResult {
-    let access = authorize(engine, envelope, apartment).await?;
+    let client = engine.store.get().await?;
+    let access = authorize(engine, envelope, &client, apartment).await?;
     let key = CacheKey::Utils {
         apartment,
         version: access.version,
@@ -36,13 +38,12 @@ pub async fn run(engine: &Engine, envelope: &Envelope, apartment: ApartmentId) -
     if let Some(cached) = engine.cache.get::<UtilsData>(key).await {
         return to_data(&cached);
     }
-    let data = load(engine, &access).await?;
+    let data = load(&client, &access).await?;
     engine.cache.put(key, &data).await;
     to_data(&data)
 }
 
-async fn load(engine: &Engine, access: &Access) -> Result<UtilsData, super::HandlerError> {
-    let client = engine.store.get().await?;
+async fn load(client: &impl GenericClient, access: &Access) -> Result<UtilsData, super::HandlerError> {
     let statement = client
         .prepare_cached(&format!(
             "SELECT {BILL_COLUMNS} FROM bills b JOIN providers p ON p.id = b.provider_id
