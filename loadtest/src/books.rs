@@ -33,6 +33,17 @@ pub async fn users(
             apartment: u.apartment_id,
         })
         .collect();
+    // Fresh rows have no statistics yet, and the planner would scan where it should look up.
+    if let Err(e) = pool
+        .get()
+        .await?
+        .batch_execute("ANALYZE users, apartments, apartment_owners, bills")
+        .await
+    {
+        eprintln!(
+            "could not ANALYZE the seeded tables ({e}); figures may suffer until autovacuum does"
+        );
+    }
     refresh_unpaid(pool, &mut users).await?;
     Ok(users)
 }

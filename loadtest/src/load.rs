@@ -80,15 +80,26 @@ struct Pending {
     sent: Instant,
     apartment: i64,
     bills: Vec<i64>,
+    /// For a login: which of the client's users it logs in as.
+    user: usize,
     done: Option<oneshot::Sender<()>>,
 }
 
+/// A simulated client: one reply queue, and the households it acts for in turn. When the current
+/// one has no unpaid bill left, the client logs in as the next (a new session).
 struct Client {
     queue: Uuid,
-    user: User,
-    token: Mutex<Option<String>>,
-    unpaid: Mutex<Vec<i64>>,
+    users: Vec<User>,
+    session: Mutex<Session>,
     pending: Mutex<HashMap<Uuid, Pending>>,
+}
+
+struct Session {
+    current: usize,
+    token: Option<String>,
+    unpaid: Vec<i64>,
+    /// A login as the next user is under way.
+    switching: bool,
 }
 
 /// What a run leaves behind.
@@ -119,25 +130,18 @@ pub async fn run(transport: Arc<Transport>, plan: Plan, users: &[User]) -> anyho
     if users.is_empty() {
         bail!("no users to log in as");
     }
-    let clients: Vec<Arc<Client>> = (0..plan.clients)
-        .map(|i| {
-            let user = users[i % users.len()].clone();
-            // Clients sharing a user split its bills, so that no two pay the same bill.
-            let share = users.len().min(plan.clients);
-            let sharers = plan.clients / share + usize::from(i % share < plan.clients % share);
-            let nth = i / share;
-            let unpaid = user
-                .unpaid
-                .iter()
-                .skip(nth)
-                .step_by(sharers.max(1))
-                .copied()
-                .collect();
+    let clients: Vec<Arc<Client>> = assign(users, plan.clients)
+        .into_iter()
+        .map(|users| {
             Arc::new(Client {
                 queue: Uuid::new_v4(),
-                user,
-                token: Mutex::default(),
-                unpaid: Mutex::new(unpaid),
+                session: Mutex::new(Session {
+                    current: 0,
+                    token: None,
+                    unpaid: users[0].unpaid.clone(),
+                    switching: false,
+                }),
+                users,
                 pending: Mutex::default(),
             })
         })
@@ -207,6 +211,32 @@ pub async fn run(transport: Arc<Transport>, plan: Plan, users: &[User]) -> anyho
     })
 }
 
+/// Gives each client its households: with more users than clients, client `i` takes users `i`,
+/// `i + clients`, ...; with fewer, clients share a user and split its bills so that no two pay
+/// the same bill.
+fn assign(users: &[User], clients: usize) -> Vec<Vec<User>> {
+    if users.len() >= clients {
+        return (0..clients)
+            .map(|i| users.iter().skip(i).step_by(clients).cloned().collect())
+            .collect();
+    }
+    let n = users.len();
+    (0..clients)
+        .map(|i| {
+            let mut user = users[i % n].clone();
+            let sharers = clients / n + usize::from(i % n < clients % n);
+            user.unpaid = user
+                .unpaid
+                .iter()
+                .skip(i / n)
+                .step_by(sharers)
+                .copied()
+                .collect();
+            vec![user]
+        })
+        .collect()
+}
+
 async fn in_flight(clients: &[Arc<Client>]) -> usize {
     let mut n = 0;
     for client in clients {
@@ -229,12 +259,12 @@ async fn log_in_everyone(run: &Arc<Run>, clients: &[Arc<Client>]) -> anyhow::Res
                 .await
                 .ok()
                 .and_then(Result::ok)
-                .with_context(|| format!("no reply to {}'s login", client.user.username))?;
-            if client.token.lock().await.is_none() {
+                .with_context(|| format!("no reply to {}'s login", client.users[0].username))?;
+            if client.session.lock().await.token.is_none() {
                 bail!(
                     "{} could not log in (is the password {:?} right?)",
-                    client.user.username,
-                    client.user.password
+                    client.users[0].username,
+                    client.users[0].password
                 );
             }
             anyhow::Ok(())
@@ -324,18 +354,29 @@ async fn closed_loop(run: &Arc<Run>, clients: &[Arc<Client>], started: Instant) 
 async fn send(run: &Arc<Run>, client: &Arc<Client>, op: Op, done: Option<oneshot::Sender<()>>) {
     let mut op = op;
     let mut bills = Vec::new();
-    if op == Op::Payments {
-        let mut unpaid = client.unpaid.lock().await;
-        let take = if rand::random_bool(0.25) { 2 } else { 1 }.min(unpaid.len());
-        let keep = unpaid.len() - take;
-        bills = unpaid.split_off(keep);
-        if bills.is_empty() {
-            run.payments_without_bills.fetch_add(1, Ordering::Relaxed);
-            op = Op::Utils;
+    let (user_index, token) = {
+        let mut session = client.session.lock().await;
+        let mut user_index = session.current;
+        if op == Op::Payments {
+            let take = if rand::random_bool(0.25) { 2 } else { 1 }.min(session.unpaid.len());
+            let keep = session.unpaid.len() - take;
+            bills = session.unpaid.split_off(keep);
+            if bills.is_empty() {
+                if !session.switching && session.current + 1 < client.users.len() {
+                    // This household is paid up: on to the next one.
+                    session.switching = true;
+                    user_index = session.current + 1;
+                    op = Op::Auth;
+                } else {
+                    run.payments_without_bills.fetch_add(1, Ordering::Relaxed);
+                    op = Op::Utils;
+                }
+            }
         }
-    }
+        (user_index, session.token.clone())
+    };
     let request_id = Uuid::new_v4();
-    let user = &client.user;
+    let user = &client.users[user_index];
     let mut body = json!({ "queue_name": client.queue, "request_id": request_id });
     match op {
         Op::Auth => {
@@ -345,7 +386,6 @@ async fn send(run: &Arc<Run>, client: &Arc<Client>, op: Op, done: Option<oneshot
         Op::Payments => body["bills_id"] = json!(bills),
         Op::Utils | Op::Histories => {}
     }
-    let token = client.token.lock().await.clone();
     let sent = Instant::now();
     client.pending.lock().await.insert(
         request_id,
@@ -354,6 +394,7 @@ async fn send(run: &Arc<Run>, client: &Arc<Client>, op: Op, done: Option<oneshot
             sent,
             apartment: user.apartment,
             bills,
+            user: user_index,
             done,
         },
     );
@@ -443,8 +484,18 @@ async fn settle(run: &Run, client: &Client, reply: Value) {
     };
     let data = &reply["data"];
     match (pending.op, &ending) {
-        (Op::Auth, Ending::Ok) => {
-            *client.token.lock().await = data["token"].as_str().map(str::to_owned);
+        (Op::Auth, ending) => {
+            let mut session = client.session.lock().await;
+            if pending.user != session.current {
+                session.switching = false;
+                if *ending == Ending::Ok {
+                    session.current = pending.user;
+                    session.unpaid = client.users[pending.user].unpaid.clone();
+                }
+            }
+            if *ending == Ending::Ok && session.current == pending.user {
+                session.token = data["token"].as_str().map(str::to_owned);
+            }
         }
         (Op::Payments, Ending::Ok) => {
             let receipt = Receipt {

@@ -137,13 +137,14 @@ struct LoadArgs {
     /// Operation weights.
     #[arg(long, default_value = "auth=1,utils=4,histories=2,payments=3")]
     mix: Mix,
-    /// Users to create (default: one per client); clients share them round-robin.
+    /// Households to create (default: enough for the run's payments, at least one per client).
+    /// With more than clients, each client acts for several in turn; with fewer, they share.
     #[arg(long)]
     users: Option<u32>,
     /// Username prefix of the created users (default: a fresh one per run).
     #[arg(long)]
     prefix: Option<String>,
-    /// Months of unpaid bills per user (default: enough for the run's payments).
+    /// Months of unpaid bills per household (4 bills a month).
     #[arg(long)]
     periods: Option<u32>,
 }
@@ -204,15 +205,17 @@ impl LoadArgs {
                 })
                 .collect());
         }
-        let count = self.users.unwrap_or(plan.clients as u32).max(1);
-        let periods = self.periods.unwrap_or_else(|| {
-            // Payments take 1.25 bills on average; a margin of a half on top.
-            let bills = plan.expected_requests() as f64
-                * plan.mix.share(Op::Payments)
-                * 1.25
-                * 1.5
-                * runs as f64;
-            ((bills / f64::from(count) / 4.0).ceil() as u32).clamp(2, 2_000)
+        // Payments take 1.25 bills on average; a margin of a half on top. A household has a
+        // year of bills at most, so that debts and histories stay the size real ones are; more
+        // bills mean more households, which the clients take on in turn.
+        let bills = plan.expected_requests() as f64
+            * plan.mix.share(Op::Payments)
+            * 1.25
+            * 1.5
+            * runs as f64;
+        let periods = self.periods.unwrap_or(12).max(1);
+        let count = self.users.unwrap_or_else(|| {
+            ((bills / f64::from(periods) / 4.0).ceil() as u32).clamp(plan.clients as u32, 100_000)
         });
         let prefix = self
             .prefix

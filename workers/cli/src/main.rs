@@ -28,7 +28,8 @@ struct Cli {
 enum Command {
     /// Runs a pool of workers on the shared request queue until SIGTERM or SIGINT, then drains.
     Work {
-        /// Concurrent pollers; the database pool is sized to match.
+        /// Concurrent pollers, each handling the messages of its batch together; the database pool
+        /// (QBILL_DATABASE_POOL_SIZE, at least workers + 1) bounds the transactions under way.
         #[arg(long, env = "QBILL_WORKERS", default_value_t = 4)]
         workers: usize,
         /// Apply pending migrations before starting.

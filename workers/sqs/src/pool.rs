@@ -1,11 +1,11 @@
 //! The worker pool: N pollers over the shared request queue, sharing one engine.
 //!
-//! Each poller long-polls a batch, hands its messages to the engine one after another, sends each
-//! reply, and deletes in one call the messages that are done. A message whose handling failed
+//! Each poller long-polls a batch, hands its messages to the engine together, sends each reply,
+//! and deletes in one call the messages that are done. A message whose handling failed
 //! transiently, or whose reply could not be sent, is not deleted: it becomes visible again after
 //! the queue's visibility timeout and, after the redrive policy's receives, goes to the
-//! dead-letter queue. The number of pollers is the pool's concurrency, so the database pool is
-//! sized to it.
+//! dead-letter queue. At most pollers x batch size messages are in hand at once; the database
+//! pool bounds how many of them are in a transaction.
 //!
 //! On shutdown no poller starts another receive; a receive under way is allowed to return (at
 //! most the poll wait) and its messages are handled, replied and deleted before the poller exits.
@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use futures::future::join_all;
 use qbill_core::envelope::InboundMessage;
 use qbill_core::{Engine, Outcome};
 use tokio::task::JoinSet;
@@ -156,12 +157,13 @@ impl Shared {
             self.stats
                 .received
                 .fetch_add(messages.len() as u64, Ordering::Relaxed);
-            let mut done = Vec::with_capacity(messages.len());
-            for message in messages {
-                if let Some(receipt) = self.process(message).await {
-                    done.push(receipt);
-                }
-            }
+            // The messages of a batch are handled together, each on its own connection from the
+            // pool (whose size bounds how many run at once), and deleted together.
+            let done: Vec<String> = join_all(messages.into_iter().map(|m| self.process(m)))
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
             self.delete(done).await;
         }
     }

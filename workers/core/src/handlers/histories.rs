@@ -95,7 +95,10 @@ fn delta<'a>(
     }
 }
 
-async fn load(client: &impl GenericClient, access: &Access) -> Result<Vec<SettledBill>, HandlerError> {
+async fn load(
+    client: &impl GenericClient,
+    access: &Access,
+) -> Result<Vec<SettledBill>, HandlerError> {
     let statement = client
         .prepare_cached(&format!(
             "SELECT {BILL_COLUMNS}, pay.paid_at, pay.id

@@ -43,7 +43,10 @@ pub async fn run(engine: &Engine, envelope: &Envelope, apartment: ApartmentId) -
     to_data(&data)
 }
 
-async fn load(client: &impl GenericClient, access: &Access) -> Result<UtilsData, super::HandlerError> {
+async fn load(
+    client: &impl GenericClient,
+    access: &Access,
+) -> Result<UtilsData, super::HandlerError> {
     let statement = client
         .prepare_cached(&format!(
             "SELECT {BILL_COLUMNS} FROM bills b JOIN providers p ON p.id = b.provider_id
