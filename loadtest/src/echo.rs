@@ -57,18 +57,18 @@ pub async fn serve(
 impl Echo {
     async fn poll(&self, stop: CancellationToken) {
         while !stop.is_cancelled() {
-            let received = tokio::select! {
-                received = self
-                    .client
-                    .receive_message()
-                    .queue_url(&self.queue_url)
-                    .max_number_of_messages(self.config.batch_size)
-                    .wait_time_seconds(self.config.poll_wait_seconds)
-                    .message_attribute_names("All")
-                    .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-                    .send() => received,
-                _ = stop.cancelled() => return,
-            };
+            // A receive under way is let finish, as the pool does: dropped, its messages would
+            // stay invisible until the visibility timeout.
+            let received = self
+                .client
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(self.config.batch_size)
+                .wait_time_seconds(self.config.poll_wait_seconds)
+                .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .send()
+                .await;
             let Ok(out) = received else {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 continue;

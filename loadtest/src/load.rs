@@ -12,14 +12,14 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rust_decimal::Decimal;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::{Mutex, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::mix::{Mix, Op};
 use crate::record::{Ending, Figures, Recorder};
-use crate::transport::{Outgoing, Transport};
+use crate::transport::{Outgoing, ReplyHead, Transport};
 
 /// The shape of a run.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -460,11 +460,8 @@ async fn poll_replies(run: Arc<Run>, client: Arc<Client>, stop: CancellationToke
     }
 }
 
-async fn settle(run: &Run, client: &Client, reply: Value) {
-    let Some(request_id) = reply["request_id"]
-        .as_str()
-        .and_then(|id| id.parse::<Uuid>().ok())
-    else {
+async fn settle(run: &Run, client: &Client, reply: ReplyHead) {
+    let Some(request_id) = reply.request_id else {
         run.stray_replies.fetch_add(1, Ordering::Relaxed);
         return;
     };
@@ -472,17 +469,16 @@ async fn settle(run: &Run, client: &Client, reply: Value) {
         run.stray_replies.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let ending = if reply["status"] == "ok" {
+    let ending = if reply.status == "ok" {
         Ending::Ok
     } else {
         Ending::Error(
-            reply["error"]["code"]
-                .as_str()
-                .unwrap_or("unreadable")
-                .to_owned(),
+            reply
+                .error
+                .map_or_else(|| "unreadable".to_owned(), |e| e.code),
         )
     };
-    let data = &reply["data"];
+    let data = reply.data.unwrap_or_default();
     match (pending.op, &ending) {
         (Op::Auth, ending) => {
             let mut session = client.session.lock().await;
@@ -494,22 +490,16 @@ async fn settle(run: &Run, client: &Client, reply: Value) {
                 }
             }
             if *ending == Ending::Ok && session.current == pending.user {
-                session.token = data["token"].as_str().map(str::to_owned);
+                session.token = data.token;
             }
         }
         (Op::Payments, Ending::Ok) => {
             let receipt = Receipt {
                 request_id,
-                payment_id: data["payment_id"]
-                    .as_str()
-                    .and_then(|id| id.parse().ok())
-                    .unwrap_or_default(),
+                payment_id: data.payment_id.unwrap_or_default(),
                 apartment: pending.apartment,
                 bills: pending.bills.clone(),
-                total: data["total"]
-                    .as_str()
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or_default(),
+                total: data.total.unwrap_or_default(),
             };
             run.receipts.lock().expect("receipts").push(receipt);
         }
