@@ -482,16 +482,20 @@ async fn settle(run: &Run, client: &Client, reply: ReplyHead) {
     match (pending.op, &ending) {
         (Op::Auth, ending) => {
             let mut session = client.session.lock().await;
-            if pending.user != session.current {
+            let ok = *ending == Ending::Ok;
+            if pending.user == session.current {
+                if ok {
+                    session.token = data.token;
+                }
+            } else if pending.user == session.current + 1 && session.switching {
                 session.switching = false;
-                if *ending == Ending::Ok {
+                if ok {
                     session.current = pending.user;
                     session.unpaid = client.users[pending.user].unpaid.clone();
+                    session.token = data.token;
                 }
             }
-            if *ending == Ending::Ok && session.current == pending.user {
-                session.token = data.token;
-            }
+            // A login as a household the client has left answers too late to matter.
         }
         (Op::Payments, Ending::Ok) => {
             let receipt = Receipt {
@@ -524,6 +528,13 @@ async fn expire(run: Arc<Run>, clients: Vec<Arc<Client>>, stop: CancellationToke
                 late.iter().filter_map(|id| pending.remove(id)).collect()
             };
             for pending in expired {
+                if pending.op == Op::Auth {
+                    // A move to the next household that timed out may be tried again.
+                    let mut session = client.session.lock().await;
+                    if pending.user == session.current + 1 {
+                        session.switching = false;
+                    }
+                }
                 end(&run, pending, Ending::Timeout);
             }
         }
