@@ -36,6 +36,8 @@ pub struct Plan {
     /// How many measured requests to send.
     pub requests: Option<u64>,
     pub timeout: Duration,
+    /// Seconds each poll of a reply queue may wait for a reply (0 to 20).
+    pub poll_wait: u8,
     pub mix: Mix,
     /// Log every client in before the clock starts (not against the bare echo).
     pub log_in: bool,
@@ -439,7 +441,7 @@ async fn poll_replies(run: Arc<Run>, client: Arc<Client>, stop: CancellationToke
     while !stop.is_cancelled() {
         let asked = Instant::now();
         let replies = tokio::select! {
-            replies = run.transport.poll(client.queue, 2) => replies,
+            replies = run.transport.poll(client.queue, run.plan.poll_wait) => replies,
             _ = stop.cancelled() => return,
         };
         let replies = match replies {

@@ -134,6 +134,10 @@ struct LoadArgs {
     /// Seconds without a reply after which a request counts as timed out.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    /// Seconds each poll of a reply queue may wait (long polling, 0 to 20). LocalStack's gateway
+    /// holds a thread per waiting poll: keep this low against it.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=20))]
+    poll_wait: u8,
     /// Operation weights.
     #[arg(long, default_value = "auth=1,utils=4,histories=2,payments=3")]
     mix: Mix,
@@ -173,6 +177,7 @@ impl LoadArgs {
             duration: self.duration.map(|d| seconds(d, "duration")).transpose()?,
             requests: self.requests,
             timeout: seconds(self.timeout, "timeout")?,
+            poll_wait: self.poll_wait,
             mix: self.mix.clone(),
             log_in: !self.echo,
         })
