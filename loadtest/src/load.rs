@@ -296,7 +296,10 @@ fn finished(run: &Run, started: Instant) -> bool {
 /// the rate reaches k.
 async fn open_loop(run: &Arc<Run>, clients: &[Arc<Client>], rate: f64, started: Instant) {
     let mut rng = rand::rngs::StdRng::from_os_rng();
+    // Every send is awaited before the run ends: one still starting would go unanswered.
+    let mut sends = tokio::task::JoinSet::new();
     for k in 0u64.. {
+        while sends.try_join_next().is_some() {}
         if finished(run, started) {
             break;
         }
@@ -308,11 +311,12 @@ async fn open_loop(run: &Arc<Run>, clients: &[Arc<Client>], rate: f64, started: 
         }
         let client = clients[k as usize % clients.len()].clone();
         let op = run.plan.mix.choose(&mut rng);
-        tokio::spawn({
+        sends.spawn({
             let run = run.clone();
             async move { send(&run, &client, op, None).await }
         });
     }
+    while sends.join_next().await.is_some() {}
 }
 
 /// Seconds from the start at which request `k` is due: `rate * t^2 / (2 * ramp)` requests are due

@@ -96,10 +96,10 @@ enum Command {
 #[derive(Args, Clone)]
 struct LoadArgs {
     /// The gateway's base URL (a deployed stage, or the local stack's).
-    #[arg(long, env = "QBILL_GATEWAY_URL", conflicts_with = "sqs")]
+    #[arg(long, env = "QBILL_GATEWAY_URL")]
     gateway: Option<String>,
     /// Talk to SQS directly (`AWS_ENDPOINT_URL` for an emulator), with messages shaped as the
-    /// gateway shapes them: measures the workers without the gateway.
+    /// gateway shapes them: measures the workers without the gateway. Wins over --gateway.
     #[arg(long)]
     sqs: bool,
     /// The target is `qbill-loadtest echo`, not the engine: no users, no logins, no books.
