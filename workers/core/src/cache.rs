@@ -1,10 +1,12 @@
 //! The optional Redis cache of what handlers read.
 //!
-//! Keys are typed and versioned: `{prefix}:v1:utils:{apartment}:{version}`, where `version` is the
-//! apartment's row version that every payment bumps in its own transaction. A reader looks up the
-//! version in Postgres (it must check ownership there anyway) and only ever reads entries of the
-//! current version, so a stale entry cannot be served, whatever Redis did or missed. Entries of old
-//! versions are deleted after a payment commits and expire by TTL if that delete is lost.
+//! Keys are typed: `{prefix}:v2:utils:{apartment}`, `{prefix}:v2:histories:{apartment}`. An
+//! apartment's entries carry the apartment's row version they were read at, which every payment
+//! bumps in its own transaction. A reader gets the current version from Postgres (it must check
+//! ownership there anyway; the two lookups run at once) and only ever uses an entry of that
+//! version, so a stale entry cannot be served, whatever Redis did or missed. A payment deletes the
+//! apartment's entries after it commits; if that delete is lost, the old entry is ignored, then
+//! replaced, or expires by TTL.
 //!
 //! Redis is never required: every failure or slow answer is logged and the caller reads Postgres.
 
@@ -13,29 +15,23 @@ use std::time::{Duration, Instant};
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::types::{ApartmentId, UserId};
 
 /// Bumped when the shape of a cached value changes, so old entries are never misread.
-const SCHEMA: &str = "v1";
+const SCHEMA: &str = "v2";
 /// After a failed connection attempt, the next one waits this long; requests meanwhile skip Redis.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheKey {
-    /// The unpaid bills and totals of an apartment at a version.
-    Utils {
-        apartment: ApartmentId,
-        version: i64,
-    },
-    /// The settled bills of an apartment at a version.
-    Histories {
-        apartment: ApartmentId,
-        version: i64,
-    },
+    /// The unpaid bills and totals of an apartment (versioned).
+    Utils { apartment: ApartmentId },
+    /// The settled bills of an apartment (versioned).
+    Histories { apartment: ApartmentId },
     /// The apartments a user owns.
     Apartments { user: UserId },
 }
@@ -43,15 +39,18 @@ pub enum CacheKey {
 impl CacheKey {
     fn render(&self, prefix: &str) -> String {
         match self {
-            Self::Utils { apartment, version } => {
-                format!("{prefix}:{SCHEMA}:utils:{apartment}:{version}")
-            }
-            Self::Histories { apartment, version } => {
-                format!("{prefix}:{SCHEMA}:histories:{apartment}:{version}")
-            }
+            Self::Utils { apartment } => format!("{prefix}:{SCHEMA}:utils:{apartment}"),
+            Self::Histories { apartment } => format!("{prefix}:{SCHEMA}:histories:{apartment}"),
             Self::Apartments { user } => format!("{prefix}:{SCHEMA}:apartments:{user}"),
         }
     }
+}
+
+/// A value with the row version it was read at.
+#[derive(Serialize, Deserialize)]
+struct Versioned<T> {
+    version: i64,
+    value: T,
 }
 
 pub struct Cache {
@@ -118,6 +117,14 @@ impl Cache {
         }
     }
 
+    /// A versioned entry and the version it was read at; the caller uses it only if that is the
+    /// current version.
+    pub async fn get_versioned<T: DeserializeOwned>(&self, key: CacheKey) -> Option<(i64, T)> {
+        self.get::<Versioned<T>>(key)
+            .await
+            .map(|entry| (entry.version, entry.value))
+    }
+
     pub async fn put<T: Serialize>(&self, key: CacheKey, value: &T) {
         let Some(mut connection) = self.connection().await else {
             return;
@@ -129,6 +136,11 @@ impl Cache {
         let _: Option<()> = self
             .bounded(connection.set_ex(key.render(&self.prefix), raw, seconds))
             .await;
+    }
+
+    /// Stores `value` as read at `version`.
+    pub async fn put_versioned<T: Serialize>(&self, key: CacheKey, version: i64, value: &T) {
+        self.put(key, &Versioned { version, value }).await;
     }
 
     pub async fn forget(&self, keys: &[CacheKey]) {

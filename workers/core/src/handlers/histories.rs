@@ -42,16 +42,22 @@ pub async fn run(
     held: Option<DateWindow>,
 ) -> HandlerResult {
     let client = engine.store.get().await?;
-    let access = authorize(engine, envelope, &client, apartment).await?;
-    let key = CacheKey::Histories {
-        apartment,
-        version: access.version,
-    };
-    let settled = match engine.cache.get::<Vec<SettledBill>>(key).await {
-        Some(cached) => cached,
-        None => {
+    let key = CacheKey::Histories { apartment };
+    // Who may read, and what the cache holds, asked at once; the entry counts only if it was
+    // read at the apartment's current version.
+    let (access, cached) = tokio::join!(
+        authorize(engine, envelope, &client, apartment),
+        engine.cache.get_versioned::<Vec<SettledBill>>(key)
+    );
+    let access = access?;
+    let settled = match cached {
+        Some((version, cached)) if version == access.version => cached,
+        _ => {
             let loaded = load(&client, &access).await?;
-            engine.cache.put(key, &loaded).await;
+            engine
+                .cache
+                .put_versioned(key, access.version, &loaded)
+                .await;
             loaded
         }
     };

@@ -59,7 +59,7 @@ pub async fn run(
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         ),
         tx.prepare_cached("UPDATE bills SET status = 'paid', payment_id = $1 WHERE id = ANY($2)"),
-        tx.prepare_cached("UPDATE apartments SET version = version + 1 WHERE id = $1 RETURNING version"),
+        tx.prepare_cached("UPDATE apartments SET version = version + 1 WHERE id = $1"),
         tx.prepare_cached("UPDATE processed_requests SET reply = $2 WHERE request_id = $1"),
     )?;
 
@@ -135,10 +135,10 @@ pub async fn run(
     let settle_params: [&(dyn ToSql + Sync); 2] = [&receipt.payment_id, &ids];
     let bump_params: [&(dyn ToSql + Sync); 1] = [&apartment.0];
     let record_params: [&(dyn ToSql + Sync); 2] = [&envelope.request_id.0, &data];
-    let (_, settled, version, _) = tokio::try_join!(
+    let (_, settled, _, _) = tokio::try_join!(
         tx.execute(&insert, &insert_params),
         tx.execute(&settle, &settle_params),
-        tx.query_one(&bump, &bump_params),
+        tx.execute(&bump, &bump_params),
         tx.execute(&record, &record_params),
     )?;
     if settled != ids.len() as u64 {
@@ -150,18 +150,11 @@ pub async fn run(
     tx.commit().await?;
 
     // Only after the commit: readers already ignore the old version; this just frees the memory.
-    let old = version.get::<_, i64>(0) - 1;
     engine
         .cache
         .forget(&[
-            CacheKey::Utils {
-                apartment,
-                version: old,
-            },
-            CacheKey::Histories {
-                apartment,
-                version: old,
-            },
+            CacheKey::Utils { apartment },
+            CacheKey::Histories { apartment },
         ])
         .await;
     Ok(data)

@@ -30,16 +30,21 @@ pub struct Totals {
 
 pub async fn run(engine: &Engine, envelope: &Envelope, apartment: ApartmentId) -> HandlerResult {
     let client = engine.store.get().await?;
-    let access = authorize(engine, envelope, &client, apartment).await?;
-    let key = CacheKey::Utils {
-        apartment,
-        version: access.version,
-    };
-    if let Some(cached) = engine.cache.get::<UtilsData>(key).await {
+    let key = CacheKey::Utils { apartment };
+    // Who may read, and what the cache holds, asked at once; the entry counts only if it was
+    // read at the apartment's current version.
+    let (access, cached) = tokio::join!(
+        authorize(engine, envelope, &client, apartment),
+        engine.cache.get_versioned::<UtilsData>(key)
+    );
+    let access = access?;
+    if let Some((version, cached)) = cached
+        && version == access.version
+    {
         return to_data(&cached);
     }
     let data = load(&client, &access).await?;
-    engine.cache.put(key, &data).await;
+    engine.cache.put_versioned(key, access.version, &data).await;
     to_data(&data)
 }
 
