@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
 use futures::future::join_all;
 use qbill_core::types::QueueName;
 use qbill_sqs::{ReplyQueues, SqsConfig};
@@ -59,14 +59,7 @@ impl Echo {
         while !stop.is_cancelled() {
             // A receive under way is let finish, as the pool does: dropped, its messages would
             // stay invisible until the visibility timeout.
-            let received = self
-                .client
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(self.config.batch_size)
-                .wait_time_seconds(self.config.poll_wait_seconds)
-                .message_attribute_names("All")
-                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            let received = qbill_sqs::receive(&self.client, &self.queue_url, &self.config)
                 .send()
                 .await;
             let Ok(out) = received else {

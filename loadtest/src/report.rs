@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use serde::Serialize;
 
@@ -129,29 +131,73 @@ fn colour(op: Op) -> RGBColor {
 }
 
 type Plot = Result<String, Box<dyn std::error::Error>>;
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A chart over `area` with its caption; the caller draws the mesh (axes, grid).
+fn frame<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: &str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> Result<Chart<'a, 'b>, Box<dyn std::error::Error>> {
+    area.fill(&WHITE)?;
+    Ok(ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d(x, y)?)
+}
+
+/// One line with its legend entry; `dots` marks each point too.
+fn line<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    name: &str,
+    points: Vec<(f64, f64)>,
+    colour: RGBColor,
+    dots: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if dots {
+        chart.draw_series(points.iter().map(|p| Circle::new(*p, 4, colour.filled())))?;
+    }
+    chart
+        .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+    Ok(())
+}
+
+fn legend<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    position: SeriesLabelPosition,
+) -> Result<(), Box<dyn std::error::Error>> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+/// The highest of `values`, with a tenth of headroom (at least 1).
+fn top(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(1.0f64, f64::max) * 1.1
+}
 
 /// p50 and p99 of the replies that arrived in each second; the warm-up is shaded.
 fn latency_over_time(figures: &Figures) -> Plot {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 360)).into_drawing_area();
-        root.fill(&WHITE)?;
         let seconds = figures.timeline.len().max(1) as f64;
-        let top = figures
-            .timeline
-            .iter()
-            .filter_map(|s| s.p99_ms)
-            .fold(1.0f64, f64::max)
-            * 1.1;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "Latency over time (replies arriving each second)",
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0f64..seconds, 0f64..top)?;
+        let top = top(figures.timeline.iter().filter_map(|s| s.p99_ms));
+        let mut chart = frame(
+            &root,
+            "Latency over time (replies arriving each second)",
+            0.0..seconds,
+            0.0..top,
+        )?;
         chart
             .configure_mesh()
             .x_desc("seconds since the start")
@@ -164,32 +210,16 @@ fn latency_over_time(figures: &Figures) -> Plot {
                 RGBColor(230, 230, 230).filled(),
             )))?;
         }
-        for (name, pick, style) in [
-            (
-                "p50",
-                (|s: &crate::record::Second| s.p50_ms) as fn(&_) -> _,
-                COLOURS[0],
-            ),
-            ("p99", |s: &crate::record::Second| s.p99_ms, COLOURS[3]),
-        ] {
-            chart
-                .draw_series(LineSeries::new(
-                    figures
-                        .timeline
-                        .iter()
-                        .filter_map(|s| pick(s).map(|v| (s.second as f64 + 0.5, v))),
-                    style.stroke_width(2),
-                ))?
-                .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], style.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
+        let at = |pick: fn(&crate::record::Second) -> Option<f64>| {
+            figures
+                .timeline
+                .iter()
+                .filter_map(|s| pick(s).map(|v| (s.second as f64 + 0.5, v)))
+                .collect()
+        };
+        line(&mut chart, "p50", at(|s| s.p50_ms), COLOURS[0], false)?;
+        line(&mut chart, "p99", at(|s| s.p99_ms), COLOURS[3], false)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present()?;
     }
     Ok(svg)
@@ -200,28 +230,22 @@ fn latency_distribution(figures: &Figures) -> Plot {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 360)).into_drawing_area();
-        root.fill(&WHITE)?;
         let points = figures.distribution.first().map_or(1, |d| d.points.len());
         let labels: Vec<String> = figures
             .distribution
             .first()
             .map(|d| d.points.iter().map(|(p, _)| format!("p{p}")).collect())
             .unwrap_or_default();
-        let top = figures
+        let top = top(figures
             .distribution
             .iter()
-            .flat_map(|d| d.points.iter().map(|(_, ms)| *ms))
-            .fold(1.0f64, f64::max)
-            * 1.1;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "Latency distribution (measured requests)",
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0f64..(points - 1).max(1) as f64, 0f64..top)?;
+            .flat_map(|d| d.points.iter().map(|(_, ms)| *ms)));
+        let mut chart = frame(
+            &root,
+            "Latency distribution (measured requests)",
+            0.0..(points - 1).max(1) as f64,
+            0.0..top,
+        )?;
         chart
             .configure_mesh()
             .x_labels(points)
@@ -230,91 +254,72 @@ fn latency_distribution(figures: &Figures) -> Plot {
             .y_desc("ms")
             .draw()?;
         for d in &figures.distribution {
-            let style = colour(d.op);
-            chart
-                .draw_series(LineSeries::new(
-                    d.points
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (_, ms))| (i as f64, *ms)),
-                    style.stroke_width(2),
-                ))?
-                .label(d.op.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], style.stroke_width(2))
-                });
+            let points = d
+                .points
+                .iter()
+                .enumerate()
+                .map(|(i, (_, ms))| (i as f64, *ms));
+            line(
+                &mut chart,
+                d.op.as_str(),
+                points.collect(),
+                colour(d.op),
+                false,
+            )?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         root.present()?;
     }
     Ok(svg)
 }
 
-/// Replies per second, per operation.
+/// Replies per second, all together and per operation.
 fn throughput_per_second(figures: &Figures) -> Plot {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 360)).into_drawing_area();
-        root.fill(&WHITE)?;
         let seconds = figures.timeline.len().max(1) as f64;
-        let top = figures
-            .timeline
-            .iter()
-            .map(|s| s.done.values().sum::<u64>() as f64)
-            .fold(1.0f64, f64::max)
-            * 1.1;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("Throughput (replies per second)", ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0f64..seconds, 0f64..top)?;
+        let all = |s: &crate::record::Second| s.done.values().sum::<u64>() as f64;
+        let top = top(figures.timeline.iter().map(all));
+        let mut chart = frame(
+            &root,
+            "Throughput (replies per second)",
+            0.0..seconds,
+            0.0..top,
+        )?;
         chart
             .configure_mesh()
             .x_desc("seconds since the start")
             .y_desc("replies/s")
             .draw()?;
-        let all = RGBColor(90, 90, 90);
-        chart
-            .draw_series(LineSeries::new(
-                figures
-                    .timeline
-                    .iter()
-                    .map(|s| (s.second as f64 + 0.5, s.done.values().sum::<u64>() as f64)),
-                all.stroke_width(2),
-            ))?
-            .label("all")
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], all.stroke_width(2)));
-        for op in Op::ALL {
-            if !figures.ops.contains_key(&op) {
-                continue;
-            }
-            let style = colour(op);
-            chart
-                .draw_series(LineSeries::new(
-                    figures.timeline.iter().map(|s| {
-                        (
-                            s.second as f64 + 0.5,
-                            s.done.get(&op).copied().unwrap_or(0) as f64,
-                        )
-                    }),
-                    style.stroke_width(1),
-                ))?
-                .label(op.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], style.stroke_width(2))
-                });
+        let per_second = |count: &dyn Fn(&crate::record::Second) -> f64| {
+            figures
+                .timeline
+                .iter()
+                .map(|s| (s.second as f64 + 0.5, count(s)))
+                .collect()
+        };
+        line(
+            &mut chart,
+            "all",
+            per_second(&all),
+            RGBColor(90, 90, 90),
+            false,
+        )?;
+        for op in Op::ALL
+            .into_iter()
+            .filter(|op| figures.ops.contains_key(op))
+        {
+            let count = |s: &crate::record::Second| s.done.get(&op).copied().unwrap_or(0) as f64;
+            line(
+                &mut chart,
+                op.as_str(),
+                per_second(&count),
+                colour(op),
+                false,
+            )?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present()?;
     }
     Ok(svg)
@@ -325,95 +330,71 @@ fn scaling(steps: &[ScaleStep]) -> Plot {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 720)).into_drawing_area();
-        root.fill(&WHITE)?;
         let (upper, lower) = root.split_vertically(360);
-        let max_workers = steps.iter().map(|s| s.workers).max().unwrap_or(1) as f64;
-        let top = steps
+        let workers = steps.iter().map(|s| s.workers).max().unwrap_or(1) as f64 + 1.0;
+        let against = |pick: fn(&ScaleStep) -> f64| -> Vec<(f64, f64)> {
+            steps.iter().map(|s| (s.workers as f64, pick(s))).collect()
+        };
+
+        let top_rate = top(steps
             .iter()
-            .map(|s| s.figures.total.throughput.max(s.db_commits_per_second))
-            .fold(1.0f64, f64::max)
-            * 1.15;
-        let mut chart = ChartBuilder::on(&upper)
-            .caption("Throughput against workers", ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0f64..max_workers + 1.0, 0f64..top)?;
+            .map(|s| s.figures.total.throughput.max(s.db_commits_per_second)));
+        let mut chart = frame(
+            &upper,
+            "Throughput against workers",
+            0.0..workers,
+            0.0..top_rate,
+        )?;
         chart
             .configure_mesh()
             .x_desc("workers")
             .y_desc("per second")
             .draw()?;
-        for (name, pick, style) in [
-            (
-                "replies/s",
-                (|s: &ScaleStep| s.figures.total.throughput) as fn(&_) -> _,
-                COLOURS[0],
-            ),
-            (
-                "database commits/s",
-                |s: &ScaleStep| s.db_commits_per_second,
-                COLOURS[1],
-            ),
-        ] {
-            let line: Vec<(f64, f64)> = steps.iter().map(|s| (s.workers as f64, pick(s))).collect();
-            chart
-                .draw_series(LineSeries::new(line.clone(), style.stroke_width(2)))?
-                .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], style.stroke_width(2))
-                });
-            chart.draw_series(line.into_iter().map(|p| Circle::new(p, 4, style.filled())))?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
+        line(
+            &mut chart,
+            "replies/s",
+            against(|s| s.figures.total.throughput),
+            COLOURS[0],
+            true,
+        )?;
+        let commits = against(|s| s.db_commits_per_second);
+        line(&mut chart, "database commits/s", commits, COLOURS[1], true)?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
 
-        let top = steps
-            .iter()
-            .map(|s| s.figures.total.p99_ms)
-            .fold(1.0f64, f64::max)
-            * 1.15;
-        let mut chart = ChartBuilder::on(&lower)
-            .caption(
-                "Latency against workers (all operations)",
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0f64..max_workers + 1.0, 0f64..top)?;
+        let top_ms = top(steps.iter().map(|s| s.figures.total.p99_ms));
+        let mut chart = frame(
+            &lower,
+            "Latency against workers (all operations)",
+            0.0..workers,
+            0.0..top_ms,
+        )?;
         chart
             .configure_mesh()
             .x_desc("workers")
             .y_desc("ms")
             .draw()?;
-        for (name, pick, style) in [
-            (
-                "p50",
-                (|s: &ScaleStep| s.figures.total.p50_ms) as fn(&_) -> _,
-                COLOURS[0],
-            ),
-            ("p90", |s: &ScaleStep| s.figures.total.p90_ms, COLOURS[2]),
-            ("p99", |s: &ScaleStep| s.figures.total.p99_ms, COLOURS[3]),
-        ] {
-            let line: Vec<(f64, f64)> = steps.iter().map(|s| (s.workers as f64, pick(s))).collect();
-            chart
-                .draw_series(LineSeries::new(line.clone(), style.stroke_width(2)))?
-                .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], style.stroke_width(2))
-                });
-            chart.draw_series(line.into_iter().map(|p| Circle::new(p, 4, style.filled())))?;
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
+        line(
+            &mut chart,
+            "p50",
+            against(|s| s.figures.total.p50_ms),
+            COLOURS[0],
+            true,
+        )?;
+        line(
+            &mut chart,
+            "p90",
+            against(|s| s.figures.total.p90_ms),
+            COLOURS[2],
+            true,
+        )?;
+        line(
+            &mut chart,
+            "p99",
+            against(|s| s.figures.total.p99_ms),
+            COLOURS[3],
+            true,
+        )?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present()?;
     }
     Ok(svg)

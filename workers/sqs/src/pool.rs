@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::operation::receive_message::builders::ReceiveMessageFluentBuilder;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use futures::future::join_all;
 use qbill_core::envelope::InboundMessage;
@@ -127,14 +128,7 @@ impl Shared {
     async fn poll(&self, shutdown: CancellationToken) {
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
-            let received = self
-                .client
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(self.config.batch_size)
-                .wait_time_seconds(self.config.poll_wait_seconds)
-                .message_attribute_names("All")
-                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            let received = receive(&self.client, &self.queue_url, &self.config)
                 .send()
                 .await;
             let messages = match received {
@@ -254,6 +248,22 @@ impl Shared {
             }
         }
     }
+}
+
+/// The receive every poller makes: a long poll for a batch, with the message attributes and the
+/// receive count.
+pub fn receive(
+    client: &Client,
+    queue_url: &str,
+    config: &SqsConfig,
+) -> ReceiveMessageFluentBuilder {
+    client
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(config.batch_size)
+        .wait_time_seconds(config.poll_wait_seconds)
+        .message_attribute_names("All")
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
 }
 
 /// Exponential backoff with full jitter: up to 200 ms, 400 ms, ... capped at 10 s.
