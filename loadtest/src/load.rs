@@ -180,6 +180,9 @@ pub async fn run(transport: Arc<Transport>, plan: Plan, users: &[User]) -> anyho
     // The clock of the figures starts now: setup is not part of the run.
     let started = Instant::now();
     *run.recorder.lock().expect("recorder") = Recorder::new(started, run.plan.warmup);
+    for counter in [&run.sent, &run.measured_sent, &run.answered, &run.timeouts] {
+        counter.store(0, Ordering::Relaxed);
+    }
     background.spawn(expire(run.clone(), clients.clone(), stop_polling.clone()));
     let progress = progress_bar(&run.plan);
     background.spawn(show_progress(
