@@ -18,7 +18,10 @@ async fn the_demo_walkthrough_works_through_the_gateway() {
     // Debts of both apartments.
     let mut debts = Vec::new();
     for apartment in [1, 2] {
-        let reply = demo.utils(apartment, REPLY_TIMEOUT).await.unwrap();
+        let reply = demo
+            .utils(apartment, Uuid::new_v4(), REPLY_TIMEOUT)
+            .await
+            .unwrap();
         assert_eq!(reply["status"], "ok", "{reply}");
         assert_eq!(reply["kind"], "utils");
         debts.push(bill_ids(&reply["data"]["bills"]));
@@ -38,14 +41,17 @@ async fn the_demo_walkthrough_works_through_the_gateway() {
     assert!(receipt["data"]["total"].is_string());
 
     // Gone from the debts, present in the history.
-    let after = demo.utils(1, REPLY_TIMEOUT).await.unwrap();
+    let after = demo.utils(1, Uuid::new_v4(), REPLY_TIMEOUT).await.unwrap();
     let unpaid = bill_ids(&after["data"]["bills"]);
     assert!(
         !unpaid.contains(&first) && !unpaid.contains(&second),
         "{unpaid:?}"
     );
     assert_eq!(unpaid.len(), 10);
-    let history = demo.histories(1, None, REPLY_TIMEOUT).await.unwrap();
+    let history = demo
+        .histories(1, None, Uuid::new_v4(), REPLY_TIMEOUT)
+        .await
+        .unwrap();
     let settled = bill_ids(&history["data"]["settled"]);
     assert!(
         settled.contains(&first) && settled.contains(&second),
@@ -77,7 +83,7 @@ async fn the_demo_walkthrough_works_through_the_gateway() {
     );
 
     // demo2's apartment with demo's token.
-    let foreign = demo.utils(3, REPLY_TIMEOUT).await.unwrap();
+    let foreign = demo.utils(3, Uuid::new_v4(), REPLY_TIMEOUT).await.unwrap();
     assert_eq!(foreign["error"]["code"], "forbidden", "{foreign}");
 
     // A forged token.
@@ -86,7 +92,7 @@ async fn the_demo_walkthrough_works_through_the_gateway() {
     let (_, signature) = rest.split_once('.').unwrap();
     let claims = "eyJzdWIiOiIyIiwibmFtZSI6ImRlbW8yIiwiaXNzIjoicWJpbGwiLCJhdWQiOiJxYmlsbC1hcGkiLCJleHAiOjQxMDI0NDQ4MDB9";
     demo.set_token(Some(format!("{head}.{claims}.{signature}")));
-    let forged = demo.utils(3, REPLY_TIMEOUT).await.unwrap();
+    let forged = demo.utils(3, Uuid::new_v4(), REPLY_TIMEOUT).await.unwrap();
     assert_eq!(forged["error"]["code"], "unauthorized", "{forged}");
 }
 
@@ -101,8 +107,8 @@ async fn demo2_sees_only_its_own_apartment() {
         login["data"]["apartments"],
         json!([{ "id": 3, "address": "45 Birch Road, Flat 2" }])
     );
-    let own = demo2.utils(3, REPLY_TIMEOUT).await.unwrap();
+    let own = demo2.utils(3, Uuid::new_v4(), REPLY_TIMEOUT).await.unwrap();
     assert_eq!(own["status"], "ok");
-    let other = demo2.utils(1, REPLY_TIMEOUT).await.unwrap();
+    let other = demo2.utils(1, Uuid::new_v4(), REPLY_TIMEOUT).await.unwrap();
     assert_eq!(other["error"]["code"], "forbidden");
 }

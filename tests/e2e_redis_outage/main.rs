@@ -22,7 +22,7 @@ async fn with_redis_stopped_every_route_still_answers_correctly() {
         "ok"
     );
     // Warm the cache while Redis is up.
-    let warm = demo.utils(2, REPLY_TIMEOUT).await.unwrap();
+    let warm = demo.utils(2, Uuid::new_v4(), REPLY_TIMEOUT).await.unwrap();
     assert_eq!(bill_ids(&warm["data"]["bills"]).len(), 12);
 
     redis.stop();
@@ -32,22 +32,25 @@ async fn with_redis_stopped_every_route_still_answers_correctly() {
         .await
         .unwrap();
     assert_eq!(login["status"], "ok", "{login}");
-    let utils = demo.utils(2, REPLY_TIMEOUT).await.unwrap();
+    let utils = demo.utils(2, Uuid::new_v4(), REPLY_TIMEOUT).await.unwrap();
     assert_eq!(bill_ids(&utils["data"]["bills"]).len(), 12, "{utils}");
     let paid = demo
         .pay(2, &[2081, 2082], Uuid::new_v4(), REPLY_TIMEOUT)
         .await
         .unwrap();
     assert_eq!(paid["status"], "ok", "{paid}");
-    let after = demo.utils(2, REPLY_TIMEOUT).await.unwrap();
+    let after = demo.utils(2, Uuid::new_v4(), REPLY_TIMEOUT).await.unwrap();
     assert_eq!(bill_ids(&after["data"]["bills"]).len(), 10);
-    let history = demo.histories(2, None, REPLY_TIMEOUT).await.unwrap();
+    let history = demo
+        .histories(2, None, Uuid::new_v4(), REPLY_TIMEOUT)
+        .await
+        .unwrap();
     let settled = bill_ids(&history["data"]["settled"]);
     assert!(
         settled.contains(&2081) && settled.contains(&2082),
         "{history}"
     );
-    let forbidden = demo.utils(3, REPLY_TIMEOUT).await.unwrap();
+    let forbidden = demo.utils(3, Uuid::new_v4(), REPLY_TIMEOUT).await.unwrap();
     assert_eq!(forbidden["error"]["code"], "forbidden");
     let again = demo
         .pay(2, &[2081], Uuid::new_v4(), REPLY_TIMEOUT)

@@ -184,22 +184,29 @@ impl GatewayClient {
         Ok(reply)
     }
 
-    /// `utils` of an apartment.
-    pub async fn utils(&mut self, apartment: i64, timeout: Duration) -> anyhow::Result<Value> {
+    /// `utils` of an apartment, under `request_id`.
+    pub async fn utils(
+        &mut self,
+        apartment: i64,
+        request_id: Uuid,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
         self.request(
             &format!("/apartments/{apartment}/utils"),
-            Uuid::new_v4(),
+            request_id,
             json!({}),
             timeout,
         )
         .await
     }
 
-    /// `histories` of an apartment; `window` is the (date_down, date_up) the client holds.
+    /// `histories` of an apartment, under `request_id`; `window` is the (date_down, date_up) the
+    /// client holds.
     pub async fn histories(
         &mut self,
         apartment: i64,
         window: Option<(&str, &str)>,
+        request_id: Uuid,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
         let fields = match window {
@@ -208,7 +215,7 @@ impl GatewayClient {
         };
         self.request(
             &format!("/apartments/{apartment}/histories"),
-            Uuid::new_v4(),
+            request_id,
             fields,
             timeout,
         )

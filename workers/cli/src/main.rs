@@ -326,14 +326,16 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
                 )
                 .await?
         }
-        ClientRequest::Utils { apartment } => client.utils(*apartment, timeout).await?,
+        ClientRequest::Utils { apartment } => client.utils(*apartment, request_id, timeout).await?,
         ClientRequest::Histories {
             apartment,
             date_down,
             date_up,
         } => {
             let window = date_down.as_deref().zip(date_up.as_deref());
-            client.histories(*apartment, window, timeout).await?
+            client
+                .histories(*apartment, window, request_id, timeout)
+                .await?
         }
         ClientRequest::Pay { apartment, bills } => {
             client.pay(*apartment, bills, request_id, timeout).await?
