@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
+use aws_sdk_sqs::types::Message;
 use futures::future::join_all;
 use qbill_core::types::QueueName;
 use qbill_sqs::{ReplyQueues, SqsConfig};
@@ -75,22 +75,7 @@ impl Echo {
             if done.is_empty() {
                 continue;
             }
-            let entries = done
-                .into_iter()
-                .enumerate()
-                .filter_map(|(i, receipt)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(receipt)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            let _ = self
-                .client
-                .delete_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
+            let _ = qbill_sqs::delete_batch(&self.client, &self.queue_url, done)
                 .send()
                 .await;
         }

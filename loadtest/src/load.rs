@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use qbill_core::types::QueueName;
 use rand::SeedableRng;
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -90,7 +91,7 @@ struct Pending {
 /// A simulated client: one reply queue, and the households it acts for in turn. When the current
 /// one has no unpaid bill left, the client logs in as the next (a new session).
 struct Client {
-    queue: Uuid,
+    queue: QueueName,
     users: Vec<User>,
     session: Mutex<Session>,
     pending: Mutex<HashMap<Uuid, Pending>>,
@@ -136,7 +137,8 @@ pub async fn run(transport: Arc<Transport>, plan: Plan, users: &[User]) -> anyho
         .into_iter()
         .map(|users| {
             Arc::new(Client {
-                queue: Uuid::new_v4(),
+                queue: QueueName::parse(&Uuid::new_v4().to_string())
+                    .expect("a UUID is a queue name"),
                 session: Mutex::new(Session {
                     current: 0,
                     token: None,

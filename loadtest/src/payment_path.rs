@@ -2,19 +2,19 @@
 //! hand gateway-shaped payment messages straight to `Engine::handle` (parse, authorise, the
 //! transaction, cache invalidation) and build each reply's JSON, as fast as they can.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use qbill_core::Engine;
 use qbill_core::engine::Outcome;
-use qbill_core::envelope::{AUTHORIZATION_MARKER, InboundMessage, attribute};
+use qbill_core::envelope::InboundMessage;
 use qbill_core::reply::Status;
 use qbill_core::types::{QueueName, UserId};
 use uuid::Uuid;
 
 use crate::load::User;
+use crate::transport::Outgoing;
 
 pub struct Figures {
     pub payments: u64,
@@ -104,32 +104,24 @@ struct InboundMessageSource {
 impl InboundMessageSource {
     /// The message as the gateway would put it on the queue.
     fn message(&self, queue: QueueName) -> InboundMessage {
-        let request_id = Uuid::new_v4();
-        InboundMessage {
-            message_id: Uuid::new_v4().to_string(),
+        let request = Outgoing {
+            route: "payments",
+            apartment: Some(self.apartment),
+            token: Some(&self.token),
             body: format!(
-                r#"{{"queue_name":"{queue}","request_id":"{request_id}","bills_id":[{}]}}"#,
+                r#"{{"queue_name":"{queue}","request_id":"{}","bills_id":[{}]}}"#,
+                Uuid::new_v4(),
                 self.bill
             ),
-            attributes: HashMap::from([
-                (attribute::ROUTE.to_owned(), "payments".to_owned()),
-                (
-                    attribute::APARTMENT_ID.to_owned(),
-                    self.apartment.to_string(),
-                ),
-                (
-                    attribute::AUTHORIZATION.to_owned(),
-                    format!("{AUTHORIZATION_MARKER}Bearer {}", self.token),
-                ),
-                (
-                    attribute::GATEWAY_REQUEST_ID.to_owned(),
-                    Uuid::new_v4().to_string(),
-                ),
-                (
-                    attribute::REQUEST_TIME.to_owned(),
-                    chrono::Utc::now().timestamp_millis().to_string(),
-                ),
-            ]),
+        };
+        InboundMessage {
+            message_id: Uuid::new_v4().to_string(),
+            attributes: request
+                .attributes()
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect(),
+            body: request.body,
         }
     }
 }

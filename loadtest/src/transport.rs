@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageAttributeValue};
+use aws_sdk_sqs::types::MessageAttributeValue;
 use qbill_core::envelope::{AUTHORIZATION_MARKER, attribute};
+use qbill_core::types::QueueName;
 use serde::Deserialize;
 use tokio::sync::RwLock;
 use uuid::Uuid;
@@ -19,6 +20,32 @@ pub struct Outgoing<'a> {
     pub token: Option<&'a str>,
     /// The JSON body, `queue_name` and `request_id` included.
     pub body: String,
+}
+
+impl Outgoing<'_> {
+    /// The message attributes the gateway's integration sets, by name.
+    pub fn attributes(&self) -> Vec<(&'static str, String)> {
+        let mut attributes = vec![
+            (attribute::ROUTE, self.route.to_owned()),
+            (attribute::GATEWAY_REQUEST_ID, Uuid::new_v4().to_string()),
+            (
+                attribute::REQUEST_TIME,
+                chrono::Utc::now().timestamp_millis().to_string(),
+            ),
+        ];
+        if let Some(apartment) = self.apartment {
+            let header = self
+                .token
+                .map(|t| format!("Bearer {t}"))
+                .unwrap_or_default();
+            attributes.push((attribute::APARTMENT_ID, apartment.to_string()));
+            attributes.push((
+                attribute::AUTHORIZATION,
+                format!("{AUTHORIZATION_MARKER}{header}"),
+            ));
+        }
+        attributes
+    }
 }
 
 /// The parts of a reply the harness reads; the rest (bills, histories) is skipped unread.
@@ -61,7 +88,7 @@ pub enum Transport {
         request_queue_url: String,
         reply_prefix: String,
         /// Reply queue URLs by queue name, created before the run.
-        replies: RwLock<HashMap<Uuid, String>>,
+        replies: RwLock<HashMap<QueueName, String>>,
     },
 }
 
@@ -99,7 +126,7 @@ impl Transport {
 
     /// Gets a client's reply queue ready. Through the gateway there is nothing to do: the worker
     /// creates it with the first reply. On SQS the harness creates it, as it reads it directly.
-    pub async fn prepare(&self, queue: Uuid) -> anyhow::Result<()> {
+    pub async fn prepare(&self, queue: QueueName) -> anyhow::Result<()> {
         let Transport::Sqs {
             client,
             reply_prefix,
@@ -111,7 +138,7 @@ impl Transport {
         };
         let url = client
             .create_queue()
-            .queue_name(format!("{reply_prefix}{queue}"))
+            .queue_name(queue.sqs_name(reply_prefix))
             .send()
             .await
             .context("creating a reply queue")?
@@ -156,43 +183,22 @@ impl Transport {
                 request_queue_url,
                 ..
             } => {
-                let string = |value: String| {
-                    MessageAttributeValue::builder()
-                        .data_type("String")
+                let mut send = client.send_message().queue_url(request_queue_url);
+                for (name, value) in request.attributes() {
+                    // The gateway sends the request time as a number, everything else as text.
+                    let kind = if name == attribute::REQUEST_TIME {
+                        "Number"
+                    } else {
+                        "String"
+                    };
+                    let value = MessageAttributeValue::builder()
+                        .data_type(kind)
                         .string_value(value)
                         .build()
-                        .expect("a string attribute")
-                };
-                let now = chrono::Utc::now().timestamp_millis().to_string();
-                let mut send = client
-                    .send_message()
-                    .queue_url(request_queue_url)
-                    .message_body(request.body)
-                    .message_attributes(attribute::ROUTE, string(request.route.to_owned()))
-                    .message_attributes(
-                        attribute::GATEWAY_REQUEST_ID,
-                        string(Uuid::new_v4().to_string()),
-                    )
-                    .message_attributes(
-                        attribute::REQUEST_TIME,
-                        MessageAttributeValue::builder()
-                            .data_type("Number")
-                            .string_value(now)
-                            .build()
-                            .expect("a number attribute"),
-                    );
-                if let Some(apartment) = request.apartment {
-                    let header = request
-                        .token
-                        .map(|t| format!("Bearer {t}"))
-                        .unwrap_or_default();
-                    send = send
-                        .message_attributes(attribute::APARTMENT_ID, string(apartment.to_string()))
-                        .message_attributes(
-                            attribute::AUTHORIZATION,
-                            string(format!("{AUTHORIZATION_MARKER}{header}")),
-                        );
+                        .expect("an attribute with a type and a value");
+                    send = send.message_attributes(name, value);
                 }
+                send = send.message_body(request.body);
                 send.send()
                     .await
                     .map(|_| ())
@@ -203,7 +209,7 @@ impl Transport {
 
     /// One long poll of a client's reply queue; returns the replies read (and, on SQS, deleted).
     /// An empty answer may come at once (through the gateway, before the queue exists).
-    pub async fn poll(&self, queue: Uuid, wait_seconds: u8) -> anyhow::Result<Vec<ReplyHead>> {
+    pub async fn poll(&self, queue: QueueName, wait_seconds: u8) -> anyhow::Result<Vec<ReplyHead>> {
         match self {
             Transport::Gateway { http, base } => {
                 let response = http
@@ -241,24 +247,9 @@ impl Transport {
                 if messages.is_empty() {
                     return Ok(Vec::new());
                 }
-                let entries = messages
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, m)| {
-                        DeleteMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .set_receipt_handle(m.receipt_handle.clone())
-                            .build()
-                            .ok()
-                    })
-                    .collect();
                 // Deleting is tidiness, not correctness: a reply read twice is matched once.
-                let _ = client
-                    .delete_message_batch()
-                    .queue_url(&url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await;
+                let receipts = messages.iter().filter_map(|m| m.receipt_handle.clone());
+                let _ = qbill_sqs::delete_batch(client, &url, receipts).send().await;
                 Ok(messages
                     .into_iter()
                     .filter_map(|m| serde_json::from_str(m.body.as_deref()?).ok())

@@ -8,8 +8,8 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use qbill_core::types::QueueName;
 use qbill_sqs::WorkerPool;
 use qbill_tests::{
-    TestDb, db_pool, drain_replies, engine, enqueue_payments, env, qbill_binary, reply_queue_url,
-    sqs, sqs_config,
+    db_pool, drain_replies, engine_on, enqueue_payments, env, qbill_binary, reply_queue_url, sqs,
+    sqs_config,
 };
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -82,15 +82,10 @@ async fn a_message_that_keeps_failing_is_dead_lettered_then_redriven_and_answere
     // One user with four bills: four payment requests.
     let requests = enqueue_payments(&sqs, &queue, &db, &users, reply_to).await;
     assert_eq!(requests.len(), 4);
-    let test_db = TestDb {
-        name: String::new(),
-        url: served().db_url.clone(),
-        pool: db.clone(),
-    };
-    let mut broken = engine(&test_db, None);
-    broken.store =
+    let unreachable =
         qbill_core::store::pool(&"postgres://postgres@127.0.0.1:1/none".to_owned().into(), 1)
             .unwrap();
+    let broken = engine_on(&unreachable, None);
     let stop = CancellationToken::new();
     let failing = WorkerPool::new(Arc::new(broken), sqs.clone(), sqs_config(&queue))
         .await
@@ -158,7 +153,7 @@ async fn a_message_that_keeps_failing_is_dead_lettered_then_redriven_and_answere
     assert!(moved.starts_with("moved 4 message"), "{moved}");
     let stop = CancellationToken::new();
     let healthy = WorkerPool::new(
-        Arc::new(engine(&test_db, Some(&env("REDIS_URL")))),
+        Arc::new(engine_on(&db, Some(&env("REDIS_URL")))),
         sqs.clone(),
         sqs_config(&queue),
     )

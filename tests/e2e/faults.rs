@@ -10,8 +10,8 @@ use std::time::Duration;
 use qbill_core::types::QueueName;
 use qbill_sqs::{PoolStats, WorkerPool};
 use qbill_tests::{
-    Outage, PrivateRedis, TestDb, count, drain_replies, engine, enqueue_payments, private_queue,
-    reply_queue_url, sqs, sqs_config,
+    Outage, PrivateRedis, TestDb, count, drain_until_answered, engine_on, enqueue_payments,
+    private_queue, reply_queue_url, sqs, sqs_config,
 };
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
@@ -41,8 +41,8 @@ async fn workers_ride_out_sqs_postgres_and_redis_outages_and_lose_nothing() {
         db.url.expose_secret(),
         "the database URL goes through the proxy"
     );
-    let mut worker_engine = engine(&db, Some(&redis.url()));
-    worker_engine.store = qbill_core::store::pool(&proxied_db.into(), 4).unwrap();
+    let proxied_store = qbill_core::store::pool(&proxied_db.into(), 4).unwrap();
+    let worker_engine = engine_on(&proxied_store, Some(&redis.url()));
     let sdk = qbill_core::managed::sdk().await;
     let proxied_sqs = aws_sdk_sqs::Client::from_conf(
         aws_sdk_sqs::config::Builder::from(sdk)
@@ -110,17 +110,14 @@ async fn workers_ride_out_sqs_postgres_and_redis_outages_and_lose_nothing() {
     redis.stop();
 
     // Every request is answered, and paid exactly once.
-    let mut answered = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let answered =
+        drain_until_answered(&direct, &replies, requests.len(), Duration::from_secs(120)).await;
     let distinct = |replies: &Vec<serde_json::Value>| {
         replies
             .iter()
             .filter_map(|r| r["request_id"].as_str().map(str::to_owned))
             .collect::<HashSet<_>>()
     };
-    while distinct(&answered).len() < requests.len() && tokio::time::Instant::now() < deadline {
-        answered.extend(drain_replies(&direct, &replies, 1, Duration::from_secs(2)).await);
-    }
     stop.cancel();
     running.await.unwrap();
     let wanted: HashSet<String> = requests.iter().map(Uuid::to_string).collect();

@@ -9,7 +9,7 @@ use qbill_core::seed;
 use qbill_core::types::QueueName;
 use qbill_sqs::WorkerPool;
 use qbill_tests::{
-    TestDb, count, db_pool, drain_replies, engine, enqueue_payments, env, private_queue,
+    TestDb, count, db_pool, drain_until_answered, engine, enqueue_payments, env, private_queue,
     qbill_binary, reply_queue_url, sqs, sqs_config,
 };
 use secrecy::ExposeSecret;
@@ -108,18 +108,8 @@ async fn interrupt_a_busy_worker(signal: &str) -> std::process::ExitStatus {
 
     // A message handled but not deleted before the interruption comes back and is answered
     // again (with the same receipt): wait for every request, not for a number of replies.
-    let mut replies = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    let answered = |replies: &Vec<serde_json::Value>| {
-        replies
-            .iter()
-            .filter_map(|r| r["request_id"].as_str())
-            .collect::<std::collections::HashSet<_>>()
-            .len()
-    };
-    while answered(&replies) < requests.len() && tokio::time::Instant::now() < deadline {
-        replies.extend(drain_replies(&sqs, &replies_url, 1, Duration::from_secs(2)).await);
-    }
+    let replies =
+        drain_until_answered(&sqs, &replies_url, requests.len(), Duration::from_secs(90)).await;
     stop.cancel();
     running.await.unwrap();
 

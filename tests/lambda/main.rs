@@ -10,7 +10,7 @@ use std::time::Duration;
 use qbill_core::types::QueueName;
 use qbill_lambda::Worker;
 use qbill_sqs::ReplyQueues;
-use qbill_tests::{TestDb, count, drain_replies, engine, env, reply_queue_url, sqs, token_for};
+use qbill_tests::{TestDb, count, drain_replies, engine_on, env, reply_queue_url, sqs, token_for};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -66,13 +66,9 @@ impl Batch {
     }
 }
 
-async fn worker(db: &TestDb, database: Option<deadpool_postgres::Pool>) -> Worker {
-    let mut engine = engine(db, Some(&env("REDIS_URL")));
-    if let Some(pool) = database {
-        engine.store = pool;
-    }
+async fn worker(store: &deadpool_postgres::Pool) -> Worker {
     Worker::new(
-        engine,
+        engine_on(store, Some(&env("REDIS_URL"))),
         ReplyQueues::new(sqs().await, &env("QBILL_REPLY_QUEUE_PREFIX"), 3600),
     )
 }
@@ -80,7 +76,7 @@ async fn worker(db: &TestDb, database: Option<deadpool_postgres::Pool>) -> Worke
 #[tokio::test]
 async fn a_healthy_batch_reports_no_failure_and_every_answerable_message_is_answered() {
     let db = TestDb::fresh().await;
-    let worker = worker(&db, None).await;
+    let worker = worker(&db.pool).await;
     let batch = Batch::new();
     let replies_url = reply_queue_url(&sqs().await, batch.queue).await;
 
@@ -135,13 +131,12 @@ async fn a_healthy_batch_reports_no_failure_and_every_answerable_message_is_answ
 
 #[tokio::test]
 async fn with_postgres_down_exactly_the_messages_that_need_it_are_reported_failed() {
-    let db = TestDb::fresh().await;
     let unreachable = qbill_core::store::pool(
         &"postgres://postgres@127.0.0.1:1/qbill".to_owned().into(),
         2,
     )
     .unwrap();
-    let worker = worker(&db, Some(unreachable)).await;
+    let worker = worker(&unreachable).await;
     let batch = Batch::new();
     let replies_url = reply_queue_url(&sqs().await, batch.queue).await;
 
@@ -171,15 +166,14 @@ async fn the_migrate_event_applies_the_migrations() {
         "/lambda/fixtures/migrate.json"
     ))
     .unwrap();
-    let db = TestDb::fresh().await;
     // The function migrates the database of its environment: here the test profile's.
-    let response = worker(&db, None)
+    let base = qbill_tests::db_pool(&env("DATABASE_URL").into());
+    let response = worker(&base)
         .await
         .handle(serde_json::from_str(&text).unwrap())
         .await
         .unwrap();
     assert!(response["applied"].is_array(), "{response}");
-    let base = qbill_tests::db_pool(&env("DATABASE_URL").into());
     let migrated = count(&base, "SELECT count(*) FROM refinery_schema_history", &[]).await;
     let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../sql"))
         .unwrap()
@@ -189,8 +183,9 @@ async fn the_migrate_event_applies_the_migrations() {
 
 #[tokio::test]
 async fn an_unknown_event_is_an_error_not_a_silent_success() {
-    let db = TestDb::fresh().await;
-    let error = worker(&db, None)
+    // The event is refused before anything touches the database.
+    let store = qbill_tests::db_pool(&env("DATABASE_URL").into());
+    let error = worker(&store)
         .await
         .handle(json!({ "hello": "world" }))
         .await

@@ -76,6 +76,11 @@ impl TestDb {
 
 /// An engine over `db`, caching in the shared Redis under a prefix of its own (or not at all).
 pub fn engine(db: &TestDb, redis_url: Option<&str>) -> Engine {
+    engine_on(&db.pool, redis_url)
+}
+
+/// An engine over the connection pool `store` (a proxied or unreachable one, say).
+pub fn engine_on(store: &Pool, redis_url: Option<&str>) -> Engine {
     let cache = match redis_url {
         Some(url) => Cache::new(
             Some(&url.to_owned().into()),
@@ -87,7 +92,7 @@ pub fn engine(db: &TestDb, redis_url: Option<&str>) -> Engine {
         None => Cache::disabled(),
     };
     Engine {
-        store: db.pool.clone(),
+        store: store.clone(),
         cache,
         tokens: tokens(),
     }
@@ -153,6 +158,29 @@ pub async fn private_queue(sqs: &aws_sdk_sqs::Client, visibility_seconds: u32) -
         .expect("create a queue")
         .queue_url
         .expect("a queue url")
+}
+
+/// Receives replies on `queue_url` until `requests` distinct request ids have one (a repeat
+/// answered twice counts once) or `timeout` passes; returns every reply read, repeats included.
+pub async fn drain_until_answered(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    requests: usize,
+    timeout: Duration,
+) -> Vec<serde_json::Value> {
+    let mut replies = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let answered = |replies: &Vec<serde_json::Value>| {
+        replies
+            .iter()
+            .filter_map(|r| r["request_id"].as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
+    while answered(&replies) < requests && tokio::time::Instant::now() < deadline {
+        replies.extend(drain_replies(sqs, queue_url, 1, Duration::from_secs(2)).await);
+    }
+    replies
 }
 
 /// Receives everything that arrives on `queue_url` until `want` messages are in hand or

@@ -19,14 +19,11 @@ pub mod sweeper;
 
 pub use config::SqsConfig;
 pub use dead_letters::queue_url;
-pub use pool::{Disposition, PoolStats, WorkerPool, answer, receive};
+pub use pool::{Disposition, PoolStats, WorkerPool, answer, delete_batch, receive};
 pub use replies::ReplyQueues;
 
 /// The SQS client for this process, configured the standard AWS way (`AWS_REGION`,
 /// `AWS_ENDPOINT_URL` for an emulator, credentials from the environment or the role).
 pub async fn client() -> aws_sdk_sqs::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    aws_sdk_sqs::Client::new(&config)
+    aws_sdk_sqs::Client::new(qbill_core::managed::sdk().await)
 }

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::operation::delete_message_batch::builders::DeleteMessageBatchFluentBuilder;
 use aws_sdk_sqs::operation::receive_message::builders::ReceiveMessageFluentBuilder;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use futures::future::join_all;
@@ -213,24 +214,9 @@ impl Shared {
             return;
         }
         let count = receipts.len() as u64;
-        let entries: Vec<_> = receipts
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, receipt)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(receipt)
-                    .build()
-                    .ok()
-            })
-            .collect();
         // A message that is not deleted comes back and is answered again from the idempotency
         // record: a failed delete costs a repeat, never a lost or doubled payment.
-        match self
-            .client
-            .delete_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
+        match delete_batch(&self.client, &self.queue_url, receipts)
             .send()
             .await
         {
@@ -264,6 +250,29 @@ pub fn receive(
         .wait_time_seconds(config.poll_wait_seconds)
         .message_attribute_names("All")
         .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+}
+
+/// One call deleting the messages of `receipts` (at most a batch of them).
+pub fn delete_batch(
+    client: &Client,
+    queue_url: &str,
+    receipts: impl IntoIterator<Item = String>,
+) -> DeleteMessageBatchFluentBuilder {
+    let entries = receipts
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, receipt)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(receipt)
+                .build()
+                .ok()
+        })
+        .collect();
+    client
+        .delete_message_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
 }
 
 /// Exponential backoff with full jitter: up to 200 ms, 400 ms, ... capped at 10 s.

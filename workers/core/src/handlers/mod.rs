@@ -84,13 +84,11 @@ pub async fn dispatch(engine: &Engine, envelope: &Envelope) -> HandlerResult {
 
 /// An apartment the caller may act on, as it stands now.
 pub struct Access {
-    pub session: Session,
     pub apartment: ApartmentId,
-    /// The apartment's row version: part of every cache key of its data.
+    /// The apartment's row version: a cached entry of its data is used only at this version.
     pub version: i64,
     pub currency: Currency,
-    /// The database's clock when access was checked: history windows are cut by it, the clock
-    /// payments are stamped with.
+    /// The database's clock when access was checked: history windows are cut by it.
     pub db_now: chrono::DateTime<chrono::Utc>,
 }
 
@@ -123,10 +121,9 @@ pub const ACCESS: &str = "SELECT a.version, a.currency, EXISTS (SELECT 1 FROM ap
                               WHERE o.apartment_id = a.id AND o.user_id = $2), clock_timestamp()
                           FROM apartments a WHERE a.id = $1";
 
-/// What the session may do with the apartment, from the row of [`ACCESS`] (none: no such
+/// Whether the apartment exists and is the caller's, from the row of [`ACCESS`] (none: no such
 /// apartment).
 pub fn access(
-    session: Session,
     apartment: ApartmentId,
     row: Option<tokio_postgres::Row>,
 ) -> Result<Access, HandlerError> {
@@ -144,7 +141,6 @@ pub fn access(
     }
     let currency = Currency::parse(row.get(1)).map_err(|e| HandlerError::Internal(e.into()))?;
     Ok(Access {
-        session,
         apartment,
         version: row.get(0),
         currency,
@@ -165,7 +161,7 @@ pub async fn authorize(
     let row = client
         .query_opt(&statement, &[&apartment.0, &session.user_id.0])
         .await?;
-    access(session, apartment, row)
+    access(apartment, row)
 }
 
 /// A bill as clients see it, in `utils` and (with its payment) in `histories`.

@@ -71,7 +71,7 @@ pub async fn run(
         tx.query_opt(&check, &check_params),
         tx.query_opt(&claim, &claim_params),
     )?;
-    let access = access(session, apartment, row)?;
+    let access = access(apartment, row)?;
     if claimed.is_none() {
         return replay(&tx, envelope, user.0, fingerprint).await;
     }
