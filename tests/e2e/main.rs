@@ -9,6 +9,7 @@ mod hostile;
 mod loadtest;
 mod logs;
 mod pool;
+mod sizes;
 mod sweeper;
 mod walkthrough;
 

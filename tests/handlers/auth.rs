@@ -1,4 +1,8 @@
-use serde_json::json;
+use std::sync::Arc;
+
+use qbill_core::Outcome;
+use qbill_core::handlers::auth::throttle::LIMITS;
+use serde_json::{Value, json};
 
 use crate::{DEMO, Fixture, error_code};
 
@@ -79,69 +83,37 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_unauthorized_reply() 
 }
 
 #[tokio::test]
-async fn repeated_failed_logins_lock_a_username_for_a_while_known_or_not() {
+async fn repeated_failed_logins_lock_a_username_from_that_address_known_or_not() {
     let f = Fixture::new().await;
     for username in ["demo", "nobody-at-all"] {
-        for _ in 0..qbill_core::handlers::auth::MAX_FAILURES {
-            let wrong = f
-                .ask(
-                    "auth",
-                    None,
-                    None,
-                    json!({ "username": username, "password": "guess" }),
-                )
-                .await;
+        for _ in 0..LIMITS.pair {
+            let wrong = f.log_in_from(HOME, username, "guess").await;
             assert_eq!(error_code(&wrong), "unauthorized");
+            assert!(message(&wrong).contains("invalid username or password"));
         }
-        let locked = f
-            .ask(
-                "auth",
-                None,
-                None,
-                json!({ "username": username, "password": "demo-password" }),
-            )
-            .await;
+        let locked = f.log_in_from(HOME, username, "demo-password").await;
         assert_eq!(error_code(&locked), "unauthorized");
-        assert!(
-            locked["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("try again later"),
-            "{locked}"
-        );
+        assert!(message(&locked).contains("try again later"), "{locked}");
+        assert!(message(&locked).contains("from your address"), "{locked}");
     }
     // demo2 is not affected.
-    let other = f
-        .ask(
-            "auth",
-            None,
-            None,
-            json!({ "username": "demo2", "password": "demo2-password" }),
-        )
-        .await;
+    let other = f.log_in_from(HOME, "demo2", "demo2-password").await;
     assert_eq!(other["status"], "ok");
-    // When the lock has run out, the right password works and the count starts over.
+    // When the lock has run out, the right password works and the pair's count starts over.
     let client = f.db.pool.get().await.unwrap();
     client
         .execute(
-            "UPDATE login_failures SET locked_until = now() - interval '1 second'",
+            "UPDATE login_throttle SET locked_until = now() - interval '1 second'",
             &[],
         )
         .await
         .unwrap();
-    let back = f
-        .ask(
-            "auth",
-            None,
-            None,
-            json!({ "username": "demo", "password": "demo-password" }),
-        )
-        .await;
+    let back = f.log_in_from(HOME, "demo", "demo-password").await;
     assert_eq!(back["status"], "ok", "{back}");
     assert_eq!(
         f.db.count(
-            "SELECT count(*) FROM login_failures WHERE username = 'demo'",
-            &[]
+            "SELECT count(*) FROM login_throttle WHERE scope = 'pair' AND key = 'demo ' || $1",
+            &[&HOME]
         )
         .await,
         0
@@ -149,52 +121,152 @@ async fn repeated_failed_logins_lock_a_username_for_a_while_known_or_not() {
 }
 
 #[tokio::test]
-async fn concurrent_guesses_cannot_slip_past_the_login_limit() {
-    let f = std::sync::Arc::new(Fixture::new().await);
-    let guesses: Vec<_> = (0..12)
-        .map(|i| {
-            let f = f.clone();
-            tokio::spawn(async move {
-                f.ask(
-                    "auth",
-                    None,
-                    None,
-                    json!({ "username": "demo2", "password": format!("guess-{i}") }),
-                )
-                .await
-            })
-        })
-        .collect();
+async fn fifty_concurrent_guesses_get_no_more_password_checks_than_the_limit() {
+    let f = Arc::new(Fixture::new().await);
+    let replies = at_once(&f, 50, |i| (HOME.to_owned(), "demo2", format!("guess-{i}"))).await;
     let mut refused_unchecked = 0;
-    for guess in guesses {
-        let reply = guess.await.unwrap();
-        assert_eq!(error_code(&reply), "unauthorized");
-        if reply["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("try again later")
-        {
+    for reply in &replies {
+        assert_eq!(error_code(reply), "unauthorized");
+        if message(reply).contains("try again later") {
             refused_unchecked += 1;
         }
     }
-    let limit = qbill_core::handlers::auth::MAX_FAILURES as usize;
-    assert!(
-        refused_unchecked >= 12 - limit,
-        "at most {limit} guesses were checked; {refused_unchecked} of 12 were refused unchecked"
+    let checks = f.engine.metrics.snapshot().password_checks;
+    let limit = LIMITS.pair as u64;
+    println!(
+        "reliability: 50 concurrent wrong logins from one address: password_checks={checks} refused_unchecked={refused_unchecked}"
     );
-    let right = f
-        .ask(
-            "auth",
-            None,
-            None,
-            json!({ "username": "demo2", "password": "demo2-password" }),
+    assert!(
+        (1..=limit).contains(&checks),
+        "{checks} of 50 guesses reached a password check; the limit is {limit}"
+    );
+    assert_eq!(refused_unchecked, 50 - checks);
+    let right = f.log_in_from(HOME, "demo2", "demo2-password").await;
+    assert!(message(&right).contains("try again later"), "{right}");
+}
+
+#[tokio::test]
+async fn fifty_concurrent_logins_with_the_right_password_all_succeed() {
+    let f = Arc::new(Fixture::new().await);
+    let replies = at_once(&f, 50, |_| {
+        (HOME.to_owned(), "demo", "demo-password".into())
+    })
+    .await;
+    for reply in &replies {
+        assert_eq!(reply["status"], "ok", "{reply}");
+    }
+    let metrics = f.engine.metrics.snapshot();
+    println!(
+        "reliability: 50 concurrent right logins from one address: ok={} password_checks={} held_back={} queued_for_a_slot={}",
+        replies.len(),
+        metrics.password_checks,
+        metrics.logins_held,
+        metrics.password_checks_waited
+    );
+    assert_eq!(metrics.password_checks, 50);
+    assert!(
+        metrics.logins_held > 0,
+        "more logins than the limit were under way at once, so some waited their turn"
+    );
+}
+
+#[tokio::test]
+async fn guessing_from_one_address_does_not_lock_the_owner_out_elsewhere() {
+    let f = Fixture::new().await;
+    for _ in 0..LIMITS.pair * 2 {
+        let wrong = f.log_in_from(AWAY, "demo", "guess").await;
+        assert_eq!(error_code(&wrong), "unauthorized");
+    }
+    assert!(
+        message(&f.log_in_from(AWAY, "demo", "demo-password").await).contains("try again later")
+    );
+    let owner = f.log_in_from(HOME, "demo", "demo-password").await;
+    assert_eq!(owner["status"], "ok", "{owner}");
+}
+
+#[tokio::test]
+async fn an_address_guessing_at_many_usernames_is_locked_out_of_all_of_them() {
+    let f = Fixture::new().await;
+    for i in 0..LIMITS.source {
+        let wrong = f
+            .log_in_from(AWAY, &format!("user-{}", i % 40), "guess")
+            .await;
+        assert_eq!(error_code(&wrong), "unauthorized");
+    }
+    let locked = f.log_in_from(AWAY, "demo2", "demo2-password").await;
+    assert!(message(&locked).contains("from your address"), "{locked}");
+    assert!(!message(&locked).contains("username"), "{locked}");
+    assert_eq!(
+        f.log_in_from(HOME, "demo2", "demo2-password").await["status"],
+        "ok"
+    );
+}
+
+#[tokio::test]
+async fn guesses_spread_over_many_addresses_are_bounded_per_username() {
+    let f = Arc::new(Fixture::new().await);
+    let guesses = LIMITS.username as usize + 20;
+    let replies = at_once(&f, guesses, |i| {
+        (
+            format!("198.51.{}.{}", i / 250, i % 250 + 1),
+            "demo",
+            "guess".into(),
         )
-        .await;
-    assert!(
-        right["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("try again later"),
-        "{right}"
+    })
+    .await;
+    assert!(replies.iter().all(|r| error_code(r) == "unauthorized"));
+    let checks = f.engine.metrics.snapshot().password_checks;
+    println!(
+        "reliability: {guesses} concurrent wrong logins from {guesses} addresses: password_checks={checks}"
     );
+    assert!(
+        checks <= LIMITS.username as u64,
+        "{checks} guesses were checked; the per-username ceiling is {}",
+        LIMITS.username
+    );
+    let owner = f.log_in_from(HOME, "demo", "demo-password").await;
+    assert!(
+        message(&owner).contains("for this username;"),
+        "distributed guessing locks the username itself: {owner}"
+    );
+}
+
+/// Two addresses, as the gateway gives them.
+const HOME: &str = "203.0.113.10";
+const AWAY: &str = "192.0.2.66";
+
+fn message(reply: &Value) -> &str {
+    reply["error"]["message"].as_str().unwrap_or_default()
+}
+
+/// Runs `count` logins at once, login `i` being `(address, username, password)` from `login(i)`.
+/// A login left for a retry (its message would go back to the queue) is sent again, as SQS would.
+async fn at_once(
+    f: &Arc<Fixture>,
+    count: usize,
+    login: impl Fn(usize) -> (String, &'static str, String),
+) -> Vec<Value> {
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            let f = f.clone();
+            let (address, username, password) = login(i);
+            tokio::spawn(async move {
+                let message = f.login_message(&address, username, &password);
+                loop {
+                    match f.engine.handle(&message).await {
+                        Ok(Outcome::Reply { reply, .. }) => {
+                            return serde_json::to_value(&reply).unwrap();
+                        }
+                        Ok(Outcome::Drop) => panic!("a login was dropped"),
+                        Err(_transient) => continue,
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for task in tasks {
+        replies.push(task.await.unwrap());
+    }
+    replies
 }

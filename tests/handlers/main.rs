@@ -5,6 +5,7 @@ mod auth;
 mod cache;
 mod envelope;
 mod histories;
+mod pages;
 mod payments;
 mod utils;
 
@@ -68,6 +69,33 @@ impl Fixture {
         self.send(message(route, apartment, token, body)).await
     }
 
+    /// A login as the gateway would enqueue it for a caller at `address`.
+    pub fn login_message(
+        &self,
+        address: &str,
+        username: &str,
+        password: &str,
+    ) -> qbill_core::envelope::InboundMessage {
+        let body = json!({
+            "queue_name": self.queue.to_string(),
+            "request_id": Uuid::new_v4(),
+            "username": username,
+            "password": password,
+        });
+        let mut login = message("auth", None, None, body);
+        login.attributes.insert(
+            qbill_core::envelope::attribute::SOURCE_IP.into(),
+            format!("{}{address}", qbill_core::envelope::SOURCE_IP_MARKER),
+        );
+        login
+    }
+
+    /// Logs in as `username` from `address`; returns the reply.
+    pub async fn log_in_from(&self, address: &str, username: &str, password: &str) -> Value {
+        self.send(self.login_message(address, username, password))
+            .await
+    }
+
     pub async fn send(&self, inbound: qbill_core::envelope::InboundMessage) -> Value {
         match self
             .engine
@@ -75,7 +103,7 @@ impl Fixture {
             .await
             .expect("no transient failure")
         {
-            Outcome::Reply { to, reply } => {
+            Outcome::Reply { to, reply, .. } => {
                 assert_eq!(to, self.queue, "the reply goes to the client's queue");
                 serde_json::to_value(&reply).unwrap()
             }

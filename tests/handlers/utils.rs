@@ -157,7 +157,7 @@ async fn another_users_token_from_another_queue_is_refused_and_the_refusal_goes_
         .handle(&qbill_tests::message("utils", Some(1), Some(&token), body))
         .await
         .unwrap();
-    let qbill_core::Outcome::Reply { to, reply } = outcome else {
+    let qbill_core::Outcome::Reply { to, reply, .. } = outcome else {
         panic!("{outcome:?}")
     };
     assert_eq!(

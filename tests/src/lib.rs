@@ -91,11 +91,12 @@ pub fn engine_on(store: &Pool, redis_url: Option<&str>) -> Engine {
         .expect("a cache"),
         None => Cache::disabled(),
     };
-    Engine {
-        store: store.clone(),
+    Engine::new(
+        store.clone(),
         cache,
-        tokens: tokens(),
-    }
+        tokens(),
+        qbill_core::password::Passwords::default_slots(),
+    )
 }
 
 pub fn tokens() -> Tokens {

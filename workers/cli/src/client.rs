@@ -184,24 +184,39 @@ impl GatewayClient {
         Ok(reply)
     }
 
-    /// `utils` of an apartment, under `request_id`.
+    /// `utils` of an apartment (its first page), under `request_id`.
     pub async fn utils(
         &mut self,
         apartment: i64,
         request_id: Uuid,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
+        self.utils_page(apartment, None, request_id, timeout).await
+    }
+
+    /// The page of `utils` after `cursor` (a `next_cursor` of the page before).
+    pub async fn utils_page(
+        &mut self,
+        apartment: i64,
+        cursor: Option<&str>,
+        request_id: Uuid,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        let fields = match cursor {
+            Some(cursor) => json!({ "cursor": cursor }),
+            None => json!({}),
+        };
         self.request(
             &format!("/apartments/{apartment}/utils"),
             request_id,
-            json!({}),
+            fields,
             timeout,
         )
         .await
     }
 
-    /// `histories` of an apartment, under `request_id`; `window` is the (date_down, date_up) the
-    /// client holds.
+    /// `histories` of an apartment (its first page), under `request_id`; `window` is the
+    /// (date_down, date_up) the client holds.
     pub async fn histories(
         &mut self,
         apartment: i64,
@@ -209,10 +224,27 @@ impl GatewayClient {
         request_id: Uuid,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
-        let fields = match window {
+        self.histories_page(apartment, window, None, request_id, timeout)
+            .await
+    }
+
+    /// The page of `histories` after `cursor` (a `next_cursor` of the page before, asked with
+    /// the same window).
+    pub async fn histories_page(
+        &mut self,
+        apartment: i64,
+        window: Option<(&str, &str)>,
+        cursor: Option<&str>,
+        request_id: Uuid,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        let mut fields = match window {
             Some((down, up)) => json!({ "date_down": down, "date_up": up }),
             None => json!({}),
         };
+        if let Some(cursor) = cursor {
+            fields["cursor"] = json!(cursor);
+        }
         self.request(
             &format!("/apartments/{apartment}/histories"),
             request_id,

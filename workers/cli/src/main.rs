@@ -148,15 +148,24 @@ enum ClientRequest {
         #[arg(long)]
         exports: bool,
     },
-    /// The apartment's unpaid bills.
-    Utils { apartment: i64 },
-    /// The apartment's settled bills, optionally as a delta of the window you hold.
+    /// The apartment's unpaid bills (a page of them: the reply's next_cursor asks for the next).
+    Utils {
+        apartment: i64,
+        /// The `next_cursor` of the page before.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// The apartment's settled bills, optionally as a delta of the window you hold (a page of
+    /// them: ask for the next with the reply's next_cursor and the same window).
     Histories {
         apartment: i64,
         #[arg(long, requires = "date_up")]
         date_down: Option<String>,
         #[arg(long, requires = "date_down")]
         date_up: Option<String>,
+        /// The `next_cursor` of the page before.
+        #[arg(long)]
+        cursor: Option<String>,
     },
     /// Pays bills of the apartment, all or none.
     Pay {
@@ -326,15 +335,20 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
                 )
                 .await?
         }
-        ClientRequest::Utils { apartment } => client.utils(*apartment, request_id, timeout).await?,
+        ClientRequest::Utils { apartment, cursor } => {
+            client
+                .utils_page(*apartment, cursor.as_deref(), request_id, timeout)
+                .await?
+        }
         ClientRequest::Histories {
             apartment,
             date_down,
             date_up,
+            cursor,
         } => {
             let window = date_down.as_deref().zip(date_up.as_deref());
             client
-                .histories(*apartment, window, request_id, timeout)
+                .histories_page(*apartment, window, cursor.as_deref(), request_id, timeout)
                 .await?
         }
         ClientRequest::Pay { apartment, bills } => {

@@ -60,6 +60,8 @@ pub struct EngineConfig {
     /// How long Redis may take before a cache call is given up and Postgres answers alone.
     pub cache_timeout: Duration,
     pub jwt: JwtConfig,
+    /// Passwords checked at once; each check holds 19 MiB and a core while it runs.
+    pub password_slots: usize,
 }
 
 /// Where Postgres is and how to log in to it.
@@ -237,7 +239,14 @@ impl EngineConfig {
             cache_ttl: Duration::from_secs(env_or("QBILL_CACHE_TTL_SECONDS", 300)?),
             cache_timeout: Duration::from_millis(env_or("QBILL_CACHE_TIMEOUT_MS", 250)?),
             jwt: JwtConfig::from_env()?,
+            password_slots: env_or(
+                "QBILL_PASSWORD_CHECKS",
+                crate::password::Passwords::default_slots(),
+            )?,
         };
+        if config.password_slots == 0 {
+            bail!("QBILL_PASSWORD_CHECKS must be at least 1");
+        }
         if config.database_pool_size == 0 {
             bail!("QBILL_DATABASE_POOL_SIZE must be at least 1");
         }

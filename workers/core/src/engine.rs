@@ -1,6 +1,8 @@
 //! The engine: one inbound message in, one outcome out. Transports (the worker pool, the Lambda
 //! handler) own receiving, replying and deleting; the engine owns everything in between.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use deadpool_postgres::Pool;
 use tracing::{Instrument, field::Empty};
@@ -9,6 +11,8 @@ use crate::cache::Cache;
 use crate::config::EngineConfig;
 use crate::envelope::{Envelope, InboundMessage};
 use crate::handlers::{self, HandlerError};
+use crate::metrics::Metrics;
+use crate::password::Passwords;
 use crate::reply::{ErrorCode, Reply};
 use crate::token::Tokens;
 use crate::types::QueueName;
@@ -19,13 +23,21 @@ pub struct Engine {
     pub store: Pool,
     pub cache: Cache,
     pub tokens: Tokens,
+    /// Password checks, a bounded number at once.
+    pub passwords: Passwords,
+    pub metrics: Arc<Metrics>,
 }
 
 /// What the transport does with the message once the engine is done with it.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Send `reply` to the client's queue, then delete the message.
-    Reply { to: QueueName, reply: Reply },
+    /// Send `body` (the JSON of `reply`, small enough for a message) to the client's queue, then
+    /// delete the message.
+    Reply {
+        to: QueueName,
+        reply: Reply,
+        body: String,
+    },
     /// Nobody can be answered (no readable reply queue): delete the message; it was logged.
     Drop,
 }
@@ -49,16 +61,29 @@ impl Engine {
             }
             (url, _) => url.clone(),
         };
-        Ok(Self {
-            store: store::connect(&config.database, config.database_pool_size).await?,
-            cache: Cache::new(
+        Ok(Self::new(
+            store::connect(&config.database, config.database_pool_size).await?,
+            Cache::new(
                 redis_url.as_ref(),
                 &config.cache_prefix,
                 config.cache_ttl,
                 config.cache_timeout,
             )?,
-            tokens: Tokens::from_config(config.jwt.clone()).await?,
-        })
+            Tokens::from_config(config.jwt.clone()).await?,
+            config.password_slots,
+        ))
+    }
+
+    /// An engine over these services, checking at most `password_slots` passwords at once.
+    pub fn new(store: Pool, cache: Cache, tokens: Tokens, password_slots: usize) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        Self {
+            store,
+            cache,
+            tokens,
+            passwords: Passwords::new(password_slots, metrics.clone()),
+            metrics,
+        }
     }
 
     /// Handles one message. Logs once, here, with the outcome.
@@ -71,10 +96,35 @@ impl Engine {
             billing.apartment_id = Empty,
             billing.outcome = Empty,
         );
-        self.handle_in_span(message).instrument(span).await
+        let answered = self
+            .handle_in_span(message)
+            .instrument(span.clone())
+            .await?;
+        let Some((to, reply)) = answered else {
+            return Ok(Outcome::Drop);
+        };
+        let sealed = reply.seal();
+        if let Some(bytes) = sealed.oversized {
+            self.metrics.reply_too_large();
+            span.in_scope(|| {
+                tracing::error!(
+                    reply.bytes = bytes,
+                    "a reply too large to send was replaced by an internal error"
+                );
+            });
+        }
+        Ok(Outcome::Reply {
+            to,
+            reply: sealed.reply,
+            body: sealed.body,
+        })
     }
 
-    async fn handle_in_span(&self, message: &InboundMessage) -> Result<Outcome, Transient> {
+    /// The reply and where it goes, or nothing when nobody can be answered.
+    async fn handle_in_span(
+        &self,
+        message: &InboundMessage,
+    ) -> Result<Option<(QueueName, Reply)>, Transient> {
         let span = tracing::Span::current();
         let envelope = match Envelope::parse(message) {
             Ok(envelope) => envelope,
@@ -83,7 +133,7 @@ impl Engine {
                 span.record("billing.outcome", "invalid");
                 let Some(to) = rejection.reply_to else {
                     tracing::warn!(reason = %rejection.reason, "unanswerable message dropped");
-                    return Ok(Outcome::Drop);
+                    return Ok(None);
                 };
                 tracing::info!(reason = %rejection.reason, "invalid request");
                 let reply = Reply::error(
@@ -92,7 +142,7 @@ impl Engine {
                     ErrorCode::InvalidRequest,
                     rejection.reason.0,
                 );
-                return Ok(Outcome::Reply { to, reply });
+                return Ok(Some((to, reply)));
             }
         };
         let kind = envelope.command.kind();
@@ -122,10 +172,7 @@ impl Engine {
                     ErrorCode::Unauthorized,
                     "your token was presented from another reply queue; the request was refused",
                 );
-                return Ok(Outcome::Reply {
-                    to: token_queue,
-                    reply,
-                });
+                return Ok(Some((token_queue, reply)));
             }
             Err(HandlerError::Rejected { code, message }) => {
                 span.record("billing.outcome", "rejected");
@@ -151,9 +198,6 @@ impl Engine {
                 return Err(Transient(e));
             }
         };
-        Ok(Outcome::Reply {
-            to: envelope.reply_to,
-            reply,
-        })
+        Ok(Some((envelope.reply_to, reply)))
     }
 }

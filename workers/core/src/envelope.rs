@@ -12,8 +12,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::handlers::{histories, utils};
 use crate::reply::Kind;
-use crate::types::{ApartmentId, BillId, ParseError, QueueName, RequestId};
+use crate::types::{ApartmentId, BillId, ParseError, QueueName, RequestId, Source};
 
 /// Message attribute names written by `gateway-config/`.
 pub mod attribute {
@@ -22,11 +23,17 @@ pub mod attribute {
     pub const AUTHORIZATION: &str = "authorization";
     pub const GATEWAY_REQUEST_ID: &str = "gateway_request_id";
     pub const REQUEST_TIME: &str = "request_time";
+    /// The caller's address as the gateway saw it (`/auth` only), prefixed with
+    /// [`super::SOURCE_IP_MARKER`].
+    pub const SOURCE_IP: &str = "source_ip";
 }
 
 /// The gateway prefixes the Authorization header with this, so that the attribute is never empty
 /// (SQS refuses empty attribute values) even when the client sent no header.
 pub const AUTHORIZATION_MARKER: &str = "header:";
+
+/// The gateway prefixes the source address with this, so that the attribute is never empty.
+pub const SOURCE_IP_MARKER: &str = "ip:";
 
 /// Larger bodies are refused before they are parsed. Real requests are a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -55,6 +62,8 @@ pub struct Envelope {
     pub gateway_request_id: Option<String>,
     /// When the gateway accepted the request (its `request_time`, epoch milliseconds).
     pub requested_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Where the request came from, as the gateway saw it.
+    pub source: Source,
 }
 
 /// One variant per route; the handler of each lives in `handlers/` under the same name.
@@ -66,10 +75,13 @@ pub enum Command {
     },
     Utils {
         apartment: ApartmentId,
+        /// Where the previous page ended; `None` for the first page.
+        cursor: Option<utils::Cursor>,
     },
     Histories {
         apartment: ApartmentId,
         window: Option<DateWindow>,
+        cursor: Option<histories::Cursor>,
     },
     Payments {
         apartment: ApartmentId,
@@ -123,6 +135,8 @@ struct UtilsBody {
     queue_name: Value,
     #[allow(dead_code)]
     request_id: Value,
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -136,6 +150,8 @@ struct HistoriesBody {
     date_down: Option<String>,
     #[serde(default)]
     date_up: Option<String>,
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +231,12 @@ impl Envelope {
                 .get(attribute::REQUEST_TIME)
                 .and_then(|ms| ms.parse::<i64>().ok())
                 .and_then(chrono::DateTime::from_timestamp_millis),
+            source: Source::parse(
+                message
+                    .attributes
+                    .get(attribute::SOURCE_IP)
+                    .map(|raw| raw.strip_prefix(SOURCE_IP_MARKER).unwrap_or(raw.as_str())),
+            ),
         })
     }
 }
@@ -255,9 +277,10 @@ fn parse_command(
             })
         }
         Kind::Utils => {
-            let _: UtilsBody = serde_json::from_value(body).map_err(body_error)?;
+            let b: UtilsBody = serde_json::from_value(body).map_err(body_error)?;
             Ok(Command::Utils {
                 apartment: apartment()?,
+                cursor: b.cursor.as_deref().map(utils::Cursor::parse).transpose()?,
             })
         }
         Kind::Histories => {
@@ -281,6 +304,11 @@ fn parse_command(
             Ok(Command::Histories {
                 apartment: apartment()?,
                 window,
+                cursor: b
+                    .cursor
+                    .as_deref()
+                    .map(histories::Cursor::parse)
+                    .transpose()?,
             })
         }
         Kind::Payments => {
@@ -348,7 +376,7 @@ impl Command {
     pub fn apartment(&self) -> Option<crate::types::ApartmentId> {
         match self {
             Self::Auth { .. } => None,
-            Self::Utils { apartment }
+            Self::Utils { apartment, .. }
             | Self::Histories { apartment, .. }
             | Self::Payments { apartment, .. } => Some(*apartment),
         }
@@ -402,6 +430,7 @@ mod tests {
             "bills_id",
             "date_down",
             "date_up",
+            "cursor",
             "x",
         ]);
         prop::collection::btree_map(field, value, 0..7).prop_map(|m| {

@@ -16,9 +16,10 @@
 //!   and reading through the optional Redis [`cache`].
 //! - [`reply`]: the JSON that goes back on the client's queue.
 //!
-//! Around them: [`config`] (typed, from the environment), [`managed`] (RDS logins over verified
-//! TLS, Secrets Manager, ElastiCache tokens: the AWS deployment only) and [`seed`] (demo and
-//! load-test data).
+//! Around them: [`config`] (typed, from the environment), [`password`] (Argon2 checks, a bounded
+//! number at once), [`metrics`] (what an operator sizes workers by), [`managed`] (RDS logins over
+//! verified TLS, Secrets Manager, ElastiCache tokens: the AWS deployment only) and [`seed`] (demo
+//! and load-test data).
 
 pub mod cache;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod engine;
 pub mod envelope;
 pub mod handlers;
 pub mod managed;
+pub mod metrics;
 pub mod password;
 pub mod reply;
 pub mod seed;

@@ -112,6 +112,37 @@ positive_id!(
     "the user id"
 );
 
+/// Where a request came from, as the gateway saw it (`$context.identity.sourceIp`), in the form
+/// the login throttle counts by: an IPv4 address, or the /64 network of an IPv6 one (a single
+/// host is usually given a whole /64, so counting addresses would let it guess 2^64 times over).
+/// [`Source::UNKNOWN`] when the message does not say, as when it did not come through the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Source(String);
+
+impl Source {
+    pub const UNKNOWN: &str = "unknown";
+
+    /// Reads the gateway's attribute; anything that is not an IP address counts as unknown.
+    pub fn parse(raw: Option<&str>) -> Self {
+        let address = raw.and_then(|raw| raw.trim().parse::<std::net::IpAddr>().ok());
+        Self(match address {
+            Some(std::net::IpAddr::V4(v4)) => v4.to_string(),
+            Some(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let network = u128::from(v6) & !((1u128 << 64) - 1);
+                    format!("{}/64", std::net::Ipv6Addr::from(network))
+                }
+            },
+            None => Self::UNKNOWN.to_owned(),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// An ISO 4217 code such as `EUR`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Currency([u8; 3]);
@@ -206,6 +237,30 @@ mod tests {
             "",
         ] {
             assert!(ApartmentId::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn sources_are_ipv4_addresses_or_ipv6_networks() {
+        assert_eq!(Source::parse(Some("203.0.113.7")).as_str(), "203.0.113.7");
+        assert_eq!(
+            Source::parse(Some("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            Source::parse(Some("2001:db8:1:2::1"))
+        );
+        assert_eq!(
+            Source::parse(Some("2001:db8:1:2::1")).as_str(),
+            "2001:db8:1:2::/64"
+        );
+        assert_ne!(
+            Source::parse(Some("2001:db8:1:2::1")),
+            Source::parse(Some("2001:db8:1:3::1"))
+        );
+        assert_eq!(
+            Source::parse(Some("::ffff:192.0.2.1")).as_str(),
+            "192.0.2.1"
+        );
+        for unknown in [None, Some(""), Some("test-invoke-source-ip"), Some("1.2.3")] {
+            assert_eq!(Source::parse(unknown).as_str(), Source::UNKNOWN);
         }
     }
 

@@ -85,6 +85,7 @@ impl Worker {
     /// Handles every message of the batch; returns the ids of those to be delivered again.
     pub async fn batch(&self, event: SqsEvent) -> SqsBatchResponse {
         self.reload_keys_when_due().await;
+        let before = self.engine.metrics.snapshot();
         let mut response = SqsBatchResponse::default();
         for record in event.records {
             let message_id = record.message_id.unwrap_or_default();
@@ -102,6 +103,12 @@ impl Worker {
                 failure.item_identifier = message_id;
                 response.batch_item_failures.push(failure);
             }
+        }
+        let metrics = self.engine.metrics.snapshot();
+        if metrics.password_checks > before.password_checks
+            || metrics.replies_too_large > before.replies_too_large
+        {
+            metrics.log("engine metrics");
         }
         response
     }

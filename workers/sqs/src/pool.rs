@@ -20,13 +20,17 @@ use aws_sdk_sqs::operation::receive_message::builders::ReceiveMessageFluentBuild
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use futures::future::join_all;
 use qbill_core::envelope::InboundMessage;
+use qbill_core::reply::{ErrorCode, Reply};
 use qbill_core::{Engine, Outcome};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::SqsConfig;
-use crate::replies::ReplyQueues;
+use crate::replies::{ReplyQueues, SendError};
+
+/// How often a pool logs the engine's metrics (when they changed).
+const METRICS_EVERY: Duration = Duration::from_secs(60);
 
 /// Counters since the pool started, for logs and tests.
 #[derive(Debug, Default)]
@@ -104,6 +108,11 @@ impl WorkerPool {
                     .await
             });
         }
+        {
+            let shared = self.shared.clone();
+            let shutdown = shutdown.clone();
+            pollers.spawn(async move { shared.report_now_and_then(shutdown).await });
+        }
         if self.shared.config.sweep_interval_seconds > 0 {
             let shared = self.shared.clone();
             let shutdown = shutdown.clone();
@@ -122,6 +131,7 @@ impl WorkerPool {
             retried = PoolStats::get(&stats.retried),
             "worker pool drained"
         );
+        self.shared.engine.metrics.snapshot().log("engine metrics");
     }
 }
 
@@ -160,6 +170,22 @@ impl Shared {
                 .flatten()
                 .collect();
             self.delete(done).await;
+        }
+    }
+
+    /// Logs the engine's metrics every [`METRICS_EVERY`] when they changed.
+    async fn report_now_and_then(&self, shutdown: CancellationToken) {
+        let mut last = self.engine.metrics.snapshot();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(METRICS_EVERY) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let now = self.engine.metrics.snapshot();
+            if now != last {
+                now.log("engine metrics");
+                last = now;
+            }
         }
     }
 
@@ -299,12 +325,32 @@ pub async fn answer(
     replies: &ReplyQueues,
     inbound: &InboundMessage,
 ) -> Disposition {
+    let id = &inbound.message_id;
     match engine.handle(inbound).await {
-        Ok(Outcome::Reply { to, reply }) => match replies.send(to, reply.to_json()).await {
+        Ok(Outcome::Reply { to, reply, body }) => match replies.send(to, body).await {
             Ok(()) => Disposition::Replied,
-            Err(e) => {
-                tracing::warn!(messaging.message.id = %inbound.message_id, error = format!("{e:#}"), "reply not sent; the message will be retried");
+            Err(SendError::Failed(e)) => {
+                tracing::warn!(messaging.message.id = %id, error = format!("{e:#}"), "reply not sent; the message will be retried");
                 Disposition::Retry
+            }
+            // Sending it again would be refused again, until the request was dead-lettered and
+            // its client never heard back: it hears that its answer could not be sent instead.
+            Err(SendError::Refused(e)) => {
+                tracing::error!(messaging.message.id = %id, error = format!("{e:#}"), "SQS refused a reply; answering with an error instead");
+                let refusal = Reply::error(
+                    reply.request_id,
+                    reply.kind,
+                    ErrorCode::Internal,
+                    "the answer could not be sent on your reply queue; this is a bug, please report it",
+                );
+                match replies.send(to, refusal.to_json()).await {
+                    Ok(()) => Disposition::Replied,
+                    Err(SendError::Failed(_)) => Disposition::Retry,
+                    Err(SendError::Refused(e)) => {
+                        tracing::error!(messaging.message.id = %id, error = format!("{e:#}"), "SQS refused the error reply too; the message is dropped");
+                        Disposition::Dropped
+                    }
+                }
             }
         },
         Ok(Outcome::Drop) => Disposition::Dropped,

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::operation::send_message::SendMessageError;
 use aws_sdk_sqs::types::QueueAttributeName;
 use qbill_core::types::QueueName;
 
@@ -17,6 +19,40 @@ pub const STAMP_EVERY: Duration = Duration::from_secs(300);
 /// The tags every reply queue carries.
 pub const ROLE_TAG: &str = "qbill:role";
 pub const LAST_REPLY_TAG: &str = "qbill:last-reply";
+
+/// Why a reply was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// SQS will never take this message (too large, characters it does not allow): sending it
+    /// again cannot help.
+    #[error("SQS refused the reply")]
+    Refused(#[source] anyhow::Error),
+    /// SQS or the way to it failed; a later try may succeed.
+    #[error("the reply could not be sent")]
+    Failed(#[source] anyhow::Error),
+}
+
+impl From<SdkError<SendMessageError>> for SendError {
+    fn from(e: SdkError<SendMessageError>) -> Self {
+        let refused = e.as_service_error().is_some_and(|s| {
+            s.is_invalid_message_contents()
+                || s.code()
+                    .is_some_and(|code| code.contains("InvalidParameterValue"))
+        });
+        let e = anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(e));
+        if refused {
+            Self::Refused(e)
+        } else {
+            Self::Failed(e)
+        }
+    }
+}
+
+impl From<anyhow::Error> for SendError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Failed(e)
+    }
+}
 
 pub struct ReplyQueues {
     client: Client,
@@ -45,7 +81,7 @@ impl ReplyQueues {
     }
 
     /// Sends `body` to the client's queue, creating the queue if it is missing.
-    pub async fn send(&self, queue: QueueName, body: String) -> anyhow::Result<()> {
+    pub async fn send(&self, queue: QueueName, body: String) -> Result<(), SendError> {
         let url = match self.remembered(queue) {
             // Stamped before the reply goes in, so a sweep never sees a fresh reply in a queue
             // that still looks idle; if the queue is gone, the send below recreates it.

@@ -6,17 +6,26 @@
 //! clock (payments are stamped by it when written, and commit within that margin): today, and
 //! just after midnight yesterday too, can still gain payments, so their settled bills come again
 //! in every sync until the day is safely over. Clients de-duplicate by `bill_id`.
+//!
+//! The bills come in pages of at most [`super::PAGE_ITEMS`], in the order of payment time and bill
+//! id; a reply with more to come carries a `next_cursor`, which the client sends back as `cursor`
+//! (with the same `date_down` and `date_up`) for the next page. Every page names the same window,
+//! the one of the first page, and the client holds it once it has the last page.
+
+use std::fmt;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use deadpool_postgres::GenericClient;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Access, BILL_COLUMNS, BillView, HandlerError, HandlerResult, authorize, to_data};
+use super::{
+    Access, BILL_COLUMNS, BillView, HandlerError, HandlerResult, authorize, page_len, to_data,
+};
 use crate::cache::CacheKey;
 use crate::engine::Engine;
 use crate::envelope::{DateWindow, Envelope};
-use crate::types::{ApartmentId, Currency};
+use crate::types::{ApartmentId, BillId, Currency, ParseError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SettledBill {
@@ -30,9 +39,66 @@ pub struct SettledBill {
 pub struct HistoriesData<'a> {
     pub apartment_id: ApartmentId,
     pub currency: Currency,
-    pub settled: Vec<&'a SettledBill>,
+    pub settled: &'a [&'a SettledBill],
     pub date_down: NaiveDate,
     pub date_up: NaiveDate,
+    /// Send it back as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<Cursor>,
+}
+
+/// Where a page ended (the payment time and id of its last bill), and the last day of the window
+/// the first page named, which the later pages keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub paid_at: DateTime<Utc>,
+    pub bill: BillId,
+    pub date_up: NaiveDate,
+}
+
+impl Cursor {
+    /// `1790000000123456.1081.2026-11-29` (microseconds since the epoch, bill id, date), as the
+    /// previous page's `next_cursor` gave it.
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        let invalid = || ParseError::new("`cursor` must be a `next_cursor` of an earlier page");
+        let mut parts = raw.split('.');
+        let (Some(micros), Some(id), Some(date), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid());
+        };
+        let digits =
+            |s: &str| !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(micros) || date.len() != 10 {
+            return Err(invalid());
+        }
+        Ok(Self {
+            paid_at: micros
+                .parse()
+                .ok()
+                .and_then(DateTime::from_timestamp_micros)
+                .ok_or_else(invalid)?,
+            bill: BillId::parse(id).map_err(|_| invalid())?,
+            date_up: NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| invalid())?,
+        })
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{}.{}",
+            self.paid_at.timestamp_micros(),
+            self.bill,
+            self.date_up.format("%Y-%m-%d")
+        )
+    }
+}
+
+impl Serialize for Cursor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 pub async fn run(
@@ -40,6 +106,7 @@ pub async fn run(
     envelope: &Envelope,
     apartment: ApartmentId,
     held: Option<DateWindow>,
+    cursor: Option<Cursor>,
 ) -> HandlerResult {
     let client = engine.store.get().await?;
     let key = CacheKey::Histories { apartment };
@@ -64,17 +131,51 @@ pub async fn run(
     // A day counts as over ten minutes after it ended: the margin for a payment written just
     // before midnight whose transaction commits just after.
     let today = (access.db_now - chrono::Duration::minutes(10)).date_naive();
-    to_data(&delta(&access, &settled, held, today))
+    let delta = delta(&settled, held, today, cursor);
+    // Bills are in the order of payment time and id, as the cursor counts.
+    let start = cursor.map_or(0, |c| {
+        delta
+            .settled
+            .partition_point(|s| (s.paid_at, s.bill.bill_id) <= (c.paid_at, c.bill))
+    });
+    let rest = &delta.settled[start..];
+    let taken = page_len(rest);
+    let page = &rest[..taken];
+    to_data(&HistoriesData {
+        apartment_id: access.apartment,
+        currency: access.currency,
+        settled: page,
+        date_down: delta.date_down,
+        date_up: delta.date_up,
+        next_cursor: (taken < rest.len())
+            .then(|| {
+                page.last().map(|last| Cursor {
+                    paid_at: last.paid_at,
+                    bill: last.bill.bill_id,
+                    date_up: delta.date_up,
+                })
+            })
+            .flatten(),
+    })
 }
 
-/// What the client lacks, given what it holds, on `today`.
-fn delta<'a>(
-    access: &Access,
-    settled: &'a [SettledBill],
+struct Delta<'a> {
+    settled: Vec<&'a SettledBill>,
+    date_down: NaiveDate,
+    date_up: NaiveDate,
+}
+
+/// What the client lacks, given what it holds, on `today` (or, paging on, as of the first page).
+fn delta(
+    settled: &[SettledBill],
     held: Option<DateWindow>,
     today: NaiveDate,
-) -> HistoriesData<'a> {
+    cursor: Option<Cursor>,
+) -> Delta<'_> {
     let complete_through = today.checked_sub_days(Days::new(1)).unwrap_or(today);
+    // Later pages keep the first page's window: a day that ended since may still have gained a
+    // payment before the cursor, which those pages would not carry.
+    let complete_through = cursor.map_or(complete_through, |c| c.date_up.min(complete_through));
     // A client cannot hold a day that is not over yet.
     let held = held
         .map(|w| DateWindow {
@@ -89,9 +190,7 @@ fn delta<'a>(
         .flatten()
         .min()
         .unwrap_or(complete_through);
-    HistoriesData {
-        apartment_id: access.apartment,
-        currency: access.currency,
+    Delta {
         settled: settled
             .iter()
             .filter(|s| !holds(s.paid_at.date_naive()))

@@ -72,10 +72,14 @@ pub async fn dispatch(engine: &Engine, envelope: &Envelope) -> HandlerResult {
         Command::Auth { username, password } => {
             auth::run(engine, envelope, username, password).await
         }
-        Command::Utils { apartment } => utils::run(engine, envelope, *apartment).await,
-        Command::Histories { apartment, window } => {
-            histories::run(engine, envelope, *apartment, *window).await
+        Command::Utils { apartment, cursor } => {
+            utils::run(engine, envelope, *apartment, *cursor).await
         }
+        Command::Histories {
+            apartment,
+            window,
+            cursor,
+        } => histories::run(engine, envelope, *apartment, *window, *cursor).await,
         Command::Payments { apartment, bills } => {
             payments::run(engine, envelope, *apartment, bills).await
         }
@@ -199,7 +203,65 @@ impl BillView {
 pub const BILL_COLUMNS: &str =
     "b.id, b.utility, p.name, b.period_start, b.period_end, b.due_date, b.amount, b.currency";
 
+/// The most items one page of a list carries, and the most bytes of JSON they may take together,
+/// so that a reply stays well below [`crate::reply::MAX_REPLY_BYTES`] whatever the items hold
+/// (the rest of the budget is the reply's other fields).
+pub const PAGE_ITEMS: usize = 500;
+pub const PAGE_BYTES: usize = crate::reply::MAX_REPLY_BYTES / 2;
+
+/// How many of `items`, from the front, go on one page: at most [`PAGE_ITEMS`] and
+/// [`PAGE_BYTES`], and at least one, so that a cursor always moves on.
+pub fn page_len<T: Serialize>(items: &[T]) -> usize {
+    let mut bytes = 0;
+    for (taken, item) in items.iter().enumerate() {
+        bytes += json_len(item) + 1;
+        if taken == PAGE_ITEMS || (bytes > PAGE_BYTES && taken > 0) {
+            return taken;
+        }
+    }
+    items.len()
+}
+
+/// The length of `value` as JSON, without building it.
+pub fn json_len<T: Serialize>(value: &T) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing to a counter cannot fail, and these values always serialise.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
 /// Serialises a handler's data for the reply.
 pub fn to_data<T: Serialize>(value: &T) -> HandlerResult {
     serde_json::to_value(value).map_err(|e| HandlerError::Internal(e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_stops_at_its_item_count_or_its_bytes_and_never_at_nothing() {
+        assert_eq!(page_len::<u8>(&[]), 0);
+        assert_eq!(page_len(&[1u8; 20]), 20);
+        assert_eq!(page_len(&vec![1u8; PAGE_ITEMS * 2]), PAGE_ITEMS);
+        let big = "x".repeat(PAGE_BYTES / 3);
+        assert_eq!(page_len(&vec![big.clone(); 10]), 2);
+        let huge = "x".repeat(PAGE_BYTES * 2);
+        assert_eq!(
+            page_len(&vec![huge; 3]),
+            1,
+            "one item even if it alone is over"
+        );
+        assert_eq!(json_len(&big), big.len() + 2);
+    }
 }

@@ -1,17 +1,24 @@
 //! `utils`: the apartment's unpaid bills with totals by utility, by provider and overall.
+//!
+//! The bills come in pages of at most [`super::PAGE_ITEMS`], in the order of due date and id; a
+//! reply with more to come carries a `next_cursor`, which the client sends back as `cursor` for
+//! the next page. Every page carries the totals of all the unpaid bills as they stand.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use chrono::NaiveDate;
 use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::{Access, BILL_COLUMNS, BillView, HandlerResult, authorize, to_data};
+use super::{Access, BILL_COLUMNS, BillView, HandlerResult, authorize, page_len, to_data};
 use crate::cache::CacheKey;
 use crate::engine::Engine;
 use crate::envelope::Envelope;
-use crate::types::{ApartmentId, Currency, amount_string};
+use crate::types::{ApartmentId, BillId, Currency, ParseError, amount_string};
 
+/// Every unpaid bill of the apartment with their totals: what is read and cached.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UtilsData {
     pub apartment_id: ApartmentId,
@@ -28,7 +35,67 @@ pub struct Totals {
     pub currency: Currency,
 }
 
-pub async fn run(engine: &Engine, envelope: &Envelope, apartment: ApartmentId) -> HandlerResult {
+/// One page of the reply.
+#[derive(Debug, Serialize)]
+pub struct UtilsPage<'a> {
+    pub apartment_id: ApartmentId,
+    pub currency: Currency,
+    pub bills: &'a [BillView],
+    /// Of every unpaid bill, not only this page's.
+    pub totals: &'a Totals,
+    /// How many unpaid bills there are in all.
+    pub bills_count: usize,
+    /// Send it back as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<Cursor>,
+}
+
+/// Where a page ended: the due date and id of its last bill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub due_date: NaiveDate,
+    pub bill: BillId,
+}
+
+impl Cursor {
+    /// `2026-08-20.1081`, as the previous page's `next_cursor` gave it.
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        let invalid = || ParseError::new("`cursor` must be a `next_cursor` of an earlier page");
+        let (date, id) = raw.split_once('.').ok_or_else(invalid)?;
+        if date.len() != 10 {
+            return Err(invalid());
+        }
+        Ok(Self {
+            due_date: NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| invalid())?,
+            bill: BillId::parse(id).map_err(|_| invalid())?,
+        })
+    }
+
+    fn after(bill: &BillView) -> Self {
+        Self {
+            due_date: bill.due_date,
+            bill: bill.bill_id,
+        }
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.due_date.format("%Y-%m-%d"), self.bill)
+    }
+}
+
+impl Serialize for Cursor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+pub async fn run(
+    engine: &Engine,
+    envelope: &Envelope,
+    apartment: ApartmentId,
+    cursor: Option<Cursor>,
+) -> HandlerResult {
     let client = engine.store.get().await?;
     let key = CacheKey::Utils { apartment };
     // Who may read, and what the cache holds, asked at once; the entry counts only if it was
@@ -38,14 +105,37 @@ pub async fn run(engine: &Engine, envelope: &Envelope, apartment: ApartmentId) -
         engine.cache.get_versioned::<UtilsData>(key)
     );
     let access = access?;
-    if let Some((version, cached)) = cached
-        && version == access.version
-    {
-        return to_data(&cached);
+    let data = match cached {
+        Some((version, cached)) if version == access.version => cached,
+        _ => {
+            let data = load(&client, &access).await?;
+            engine.cache.put_versioned(key, access.version, &data).await;
+            data
+        }
+    };
+    to_data(&page(&data, cursor))
+}
+
+/// The page after `cursor` (the first without one).
+fn page(data: &UtilsData, cursor: Option<Cursor>) -> UtilsPage<'_> {
+    // Bills are in the order of due date and id, as the cursor counts.
+    let start = cursor.map_or(0, |c| {
+        data.bills
+            .partition_point(|b| (b.due_date, b.bill_id) <= (c.due_date, c.bill))
+    });
+    let rest = &data.bills[start..];
+    let taken = page_len(rest);
+    let bills = &rest[..taken];
+    UtilsPage {
+        apartment_id: data.apartment_id,
+        currency: data.currency,
+        bills,
+        totals: &data.totals,
+        bills_count: data.bills.len(),
+        next_cursor: (taken < rest.len())
+            .then(|| bills.last().map(Cursor::after))
+            .flatten(),
     }
-    let data = load(&client, &access).await?;
-    engine.cache.put_versioned(key, access.version, &data).await;
-    to_data(&data)
 }
 
 async fn load(
