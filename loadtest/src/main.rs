@@ -13,6 +13,7 @@
 //! - [`echo`] and [`payment_path`]: the subjects of `scripts/bench`.
 
 mod books;
+mod chaos;
 mod echo;
 mod load;
 mod mix;
