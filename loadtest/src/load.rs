@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use qbill_core::types::QueueName;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use serde_json::json;
 use tokio::sync::{Mutex, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::journal::{Journal, Read, Sent};
 use crate::mix::{Mix, Op};
 use crate::record::{Ending, Figures, Recorder};
 use crate::transport::{Outgoing, ReplyHead, Transport};
@@ -42,6 +43,9 @@ pub struct Plan {
     pub mix: Mix,
     /// Log every client in before the clock starts (not against the bare echo).
     pub log_in: bool,
+    /// Clients share households two by two and pay from the oldest few unpaid bills, in any
+    /// order, so that payments of one household collide as those of two devices would.
+    pub contention: bool,
 }
 
 impl Plan {
@@ -105,6 +109,15 @@ struct Session {
     switching: bool,
 }
 
+/// What a caller may watch a run by.
+#[derive(Default)]
+pub struct Hooks {
+    /// Told when the clock starts, once every client is logged in.
+    pub started: Option<oneshot::Sender<Instant>>,
+    /// Every request sent and every reply read.
+    pub journal: Option<Arc<Journal>>,
+}
+
 /// What a run leaves behind.
 pub struct Outcome {
     pub figures: Figures,
@@ -113,6 +126,8 @@ pub struct Outcome {
     pub payments_without_bills: u64,
     /// Replies to requests already timed out, or to nobody the harness knows.
     pub stray_replies: u64,
+    /// The clients' reply queues.
+    pub queues: Vec<QueueName>,
 }
 
 struct Run {
@@ -126,14 +141,30 @@ struct Run {
     timeouts: AtomicU64,
     payments_without_bills: AtomicU64,
     stray_replies: AtomicU64,
+    journal: Option<Arc<Journal>>,
 }
 
 /// Runs the plan with one client per user (users are reused round-robin if there are fewer).
 pub async fn run(transport: Arc<Transport>, plan: Plan, users: &[User]) -> anyhow::Result<Outcome> {
+    run_with(transport, plan, users, Hooks::default()).await
+}
+
+/// [`run`], watched through `hooks`.
+pub async fn run_with(
+    transport: Arc<Transport>,
+    plan: Plan,
+    users: &[User],
+    hooks: Hooks,
+) -> anyhow::Result<Outcome> {
     if users.is_empty() {
         bail!("no users to log in as");
     }
-    let clients: Vec<Arc<Client>> = assign(users, plan.clients)
+    let households = if plan.contention {
+        share(users, plan.clients)
+    } else {
+        assign(users, plan.clients)
+    };
+    let clients: Vec<Arc<Client>> = households
         .into_iter()
         .map(|users| {
             Arc::new(Client {
@@ -163,6 +194,7 @@ pub async fn run(transport: Arc<Transport>, plan: Plan, users: &[User]) -> anyho
         timeouts: AtomicU64::new(0),
         payments_without_bills: AtomicU64::new(0),
         stray_replies: AtomicU64::new(0),
+        journal: hooks.journal,
     });
 
     let stop_polling = CancellationToken::new();
@@ -184,6 +216,9 @@ pub async fn run(transport: Arc<Transport>, plan: Plan, users: &[User]) -> anyho
     *run.recorder.lock().expect("recorder") = Recorder::new(started, run.plan.warmup);
     for counter in [&run.sent, &run.measured_sent, &run.answered, &run.timeouts] {
         counter.store(0, Ordering::Relaxed);
+    }
+    if let Some(started_tx) = hooks.started {
+        let _ = started_tx.send(started);
     }
     background.spawn(expire(run.clone(), clients.clone(), stop_polling.clone()));
     let progress = progress_bar(&run.plan);
@@ -215,6 +250,7 @@ pub async fn run(transport: Arc<Transport>, plan: Plan, users: &[User]) -> anyho
         receipts,
         payments_without_bills: run.payments_without_bills.load(Ordering::Relaxed),
         stray_replies: run.stray_replies.load(Ordering::Relaxed),
+        queues: clients.iter().map(|c| c.queue).collect(),
     })
 }
 
@@ -240,6 +276,22 @@ fn assign(users: &[User], clients: usize) -> Vec<Vec<User>> {
                 .copied()
                 .collect();
             vec![user]
+        })
+        .collect()
+}
+
+/// Gives clients households two by two: the clients of a pair act for the same households, in the
+/// same order, each with the whole of every household's unpaid bills.
+fn share(users: &[User], clients: usize) -> Vec<Vec<User>> {
+    let pairs = clients.div_ceil(2).min(users.len()).max(1);
+    (0..clients)
+        .map(|i| {
+            users
+                .iter()
+                .skip(i % pairs)
+                .step_by(pairs)
+                .cloned()
+                .collect()
         })
         .collect()
 }
@@ -369,9 +421,13 @@ async fn send(run: &Arc<Run>, client: &Arc<Client>, op: Op, done: Option<oneshot
         let mut session = client.session.lock().await;
         let mut user_index = session.current;
         if op == Op::Payments {
-            let take = if rand::random_bool(0.25) { 2 } else { 1 }.min(session.unpaid.len());
-            let keep = session.unpaid.len() - take;
-            bills = session.unpaid.split_off(keep);
+            bills = if run.plan.contention {
+                oldest_in_any_order(&mut session.unpaid)
+            } else {
+                let take = if rand::random_bool(0.25) { 2 } else { 1 }.min(session.unpaid.len());
+                let keep = session.unpaid.len() - take;
+                session.unpaid.split_off(keep)
+            };
             if bills.is_empty() {
                 if !session.switching && session.current + 1 < client.users.len() {
                     // This household is paid up: on to the next one.
@@ -398,6 +454,15 @@ async fn send(run: &Arc<Run>, client: &Arc<Client>, op: Op, done: Option<oneshot
         Op::Utils | Op::Histories => {}
     }
     let sent = Instant::now();
+    if let Some(journal) = &run.journal {
+        journal.sent(Sent {
+            request_id,
+            queue: client.queue,
+            op,
+            apartment: user.apartment,
+            bills: bills.clone(),
+        });
+    }
     client.pending.lock().await.insert(
         request_id,
         Pending {
@@ -427,6 +492,21 @@ async fn send(run: &Arc<Run>, client: &Arc<Client>, op: Op, done: Option<oneshot
     {
         end(run, pending, Ending::Error(refused.0));
     }
+}
+
+/// One to three of the four oldest unpaid bills (the lowest ids), taken from `unpaid`, in a
+/// random order: what a household pays first, so that two devices of it pick the same bills.
+fn oldest_in_any_order(unpaid: &mut Vec<i64>) -> Vec<i64> {
+    use rand::seq::SliceRandom;
+    unpaid.sort_unstable();
+    let mut rng = rand::rng();
+    let oldest = unpaid.len().min(4);
+    let take = rng.random_range(1..=3).min(oldest);
+    let mut picked: Vec<usize> = rand::seq::index::sample(&mut rng, oldest, take).into_vec();
+    picked.sort_unstable_by(|a, b| b.cmp(a));
+    let mut bills: Vec<i64> = picked.into_iter().map(|i| unpaid.remove(i)).collect();
+    bills.shuffle(&mut rng);
+    bills
 }
 
 fn end(run: &Run, mut pending: Pending, ending: Ending) {
@@ -472,6 +552,9 @@ async fn poll_replies(run: Arc<Run>, client: Arc<Client>, stop: CancellationToke
 }
 
 async fn settle(run: &Run, client: &Client, reply: ReplyHead) {
+    if let Some(journal) = &run.journal {
+        journal.read(Read::of(client.queue, &reply));
+    }
     let Some(request_id) = reply.request_id else {
         run.stray_replies.fetch_add(1, Ordering::Relaxed);
         return;

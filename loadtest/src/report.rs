@@ -119,7 +119,7 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-const COLOURS: [RGBColor; 4] = [
+pub(crate) const COLOURS: [RGBColor; 4] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -130,11 +130,12 @@ fn colour(op: Op) -> RGBColor {
     COLOURS[op.index()]
 }
 
-type Plot = Result<String, Box<dyn std::error::Error>>;
-type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+pub(crate) type Plot = Result<String, Box<dyn std::error::Error>>;
+pub(crate) type Chart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// A chart over `area` with its caption; the caller draws the mesh (axes, grid).
-fn frame<'a, 'b>(
+pub(crate) fn frame<'a, 'b>(
     area: &'a DrawingArea<SVGBackend<'b>, Shift>,
     caption: &str,
     x: std::ops::Range<f64>,
@@ -150,7 +151,7 @@ fn frame<'a, 'b>(
 }
 
 /// One line with its legend entry; `dots` marks each point too.
-fn line<'a, 'b: 'a>(
+pub(crate) fn line<'a, 'b: 'a>(
     chart: &mut Chart<'a, 'b>,
     name: &str,
     points: Vec<(f64, f64)>,
@@ -167,7 +168,7 @@ fn line<'a, 'b: 'a>(
     Ok(())
 }
 
-fn legend<'a, 'b: 'a>(
+pub(crate) fn legend<'a, 'b: 'a>(
     chart: &mut Chart<'a, 'b>,
     position: SeriesLabelPosition,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -181,7 +182,7 @@ fn legend<'a, 'b: 'a>(
 }
 
 /// The highest of `values`, with a tenth of headroom (at least 1).
-fn top(values: impl Iterator<Item = f64>) -> f64 {
+pub(crate) fn top(values: impl Iterator<Item = f64>) -> f64 {
     values.fold(1.0f64, f64::max) * 1.1
 }
 
@@ -400,17 +401,17 @@ fn scaling(steps: &[ScaleStep]) -> Plot {
     Ok(svg)
 }
 
-fn plot(result: Plot) -> anyhow::Result<String> {
+pub(crate) fn plot(result: Plot) -> anyhow::Result<String> {
     result.map_err(|e| anyhow::anyhow!("drawing a plot: {e}"))
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
 
-fn page(title: &str, body: &str) -> String {
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\n\
          <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}\

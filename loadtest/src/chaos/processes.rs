@@ -327,6 +327,7 @@ impl RedisServer {
         })
     }
 
+    #[cfg(test)]
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -26,7 +26,8 @@ const HEALED_BEFORE_END: Duration = Duration::from_secs(5);
 /// second to be up again, and two cuts this close would be one long cut.
 const GAP: Duration = Duration::from_secs(2);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FaultKind {
     /// SIGKILL a worker process; it is started again after a while.
     KillWorker,
