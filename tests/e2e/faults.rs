@@ -137,3 +137,42 @@ async fn workers_ride_out_sqs_postgres_and_redis_outages_and_lose_nothing() {
     assert_eq!(total, requests.len() as i64, "each paid exactly once");
     assert!(stats.received.load(Ordering::Relaxed) >= requests.len() as u64);
 }
+
+#[tokio::test]
+async fn a_pool_started_while_sqs_is_unreachable_comes_up_once_it_answers() {
+    let db = TestDb::fresh().await;
+    let url = private_queue(&sqs().await, 5).await;
+    // By name: a URL needs no asking.
+    let queue = url.rsplit('/').next().unwrap().to_owned();
+    let link = Outage::proxy("127.0.0.1:4566").await;
+    let sdk = qbill_core::managed::sdk().await;
+    let proxied = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(sdk)
+            .endpoint_url(format!("http://{}", link.addr))
+            .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let engine = Arc::new(engine_on(&db.pool, None));
+    link.cut();
+    let starting = tokio::spawn({
+        let (engine, proxied, queue) = (engine.clone(), proxied.clone(), queue.clone());
+        async move { WorkerPool::new(engine, proxied, sqs_config(&queue)).await }
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !starting.is_finished(),
+        "the pool waits for SQS instead of giving up"
+    );
+    link.restore();
+    let started = tokio::time::timeout(Duration::from_secs(30), starting)
+        .await
+        .expect("the pool came up once SQS answered")
+        .unwrap();
+    assert!(started.is_ok(), "{:?}", started.err());
+
+    // A queue that does not exist is a mistake to report at once, not an outage to wait out.
+    let asked = std::time::Instant::now();
+    let missing = WorkerPool::new(engine, proxied, sqs_config("qbill-no-such-queue")).await;
+    assert!(missing.is_err());
+    assert!(asked.elapsed() < Duration::from_secs(5));
+}

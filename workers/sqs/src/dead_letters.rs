@@ -63,11 +63,14 @@ pub async fn queue_url(client: &Client, queue: &str) -> anyhow::Result<String> {
         .queue_name(queue)
         .send()
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "the queue {queue:?} cannot be found: {}",
-                e.into_service_error()
-            )
+        .map_err(|e| match e.as_service_error() {
+            Some(s) if s.is_queue_does_not_exist() => {
+                anyhow::anyhow!("the queue {queue:?} does not exist")
+            }
+            _ => anyhow::anyhow!(
+                "SQS could not be asked for the queue {queue:?}: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(&e)
+            ),
         })?;
     out.queue_url
         .ok_or_else(|| anyhow::anyhow!("SQS returned no URL for {queue}"))

@@ -66,13 +66,15 @@ struct Shared {
 }
 
 impl WorkerPool {
-    /// Resolves the request queue; fails fast if it does not exist.
+    /// Resolves the request queue: fails at once if it does not exist, and waits, up to
+    /// [`STARTUP_PATIENCE`], for an SQS that does not answer (a pool restarted during a network
+    /// blip should come up, not exit).
     pub async fn new(
         engine: Arc<Engine>,
         client: Client,
         config: SqsConfig,
     ) -> anyhow::Result<Self> {
-        let queue_url = crate::queue_url(&client, &config.request_queue).await?;
+        let queue_url = request_queue_url(&client, &config.request_queue).await?;
         let replies = ReplyQueues::new(
             client.clone(),
             &config.reply_queue_prefix,
@@ -299,6 +301,44 @@ pub fn delete_batch(
         .delete_message_batch()
         .queue_url(queue_url)
         .set_entries(Some(entries))
+}
+
+/// How long a starting pool keeps asking an SQS that does not answer for its request queue.
+pub const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The request queue's URL, asked again with backoff while SQS does not answer.
+async fn request_queue_url(client: &Client, queue: &str) -> anyhow::Result<String> {
+    if queue.starts_with("http://") || queue.starts_with("https://") {
+        return Ok(queue.to_owned());
+    }
+    let deadline = tokio::time::Instant::now() + STARTUP_PATIENCE;
+    let mut failures = 0;
+    loop {
+        match client.get_queue_url().queue_name(queue).send().await {
+            Ok(out) => {
+                return out
+                    .queue_url
+                    .ok_or_else(|| anyhow::anyhow!("SQS returned no URL for {queue}"));
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_queue_does_not_exist()) =>
+            {
+                anyhow::bail!("the request queue {queue:?} does not exist");
+            }
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                failures += 1;
+                let pause = backoff(failures);
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), retry_in_ms = pause.as_millis() as u64, "SQS did not answer for the request queue; asking again");
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => anyhow::bail!(
+                "SQS did not answer for the request queue {queue:?} within {} s: {}",
+                STARTUP_PATIENCE.as_secs(),
+                aws_sdk_sqs::error::DisplayErrorContext(&e)
+            ),
+        }
+    }
 }
 
 /// Exponential backoff with full jitter: up to 200 ms, 400 ms, ... capped at 10 s.
