@@ -87,8 +87,11 @@ struct Pending {
     sent: Instant,
     apartment: i64,
     bills: Vec<i64>,
-    /// For a login: which of the client's users it logs in as.
+    /// For a login: which of the client's users it logs in as; for the others, which one it
+    /// acts for.
     user: usize,
+    /// Sent again under the same request id, as a client that lost patience would.
+    retried: bool,
     done: Option<oneshot::Sender<()>>,
 }
 
@@ -96,6 +99,8 @@ struct Pending {
 /// one has no unpaid bill left, the client logs in as the next (a new session).
 struct Client {
     queue: QueueName,
+    /// With contention: the other client acting for the same households.
+    partner: Option<usize>,
     users: Vec<User>,
     session: Mutex<Session>,
     pending: Mutex<HashMap<Uuid, Pending>>,
@@ -164,12 +169,18 @@ pub async fn run_with(
     } else {
         assign(users, plan.clients)
     };
+    let pairs = pairs(users.len(), plan.clients);
     let clients: Vec<Arc<Client>> = households
         .into_iter()
-        .map(|users| {
+        .enumerate()
+        .map(|(i, users)| {
+            let partner = [i + pairs, i.wrapping_sub(pairs)]
+                .into_iter()
+                .find(|p| *p < plan.clients && *p != i);
             Arc::new(Client {
                 queue: QueueName::parse(&Uuid::new_v4().to_string())
                     .expect("a UUID is a queue name"),
+                partner: partner.filter(|_| plan.contention),
                 session: Mutex::new(Session {
                     current: 0,
                     token: None,
@@ -283,7 +294,7 @@ fn assign(users: &[User], clients: usize) -> Vec<Vec<User>> {
 /// Gives clients households two by two: the clients of a pair act for the same households, in the
 /// same order, each with the whole of every household's unpaid bills.
 fn share(users: &[User], clients: usize) -> Vec<Vec<User>> {
-    let pairs = clients.div_ceil(2).min(users.len()).max(1);
+    let pairs = pairs(users.len(), clients);
     (0..clients)
         .map(|i| {
             users
@@ -294,6 +305,11 @@ fn share(users: &[User], clients: usize) -> Vec<Vec<User>> {
                 .collect()
         })
         .collect()
+}
+
+/// How many groups [`share`] makes: client `i` shares with client `i + pairs` (or `i - pairs`).
+fn pairs(users: usize, clients: usize) -> usize {
+    clients.div_ceil(2).min(users).max(1)
 }
 
 async fn in_flight(clients: &[Arc<Client>]) -> usize {
@@ -313,7 +329,7 @@ async fn log_in_everyone(run: &Arc<Run>, clients: &[Arc<Client>]) -> anyhow::Res
         logins.spawn(async move {
             let _permit = limit.acquire_owned().await?;
             let (done, answered) = oneshot::channel();
-            send(&run, &client, Op::Auth, Some(done)).await;
+            send(&run, &client, Op::Auth, Some(done), None).await;
             tokio::time::timeout(run.plan.timeout, answered)
                 .await
                 .ok()
@@ -368,9 +384,18 @@ async fn open_loop(run: &Arc<Run>, clients: &[Arc<Client>], rate: f64, started: 
         }
         let client = clients[k as usize % clients.len()].clone();
         let op = run.plan.mix.choose(&mut rng);
+        // Now and then the other device of the household pays the same bills at once.
+        let twin = (op == Op::Payments && rng.random_bool(TWINS))
+            .then(|| client.partner.map(|p| clients[p].clone()))
+            .flatten();
         sends.spawn({
             let run = run.clone();
-            async move { send(&run, &client, op, None).await }
+            async move {
+                let paying = send(&run, &client, op, None, None).await;
+                if let (Some(partner), Some(paying)) = (twin, paying) {
+                    send(&run, &partner, Op::Payments, None, Some(paying)).await;
+                }
+            }
         });
     }
     while sends.join_next().await.is_some() {}
@@ -405,7 +430,7 @@ async fn closed_loop(run: &Arc<Run>, clients: &[Arc<Client>], started: Instant) 
             while !finished(&run, started) {
                 let op = run.plan.mix.choose(&mut rng);
                 let (done, answered) = oneshot::channel();
-                send(&run, &client, op, Some(done)).await;
+                send(&run, &client, op, Some(done), None).await;
                 let _ = answered.await;
             }
         });
@@ -413,14 +438,36 @@ async fn closed_loop(run: &Arc<Run>, clients: &[Arc<Client>], started: Instant) 
     while loops.join_next().await.is_some() {}
 }
 
-/// Sends one request of `op` for `client`; `done` fires when it ends, however it ends.
-async fn send(run: &Arc<Run>, client: &Arc<Client>, op: Op, done: Option<oneshot::Sender<()>>) {
+/// With contention, the share of payments whose household's other device pays the same bills
+/// (in another order) at the same moment.
+const TWINS: f64 = 0.2;
+
+/// A payment as sent: the apartment and the bills.
+type Paying = (i64, Vec<i64>);
+
+/// Sends one request of `op` for `client`; `done` fires when it ends, however it ends. `twin`
+/// makes it a payment of those bills of that apartment (if the client is acting for it). Returns
+/// the payment sent, if it was one.
+async fn send(
+    run: &Arc<Run>,
+    client: &Arc<Client>,
+    op: Op,
+    done: Option<oneshot::Sender<()>>,
+    twin: Option<Paying>,
+) -> Option<Paying> {
     let mut op = op;
     let mut bills = Vec::new();
     let (user_index, token) = {
         let mut session = client.session.lock().await;
         let mut user_index = session.current;
-        if op == Op::Payments {
+        if let Some((apartment, mut twin)) = twin {
+            if client.users[user_index].apartment != apartment {
+                return None;
+            }
+            session.unpaid.retain(|b| !twin.contains(b));
+            twin.reverse();
+            bills = twin;
+        } else if op == Op::Payments {
             bills = if run.plan.contention {
                 oldest_in_any_order(&mut session.unpaid)
             } else {
@@ -453,6 +500,7 @@ async fn send(run: &Arc<Run>, client: &Arc<Client>, op: Op, done: Option<oneshot
         Op::Payments => body["bills_id"] = json!(bills),
         Op::Utils | Op::Histories => {}
     }
+    let bills_sent = bills.clone();
     let sent = Instant::now();
     if let Some(journal) = &run.journal {
         journal.sent(Sent {
@@ -471,6 +519,7 @@ async fn send(run: &Arc<Run>, client: &Arc<Client>, op: Op, done: Option<oneshot
             apartment: user.apartment,
             bills,
             user: user_index,
+            retried: false,
             done,
         },
     );
@@ -492,6 +541,7 @@ async fn send(run: &Arc<Run>, client: &Arc<Client>, op: Op, done: Option<oneshot
     {
         end(run, pending, Ending::Error(refused.0));
     }
+    (op == Op::Payments).then_some((user.apartment, bills_sent))
 }
 
 /// One to three of the four oldest unpaid bills (the lowest ids), taken from `unpaid`, in a
@@ -621,6 +671,9 @@ async fn expire(run: Arc<Run>, clients: Vec<Arc<Client>>, stop: CancellationToke
                     .collect();
                 late.iter().filter_map(|id| pending.remove(id)).collect()
             };
+            if run.plan.contention {
+                resend_unanswered_payments(&run, client).await;
+            }
             for pending in expired {
                 if pending.op == Op::Auth {
                     // A move to the next household that timed out may be tried again.
@@ -632,6 +685,52 @@ async fn expire(run: Arc<Run>, clients: Vec<Arc<Client>>, stop: CancellationToke
                 end(&run, pending, Ending::Timeout);
             }
         }
+    }
+}
+
+/// With contention, a payment unanswered after this long is sent again with the same request id:
+/// what the contract tells a client that lost its reply to do.
+const RESEND_AFTER: Duration = Duration::from_secs(3);
+
+/// Sends again, once, the client's payments unanswered for [`RESEND_AFTER`], under the same
+/// request id, while the client still acts for their household (its token is for that user).
+async fn resend_unanswered_payments(run: &Arc<Run>, client: &Arc<Client>) {
+    let (current, token) = {
+        let session = client.session.lock().await;
+        (session.current, session.token.clone())
+    };
+    let resends: Vec<(Uuid, i64, Vec<i64>)> = {
+        let mut pending = client.pending.lock().await;
+        pending
+            .iter_mut()
+            .filter(|(_, p)| {
+                p.op == Op::Payments
+                    && !p.retried
+                    && p.user == current
+                    && p.sent.elapsed() >= RESEND_AFTER
+            })
+            .map(|(id, p)| {
+                p.retried = true;
+                (*id, p.apartment, p.bills.clone())
+            })
+            .collect()
+    };
+    for (request_id, apartment, bills) in resends {
+        let body =
+            json!({ "queue_name": client.queue, "request_id": request_id, "bills_id": bills });
+        let run = run.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            let _ = run
+                .transport
+                .send(Outgoing {
+                    route: Op::Payments.as_str(),
+                    apartment: Some(apartment),
+                    token: token.as_deref(),
+                    body: body.to_string(),
+                })
+                .await;
+        });
     }
 }
 

@@ -36,8 +36,10 @@ pub struct Applied {
 
 /// How long a killed worker keeps trying to start again: it cannot while SQS is cut.
 const RESTART_FOR: Duration = Duration::from_secs(60);
-/// Replies (and every other call of the workers to SQS) wait this long each, per connection.
-const DELAY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_millis(800));
+/// Replies (and every other call of the workers to SQS) wait this long each, per connection: long
+/// enough that a receive, a reply and a delete together outlast the visibility timeout now and
+/// then, and the message is handled again.
+const DELAY: (Duration, Duration) = (Duration::from_millis(300), Duration::from_millis(3000));
 
 /// Carries out `schedule` from `started`; returns once every fault is healed.
 pub async fn run(
