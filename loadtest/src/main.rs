@@ -10,7 +10,8 @@
 //! - [`books`]: the users (from the seed generator), and the receipts checked against the books.
 //! - [`report`]: the summary table, JSON, and HTML with SVG plots.
 //! - [`scale`]: the same load against `qbill work` pools of 1, 2, 4, 8 workers.
-//! - [`echo`] and [`payment_path`]: the subjects of `scripts/bench`.
+//! - [`echo`] and [`payment_path`]: the subjects of `scripts/bench`; [`memory`], of
+//!   `scripts/bench memory`.
 //! - [`chaos`]: the chaos bank run (`scripts/chaos`), over [`journal`], the record of every
 //!   request and reply.
 
@@ -19,6 +20,7 @@ mod chaos;
 mod echo;
 mod journal;
 mod load;
+mod memory;
 mod mix;
 mod payment_path;
 mod record;
@@ -88,6 +90,25 @@ enum Command {
     /// is accounted for. Exits non-zero if a check fails. Needs DATABASE_URL (migrated), the
     /// SQS emulator in AWS_ENDPOINT_URL and QBILL_JWT_SECRET; `scripts/chaos` sets them up.
     Chaos(chaos::ChaosArgs),
+    /// The memory benchmark: logins all at once against a `qbill work` process and, given its
+    /// binary, the Lambda `bootstrap`; prints the resident memory of each, fresh and at its peak.
+    /// Needs DATABASE_URL (migrated), the SQS emulator in AWS_ENDPOINT_URL and QBILL_JWT_SECRET.
+    Memory {
+        #[arg(long, default_value_t = 200)]
+        logins: u32,
+        /// Pollers of the `qbill work` process.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// The `qbill` binary; by default the one beside this binary.
+        #[arg(long)]
+        qbill: Option<PathBuf>,
+        /// The Lambda's `bootstrap` binary, to measure it too.
+        #[arg(long)]
+        bootstrap: Option<PathBuf>,
+        /// Where the worker's log goes.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+    },
     /// Creates a request queue on the SQS endpoint (for benchmarks on a bare emulator).
     CreateQueue { name: String },
     /// The database benchmark's subject: payments straight into the engine, no queue. Prints
@@ -334,6 +355,51 @@ async fn main() -> anyhow::Result<()> {
             if !chaos::run(args).await? {
                 bail!("a chaos check failed; the report names the requests");
             }
+        }
+        Command::Memory {
+            logins,
+            workers,
+            qbill,
+            bootstrap,
+            out,
+        } => {
+            let qbill = match qbill {
+                Some(path) => path,
+                None => scale::qbill_binary()?,
+            };
+            let db = database()?;
+            let prefix = format!("mem-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+            let users = books::users(&db, &prefix, logins, 1).await?;
+            let queue = format!("qbill-memory-{}", &prefix[4..]);
+            qbill_sqs::client()
+                .await
+                .create_queue()
+                .queue_name(&queue)
+                .send()
+                .await
+                .with_context(|| format!("creating {queue}"))?;
+            std::fs::create_dir_all(&out)?;
+            let pool = memory::pool(
+                &qbill,
+                workers,
+                &queue,
+                &users,
+                &out.join("memory-worker.log"),
+            )
+            .await?;
+            println!(
+                "memory: qbill work --workers {workers}, {logins} logins at once: fresh {:.0} MiB, peak {:.0} MiB",
+                pool.fresh_mib, pool.peak_mib
+            );
+            if let Some(bootstrap) = bootstrap {
+                let lambda = memory::lambda(&bootstrap, &users).await?;
+                println!(
+                    "memory: Lambda bootstrap, {logins} logins in batches of 10: fresh {:.0} MiB, peak {:.0} MiB",
+                    lambda.fresh_mib, lambda.peak_mib
+                );
+                println!("lambda_peak_rss_mib {:.0}", lambda.peak_mib);
+            }
+            println!("worker_peak_rss_mib {:.0}", pool.peak_mib);
         }
         Command::Echo { workers } => {
             let stop = CancellationToken::new();
