@@ -163,7 +163,8 @@ async fn fifty_concurrent_logins_with_the_right_password_all_succeed() {
         metrics.logins_held,
         metrics.password_checks_waited
     );
-    assert_eq!(metrics.password_checks, 50);
+    // One each, or more if a login waited so long (10 s) that its message was tried again.
+    assert!(metrics.password_checks >= 50, "{metrics:?}");
     assert!(
         metrics.logins_held > 0,
         "more logins than the limit were under way at once, so some waited their turn"

@@ -105,7 +105,7 @@ fn fault_colour(kind: FaultKind) -> RGBAColor {
 fn timeline(figures: &Figures, faults: &[Applied]) -> Plot {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (1000, 420)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (1000, 520)).into_drawing_area();
         let seconds = figures
             .timeline
             .len()
@@ -119,11 +119,12 @@ fn timeline(figures: &Figures, faults: &[Applied]) -> Plot {
             .max(1) as f64;
         let per_second = |s: &crate::record::Second| s.done.values().sum::<u64>() as f64;
         let top = top(figures.timeline.iter().map(per_second));
+        // Headroom above the data and the fault bands, for the legend.
         let mut chart = frame(
             &root,
             "Replies each second, with the faults injected",
             0.0..seconds,
-            0.0..top,
+            0.0..top * 1.8,
         )?;
         chart
             .configure_mesh()
@@ -158,7 +159,7 @@ fn timeline(figures: &Figures, faults: &[Applied]) -> Plot {
             COLOURS[3],
             false,
         )?;
-        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+        legend(&mut chart, SeriesLabelPosition::UpperMiddle)?;
         root.present()?;
     }
     Ok(svg)
@@ -196,4 +197,57 @@ pub fn write(dir: &Path, chaos: &ChaosReport) -> anyhow::Result<()> {
     );
     std::fs::write(dir.join("chaos.html"), page("qbill chaos bank run", &body))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::mix::Op;
+    use crate::record::{OpFigures, Second};
+
+    #[test]
+    fn the_timeline_draws_every_fault_and_the_table_counts_them() {
+        let seconds = (0..60)
+            .map(|second| Second {
+                second,
+                warmup: false,
+                done: BTreeMap::from([(Op::Utils, 30)]),
+                errors: 2,
+                timeouts: 0,
+                p50_ms: None,
+                p99_ms: None,
+            })
+            .collect();
+        let figures = Figures {
+            measured_seconds: 60.0,
+            late_sends: 0,
+            total: OpFigures::default(),
+            ops: BTreeMap::new(),
+            distribution: Vec::new(),
+            timeline: seconds,
+        };
+        let faults: Vec<Applied> = FaultKind::ALL
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| Applied {
+                kind,
+                worker: kind.on_worker().then_some(1),
+                from: 5.0 + 8.0 * i as f64,
+                to: 9.0 + 8.0 * i as f64,
+                note: None,
+            })
+            .collect();
+        let svg = plot(timeline(&figures, &faults)).unwrap();
+        for kind in FaultKind::ALL {
+            assert!(svg.contains(kind.as_str()), "{kind} is in the legend");
+        }
+        let written = std::env::temp_dir().join("qbill-chaos-timeline.svg");
+        std::fs::write(&written, &svg).unwrap();
+        println!("timeline: {}", written.display());
+        let table = faults_table(&faults);
+        assert!(table.contains("pause_worker        1       4.0"), "{table}");
+        assert!(table.contains("all                 6      24.0"), "{table}");
+    }
 }
