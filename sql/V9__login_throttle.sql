@@ -1,14 +1,15 @@
 -- Failed logins counted per username and source address together, per source and per username,
--- each with its own limit (workers/core/src/logins.rs holds the numbers and passes them in), and
+-- each with its own limit (workers/core/src/handlers/auth/throttle.rs holds the numbers and passes
+-- them in), and
 -- the password checks under way held as leases. An attempt may check a password only while, in
 -- every scope, failures plus checks under way stay below the limit; otherwise it waits for a
 -- check to end, or is refused while a lock is in force. So concurrent wrong guesses cannot slip
 -- past a limit, and a right password is never refused because other attempts are running.
 --
--- The per-username count replaces V4's table: there, five failures from anywhere locked the owner
--- out everywhere; here the owner is locked out only at a much higher, distributed count.
-
-DROP TABLE login_failures;
+-- The per-username count replaces V4's login_failures: there, five failures from anywhere locked
+-- the owner out everywhere; here the owner is locked out only at a much higher, distributed count.
+-- That table stays until a later migration, so that workers of the version before this one, still
+-- running while a deployment rolls out, keep logging people in.
 
 CREATE TABLE login_throttle (
     scope        text NOT NULL CHECK (scope IN ('username', 'source', 'pair')),
@@ -59,24 +60,34 @@ DECLARE
     scopes   text[] := ARRAY['username', 'source', 'pair'];
     keys     text[] := login_lock(p_username, p_source);
     counter  login_throttle;
-    failures integer;
+    failures integer[] := '{0,0,0}';
     running  bigint;
 BEGIN
-    -- Leases of workers that died mid-check; a few at a time, the table is small.
-    DELETE FROM login_checks WHERE id IN (
-        SELECT c.id FROM login_checks c WHERE c.expires_at <= now() LIMIT 10);
+    -- Leases of workers that died mid-check, a few at a time; rows another transaction holds are
+    -- left to it, so that two of these never wait on each other.
+    DELETE FROM login_checks WHERE expires_at <= now() AND id IN (
+        SELECT c.id FROM login_checks c WHERE c.expires_at <= now() LIMIT 10 FOR UPDATE SKIP LOCKED);
+    -- Locks first: a locked scope refuses at once, whatever the others are doing.
     FOR i IN 1..3 LOOP
         SELECT * INTO counter FROM login_throttle t WHERE t.scope = scopes[i] AND t.key = keys[i];
-        failures := 0;
+        failures[i] := 0;
         IF FOUND THEN
             IF counter.locked_until > now() THEN
                 RETURN QUERY SELECT 'locked', scopes[i], counter.locked_until;
                 RETURN;
             END IF;
             IF counter.locked_until IS NULL AND counter.window_start > now() - p_window THEN
-                failures := counter.failures;
+                failures[i] := counter.failures;
+                -- At the limit without a lock (the limits were lowered since): as good as locked
+                -- until the window ends, for no check under way would end the wait.
+                IF failures[i] >= p_limits[i] THEN
+                    RETURN QUERY SELECT 'locked', scopes[i], counter.window_start + p_window;
+                    RETURN;
+                END IF;
             END IF;
         END IF;
+    END LOOP;
+    FOR i IN 1..3 LOOP
         IF i = 1 THEN
             SELECT count(*) INTO running FROM login_checks c
             WHERE c.username = p_username AND c.expires_at > now();
@@ -87,7 +98,7 @@ BEGIN
             SELECT count(*) INTO running FROM login_checks c
             WHERE c.username = p_username AND c.source = p_source AND c.expires_at > now();
         END IF;
-        IF failures + running >= p_limits[i] THEN
+        IF failures[i] + running >= p_limits[i] THEN
             RETURN QUERY SELECT 'wait', scopes[i], NULL::timestamptz;
             RETURN;
         END IF;
@@ -137,10 +148,13 @@ BEGIN
             failures = EXCLUDED.failures, window_start = EXCLUDED.window_start,
             locked_until = EXCLUDED.locked_until, expires_at = EXCLUDED.expires_at;
     END LOOP;
-    -- Counters nobody has failed against for a while; a few at a time, oldest first.
-    DELETE FROM login_throttle WHERE (scope, key) IN (
+    -- Counters nobody has failed against for a while, a few at a time, oldest first. Rows another
+    -- transaction holds are left to it: two of these never wait on each other, and a counter just
+    -- brought back to life is never deleted under its writer (the condition is checked again on
+    -- the row as locked).
+    DELETE FROM login_throttle WHERE expires_at < now() AND (scope, key) IN (
         SELECT t.scope, t.key FROM login_throttle t WHERE t.expires_at < now()
-        ORDER BY t.expires_at LIMIT 10);
+        ORDER BY t.expires_at LIMIT 10 FOR UPDATE SKIP LOCKED);
     RETURN locked;
 END
 $$;

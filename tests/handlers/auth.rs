@@ -232,6 +232,50 @@ async fn guesses_spread_over_many_addresses_are_bounded_per_username() {
     );
 }
 
+#[tokio::test]
+async fn a_count_at_its_limit_without_a_lock_refuses_at_once() {
+    // As after the limits were lowered: no check under way would end a wait, so none is made
+    // (a wait would come back as a transient failure, which `log_in_from` does not accept).
+    let f = Fixture::new().await;
+    let client = f.db.pool.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO login_throttle (scope, key, failures, window_start, expires_at)
+             VALUES ('pair', 'demo ' || $1, $2, now(), now() + interval '15 minutes')",
+            &[&HOME, &LIMITS.pair],
+        )
+        .await
+        .unwrap();
+    let refused = f.log_in_from(HOME, "demo", "demo-password").await;
+    assert!(message(&refused).contains("try again later"), "{refused}");
+    assert_eq!(f.engine.metrics.snapshot().password_checks, 0);
+}
+
+#[tokio::test]
+async fn counters_that_ran_out_are_cleared_by_later_failures() {
+    let f = Fixture::new().await;
+    let client = f.db.pool.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO login_throttle (scope, key, failures, window_start, locked_until, expires_at)
+             SELECT 'source', '10.0.0.' || i, 3, now() - interval '2 hours', NULL, now() - interval '1 hour'
+             FROM generate_series(1, 25) i",
+            &[],
+        )
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        f.log_in_from(AWAY, "nobody", "guess").await;
+    }
+    let left =
+        f.db.count(
+            "SELECT count(*) FROM login_throttle WHERE key LIKE '10.0.0.%'",
+            &[],
+        )
+        .await;
+    assert!(left <= 25 - 3 * 5, "{left} of 25 ran-out counters are left");
+}
+
 /// Two addresses, as the gateway gives them.
 const HOME: &str = "203.0.113.10";
 const AWAY: &str = "192.0.2.66";

@@ -8,7 +8,7 @@
 //! in. The time a check waits for its slot is counted in the [`Metrics`].
 
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString, rand_core::OsRng};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -34,12 +34,26 @@ static DECOY: LazyLock<String> =
 /// The memory of one check at the recommended parameters, in 1 KiB blocks.
 const RECOMMENDED_BLOCKS: usize = Params::DEFAULT_M_COST as usize;
 
+/// How long a check may queue for a slot before it gives up (its message is retried): well within
+/// the login throttle's lease, so that a lease never lapses while its check still waits.
+pub const QUEUE_AT_MOST: Duration = Duration::from_secs(30);
+
+/// Why a password could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// Every slot stayed busy for [`QUEUE_AT_MOST`]: worth trying again later.
+    #[error("no password slot came free within {} s", QUEUE_AT_MOST.as_secs())]
+    Busy,
+    #[error("the password check failed")]
+    Failed(#[source] anyhow::Error),
+}
+
 /// Password checks, at most `slots` at once, each reusing the memory of an earlier one.
 pub struct Passwords {
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
     /// One buffer per slot, allocated on first use: a worker that never checks a password never
     /// holds the memory.
-    buffers: Mutex<Vec<Vec<Block>>>,
+    buffers: Arc<Mutex<Vec<Vec<Block>>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -47,8 +61,8 @@ impl Passwords {
     pub fn new(slots: usize, metrics: Arc<Metrics>) -> Self {
         let slots = slots.max(1);
         Self {
-            slots: Semaphore::new(slots),
-            buffers: Mutex::new(Vec::with_capacity(slots)),
+            slots: Arc::new(Semaphore::new(slots)),
+            buffers: Arc::new(Mutex::new(Vec::with_capacity(slots))),
             metrics,
         }
     }
@@ -59,44 +73,48 @@ impl Passwords {
     }
 
     /// Checks `password` against `stored` (against the decoy when there is no user), once a slot
-    /// is free. `false` for a wrong password or an unreadable hash.
+    /// is free. `false` for a wrong password or an unreadable hash; an error if no slot came free
+    /// within [`QUEUE_AT_MOST`].
     pub async fn verify(
         &self,
         password: SecretString,
         stored: Option<String>,
-    ) -> anyhow::Result<bool> {
+    ) -> Result<bool, CheckError> {
         let asked = Instant::now();
-        let _slot = match self.slots.try_acquire() {
+        let slot = match self.slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 self.metrics.password_check_started(None);
                 slot
             }
             Err(_) => {
-                let slot = self
-                    .slots
-                    .acquire()
+                let slot = tokio::time::timeout(QUEUE_AT_MOST, self.slots.clone().acquire_owned())
                     .await
-                    .map_err(|e| anyhow::anyhow!("password slots closed: {e}"))?;
+                    .map_err(|_| CheckError::Busy)?
+                    .map_err(|e| {
+                        CheckError::Failed(anyhow::anyhow!("password slots closed: {e}"))
+                    })?;
                 self.metrics.password_check_started(Some(asked.elapsed()));
                 slot
             }
         };
-        let mut buffer = self
-            .buffers
-            .lock()
-            .expect("password buffers")
-            .pop()
-            .unwrap_or_default();
-        let (matches, buffer) = tokio::task::spawn_blocking(move || {
+        let buffers = self.buffers.clone();
+        // The slot and the buffer go with the computation: if this future is dropped, the check
+        // still holds both until it ends, and gives the buffer back before the slot.
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let mut buffer = buffers
+                .lock()
+                .expect("password buffers")
+                .pop()
+                .unwrap_or_default();
             let known = stored.is_some();
             let stored = stored.unwrap_or_else(|| DECOY.clone());
             let matches = verify_in(password.expose_secret().as_bytes(), &stored, &mut buffer);
-            (known && matches, buffer)
+            buffers.lock().expect("password buffers").push(buffer);
+            known && matches
         })
         .await
-        .map_err(|e| anyhow::anyhow!("password check task failed: {e}"))?;
-        self.buffers.lock().expect("password buffers").push(buffer);
-        Ok(matches)
+        .map_err(|e| CheckError::Failed(anyhow::anyhow!("password check task failed: {e}")))
     }
 }
 

@@ -11,6 +11,7 @@ use super::{HandlerError, HandlerResult, to_data};
 use crate::cache::CacheKey;
 use crate::engine::Engine;
 use crate::envelope::Envelope;
+use crate::password;
 use crate::reply::ErrorCode;
 use crate::types::{ApartmentId, UserId};
 
@@ -57,7 +58,10 @@ pub async fn run(
         .passwords
         .verify(password.clone(), hash)
         .await
-        .map_err(HandlerError::Internal)?;
+        .map_err(|e| match e {
+            password::CheckError::Busy => HandlerError::Transient(e.into()),
+            password::CheckError::Failed(e) => HandlerError::Internal(e),
+        })?;
     let user = user.filter(|_| verified);
     throttle::settle(&engine.store.get().await?, lease, user.is_some()).await?;
     let Some(user) = user else {
