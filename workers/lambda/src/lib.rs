@@ -82,12 +82,14 @@ impl Worker {
         }
     }
 
-    /// Handles every message of the batch; returns the ids of those to be delivered again.
+    /// Handles every message of the batch, together (as a poller of the pool does: the database
+    /// pool bounds the transactions, the password slots the checks); returns the ids of those to
+    /// be delivered again.
     pub async fn batch(&self, event: SqsEvent) -> SqsBatchResponse {
         self.reload_keys_when_due().await;
         let before = self.engine.metrics.snapshot();
         let mut response = SqsBatchResponse::default();
-        for record in event.records {
+        let handled = event.records.into_iter().map(|record| async move {
             let message_id = record.message_id.unwrap_or_default();
             let inbound = InboundMessage {
                 message_id: message_id.clone(),
@@ -98,7 +100,11 @@ impl Worker {
                     .filter_map(|(name, value)| Some((name, value.string_value?)))
                     .collect(),
             };
-            if answer(&self.engine, &self.replies, &inbound).await == Disposition::Retry {
+            let disposition = answer(&self.engine, &self.replies, &inbound).await;
+            (message_id, disposition)
+        });
+        for (message_id, disposition) in futures::future::join_all(handled).await {
+            if disposition == Disposition::Retry {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = message_id;
                 response.batch_item_failures.push(failure);
