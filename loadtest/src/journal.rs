@@ -21,6 +21,8 @@ pub struct Sent {
     pub apartment: i64,
     /// For a payment, the bills in the order sent.
     pub bills: Vec<i64>,
+    /// The transport took it (a request it refused was never on the queue).
+    pub handed: bool,
 }
 
 /// A reply as read, on the queue it was read from.

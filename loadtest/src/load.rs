@@ -502,15 +502,6 @@ async fn send(
     }
     let bills_sent = bills.clone();
     let sent = Instant::now();
-    if let Some(journal) = &run.journal {
-        journal.sent(Sent {
-            request_id,
-            queue: client.queue,
-            op,
-            apartment: user.apartment,
-            bills: bills.clone(),
-        });
-    }
     client.pending.lock().await.insert(
         request_id,
         Pending {
@@ -536,6 +527,17 @@ async fn send(
             body: body.to_string(),
         })
         .await;
+    // Journaled once handed over: the checks afterwards do not count as lost what never went.
+    if let Some(journal) = &run.journal {
+        journal.sent(Sent {
+            request_id,
+            queue: client.queue,
+            op,
+            apartment: user.apartment,
+            bills: bills_sent.clone(),
+            handed: handed.is_ok(),
+        });
+    }
     if let Err(refused) = handed
         && let Some(pending) = client.pending.lock().await.remove(&request_id)
     {
@@ -579,10 +581,9 @@ fn end(run: &Run, mut pending: Pending, ending: Ending) {
 async fn poll_replies(run: Arc<Run>, client: Arc<Client>, stop: CancellationToken) {
     while !stop.is_cancelled() {
         let asked = Instant::now();
-        let replies = tokio::select! {
-            replies = run.transport.poll(client.queue, run.plan.poll_wait) => replies,
-            _ = stop.cancelled() => return,
-        };
+        // A poll under way is let finish (at most the poll wait): one dropped half-way may have
+        // taken replies that would then stay invisible, or through the gateway be lost.
+        let replies = run.transport.poll(client.queue, run.plan.poll_wait).await;
         let replies = match replies {
             Ok(replies) => replies,
             Err(e) => {

@@ -32,6 +32,8 @@ pub struct Applied {
     pub to: f64,
     /// How it went, when not as planned (a restart that had to be tried again).
     pub note: Option<String>,
+    /// The worker had exited by itself before the fault came: a finding, not the fault's doing.
+    pub crashed: Option<String>,
 }
 
 /// How long a killed worker keeps trying to start again: it cannot while SQS is cut.
@@ -54,6 +56,17 @@ pub async fn run(
         faults.spawn(async move {
             tokio::time::sleep_until((started + fault.at).into()).await;
             let from = started.elapsed().as_secs_f64();
+            // A worker found dead was not killed by the run: say so before the fault hides it.
+            let crashed = match fault.kind.on_worker() {
+                true => match targets.workers[fault.worker].exit_status().await {
+                    Ok(Some(status)) => Some(format!(
+                        "worker {} had exited by itself ({status}) by t={from:.1}s",
+                        fault.worker
+                    )),
+                    _ => None,
+                },
+                false => None,
+            };
             match fault.kind.on_worker() {
                 true => eprintln!(
                     "chaos: {fault} (pid {})",
@@ -71,6 +84,7 @@ pub async fn run(
                 from,
                 to: started.elapsed().as_secs_f64(),
                 note,
+                crashed,
             }
         });
     }

@@ -30,6 +30,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use clap::Args;
 use deadpool_postgres::Pool;
 use qbill_core::store;
+use qbill_core::types::QueueName;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -230,17 +231,9 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
     // The backlog drains (repeats of answered requests too), then the last replies are read.
     let drained = drain(&sqs, &queue, Duration::from_secs_f64(args.drain)).await?;
     for queue in &outcome.queues {
-        loop {
-            let replies = transport.poll(*queue, 0).await.unwrap_or_default();
-            if replies.is_empty() {
-                break;
-            }
-            for reply in &replies {
-                journal.read(Read::of(*queue, reply));
-            }
-        }
+        read_to_the_end(&sqs, &transport, *queue, reply_prefix, &journal).await?;
     }
-    let mut died = Vec::new();
+    let mut died: Vec<String> = applied.iter().filter_map(|a| a.crashed.clone()).collect();
     let mut peak_rss_mib = Vec::new();
     for (n, worker) in targets.workers.iter().enumerate() {
         match worker.exit_status().await? {
@@ -355,21 +348,7 @@ async fn drain(sqs: &aws_sdk_sqs::Client, queue: &str, within: Duration) -> anyh
     let url = qbill_sqs::queue_url(sqs, queue).await?;
     let deadline = Instant::now() + within;
     loop {
-        let attributes = sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await?
-            .attributes
-            .unwrap_or_default();
-        let held: u64 = attributes
-            .values()
-            .filter_map(|v| v.parse::<u64>().ok())
-            .sum();
-        if held == 0 {
+        if held(sqs, &url).await? == 0 {
             return Ok(true);
         }
         if Instant::now() >= deadline {
@@ -377,6 +356,49 @@ async fn drain(sqs: &aws_sdk_sqs::Client, queue: &str, within: Duration) -> anyh
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Reads a client's reply queue until it holds nothing, visible or not (a repeat answered late).
+async fn read_to_the_end(
+    sqs: &aws_sdk_sqs::Client,
+    transport: &Transport,
+    queue: QueueName,
+    prefix: &str,
+    journal: &Journal,
+) -> anyhow::Result<()> {
+    let url = qbill_sqs::queue_url(sqs, &queue.sqs_name(prefix)).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let replies = transport.poll(queue, 0).await?;
+        for reply in &replies {
+            journal.read(Read::of(queue, reply));
+        }
+        if !replies.is_empty() {
+            continue;
+        }
+        if held(sqs, &url).await? == 0 || Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Messages in a queue, visible, in flight or delayed.
+async fn held(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<u64> {
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await?
+        .attributes
+        .unwrap_or_default();
+    Ok(attributes
+        .values()
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum())
 }
 
 /// The request ids of everything in the dead-letter queue (read, not deleted).

@@ -76,6 +76,13 @@ pub fn verdict_text(verdict: &Verdict) -> String {
         verdict.answered_again,
         verdict.deadlocks
     );
+    if verdict.not_handed > 0 {
+        let _ = writeln!(
+            out,
+            "{} requests were refused by the SQS emulator on the client's side and never queued",
+            verdict.not_handed
+        );
+    }
     if verdict.violations.is_empty() {
         let _ = writeln!(out, "every check holds");
     }
@@ -237,6 +244,7 @@ mod tests {
                 from: 5.0 + 8.0 * i as f64,
                 to: 9.0 + 8.0 * i as f64,
                 note: None,
+                crashed: None,
             })
             .collect();
         let svg = plot(timeline(&figures, &faults)).unwrap();

@@ -22,6 +22,8 @@ pub struct Verdict {
     pub dead_lettered: usize,
     /// Requests neither answered nor dead-lettered.
     pub lost: usize,
+    /// Requests the SQS emulator refused to take from the client (never on the queue).
+    pub not_handed: usize,
     /// Requests answered more than once (a redelivery answered again); not an error.
     pub answered_again: usize,
     /// Bills that more than one payment took money for.
@@ -127,7 +129,7 @@ pub async fn check(
 
     // Every request answered or dead-lettered.
     let mut lost = Vec::new();
-    for id in sent.keys() {
+    for (id, request) in sent {
         match answers.get(id) {
             Some(replies) => {
                 verdict.answered += 1;
@@ -136,6 +138,7 @@ pub async fn check(
                 }
             }
             None if dead.requests.contains(id) => verdict.dead_lettered += 1,
+            None if !request.handed => verdict.not_handed += 1,
             None => lost.push(*id),
         }
     }
@@ -343,7 +346,7 @@ pub async fn check(
     // Bills are locked in one order, so payments never deadlock.
     if deadlocks > 0 {
         verdict.violated(
-            format!("the database broke {deadlocks} deadlocks between payments"),
+            format!("the database broke {deadlocks} deadlocks (payments lock bills in one order, logins their counters)"),
             Vec::<String>::new(),
         );
     }
