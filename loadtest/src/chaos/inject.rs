@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use super::processes::{RedisServer, WorkerProcess};
+use super::processes::WorkerProcess;
 use super::proxy::Proxy;
+use super::redis::RedisServer;
 use super::schedule::{Fault, FaultKind};
 
 /// What a fault broke.

@@ -8,39 +8,38 @@
 //! two and pay from the oldest bills in any order, so that payments collide.
 //!
 //! - [`schedule`]: which fault when, for how long, from the seed.
-//! - [`proxy`], [`processes`]: what the faults act on.
-//! - [`inject`]: carries the schedule out.
+//! - [`proxy`], [`processes`], [`redis`]: what the faults act on.
+//! - [`inject`]: carries the schedule out; [`queues`]: the run's queues, drained and read.
 //! - [`verdict`]: the checks.
 //! - [`report`]: the faults table, the closing line, `chaos.html` with its timeline.
 
 pub mod inject;
 pub mod processes;
 pub mod proxy;
+pub mod queues;
+pub mod redis;
 pub mod report;
 pub mod schedule;
 pub mod verdict;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use aws_sdk_sqs::types::QueueAttributeName;
 use clap::Args;
 use deadpool_postgres::Pool;
 use qbill_core::store;
-use qbill_core::types::QueueName;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use self::inject::Targets;
-use self::processes::{RedisServer, qbill_work};
+use self::processes::qbill_work;
 use self::proxy::Proxy;
+use self::redis::RedisServer;
 use self::report::ChaosReport;
-use self::verdict::DeadLetters;
-use crate::journal::{Journal, Read};
+use crate::journal::Journal;
 use crate::load::{self, Hooks, Plan};
 use crate::mix::{Mix, Op};
 use crate::transport::Transport;
@@ -119,7 +118,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL")
         .context("AWS_ENDPOINT_URL must point at the SQS emulator (scripts/fauxqs env)")?;
     let run_id = &Uuid::new_v4().simple().to_string()[..8];
-    let (queue, dead_letter_url) = queues(&sqs, run_id, &args).await?;
+    let (queue, dead_letter_url) = queues::create(&sqs, run_id, &args).await?;
     let reply_prefix = "qbill-chaos-reply-";
 
     // Households: enough bills for the run's payments, two clients each.
@@ -229,9 +228,9 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
     let outcome = outcome?;
 
     // The backlog drains (repeats of answered requests too), then the last replies are read.
-    let drained = drain(&sqs, &queue, Duration::from_secs_f64(args.drain)).await?;
+    let drained = queues::drain(&sqs, &queue, Duration::from_secs_f64(args.drain)).await?;
     for queue in &outcome.queues {
-        read_to_the_end(&sqs, &transport, *queue, reply_prefix, &journal).await?;
+        queues::read_to_the_end(&sqs, &transport, *queue, reply_prefix, &journal).await?;
     }
     let mut died: Vec<String> = applied.iter().filter_map(|a| a.crashed.clone()).collect();
     let mut peak_rss_mib = Vec::new();
@@ -247,7 +246,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
         }
         peak_rss_mib.push(worker.peak_rss_kib() as f64 / 1024.0);
     }
-    let dead = dead_letters(&sqs, &dead_letter_url).await?;
+    let dead = queues::dead_letters(&sqs, &dead_letter_url).await?;
     let deadlocks = deadlocks(&db).await? - deadlocks_before;
     let (sent, read) = journal.take();
     let mut verdict =
@@ -300,140 +299,6 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
     )?;
     println!("report: {}", args.out.join("chaos.html").display());
     Ok(held)
-}
-
-/// The run's request queue (by URL) and its dead-letter queue (by URL).
-async fn queues(
-    sqs: &aws_sdk_sqs::Client,
-    run_id: &str,
-    args: &ChaosArgs,
-) -> anyhow::Result<(String, String)> {
-    let name = format!("qbill-chaos-{run_id}");
-    let dead = sqs
-        .create_queue()
-        .queue_name(format!("{name}-dlq"))
-        .send()
-        .await
-        .context("creating the dead-letter queue")?
-        .queue_url
-        .context("a queue without a URL")?;
-    let dead_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dead)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .context("the dead-letter queue's ARN")?;
-    let redrive = serde_json::json!({
-        "deadLetterTargetArn": dead_arn,
-        "maxReceiveCount": args.max_receives.to_string(),
-    });
-    sqs.create_queue()
-        .queue_name(&name)
-        .attributes(
-            QueueAttributeName::VisibilityTimeout,
-            args.visibility.to_string(),
-        )
-        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
-        .send()
-        .await
-        .context("creating the request queue")?;
-    Ok((name, dead))
-}
-
-/// Waits until the request queue holds nothing, visible or in flight; `false` if it never does.
-async fn drain(sqs: &aws_sdk_sqs::Client, queue: &str, within: Duration) -> anyhow::Result<bool> {
-    let url = qbill_sqs::queue_url(sqs, queue).await?;
-    let deadline = Instant::now() + within;
-    loop {
-        if held(sqs, &url).await? == 0 {
-            return Ok(true);
-        }
-        if Instant::now() >= deadline {
-            return Ok(false);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Reads a client's reply queue until it holds nothing, visible or not (a repeat answered late).
-async fn read_to_the_end(
-    sqs: &aws_sdk_sqs::Client,
-    transport: &Transport,
-    queue: QueueName,
-    prefix: &str,
-    journal: &Journal,
-) -> anyhow::Result<()> {
-    let url = qbill_sqs::queue_url(sqs, &queue.sqs_name(prefix)).await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let replies = transport.poll(queue, 0).await?;
-        for reply in &replies {
-            journal.read(Read::of(queue, reply));
-        }
-        if !replies.is_empty() {
-            continue;
-        }
-        if held(sqs, &url).await? == 0 || Instant::now() >= deadline {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Messages in a queue, visible, in flight or delayed.
-async fn held(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<u64> {
-    let attributes = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await?
-        .attributes
-        .unwrap_or_default();
-    Ok(attributes
-        .values()
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum())
-}
-
-/// The request ids of everything in the dead-letter queue (read, not deleted).
-async fn dead_letters(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<DeadLetters> {
-    let mut dead = DeadLetters {
-        requests: HashSet::new(),
-        unreadable: 0,
-    };
-    loop {
-        let messages = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .visibility_timeout(600)
-            .send()
-            .await?
-            .messages
-            .unwrap_or_default();
-        if messages.is_empty() {
-            return Ok(dead);
-        }
-        for message in messages {
-            let id = message
-                .body
-                .as_deref()
-                .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
-                .and_then(|b| b["request_id"].as_str().and_then(|s| s.parse().ok()));
-            match id {
-                Some(id) => {
-                    dead.requests.insert(id);
-                }
-                None => dead.unreadable += 1,
-            }
-        }
-    }
 }
 
 /// Deadlocks the database has detected since its statistics were reset.

@@ -1,7 +1,9 @@
 //! The load: simulated clients, each with its own reply queue and session, driven open-loop (a
 //! target request rate, whatever the replies do) or closed-loop (each client keeps a number of
 //! requests outstanding), with a ramp-up, a warm-up left out of the figures, and an end by time or
-//! by count.
+//! by count. [`households`] says who each client acts for and how a household pays.
+
+mod households;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -165,11 +167,11 @@ pub async fn run_with(
         bail!("no users to log in as");
     }
     let households = if plan.contention {
-        share(users, plan.clients)
+        households::share(users, plan.clients)
     } else {
-        assign(users, plan.clients)
+        households::assign(users, plan.clients)
     };
-    let pairs = pairs(users.len(), plan.clients);
+    let pairs = households::pairs(users.len(), plan.clients);
     let clients: Vec<Arc<Client>> = households
         .into_iter()
         .enumerate()
@@ -265,53 +267,6 @@ pub async fn run_with(
     })
 }
 
-/// Gives each client its households: with more users than clients, client `i` takes users `i`,
-/// `i + clients`, ...; with fewer, clients share a user and split its bills so that no two pay
-/// the same bill.
-fn assign(users: &[User], clients: usize) -> Vec<Vec<User>> {
-    if users.len() >= clients {
-        return (0..clients)
-            .map(|i| users.iter().skip(i).step_by(clients).cloned().collect())
-            .collect();
-    }
-    let n = users.len();
-    (0..clients)
-        .map(|i| {
-            let mut user = users[i % n].clone();
-            let sharers = clients / n + usize::from(i % n < clients % n);
-            user.unpaid = user
-                .unpaid
-                .iter()
-                .skip(i / n)
-                .step_by(sharers)
-                .copied()
-                .collect();
-            vec![user]
-        })
-        .collect()
-}
-
-/// Gives clients households two by two: the clients of a pair act for the same households, in the
-/// same order, each with the whole of every household's unpaid bills.
-fn share(users: &[User], clients: usize) -> Vec<Vec<User>> {
-    let pairs = pairs(users.len(), clients);
-    (0..clients)
-        .map(|i| {
-            users
-                .iter()
-                .skip(i % pairs)
-                .step_by(pairs)
-                .cloned()
-                .collect()
-        })
-        .collect()
-}
-
-/// How many groups [`share`] makes: client `i` shares with client `i + pairs` (or `i - pairs`).
-fn pairs(users: usize, clients: usize) -> usize {
-    clients.div_ceil(2).min(users).max(1)
-}
-
 async fn in_flight(clients: &[Arc<Client>]) -> usize {
     let mut n = 0;
     for client in clients {
@@ -385,7 +340,7 @@ async fn open_loop(run: &Arc<Run>, clients: &[Arc<Client>], rate: f64, started: 
         let client = clients[k as usize % clients.len()].clone();
         let op = run.plan.mix.choose(&mut rng);
         // Now and then the other device of the household pays the same bills at once.
-        let twin = (op == Op::Payments && rng.random_bool(TWINS))
+        let twin = (op == Op::Payments && rng.random_bool(households::TWINS))
             .then(|| client.partner.map(|p| clients[p].clone()))
             .flatten();
         sends.spawn({
@@ -438,10 +393,6 @@ async fn closed_loop(run: &Arc<Run>, clients: &[Arc<Client>], started: Instant) 
     while loops.join_next().await.is_some() {}
 }
 
-/// With contention, the share of payments whose household's other device pays the same bills
-/// (in another order) at the same moment.
-const TWINS: f64 = 0.2;
-
 /// A payment as sent: the apartment and the bills.
 type Paying = (i64, Vec<i64>);
 
@@ -469,7 +420,7 @@ async fn send(
             bills = twin;
         } else if op == Op::Payments {
             bills = if run.plan.contention {
-                oldest_in_any_order(&mut session.unpaid)
+                households::oldest_in_any_order(&mut session.unpaid)
             } else {
                 let take = if rand::random_bool(0.25) { 2 } else { 1 }.min(session.unpaid.len());
                 let keep = session.unpaid.len() - take;
@@ -544,21 +495,6 @@ async fn send(
         end(run, pending, Ending::Error(refused.0));
     }
     (op == Op::Payments).then_some((user.apartment, bills_sent))
-}
-
-/// One to three of the four oldest unpaid bills (the lowest ids), taken from `unpaid`, in a
-/// random order: what a household pays first, so that two devices of it pick the same bills.
-fn oldest_in_any_order(unpaid: &mut Vec<i64>) -> Vec<i64> {
-    use rand::seq::SliceRandom;
-    unpaid.sort_unstable();
-    let mut rng = rand::rng();
-    let oldest = unpaid.len().min(4);
-    let take = rng.random_range(1..=3).min(oldest);
-    let mut picked: Vec<usize> = rand::seq::index::sample(&mut rng, oldest, take).into_vec();
-    picked.sort_unstable_by(|a, b| b.cmp(a));
-    let mut bills: Vec<i64> = picked.into_iter().map(|i| unpaid.remove(i)).collect();
-    bills.shuffle(&mut rng);
-    bills
 }
 
 fn end(run: &Run, mut pending: Pending, ending: Ending) {
@@ -673,7 +609,7 @@ async fn expire(run: Arc<Run>, clients: Vec<Arc<Client>>, stop: CancellationToke
                 late.iter().filter_map(|id| pending.remove(id)).collect()
             };
             if run.plan.contention {
-                resend_unanswered_payments(&run, client).await;
+                households::resend_unanswered_payments(&run, client).await;
             }
             for pending in expired {
                 if pending.op == Op::Auth {
@@ -686,52 +622,6 @@ async fn expire(run: Arc<Run>, clients: Vec<Arc<Client>>, stop: CancellationToke
                 end(&run, pending, Ending::Timeout);
             }
         }
-    }
-}
-
-/// With contention, a payment unanswered after this long is sent again with the same request id:
-/// what the contract tells a client that lost its reply to do.
-const RESEND_AFTER: Duration = Duration::from_secs(3);
-
-/// Sends again, once, the client's payments unanswered for [`RESEND_AFTER`], under the same
-/// request id, while the client still acts for their household (its token is for that user).
-async fn resend_unanswered_payments(run: &Arc<Run>, client: &Arc<Client>) {
-    let (current, token) = {
-        let session = client.session.lock().await;
-        (session.current, session.token.clone())
-    };
-    let resends: Vec<(Uuid, i64, Vec<i64>)> = {
-        let mut pending = client.pending.lock().await;
-        pending
-            .iter_mut()
-            .filter(|(_, p)| {
-                p.op == Op::Payments
-                    && !p.retried
-                    && p.user == current
-                    && p.sent.elapsed() >= RESEND_AFTER
-            })
-            .map(|(id, p)| {
-                p.retried = true;
-                (*id, p.apartment, p.bills.clone())
-            })
-            .collect()
-    };
-    for (request_id, apartment, bills) in resends {
-        let body =
-            json!({ "queue_name": client.queue, "request_id": request_id, "bills_id": bills });
-        let run = run.clone();
-        let token = token.clone();
-        tokio::spawn(async move {
-            let _ = run
-                .transport
-                .send(Outgoing {
-                    route: Op::Payments.as_str(),
-                    apartment: Some(apartment),
-                    token: token.as_deref(),
-                    body: body.to_string(),
-                })
-                .await;
-        });
     }
 }
 
