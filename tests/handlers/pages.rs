@@ -18,6 +18,37 @@ async fn household(f: &Fixture, prefix: &str, bills: u32) -> (i64, String) {
     (user.apartment_id, f.token((user.user_id, &user.username)))
 }
 
+/// The ids of the apartment's bills (`unpaid` only, or all), by due date and id.
+async fn bills_of(f: &Fixture, apartment: i64, unpaid: bool) -> Vec<i64> {
+    let client = f.db.pool.get().await.unwrap();
+    client
+        .query(
+            "SELECT id FROM bills WHERE apartment_id = $1 AND (status = 'unpaid' OR NOT $2)
+             ORDER BY due_date, id",
+            &[&apartment, &unpaid],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Pays `bills` a hundred at a time (as many as one payment may settle).
+async fn pay_all(f: &Fixture, apartment: i64, token: &str, bills: &[i64]) {
+    for chunk in bills.chunks(qbill_core::envelope::MAX_BILLS_PER_PAYMENT) {
+        let paid = f
+            .ask(
+                "payments",
+                Some(apartment),
+                Some(token),
+                json!({ "bills_id": chunk }),
+            )
+            .await;
+        assert_eq!(paid["status"], "ok", "{paid}");
+    }
+}
+
 /// Asks `route` for every page; returns the replies' data, checking each reply's size.
 async fn every_page(
     f: &Fixture,
@@ -96,19 +127,7 @@ async fn bills_paid_between_pages_drop_out_without_skipping_others() {
     let first_page = bill_ids(&first["data"]["bills"]);
     let cursor = first["data"]["next_cursor"].as_str().unwrap().to_owned();
     // Pay the first bill of the second page and one of the first.
-    let all: Vec<i64> = {
-        let client = f.db.pool.get().await.unwrap();
-        client
-            .query(
-                "SELECT id FROM bills WHERE apartment_id = $1 ORDER BY due_date, id",
-                &[&apartment],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
-    };
+    let all = bills_of(&f, apartment, false).await;
     let next = all[first_page.len()];
     let paid = f
         .ask(
@@ -137,30 +156,8 @@ async fn bills_paid_between_pages_drop_out_without_skipping_others() {
 async fn six_thousand_settled_bills_come_in_pages_under_one_window() {
     let f = Fixture::new().await;
     let (apartment, token) = household(&f, "long-history", 6000).await;
-    let unpaid: Vec<i64> = {
-        let client = f.db.pool.get().await.unwrap();
-        client
-            .query(
-                "SELECT id FROM bills WHERE apartment_id = $1 ORDER BY id",
-                &[&apartment],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
-    };
-    for chunk in unpaid.chunks(100) {
-        let paid = f
-            .ask(
-                "payments",
-                Some(apartment),
-                Some(&token),
-                json!({ "bills_id": chunk }),
-            )
-            .await;
-        assert_eq!(paid["status"], "ok", "{paid}");
-    }
+    let unpaid = bills_of(&f, apartment, true).await;
+    pay_all(&f, apartment, &token, &unpaid).await;
     let pages = every_page(&f, "histories", apartment, &token, json!({})).await;
     assert!(pages.len() >= 6000 / PAGE_ITEMS, "{} pages", pages.len());
     let settled: Vec<i64> = pages.iter().flat_map(|p| bill_ids(&p["settled"])).collect();
@@ -239,27 +236,7 @@ async fn the_largest_reply_of_every_route_fits_in_a_message() {
         .await;
     assert_eq!(error_code(&again), "already_paid");
     largest.push(("payments (already_paid)", again.to_string().len()));
-    let unpaid: Vec<i64> = client
-        .query(
-            "SELECT id FROM bills WHERE apartment_id = $1 AND status = 'unpaid' ORDER BY id",
-            &[&apartment],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    for chunk in unpaid.chunks(100) {
-        let paid = f
-            .ask(
-                "payments",
-                Some(apartment),
-                Some(&token),
-                json!({ "bills_id": chunk }),
-            )
-            .await;
-        assert_eq!(paid["status"], "ok", "{paid}");
-    }
+    pay_all(&f, apartment, &token, &bills_of(&f, apartment, true).await).await;
     let histories = f
         .ask("histories", Some(apartment), Some(&token), json!({}))
         .await;
