@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    Access, BILL_COLUMNS, BillView, HandlerError, HandlerResult, authorize, page_len, to_data,
+    Access, BILL_COLUMNS, BillView, HandlerError, HandlerResult, page_after, read_versioned,
+    to_data,
 };
 use crate::cache::CacheKey;
 use crate::engine::Engine;
@@ -108,54 +109,31 @@ pub async fn run(
     held: Option<DateWindow>,
     cursor: Option<Cursor>,
 ) -> HandlerResult {
-    let client = engine.store.get().await?;
     let key = CacheKey::Histories { apartment };
-    // Who may read, and what the cache holds, asked at once; the entry counts only if it was
-    // read at the apartment's current version.
-    let (access, cached) = tokio::join!(
-        authorize(engine, envelope, &client, apartment),
-        engine.cache.get_versioned::<Vec<SettledBill>>(key)
-    );
-    let access = access?;
-    let settled = match cached {
-        Some((version, cached)) if version == access.version => cached,
-        _ => {
-            let loaded = load(&client, &access).await?;
-            engine
-                .cache
-                .put_versioned(key, access.version, &loaded)
-                .await;
-            loaded
-        }
-    };
+    let (access, settled) =
+        read_versioned(engine, envelope, apartment, key, async |client, access| {
+            load(client, access).await
+        })
+        .await?;
     // A day counts as over ten minutes after it ended: the margin for a payment written just
     // before midnight whose transaction commits just after.
     let today = (access.db_now - chrono::Duration::minutes(10)).date_naive();
     let delta = delta(&settled, held, today, cursor);
     // Bills are in the order of payment time and id, as the cursor counts.
-    let start = cursor.map_or(0, |c| {
-        delta
-            .settled
-            .partition_point(|s| (s.paid_at, s.bill.bill_id) <= (c.paid_at, c.bill))
+    let (page, more) = page_after(&delta.settled, |s| {
+        cursor.is_some_and(|c| (s.paid_at, s.bill.bill_id) <= (c.paid_at, c.bill))
     });
-    let rest = &delta.settled[start..];
-    let taken = page_len(rest);
-    let page = &rest[..taken];
     to_data(&HistoriesData {
         apartment_id: access.apartment,
         currency: access.currency,
         settled: page,
         date_down: delta.date_down,
         date_up: delta.date_up,
-        next_cursor: (taken < rest.len())
-            .then(|| {
-                page.last().map(|last| Cursor {
-                    paid_at: last.paid_at,
-                    bill: last.bill.bill_id,
-                    date_up: delta.date_up,
-                })
-            })
-            .flatten(),
+        next_cursor: more.map(|last| Cursor {
+            paid_at: last.paid_at,
+            bill: last.bill.bill_id,
+            date_up: delta.date_up,
+        }),
     })
 }
 

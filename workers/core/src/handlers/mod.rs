@@ -10,9 +10,11 @@ use chrono::NaiveDate;
 use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
 use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::cache::CacheKey;
 use crate::engine::Engine;
 use crate::envelope::{Command, Envelope};
 use crate::reply::ErrorCode;
@@ -220,6 +222,45 @@ pub fn page_len<T: Serialize>(items: &[T]) -> usize {
         }
     }
     items.len()
+}
+
+/// The page of `items` (in the order the cursor counts) after those `carried` says earlier pages
+/// carried, and its last item when more follow: where the next cursor points.
+pub fn page_after<T: Serialize>(items: &[T], carried: impl Fn(&T) -> bool) -> (&[T], Option<&T>) {
+    let rest = &items[items.partition_point(carried)..];
+    let page = &rest[..page_len(rest)];
+    let more = (page.len() < rest.len()).then(|| page.last()).flatten();
+    (page, more)
+}
+
+/// Checks that the caller may read `apartment`, and gives its data as it stands: the cache's
+/// entry under `key` if it was read at the apartment's current version (both asked at once), or
+/// else what `load` reads, which is then cached at that version.
+pub async fn read_versioned<T: Serialize + DeserializeOwned>(
+    engine: &Engine,
+    envelope: &Envelope,
+    apartment: ApartmentId,
+    key: CacheKey,
+    load: impl AsyncFnOnce(&deadpool_postgres::Object, &Access) -> Result<T, HandlerError>,
+) -> Result<(Access, T), HandlerError> {
+    let client = engine.store.get().await?;
+    let (access, cached) = tokio::join!(
+        authorize(engine, envelope, &client, apartment),
+        engine.cache.get_versioned::<T>(key)
+    );
+    let access = access?;
+    let data = match cached {
+        Some((version, cached)) if version == access.version => cached,
+        _ => {
+            let loaded = load(&client, &access).await?;
+            engine
+                .cache
+                .put_versioned(key, access.version, &loaded)
+                .await;
+            loaded
+        }
+    };
+    Ok((access, data))
 }
 
 /// The length of `value` as JSON, without building it.

@@ -12,7 +12,7 @@ use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::{Access, BILL_COLUMNS, BillView, HandlerResult, authorize, page_len, to_data};
+use super::{Access, BILL_COLUMNS, BillView, HandlerResult, page_after, read_versioned, to_data};
 use crate::cache::CacheKey;
 use crate::engine::Engine;
 use crate::envelope::Envelope;
@@ -96,45 +96,27 @@ pub async fn run(
     apartment: ApartmentId,
     cursor: Option<Cursor>,
 ) -> HandlerResult {
-    let client = engine.store.get().await?;
     let key = CacheKey::Utils { apartment };
-    // Who may read, and what the cache holds, asked at once; the entry counts only if it was
-    // read at the apartment's current version.
-    let (access, cached) = tokio::join!(
-        authorize(engine, envelope, &client, apartment),
-        engine.cache.get_versioned::<UtilsData>(key)
-    );
-    let access = access?;
-    let data = match cached {
-        Some((version, cached)) if version == access.version => cached,
-        _ => {
-            let data = load(&client, &access).await?;
-            engine.cache.put_versioned(key, access.version, &data).await;
-            data
-        }
-    };
+    let (_, data) = read_versioned(engine, envelope, apartment, key, async |client, access| {
+        load(client, access).await
+    })
+    .await?;
     to_data(&page(&data, cursor))
 }
 
 /// The page after `cursor` (the first without one).
 fn page(data: &UtilsData, cursor: Option<Cursor>) -> UtilsPage<'_> {
     // Bills are in the order of due date and id, as the cursor counts.
-    let start = cursor.map_or(0, |c| {
-        data.bills
-            .partition_point(|b| (b.due_date, b.bill_id) <= (c.due_date, c.bill))
+    let (bills, more) = page_after(&data.bills, |b| {
+        cursor.is_some_and(|c| (b.due_date, b.bill_id) <= (c.due_date, c.bill))
     });
-    let rest = &data.bills[start..];
-    let taken = page_len(rest);
-    let bills = &rest[..taken];
     UtilsPage {
         apartment_id: data.apartment_id,
         currency: data.currency,
         bills,
         totals: &data.totals,
         bills_count: data.bills.len(),
-        next_cursor: (taken < rest.len())
-            .then(|| bills.last().map(Cursor::after))
-            .flatten(),
+        next_cursor: more.map(Cursor::after),
     }
 }
 
