@@ -48,6 +48,22 @@ BEGIN
 END
 $$;
 
+-- The counter of one scope's key as it stands: its row while a count or a lock is in force, else
+-- a count of nothing starting now (a window or a lock that ran out starts over).
+CREATE FUNCTION login_counter(p_scope text, p_key text, p_window interval) RETURNS login_throttle
+LANGUAGE plpgsql AS $$
+DECLARE
+    counter login_throttle;
+BEGIN
+    SELECT * INTO counter FROM login_throttle t WHERE t.scope = p_scope AND t.key = p_key;
+    IF FOUND AND (counter.locked_until > now()
+                  OR (counter.locked_until IS NULL AND counter.window_start > now() - p_window)) THEN
+        RETURN counter;
+    END IF;
+    RETURN ROW(p_scope, p_key, 0, now(), NULL, now() + p_window)::login_throttle;
+END
+$$;
+
 -- May this attempt check its password now? 'go' (a lease `p_check` is taken: settle it with
 -- login_settle), 'wait' (checks under way might reach a limit: ask again shortly), or 'locked'
 -- (a limit was reached: `until` says when the lock ends). `p_limits` are the username, source and
@@ -69,22 +85,17 @@ BEGIN
         SELECT c.id FROM login_checks c WHERE c.expires_at <= now() LIMIT 10 FOR UPDATE SKIP LOCKED);
     -- Locks first: a locked scope refuses at once, whatever the others are doing.
     FOR i IN 1..3 LOOP
-        SELECT * INTO counter FROM login_throttle t WHERE t.scope = scopes[i] AND t.key = keys[i];
-        failures[i] := 0;
-        IF FOUND THEN
-            IF counter.locked_until > now() THEN
-                RETURN QUERY SELECT 'locked', scopes[i], counter.locked_until;
-                RETURN;
-            END IF;
-            IF counter.locked_until IS NULL AND counter.window_start > now() - p_window THEN
-                failures[i] := counter.failures;
-                -- At the limit without a lock (the limits were lowered since): as good as locked
-                -- until the window ends, for no check under way would end the wait.
-                IF failures[i] >= p_limits[i] THEN
-                    RETURN QUERY SELECT 'locked', scopes[i], counter.window_start + p_window;
-                    RETURN;
-                END IF;
-            END IF;
+        counter := login_counter(scopes[i], keys[i], p_window);
+        IF counter.locked_until > now() THEN
+            RETURN QUERY SELECT 'locked', scopes[i], counter.locked_until;
+            RETURN;
+        END IF;
+        failures[i] := counter.failures;
+        -- At the limit without a lock (the limits were lowered since): as good as locked until
+        -- the window ends, for no check under way would end the wait.
+        IF failures[i] >= p_limits[i] THEN
+            RETURN QUERY SELECT 'locked', scopes[i], counter.window_start + p_window;
+            RETURN;
         END IF;
     END LOOP;
     FOR i IN 1..3 LOOP
@@ -128,14 +139,7 @@ BEGIN
         RETURN locked;
     END IF;
     FOR i IN 1..3 LOOP
-        SELECT * INTO counter FROM login_throttle t WHERE t.scope = scopes[i] AND t.key = keys[i];
-        IF NOT FOUND OR counter.locked_until <= now()
-           OR (counter.locked_until IS NULL AND counter.window_start <= now() - p_window) THEN
-            -- No count in force: this failure starts one.
-            counter.failures := 0;
-            counter.window_start := now();
-            counter.locked_until := NULL;
-        END IF;
+        counter := login_counter(scopes[i], keys[i], p_window);
         counter.failures := counter.failures + 1;
         IF counter.locked_until IS NULL AND counter.failures >= p_limits[i] THEN
             counter.locked_until := now() + p_lockout;
@@ -160,6 +164,6 @@ END
 $$;
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON login_throttle, login_checks TO qbill_application;
-GRANT EXECUTE ON FUNCTION login_lock(text, text),
+GRANT EXECUTE ON FUNCTION login_lock(text, text), login_counter(text, text, interval),
     login_reserve(text, text, uuid, integer[], interval, interval),
     login_settle(text, text, uuid, boolean, integer[], interval, interval) TO qbill_application;
