@@ -53,27 +53,36 @@ impl DeadLetter {
     }
 }
 
+/// Why a queue's URL could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueUrlError {
+    /// A mistake to report, not an outage to wait out.
+    #[error("the queue {0:?} does not exist")]
+    Missing(String),
+    #[error("SQS could not be asked for the queue {queue:?}: {reason}")]
+    Unanswered { queue: String, reason: String },
+}
+
 /// The URL of a queue given by name or URL.
-pub async fn queue_url(client: &Client, queue: &str) -> anyhow::Result<String> {
+pub async fn queue_url(client: &Client, queue: &str) -> Result<String, QueueUrlError> {
     if queue.starts_with("http://") || queue.starts_with("https://") {
         return Ok(queue.to_owned());
     }
+    let unanswered = |reason: String| QueueUrlError::Unanswered {
+        queue: queue.to_owned(),
+        reason,
+    };
     let out = client
         .get_queue_url()
         .queue_name(queue)
         .send()
         .await
         .map_err(|e| match e.as_service_error() {
-            Some(s) if s.is_queue_does_not_exist() => {
-                anyhow::anyhow!("the queue {queue:?} does not exist")
-            }
-            _ => anyhow::anyhow!(
-                "SQS could not be asked for the queue {queue:?}: {}",
-                aws_sdk_sqs::error::DisplayErrorContext(&e)
-            ),
+            Some(s) if s.is_queue_does_not_exist() => QueueUrlError::Missing(queue.to_owned()),
+            _ => unanswered(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()),
         })?;
     out.queue_url
-        .ok_or_else(|| anyhow::anyhow!("SQS returned no URL for {queue}"))
+        .ok_or_else(|| unanswered("SQS returned no URL".to_owned()))
 }
 
 /// Up to `max` dead letters, without taking them off the queue.

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::SqsConfig;
+use crate::dead_letters::QueueUrlError;
 use crate::replies::{ReplyQueues, SendError};
 
 /// How often a pool logs the engine's metrics (when they changed).
@@ -308,35 +309,21 @@ pub const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
 
 /// The request queue's URL, asked again with backoff while SQS does not answer.
 async fn request_queue_url(client: &Client, queue: &str) -> anyhow::Result<String> {
-    if queue.starts_with("http://") || queue.starts_with("https://") {
-        return Ok(queue.to_owned());
-    }
     let deadline = tokio::time::Instant::now() + STARTUP_PATIENCE;
     let mut failures = 0;
     loop {
-        match client.get_queue_url().queue_name(queue).send().await {
-            Ok(out) => {
-                return out
-                    .queue_url
-                    .ok_or_else(|| anyhow::anyhow!("SQS returned no URL for {queue}"));
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_queue_does_not_exist()) =>
-            {
-                anyhow::bail!("the request queue {queue:?} does not exist");
-            }
-            Err(e) if tokio::time::Instant::now() < deadline => {
+        match crate::queue_url(client, queue).await {
+            Err(e @ QueueUrlError::Unanswered { .. }) if tokio::time::Instant::now() < deadline => {
                 failures += 1;
                 let pause = backoff(failures);
-                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), retry_in_ms = pause.as_millis() as u64, "SQS did not answer for the request queue; asking again");
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "asking again for the request queue");
                 tokio::time::sleep(pause).await;
             }
-            Err(e) => anyhow::bail!(
-                "SQS did not answer for the request queue {queue:?} within {} s: {}",
-                STARTUP_PATIENCE.as_secs(),
-                aws_sdk_sqs::error::DisplayErrorContext(&e)
+            Err(e @ QueueUrlError::Unanswered { .. }) => anyhow::bail!(
+                "{e} (for {} s, as the pool started)",
+                STARTUP_PATIENCE.as_secs()
             ),
+            answer => return Ok(answer?),
         }
     }
 }
