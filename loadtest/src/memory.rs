@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::chaos::processes::qbill_work;
+use crate::chaos::processes::{self, qbill_work};
 use crate::load::User;
 use crate::transport::{Outgoing, Transport};
 
@@ -34,13 +34,7 @@ pub struct Memory {
 
 /// `VmRSS` or `VmHWM` of a process, in KiB.
 fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading the status of process {pid}"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no {field} for process {pid}"))
+    processes::status_kib(pid, field).with_context(|| format!("no {field} for process {pid}"))
 }
 
 /// A login per user, all sent at once on SQS; waits for every reply.

@@ -46,7 +46,7 @@ struct Memory {
 impl Memory {
     fn sample(&self) {
         let pid = self.pid.load(Ordering::Relaxed);
-        if let Some(kib) = (pid != 0).then(|| vm_hwm_kib(pid)).flatten() {
+        if let Some(kib) = (pid != 0).then(|| status_kib(pid, "VmHWM")).flatten() {
             self.peak_kib.fetch_max(kib, Ordering::Relaxed);
         }
     }
@@ -293,12 +293,13 @@ fn send(child: &Child, signal: Signal) -> anyhow::Result<()> {
     kill_process(pid, signal).with_context(|| format!("sending {signal:?} to {pid:?}"))
 }
 
-/// The peak resident set of a live process, in KiB; None once it has exited.
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
+/// A memory figure of a live process from /proc (`VmRSS`, `VmHWM`: the peak resident set), in
+/// KiB; None once it has exited.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
         .trim()
         .strip_suffix("kB")?
         .trim()
@@ -412,7 +413,7 @@ mod tests {
         assert!(worker.peak_rss_kib() >= big);
 
         worker.kill_and_restart(Duration::ZERO).await.unwrap();
-        assert!(vm_hwm_kib(worker.pid()).unwrap() < big);
+        assert!(status_kib(worker.pid(), "VmHWM").unwrap() < big);
         assert!(worker.peak_rss_kib() >= big);
     }
 
