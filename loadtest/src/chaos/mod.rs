@@ -118,7 +118,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL")
         .context("AWS_ENDPOINT_URL must point at the SQS emulator (scripts/fauxqs env)")?;
     let run_id = &Uuid::new_v4().simple().to_string()[..8];
-    let (queue, dead_letter_url) = queues::create(&sqs, run_id, &args).await?;
+    let queues = queues::create(&sqs, run_id, &args).await?;
+    let queue = &queues.name;
     let reply_prefix = "qbill-chaos-reply-";
 
     // Households: enough bills for the run's payments, two clients each.
@@ -166,7 +167,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
             format!("http://{}", sqs_proxy.addr()),
         ),
         ("REDIS_URL".to_owned(), redis.url()),
-        ("QBILL_REQUEST_QUEUE".to_owned(), queue.clone()),
+        ("QBILL_REQUEST_QUEUE".to_owned(), queue.to_owned()),
         (
             "QBILL_REPLY_QUEUE_PREFIX".to_owned(),
             reply_prefix.to_owned(),
@@ -202,7 +203,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
     });
 
     // The load, and the faults from the moment its clock starts.
-    let transport = Arc::new(Transport::sqs(&queue, reply_prefix).await?);
+    let transport = Arc::new(Transport::sqs(&queues.url, reply_prefix).await?);
     let journal = Arc::new(Journal::default());
     let (started_tx, started_rx) = oneshot::channel();
     let injector = tokio::spawn({
@@ -228,7 +229,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
     let outcome = outcome?;
 
     // The backlog drains (repeats of answered requests too), then the last replies are read.
-    let drained = queues::drain(&sqs, &queue, Duration::from_secs_f64(args.drain)).await?;
+    let drained = queues::drain(&sqs, &queues.url, Duration::from_secs_f64(args.drain)).await?;
     for queue in &outcome.queues {
         queues::read_to_the_end(&sqs, &transport, *queue, reply_prefix, &journal).await?;
     }
@@ -246,7 +247,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
         }
         peak_rss_mib.push(worker.peak_rss_kib() as f64 / 1024.0);
     }
-    let dead = queues::dead_letters(&sqs, &dead_letter_url).await?;
+    let dead = queues::dead_letters(&sqs, &queues.dead_letter_url).await?;
     let deadlocks = deadlocks(&db).await? - deadlocks_before;
     let (sent, read) = journal.take();
     let mut verdict =
@@ -261,10 +262,9 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
         });
     }
     transport.cleanup().await;
-    if let Ok(url) = qbill_sqs::queue_url(&sqs, &queue).await {
+    for url in [&queues.url, &queues.dead_letter_url] {
         let _ = sqs.delete_queue().queue_url(url).send().await;
     }
-    let _ = sqs.delete_queue().queue_url(&dead_letter_url).send().await;
 
     println!("{}", crate::report::table(&outcome.figures));
     println!("{}", report::faults_table(&applied));

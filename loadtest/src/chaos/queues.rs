@@ -14,12 +14,19 @@ use super::verdict::DeadLetters;
 use crate::journal::{Journal, Read};
 use crate::transport::Transport;
 
-/// The run's request queue (by URL) and its dead-letter queue (by URL).
+/// The run's request queue and its dead-letter queue.
+pub struct RunQueues {
+    /// The request queue's name: the workers reach SQS through a proxy, whose URLs differ.
+    pub name: String,
+    pub url: String,
+    pub dead_letter_url: String,
+}
+
 pub async fn create(
     sqs: &aws_sdk_sqs::Client,
     run_id: &str,
     args: &ChaosArgs,
-) -> anyhow::Result<(String, String)> {
+) -> anyhow::Result<RunQueues> {
     let name = format!("qbill-chaos-{run_id}");
     let dead = sqs
         .create_queue()
@@ -42,7 +49,8 @@ pub async fn create(
         "deadLetterTargetArn": dead_arn,
         "maxReceiveCount": args.max_receives.to_string(),
     });
-    sqs.create_queue()
+    let url = sqs
+        .create_queue()
         .queue_name(&name)
         .attributes(
             QueueAttributeName::VisibilityTimeout,
@@ -51,20 +59,21 @@ pub async fn create(
         .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
         .send()
         .await
-        .context("creating the request queue")?;
-    Ok((name, dead))
+        .context("creating the request queue")?
+        .queue_url
+        .context("a queue without a URL")?;
+    Ok(RunQueues {
+        name,
+        url,
+        dead_letter_url: dead,
+    })
 }
 
 /// Waits until the request queue holds nothing, visible or in flight; `false` if it never does.
-pub async fn drain(
-    sqs: &aws_sdk_sqs::Client,
-    queue: &str,
-    within: Duration,
-) -> anyhow::Result<bool> {
-    let url = qbill_sqs::queue_url(sqs, queue).await?;
+pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str, within: Duration) -> anyhow::Result<bool> {
     let deadline = Instant::now() + within;
     loop {
-        if held(sqs, &url).await? == 0 {
+        if held(sqs, url).await? == 0 {
             return Ok(true);
         }
         if Instant::now() >= deadline {
