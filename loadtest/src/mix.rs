@@ -8,51 +8,28 @@ use anyhow::{Context, bail};
 use rand::Rng;
 use serde::Serialize;
 
-/// One operation of the contract: the route, the envelope kind and the reply kind share the word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Op {
-    /// Log in: `POST /auth`.
-    Auth,
-    /// Read an apartment's debts: `POST /apartments/{id}/utils`.
-    Utils,
-    /// Read an apartment's payment history: `POST /apartments/{id}/histories`.
-    Histories,
-    /// Pay bills: `POST /apartments/{id}/payments`.
-    Payments,
+/// An operation of the contract: the core's own list of routes.
+pub use qbill_core::routes::Kind as Op;
+
+/// What a simulated household does, in the order of the figures' columns.
+pub const OPS: [Op; 4] = [Op::Auth, Op::Utils, Op::Histories, Op::Payments];
+
+/// The column of `op` among [`OPS`]; load tests send no other operation.
+pub fn slot(op: Op) -> usize {
+    OPS.iter()
+        .position(|o| *o == op)
+        .unwrap_or_else(|| panic!("{op} is not an operation of the load test"))
 }
 
-impl Op {
-    pub const ALL: [Op; 4] = [Op::Auth, Op::Utils, Op::Histories, Op::Payments];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::Auth => "auth",
-            Op::Utils => "utils",
-            Op::Histories => "histories",
-            Op::Payments => "payments",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    pub fn parse(word: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|op| op.as_str() == word)
-    }
-}
-
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// The household operation named `word`.
+pub fn parse_op(word: &str) -> Option<Op> {
+    OPS.into_iter().find(|op| op.as_str() == word)
 }
 
 /// Relative weights of the operations, written `auth=1,utils=4,payments=2,histories=2`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Mix {
-    weights: [u32; 4],
+    weights: [u32; OPS.len()],
 }
 
 impl Mix {
@@ -60,8 +37,8 @@ impl Mix {
     pub fn choose(&self, rng: &mut impl Rng) -> Op {
         let total: u32 = self.weights.iter().sum();
         let mut ticket = rng.random_range(0..total);
-        for op in Op::ALL {
-            let weight = self.weights[op.index()];
+        for op in OPS {
+            let weight = self.weights[slot(op)];
             if ticket < weight {
                 return op;
             }
@@ -71,7 +48,7 @@ impl Mix {
     }
 
     pub fn weight(&self, op: Op) -> u32 {
-        self.weights[op.index()]
+        self.weights[slot(op)]
     }
 
     /// The share of requests that are `op`.
@@ -84,15 +61,15 @@ impl FromStr for Mix {
     type Err = anyhow::Error;
 
     fn from_str(s: &str) -> anyhow::Result<Self> {
-        let mut weights = [0u32; 4];
+        let mut weights = [0u32; OPS.len()];
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, weight) = part
                 .split_once('=')
                 .with_context(|| format!("{part:?}: write an operation as name=weight"))?;
-            let op = Op::parse(name.trim()).with_context(|| {
+            let op = parse_op(name.trim()).with_context(|| {
                 format!("{name:?} is not an operation (auth, utils, histories, payments)")
             })?;
-            weights[op.index()] = weight
+            weights[slot(op)] = weight
                 .trim()
                 .parse()
                 .with_context(|| format!("{weight:?} is not a whole number"))?;
@@ -106,7 +83,7 @@ impl FromStr for Mix {
 
 impl fmt::Display for Mix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = Op::ALL
+        let parts: Vec<String> = OPS
             .into_iter()
             .filter(|op| self.weight(*op) > 0)
             .map(|op| format!("{op}={}", self.weight(op)))
@@ -139,11 +116,11 @@ mod tests {
         let mut rng = rand::rng();
         let mut counts = [0u32; 4];
         for _ in 0..40_000 {
-            counts[mix.choose(&mut rng).index()] += 1;
+            counts[slot(mix.choose(&mut rng))] += 1;
         }
-        assert_eq!(counts[Op::Auth.index()], 0);
-        assert_eq!(counts[Op::Histories.index()], 0);
-        let share = f64::from(counts[Op::Utils.index()]) / 40_000.0;
+        assert_eq!(counts[slot(Op::Auth)], 0);
+        assert_eq!(counts[slot(Op::Histories)], 0);
+        let share = f64::from(counts[slot(Op::Utils)]) / 40_000.0;
         assert!((share - 0.75).abs() < 0.02, "utils share {share}");
     }
 }

@@ -10,6 +10,7 @@ use qbill_core::Engine;
 use qbill_core::engine::Outcome;
 use qbill_core::envelope::InboundMessage;
 use qbill_core::reply::Status;
+use qbill_core::token::Holder;
 use qbill_core::types::{QueueName, UserId};
 use uuid::Uuid;
 
@@ -35,9 +36,8 @@ pub async fn run(
     let queue = QueueName::parse(&Uuid::new_v4().to_string())?;
     let mut shares: Vec<Vec<InboundMessageSource>> = (0..clients).map(|_| Vec::new()).collect();
     for (i, user) in users.into_iter().enumerate() {
-        let (token, _) = engine
-            .tokens
-            .issue(UserId(user.user_id), &user.username, queue)?;
+        let holder = Holder::household(UserId(user.user_id), &user.username);
+        let (token, _) = engine.services.tokens.issue(&holder, queue)?;
         for bill in user.unpaid {
             shares[i % clients].push(InboundMessageSource {
                 apartment: user.apartment,

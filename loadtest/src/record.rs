@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::mix::Op;
+use crate::mix::{OPS, Op, slot};
 
 /// How a request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ fn micros(d: Duration) -> u64 {
 
 /// One second of the run, by the second in which requests ended.
 struct SecondRecord {
-    done: [u64; 4],
+    done: [u64; OPS.len()],
     errors: u64,
     timeouts: u64,
     latency: Histogram<u64>,
@@ -76,7 +76,7 @@ struct SecondRecord {
 pub struct Recorder {
     started: Instant,
     warmup: Duration,
-    ops: [OpRecord; 4],
+    ops: [OpRecord; OPS.len()],
     seconds: Vec<SecondRecord>,
     /// When the first measured request was sent and the last measured one ended.
     measured_from: Option<Instant>,
@@ -113,29 +113,29 @@ impl Recorder {
         let second = ended.duration_since(self.started).as_secs() as usize;
         while self.seconds.len() <= second {
             self.seconds.push(SecondRecord {
-                done: [0; 4],
+                done: [0; OPS.len()],
                 errors: 0,
                 timeouts: 0,
                 latency: histogram(),
             });
         }
-        let slot = &mut self.seconds[second];
+        let record = &mut self.seconds[second];
         match &ending {
-            Ending::Timeout => slot.timeouts += 1,
+            Ending::Timeout => record.timeouts += 1,
             Ending::Error(_) => {
-                slot.done[op.index()] += 1;
-                slot.errors += 1;
-                slot.latency.saturating_record(micros(latency));
+                record.done[slot(op)] += 1;
+                record.errors += 1;
+                record.latency.saturating_record(micros(latency));
             }
             Ending::Ok => {
-                slot.done[op.index()] += 1;
-                slot.latency.saturating_record(micros(latency));
+                record.done[slot(op)] += 1;
+                record.latency.saturating_record(micros(latency));
             }
         }
         if self.measured(sent) {
             self.measured_from = Some(self.measured_from.map_or(sent, |from| from.min(sent)));
             self.measured_to = Some(self.measured_to.map_or(ended, |to| to.max(ended)));
-            self.ops[op.index()].add(latency, &ending);
+            self.ops[slot(op)].add(latency, &ending);
         }
     }
 
@@ -149,8 +149,8 @@ impl Recorder {
         let mut all = histogram();
         let mut total = OpFigures::default();
         let mut ops = BTreeMap::new();
-        for op in Op::ALL {
-            let record = &self.ops[op.index()];
+        for op in OPS {
+            let record = &self.ops[slot(op)];
             let errors: u64 = record.errors.values().sum();
             let sent = record.ok + errors + record.timeouts;
             if sent == 0 {
@@ -168,7 +168,7 @@ impl Recorder {
         }
         total.throughput = per_second(total.ok + total.errors.values().sum::<u64>());
         total.set_latency(&all);
-        let distribution = Op::ALL
+        let distribution = OPS
             .into_iter()
             .filter(|op| ops.contains_key(op))
             .map(|op| Distribution {
@@ -178,7 +178,7 @@ impl Recorder {
                     .map(|p| {
                         (
                             *p,
-                            ms(self.ops[op.index()].latency.value_at_quantile(p / 100.0)),
+                            ms(self.ops[slot(op)].latency.value_at_quantile(p / 100.0)),
                         )
                     })
                     .collect(),
@@ -191,10 +191,10 @@ impl Recorder {
             .map(|(second, s)| Second {
                 second: second as u64,
                 warmup: Duration::from_secs(second as u64) < self.warmup,
-                done: Op::ALL
+                done: OPS
                     .into_iter()
-                    .filter(|op| s.done[op.index()] > 0)
-                    .map(|op| (op, s.done[op.index()]))
+                    .filter(|op| s.done[slot(*op)] > 0)
+                    .map(|op| (op, s.done[slot(op)]))
                     .collect(),
                 errors: s.errors,
                 timeouts: s.timeouts,

@@ -12,7 +12,7 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::books::Books;
-use crate::mix::Op;
+use crate::mix::{OPS, Op, slot};
 use crate::record::{Figures, OpFigures};
 
 /// One run, as written to `report.json`.
@@ -127,7 +127,7 @@ pub(crate) const COLOURS: [RGBColor; 4] = [
 ];
 
 fn colour(op: Op) -> RGBColor {
-    COLOURS[op.index()]
+    COLOURS[slot(op)]
 }
 
 pub(crate) type Plot = Result<String, Box<dyn std::error::Error>>;
@@ -307,10 +307,7 @@ fn throughput_per_second(figures: &Figures) -> Plot {
             RGBColor(90, 90, 90),
             false,
         )?;
-        for op in Op::ALL
-            .into_iter()
-            .filter(|op| figures.ops.contains_key(op))
-        {
+        for op in OPS.into_iter().filter(|op| figures.ops.contains_key(op)) {
             let count = |s: &crate::record::Second| s.done.get(&op).copied().unwrap_or(0) as f64;
             line(
                 &mut chart,

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use qbill_core::Outcome;
-use qbill_core::handlers::auth::throttle::LIMITS;
+use qbill_core::routes::auth::throttle::LIMITS;
 use serde_json::{Value, json};
 
 use crate::{DEMO, Fixture, error_code};
@@ -20,7 +20,10 @@ async fn logging_in_returns_a_token_for_this_queue_and_the_users_apartments() {
     assert_eq!(reply["status"], "ok", "{reply}");
     assert_eq!(reply["kind"], "auth");
     let data = &reply["data"];
-    assert_eq!(data["user"], json!({ "id": 1, "username": "demo" }));
+    assert_eq!(
+        data["user"],
+        json!({ "id": 1, "username": "demo", "role": "household", "provider_id": null })
+    );
     assert_eq!(
         data["apartments"]
             .as_array()
@@ -33,6 +36,7 @@ async fn logging_in_returns_a_token_for_this_queue_and_the_users_apartments() {
     assert!(data["expires_at"].as_str().unwrap().ends_with('Z'));
     let session = f
         .engine
+        .services
         .tokens
         .verify(data["token"].as_str())
         .expect("the token verifies");
@@ -131,7 +135,7 @@ async fn fifty_concurrent_guesses_get_no_more_password_checks_than_the_limit() {
             refused_unchecked += 1;
         }
     }
-    let checks = f.engine.metrics.snapshot().password_checks;
+    let checks = f.engine.services.metrics.snapshot().password_checks;
     let limit = LIMITS.pair as u64;
     println!(
         "reliability: 50 concurrent wrong logins from one address: password_checks={checks} refused_unchecked={refused_unchecked}"
@@ -155,7 +159,7 @@ async fn fifty_concurrent_logins_with_the_right_password_all_succeed() {
     for reply in &replies {
         assert_eq!(reply["status"], "ok", "{reply}");
     }
-    let metrics = f.engine.metrics.snapshot();
+    let metrics = f.engine.services.metrics.snapshot();
     println!(
         "reliability: 50 concurrent right logins from one address: ok={} password_checks={} held_back={} queued_for_a_slot={}",
         replies.len(),
@@ -216,7 +220,7 @@ async fn guesses_spread_over_many_addresses_are_bounded_per_username() {
     })
     .await;
     assert!(replies.iter().all(|r| error_code(r) == "unauthorized"));
-    let checks = f.engine.metrics.snapshot().password_checks;
+    let checks = f.engine.services.metrics.snapshot().password_checks;
     println!(
         "reliability: {guesses} concurrent wrong logins from {guesses} addresses: password_checks={checks}"
     );
@@ -248,7 +252,7 @@ async fn a_count_at_its_limit_without_a_lock_refuses_at_once() {
         .unwrap();
     let refused = f.log_in_from(HOME, "demo", "demo-password").await;
     assert!(message(&refused).contains("try again later"), "{refused}");
-    assert_eq!(f.engine.metrics.snapshot().password_checks, 0);
+    assert_eq!(f.engine.services.metrics.snapshot().password_checks, 0);
 }
 
 #[tokio::test]

@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
-use qbill_core::handlers::PAGE_ITEMS;
 use qbill_core::reply::MAX_REPLY_BYTES;
+use qbill_core::routes::common::PAGE_ITEMS;
 use qbill_core::seed;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -36,7 +36,7 @@ async fn bills_of(f: &Fixture, apartment: i64, unpaid: bool) -> Vec<i64> {
 
 /// Pays `bills` a hundred at a time (as many as one payment may settle).
 async fn pay_all(f: &Fixture, apartment: i64, token: &str, bills: &[i64]) {
-    for chunk in bills.chunks(qbill_core::envelope::MAX_BILLS_PER_PAYMENT) {
+    for chunk in bills.chunks(qbill_core::routes::payments::MAX_BILLS_PER_PAYMENT) {
         let paid = f
             .ask(
                 "payments",
@@ -214,7 +214,7 @@ async fn the_largest_reply_of_every_route_fits_in_a_message() {
     largest.push(("utils", utils.to_string().len()));
     let bills: Vec<i64> = bill_ids(&utils["data"]["bills"])
         .into_iter()
-        .take(qbill_core::envelope::MAX_BILLS_PER_PAYMENT)
+        .take(qbill_core::routes::payments::MAX_BILLS_PER_PAYMENT)
         .collect();
     let receipt = f
         .ask(

@@ -109,13 +109,22 @@ async fn missing_forged_and_expired_tokens_are_unauthorized() {
         )
         .unwrap(),
     );
-    let forged = forger.issue(UserId(1), "demo", f.queue).unwrap().0;
+    let forged = forger
+        .issue(
+            &qbill_core::token::Holder::household(UserId(1), "demo"),
+            f.queue,
+        )
+        .unwrap()
+        .0;
     let mut short = JwtConfig::new(qbill_tests::jwt_secret()).unwrap();
     short.ttl = std::time::Duration::ZERO;
     let issued_at = chrono::Utc::now().timestamp_millis();
     let expired = {
         let token = Tokens::new(short)
-            .issue(UserId(1), "demo", f.queue)
+            .issue(
+                &qbill_core::token::Holder::household(UserId(1), "demo"),
+                f.queue,
+            )
             .unwrap()
             .0;
         // Past the five-second leeway.

@@ -252,7 +252,13 @@ async fn jwt_keys_in_secrets_manager_rotate_and_the_previous_key_has_a_grace_per
     config.ttl = std::time::Duration::from_secs(4);
     let tokens = Tokens::from_config(config).await.unwrap();
     let queue = QueueName::parse(&uuid::Uuid::new_v4().to_string()).unwrap();
-    let old_token = tokens.issue(UserId(1), "demo", queue).unwrap().0;
+    let old_token = tokens
+        .issue(
+            &qbill_core::token::Holder::household(UserId(1), "demo"),
+            queue,
+        )
+        .unwrap()
+        .0;
 
     // Rotate: AWSCURRENT becomes the new key, AWSPREVIOUS the old one.
     let new_key = "the-second-signing-key-of-at-least-32-bytes";
@@ -268,7 +274,13 @@ async fn jwt_keys_in_secrets_manager_rotate_and_the_previous_key_has_a_grace_per
         tokens.verify(Some(&old_token)).is_ok(),
         "tokens of the old key pass for one token lifetime"
     );
-    let new_token = tokens.issue(UserId(1), "demo", queue).unwrap().0;
+    let new_token = tokens
+        .issue(
+            &qbill_core::token::Holder::household(UserId(1), "demo"),
+            queue,
+        )
+        .unwrap()
+        .0;
     let new_only = Tokens::new(JwtConfig::new(new_key.to_owned().into()).unwrap());
     assert!(
         new_only.verify(Some(&new_token)).is_ok(),
@@ -337,9 +349,9 @@ async fn the_redis_auth_token_from_secrets_manager_opens_the_cache() {
     let key = qbill_core::cache::CacheKey::Apartments {
         user: qbill_core::types::UserId(1),
     };
-    engine.cache.put(key, &vec![42]).await;
+    engine.services.cache.put(key, &vec![42]).await;
     assert_eq!(
-        engine.cache.get::<Vec<i32>>(key).await,
+        engine.services.cache.get::<Vec<i32>>(key).await,
         Some(vec![42]),
         "the cache authenticated with the token"
     );

@@ -14,7 +14,7 @@ use deadpool_postgres::Pool;
 use qbill_core::cache::Cache;
 use qbill_core::config::JwtConfig;
 use qbill_core::envelope::{AUTHORIZATION_MARKER, InboundMessage, attribute};
-use qbill_core::token::Tokens;
+use qbill_core::token::{Holder, Tokens};
 use qbill_core::types::{QueueName, UserId};
 use qbill_core::{Engine, seed, store};
 use secrecy::SecretString;
@@ -106,7 +106,7 @@ pub fn tokens() -> Tokens {
 /// A token for a user, bound to `queue`, as `auth` would issue it.
 pub fn token_for(user: i64, username: &str, queue: QueueName) -> String {
     tokens()
-        .issue(UserId(user), username, queue)
+        .issue(&Holder::household(UserId(user), username), queue)
         .expect("a token")
         .0
 }

@@ -449,7 +449,8 @@ async fn send(
             body["password"] = json!(user.password);
         }
         Op::Payments => body["bills_id"] = json!(bills),
-        Op::Utils | Op::Histories => {}
+        // Reads carry nothing more; households send no other operation.
+        _ => {}
     }
     let bills_sent = bills.clone();
     let sent = Instant::now();

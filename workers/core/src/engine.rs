@@ -1,31 +1,20 @@
 //! The engine: one inbound message in, one outcome out. Transports (the worker pool, the Lambda
 //! handler) own receiving, replying and deleting; the engine owns everything in between.
 
-use std::sync::Arc;
-
-use anyhow::Context;
-use deadpool_postgres::Pool;
 use tracing::{Instrument, field::Empty};
 
 use crate::cache::Cache;
 use crate::config::EngineConfig;
 use crate::envelope::{Envelope, InboundMessage};
-use crate::handlers::{self, HandlerError};
-use crate::metrics::Metrics;
-use crate::password::Passwords;
+use crate::error::HandlerError;
 use crate::reply::{ErrorCode, Reply};
+use crate::services::Services;
 use crate::token::Tokens;
 use crate::types::QueueName;
-use crate::{managed, store};
 
 /// Built once per process and shared by every worker.
 pub struct Engine {
-    pub store: Pool,
-    pub cache: Cache,
-    pub tokens: Tokens,
-    /// Password checks, a bounded number at once.
-    pub passwords: Passwords,
-    pub metrics: Arc<Metrics>,
+    pub services: Services,
 }
 
 /// What the transport does with the message once the engine is done with it.
@@ -52,37 +41,20 @@ impl Engine {
     /// Builds the engine once per process: the pool, the cache and the token keys, fetching
     /// whatever secrets the configuration names.
     pub async fn from_config(config: &EngineConfig) -> anyhow::Result<Self> {
-        let redis_url = match (&config.redis_url, &config.redis_auth_secret_arn) {
-            (Some(url), Some(arn)) => {
-                let token = managed::secret(arn, None)
-                    .await?
-                    .context("the Redis auth secret has no value")?;
-                Some(managed::redis_url_with_token(url, &token.value)?)
-            }
-            (url, _) => url.clone(),
-        };
-        Ok(Self::new(
-            store::connect(&config.database, config.database_pool_size).await?,
-            Cache::new(
-                redis_url.as_ref(),
-                &config.cache_prefix,
-                config.cache_ttl,
-                config.cache_timeout,
-            )?,
-            Tokens::from_config(config.jwt.clone()).await?,
-            config.password_slots,
-        ))
+        Ok(Self {
+            services: Services::from_config(config).await?,
+        })
     }
 
-    /// An engine over these services, checking at most `password_slots` passwords at once.
-    pub fn new(store: Pool, cache: Cache, tokens: Tokens, password_slots: usize) -> Self {
-        let metrics = Arc::new(Metrics::default());
+    /// An engine over these parts, checking at most `password_slots` passwords at once.
+    pub fn new(
+        store: deadpool_postgres::Pool,
+        cache: Cache,
+        tokens: Tokens,
+        password_slots: usize,
+    ) -> Self {
         Self {
-            store,
-            cache,
-            tokens,
-            passwords: Passwords::new(password_slots, metrics.clone()),
-            metrics,
+            services: Services::new(store, cache, tokens, password_slots),
         }
     }
 
@@ -105,7 +77,7 @@ impl Engine {
         };
         let sealed = reply.seal();
         if let Some(bytes) = sealed.oversized {
-            self.metrics.reply_too_large();
+            self.services.metrics.reply_too_large();
             span.in_scope(|| {
                 tracing::error!(
                     reply.bytes = bytes,
@@ -145,20 +117,21 @@ impl Engine {
                 return Ok(Some((to, reply)));
             }
         };
-        let kind = envelope.command.kind();
+        let Envelope { call, request } = envelope;
+        let kind = request.kind();
         span.record("billing.kind", kind.as_str());
         span.record(
             "billing.request_id",
-            tracing::field::display(envelope.request_id),
+            tracing::field::display(call.request_id),
         );
-        if let Some(apartment) = envelope.command.apartment() {
+        if let Some(apartment) = request.apartment() {
             span.record("billing.apartment_id", apartment.0);
         }
-        let reply = match handlers::dispatch(self, &envelope).await {
+        let reply = match request.run(&self.services, &call).await {
             Ok(data) => {
                 span.record("billing.outcome", "ok");
                 tracing::info!("handled");
-                Reply::ok(envelope.request_id, kind, data)
+                Reply::ok(call.request_id, kind, data)
             }
             Err(HandlerError::WrongQueue { token_queue }) => {
                 span.record("billing.outcome", "rejected");
@@ -167,7 +140,7 @@ impl Engine {
                     "rejected"
                 );
                 let reply = Reply::error(
-                    Some(envelope.request_id),
+                    Some(call.request_id),
                     kind,
                     ErrorCode::Unauthorized,
                     "your token was presented from another reply queue; the request was refused",
@@ -177,13 +150,13 @@ impl Engine {
             Err(HandlerError::Rejected { code, message }) => {
                 span.record("billing.outcome", "rejected");
                 tracing::info!(error.code = ?code, error.message = %message, "rejected");
-                Reply::error(Some(envelope.request_id), kind, code, message)
+                Reply::error(Some(call.request_id), kind, code, message)
             }
             Err(HandlerError::Internal(e)) => {
                 span.record("billing.outcome", "internal");
                 tracing::error!(error = format!("{e:#}"), "internal error");
                 Reply::error(
-                    Some(envelope.request_id),
+                    Some(call.request_id),
                     kind,
                     ErrorCode::Internal,
                     "internal error; the request changed nothing",
@@ -198,6 +171,6 @@ impl Engine {
                 return Err(Transient(e));
             }
         };
-        Ok(Some((envelope.reply_to, reply)))
+        Ok(Some((call.reply_to, reply)))
     }
 }

@@ -9,17 +9,18 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use secrecy::SecretString;
-use serde::Deserialize;
 use serde_json::Value;
 
-use crate::handlers::{histories, utils};
-use crate::reply::Kind;
-use crate::types::{ApartmentId, BillId, ParseError, QueueName, RequestId, Source};
+pub use crate::call::{Call, Path};
+use crate::routes::{Kind, Request};
+use crate::types::{ParseError, QueueName, RequestId, Source};
 
 /// Message attribute names written by `gateway-config/`.
 pub mod attribute {
     pub const ROUTE: &str = "route";
     pub const APARTMENT_ID: &str = "apartment_id";
+    pub const PROVIDER_ID: &str = "provider_id";
+    pub const BILL_ID: &str = "bill_id";
     pub const AUTHORIZATION: &str = "authorization";
     pub const GATEWAY_REQUEST_ID: &str = "gateway_request_id";
     pub const REQUEST_TIME: &str = "request_time";
@@ -37,10 +38,6 @@ pub const SOURCE_IP_MARKER: &str = "ip:";
 
 /// Larger bodies are refused before they are parsed. Real requests are a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// How many bills one payment may settle.
-pub const MAX_BILLS_PER_PAYMENT: usize = 100;
-/// Bounds the Argon2 work an attacker can ask for with one login.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// A message as any transport hands it over.
 #[derive(Debug, Clone, Default)]
@@ -54,57 +51,8 @@ pub struct InboundMessage {
 /// A request that parsed: who to answer, what was asked.
 #[derive(Debug)]
 pub struct Envelope {
-    pub reply_to: QueueName,
-    pub request_id: RequestId,
-    pub command: Command,
-    /// The bearer token, when the client sent one.
-    pub token: Option<SecretString>,
-    pub gateway_request_id: Option<String>,
-    /// When the gateway accepted the request (its `request_time`, epoch milliseconds).
-    pub requested_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Where the request came from, as the gateway saw it.
-    pub source: Source,
-}
-
-/// One variant per route; the handler of each lives in `handlers/` under the same name.
-#[derive(Debug)]
-pub enum Command {
-    Auth {
-        username: String,
-        password: SecretString,
-    },
-    Utils {
-        apartment: ApartmentId,
-        /// Where the previous page ended; `None` for the first page.
-        cursor: Option<utils::Cursor>,
-    },
-    Histories {
-        apartment: ApartmentId,
-        window: Option<DateWindow>,
-        cursor: Option<histories::Cursor>,
-    },
-    Payments {
-        apartment: ApartmentId,
-        bills: Vec<BillId>,
-    },
-}
-
-impl Command {
-    pub fn kind(&self) -> Kind {
-        match self {
-            Self::Auth { .. } => Kind::Auth,
-            Self::Utils { .. } => Kind::Utils,
-            Self::Histories { .. } => Kind::Histories,
-            Self::Payments { .. } => Kind::Payments,
-        }
-    }
-}
-
-/// The window of settled history, by payment date, that the client already holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DateWindow {
-    pub down: NaiveDate,
-    pub up: NaiveDate,
+    pub call: Call,
+    pub request: Request,
 }
 
 /// A message that did not parse. With a reply queue, the client gets an `invalid_request` reply;
@@ -115,53 +63,6 @@ pub struct Rejection {
     pub request_id: Option<RequestId>,
     pub kind: Kind,
     pub reason: ParseError,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuthBody {
-    #[allow(dead_code)]
-    queue_name: Value,
-    #[allow(dead_code)]
-    request_id: Value,
-    username: String,
-    password: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UtilsBody {
-    #[allow(dead_code)]
-    queue_name: Value,
-    #[allow(dead_code)]
-    request_id: Value,
-    #[serde(default)]
-    cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HistoriesBody {
-    #[allow(dead_code)]
-    queue_name: Value,
-    #[allow(dead_code)]
-    request_id: Value,
-    #[serde(default)]
-    date_down: Option<String>,
-    #[serde(default)]
-    date_up: Option<String>,
-    #[serde(default)]
-    cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PaymentsBody {
-    #[allow(dead_code)]
-    queue_name: Value,
-    #[allow(dead_code)]
-    request_id: Value,
-    bills_id: Vec<i64>,
 }
 
 impl Envelope {
@@ -182,8 +83,8 @@ impl Envelope {
                 "the body is larger than {MAX_BODY_BYTES} bytes"
             ))));
         }
-        let body: Value = match serde_json::from_str(&message.body) {
-            Ok(Value::Object(map)) => Value::Object(map),
+        let mut body = match serde_json::from_str(&message.body) {
+            Ok(Value::Object(map)) => map,
             Ok(_) => {
                 return Err(unanswerable(ParseError::new(
                     "the body must be a JSON object",
@@ -215,12 +116,28 @@ impl Envelope {
             .ok_or_else(|| ParseError::new("`request_id` is required and must be a string"))
             .and_then(RequestId::parse)
             .map_err(|reason| answerable(None, reason))?;
-        let command = parse_command(kind, &message.attributes, body)
-            .map_err(|reason| answerable(Some(request_id), reason))?;
-        Ok(Self {
+        body.remove("queue_name");
+        body.remove("request_id");
+        let path = Path {
+            apartment_id: message.attributes.get(attribute::APARTMENT_ID).cloned(),
+            provider_id: message.attributes.get(attribute::PROVIDER_ID).cloned(),
+            bill_id: message.attributes.get(attribute::BILL_ID).cloned(),
+        };
+        let request = match kind {
+            Kind::Unknown => Err(ParseError::new(format!(
+                "unknown route {:?}",
+                message
+                    .attributes
+                    .get(attribute::ROUTE)
+                    .map(String::as_str)
+                    .unwrap_or("")
+            ))),
+            kind => Request::parse(kind, &path, body),
+        }
+        .map_err(|reason| answerable(Some(request_id), reason))?;
+        let call = Call {
             reply_to,
             request_id,
-            command,
             token: bearer_token(message.attributes.get(attribute::AUTHORIZATION)),
             gateway_request_id: message
                 .attributes
@@ -237,119 +154,13 @@ impl Envelope {
                     .get(attribute::SOURCE_IP)
                     .map(|raw| raw.strip_prefix(SOURCE_IP_MARKER).unwrap_or(raw.as_str())),
             ),
-        })
+        };
+        Ok(Self { call, request })
     }
 }
 
-fn parse_command(
-    kind: Kind,
-    attributes: &HashMap<String, String>,
-    body: Value,
-) -> Result<Command, ParseError> {
-    let apartment = || {
-        attributes
-            .get(attribute::APARTMENT_ID)
-            .ok_or_else(|| ParseError::new("the apartment id is missing from the path"))
-            .and_then(|raw| ApartmentId::parse(raw))
-    };
-    let body_error = |e: serde_json::Error| ParseError::new(format!("invalid body: {e}"));
-    match kind {
-        Kind::Auth => {
-            let b: AuthBody = serde_json::from_value(body).map_err(body_error)?;
-            let username = b.username.trim().to_ascii_lowercase();
-            if username.is_empty() || username.len() > 63 {
-                return Err(ParseError::new("`username` must be 1 to 63 characters"));
-            }
-            // Postgres refuses NUL in text, and no username has control characters.
-            if username.chars().any(char::is_control) {
-                return Err(ParseError::new(
-                    "`username` must not contain control characters",
-                ));
-            }
-            if b.password.is_empty() || b.password.len() > MAX_PASSWORD_BYTES {
-                return Err(ParseError::new(format!(
-                    "`password` must be 1 to {MAX_PASSWORD_BYTES} bytes"
-                )));
-            }
-            Ok(Command::Auth {
-                username,
-                password: b.password.into(),
-            })
-        }
-        Kind::Utils => {
-            let b: UtilsBody = serde_json::from_value(body).map_err(body_error)?;
-            Ok(Command::Utils {
-                apartment: apartment()?,
-                cursor: b.cursor.as_deref().map(utils::Cursor::parse).transpose()?,
-            })
-        }
-        Kind::Histories => {
-            let b: HistoriesBody = serde_json::from_value(body).map_err(body_error)?;
-            let window = match (b.date_down, b.date_up) {
-                (None, None) => None,
-                (Some(down), Some(up)) => {
-                    let down = parse_date("date_down", &down)?;
-                    let up = parse_date("date_up", &up)?;
-                    if down > up {
-                        return Err(ParseError::new("`date_down` must not be after `date_up`"));
-                    }
-                    Some(DateWindow { down, up })
-                }
-                _ => {
-                    return Err(ParseError::new(
-                        "`date_down` and `date_up` go together: send both or neither",
-                    ));
-                }
-            };
-            Ok(Command::Histories {
-                apartment: apartment()?,
-                window,
-                cursor: b
-                    .cursor
-                    .as_deref()
-                    .map(histories::Cursor::parse)
-                    .transpose()?,
-            })
-        }
-        Kind::Payments => {
-            let b: PaymentsBody = serde_json::from_value(body).map_err(body_error)?;
-            if b.bills_id.is_empty() {
-                return Err(ParseError::new("`bills_id` must name at least one bill"));
-            }
-            if b.bills_id.len() > MAX_BILLS_PER_PAYMENT {
-                return Err(ParseError::new(format!(
-                    "one payment settles at most {MAX_BILLS_PER_PAYMENT} bills"
-                )));
-            }
-            let mut bills = Vec::with_capacity(b.bills_id.len());
-            for id in b.bills_id {
-                if id <= 0 {
-                    return Err(ParseError::new(format!(
-                        "bill id {id} is not a positive whole number"
-                    )));
-                }
-                let id = BillId(id);
-                if bills.contains(&id) {
-                    return Err(ParseError::new(format!("bill {id} is listed twice")));
-                }
-                bills.push(id);
-            }
-            Ok(Command::Payments {
-                apartment: apartment()?,
-                bills,
-            })
-        }
-        Kind::Unknown => Err(ParseError::new(format!(
-            "unknown route {:?}",
-            attributes
-                .get(attribute::ROUTE)
-                .map(String::as_str)
-                .unwrap_or("")
-        ))),
-    }
-}
-
-fn parse_date(field: &str, raw: &str) -> Result<NaiveDate, ParseError> {
+/// A date like `2026-01-31` in the field `field`.
+pub fn parse_date(field: &str, raw: &str) -> Result<NaiveDate, ParseError> {
     if raw.len() != 10 {
         return Err(ParseError::new(format!(
             "`{field}` must be a date like 2026-01-31"
@@ -369,18 +180,6 @@ fn bearer_token(attribute: Option<&String>) -> Option<SecretString> {
     let (scheme, token) = header.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned().into())
-}
-
-impl Command {
-    /// The apartment the request is about, for apartment routes.
-    pub fn apartment(&self) -> Option<crate::types::ApartmentId> {
-        match self {
-            Self::Auth { .. } => None,
-            Self::Utils { apartment, .. }
-            | Self::Histories { apartment, .. }
-            | Self::Payments { apartment, .. } => Some(*apartment),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -458,7 +257,7 @@ mod tests {
             apartment in prop_oneof![Just("1".to_owned()), ".{0,12}"],
         ) {
             match Envelope::parse(&message(body, route, apartment, "header:Bearer t".into())) {
-                Ok(envelope) => prop_assert_eq!(envelope.command.kind().as_str(), route),
+                Ok(envelope) => prop_assert_eq!(envelope.request.kind().as_str(), route),
                 Err(rejection) => prop_assert!(!rejection.reason.0.is_empty()),
             }
         }

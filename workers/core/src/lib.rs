@@ -8,12 +8,14 @@
 //! A request travels through these modules in this order:
 //!
 //! - [`envelope`]: the raw message (body and attributes, as `gateway-config/` wrote them) is
-//!   parsed into typed values ([`types`]) and a [`envelope::Command`], or rejected.
-//! - [`engine`]: routes the command, turns the handler's result into a [`reply::Reply`] and says
-//!   what the transport must do with the message.
-//! - [`handlers`]: one file per route (`auth`, `utils`, `histories`, `payments`), each running
-//!   its work as one Postgres transaction ([`store`]), checking [`token`]s and [`password`]s,
-//!   and reading through the optional Redis [`cache`].
+//!   parsed into the [`call`] (who asked, where the answer goes) and the route's own
+//!   [`routes::Request`], of typed values ([`types`]), or rejected.
+//! - [`engine`]: runs the request, turns its result (or its [`error`]) into a [`reply::Reply`]
+//!   and says what the transport must do with the message.
+//! - [`routes`]: one module per operation (its body, parsing, handler and reply data), each
+//!   running its work as one Postgres transaction ([`store`]), checking the caller's token
+//!   ([`token`]) and role, and reading through the optional Redis [`cache`]; they share the
+//!   [`services`] built once per process.
 //! - [`reply`]: the JSON that goes back on the client's queue.
 //!
 //! Around them: [`config`] (typed, from the environment), [`password`] (Argon2 checks, a bounded
@@ -22,15 +24,19 @@
 //! and load-test data).
 
 pub mod cache;
+pub mod call;
 pub mod config;
 pub mod engine;
 pub mod envelope;
-pub mod handlers;
+pub mod error;
+
 pub mod managed;
 pub mod metrics;
 pub mod password;
 pub mod reply;
+pub mod routes;
 pub mod seed;
+pub mod services;
 pub mod store;
 pub mod token;
 pub mod types;

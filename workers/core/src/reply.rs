@@ -3,6 +3,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
+pub use crate::error::ErrorCode;
+pub use crate::routes::Kind;
 use crate::types::RequestId;
 
 /// The largest reply the engine sends, in bytes of JSON. SQS takes messages of up to 1 MiB, but a
@@ -12,55 +14,6 @@ use crate::types::RequestId;
 pub const MAX_REPLY_BYTES: usize = 256 * 1024;
 /// Error messages are cut to this many characters: a parse error may quote the client's input.
 pub const MAX_ERROR_MESSAGE_CHARS: usize = 1000;
-
-/// The operation a request asked for; the same word names the route, the envelope, the handler and
-/// the reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Auth,
-    Utils,
-    Histories,
-    Payments,
-    /// A message whose route the engine does not know.
-    Unknown,
-}
-
-impl Kind {
-    pub fn parse(route: &str) -> Self {
-        match route {
-            "auth" => Self::Auth,
-            "utils" => Self::Utils,
-            "histories" => Self::Histories,
-            "payments" => Self::Payments,
-            _ => Self::Unknown,
-        }
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Auth => "auth",
-            Self::Utils => "utils",
-            Self::Histories => "histories",
-            Self::Payments => "payments",
-            Self::Unknown => "unknown",
-        }
-    }
-}
-
-/// Error codes of the contract. Clients branch on these; the message is for people.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    InvalidRequest,
-    Unauthorized,
-    Forbidden,
-    NotFound,
-    AlreadyPaid,
-    /// The request id was already used for a different request.
-    Conflict,
-    Internal,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ErrorBody {

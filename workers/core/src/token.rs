@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::{JwtConfig, JwtKeys};
-use crate::types::{QueueName, UserId};
+use crate::types::{ProviderId, QueueName, Role, UserId};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -23,6 +23,16 @@ struct Claims {
     jti: String,
     /// The reply queue the token was issued to.
     queue: String,
+    /// Tokens issued before roles existed were all households'.
+    #[serde(default = "household")]
+    role: Role,
+    /// The provider a provider's token acts for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    provider: Option<ProviderId>,
+}
+
+fn household() -> Role {
+    Role::Household
 }
 
 /// Who a valid token speaks for.
@@ -31,6 +41,30 @@ pub struct Session {
     pub user_id: UserId,
     pub username: String,
     pub queue: QueueName,
+    pub role: Role,
+    /// For a provider's user: the provider it acts for.
+    pub provider: Option<ProviderId>,
+}
+
+/// Whom a token is issued to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub user_id: UserId,
+    pub username: String,
+    pub role: Role,
+    pub provider: Option<ProviderId>,
+}
+
+impl Holder {
+    /// A household's user, as tests and tools name one.
+    pub fn household(user_id: UserId, username: &str) -> Self {
+        Self {
+            user_id,
+            username: username.to_owned(),
+            role: Role::Household,
+            provider: None,
+        }
+    }
 }
 
 /// Why a token was refused; every variant becomes the same `unauthorized` reply.
@@ -141,18 +175,19 @@ impl Tokens {
         Ok(())
     }
 
-    /// A token for `user`, bound to the reply queue it logged in with.
+    /// A token for `holder`, bound to the reply queue it logged in with.
     pub fn issue(
         &self,
-        user: UserId,
-        username: &str,
+        holder: &Holder,
         queue: QueueName,
     ) -> anyhow::Result<(String, DateTime<Utc>)> {
         let now = Utc::now();
         let expires_at = now + self.config.ttl;
         let claims = Claims {
-            sub: user.to_string(),
-            name: username.to_owned(),
+            sub: holder.user_id.to_string(),
+            name: holder.username.clone(),
+            role: holder.role,
+            provider: holder.provider,
             iss: self.config.issuer.clone(),
             aud: self.config.audience.clone(),
             iat: now.timestamp(),
@@ -208,6 +243,8 @@ impl Tokens {
             user_id,
             username: claims.name,
             queue,
+            role: claims.role,
+            provider: claims.provider,
         })
     }
 }
@@ -231,7 +268,10 @@ mod tests {
 
     #[test]
     fn after_a_rotation_new_tokens_use_the_new_key_and_old_ones_pass_until_the_deadline() {
-        let old_token = tokens(OLD).issue(UserId(7), "u", queue()).unwrap().0;
+        let old_token = tokens(OLD)
+            .issue(&Holder::household(UserId(7), "u"), queue())
+            .unwrap()
+            .0;
         let rotated = tokens(NEW);
         assert!(
             rotated.verify(Some(&old_token)).is_err(),
@@ -250,7 +290,10 @@ mod tests {
             UserId(7),
             "within the grace period"
         );
-        let new_token = rotated.issue(UserId(7), "u", queue()).unwrap().0;
+        let new_token = rotated
+            .issue(&Holder::household(UserId(7), "u"), queue())
+            .unwrap()
+            .0;
         assert!(
             tokens(NEW).verify(Some(&new_token)).is_ok(),
             "signed with the new key"
@@ -273,7 +316,10 @@ mod tests {
     #[test]
     fn a_token_with_another_algorithm_or_a_tampered_claim_is_refused() {
         let t = tokens(OLD);
-        let token = t.issue(UserId(7), "u", queue()).unwrap().0;
+        let token = t
+            .issue(&Holder::household(UserId(7), "u"), queue())
+            .unwrap()
+            .0;
         let parts: Vec<&str> = token.split('.').collect();
         // alg: none
         let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";

@@ -111,6 +111,50 @@ positive_id!(
     UserId,
     "the user id"
 );
+positive_id!(
+    /// A provider of utilities, as named in the path of a provider's route.
+    ProviderId,
+    "the provider id"
+);
+
+/// What a user may do; a token carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Pays and reads the bills of the apartments it owns (or linked).
+    Household,
+    /// Acts for one provider: sends its bills, voids them, sets its policy.
+    Provider,
+    /// Runs the service: creates providers and users, reads any apartment, never pays.
+    Operator,
+}
+
+impl Role {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        match raw {
+            "household" => Ok(Self::Household),
+            "provider" => Ok(Self::Provider),
+            "operator" => Ok(Self::Operator),
+            _ => Err(ParseError::new(
+                "`role` must be one of household, provider, operator",
+            )),
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Household => "household",
+            Self::Provider => "provider",
+            Self::Operator => "operator",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Where a request came from, as the gateway saw it (`$context.identity.sourceIp`), in the form
 /// the login throttle counts by: an IPv4 address, or the /64 network of an IPv6 one (a single

@@ -87,7 +87,7 @@ impl Worker {
     /// be delivered again.
     pub async fn batch(&self, event: SqsEvent) -> SqsBatchResponse {
         self.reload_keys_when_due().await;
-        let before = self.engine.metrics.snapshot();
+        let before = self.engine.services.metrics.snapshot();
         let mut response = SqsBatchResponse::default();
         let handled = event.records.into_iter().map(|record| async move {
             let message_id = record.message_id.unwrap_or_default();
@@ -110,7 +110,7 @@ impl Worker {
                 response.batch_item_failures.push(failure);
             }
         }
-        let metrics = self.engine.metrics.snapshot();
+        let metrics = self.engine.services.metrics.snapshot();
         if metrics.password_checks > before.password_checks
             || metrics.replies_too_large > before.replies_too_large
         {
@@ -124,7 +124,7 @@ impl Worker {
         if loaded.elapsed() < KEY_RELOAD {
             return;
         }
-        match self.engine.tokens.reload().await {
+        match self.engine.services.tokens.reload().await {
             Ok(()) => *loaded = Instant::now(),
             // The keys in hand still work; try again at the next invocation.
             Err(e) => tracing::warn!(error = format!("{e:#}"), "reloading the JWT keys failed"),

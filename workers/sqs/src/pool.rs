@@ -134,7 +134,12 @@ impl WorkerPool {
             retried = PoolStats::get(&stats.retried),
             "worker pool drained"
         );
-        self.shared.engine.metrics.snapshot().log("engine metrics");
+        self.shared
+            .engine
+            .services
+            .metrics
+            .snapshot()
+            .log("engine metrics");
     }
 }
 
@@ -178,13 +183,13 @@ impl Shared {
 
     /// Logs the engine's metrics every [`METRICS_EVERY`] when they changed.
     async fn report_now_and_then(&self, shutdown: CancellationToken) {
-        let mut last = self.engine.metrics.snapshot();
+        let mut last = self.engine.services.metrics.snapshot();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(METRICS_EVERY) => {}
                 _ = shutdown.cancelled() => return,
             }
-            let now = self.engine.metrics.snapshot();
+            let now = self.engine.services.metrics.snapshot();
             if now != last {
                 now.log("engine metrics");
                 last = now;

@@ -1,92 +1,16 @@
-//! One handler per route, each in the file of the same name. They take typed commands and return
-//! the reply's `data`, or say whether a failure is the client's (rejected) or passing (transient).
-
-pub mod auth;
-pub mod histories;
-pub mod payments;
-pub mod utils;
+//! What several routes share: the apartment access check, the bill as clients see it, pages of
+//! long lists, and reads through the versioned cache.
 
 use chrono::NaiveDate;
 use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
-use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use super::Context;
 use crate::cache::CacheKey;
-use crate::engine::Engine;
-use crate::envelope::{Command, Envelope};
-use crate::reply::ErrorCode;
-use crate::store;
-use crate::token::Session;
-use crate::types::{ApartmentId, BillId, Currency, QueueName, amount};
-
-/// What happens to the message when a handler fails.
-#[derive(Debug, thiserror::Error)]
-pub enum HandlerError {
-    /// The client's request cannot succeed as sent: it gets an error reply, the message is done.
-    #[error("{message}")]
-    Rejected { code: ErrorCode, message: String },
-    /// A valid token presented with another reply queue than the one it was issued for. The
-    /// refusal goes to the token's own queue, never to a queue the token does not name: whoever
-    /// holds a copy of the token learns nothing, and its owner sees the attempt.
-    #[error("the token was issued for another reply queue")]
-    WrongQueue { token_queue: QueueName },
-    /// A dependency failed; no reply, the message goes back to the queue and is tried again.
-    #[error("transient failure")]
-    Transient(#[source] anyhow::Error),
-    /// A bug or broken invariant; trying again would fail the same way. The client gets `internal`.
-    #[error("internal failure")]
-    Internal(#[source] anyhow::Error),
-}
-
-impl HandlerError {
-    pub fn rejected(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::Rejected {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<tokio_postgres::Error> for HandlerError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        if store::is_transient(&e) {
-            Self::Transient(e.into())
-        } else {
-            Self::Internal(e.into())
-        }
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for HandlerError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        Self::Transient(e.into())
-    }
-}
-
-pub type HandlerResult = Result<Value, HandlerError>;
-
-/// Routes a parsed request to its handler: the one `match` over the commands.
-pub async fn dispatch(engine: &Engine, envelope: &Envelope) -> HandlerResult {
-    match &envelope.command {
-        Command::Auth { username, password } => {
-            auth::run(engine, envelope, username, password).await
-        }
-        Command::Utils { apartment, cursor } => {
-            utils::run(engine, envelope, *apartment, *cursor).await
-        }
-        Command::Histories {
-            apartment,
-            window,
-            cursor,
-        } => histories::run(engine, envelope, *apartment, *window, *cursor).await,
-        Command::Payments { apartment, bills } => {
-            payments::run(engine, envelope, *apartment, bills).await
-        }
-    }
-}
+use crate::error::{ErrorCode, HandlerError, HandlerResult};
+use crate::types::{ApartmentId, BillId, Currency, Role, amount};
 
 /// An apartment the caller may act on, as it stands now.
 pub struct Access {
@@ -98,39 +22,17 @@ pub struct Access {
     pub db_now: chrono::DateTime<chrono::Utc>,
 }
 
-/// Checks the token, and that it was issued for this reply queue. Needs no database.
-pub fn session(engine: &Engine, envelope: &Envelope) -> Result<Session, HandlerError> {
-    let session = engine
-        .tokens
-        .verify_at(
-            envelope.token.as_ref().map(|t| t.expose_secret()),
-            envelope.requested_at,
-        )
-        .map_err(|e| {
-            tracing::info!(auth.refused = %e, "token refused");
-            HandlerError::rejected(
-                ErrorCode::Unauthorized,
-                "a valid bearer token is required; log in at /auth",
-            )
-        })?;
-    if session.queue != envelope.reply_to {
-        return Err(HandlerError::WrongQueue {
-            token_queue: session.queue,
-        });
-    }
-    Ok(session)
-}
-
 /// The apartment's version and currency, whether user `$2` owns apartment `$1`, and the
 /// database's clock; [`access`] reads its row.
 pub const ACCESS: &str = "SELECT a.version, a.currency, EXISTS (SELECT 1 FROM apartment_owners o
                               WHERE o.apartment_id = a.id AND o.user_id = $2), clock_timestamp()
                           FROM apartments a WHERE a.id = $1";
 
-/// Whether the apartment exists and is the caller's, from the row of [`ACCESS`] (none: no such
-/// apartment).
+/// Whether the apartment exists and `role` may act on it (its owner, or an operator), from the
+/// row of [`ACCESS`] (none: no such apartment).
 pub fn access(
     apartment: ApartmentId,
+    role: Role,
     row: Option<tokio_postgres::Row>,
 ) -> Result<Access, HandlerError> {
     let Some(row) = row else {
@@ -139,7 +41,7 @@ pub fn access(
             format!("apartment {apartment} does not exist"),
         ));
     };
-    if !row.get::<_, bool>(2) {
+    if !row.get::<_, bool>(2) && role != Role::Operator {
         return Err(HandlerError::rejected(
             ErrorCode::Forbidden,
             format!("apartment {apartment} is not yours"),
@@ -154,20 +56,18 @@ pub fn access(
     })
 }
 
-/// Checks the token, that the token was issued for this reply queue, and, on `client`, that its
-/// user owns the apartment.
+/// Checks, on `client`, that the caller may act on the apartment.
 pub async fn authorize(
-    engine: &Engine,
-    envelope: &Envelope,
+    cx: &Context<'_>,
     client: &impl GenericClient,
     apartment: ApartmentId,
 ) -> Result<Access, HandlerError> {
-    let session = session(engine, envelope)?;
+    let session = cx.caller()?;
     let statement = client.prepare_cached(ACCESS).await?;
     let row = client
         .query_opt(&statement, &[&apartment.0, &session.user_id.0])
         .await?;
-    access(apartment, row)
+    access(apartment, session.role, row)
 }
 
 /// A bill as clients see it, in `utils` and (with its payment) in `histories`.
@@ -237,23 +137,22 @@ pub fn page_after<T: Serialize>(items: &[T], carried: impl Fn(&T) -> bool) -> (&
 /// entry under `key` if it was read at the apartment's current version (both asked at once), or
 /// else what `load` reads, which is then cached at that version.
 pub async fn read_versioned<T: Serialize + DeserializeOwned>(
-    engine: &Engine,
-    envelope: &Envelope,
+    cx: &Context<'_>,
     apartment: ApartmentId,
     key: CacheKey,
     load: impl AsyncFnOnce(&deadpool_postgres::Object, &Access) -> Result<T, HandlerError>,
 ) -> Result<(Access, T), HandlerError> {
-    let client = engine.store.get().await?;
+    let client = cx.services.store.get().await?;
     let (access, cached) = tokio::join!(
-        authorize(engine, envelope, &client, apartment),
-        engine.cache.get_versioned::<T>(key)
+        authorize(cx, &client, apartment),
+        cx.services.cache.get_versioned::<T>(key)
     );
     let access = access?;
     let data = match cached {
         Some((version, cached)) if version == access.version => cached,
         _ => {
             let loaded = load(&client, &access).await?;
-            engine
+            cx.services
                 .cache
                 .put_versioned(key, access.version, &loaded)
                 .await;
@@ -283,7 +182,7 @@ pub fn json_len<T: Serialize>(value: &T) -> usize {
 
 /// Serialises a handler's data for the reply.
 pub fn to_data<T: Serialize>(value: &T) -> HandlerResult {
-    serde_json::to_value(value).map_err(|e| HandlerError::Internal(e.into()))
+    serde_json::to_value(value).map_err(HandlerError::internal)
 }
 
 #[cfg(test)]

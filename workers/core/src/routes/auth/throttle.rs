@@ -29,9 +29,8 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use crate::engine::Engine;
-use crate::handlers::HandlerError;
-use crate::reply::ErrorCode;
+use crate::error::{ErrorCode, HandlerError};
+use crate::services::Services;
 use crate::types::Source;
 
 /// Failed logins in a window that lock a scope.
@@ -83,7 +82,7 @@ pub struct Granted {
 /// Waits until the attempt may check its password, and looks the user up meanwhile. Refuses the
 /// attempt while a scope is locked.
 pub async fn reserve(
-    engine: &Engine,
+    services: &Services,
     username: &str,
     source: &Source,
 ) -> Result<Granted, HandlerError> {
@@ -97,7 +96,7 @@ pub async fn reserve(
     let mut pause = Duration::from_millis(5);
     let mut held = false;
     loop {
-        let client = engine.store.get().await?;
+        let client = services.store.get().await?;
         let (reserve, user) =
             tokio::try_join!(client.prepare_cached(RESERVE), client.prepare_cached(USER))?;
         let source = lease.source.as_str();
@@ -118,7 +117,7 @@ pub async fn reserve(
         match verdict.get::<_, &str>(0) {
             "go" => return Ok(Granted { lease, user: row }),
             "locked" => {
-                engine.metrics.login_locked();
+                services.metrics.login_locked();
                 let scope: String = verdict.get(1);
                 let until: DateTime<Utc> = verdict.get(2);
                 return Err(locked(&scope, until));
@@ -126,7 +125,7 @@ pub async fn reserve(
             _ => {
                 if !held {
                     held = true;
-                    engine.metrics.login_held();
+                    services.metrics.login_held();
                 }
                 if started.elapsed() >= WAIT_AT_MOST {
                     return Err(HandlerError::Transient(anyhow::anyhow!(

@@ -19,14 +19,78 @@ use deadpool_postgres::GenericClient;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{
-    Access, BILL_COLUMNS, BillView, HandlerError, HandlerResult, page_after, read_versioned,
-    to_data,
-};
+use super::common::{Access, BILL_COLUMNS, BillView, page_after, read_versioned, to_data};
+use super::{Callers, Context, HandlerError, HandlerResult, Route, body};
 use crate::cache::CacheKey;
-use crate::engine::Engine;
-use crate::envelope::{DateWindow, Envelope};
-use crate::types::{ApartmentId, BillId, Currency, ParseError};
+use crate::call::Path;
+use crate::envelope::parse_date;
+use crate::types::{ApartmentId, BillId, Currency, ParseError, Role};
+
+#[derive(Debug)]
+pub struct Request {
+    pub apartment: ApartmentId,
+    /// The window of settled history the client already holds.
+    pub window: Option<DateWindow>,
+    pub cursor: Option<Cursor>,
+}
+
+/// The window of settled history, by payment date, that the client already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateWindow {
+    pub date_down: NaiveDate,
+    pub date_up: NaiveDate,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    #[serde(default)]
+    date_down: Option<String>,
+    #[serde(default)]
+    date_up: Option<String>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+impl Route for Request {
+    const CALLERS: Callers = Callers::Roles(&[Role::Household, Role::Operator]);
+
+    fn parse(
+        path: &Path,
+        raw: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, ParseError> {
+        let b: Body = body(raw)?;
+        let window = match (b.date_down, b.date_up) {
+            (None, None) => None,
+            (Some(down), Some(up)) => {
+                let date_down = parse_date("date_down", &down)?;
+                let date_up = parse_date("date_up", &up)?;
+                if date_down > date_up {
+                    return Err(ParseError::new("`date_down` must not be after `date_up`"));
+                }
+                Some(DateWindow { date_down, date_up })
+            }
+            _ => {
+                return Err(ParseError::new(
+                    "`date_down` and `date_up` go together: send both or neither",
+                ));
+            }
+        };
+        Ok(Self {
+            apartment: path.apartment()?,
+            window,
+            cursor: b.cursor.as_deref().map(Cursor::parse).transpose()?,
+        })
+    }
+
+    fn apartment(&self) -> Option<ApartmentId> {
+        Some(self.apartment)
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> HandlerResult {
+        run(cx, self.apartment, self.window, self.cursor).await
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SettledBill {
@@ -102,19 +166,17 @@ impl Serialize for Cursor {
     }
 }
 
-pub async fn run(
-    engine: &Engine,
-    envelope: &Envelope,
+async fn run(
+    cx: &Context<'_>,
     apartment: ApartmentId,
     held: Option<DateWindow>,
     cursor: Option<Cursor>,
 ) -> HandlerResult {
     let key = CacheKey::Histories { apartment };
-    let (access, settled) =
-        read_versioned(engine, envelope, apartment, key, async |client, access| {
-            load(client, access).await
-        })
-        .await?;
+    let (access, settled) = read_versioned(cx, apartment, key, async |client, access| {
+        load(client, access).await
+    })
+    .await?;
     // A day counts as over ten minutes after it ended: the margin for a payment written just
     // before midnight whose transaction commits just after.
     let today = (access.db_now - chrono::Duration::minutes(10)).date_naive();
@@ -157,13 +219,13 @@ fn delta(
     // A client cannot hold a day that is not over yet.
     let held = held
         .map(|w| DateWindow {
-            down: w.down,
-            up: w.up.min(complete_through),
+            date_down: w.date_down,
+            date_up: w.date_up.min(complete_through),
         })
-        .filter(|w| w.down <= w.up);
-    let holds = |day: NaiveDate| held.is_some_and(|w| w.down <= day && day <= w.up);
+        .filter(|w| w.date_down <= w.date_up);
+    let holds = |day: NaiveDate| held.is_some_and(|w| w.date_down <= day && day <= w.date_up);
     let earliest = settled.iter().map(|s| s.paid_at.date_naive()).min();
-    let date_down = [held.map(|w| w.down), earliest, Some(complete_through)]
+    let date_down = [held.map(|w| w.date_down), earliest, Some(complete_through)]
         .into_iter()
         .flatten()
         .min()

@@ -12,11 +12,54 @@ use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::{Access, BILL_COLUMNS, BillView, HandlerResult, page_after, read_versioned, to_data};
+use super::common::{Access, BILL_COLUMNS, BillView, page_after, read_versioned, to_data};
+use super::{Callers, Context, HandlerError, HandlerResult, Route, body};
 use crate::cache::CacheKey;
-use crate::engine::Engine;
-use crate::envelope::Envelope;
-use crate::types::{ApartmentId, BillId, Currency, ParseError, amount_string};
+use crate::call::Path;
+use crate::types::{ApartmentId, BillId, Currency, ParseError, Role, amount_string};
+
+#[derive(Debug)]
+pub struct Request {
+    pub apartment: ApartmentId,
+    /// Where the previous page ended; `None` for the first page.
+    pub cursor: Option<Cursor>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+impl Route for Request {
+    const CALLERS: Callers = Callers::Roles(&[Role::Household, Role::Operator]);
+
+    fn parse(
+        path: &Path,
+        raw: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, ParseError> {
+        let b: Body = body(raw)?;
+        Ok(Self {
+            apartment: path.apartment()?,
+            cursor: b.cursor.as_deref().map(Cursor::parse).transpose()?,
+        })
+    }
+
+    fn apartment(&self) -> Option<ApartmentId> {
+        Some(self.apartment)
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> HandlerResult {
+        let apartment = self.apartment;
+        let key = CacheKey::Utils { apartment };
+        let (_, data) = read_versioned(cx, apartment, key, async |client, access| {
+            load(client, access).await
+        })
+        .await?;
+        to_data(&page(&data, self.cursor))
+    }
+}
 
 /// Every unpaid bill of the apartment with their totals: what is read and cached.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,20 +133,6 @@ impl Serialize for Cursor {
     }
 }
 
-pub async fn run(
-    engine: &Engine,
-    envelope: &Envelope,
-    apartment: ApartmentId,
-    cursor: Option<Cursor>,
-) -> HandlerResult {
-    let key = CacheKey::Utils { apartment };
-    let (_, data) = read_versioned(engine, envelope, apartment, key, async |client, access| {
-        load(client, access).await
-    })
-    .await?;
-    to_data(&page(&data, cursor))
-}
-
 /// The page after `cursor` (the first without one).
 fn page(data: &UtilsData, cursor: Option<Cursor>) -> UtilsPage<'_> {
     // Bills are in the order of due date and id, as the cursor counts.
@@ -120,10 +149,7 @@ fn page(data: &UtilsData, cursor: Option<Cursor>) -> UtilsPage<'_> {
     }
 }
 
-async fn load(
-    client: &impl GenericClient,
-    access: &Access,
-) -> Result<UtilsData, super::HandlerError> {
+async fn load(client: &impl GenericClient, access: &Access) -> Result<UtilsData, HandlerError> {
     let statement = client
         .prepare_cached(&format!(
             "SELECT {BILL_COLUMNS} FROM bills b JOIN providers p ON p.id = b.provider_id

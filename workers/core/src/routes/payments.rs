@@ -13,12 +13,68 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::{ACCESS, HandlerError, HandlerResult, access, session, to_data};
+use super::common::{ACCESS, access, to_data};
+use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, body};
 use crate::cache::CacheKey;
-use crate::engine::Engine;
-use crate::envelope::Envelope;
-use crate::reply::ErrorCode;
-use crate::types::{ApartmentId, BillId, Currency, amount};
+use crate::call::{Call, Path};
+use crate::types::{ApartmentId, BillId, Currency, ParseError, Role, amount};
+
+/// How many bills one payment may settle.
+pub const MAX_BILLS_PER_PAYMENT: usize = 100;
+
+#[derive(Debug)]
+pub struct Request {
+    pub apartment: ApartmentId,
+    /// Distinct, in the order the client listed them.
+    pub bills_id: Vec<BillId>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    bills_id: Vec<i64>,
+}
+
+impl Route for Request {
+    const CALLERS: Callers = Callers::Roles(&[Role::Household]);
+
+    fn parse(path: &Path, raw: serde_json::Map<String, Value>) -> Result<Self, ParseError> {
+        let b: Body = body(raw)?;
+        if b.bills_id.is_empty() {
+            return Err(ParseError::new("`bills_id` must name at least one bill"));
+        }
+        if b.bills_id.len() > MAX_BILLS_PER_PAYMENT {
+            return Err(ParseError::new(format!(
+                "one payment settles at most {MAX_BILLS_PER_PAYMENT} bills"
+            )));
+        }
+        let mut bills_id = Vec::with_capacity(b.bills_id.len());
+        for id in b.bills_id {
+            if id <= 0 {
+                return Err(ParseError::new(format!(
+                    "bill id {id} is not a positive whole number"
+                )));
+            }
+            let id = BillId(id);
+            if bills_id.contains(&id) {
+                return Err(ParseError::new(format!("bill {id} is listed twice")));
+            }
+            bills_id.push(id);
+        }
+        Ok(Self {
+            apartment: path.apartment()?,
+            bills_id,
+        })
+    }
+
+    fn apartment(&self) -> Option<ApartmentId> {
+        Some(self.apartment)
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> HandlerResult {
+        run(cx, self.apartment, &self.bills_id).await
+    }
+}
 
 #[derive(Debug, Serialize)]
 pub struct Receipt {
@@ -31,18 +87,14 @@ pub struct Receipt {
     pub paid_at: DateTime<Utc>,
 }
 
-pub async fn run(
-    engine: &Engine,
-    envelope: &Envelope,
-    apartment: ApartmentId,
-    bills: &[BillId],
-) -> HandlerResult {
-    let session = session(engine, envelope)?;
+async fn run(cx: &Context<'_>, apartment: ApartmentId, bills: &[BillId]) -> HandlerResult {
+    let session = cx.caller()?;
     let user = session.user_id;
+    let call = cx.call;
     let fingerprint = fingerprint(apartment, bills);
     let ids: Vec<i64> = bills.iter().map(|b| b.0).collect();
 
-    let mut client = engine.store.get().await?;
+    let mut client = cx.services.store.get().await?;
     let tx = client.transaction().await?;
     // Statements are prepared once per connection; after that, each step below is one round
     // trip: the statements of a step are pipelined, sent together and answered in order.
@@ -66,14 +118,14 @@ pub async fn run(
     // 1. Who may pay, and the claim on the request id. A refusal rolls the claim back.
     let fingerprint = fingerprint.as_slice();
     let check_params: [&(dyn ToSql + Sync); 2] = [&apartment.0, &user.0];
-    let claim_params: [&(dyn ToSql + Sync); 3] = [&envelope.request_id.0, &user.0, &fingerprint];
+    let claim_params: [&(dyn ToSql + Sync); 3] = [&call.request_id.0, &user.0, &fingerprint];
     let (row, claimed) = tokio::try_join!(
         tx.query_opt(&check, &check_params),
         tx.query_opt(&claim, &claim_params),
     )?;
-    let access = access(apartment, row)?;
+    let access = access(apartment, session.role, row)?;
     if claimed.is_none() {
-        return replay(&tx, envelope, user.0, fingerprint).await;
+        return replay(&tx, call, user.0, fingerprint).await;
     }
 
     // 2. The bills, locked in id order; then the clock, read once the locks are held, so a
@@ -127,14 +179,14 @@ pub async fn run(
         &receipt.payment_id,
         &apartment.0,
         &user.0,
-        &envelope.request_id.0,
+        &call.request_id.0,
         &total,
         &currency,
         &paid_at,
     ];
     let settle_params: [&(dyn ToSql + Sync); 2] = [&receipt.payment_id, &ids];
     let bump_params: [&(dyn ToSql + Sync); 1] = [&apartment.0];
-    let record_params: [&(dyn ToSql + Sync); 2] = [&envelope.request_id.0, &data];
+    let record_params: [&(dyn ToSql + Sync); 2] = [&call.request_id.0, &data];
     let (_, settled, _, _) = tokio::try_join!(
         tx.execute(&insert, &insert_params),
         tx.execute(&settle, &settle_params),
@@ -150,7 +202,7 @@ pub async fn run(
     tx.commit().await?;
 
     // Only after the commit: readers already ignore the old version; this just frees the memory.
-    engine
+    cx.services
         .cache
         .forget(&[
             CacheKey::Utils { apartment },
@@ -164,14 +216,14 @@ pub async fn run(
 /// refused.
 async fn replay(
     tx: &tokio_postgres::Transaction<'_>,
-    envelope: &Envelope,
+    call: &Call,
     user: i64,
     fingerprint: &[u8],
 ) -> HandlerResult {
     let row = tx
         .query_one(
             "SELECT user_id, kind, fingerprint, reply FROM processed_requests WHERE request_id = $1",
-            &[&envelope.request_id.0],
+            &[&call.request_id.0],
         )
         .await?;
     let same = row.get::<_, i64>(0) == user

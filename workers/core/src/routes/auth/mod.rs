@@ -1,0 +1,180 @@
+//! `auth`: checks a username and password and issues a token bound to the client's reply queue,
+//! with the apartments the user owns. Attempts go through the [`throttle`] first.
+
+pub mod throttle;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::common::{page_len, to_data};
+use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, body};
+use crate::cache::CacheKey;
+use crate::call::Path;
+use crate::password;
+use crate::services::Services;
+use crate::token::Holder;
+use crate::types::{ApartmentId, ParseError, ProviderId, Role, UserId};
+
+/// Bounds the Argon2 work an attacker can ask for with one login.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+#[derive(Debug)]
+pub struct Request {
+    /// Trimmed and in lower case.
+    pub username: String,
+    pub password: SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    username: String,
+    password: String,
+}
+
+impl Route for Request {
+    const CALLERS: Callers = Callers::Anyone;
+
+    fn parse(
+        _: &Path,
+        raw: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, ParseError> {
+        let b: Body = body(raw)?;
+        Ok(Self {
+            username: parse_username(&b.username)?,
+            password: parse_password(b.password)?,
+        })
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> HandlerResult {
+        run(cx, &self.username, &self.password).await
+    }
+}
+
+/// A username as it is stored: trimmed, in lower case, 1 to 63 characters without control
+/// characters (Postgres refuses NUL in text).
+pub fn parse_username(raw: &str) -> Result<String, ParseError> {
+    let username = raw.trim().to_ascii_lowercase();
+    if username.is_empty() || username.len() > 63 {
+        return Err(ParseError::new("`username` must be 1 to 63 characters"));
+    }
+    if username.chars().any(char::is_control) {
+        return Err(ParseError::new(
+            "`username` must not contain control characters",
+        ));
+    }
+    Ok(username)
+}
+
+/// A password of 1 to [`MAX_PASSWORD_BYTES`] bytes.
+pub fn parse_password(raw: String) -> Result<SecretString, ParseError> {
+    if raw.is_empty() || raw.len() > MAX_PASSWORD_BYTES {
+        return Err(ParseError::new(format!(
+            "`password` must be 1 to {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    Ok(raw.into())
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuthData {
+    pub token: String,
+    pub token_type: &'static str,
+    pub expires_at: DateTime<Utc>,
+    pub user: User,
+    /// By id; as many as one page carries (see [`super::page_len`]).
+    pub apartments: Vec<Apartment>,
+    /// The user owns more apartments than one page carries (500, fewer with long addresses).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub more_apartments: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub role: Role,
+    pub provider_id: Option<ProviderId>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Apartment {
+    pub id: ApartmentId,
+    pub address: String,
+}
+
+async fn run(cx: &Context<'_>, username: &str, password: &SecretString) -> HandlerResult {
+    let (services, call) = (cx.services, cx.call);
+    // Leave to check the password (or a refusal while a throttle limit holds), and the user's row.
+    let throttle::Granted { lease, user } =
+        throttle::reserve(services, username, &call.source).await?;
+    let (user, hash) = match user {
+        Some(row) => (Some(UserId(row.get(0))), Some(row.get::<_, String>(1))),
+        None => (None, None),
+    };
+    // No connection is held during the deliberately slow check.
+    let verified = services
+        .passwords
+        .verify(password.clone(), hash)
+        .await
+        .map_err(|e| match e {
+            password::CheckError::Busy => HandlerError::Transient(e.into()),
+            password::CheckError::Failed(e) => HandlerError::Internal(e),
+        })?;
+    let user = user.filter(|_| verified);
+    throttle::settle(&services.store.get().await?, lease, user.is_some()).await?;
+    let Some(user) = user else {
+        return Err(HandlerError::rejected(
+            ErrorCode::Unauthorized,
+            "invalid username or password",
+        ));
+    };
+
+    let mut apartments = apartments(services, user).await?;
+    let fitting = page_len(&apartments);
+    let more_apartments = fitting < apartments.len();
+    apartments.truncate(fitting);
+    let holder = Holder::household(user, username);
+    let (token, expires_at) = services
+        .tokens
+        .issue(&holder, call.reply_to)
+        .map_err(HandlerError::Internal)?;
+    to_data(&AuthData {
+        token,
+        token_type: "Bearer",
+        expires_at,
+        user: User {
+            id: user,
+            username: username.to_owned(),
+            role: holder.role,
+            provider_id: holder.provider,
+        },
+        apartments,
+        more_apartments,
+    })
+}
+
+async fn apartments(services: &Services, user: UserId) -> Result<Vec<Apartment>, HandlerError> {
+    let key = CacheKey::Apartments { user };
+    if let Some(cached) = services.cache.get(key).await {
+        return Ok(cached);
+    }
+    let client = services.store.get().await?;
+    let statement = client
+        .prepare_cached(
+            "SELECT a.id, a.address FROM apartments a JOIN apartment_owners o ON o.apartment_id = a.id
+             WHERE o.user_id = $1 ORDER BY a.id",
+        )
+        .await?;
+    let rows = client.query(&statement, &[&user.0]).await?;
+    let apartments: Vec<Apartment> = rows
+        .iter()
+        .map(|r| Apartment {
+            id: ApartmentId(r.get(0)),
+            address: r.get(1),
+        })
+        .collect();
+    services.cache.put(key, &apartments).await;
+    Ok(apartments)
+}

@@ -1,0 +1,225 @@
+//! The routes: one module per operation, holding its request (the body and how it parses), its
+//! handler and its reply data. The same word names the gateway route, the `route` attribute of
+//! the envelope, the module, the reply's `kind` and the test file.
+//!
+//! Adding an operation is: its gateway entry (`gateway-config/openapi.yaml`), its module here,
+//! one line in [`routes!`] below, its SQL (`sql/`), its tests.
+//!
+//! Each module's `Request` implements [`Route`]: who may call it ([`Route::CALLERS`]), how it is
+//! read from the path and the body ([`Route::parse`]) and what it does ([`Route::run`]). The
+//! token is checked, and the caller's role, before `run` is called.
+
+// pub mod apartments_link;
+pub mod auth;
+// pub mod bill;
+// pub mod bill_void;
+// pub mod bills_ingest;
+pub mod common;
+pub mod histories;
+// pub mod idempotency;
+pub mod payments;
+// pub mod policy;
+// pub mod provider;
+// pub mod user;
+pub mod utils;
+
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::call::{Call, Path};
+pub use crate::error::{ErrorCode, HandlerError, HandlerResult};
+use crate::services::Services;
+use crate::token::Session;
+use crate::types::{ApartmentId, ParseError, Role};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy)]
+pub enum Callers {
+    /// Anybody, with or without a token (logging in).
+    Anyone,
+    /// Holders of a valid token with one of these roles; others get `forbidden`.
+    Roles(&'static [Role]),
+}
+
+/// One operation's request.
+pub trait Route: Sized {
+    const CALLERS: Callers;
+
+    /// Reads the request from the path and the body (without `queue_name` and `request_id`, which
+    /// the envelope read).
+    fn parse(path: &Path, body: Map<String, Value>) -> Result<Self, ParseError>;
+
+    /// The apartment the request is about, for logs.
+    fn apartment(&self) -> Option<ApartmentId> {
+        None
+    }
+
+    fn run(&self, cx: &Context<'_>) -> impl Future<Output = HandlerResult> + Send;
+}
+
+/// What a route runs with: the services, the request's [`Call`] and, for routes that take a
+/// token, the session it carries.
+pub struct Context<'a> {
+    pub services: &'a Services,
+    pub call: &'a Call,
+    session: Option<Session>,
+}
+
+impl Context<'_> {
+    /// The caller, for a route with [`Callers::Roles`] (always checked before it runs).
+    pub fn caller(&self) -> Result<&Session, HandlerError> {
+        self.session.as_ref().ok_or_else(|| {
+            HandlerError::internal(anyhow::anyhow!("a route without callers asked for one"))
+        })
+    }
+}
+
+/// Reads a body into the route's body type, whose fields say what the route accepts.
+pub fn body<T: DeserializeOwned>(body: Map<String, Value>) -> Result<T, ParseError> {
+    serde_json::from_value(Value::Object(body))
+        .map_err(|e| ParseError::new(format!("invalid body: {e}")))
+}
+
+macro_rules! routes {
+    ($($(#[$doc:meta])* $variant:ident => $module:ident,)*) => {
+        /// The operation a request asked for; the same word names the route, the envelope, the
+        /// module and the reply.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Kind {
+            $($(#[$doc])* $variant,)*
+            /// A message whose route the engine does not know.
+            Unknown,
+        }
+
+        impl Kind {
+            /// Every known operation, in the order of this list.
+            pub const ALL: &[Kind] = &[$(Kind::$variant,)*];
+
+            pub fn parse(route: &str) -> Self {
+                match route {
+                    $(stringify!($module) => Self::$variant,)*
+                    _ => Self::Unknown,
+                }
+            }
+
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $(Self::$variant => stringify!($module),)*
+                    Self::Unknown => "unknown",
+                }
+            }
+        }
+
+        /// A parsed request of any route.
+        #[derive(Debug)]
+        pub enum Request {
+            $($variant($module::Request),)*
+        }
+
+        impl Request {
+            pub fn parse(kind: Kind, path: &Path, body: Map<String, Value>) -> Result<Self, ParseError> {
+                match kind {
+                    $(Kind::$variant => <$module::Request as Route>::parse(path, body).map(Self::$variant),)*
+                    Kind::Unknown => Err(ParseError::new("unknown route")),
+                }
+            }
+
+            pub fn kind(&self) -> Kind {
+                match self {
+                    $(Self::$variant(_) => Kind::$variant,)*
+                }
+            }
+
+            pub fn apartment(&self) -> Option<ApartmentId> {
+                match self {
+                    $(Self::$variant(r) => r.apartment(),)*
+                }
+            }
+
+            /// Checks the caller against the route's [`Route::CALLERS`], then runs it.
+            pub async fn run(&self, services: &Services, call: &Call) -> HandlerResult {
+                match self {
+                    $(Self::$variant(r) => run(r, services, call).await,)*
+                }
+            }
+        }
+    };
+}
+
+routes! {
+    /// Log in: `POST /auth`.
+    Auth => auth,
+    /// An apartment's open bills: `POST /apartments/{apartment_id}/utils`.
+    Utils => utils,
+    /// An apartment's settled bills: `POST /apartments/{apartment_id}/histories`.
+    Histories => histories,
+    /// Pay bills: `POST /apartments/{apartment_id}/payments`.
+    Payments => payments,
+}
+
+impl serde::Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+async fn run<R: Route>(request: &R, services: &Services, call: &Call) -> HandlerResult {
+    let session = match R::CALLERS {
+        Callers::Anyone => None,
+        Callers::Roles(roles) => {
+            let session = session(services, call)?;
+            if !roles.contains(&session.role) {
+                return Err(HandlerError::rejected(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "this route is not open to the {} role; it takes {}",
+                        session.role,
+                        roles
+                            .iter()
+                            .map(Role::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            Some(session)
+        }
+    };
+    request
+        .run(&Context {
+            services,
+            call,
+            session,
+        })
+        .await
+}
+
+/// Checks the token, and that it was issued for this reply queue. Needs no database.
+fn session(services: &Services, call: &Call) -> Result<Session, HandlerError> {
+    let session = services
+        .tokens
+        .verify_at(
+            call.token.as_ref().map(|t| t.expose_secret()),
+            call.requested_at,
+        )
+        .map_err(|e| {
+            tracing::info!(auth.refused = %e, "token refused");
+            HandlerError::rejected(
+                ErrorCode::Unauthorized,
+                "a valid bearer token is required; log in at /auth",
+            )
+        })?;
+    if session.queue != call.reply_to {
+        return Err(HandlerError::WrongQueue {
+            token_queue: session.queue,
+        });
+    }
+    Ok(session)
+}
