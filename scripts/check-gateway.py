@@ -34,6 +34,13 @@ CONTRACT = {
     "/apartments/{apartment_id}/histories/{queue_name}": ["get"],
     "/apartments/{apartment_id}/payments/{queue_name}": ["get"],
     "/replies/{queue_name}": ["get"],
+    "/apartments/{apartment_id}/bills/{bill_id}": ["post"],
+    "/apartments/link": ["post"],
+    "/providers/{provider_id}/bills": ["post"],
+    "/providers/{provider_id}/bills/{bill_id}/void": ["post"],
+    "/providers/{provider_id}/policy": ["post"],
+    "/providers": ["post"],
+    "/users": ["post"],
 }
 
 

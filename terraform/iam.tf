@@ -181,6 +181,8 @@ data "aws_iam_policy_document" "worker" {
       aws_secretsmanager_secret.database_password.arn,
       # the migrate command only (QBILL_DATABASE_MASTER_SECRET_ARN)
       aws_db_instance.qbill.master_user_secret[0].secret_arn,
+      # the create-operator command only (QBILL_OPERATOR_SECRET_ARN)
+      aws_secretsmanager_secret.first_operator.arn,
     ]
   }
 

@@ -1,5 +1,6 @@
 # The Rust worker (custom runtime, bootstrap binary in the zip built by scripts/package-lambda)
 # and the SQS event source mapping that drives it. worker_max_concurrency is the worker count.
+# EventBridge schedules invoke it too: the reply-queue sweep (hourly) and the overdue job (daily).
 
 resource "aws_cloudwatch_log_group" "worker" {
   #checkov:skip=CKV_AWS_338:Operational logs; retention is the operator's log_retention_days (default 30). Billing records live in PostgreSQL, audit trails (access logs, flow logs) keep audit_log_retention_days.
@@ -56,6 +57,7 @@ resource "aws_lambda_function" "worker" {
       REDIS_URL                          = "rediss://${aws_elasticache_replication_group.qbill.primary_endpoint_address}:6379"
       QBILL_REDIS_AUTH_SECRET_ARN        = aws_secretsmanager_secret.redis_auth.arn
       QBILL_JWT_SECRET_ARN               = aws_secretsmanager_secret.jwt.arn
+      QBILL_OPERATOR_SECRET_ARN          = aws_secretsmanager_secret.first_operator.arn
     }
   }
 
@@ -122,4 +124,28 @@ resource "aws_lambda_permission" "sweep" {
   function_name = aws_lambda_function.worker.function_name
   principal     = "events.amazonaws.com"
   source_arn    = aws_cloudwatch_event_rule.sweep.arn
+}
+
+# The overdue-bills job: the worker, invoked daily with {"qbill": "overdue"}, marks the bills past
+# their due date plus the provider's grace days overdue and charges their late fees. It is
+# idempotent and safe to run twice at once, so Lambda's retries of a failed asynchronous
+# invocation and a run by hand (see README.md) do no harm.
+resource "aws_cloudwatch_event_rule" "overdue" {
+  name                = "${var.name}-overdue"
+  description         = "Marks qbill bills overdue and charges their late fees"
+  schedule_expression = var.overdue_schedule
+}
+
+resource "aws_cloudwatch_event_target" "overdue" {
+  rule  = aws_cloudwatch_event_rule.overdue.name
+  arn   = aws_lambda_function.worker.arn
+  input = jsonencode({ qbill = "overdue" })
+}
+
+resource "aws_lambda_permission" "overdue" {
+  statement_id  = "AllowOverdueSchedule"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.worker.function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.overdue.arn
 }

@@ -24,7 +24,7 @@ output "reply_queue_prefix" {
 }
 
 output "lambda_function_name" {
-  description = "Name of the worker function (for aws lambda invoke ... migrate)."
+  description = "Name of the worker function (for aws lambda invoke ... migrate, create-operator, overdue)."
   value       = aws_lambda_function.worker.function_name
 }
 
@@ -61,6 +61,11 @@ output "database_password_secret_arn" {
 output "database_master_secret_arn" {
   description = "RDS-managed secret of the master user, JSON {username, password} (used by the migrate command only)."
   value       = aws_db_instance.qbill.master_user_secret[0].secret_arn
+}
+
+output "first_operator_secret_arn" {
+  description = "Secrets Manager secret holding the first operator's generated credentials, JSON {username, password} (read by the create-operator invocation)."
+  value       = aws_secretsmanager_secret.first_operator.arn
 }
 
 output "vpc_id" {

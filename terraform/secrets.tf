@@ -5,6 +5,8 @@
 #   database-password JSON {"username", "password"}: the worker login's password, for
 #                    database_auth = "secret" and for RDS Proxy (which requires this JSON shape;
 #                    it is also the shape of the RDS-managed master user secret)
+#   first-operator   JSON {"username", "password"}: the first operator user, created from it by
+#                    the {"qbill": "create-operator"} invocation (QBILL_OPERATOR_SECRET_ARN)
 # The master user secret is created and rotated by RDS itself (manage_master_user_password).
 #
 # Rotation is operator-driven: put a new value with `aws secretsmanager put-secret-value`. For
@@ -25,6 +27,15 @@ resource "random_password" "redis_auth" {
 resource "random_password" "database" {
   length  = 40
   special = false # goes into connection strings; 40 alphanumerics are ~238 bits
+}
+
+resource "random_password" "first_operator" {
+  length  = 32
+  special = false # typed into curl and JSON bodies; 32 alphanumerics are ~190 bits
+  # At least one of each kind, whatever password rules the application applies.
+  min_lower   = 1
+  min_upper   = 1
+  min_numeric = 1
 }
 
 resource "aws_secretsmanager_secret" "jwt" {
@@ -66,5 +77,21 @@ resource "aws_secretsmanager_secret_version" "database_password" {
   secret_string = jsonencode({
     username = var.database_user
     password = random_password.database.result
+  })
+}
+
+resource "aws_secretsmanager_secret" "first_operator" {
+  #checkov:skip=CKV2_AWS_57:Read only by the create-operator invocation, which creates the operator once (an existing user is left as it is); a rotation Lambda would change the secret but never the user's password, so there is nothing to rotate here.
+  name                    = "${var.name}/first-operator"
+  description             = "qbill: credentials of the first operator user, JSON {username, password} (read by the create-operator invocation)"
+  kms_key_id              = aws_kms_key.data.arn
+  recovery_window_in_days = var.secret_recovery_window_days
+}
+
+resource "aws_secretsmanager_secret_version" "first_operator" {
+  secret_id = aws_secretsmanager_secret.first_operator.id
+  secret_string = jsonencode({
+    username = var.first_operator_username
+    password = random_password.first_operator.result
   })
 }

@@ -591,3 +591,30 @@ variable "secret_recovery_window_days" {
     error_message = "secret_recovery_window_days must be 0 or between 7 and 30."
   }
 }
+
+# ---------------------------------------------------------------------------------------------
+# Billing jobs and operators
+# ---------------------------------------------------------------------------------------------
+
+variable "overdue_schedule" {
+  description = "EventBridge schedule of the daily overdue-bills job (the worker invoked with {\"qbill\": \"overdue\"}: bills past their due date plus the provider's grace days become overdue and are charged late fees). The default runs at 02:15 UTC."
+  type        = string
+  default     = "cron(15 2 * * ? *)"
+
+  validation {
+    condition     = can(regex("^(cron|rate)\\(.+\\)$", var.overdue_schedule))
+    error_message = "overdue_schedule must be an EventBridge schedule expression, cron(...) or rate(...)."
+  }
+}
+
+variable "first_operator_username" {
+  description = "Username of the first operator user, created by the {\"qbill\": \"create-operator\"} invocation with a generated password (first_operator_secret_arn)."
+  type        = string
+  default     = "ops"
+
+  validation {
+    # The users table's constraint on usernames.
+    condition     = can(regex("^[a-z0-9][a-z0-9._-]{1,62}$", var.first_operator_username))
+    error_message = "first_operator_username must be 2-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit."
+  }
+}

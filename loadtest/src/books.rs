@@ -55,7 +55,7 @@ pub async fn refresh_unpaid(pool: &Pool, users: &mut [User]) -> anyhow::Result<(
         .get()
         .await?
         .query(
-            "SELECT apartment_id, id FROM bills WHERE apartment_id = ANY($1) AND status = 'unpaid' ORDER BY id",
+            "SELECT apartment_id, id FROM bills WHERE apartment_id = ANY($1) AND status IN ('open', 'overdue') ORDER BY id",
             &[&apartments],
         )
         .await?;

@@ -386,7 +386,7 @@ async fn forty_odd_hostile_requests_each_get_the_right_error_and_change_nothing(
     assert_eq!(
         count(
             &db,
-            "SELECT count(*) FROM bills WHERE id = 3081 AND status = 'unpaid'",
+            "SELECT count(*) FROM bills WHERE id = 3081 AND status = 'open'",
             &[]
         )
         .await,

@@ -154,7 +154,7 @@ async fn a_message_without_a_readable_reply_queue_is_dropped_not_retried() {
         format!(
             "{{\"queue_name\": \"{}\", \"pad\": \"{}\"}}",
             Uuid::new_v4(),
-            "x".repeat(70_000)
+            "x".repeat(300_000)
         ),
     ];
     for body in bodies {

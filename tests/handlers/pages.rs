@@ -23,7 +23,7 @@ async fn bills_of(f: &Fixture, apartment: i64, unpaid: bool) -> Vec<i64> {
     let client = f.db.pool.get().await.unwrap();
     client
         .query(
-            "SELECT id FROM bills WHERE apartment_id = $1 AND (status = 'unpaid' OR NOT $2)
+            "SELECT id FROM bills WHERE apartment_id = $1 AND (status = 'open' OR NOT $2)
              ORDER BY due_date, id",
             &[&apartment, &unpaid],
         )

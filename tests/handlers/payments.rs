@@ -155,7 +155,7 @@ async fn paying_another_users_apartment_is_forbidden_and_pays_nothing() {
     assert_eq!(error_code(&reply), "forbidden");
     assert_eq!(
         f.db.count(
-            "SELECT count(*) FROM bills WHERE id = 3081 AND status = 'unpaid'",
+            "SELECT count(*) FROM bills WHERE id = 3081 AND status = 'open'",
             &[]
         )
         .await,
@@ -303,7 +303,7 @@ async fn every_payment_and_bill_change_is_audited_with_who_and_which_request() {
                 "1081".into(),
                 "status_changed".into(),
                 Some(DEMO.0),
-                Some("unpaid".into()),
+                Some("open".into()),
                 Some("paid".into())
             ),
             (
@@ -311,7 +311,7 @@ async fn every_payment_and_bill_change_is_audited_with_who_and_which_request() {
                 "1082".into(),
                 "status_changed".into(),
                 Some(DEMO.0),
-                Some("unpaid".into()),
+                Some("open".into()),
                 Some("paid".into())
             ),
         ]

@@ -65,7 +65,7 @@ async fn utils_lists_the_unpaid_bills_with_totals_that_add_up() {
         let client = f.db.pool.get().await.unwrap();
         client
             .query_one(
-                "SELECT sum(amount) FROM bills WHERE apartment_id = 1 AND status = 'unpaid'",
+                "SELECT sum(amount) FROM bills WHERE apartment_id = 1 AND status = 'open'",
                 &[],
             )
             .await

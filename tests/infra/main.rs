@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use hcl::eval::{Context, Evaluate};
+use hcl::eval::{Context, Evaluate, FuncDef, ParamType};
 use hcl::{Block, Body, Expression};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -61,8 +61,8 @@ impl Stack {
             .unwrap_or_else(|| panic!("no local.{name}"))
     }
 
-    /// Evaluates an expression that only refers to variables with defaults and to locals that do.
-    fn evaluate(&self, expr: &Expression) -> String {
+    /// A context with `var.*` (the variables that have defaults) and `jsonencode`.
+    fn context(&self) -> Context<'static> {
         let mut vars = hcl::Map::new();
         for variable in self.blocks("variable") {
             if let Some(default) = variable.body().attributes().find(|a| a.key() == "default")
@@ -73,10 +73,54 @@ impl Stack {
         }
         let mut ctx = Context::new();
         ctx.declare_var("var", hcl::Value::Object(vars));
-        match expr.evaluate(&ctx) {
+        ctx.declare_func(
+            "jsonencode",
+            FuncDef::new(
+                |args| {
+                    serde_json::to_string(&args[0])
+                        .map(hcl::Value::String)
+                        .map_err(|e| e.to_string())
+                },
+                [ParamType::Any],
+            ),
+        );
+        ctx
+    }
+
+    /// Evaluates an expression that only refers to variables with defaults and to locals that do.
+    fn evaluate(&self, expr: &Expression) -> String {
+        match expr.evaluate(&self.context()) {
             Ok(hcl::Value::String(s)) => s,
             other => panic!("{} does not evaluate to a string: {other:?}", text(expr)),
         }
+    }
+
+    /// The JSON a `jsonencode(...)` expression renders, with `extra` variables besides `var`.
+    fn json(&self, expr: &Expression, extra: &[(&str, hcl::Value)]) -> serde_json::Value {
+        let mut ctx = self.context();
+        for (name, value) in extra {
+            ctx.declare_var(*name, value.clone());
+        }
+        match expr.evaluate(&ctx) {
+            Ok(hcl::Value::String(s)) => serde_json::from_str(&s)
+                .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {s}", text(expr))),
+            other => panic!("{} does not evaluate to a string: {other:?}", text(expr)),
+        }
+    }
+
+    /// The resources of a type whose `key` is exactly `value` (an expression's text).
+    fn resources_where<'a>(
+        &'a self,
+        kind: &'a str,
+        key: &'a str,
+        value: &'a str,
+    ) -> impl Iterator<Item = &'a Block> + 'a {
+        self.blocks("resource").filter(move |b| {
+            b.labels()[0].as_str() == kind
+                && b.body()
+                    .attributes()
+                    .any(|a| a.key() == key && text(a.expr()) == value)
+        })
     }
 }
 
@@ -184,6 +228,7 @@ fn queue_names_and_the_reply_prefix_agree_with_the_workers() {
         batch_size: 10,
         reply_idle_seconds: 86_400,
         sweep_interval_seconds: 0,
+        overdue_interval_seconds: 0,
     };
     assert_eq!(
         stack.evaluate(stack.local("reply_queue_prefix")),
@@ -284,21 +329,31 @@ fn lambda_environment(worker: &Block) -> BTreeMap<String, String> {
     }
 }
 
+/// The `.rs` files under `dir`, in every subdirectory.
+fn rust_sources(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{} cannot be read: {e}", dir.display()))
+        {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
 /// Every environment variable name the Lambda's code can read: string literals naming one in
-/// the sources of the crates it runs.
+/// the sources of the crates it runs (every module, however deep).
 fn variables_read_by_the_lambda() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    for dir in [
-        "workers/core/src",
-        "workers/core/src/handlers",
-        "workers/sqs/src",
-        "workers/lambda/src",
-    ] {
-        for entry in std::fs::read_dir(Path::new(ROOT).join(dir)).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
+    for dir in ["workers/core/src", "workers/sqs/src", "workers/lambda/src"] {
+        for path in rust_sources(&Path::new(ROOT).join(dir)) {
             let source = std::fs::read_to_string(&path).unwrap();
             for prefix in ["\"QBILL_", "\"DATABASE_URL\"", "\"REDIS_URL\""] {
                 for (i, _) in source.match_indices(prefix) {
@@ -315,7 +370,7 @@ fn variables_read_by_the_lambda() -> BTreeSet<String> {
 }
 
 /// Read by the code but rightly left to their defaults (or meaningless) on Lambda.
-const NOT_SET_ON_LAMBDA: [(&str, &str); 15] = [
+const NOT_SET_ON_LAMBDA: [(&str, &str); 16] = [
     (
         "DATABASE_URL",
         "only for QBILL_DATABASE_AUTH=url, the local mode",
@@ -358,6 +413,10 @@ const NOT_SET_ON_LAMBDA: [(&str, &str); 15] = [
         "QBILL_SWEEP_INTERVAL_SECONDS",
         "the worker pool's; on Lambda an EventBridge schedule sweeps",
     ),
+    (
+        "QBILL_OVERDUE_INTERVAL_SECONDS",
+        "the worker pool's; on Lambda a daily EventBridge schedule runs the overdue job",
+    ),
 ];
 
 #[test]
@@ -396,4 +455,152 @@ fn every_environment_variable_the_lambda_reads_is_set_or_rightly_defaulted() {
         lambda_environment(worker)["QBILL_DATABASE_AUTH"],
         "var.database_auth"
     );
+}
+
+/// The worker's scheduled jobs: for each, an EventBridge rule on its schedule variable, one target
+/// invoking the worker with the job's event, and the permission for that rule to invoke it.
+#[test]
+fn schedules_invoke_the_worker_with_the_sweep_and_the_daily_overdue_events() {
+    let stack = Stack::load();
+    let mut statement_ids = BTreeSet::new();
+    for (rule_name, schedule, event) in [
+        ("sweep", "var.reply_sweep_schedule", "sweep"),
+        ("overdue", "var.overdue_schedule", "overdue"),
+    ] {
+        let rule = stack.block("resource", &["aws_cloudwatch_event_rule", rule_name]);
+        assert_eq!(text(attr(rule, "schedule_expression")), schedule);
+        let rule_ref = format!("aws_cloudwatch_event_rule.{rule_name}");
+
+        let rule_name_ref = format!("{rule_ref}.name");
+        let targets: Vec<_> = stack
+            .resources_where("aws_cloudwatch_event_target", "rule", &rule_name_ref)
+            .collect();
+        assert_eq!(targets.len(), 1, "one target of {rule_ref}: {targets:?}");
+        assert_eq!(
+            text(attr(targets[0], "arn")),
+            "aws_lambda_function.worker.arn"
+        );
+        assert_eq!(
+            stack.json(attr(targets[0], "input"), &[]),
+            serde_json::json!({ "qbill": event }),
+            "the event {rule_ref} invokes the worker with"
+        );
+
+        let rule_arn_ref = format!("{rule_ref}.arn");
+        let permissions: Vec<_> = stack
+            .resources_where("aws_lambda_permission", "source_arn", &rule_arn_ref)
+            .collect();
+        assert_eq!(permissions.len(), 1, "one permission for {rule_ref}");
+        let permission = permissions[0];
+        assert_eq!(
+            text(attr(permission, "principal")),
+            "\"events.amazonaws.com\""
+        );
+        assert_eq!(
+            text(attr(permission, "action")),
+            "\"lambda:InvokeFunction\""
+        );
+        assert!(text(attr(permission, "function_name")).starts_with("aws_lambda_function.worker."));
+        assert!(
+            statement_ids.insert(text(attr(permission, "statement_id"))),
+            "statement ids of one function's permissions must differ"
+        );
+    }
+
+    // The overdue job runs once a day: rate(1 day), or a cron at one minute of one hour.
+    let schedule = stack.evaluate(attr(
+        stack.block("variable", &["overdue_schedule"]),
+        "default",
+    ));
+    let daily = schedule == "rate(1 day)"
+        || schedule
+            .strip_prefix("cron(")
+            .and_then(|s| s.strip_suffix(')'))
+            .is_some_and(|cron| {
+                let fields: Vec<_> = cron.split_whitespace().collect();
+                let number = |f: &str| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit());
+                fields.len() == 6
+                    && number(fields[0])
+                    && number(fields[1])
+                    && ["*", "?"].contains(&fields[2])
+                    && fields[3] == "*"
+                    && ["*", "?"].contains(&fields[4])
+                    && fields[5] == "*"
+            });
+    assert!(
+        daily,
+        "the overdue job's default schedule is not daily: {schedule}"
+    );
+}
+
+/// `{"qbill": "create-operator"}` reads the first operator from a generated secret named in
+/// QBILL_OPERATOR_SECRET_ARN, which the worker, and only the worker, may read.
+#[test]
+fn the_worker_reads_the_first_operator_from_a_generated_secret() {
+    let stack = Stack::load();
+    let secret_arn = "aws_secretsmanager_secret.first_operator.arn";
+    let worker = stack.block("resource", &["aws_lambda_function", "worker"]);
+    assert_eq!(
+        lambda_environment(worker)["QBILL_OPERATOR_SECRET_ARN"],
+        secret_arn
+    );
+
+    // Encrypted like its neighbours; the value is JSON {username, password}, the password generated.
+    let secret = stack.block("resource", &["aws_secretsmanager_secret", "first_operator"]);
+    assert_eq!(text(attr(secret, "kms_key_id")), "aws_kms_key.data.arn");
+    let version = stack.block(
+        "resource",
+        &["aws_secretsmanager_secret_version", "first_operator"],
+    );
+    assert_eq!(
+        text(attr(version, "secret_id")),
+        "aws_secretsmanager_secret.first_operator.id"
+    );
+    let generated: hcl::Value = [(
+        "first_operator",
+        hcl::Value::from_iter([("result", "generated-password")]),
+    )]
+    .into_iter()
+    .collect();
+    assert_eq!(
+        stack.json(
+            attr(version, "secret_string"),
+            &[("random_password", generated)]
+        ),
+        serde_json::json!({ "username": "ops", "password": "generated-password" })
+    );
+    let password = stack.block("resource", &["random_password", "first_operator"]);
+    let length: u32 = text(attr(password, "length")).parse().unwrap();
+    assert!(length >= 20, "a generated password of {length} characters");
+
+    // The worker's role may read it (GetSecretValue, by its ARN); nothing grants secrets broadly.
+    let policy = stack.block("data", &["aws_iam_policy_document", "worker"]);
+    let statements: Vec<_> = policy
+        .body()
+        .blocks()
+        .filter(|b| b.identifier() == "statement")
+        .collect();
+    let reading: Vec<_> = statements
+        .iter()
+        .filter(|s| text(attr(s, "resources")).contains(secret_arn))
+        .collect();
+    assert_eq!(reading.len(), 1, "one statement grants the operator secret");
+    assert_eq!(
+        attr(reading[0], "actions")
+            .evaluate(&Context::new())
+            .unwrap(),
+        hcl::Value::from(vec!["secretsmanager:GetSecretValue"])
+    );
+    for statement in &statements {
+        if text(attr(statement, "actions")).contains("secretsmanager:") {
+            assert!(
+                !text(attr(statement, "resources")).contains("\"*\""),
+                "secrets are granted by ARN"
+            );
+        }
+    }
+
+    // Its ARN, not its value, is an output.
+    let output = stack.block("output", &["first_operator_secret_arn"]);
+    assert_eq!(text(attr(output, "value")), secret_arn);
 }

@@ -167,7 +167,7 @@ async fn migrating_prepares_a_password_login_with_the_applications_rights_and_no
         .get(0);
     assert_eq!(user, login);
     client
-        .query_one("SELECT count(*) FROM bills WHERE status = 'unpaid'", &[])
+        .query_one("SELECT count(*) FROM bills WHERE status = 'open'", &[])
         .await
         .expect("reads bills");
     client

@@ -284,7 +284,7 @@ pub async fn enqueue_payments(
         let token = token_for(user.user_id, &user.username, reply_to);
         let bills = client
             .query(
-                "SELECT id FROM bills WHERE apartment_id = $1 AND status = 'unpaid' ORDER BY id",
+                "SELECT id FROM bills WHERE apartment_id = $1 AND status = 'open' ORDER BY id",
                 &[&user.apartment_id],
             )
             .await
@@ -373,6 +373,7 @@ pub fn sqs_config(request_queue: &str) -> qbill_sqs::SqsConfig {
         batch_size: 10,
         reply_idle_seconds: 86_400,
         sweep_interval_seconds: 0,
+        overdue_interval_seconds: 0,
     }
 }
 

@@ -128,7 +128,7 @@ impl GatewayClient {
                 accepted.body
             );
         }
-        self.wait_for(path, request_id, timeout).await
+        self.wait_for("/replies", request_id, timeout).await
     }
 
     /// Waits for the reply to `request_id`, polling `{poll_path}/{queue}`.

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use qbill::client::GatewayClient;
 use qbill_core::config::{DatabaseConfig, EngineConfig};
+use qbill_core::types::{ProviderId, Role};
 use qbill_core::{Engine, seed, store};
 use qbill_sqs::{SqsConfig, WorkerPool};
 use serde_json::json;
@@ -49,6 +50,33 @@ enum Command {
     /// Deletes the reply queues that are empty and got no reply for QBILL_REPLY_IDLE_SECONDS
     /// (pools also do this every QBILL_SWEEP_INTERVAL_SECONDS).
     SweepReplies,
+    /// Operator tasks on the database.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Runs a background job once (pools run them every interval, AWS on a schedule).
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Creates a user (the password is read from standard input, never an argument); a user of
+    /// that name and role that exists already is left as it is.
+    CreateUser {
+        #[arg(long, value_parser = ["household", "provider", "operator"])]
+        role: String,
+        /// The provider a provider's user acts for.
+        #[arg(long)]
+        provider_id: Option<i64>,
+        #[arg(long)]
+        username: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Marks open bills past their due date plus grace overdue and charges late fees, once.
+    Overdue,
 }
 
 #[derive(Subcommand)]
@@ -173,6 +201,60 @@ enum ClientRequest {
         #[arg(required = true)]
         bills: Vec<i64>,
     },
+    /// One bill of the apartment, with its lines and events.
+    Bill { apartment: i64, bill: i64 },
+    /// Links a provider's account to one of your apartments (or to a new one) with the
+    /// activation code printed on its bill.
+    ApartmentsLink {
+        #[arg(long)]
+        provider_id: i64,
+        #[arg(long)]
+        account_number: String,
+        #[arg(long)]
+        activation_code: String,
+        /// One of your apartments; without it, a new apartment at the account's address.
+        #[arg(long)]
+        apartment_id: Option<i64>,
+    },
+    /// Sends a provider's bills: a JSON file (or - for standard input) holding `{"bills": [...]}`.
+    BillsIngest { provider: i64, file: String },
+    /// Voids a provider's open or overdue bill.
+    BillVoid {
+        provider: i64,
+        bill: i64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Sets a provider's grace days and late fee (none without --late-fee-kind).
+    Policy {
+        provider: i64,
+        #[arg(long)]
+        grace_days: i32,
+        #[arg(long, value_parser = ["fixed", "percent"], requires = "late_fee_value")]
+        late_fee_kind: Option<String>,
+        #[arg(long, requires = "late_fee_kind")]
+        late_fee_value: Option<String>,
+        #[arg(long, requires = "late_fee_kind")]
+        late_fee_cap: Option<String>,
+    },
+    /// Adds a provider and its first user (operators; the password is read from standard input).
+    Provider {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        currency: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// Adds a user (operators; the password is read from standard input).
+    User {
+        #[arg(long)]
+        username: String,
+        #[arg(long, value_parser = ["household", "provider", "operator"])]
+        role: String,
+        #[arg(long)]
+        provider_id: Option<i64>,
+    },
 }
 
 #[tokio::main]
@@ -193,6 +275,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed(command) => seed_command(command).await,
         Command::Client(args) => client(args).await,
         Command::Dlq(command) => dead_letters(command).await,
+        Command::Admin(command) => admin(command).await,
+        Command::Jobs(command) => jobs(command).await,
         Command::SweepReplies => {
             let config = SqsConfig::from_env()?;
             let idle = Duration::from_secs(config.reply_idle_seconds);
@@ -209,6 +293,47 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A password from the first line of standard input, so that it never shows in a process list.
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(!password.is_empty(), "give the password on standard input");
+    Ok(password)
+}
+
+async fn admin(command: AdminCommand) -> anyhow::Result<()> {
+    let AdminCommand::CreateUser {
+        role,
+        provider_id,
+        username,
+    } = command;
+    migrate().await?;
+    let pool = store::connect(&DatabaseConfig::from_env()?, 2).await?;
+    let role = Role::parse(&role)?;
+    let created = qbill_core::admin::create_user(
+        &pool,
+        &username,
+        password_from_stdin()?.into(),
+        role,
+        provider_id.map(ProviderId),
+    )
+    .await?;
+    println!("{}", serde_json::to_string(&created)?);
+    Ok(())
+}
+
+async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
+    let pool = store::connect(&DatabaseConfig::from_env()?, 2).await?;
+    match command {
+        JobsCommand::Overdue => {
+            let report = qbill_core::jobs::overdue::run(&pool).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+    }
+    Ok(())
 }
 
 fn init_tracing() {
@@ -353,6 +478,99 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
         }
         ClientRequest::Pay { apartment, bills } => {
             client.pay(*apartment, bills, request_id, timeout).await?
+        }
+        ClientRequest::Bill { apartment, bill } => {
+            let path = format!("/apartments/{apartment}/bills/{bill}");
+            client
+                .request(&path, request_id, json!({}), timeout)
+                .await?
+        }
+        ClientRequest::ApartmentsLink {
+            provider_id,
+            account_number,
+            activation_code,
+            apartment_id,
+        } => {
+            let mut body = json!({
+                "provider_id": provider_id,
+                "account_number": account_number,
+                "activation_code": activation_code,
+            });
+            if let Some(apartment) = apartment_id {
+                body["apartment_id"] = json!(apartment);
+            }
+            client
+                .request("/apartments/link", request_id, body, timeout)
+                .await?
+        }
+        ClientRequest::BillsIngest { provider, file } => {
+            let raw = if file == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?
+            };
+            let body: serde_json::Value =
+                serde_json::from_str(&raw).with_context(|| format!("{file} is not JSON"))?;
+            let path = format!("/providers/{provider}/bills");
+            client.request(&path, request_id, body, timeout).await?
+        }
+        ClientRequest::BillVoid {
+            provider,
+            bill,
+            reason,
+        } => {
+            let path = format!("/providers/{provider}/bills/{bill}/void");
+            client
+                .request(&path, request_id, json!({ "reason": reason }), timeout)
+                .await?
+        }
+        ClientRequest::Policy {
+            provider,
+            grace_days,
+            late_fee_kind,
+            late_fee_value,
+            late_fee_cap,
+        } => {
+            let late_fee = late_fee_kind.as_ref().map(|kind| {
+                let mut fee = json!({ "kind": kind, "value": late_fee_value });
+                if let Some(cap) = late_fee_cap {
+                    fee["cap"] = json!(cap);
+                }
+                fee
+            });
+            let path = format!("/providers/{provider}/policy");
+            let body = json!({ "grace_days": grace_days, "late_fee": late_fee });
+            client.request(&path, request_id, body, timeout).await?
+        }
+        ClientRequest::Provider {
+            name,
+            currency,
+            username,
+        } => {
+            let body = json!({
+                "name": name,
+                "currency": currency,
+                "username": username,
+                "password": password_from_stdin()?,
+            });
+            client
+                .request("/providers", request_id, body, timeout)
+                .await?
+        }
+        ClientRequest::User {
+            username,
+            role,
+            provider_id,
+        } => {
+            let mut body = json!({
+                "username": username,
+                "password": password_from_stdin()?,
+                "role": role,
+            });
+            if let Some(provider) = provider_id {
+                body["provider_id"] = json!(provider);
+            }
+            client.request("/users", request_id, body, timeout).await?
         }
     };
     let pretty = serde_json::to_string_pretty(&reply)?;

@@ -36,8 +36,10 @@ pub const AUTHORIZATION_MARKER: &str = "header:";
 /// The gateway prefixes the source address with this, so that the attribute is never empty.
 pub const SOURCE_IP_MARKER: &str = "ip:";
 
-/// Larger bodies are refused before they are parsed. Real requests are a few hundred bytes.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Larger bodies are refused before they are parsed: SQS messages stop at 256 KiB (the body and
+/// the attributes together), and the largest valid request (a provider's batch of bills) is
+/// bounded to fit.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// A message as any transport hands it over.
 #[derive(Debug, Clone, Default)]

@@ -23,13 +23,14 @@
 //! verified TLS, Secrets Manager, ElastiCache tokens: the AWS deployment only) and [`seed`] (demo
 //! and load-test data).
 
+pub mod admin;
 pub mod cache;
 pub mod call;
 pub mod config;
 pub mod engine;
 pub mod envelope;
 pub mod error;
-
+pub mod jobs;
 pub mod managed;
 pub mod metrics;
 pub mod password;

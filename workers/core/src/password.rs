@@ -72,6 +72,22 @@ impl Passwords {
         std::thread::available_parallelism().map_or(1, usize::from)
     }
 
+    /// Hashes a new password (for a user being created) once a slot is free, so that creating
+    /// users counts against the same bound on memory as checking passwords.
+    pub async fn hash(&self, password: SecretString) -> Result<String, CheckError> {
+        let slot = tokio::time::timeout(QUEUE_AT_MOST, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| CheckError::Busy)?
+            .map_err(|e| CheckError::Failed(anyhow::anyhow!("password slots closed: {e}")))?;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            hash(password.expose_secret())
+        })
+        .await
+        .map_err(|e| CheckError::Failed(anyhow::anyhow!("password hash task failed: {e}")))?
+        .map_err(CheckError::Failed)
+    }
+
     /// Checks `password` against `stored` (against the decoy when there is no user), once a slot
     /// is free. `false` for a wrong password or an unreadable hash; an error if no slot came free
     /// within [`QUEUE_AT_MOST`].

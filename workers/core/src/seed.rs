@@ -94,7 +94,7 @@ pub async fn demo(pool: &Pool, reset: bool) -> anyhow::Result<()> {
     if reset {
         let users: Vec<i64> = DEMO_USERS.iter().map(|u| u.id).collect();
         tx.execute(
-            "UPDATE bills SET status = 'unpaid', payment_id = NULL
+            "UPDATE bills SET status = 'open', payment_id = NULL
              WHERE apartment_id = ANY($1) AND payment_id IS NOT NULL AND NOT payment_id = ANY($2)",
             &[&apartments, &seeded_payments],
         )
@@ -148,7 +148,102 @@ pub async fn demo(pool: &Pool, reset: bool) -> anyhow::Result<()> {
             demo_bills(&tx, apartment).await?;
         }
     }
+    demo_lifecycle(&tx).await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// The operator of the demo set.
+pub const DEMO_OPERATOR: (i64, &str, &str) = (3, "ops", "ops-password");
+/// The API user of the first demo provider (Northwind Energy).
+pub const DEMO_PROVIDER_USER: (i64, &str, &str) = (4, "northwind", "northwind-password");
+/// Northwind's account that no household has linked yet, and the code printed on its bills.
+pub const DEMO_ACCOUNT: (i64, &str, &str) = (1, "NW-20417", "3 Quay Lane, Flat 5");
+pub const DEMO_ACTIVATION_CODE: &str = "NWND-DEMO-2026";
+/// The account's overdue bill and the late fee charged on it.
+pub const DEMO_OVERDUE_BILL: i64 = 9001;
+pub const DEMO_LATE_FEE: i64 = 9002;
+
+/// What the bill lifecycle adds to the demo set: an operator, a provider's user, Northwind's
+/// policy (10 days of grace, a late fee of 5 % capped at 15.00) and an account no household has
+/// linked, with one overdue bill (September's electricity, 80.00) and its fee (4.00).
+async fn demo_lifecycle(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Result<()> {
+    for (id, username, pass, role, provider) in [
+        (
+            DEMO_OPERATOR.0,
+            DEMO_OPERATOR.1,
+            DEMO_OPERATOR.2,
+            "operator",
+            None,
+        ),
+        (
+            DEMO_PROVIDER_USER.0,
+            DEMO_PROVIDER_USER.1,
+            DEMO_PROVIDER_USER.2,
+            "provider",
+            Some(PROVIDERS[0].0),
+        ),
+    ] {
+        let exists = tx
+            .query_opt("SELECT 1 FROM users WHERE id = $1", &[&id])
+            .await?
+            .is_some();
+        if !exists {
+            tx.execute(
+                "INSERT INTO users (id, username, password_hash, role, provider_id) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT DO NOTHING",
+                &[&id, &username, &password::hash(pass)?, &role, &provider],
+            )
+            .await?;
+        }
+    }
+    tx.execute(
+        "UPDATE providers SET grace_days = 10, late_fee_kind = 'percent', late_fee_value = 5.00, late_fee_cap = 15.00
+         WHERE id = $1",
+        &[&PROVIDERS[0].0],
+    )
+    .await?;
+    let (account, number, address) = DEMO_ACCOUNT;
+    tx.execute(
+        "INSERT INTO service_accounts (id, provider_id, account_number, address, activation_code_hash)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        &[
+            &account,
+            &PROVIDERS[0].0,
+            &number,
+            &address,
+            &crate::routes::bills_ingest::code_hash(DEMO_ACTIVATION_CODE),
+        ],
+    )
+    .await?;
+    let (start, end, due) = month_bounds(9);
+    let inserted = tx
+        .execute(
+            "INSERT INTO bills (id, account_id, provider_id, utility, period_start, period_end, due_date, amount,
+                                currency, external_id, lines)
+             VALUES ($1, $2, $3, 'electricity', $4, $5, $6, 80.00, 'EUR', 'NW-INV-9001',
+                     '[{\"description\": \"Electricity, September\", \"quantity\": \"320\", \"unit_price\": \"0.25\", \"amount\": \"80.00\"}]')
+             ON CONFLICT DO NOTHING",
+            &[&DEMO_OVERDUE_BILL, &account, &PROVIDERS[0].0, &start, &end, &due],
+        )
+        .await?;
+    if inserted == 1 {
+        // As the overdue job would: overdue, then the fee (5 % of 80.00).
+        tx.execute(
+            "UPDATE bills SET status = 'overdue' WHERE id = $1",
+            &[&DEMO_OVERDUE_BILL],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO bills (id, account_id, provider_id, utility, period_start, period_end, due_date, amount,
+                                currency, late_fee_of, lines)
+             VALUES ($1, $2, $3, 'electricity', $4, $5, $6::date + 35, 4.00, 'EUR', $7,
+                     '[{\"description\": \"Late fee on bill 9001\", \"quantity\": \"1\", \"unit_price\": \"4.00\", \"amount\": \"4.00\"}]')
+             ON CONFLICT DO NOTHING",
+            &[&DEMO_LATE_FEE, &account, &PROVIDERS[0].0, &start, &end, &due, &DEMO_OVERDUE_BILL],
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -205,7 +300,7 @@ async fn demo_bills(tx: &tokio_postgres::Transaction<'_>, apartment: i64) -> any
             let (status, payment_id) = if settled {
                 ("paid", Some(payment))
             } else {
-                ("unpaid", None)
+                ("open", None)
             };
             tx.execute(
                 "INSERT INTO bills (id, apartment_id, provider_id, utility, period_start, period_end, due_date,

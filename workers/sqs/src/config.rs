@@ -21,6 +21,8 @@ pub struct SqsConfig {
     pub reply_idle_seconds: u64,
     /// How often each pool sweeps the reply queues; 0 turns the sweeper off.
     pub sweep_interval_seconds: u64,
+    /// How often each pool runs the overdue job (`qbill_core::jobs::overdue`); 0 turns it off.
+    pub overdue_interval_seconds: u64,
 }
 
 impl SqsConfig {
@@ -33,6 +35,7 @@ impl SqsConfig {
             batch_size: env_or("QBILL_BATCH_SIZE", 10)?,
             reply_idle_seconds: env_or("QBILL_REPLY_IDLE_SECONDS", 86_400)?,
             sweep_interval_seconds: env_or("QBILL_SWEEP_INTERVAL_SECONDS", 600)?,
+            overdue_interval_seconds: env_or("QBILL_OVERDUE_INTERVAL_SECONDS", 3600)?,
         };
         config.validate()?;
         Ok(config)

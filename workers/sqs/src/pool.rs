@@ -121,6 +121,11 @@ impl WorkerPool {
             let shutdown = shutdown.clone();
             pollers.spawn(async move { shared.sweep_now_and_then(shutdown).await });
         }
+        if self.shared.config.overdue_interval_seconds > 0 {
+            let shared = self.shared.clone();
+            let shutdown = shutdown.clone();
+            pollers.spawn(async move { shared.overdue_now_and_then(shutdown).await });
+        }
         tracing::info!(workers, queue = %self.shared.queue_url, "worker pool started");
         while let Some(joined) = pollers.join_next().await {
             if let Err(e) = joined {
@@ -215,6 +220,26 @@ impl Shared {
                     "reply queues swept"
                 ),
                 Err(e) => tracing::warn!(error = format!("{e:#}"), "reply queue sweep failed"),
+            }
+        }
+    }
+
+    /// Runs the overdue job every interval (with jitter, so pools do not run it in step; two at
+    /// once are safe, only wasteful).
+    async fn overdue_now_and_then(&self, shutdown: CancellationToken) {
+        let interval = self.config.overdue_interval_seconds;
+        loop {
+            let pause =
+                Duration::from_secs(rand::random_range(interval / 2..=interval + interval / 2));
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if let Err(e) = qbill_core::jobs::overdue::run(&self.engine.services.store).await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "the overdue job failed; it runs again at the next interval"
+                );
             }
         }
     }

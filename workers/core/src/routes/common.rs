@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::Context;
 use crate::cache::CacheKey;
 use crate::error::{ErrorCode, HandlerError, HandlerResult};
-use crate::types::{ApartmentId, BillId, Currency, Role, amount};
+use crate::types::{ApartmentId, BillId, Currency, ParseError, ProviderId, Role, amount};
 
 /// An apartment the caller may act on, as it stands now.
 pub struct Access {
@@ -82,11 +82,26 @@ pub struct BillView {
     #[serde(with = "amount")]
     pub amount: Decimal,
     pub currency: Currency,
+    /// `open`, `overdue`, `paid` or `void`.
+    pub status: String,
+    /// Whole days since the due date for an overdue bill, else 0; counted when the bill is read
+    /// (a cached copy keeps the 0 it was stored with, see [`BillView::count_days_overdue`]).
+    #[serde(default)]
+    pub days_overdue: i64,
 }
 
 impl BillView {
+    /// Sets [`BillView::days_overdue`] as of `today`.
+    pub fn count_days_overdue(&mut self, today: NaiveDate) {
+        self.days_overdue = if self.status == "overdue" {
+            (today - self.due_date).num_days().max(0)
+        } else {
+            0
+        };
+    }
+
     /// Columns, in order: id, utility, provider name, period start, period end, due date, amount,
-    /// currency.
+    /// currency, status.
     pub fn from_row(row: &tokio_postgres::Row) -> Result<Self, HandlerError> {
         Ok(Self {
             bill_id: BillId(row.get(0)),
@@ -97,13 +112,14 @@ impl BillView {
             due_date: row.get(5),
             amount: row.get(6),
             currency: Currency::parse(row.get(7)).map_err(|e| HandlerError::Internal(e.into()))?,
+            status: row.get(8),
+            days_overdue: 0,
         })
     }
 }
 
 /// The bill columns `BillView::from_row` reads, over `bills b JOIN providers p`.
-pub const BILL_COLUMNS: &str =
-    "b.id, b.utility, p.name, b.period_start, b.period_end, b.due_date, b.amount, b.currency";
+pub const BILL_COLUMNS: &str = "b.id, b.utility, p.name, b.period_start, b.period_end, b.due_date, b.amount, b.currency, b.status";
 
 /// The most items one page of a list carries, and the most bytes of JSON they may take together,
 /// so that a reply stays well below [`crate::reply::MAX_REPLY_BYTES`] whatever the items hold
@@ -183,6 +199,82 @@ pub fn json_len<T: Serialize>(value: &T) -> usize {
 /// Serialises a handler's data for the reply.
 pub fn to_data<T: Serialize>(value: &T) -> HandlerResult {
     serde_json::to_value(value).map_err(HandlerError::internal)
+}
+
+/// A provider as the provider routes need it.
+pub struct ProviderRow {
+    pub id: ProviderId,
+    pub currency: Currency,
+}
+
+/// Checks that the caller may act for `provider` (its own users, or an operator; a provider's
+/// user naming another provider is `forbidden` whether or not that one exists), and that it
+/// exists; on `client`, optionally locking its row (`FOR SHARE`, against a concurrent change of
+/// its policy).
+pub async fn provider_access(
+    cx: &Context<'_>,
+    client: &impl GenericClient,
+    provider: ProviderId,
+) -> Result<ProviderRow, HandlerError> {
+    let session = cx.caller()?;
+    if session.role == Role::Provider && session.provider != Some(provider) {
+        return Err(HandlerError::rejected(
+            ErrorCode::Forbidden,
+            format!("you act for another provider than {provider}"),
+        ));
+    }
+    let statement = client
+        .prepare_cached("SELECT currency FROM providers WHERE id = $1")
+        .await?;
+    let Some(row) = client.query_opt(&statement, &[&provider.0]).await? else {
+        return Err(HandlerError::rejected(
+            ErrorCode::NotFound,
+            format!("provider {provider} does not exist"),
+        ));
+    };
+    Ok(ProviderRow {
+        id: provider,
+        currency: Currency::parse(row.get(0)).map_err(HandlerError::internal)?,
+    })
+}
+
+/// An amount as the contract carries it: a decimal string with exactly two places, above zero
+/// and below the largest the database holds.
+pub fn parse_amount(field: &str, raw: &str) -> Result<Decimal, ParseError> {
+    let invalid = || {
+        ParseError::new(format!(
+            "`{field}` must be an amount above zero with two decimal places, like \"12.50\""
+        ))
+    };
+    let (whole, cents) = raw.split_once('.').ok_or_else(invalid)?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || whole.len() > 12 || cents.len() != 2 || !digits(cents) {
+        return Err(invalid());
+    }
+    let amount: Decimal = raw.parse().map_err(|_| invalid())?;
+    if amount <= Decimal::ZERO {
+        return Err(invalid());
+    }
+    Ok(amount)
+}
+
+/// Bumps the version of these apartments (locked in id order, as every transaction locks them),
+/// so that no cached read of their bills outlives the transaction's commit.
+pub async fn bump_apartments(
+    client: &impl GenericClient,
+    apartments: &[i64],
+) -> Result<(), HandlerError> {
+    if apartments.is_empty() {
+        return Ok(());
+    }
+    client
+        .execute(
+            "UPDATE apartments SET version = version + 1
+             WHERE id IN (SELECT id FROM apartments WHERE id = ANY($1) ORDER BY id FOR UPDATE)",
+            &[&apartments],
+        )
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -257,8 +257,8 @@ async fn load(
         .map(|row| {
             Ok(SettledBill {
                 bill: BillView::from_row(row)?,
-                paid_at: row.get(8),
-                payment_id: row.get(9),
+                paid_at: row.get(9),
+                payment_id: row.get(10),
             })
         })
         .collect()

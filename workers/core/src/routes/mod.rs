@@ -9,18 +9,18 @@
 //! read from the path and the body ([`Route::parse`]) and what it does ([`Route::run`]). The
 //! token is checked, and the caller's role, before `run` is called.
 
-// pub mod apartments_link;
+pub mod apartments_link;
 pub mod auth;
-// pub mod bill;
-// pub mod bill_void;
-// pub mod bills_ingest;
+pub mod bill;
+pub mod bill_void;
+pub mod bills_ingest;
 pub mod common;
 pub mod histories;
-// pub mod idempotency;
+pub mod idempotency;
 pub mod payments;
-// pub mod policy;
-// pub mod provider;
-// pub mod user;
+pub mod policy;
+pub mod provider;
+pub mod user;
 pub mod utils;
 
 use secrecy::ExposeSecret;
@@ -156,6 +156,20 @@ routes! {
     Histories => histories,
     /// Pay bills: `POST /apartments/{apartment_id}/payments`.
     Payments => payments,
+    /// One bill with its lines and events: `POST /apartments/{apartment_id}/bills/{bill_id}`.
+    Bill => bill,
+    /// Attach a provider's account to an apartment: `POST /apartments/link`.
+    ApartmentsLink => apartments_link,
+    /// A provider sends its bills: `POST /providers/{provider_id}/bills`.
+    BillsIngest => bills_ingest,
+    /// A provider voids a bill: `POST /providers/{provider_id}/bills/{bill_id}/void`.
+    BillVoid => bill_void,
+    /// A provider's grace days and late fee: `POST /providers/{provider_id}/policy`.
+    Policy => policy,
+    /// An operator adds a provider: `POST /providers`.
+    Provider => provider,
+    /// An operator adds a user: `POST /users`.
+    User => user,
 }
 
 impl serde::Serialize for Kind {

@@ -148,8 +148,15 @@ async fn run(cx: &Context<'_>, apartment: ApartmentId, bills: &[BillId]) -> Hand
                 format!("bill {bill} is not a bill of apartment {apartment}"),
             ));
         }
-        if row.get::<_, &str>(2) == "paid" {
-            paid.push(bill.to_string());
+        match row.get::<_, &str>(2) {
+            "paid" => paid.push(bill.to_string()),
+            "void" => {
+                return Err(HandlerError::rejected(
+                    ErrorCode::Conflict,
+                    format!("bill {bill} was voided by its provider and cannot be paid"),
+                ));
+            }
+            _ => {}
         }
         total += row.get::<_, Decimal>(3);
     }

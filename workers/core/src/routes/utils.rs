@@ -53,10 +53,14 @@ impl Route for Request {
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
         let apartment = self.apartment;
         let key = CacheKey::Utils { apartment };
-        let (_, data) = read_versioned(cx, apartment, key, async |client, access| {
+        let (access, mut data) = read_versioned(cx, apartment, key, async |client, access| {
             load(client, access).await
         })
         .await?;
+        let today = access.db_now.date_naive();
+        for bill in &mut data.bills {
+            bill.count_days_overdue(today);
+        }
         to_data(&page(&data, self.cursor))
     }
 }
@@ -153,7 +157,7 @@ async fn load(client: &impl GenericClient, access: &Access) -> Result<UtilsData,
     let statement = client
         .prepare_cached(&format!(
             "SELECT {BILL_COLUMNS} FROM bills b JOIN providers p ON p.id = b.provider_id
-             WHERE b.apartment_id = $1 AND b.status = 'unpaid'
+             WHERE b.apartment_id = $1 AND b.status IN ('open', 'overdue')
              ORDER BY b.due_date, b.id"
         ))
         .await?;

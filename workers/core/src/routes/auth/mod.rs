@@ -110,7 +110,10 @@ async fn run(cx: &Context<'_>, username: &str, password: &SecretString) -> Handl
     let throttle::Granted { lease, user } =
         throttle::reserve(services, username, &call.source).await?;
     let (user, hash) = match user {
-        Some(row) => (Some(UserId(row.get(0))), Some(row.get::<_, String>(1))),
+        Some(row) => (
+            Some(row_holder(&row, username)?),
+            Some(row.get::<_, String>(1)),
+        ),
         None => (None, None),
     };
     // No connection is held during the deliberately slow check.
@@ -124,18 +127,18 @@ async fn run(cx: &Context<'_>, username: &str, password: &SecretString) -> Handl
         })?;
     let user = user.filter(|_| verified);
     throttle::settle(&services.store.get().await?, lease, user.is_some()).await?;
-    let Some(user) = user else {
+    let Some((holder, apartments_version)) = user else {
         return Err(HandlerError::rejected(
             ErrorCode::Unauthorized,
             "invalid username or password",
         ));
     };
+    let user = holder.user_id;
 
-    let mut apartments = apartments(services, user).await?;
+    let mut apartments = apartments(services, user, apartments_version).await?;
     let fitting = page_len(&apartments);
     let more_apartments = fitting < apartments.len();
     apartments.truncate(fitting);
-    let holder = Holder::household(user, username);
     let (token, expires_at) = services
         .tokens
         .issue(&holder, call.reply_to)
@@ -155,9 +158,31 @@ async fn run(cx: &Context<'_>, username: &str, password: &SecretString) -> Handl
     })
 }
 
-async fn apartments(services: &Services, user: UserId) -> Result<Vec<Apartment>, HandlerError> {
+/// Whom the token is for, and the version of the user's apartment list, from the user's row.
+fn row_holder(row: &tokio_postgres::Row, username: &str) -> Result<(Holder, i64), HandlerError> {
+    let role = Role::parse(row.get(2)).map_err(HandlerError::internal)?;
+    Ok((
+        Holder {
+            user_id: UserId(row.get(0)),
+            username: username.to_owned(),
+            role,
+            provider: row.get::<_, Option<i64>>(3).map(ProviderId),
+        },
+        row.get(4),
+    ))
+}
+
+/// The user's apartments: the cached list if it was read at the user's current `version` (a
+/// link bumps it in its own transaction), else read afresh.
+async fn apartments(
+    services: &Services,
+    user: UserId,
+    version: i64,
+) -> Result<Vec<Apartment>, HandlerError> {
     let key = CacheKey::Apartments { user };
-    if let Some(cached) = services.cache.get(key).await {
+    if let Some((cached_at, cached)) = services.cache.get_versioned(key).await
+        && cached_at == version
+    {
         return Ok(cached);
     }
     let client = services.store.get().await?;
@@ -175,6 +200,9 @@ async fn apartments(services: &Services, user: UserId) -> Result<Vec<Apartment>,
             address: r.get(1),
         })
         .collect();
-    services.cache.put(key, &apartments).await;
+    services
+        .cache
+        .put_versioned(key, version, &apartments)
+        .await;
     Ok(apartments)
 }

@@ -59,7 +59,8 @@ const RESERVE: &str = "SELECT verdict, scope, until
                        FROM login_reserve($1, $2, $3, $4, make_interval(secs => $5), make_interval(secs => $6))";
 const SETTLE: &str =
     "SELECT login_settle($1, $2, $3, $4, $5, make_interval(secs => $6), make_interval(secs => $7))";
-const USER: &str = "SELECT id, password_hash FROM users WHERE username = $1";
+/// The user's row, as [`super::run`] reads it.
+const USER: &str = "SELECT id, password_hash, role, provider_id, apartments_version FROM users WHERE username = $1";
 
 fn limits() -> Vec<i32> {
     // The order login_reserve and login_settle take them in.

@@ -1,0 +1,7 @@
+//! Background jobs: work no client asked for, run on a schedule. Each is idempotent and safe to
+//! run twice at once; `qbill jobs <name>` runs one once, the worker pool runs them on a timer
+//! (with jitter), and on AWS an EventBridge rule invokes the Lambda with `{"qbill": "<name>"}`.
+//!
+//! (The reply-queue sweep is one too, but it needs SQS: it lives in `qbill-sqs`.)
+
+pub mod overdue;

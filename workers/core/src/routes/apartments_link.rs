@@ -1,0 +1,248 @@
+//! `apartments_link`: a household attaches a provider's account to one of its apartments, or to
+//! a new apartment at the account's address (`POST /apartments/link`), with the activation code
+//! printed on the provider's bill.
+//!
+//! A wrong code and an unknown account get the same `not_found`. Failed attempts are counted per
+//! user: [`MAX_FAILURES`] within [`WINDOW`] refuse further attempts until the window has passed,
+//! like failed logins. An account is linked to one apartment at a time; linking it again moves it,
+//! with its bills that are not paid (a paid bill stays in the history of the apartment that paid
+//! it). The apartments involved get their versions bumped, and the user's apartment list too, so
+//! the login reply and every apartment route see the change at once.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::bills_ingest::code_hash;
+use super::common::{bump_apartments, to_data};
+use super::idempotency::{self, Claim};
+use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
+use crate::call::Path;
+use crate::types::{ApartmentId, ParseError, ProviderId, Role};
+
+/// Failed attempts of one user that stop its attempts for the rest of the window.
+pub const MAX_FAILURES: i64 = 5;
+/// Failures count for this long.
+pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Debug, Serialize)]
+pub struct Request {
+    pub provider_id: ProviderId,
+    pub account_number: String,
+    #[serde(skip)]
+    pub activation_code: String,
+    pub apartment_id: Option<ApartmentId>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    provider_id: i64,
+    account_number: String,
+    activation_code: String,
+    #[serde(default)]
+    apartment_id: Option<i64>,
+}
+
+/// The reply's data, kind `apartments_link`.
+#[derive(Debug, Serialize)]
+pub struct LinkData {
+    pub apartment: LinkedApartment,
+    pub provider_id: ProviderId,
+    pub account_number: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LinkedApartment {
+    pub id: ApartmentId,
+    pub address: String,
+}
+
+impl Route for Request {
+    const CALLERS: Callers = Callers::Roles(&[Role::Household]);
+
+    fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
+        let b: Body = body(raw)?;
+        let positive = |id: i64, what| {
+            (id > 0)
+                .then_some(id)
+                .ok_or_else(|| ParseError::new(format!("`{what}` must be a positive whole number")))
+        };
+        let code_ok = (1..=32).contains(&b.activation_code.len())
+            && b.activation_code
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b' ');
+        if !code_ok {
+            return Err(ParseError::new(
+                "`activation_code` must be the code printed on the bill, like ABCD-EFGH-JKLM",
+            ));
+        }
+        let number = b.account_number.trim();
+        if number.is_empty() || number.len() > super::bills_ingest::MAX_ID_CHARS {
+            return Err(ParseError::new(format!(
+                "`account_number` must be 1 to {} characters",
+                super::bills_ingest::MAX_ID_CHARS
+            )));
+        }
+        Ok(Self {
+            provider_id: ProviderId(positive(b.provider_id, "provider_id")?),
+            account_number: number.to_owned(),
+            activation_code: b.activation_code,
+            apartment_id: b
+                .apartment_id
+                .map(|id| positive(id, "apartment_id").map(ApartmentId))
+                .transpose()?,
+        })
+    }
+
+    fn apartment(&self) -> Option<ApartmentId> {
+        self.apartment_id
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> HandlerResult {
+        let user = cx.caller()?.user_id;
+        let mut client = cx.services.store.get().await?;
+        let tx = client.transaction().await?;
+        // One attempt of a user at a time, so concurrent wrong guesses cannot pass the limit.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(7251400, hashtext($1::text))",
+            &[&user.0.to_string()],
+        )
+        .await?;
+        let window = WINDOW.as_secs_f64();
+        let failures: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM link_failures
+                 WHERE user_id = $1 AND failed_at > now() - make_interval(secs => $2)",
+                &[&user.0, &window],
+            )
+            .await?
+            .get(0);
+        if failures >= MAX_FAILURES {
+            return Err(HandlerError::rejected(
+                ErrorCode::Forbidden,
+                format!(
+                    "too many failed attempts to link an account; try again in {} minutes",
+                    WINDOW.as_secs() / 60
+                ),
+            ));
+        }
+        let account = tx
+            .query_opt(
+                "SELECT s.id, s.address, s.apartment_id, p.currency FROM service_accounts s
+                 JOIN providers p ON p.id = s.provider_id
+                 WHERE s.provider_id = $1 AND s.account_number = $2 AND s.activation_code_hash = $3
+                 FOR UPDATE OF s",
+                &[
+                    &self.provider_id.0,
+                    &self.account_number,
+                    &code_hash(&self.activation_code),
+                ],
+            )
+            .await?;
+        let Some(account) = account else {
+            tx.execute(
+                "INSERT INTO link_failures (user_id) VALUES ($1)",
+                &[&user.0],
+            )
+            .await?;
+            tx.commit().await?;
+            return Err(HandlerError::rejected(
+                ErrorCode::NotFound,
+                "no account of that provider has this number and activation code",
+            ));
+        };
+        let fingerprint = idempotency::fingerprint(Kind::ApartmentsLink, self);
+        if let Claim::Replay(reply) =
+            idempotency::claim(&tx, cx.call, user, Kind::ApartmentsLink, &fingerprint).await?
+        {
+            return Ok(reply);
+        }
+        let account_id: i64 = account.get(0);
+        let address: String = account.get(1);
+        let previous: Option<i64> = account.get(2);
+        let currency: String = account.get(3);
+
+        let apartment = match self.apartment_id {
+            Some(apartment) => {
+                let row = tx
+                    .query_opt(
+                        "SELECT a.address, a.currency FROM apartments a
+                         JOIN apartment_owners o ON o.apartment_id = a.id AND o.user_id = $2
+                         WHERE a.id = $1",
+                        &[&apartment.0, &user.0],
+                    )
+                    .await?;
+                let Some(row) = row else {
+                    return Err(HandlerError::rejected(
+                        ErrorCode::NotFound,
+                        format!("you have no apartment {apartment}"),
+                    ));
+                };
+                if row.get::<_, String>(1) != currency {
+                    return Err(HandlerError::rejected(
+                        ErrorCode::Conflict,
+                        format!(
+                            "apartment {apartment} is billed in {}, the provider bills in {currency}",
+                            row.get::<_, String>(1)
+                        ),
+                    ));
+                }
+                LinkedApartment {
+                    id: apartment,
+                    address: row.get(0),
+                }
+            }
+            None => {
+                let id: i64 = tx
+                    .query_one(
+                        "INSERT INTO apartments (address, currency) VALUES ($1, $2) RETURNING id",
+                        &[&address, &currency],
+                    )
+                    .await?
+                    .get(0);
+                tx.execute(
+                    "INSERT INTO apartment_owners (apartment_id, user_id) VALUES ($1, $2)",
+                    &[&id, &user.0],
+                )
+                .await?;
+                LinkedApartment {
+                    id: ApartmentId(id),
+                    address,
+                }
+            }
+        };
+
+        if previous != Some(apartment.id.0) {
+            tx.execute(
+                "UPDATE service_accounts SET apartment_id = $2, linked_at = now() WHERE id = $1",
+                &[&account_id, &apartment.id.0],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE bills SET apartment_id = $2
+                 WHERE id IN (SELECT id FROM bills WHERE account_id = $1 AND status <> 'paid' ORDER BY id FOR UPDATE)",
+                &[&account_id, &apartment.id.0],
+            )
+            .await?;
+        }
+        let mut touched: Vec<i64> = previous.into_iter().chain([apartment.id.0]).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        bump_apartments(&tx, &touched).await?;
+        tx.execute(
+            "UPDATE users SET apartments_version = apartments_version + 1 WHERE id = $1",
+            &[&user.0],
+        )
+        .await?;
+        let data = to_data(&LinkData {
+            apartment,
+            provider_id: self.provider_id,
+            account_number: self.account_number.clone(),
+        })?;
+        idempotency::record(&tx, cx.call, &data).await?;
+        tx.commit().await?;
+        Ok(data)
+    }
+}

@@ -1,0 +1,542 @@
+//! `bills_ingest`: a provider sends a batch of its bills (`POST /providers/{provider_id}/bills`).
+//!
+//! The whole batch is stored, or nothing is: an invalid item is `invalid_request` naming its
+//! index. Each bill is known by the provider's own id for it (`external_id`): the same item sent
+//! again is `unchanged`, the same id with other content is `conflict` (void it and send a new one
+//! instead). The first bill of an account the engine does not know creates the account, with the
+//! activation code the provider prints on its paper bill; a household links the account to an
+//! apartment with that code (`apartments_link`), and the account's bills are that apartment's.
+//!
+//! Rows are locked in one order, accounts (by number), then bills (by external id), then
+//! apartments (by id), as linking and paying do, so concurrent batches never deadlock; the same
+//! batch sent twice at once stores every bill once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::common::{parse_amount, provider_access, to_data};
+use super::idempotency::{self, Claim};
+use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
+use crate::call::Path;
+use crate::envelope::parse_date;
+use crate::types::{ApartmentId, BillId, Currency, ParseError, ProviderId, Role, amount};
+
+/// The most bills one request carries.
+pub const MAX_BILLS: usize = 100;
+/// The most lines one bill carries.
+pub const MAX_LINES: usize = 5;
+/// Bounds of the texts, in characters. With these, the largest valid request in compact JSON is
+/// under 256 KiB whatever the texts hold (see `gateway-config/openapi.yaml`).
+pub const MAX_ID_CHARS: usize = 40;
+pub const MAX_ADDRESS_CHARS: usize = 120;
+pub const MAX_DESCRIPTION_CHARS: usize = 60;
+pub const MAX_UTILITY_CHARS: usize = 32;
+
+#[derive(Debug, Serialize)]
+pub struct Request {
+    pub provider_id: ProviderId,
+    pub bills: Vec<Item>,
+}
+
+/// One bill as the provider sent it, parsed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub external_id: String,
+    pub account_number: String,
+    pub address: String,
+    pub utility: String,
+    pub period_start: NaiveDate,
+    pub period_end: NaiveDate,
+    pub due_date: NaiveDate,
+    #[serde(with = "amount")]
+    pub amount: Decimal,
+    pub currency: Currency,
+    pub lines: Option<Vec<Line>>,
+}
+
+/// A line of a bill. Quantities and unit prices are decimals of up to six places, carried as
+/// strings; a line's amount may be negative (a credit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Line {
+    pub description: String,
+    pub quantity: String,
+    pub unit_price: String,
+    pub amount: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    bills: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemBody {
+    external_id: String,
+    account_number: String,
+    address: String,
+    utility: String,
+    period_start: String,
+    period_end: String,
+    due_date: String,
+    amount: String,
+    currency: String,
+    #[serde(default)]
+    lines: Option<Vec<Line>>,
+}
+
+/// The reply's data, kind `bills_ingest`.
+#[derive(Debug, Serialize)]
+pub struct IngestData {
+    pub provider_id: ProviderId,
+    pub bills: Vec<Ingested>,
+    pub new_accounts: Vec<NewAccount>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ingested {
+    pub external_id: String,
+    pub bill_id: BillId,
+    pub status: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NewAccount {
+    pub account_number: String,
+    pub activation_code: String,
+}
+
+impl Route for Request {
+    const CALLERS: Callers = Callers::Roles(&[Role::Provider, Role::Operator]);
+
+    fn parse(path: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
+        let b: Body = body(raw)?;
+        if b.bills.is_empty() || b.bills.len() > MAX_BILLS {
+            return Err(ParseError::new(format!(
+                "`bills` must hold 1 to {MAX_BILLS} bills"
+            )));
+        }
+        let mut seen = BTreeSet::new();
+        let mut bills = Vec::with_capacity(b.bills.len());
+        for (index, raw) in b.bills.into_iter().enumerate() {
+            let item =
+                parse_item(raw).map_err(|e| ParseError::new(format!("bills[{index}]: {}", e.0)))?;
+            if !seen.insert(item.external_id.clone()) {
+                return Err(ParseError::new(format!(
+                    "bills[{index}]: `external_id` {} is listed twice",
+                    item.external_id
+                )));
+            }
+            bills.push(item);
+        }
+        Ok(Self {
+            provider_id: path.provider()?,
+            bills,
+        })
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> HandlerResult {
+        let caller = cx.caller()?.user_id;
+        let mut client = cx.services.store.get().await?;
+        let tx = client.transaction().await?;
+        let fingerprint = idempotency::fingerprint(Kind::BillsIngest, self);
+        if let Claim::Replay(reply) =
+            idempotency::claim(&tx, cx.call, caller, Kind::BillsIngest, &fingerprint).await?
+        {
+            return Ok(reply);
+        }
+        let provider = provider_access(cx, &tx, self.provider_id).await?;
+        let invalid = |index: usize, message: String| {
+            HandlerError::rejected(
+                ErrorCode::InvalidRequest,
+                format!("bills[{index}]: {message}"),
+            )
+        };
+        for (index, item) in self.bills.iter().enumerate() {
+            if item.currency != provider.currency {
+                return Err(invalid(
+                    index,
+                    format!(
+                        "`currency` must be the provider's, {}, not {}",
+                        provider.currency, item.currency
+                    ),
+                ));
+            }
+        }
+        let utilities: Vec<&str> = self.bills.iter().map(|b| b.utility.as_str()).collect();
+        let known: BTreeSet<String> = tx
+            .query(
+                "SELECT code FROM utility_types WHERE code = ANY($1)",
+                &[&utilities],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if let Some(index) = self.bills.iter().position(|b| !known.contains(&b.utility)) {
+            return Err(invalid(
+                index,
+                format!(
+                    "`utility` {:?} is not a utility qbill knows",
+                    self.bills[index].utility
+                ),
+            ));
+        }
+
+        let (accounts, new_accounts) = accounts(&tx, &self.bills, self.provider_id).await?;
+        let ingested = bills(&tx, &self.bills, self.provider_id, &accounts).await?;
+
+        // Every apartment that gained a bill: its version is bumped, so no cached read of its
+        // bills outlives this commit.
+        let touched: BTreeSet<i64> = self
+            .bills
+            .iter()
+            .zip(&ingested)
+            .filter(|(_, i)| i.status == "created")
+            .filter_map(|(item, _)| accounts[&item.account_number].1)
+            .map(|a| a.0)
+            .collect();
+        super::common::bump_apartments(&tx, &touched.into_iter().collect::<Vec<_>>()).await?;
+
+        let data = to_data(&IngestData {
+            provider_id: self.provider_id,
+            bills: ingested,
+            new_accounts,
+        })?;
+        idempotency::record(&tx, cx.call, &data).await?;
+        tx.commit().await?;
+        Ok(data)
+    }
+}
+
+/// The accounts of the batch by number, with their ids and apartments, creating those the
+/// engine does not know (with their activation codes), locked against a concurrent link.
+async fn accounts(
+    tx: &tokio_postgres::Transaction<'_>,
+    items: &[Item],
+    provider: ProviderId,
+) -> Result<(HashMap<String, (i64, Option<ApartmentId>)>, Vec<NewAccount>), HandlerError> {
+    // The first item of an account gives its address.
+    let mut addresses: BTreeMap<&str, &str> = BTreeMap::new();
+    for item in items {
+        addresses
+            .entry(item.account_number.as_str())
+            .or_insert(item.address.as_str());
+    }
+    let numbers: Vec<&str> = addresses.keys().copied().collect();
+    let codes: Vec<String> = numbers.iter().map(|_| activation_code()).collect();
+    let hashes: Vec<Vec<u8>> = codes.iter().map(|c| code_hash(c)).collect();
+    let addresses: Vec<&str> = addresses.values().copied().collect();
+    let created = tx
+        .query(
+            "INSERT INTO service_accounts (provider_id, account_number, address, activation_code_hash)
+             SELECT $1, n, a, h FROM unnest($2::text[], $3::text[], $4::bytea[]) AS t(n, a, h) ORDER BY n
+             ON CONFLICT (provider_id, account_number) DO NOTHING
+             RETURNING account_number",
+            &[&provider.0, &numbers, &addresses, &hashes],
+        )
+        .await?;
+    let created: BTreeSet<String> = created.iter().map(|r| r.get(0)).collect();
+    let rows = tx
+        .query(
+            "SELECT account_number, id, apartment_id FROM service_accounts
+             WHERE provider_id = $1 AND account_number = ANY($2) ORDER BY account_number FOR SHARE",
+            &[&provider.0, &numbers],
+        )
+        .await?;
+    let accounts = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                (r.get(1), r.get::<_, Option<i64>>(2).map(ApartmentId)),
+            )
+        })
+        .collect();
+    let new_accounts = numbers
+        .iter()
+        .zip(codes)
+        .filter(|(number, _)| created.contains(**number))
+        .map(|(number, activation_code)| NewAccount {
+            account_number: (*number).to_owned(),
+            activation_code,
+        })
+        .collect();
+    Ok((accounts, new_accounts))
+}
+
+/// Stores the bills not stored yet, in the order of their external ids, and says of each item
+/// whether it was created or was there already; one there already with other content is
+/// `conflict`.
+async fn bills(
+    tx: &tokio_postgres::Transaction<'_>,
+    items: &[Item],
+    provider: ProviderId,
+    accounts: &HashMap<String, (i64, Option<ApartmentId>)>,
+) -> Result<Vec<Ingested>, HandlerError> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|a, b| items[*a].external_id.cmp(&items[*b].external_id));
+    let pick = |i: &usize| &items[*i];
+    let external: Vec<&str> = order.iter().map(|i| pick(i).external_id.as_str()).collect();
+    let account: Vec<i64> = order
+        .iter()
+        .map(|i| accounts[&pick(i).account_number].0)
+        .collect();
+    let apartment: Vec<Option<i64>> = order
+        .iter()
+        .map(|i| accounts[&pick(i).account_number].1.map(|a| a.0))
+        .collect();
+    let utility: Vec<&str> = order.iter().map(|i| pick(i).utility.as_str()).collect();
+    let start: Vec<NaiveDate> = order.iter().map(|i| pick(i).period_start).collect();
+    let end: Vec<NaiveDate> = order.iter().map(|i| pick(i).period_end).collect();
+    let due: Vec<NaiveDate> = order.iter().map(|i| pick(i).due_date).collect();
+    let amount: Vec<Decimal> = order.iter().map(|i| pick(i).amount).collect();
+    let currency: Vec<&str> = order.iter().map(|i| pick(i).currency.as_str()).collect();
+    let hash: Vec<Vec<u8>> = order.iter().map(|i| content_hash(pick(i))).collect();
+    let lines: Vec<Option<Value>> = order
+        .iter()
+        .map(|i| pick(i).lines.as_ref().map(|l| serde_json::json!(l)))
+        .collect();
+    let created = tx
+        .query(
+            "INSERT INTO bills (provider_id, external_id, account_id, apartment_id, utility, period_start,
+                                period_end, due_date, amount, currency, content_hash, lines)
+             SELECT $1, e, ac, ap, u, s, pe, d, am, c, h, l
+             FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::date[], $7::date[],
+                         $8::date[], $9::numeric[], $10::text[], $11::bytea[], $12::jsonb[])
+                  AS t(e, ac, ap, u, s, pe, d, am, c, h, l)
+             ORDER BY e
+             ON CONFLICT (provider_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
+             RETURNING external_id, id",
+            &[
+                &provider.0,
+                &external,
+                &account,
+                &apartment,
+                &utility,
+                &start,
+                &end,
+                &due,
+                &amount,
+                &currency,
+                &hash,
+                &lines,
+            ],
+        )
+        .await?;
+    let mut ids: HashMap<String, (BillId, &'static str)> = created
+        .iter()
+        .map(|r| (r.get(0), (BillId(r.get(1)), "created")))
+        .collect();
+    let again: Vec<&str> = external
+        .iter()
+        .copied()
+        .filter(|e| !ids.contains_key(*e))
+        .collect();
+    if !again.is_empty() {
+        let stored = tx
+            .query(
+                "SELECT external_id, id, content_hash FROM bills WHERE provider_id = $1 AND external_id = ANY($2)",
+                &[&provider.0, &again],
+            )
+            .await?;
+        for row in &stored {
+            let external_id: String = row.get(0);
+            let index = items
+                .iter()
+                .position(|i| i.external_id == external_id)
+                .unwrap_or_default();
+            if row.get::<_, Option<&[u8]>>(2) != Some(content_hash(&items[index]).as_slice()) {
+                return Err(HandlerError::rejected(
+                    ErrorCode::Conflict,
+                    format!(
+                        "bills[{index}]: bill {external_id} was sent before with other content; \
+                         void it and send the corrected bill under a new external_id"
+                    ),
+                ));
+            }
+            ids.insert(external_id, (BillId(row.get(1)), "unchanged"));
+        }
+    }
+    items
+        .iter()
+        .map(|item| {
+            let (bill_id, status) = ids.get(&item.external_id).copied().ok_or_else(|| {
+                HandlerError::internal(anyhow::anyhow!(
+                    "bill {} neither stored nor found",
+                    item.external_id
+                ))
+            })?;
+            Ok(Ingested {
+                external_id: item.external_id.clone(),
+                bill_id,
+                status,
+            })
+        })
+        .collect()
+}
+
+fn parse_item(raw: Value) -> Result<Item, ParseError> {
+    let b: ItemBody =
+        serde_json::from_value(raw).map_err(|e| ParseError::new(format!("invalid bill: {e}")))?;
+    let item = Item {
+        external_id: identifier("external_id", &b.external_id)?,
+        account_number: identifier("account_number", &b.account_number)?,
+        address: text("address", &b.address, MAX_ADDRESS_CHARS)?,
+        utility: utility(&b.utility)?,
+        period_start: parse_date("period_start", &b.period_start)?,
+        period_end: parse_date("period_end", &b.period_end)?,
+        due_date: parse_date("due_date", &b.due_date)?,
+        amount: parse_amount("amount", &b.amount)?,
+        currency: Currency::parse(&b.currency)?,
+        lines: b.lines.map(parse_lines).transpose()?,
+    };
+    if item.period_start > item.period_end {
+        return Err(ParseError::new(
+            "`period_start` must not be after `period_end`",
+        ));
+    }
+    if let Some(lines) = &item.lines {
+        let sum: Decimal = lines
+            .iter()
+            .map(|l| l.amount.parse::<Decimal>().unwrap_or_default())
+            .sum();
+        if sum != item.amount {
+            return Err(ParseError::new(format!(
+                "the lines add up to {sum}, not to the bill's `amount` {}",
+                item.amount
+            )));
+        }
+    }
+    Ok(item)
+}
+
+fn parse_lines(lines: Vec<Line>) -> Result<Vec<Line>, ParseError> {
+    if lines.is_empty() || lines.len() > MAX_LINES {
+        return Err(ParseError::new(format!(
+            "`lines`, when given, must hold 1 to {MAX_LINES} lines"
+        )));
+    }
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let at = |e: ParseError| ParseError::new(format!("lines[{i}]: {}", e.0));
+            Ok(Line {
+                description: text("description", &line.description, MAX_DESCRIPTION_CHARS)
+                    .map_err(at)?,
+                quantity: decimal("quantity", &line.quantity, 6, false).map_err(at)?,
+                unit_price: decimal("unit_price", &line.unit_price, 6, false).map_err(at)?,
+                amount: decimal("amount", &line.amount, 2, true)
+                    .and_then(|a| {
+                        if a.split_once('.').is_some_and(|(_, c)| c.len() == 2) {
+                            Ok(a)
+                        } else {
+                            Err(ParseError::new(
+                                "`amount` must have two decimal places, like \"12.50\"",
+                            ))
+                        }
+                    })
+                    .map_err(at)?,
+            })
+        })
+        .collect()
+}
+
+/// A provider's identifier: 1 to [`MAX_ID_CHARS`] of letters, digits, `.`, `_`, `-`, `/`, `:`.
+fn identifier(field: &str, raw: &str) -> Result<String, ParseError> {
+    let valid = !raw.is_empty()
+        && raw.len() <= MAX_ID_CHARS
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b));
+    if !valid {
+        return Err(ParseError::new(format!(
+            "`{field}` must be 1 to {MAX_ID_CHARS} letters, digits, '.', '_', '-', '/' or ':'"
+        )));
+    }
+    Ok(raw.to_owned())
+}
+
+/// A text of 1 to `max` characters, without control characters, trimmed.
+fn text(field: &str, raw: &str, max: usize) -> Result<String, ParseError> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() || raw.chars().count() > max || raw.chars().any(char::is_control) {
+        return Err(ParseError::new(format!(
+            "`{field}` must be 1 to {max} characters without control characters"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn utility(raw: &str) -> Result<String, ParseError> {
+    let valid = !raw.is_empty()
+        && raw.len() <= MAX_UTILITY_CHARS
+        && raw.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    if !valid {
+        return Err(ParseError::new(format!(
+            "`utility` must be a utility code such as gas or electricity (a-z and '_', at most {MAX_UTILITY_CHARS})"
+        )));
+    }
+    Ok(raw.to_owned())
+}
+
+/// A plain decimal (optionally signed) with at most 12 digits before the point and `places` after.
+fn decimal(field: &str, raw: &str, places: usize, signed: bool) -> Result<String, ParseError> {
+    let unsigned = if signed {
+        raw.strip_prefix('-').unwrap_or(raw)
+    } else {
+        raw
+    };
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let valid = !whole.is_empty()
+        && whole.len() <= 12
+        && digits(whole)
+        && digits(fraction)
+        && fraction.len() <= places
+        && (fraction.is_empty() != unsigned.contains('.'));
+    if !valid {
+        return Err(ParseError::new(format!(
+            "`{field}` must be a decimal with at most {places} places, like \"12.5\""
+        )));
+    }
+    Ok(raw.to_owned())
+}
+
+/// SHA-256 of the item as parsed: what makes a bill sent again the same bill.
+fn content_hash(item: &Item) -> Vec<u8> {
+    let canonical = serde_json::to_string(item).expect("an item always serialises");
+    Sha256::digest(canonical.as_bytes()).to_vec()
+}
+
+/// A fresh activation code, `XXXX-XXXX-XXXX` of 32 letters and digits that are hard to confuse
+/// (60 bits).
+fn activation_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let chars: Vec<char> = (0..12)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect();
+    chars
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// What is stored of an activation code: the SHA-256 of its letters and digits in upper case, so
+/// that `abcd-efgh-jkmn` and `ABCDEFGHJKMN` are the same code.
+pub fn code_hash(code: &str) -> Vec<u8> {
+    let normalised: String = code
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    Sha256::digest(normalised.as_bytes()).to_vec()
+}

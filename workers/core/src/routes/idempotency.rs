@@ -1,0 +1,91 @@
+//! Idempotency by `request_id` for the routes that change something, and the audit context of
+//! their transaction.
+//!
+//! The request id is claimed first, inside the route's transaction, with a fingerprint of the
+//! request: a duplicate delivered at the same moment waits on that row until the first
+//! transaction ends, then replays its stored reply (or, if that one was rejected and rolled back,
+//! runs afresh). The same id with another request is `conflict`. (`payments` does the same in
+//! its own pipelined steps.)
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio_postgres::Transaction;
+
+use super::{ErrorCode, HandlerError, Kind};
+use crate::call::Call;
+use crate::types::UserId;
+
+/// What the claim found.
+pub enum Claim {
+    /// The request is new: run it, then [`record`] its reply.
+    New,
+    /// The same request ran before: this was its reply.
+    Replay(Value),
+}
+
+/// SHA-256 of the request's canonical form: its kind and its parsed request.
+pub fn fingerprint(kind: Kind, request: &impl Serialize) -> Vec<u8> {
+    let canonical = serde_json::to_string(request).expect("a request always serialises");
+    Sha256::digest(format!("{kind}\n{canonical}").as_bytes()).to_vec()
+}
+
+/// Sets who and which request the audit trail records for this transaction's changes, and
+/// claims the request id for `user`.
+pub async fn claim(
+    tx: &Transaction<'_>,
+    call: &Call,
+    user: UserId,
+    kind: Kind,
+    fingerprint: &[u8],
+) -> Result<Claim, HandlerError> {
+    tx.execute(
+        "SELECT set_config('qbill.actor', $1, true), set_config('qbill.request_id', $2, true)",
+        &[&user.0.to_string(), &call.request_id.to_string()],
+    )
+    .await?;
+    let claimed = tx
+        .query_opt(
+            "INSERT INTO processed_requests (request_id, user_id, kind, fingerprint) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (request_id) DO NOTHING RETURNING 1",
+            &[&call.request_id.0, &user.0, &kind.as_str(), &fingerprint],
+        )
+        .await?;
+    if claimed.is_some() {
+        return Ok(Claim::New);
+    }
+    let row = tx
+        .query_one(
+            "SELECT user_id, kind, fingerprint, reply FROM processed_requests WHERE request_id = $1",
+            &[&call.request_id.0],
+        )
+        .await?;
+    let same = row.get::<_, i64>(0) == user.0
+        && row.get::<_, &str>(1) == kind.as_str()
+        && row.get::<_, &[u8]>(2) == fingerprint;
+    if !same {
+        return Err(HandlerError::rejected(
+            ErrorCode::Conflict,
+            "this request_id was already used for a different request; use a new request_id",
+        ));
+    }
+    tracing::info!(
+        billing.replayed = true,
+        "request seen before; replaying its reply"
+    );
+    row.get::<_, Option<Value>>(3)
+        .map(Claim::Replay)
+        .ok_or_else(|| {
+            HandlerError::internal(anyhow::anyhow!("processed request without a stored reply"))
+        })
+}
+
+/// Keeps `reply` for repeats of the request, in its transaction.
+pub async fn record(tx: &Transaction<'_>, call: &Call, reply: &Value) -> Result<(), HandlerError> {
+    tx.execute(
+        "UPDATE processed_requests SET reply = $2 WHERE request_id = $1",
+        &[&call.request_id.0, reply],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! `policy`: a provider's grace days and late fee (`POST /providers/{provider_id}/policy`), which
+//! the overdue job ([`crate::jobs::overdue`]) applies. Setting the policy it has is a no-op.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::common::{parse_amount, provider_access, to_data};
+use super::idempotency::{self, Claim};
+use super::{Callers, Context, HandlerResult, Kind, Route, body};
+use crate::call::Path;
+use crate::types::{ParseError, ProviderId, Role, amount};
+
+/// The most grace days a policy gives.
+pub const MAX_GRACE_DAYS: i32 = 365;
+
+#[derive(Debug, Serialize)]
+pub struct Request {
+    pub provider_id: ProviderId,
+    pub grace_days: i32,
+    pub late_fee: Option<LateFee>,
+}
+
+/// What a bill costs once it is overdue: a fixed amount, or a percentage of the bill (rounded
+/// half away from zero to the cent), at most `cap` when given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LateFee {
+    pub kind: FeeKind,
+    #[serde(with = "amount")]
+    pub value: Decimal,
+    #[serde(
+        default,
+        with = "optional_amount",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cap: Option<Decimal>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeeKind {
+    Fixed,
+    Percent,
+}
+
+impl FeeKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Fixed => "fixed",
+            Self::Percent => "percent",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    grace_days: i32,
+    late_fee: Option<FeeBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeeBody {
+    kind: FeeKind,
+    value: String,
+    #[serde(default)]
+    cap: Option<String>,
+}
+
+/// The reply's data, kind `policy`.
+#[derive(Debug, Serialize)]
+pub struct PolicyData<'a> {
+    pub provider_id: ProviderId,
+    pub grace_days: i32,
+    pub late_fee: &'a Option<LateFee>,
+}
+
+impl Route for Request {
+    const CALLERS: Callers = Callers::Roles(&[Role::Provider, Role::Operator]);
+
+    fn parse(path: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
+        let b: Body = body(raw)?;
+        if !(0..=MAX_GRACE_DAYS).contains(&b.grace_days) {
+            return Err(ParseError::new(format!(
+                "`grace_days` must be 0 to {MAX_GRACE_DAYS}"
+            )));
+        }
+        let late_fee = b
+            .late_fee
+            .map(|fee| {
+                let value = parse_amount("late_fee.value", &fee.value)?;
+                if fee.kind == FeeKind::Percent && value > Decimal::ONE_HUNDRED {
+                    return Err(ParseError::new(
+                        "a percent `late_fee.value` must be at most 100.00",
+                    ));
+                }
+                let cap = fee
+                    .cap
+                    .as_deref()
+                    .map(|cap| parse_amount("late_fee.cap", cap))
+                    .transpose()?;
+                Ok(LateFee {
+                    kind: fee.kind,
+                    value,
+                    cap,
+                })
+            })
+            .transpose()?;
+        Ok(Self {
+            provider_id: path.provider()?,
+            grace_days: b.grace_days,
+            late_fee,
+        })
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> HandlerResult {
+        let caller = cx.caller()?.user_id;
+        let mut client = cx.services.store.get().await?;
+        let tx = client.transaction().await?;
+        let fingerprint = idempotency::fingerprint(Kind::Policy, self);
+        if let Claim::Replay(reply) =
+            idempotency::claim(&tx, cx.call, caller, Kind::Policy, &fingerprint).await?
+        {
+            return Ok(reply);
+        }
+        provider_access(cx, &tx, self.provider_id).await?;
+        let fee = self.late_fee.as_ref();
+        tx.execute(
+            "UPDATE providers SET grace_days = $2, late_fee_kind = $3, late_fee_value = $4, late_fee_cap = $5
+             WHERE id = $1",
+            &[
+                &self.provider_id.0,
+                &self.grace_days,
+                &fee.map(|f| f.kind.as_str()),
+                &fee.map(|f| f.value),
+                &fee.and_then(|f| f.cap),
+            ],
+        )
+        .await?;
+        let data = to_data(&PolicyData {
+            provider_id: self.provider_id,
+            grace_days: self.grace_days,
+            late_fee: &self.late_fee,
+        })?;
+        idempotency::record(&tx, cx.call, &data).await?;
+        tx.commit().await?;
+        Ok(data)
+    }
+}
+
+/// Serde helper for optional amounts carried as two-place strings.
+mod optional_amount {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => s.serialize_str(&crate::types::amount_string(*v)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|raw| raw.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}

@@ -1,0 +1,106 @@
+//! `provider`: an operator adds a provider and its first API user (`POST /providers`), in one
+//! transaction. A taken name or username is `conflict`.
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio_postgres::error::SqlState;
+
+use super::common::to_data;
+use super::idempotency::{self, Claim};
+use super::user::{hash, insert, parse_new_password, parse_new_username};
+use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
+use crate::call::Path;
+use crate::types::{Currency, ParseError, ProviderId, Role};
+
+/// The longest provider name.
+pub const MAX_NAME_CHARS: usize = 100;
+
+#[derive(Debug, Serialize)]
+pub struct Request {
+    pub name: String,
+    pub currency: Currency,
+    pub username: String,
+    #[serde(skip)]
+    pub password: SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    name: String,
+    currency: String,
+    username: String,
+    password: String,
+}
+
+/// The reply's data, kind `provider`.
+#[derive(Debug, Serialize)]
+pub struct ProviderData {
+    pub provider_id: ProviderId,
+    pub name: String,
+    pub currency: Currency,
+    pub username: String,
+}
+
+impl Route for Request {
+    const CALLERS: Callers = Callers::Roles(&[Role::Operator]);
+
+    fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
+        let b: Body = body(raw)?;
+        let name = b.name.trim().to_owned();
+        if name.is_empty()
+            || name.chars().count() > MAX_NAME_CHARS
+            || name.chars().any(char::is_control)
+        {
+            return Err(ParseError::new(format!(
+                "`name` must be 1 to {MAX_NAME_CHARS} characters without control characters"
+            )));
+        }
+        Ok(Self {
+            name,
+            currency: Currency::parse(&b.currency)?,
+            username: parse_new_username(&b.username)?,
+            password: parse_new_password(b.password)?,
+        })
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> HandlerResult {
+        let operator = cx.caller()?.user_id;
+        let hash = hash(cx, &self.password).await?;
+        let mut client = cx.services.store.get().await?;
+        let tx = client.transaction().await?;
+        let fingerprint = idempotency::fingerprint(Kind::Provider, self);
+        if let Claim::Replay(reply) =
+            idempotency::claim(&tx, cx.call, operator, Kind::Provider, &fingerprint).await?
+        {
+            return Ok(reply);
+        }
+        let inserted = tx
+            .query_one(
+                "INSERT INTO providers (name, currency) VALUES ($1, $2) RETURNING id",
+                &[&self.name, &self.currency.as_str()],
+            )
+            .await;
+        let provider = match inserted {
+            Ok(row) => ProviderId(row.get(0)),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                return Err(HandlerError::rejected(
+                    ErrorCode::Conflict,
+                    format!("a provider named {:?} exists already", self.name),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        insert(&tx, &self.username, &hash, Role::Provider, Some(provider)).await?;
+        let data = to_data(&ProviderData {
+            provider_id: provider,
+            name: self.name.clone(),
+            currency: self.currency,
+            username: self.username.clone(),
+        })?;
+        idempotency::record(&tx, cx.call, &data).await?;
+        tx.commit().await?;
+        Ok(data)
+    }
+}
