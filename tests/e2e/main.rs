@@ -6,6 +6,7 @@ mod contract;
 mod dead_letters;
 mod faults;
 mod hostile;
+mod lifecycle;
 mod loadtest;
 mod logs;
 mod pool;

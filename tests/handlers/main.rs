@@ -5,6 +5,7 @@ mod auth;
 mod cache;
 mod envelope;
 mod histories;
+mod overdue;
 mod pages;
 mod payments;
 mod utils;
