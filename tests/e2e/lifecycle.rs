@@ -881,3 +881,66 @@ async fn hostile_provider_requests_each_get_the_right_error_and_change_nothing()
     );
     assert_eq!(state().await, before, "no row changed");
 }
+
+/// The largest valid batch: 100 bills of 5 lines, every text at its bound in 4-byte characters,
+/// in compact JSON. It must fit one SQS message, so the gateway enqueues it and a worker stores it.
+#[tokio::test]
+async fn the_largest_valid_batch_of_bills_fits_one_message_and_is_stored() {
+    let db = db_pool(&served().db_url);
+    let mut ops = Session::login("ops", "ops-password").await;
+    let (provider, mut sender) = new_provider(&mut ops).await;
+    let wide = |chars: usize| "\u{1D11E}".repeat(chars);
+    let id = |prefix: &str, i: usize| format!("{prefix}{i:0>width$}", width = 40 - prefix.len());
+    let bills: Vec<Value> = (0..100)
+        .map(|i| {
+            json!({
+                "external_id": id("E", i), "account_number": id("A", i), "address": wide(120),
+                "utility": "electricity", "period_start": "2026-10-01", "period_end": "2026-10-31",
+                "due_date": "2026-11-20", "amount": "500000000000.00", "currency": "EUR",
+                "lines": (0..5).map(|_| json!({
+                    "description": wide(60), "quantity": "123456789012.123456",
+                    "unit_price": "123456789012.123456", "amount": "100000000000.00",
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let request_id = Uuid::new_v4();
+    let body =
+        json!({ "queue_name": sender.client.queue(), "request_id": request_id, "bills": bills })
+            .to_string();
+    println!(
+        "reliability: largest valid bills_ingest body: {} bytes",
+        body.len()
+    );
+    assert!(
+        body.len() > 250_000,
+        "the texts are at their bounds: {}",
+        body.len()
+    );
+    assert!(
+        body.len() < 256 * 1024 - 2048,
+        "room for the attributes: {}",
+        body.len()
+    );
+    let accepted = sender
+        .client
+        .post_raw(&format!("/providers/{provider}/bills"), body)
+        .await
+        .unwrap();
+    assert_eq!(accepted.status, 202, "{:?}", accepted.body);
+    let reply = sender
+        .client
+        .wait_for("/replies", request_id, REPLY_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(reply["status"], "ok", "{reply:.300}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM bills WHERE provider_id = $1",
+            &[&provider]
+        )
+        .await,
+        100
+    );
+}

@@ -399,7 +399,7 @@ async fn seed_command(command: SeedCommand) -> anyhow::Result<()> {
         SeedCommand::Demo { reset } => {
             seed::demo(&pool, reset).await?;
             println!(
-                "demo data loaded: users demo / demo-password (apartments 1, 2) and demo2 / demo2-password (apartment 3)"
+                "demo data loaded: users demo / demo-password (apartments 1, 2) and demo2 / demo2-password (apartment 3); operator ops / ops-password; Northwind's user northwind / northwind-password; account NW-20417, activation code NWND-DEMO-2026"
             );
         }
         SeedCommand::Users {

@@ -1,0 +1,101 @@
+//! The README's walkthrough of a provider's bills, run verbatim: its shell blocks (between the
+//! `<!-- walkthrough:... -->` markers) go to bash, against the `test` profile's gateway and a
+//! worker pool of this binary's own over a fresh demo database, with `target/release/qbill`
+//! standing for this build's `qbill`. A binary of its own, so that its overdue job touches no
+//! other test's data.
+
+use std::path::Path;
+use std::process::Command;
+
+use qbill_tests::{count, db_pool, env, qbill_binary, serve};
+use secrecy::ExposeSecret;
+
+/// The shell of the README block between `<!-- walkthrough:{name} -->` and its end marker.
+fn block(name: &str) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("the README");
+    let start = format!("<!-- walkthrough:{name} -->");
+    let end = format!("<!-- /walkthrough:{name} -->");
+    let (_, rest) = readme.split_once(&start).expect("the block's start marker");
+    let (block, _) = rest.split_once(&end).expect("the block's end marker");
+    let block = block.trim();
+    block
+        .strip_prefix("```sh")
+        .and_then(|b| b.strip_suffix("```"))
+        .expect("a sh code block")
+        .to_owned()
+}
+
+/// Runs `script` with bash in a directory where `target/release/qbill` is this build's binary.
+fn run(script: &str, database_url: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("qbill-readme-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(dir.join("target/release")).unwrap();
+    std::os::unix::fs::symlink(qbill_binary(), dir.join("target/release/qbill")).unwrap();
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -euo pipefail\n{script}"))
+        .current_dir(&dir)
+        .env("QBILL_GATEWAY_URL", env("QBILL_GATEWAY_URL"))
+        .env("DATABASE_URL", database_url)
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the block failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    stdout
+}
+
+#[tokio::test]
+async fn the_readme_walkthrough_runs_verbatim() {
+    let served = serve(Some(env("REDIS_URL")), 2);
+    let url = served.db_url.expose_secret().to_owned();
+    let db = db_pool(&served.db_url);
+
+    let out = run(&block("cli"), &url);
+    assert!(out.contains("\"kind\": \"bill_void\""), "{out}");
+    let one = |sql: &'static str| {
+        let db = db.clone();
+        async move { count(&db, sql, &[]).await }
+    };
+    assert_eq!(
+        one("SELECT count(*) FROM bills WHERE id = 9001 AND status = 'paid'").await,
+        1
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM bills WHERE id = 9002 AND status <> 'paid'").await,
+        1,
+        "the fee stays"
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM bills WHERE external_id = 'NW-INV-9101' AND status = 'void'")
+            .await,
+        1
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM service_accounts s JOIN apartment_owners o ON o.apartment_id = s.apartment_id
+             WHERE s.account_number = 'NW-20417' AND o.user_id = 2")
+        .await,
+        1,
+        "linked to an apartment of demo2"
+    );
+    assert!(
+        one("SELECT count(*) FROM bills fee JOIN bills b ON b.id = fee.late_fee_of WHERE b.apartment_id = 3").await > 0,
+        "the job charged fees on demo2's overdue Northwind bills"
+    );
+
+    let out = run(&block("curl"), &url);
+    assert!(
+        out.contains("\"kind\":\"bills_ingest\",\"status\":\"ok\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"kind\":\"apartments_link\",\"status\":\"ok\""),
+        "{out}"
+    );
+}
