@@ -338,3 +338,19 @@ async fn every_payment_and_bill_change_is_audited_with_who_and_which_request() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn a_bill_of_an_account_no_household_linked_cannot_be_paid_from_any_apartment() {
+    let f = Fixture::new().await;
+    // 9001 is the demo's overdue bill of Northwind's unlinked account: it has no apartment.
+    let reply = f.pay(1, &[9001]).await;
+    assert_eq!(error_code(&reply), "not_found", "{reply}");
+    assert_eq!(
+        f.db.count(
+            "SELECT count(*) FROM bills WHERE id = 9001 AND status = 'overdue'",
+            &[]
+        )
+        .await,
+        1
+    );
+}

@@ -142,7 +142,7 @@ async fn run(cx: &Context<'_>, apartment: ApartmentId, bills: &[BillId]) -> Hand
                 format!("bill {bill} does not exist"),
             ));
         };
-        if row.get::<_, i64>(1) != apartment.0 {
+        if row.get::<_, Option<i64>>(1) != Some(apartment.0) {
             return Err(HandlerError::rejected(
                 ErrorCode::NotFound,
                 format!("bill {bill} is not a bill of apartment {apartment}"),
