@@ -192,3 +192,49 @@ async fn an_unknown_event_is_an_error_not_a_silent_success() {
         .unwrap_err();
     assert!(error.to_string().contains("unknown event"), "{error}");
 }
+
+#[tokio::test]
+async fn the_overdue_event_runs_the_job_once_and_a_second_changes_nothing() {
+    let db = TestDb::fresh().await;
+    let worker = worker(&db.pool).await;
+    let first = worker.handle(json!({ "qbill": "overdue" })).await.unwrap();
+    assert!(first["marked"].as_u64().unwrap() > 0, "{first}");
+    assert!(first["fees"].as_u64().unwrap() > 0, "{first}");
+    let second = worker.handle(json!({ "qbill": "overdue" })).await.unwrap();
+    assert_eq!(
+        (second["marked"].as_u64(), second["fees"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
+
+#[tokio::test]
+async fn the_create_operator_event_creates_the_operator_from_its_secret_once() {
+    let db = TestDb::fresh().await;
+    let worker = worker(&db.pool).await;
+    let secrets = aws_sdk_secretsmanager::Client::new(qbill_core::managed::sdk().await);
+    let username = format!("first-ops-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let arn = secrets
+        .create_secret()
+        .name(format!("qbill-test-{}", Uuid::new_v4().simple()))
+        .secret_string(
+            json!({ "username": username, "password": "a-generated-password" }).to_string(),
+        )
+        .send()
+        .await
+        .expect("Secrets Manager is emulated by the local stack")
+        .arn
+        .unwrap();
+    let created = worker.create_operator(&arn).await.unwrap();
+    assert_eq!(created["user"]["outcome"], "created", "{created}");
+    let again = worker.create_operator(&arn).await.unwrap();
+    assert_eq!(again["user"]["outcome"], "existed", "{again}");
+    assert_eq!(
+        count(
+            &db.pool,
+            "SELECT count(*) FROM users WHERE username = $1 AND role = 'operator'",
+            &[&username]
+        )
+        .await,
+        1
+    );
+}

@@ -99,3 +99,46 @@ async fn the_readme_walkthrough_runs_verbatim() {
         "{out}"
     );
 }
+
+/// `qbill admin create-user`, as the README documents it: the password on standard input.
+#[tokio::test]
+async fn admin_create_user_reads_the_password_from_standard_input_and_runs_once() {
+    use std::io::Write;
+    let db = qbill_tests::TestDb::fresh().await;
+    let create = || {
+        let mut child = Command::new(qbill_binary())
+            .args([
+                "admin",
+                "create-user",
+                "--role",
+                "provider",
+                "--provider-id",
+                "2",
+            ])
+            .args(["--username", "clearwater-api"])
+            .env("DATABASE_URL", db.url.expose_secret())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("qbill runs");
+        writeln!(child.stdin.take().unwrap(), "clearwater-password").unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(create().contains("\"outcome\":\"created\""));
+    assert!(create().contains("\"outcome\":\"existed\""));
+    let hash: String = db
+        .pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT password_hash FROM users WHERE username = 'clearwater-api' AND role = 'provider' AND provider_id = 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(hash.starts_with("$argon2id$"));
+}
