@@ -68,7 +68,8 @@ CREATE INDEX bills_open_by_apartment ON bills (apartment_id, due_date) WHERE sta
 CREATE INDEX bills_open_by_due_date ON bills (due_date) WHERE status = 'open';
 CREATE INDEX bills_by_account ON bills (account_id) WHERE account_id IS NOT NULL;
 
--- Failed attempts to link an account, counted per user like failed logins.
+-- Failed attempts to link an account, counted per user like failed logins; a user's attempt
+-- deletes its failures that no longer count.
 CREATE TABLE link_failures (
     user_id   bigint NOT NULL REFERENCES users,
     failed_at timestamptz NOT NULL DEFAULT now()
@@ -162,5 +163,5 @@ GRANT UPDATE (apartments_version) ON users TO qbill_application;
 GRANT UPDATE (grace_days, late_fee_kind, late_fee_value, late_fee_cap) ON providers TO qbill_application;
 GRANT SELECT, UPDATE (apartment_id, linked_at) ON service_accounts TO qbill_application;
 GRANT UPDATE (status, payment_id, apartment_id, voided_at, void_reason) ON bills TO qbill_application;
-GRANT SELECT, INSERT ON link_failures TO qbill_application;
+GRANT SELECT, INSERT, DELETE ON link_failures TO qbill_application;
 GRANT SELECT ON audit_events TO qbill_application;

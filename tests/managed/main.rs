@@ -208,7 +208,6 @@ async fn migrating_prepares_a_password_login_with_the_applications_rights_and_no
         "UPDATE users SET password_hash = '$argon2id$x'",
         "UPDATE service_accounts SET activation_code_hash = 'x'",
         "UPDATE bills SET lines = '[]'",
-        "DELETE FROM link_failures",
         "DELETE FROM service_accounts",
         "CREATE TABLE intruder (id int)",
         "INSERT INTO audit_events (entity, entity_id, action) VALUES ('bill', '1', 'forged')",

@@ -111,6 +111,11 @@ impl Route for Request {
         )
         .await?;
         let window = WINDOW.as_secs_f64();
+        tx.execute(
+            "DELETE FROM link_failures WHERE user_id = $1 AND failed_at <= now() - make_interval(secs => $2)",
+            &[&user.0, &window],
+        )
+        .await?;
         let failures: i64 = tx
             .query_one(
                 "SELECT count(*) FROM link_failures
