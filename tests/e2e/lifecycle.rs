@@ -110,6 +110,22 @@ async fn an_operator_adds_providers_and_users_and_a_taken_username_is_a_conflict
     assert_eq!(second["data"]["provider_id"], provider, "{second}");
     assert_eq!(second["data"]["role"], "provider");
 
+    // A request sent again with its request_id gets the same reply, and creates nobody twice;
+    // the same request_id with another request is refused.
+    let request_id = Uuid::new_v4();
+    let body = json!({ "username": unique("again"), "password": "household-password", "role": "household" });
+    let first = ops.ask_as("/users", request_id, body.clone()).await;
+    let repeat = ops.ask_as("/users", request_id, body).await;
+    assert_eq!(first["data"], repeat["data"], "{first} {repeat}");
+    let other = ops
+        .ask_as(
+            "/users",
+            request_id,
+            json!({ "username": unique("other"), "password": "household-password", "role": "household" }),
+        )
+        .await;
+    assert_eq!(error(&other), "conflict", "{other}");
+
     // The provider's token says whom it acts for: its own policy, not another's.
     let own = provider_user
         .ask(

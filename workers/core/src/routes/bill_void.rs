@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::common::{bump_apartments, provider_access, to_data};
-use super::idempotency::{self, Claim};
+use super::idempotency;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::call::Path;
 use crate::types::{BillId, ParseError, ProviderId, Role};
@@ -60,16 +60,8 @@ impl Route for Request {
     }
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
-        let caller = cx.caller()?.user_id;
-        let mut client = cx.services.store.get().await?;
-        let tx = client.transaction().await?;
-        let fingerprint = idempotency::fingerprint(Kind::BillVoid, self);
-        if let Claim::Replay(reply) =
-            idempotency::claim(&tx, cx.call, caller, Kind::BillVoid, &fingerprint).await?
-        {
-            return Ok(reply);
-        }
-        provider_access(cx, &tx, self.provider_id).await?;
+        idempotency::once(cx, Kind::BillVoid, self, async |tx| {
+        provider_access(cx, tx, self.provider_id).await?;
         let bill = self.bill_id;
         let row = tx
             .query_opt(
@@ -103,7 +95,7 @@ impl Route for Request {
                     .await?
                     .get(0);
                 let apartment: Option<i64> = row.get(2);
-                bump_apartments(&tx, &apartment.into_iter().collect::<Vec<_>>()).await?;
+                bump_apartments(tx, &apartment.into_iter().collect::<Vec<_>>()).await?;
                 voided_at
             }
         };
@@ -112,8 +104,8 @@ impl Route for Request {
             status: "void",
             voided_at,
         })?;
-        idempotency::record(&tx, cx.call, &data).await?;
-        tx.commit().await?;
         Ok(data)
+        })
+        .await
     }
 }

@@ -4,15 +4,16 @@
 //! The request id is claimed first, inside the route's transaction, with a fingerprint of the
 //! request: a duplicate delivered at the same moment waits on that row until the first
 //! transaction ends, then replays its stored reply (or, if that one was rejected and rolled back,
-//! runs afresh). The same id with another request is `conflict`. (`payments` does the same in
-//! its own pipelined steps.)
+//! runs afresh). The same id with another request is `conflict`. Routes wrap their change in
+//! [`once`]; `apartments_link` claims by hand (a failed attempt commits its count, unclaimed), and
+//! `payments` does the same in its own pipelined steps.
 
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio_postgres::Transaction;
 
-use super::{ErrorCode, HandlerError, Kind};
+use super::{Context, ErrorCode, HandlerError, Kind};
 use crate::call::Call;
 use crate::types::UserId;
 
@@ -88,4 +89,27 @@ pub async fn record(tx: &Transaction<'_>, call: &Call, reply: &Value) -> Result<
     )
     .await?;
     Ok(())
+}
+
+/// Runs `change` once per request id, in one transaction: after claiming the id (a repeat gets
+/// the stored reply instead), keeping the reply `change` gives for repeats, then committing. A
+/// rejection rolls everything back, the claim included.
+pub async fn once<R: Serialize>(
+    cx: &Context<'_>,
+    kind: Kind,
+    request: &R,
+    change: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<Value, HandlerError>,
+) -> Result<Value, HandlerError> {
+    let user = cx.caller()?.user_id;
+    let mut client = cx.services.store.get().await?;
+    let tx = client.transaction().await?;
+    if let Claim::Replay(reply) =
+        claim(&tx, cx.call, user, kind, &fingerprint(kind, request)).await?
+    {
+        return Ok(reply);
+    }
+    let data = change(&tx).await?;
+    record(&tx, cx.call, &data).await?;
+    tx.commit().await?;
+    Ok(data)
 }

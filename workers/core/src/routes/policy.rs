@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::common::{parse_amount, provider_access, to_data};
-use super::idempotency::{self, Claim};
+use super::idempotency;
 use super::{Callers, Context, HandlerResult, Kind, Route, body};
 use crate::call::Path;
 use crate::types::{ParseError, ProviderId, Role, amount};
@@ -115,16 +115,8 @@ impl Route for Request {
     }
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
-        let caller = cx.caller()?.user_id;
-        let mut client = cx.services.store.get().await?;
-        let tx = client.transaction().await?;
-        let fingerprint = idempotency::fingerprint(Kind::Policy, self);
-        if let Claim::Replay(reply) =
-            idempotency::claim(&tx, cx.call, caller, Kind::Policy, &fingerprint).await?
-        {
-            return Ok(reply);
-        }
-        provider_access(cx, &tx, self.provider_id).await?;
+        idempotency::once(cx, Kind::Policy, self, async |tx| {
+        provider_access(cx, tx, self.provider_id).await?;
         let fee = self.late_fee.as_ref();
         tx.execute(
             "UPDATE providers SET grace_days = $2, late_fee_kind = $3, late_fee_value = $4, late_fee_cap = $5
@@ -143,9 +135,9 @@ impl Route for Request {
             grace_days: self.grace_days,
             late_fee: &self.late_fee,
         })?;
-        idempotency::record(&tx, cx.call, &data).await?;
-        tx.commit().await?;
         Ok(data)
+        })
+        .await
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use tokio_postgres::error::SqlState;
 
 use super::common::to_data;
-use super::idempotency::{self, Claim};
+use super::idempotency;
 use super::user::{hash, insert, parse_new_password, parse_new_username};
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::call::Path;
@@ -66,41 +66,33 @@ impl Route for Request {
     }
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
-        let operator = cx.caller()?.user_id;
         let hash = hash(cx, &self.password).await?;
-        let mut client = cx.services.store.get().await?;
-        let tx = client.transaction().await?;
-        let fingerprint = idempotency::fingerprint(Kind::Provider, self);
-        if let Claim::Replay(reply) =
-            idempotency::claim(&tx, cx.call, operator, Kind::Provider, &fingerprint).await?
-        {
-            return Ok(reply);
-        }
-        let inserted = tx
-            .query_one(
-                "INSERT INTO providers (name, currency) VALUES ($1, $2) RETURNING id",
-                &[&self.name, &self.currency.as_str()],
-            )
-            .await;
-        let provider = match inserted {
-            Ok(row) => ProviderId(row.get(0)),
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                return Err(HandlerError::rejected(
-                    ErrorCode::Conflict,
-                    format!("a provider named {:?} exists already", self.name),
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        insert(&tx, &self.username, &hash, Role::Provider, Some(provider)).await?;
-        let data = to_data(&ProviderData {
-            provider_id: provider,
-            name: self.name.clone(),
-            currency: self.currency,
-            username: self.username.clone(),
-        })?;
-        idempotency::record(&tx, cx.call, &data).await?;
-        tx.commit().await?;
-        Ok(data)
+        idempotency::once(cx, Kind::Provider, self, async |tx| {
+            let inserted = tx
+                .query_one(
+                    "INSERT INTO providers (name, currency) VALUES ($1, $2) RETURNING id",
+                    &[&self.name, &self.currency.as_str()],
+                )
+                .await;
+            let provider = match inserted {
+                Ok(row) => ProviderId(row.get(0)),
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    return Err(HandlerError::rejected(
+                        ErrorCode::Conflict,
+                        format!("a provider named {:?} exists already", self.name),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            insert(tx, &self.username, &hash, Role::Provider, Some(provider)).await?;
+            let data = to_data(&ProviderData {
+                provider_id: provider,
+                name: self.name.clone(),
+                currency: self.currency,
+                username: self.username.clone(),
+            })?;
+            Ok(data)
+        })
+        .await
     }
 }

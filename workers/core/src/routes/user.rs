@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use tokio_postgres::error::SqlState;
 
 use super::common::to_data;
-use super::idempotency::{self, Claim};
+use super::idempotency;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::call::Path;
 use crate::password;
@@ -68,38 +68,30 @@ impl Route for Request {
     }
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
-        let operator = cx.caller()?.user_id;
         // The slow hash first, holding no connection.
         let hash = hash(cx, &self.password).await?;
-        let mut client = cx.services.store.get().await?;
-        let tx = client.transaction().await?;
-        let fingerprint = idempotency::fingerprint(Kind::User, self);
-        if let Claim::Replay(reply) =
-            idempotency::claim(&tx, cx.call, operator, Kind::User, &fingerprint).await?
-        {
-            return Ok(reply);
-        }
-        if let Some(provider) = self.provider_id {
-            let exists = tx
-                .query_opt("SELECT 1 FROM providers WHERE id = $1", &[&provider.0])
-                .await?;
-            if exists.is_none() {
-                return Err(HandlerError::rejected(
-                    ErrorCode::NotFound,
-                    format!("provider {provider} does not exist"),
-                ));
+        idempotency::once(cx, Kind::User, self, async |tx| {
+            if let Some(provider) = self.provider_id {
+                let exists = tx
+                    .query_opt("SELECT 1 FROM providers WHERE id = $1", &[&provider.0])
+                    .await?;
+                if exists.is_none() {
+                    return Err(HandlerError::rejected(
+                        ErrorCode::NotFound,
+                        format!("provider {provider} does not exist"),
+                    ));
+                }
             }
-        }
-        let id = insert(&tx, &self.username, &hash, self.role, self.provider_id).await?;
-        let data = to_data(&UserData {
-            id,
-            username: self.username.clone(),
-            role: self.role,
-            provider_id: self.provider_id,
-        })?;
-        idempotency::record(&tx, cx.call, &data).await?;
-        tx.commit().await?;
-        Ok(data)
+            let id = insert(tx, &self.username, &hash, self.role, self.provider_id).await?;
+            let data = to_data(&UserData {
+                id,
+                username: self.username.clone(),
+                role: self.role,
+                provider_id: self.provider_id,
+            })?;
+            Ok(data)
+        })
+        .await
     }
 }
 

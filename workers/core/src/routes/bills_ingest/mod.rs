@@ -25,7 +25,7 @@ pub use item::{Item, Line};
 use item::{content_hash, parse_item};
 
 use super::common::{provider_access, to_data};
-use super::idempotency::{self, Claim};
+use super::idempotency;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::call::Path;
 use crate::types::{ApartmentId, BillId, ParseError, ProviderId, Role};
@@ -104,76 +104,68 @@ impl Route for Request {
     }
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
-        let caller = cx.caller()?.user_id;
-        let mut client = cx.services.store.get().await?;
-        let tx = client.transaction().await?;
-        let fingerprint = idempotency::fingerprint(Kind::BillsIngest, self);
-        if let Claim::Replay(reply) =
-            idempotency::claim(&tx, cx.call, caller, Kind::BillsIngest, &fingerprint).await?
-        {
-            return Ok(reply);
-        }
-        let provider = provider_access(cx, &tx, self.provider_id).await?;
-        let invalid = |index: usize, message: String| {
-            HandlerError::rejected(
-                ErrorCode::InvalidRequest,
-                format!("bills[{index}]: {message}"),
-            )
-        };
-        for (index, item) in self.bills.iter().enumerate() {
-            if item.currency != provider.currency {
+        idempotency::once(cx, Kind::BillsIngest, self, async |tx| {
+            let provider = provider_access(cx, tx, self.provider_id).await?;
+            let invalid = |index: usize, message: String| {
+                HandlerError::rejected(
+                    ErrorCode::InvalidRequest,
+                    format!("bills[{index}]: {message}"),
+                )
+            };
+            for (index, item) in self.bills.iter().enumerate() {
+                if item.currency != provider.currency {
+                    return Err(invalid(
+                        index,
+                        format!(
+                            "`currency` must be the provider's, {}, not {}",
+                            provider.currency, item.currency
+                        ),
+                    ));
+                }
+            }
+            let utilities: Vec<&str> = self.bills.iter().map(|b| b.utility.as_str()).collect();
+            let known: BTreeSet<String> = tx
+                .query(
+                    "SELECT code FROM utility_types WHERE code = ANY($1)",
+                    &[&utilities],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if let Some(index) = self.bills.iter().position(|b| !known.contains(&b.utility)) {
                 return Err(invalid(
                     index,
                     format!(
-                        "`currency` must be the provider's, {}, not {}",
-                        provider.currency, item.currency
+                        "`utility` {:?} is not a utility qbill knows",
+                        self.bills[index].utility
                     ),
                 ));
             }
-        }
-        let utilities: Vec<&str> = self.bills.iter().map(|b| b.utility.as_str()).collect();
-        let known: BTreeSet<String> = tx
-            .query(
-                "SELECT code FROM utility_types WHERE code = ANY($1)",
-                &[&utilities],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if let Some(index) = self.bills.iter().position(|b| !known.contains(&b.utility)) {
-            return Err(invalid(
-                index,
-                format!(
-                    "`utility` {:?} is not a utility qbill knows",
-                    self.bills[index].utility
-                ),
-            ));
-        }
 
-        let (accounts, new_accounts) = accounts(&tx, &self.bills, self.provider_id).await?;
-        let ingested = bills(&tx, &self.bills, self.provider_id, &accounts).await?;
+            let (accounts, new_accounts) = accounts(tx, &self.bills, self.provider_id).await?;
+            let ingested = bills(tx, &self.bills, self.provider_id, &accounts).await?;
 
-        // Every apartment that gained a bill: its version is bumped, so no cached read of its
-        // bills outlives this commit.
-        let touched: BTreeSet<i64> = self
-            .bills
-            .iter()
-            .zip(&ingested)
-            .filter(|(_, i)| i.status == "created")
-            .filter_map(|(item, _)| accounts[&item.account_number].1)
-            .map(|a| a.0)
-            .collect();
-        super::common::bump_apartments(&tx, &touched.into_iter().collect::<Vec<_>>()).await?;
+            // Every apartment that gained a bill: its version is bumped, so no cached read of its
+            // bills outlives this commit.
+            let touched: BTreeSet<i64> = self
+                .bills
+                .iter()
+                .zip(&ingested)
+                .filter(|(_, i)| i.status == "created")
+                .filter_map(|(item, _)| accounts[&item.account_number].1)
+                .map(|a| a.0)
+                .collect();
+            super::common::bump_apartments(tx, &touched.into_iter().collect::<Vec<_>>()).await?;
 
-        let data = to_data(&IngestData {
-            provider_id: self.provider_id,
-            bills: ingested,
-            new_accounts,
-        })?;
-        idempotency::record(&tx, cx.call, &data).await?;
-        tx.commit().await?;
-        Ok(data)
+            let data = to_data(&IngestData {
+                provider_id: self.provider_id,
+                bills: ingested,
+                new_accounts,
+            })?;
+            Ok(data)
+        })
+        .await
     }
 }
 
