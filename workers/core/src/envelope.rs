@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-use chrono::NaiveDate;
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -159,17 +158,6 @@ impl Envelope {
         };
         Ok(Self { call, request })
     }
-}
-
-/// A date like `2026-01-31` in the field `field`.
-pub fn parse_date(field: &str, raw: &str) -> Result<NaiveDate, ParseError> {
-    if raw.len() != 10 {
-        return Err(ParseError::new(format!(
-            "`{field}` must be a date like 2026-01-31"
-        )));
-    }
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .map_err(|_| ParseError::new(format!("`{field}` must be a date like 2026-01-31")))
 }
 
 /// `Bearer <token>` from the Authorization attribute; anything else counts as no token.

@@ -5,13 +5,9 @@ use serde_json::Value;
 
 pub use crate::error::ErrorCode;
 pub use crate::routes::Kind;
+pub use crate::routes::common::MAX_REPLY_BYTES;
 use crate::types::RequestId;
 
-/// The largest reply the engine sends, in bytes of JSON. SQS takes messages of up to 1 MiB, but a
-/// poll through the gateway hands out up to ten replies in one HTTP response, and API Gateway's
-/// responses stop at 10 MB: a quarter of a MiB each keeps ten well inside. Handlers page what
-/// could grow past it (bills, settled history, apartments), so only a bug reaches it.
-pub const MAX_REPLY_BYTES: usize = 256 * 1024;
 /// Error messages are cut to this many characters: a parse error may quote the client's input.
 pub const MAX_ERROR_MESSAGE_CHARS: usize = 1000;
 

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -27,6 +28,17 @@ fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, ParseError> {
             "`{field}` must be a lower-case UUID like 0b5a7c1e-8f3d-4a2b-9c6e-1d2f3a4b5c6d"
         ))),
     }
+}
+
+/// A date like `2026-01-31` in the field `field`.
+pub fn parse_date(field: &str, raw: &str) -> Result<NaiveDate, ParseError> {
+    if raw.len() != 10 {
+        return Err(ParseError::new(format!(
+            "`{field}` must be a date like 2026-01-31"
+        )));
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map_err(|_| ParseError::new(format!("`{field}` must be a date like 2026-01-31")))
 }
 
 /// The client's reply queue, as the client named it: a UUID. The SQS queue name adds the

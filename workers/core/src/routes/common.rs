@@ -121,11 +121,17 @@ impl BillView {
 /// The bill columns `BillView::from_row` reads, over `bills b JOIN providers p`.
 pub const BILL_COLUMNS: &str = "b.id, b.utility, p.name, b.period_start, b.period_end, b.due_date, b.amount, b.currency, b.status";
 
+/// The largest reply the engine sends, in bytes of JSON. SQS takes messages of up to 1 MiB, but a
+/// poll through the gateway hands out up to ten replies in one HTTP response, and API Gateway's
+/// responses stop at 10 MB: a quarter of a MiB each keeps ten well inside. Handlers page what
+/// could grow past it (bills, settled history, apartments), so only a bug reaches it.
+pub const MAX_REPLY_BYTES: usize = 256 * 1024;
+
 /// The most items one page of a list carries, and the most bytes of JSON they may take together,
-/// so that a reply stays well below [`crate::reply::MAX_REPLY_BYTES`] whatever the items hold
+/// so that a reply stays well below [`MAX_REPLY_BYTES`] whatever the items hold
 /// (the rest of the budget is the reply's other fields).
 pub const PAGE_ITEMS: usize = 500;
-pub const PAGE_BYTES: usize = crate::reply::MAX_REPLY_BYTES / 2;
+pub const PAGE_BYTES: usize = MAX_REPLY_BYTES / 2;
 
 /// How many of `items`, from the front, go on one page: at most [`PAGE_ITEMS`] and
 /// [`PAGE_BYTES`], and at least one, so that a cursor always moves on.

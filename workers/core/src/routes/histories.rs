@@ -23,8 +23,7 @@ use super::common::{Access, BILL_COLUMNS, BillView, page_after, read_versioned, 
 use super::{Callers, Context, HandlerError, HandlerResult, Route, body};
 use crate::cache::CacheKey;
 use crate::call::Path;
-use crate::envelope::parse_date;
-use crate::types::{ApartmentId, BillId, Currency, ParseError, Role};
+use crate::types::{ApartmentId, BillId, Currency, ParseError, Role, parse_date};
 
 #[derive(Debug)]
 pub struct Request {

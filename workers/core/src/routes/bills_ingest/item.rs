@@ -8,9 +8,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{MAX_ADDRESS_CHARS, MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, MAX_LINES, MAX_UTILITY_CHARS};
-use crate::envelope::parse_date;
 use crate::routes::common::parse_amount;
-use crate::types::{Currency, ParseError, amount};
+use crate::types::{Currency, ParseError, amount, parse_date};
 
 /// One bill as the provider sent it, parsed.
 #[derive(Debug, Clone, Serialize)]
