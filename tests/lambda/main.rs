@@ -14,7 +14,8 @@ use qbill_tests::{TestDb, count, drain_replies, engine_on, env, reply_queue_url,
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// The mixed batch: 1 auth, 2 utils, 3 payments, 4 payments with no bills (invalid), 5 not JSON
+/// The mixed batch: 1 auth, 2 utils (of apartment 2: the messages of a batch run together, and 3
+/// pays bills of apartment 1), 3 payments, 4 payments with no bills (invalid), 5 not JSON
 /// (nobody to answer), 6 histories.
 struct Batch {
     queue: QueueName,
