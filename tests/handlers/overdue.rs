@@ -121,6 +121,18 @@ async fn utils_shows_overdue_bills_with_their_days_and_fees_after_the_job() {
         bills.len() > before["bills"].as_array().unwrap().len(),
         "the fees are bills of the apartment"
     );
+    // Each fee says which bill it is on, an overdue one of the same apartment.
+    let fees: Vec<&serde_json::Value> = bills
+        .iter()
+        .filter(|b| !b["late_fee_of"].is_null())
+        .collect();
+    assert!(!fees.is_empty(), "{after}");
+    for fee in fees {
+        assert!(
+            overdue.iter().any(|b| b["bill_id"] == fee["late_fee_of"]),
+            "{fee}"
+        );
+    }
     // The cache did not serve the list from before the job.
     assert_ne!(after["totals"], before["totals"]);
     let detail = f

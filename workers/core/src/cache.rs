@@ -1,6 +1,6 @@
 //! The optional Redis cache of what handlers read.
 //!
-//! Keys are typed: `{prefix}:v3:utils:{apartment}`, `{prefix}:v3:histories:{apartment}`. An
+//! Keys are typed: `{prefix}:v4:utils:{apartment}`, `{prefix}:v4:histories:{apartment}`. An
 //! apartment's entries carry the apartment's row version they were read at, which every payment
 //! bumps in its own transaction. A reader gets the current version from Postgres (it must check
 //! ownership there anyway; the two lookups run at once) and only ever uses an entry of that
@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 use crate::types::{ApartmentId, UserId};
 
 /// Bumped when the shape of a cached value changes, so old entries are never misread.
-const SCHEMA: &str = "v3";
+const SCHEMA: &str = "v4";
 /// After a failed connection attempt, the next one waits this long; requests meanwhile skip Redis.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(2);
 

@@ -1,6 +1,6 @@
 //! `bill`: one bill of an apartment, for its owner or an operator
 //! (`POST /apartments/{apartment_id}/bills/{bill_id}`): the bill as `utils` shows it, with its
-//! lines, the bill it is a late fee on (if it is one) and its events from the audit trail.
+//! lines and its events from the audit trail.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -27,7 +27,6 @@ pub struct BillData {
     #[serde(flatten)]
     pub bill: BillView,
     pub lines: Option<Value>,
-    pub late_fee_of: Option<BillId>,
     pub events: Vec<Event>,
 }
 
@@ -59,7 +58,7 @@ impl Route for Request {
         let row = client
             .query_opt(
                 &format!(
-                    "SELECT {BILL_COLUMNS}, b.lines, b.late_fee_of FROM bills b JOIN providers p ON p.id = b.provider_id
+                    "SELECT {BILL_COLUMNS}, b.lines FROM bills b JOIN providers p ON p.id = b.provider_id
                      WHERE b.id = $1 AND b.apartment_id = $2"
                 ),
                 &[&self.bill_id.0, &self.apartment.0],
@@ -91,8 +90,7 @@ impl Route for Request {
             .collect();
         to_data(&BillData {
             bill,
-            lines: row.get(9),
-            late_fee_of: row.get::<_, Option<i64>>(10).map(BillId),
+            lines: row.get(10),
             events,
         })
     }

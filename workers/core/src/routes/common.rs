@@ -88,6 +88,8 @@ pub struct BillView {
     /// (a cached copy keeps the 0 it was stored with, see [`BillView::count_days_overdue`]).
     #[serde(default)]
     pub days_overdue: i64,
+    /// For a late fee: the bill it is charged on.
+    pub late_fee_of: Option<BillId>,
 }
 
 impl BillView {
@@ -101,7 +103,7 @@ impl BillView {
     }
 
     /// Columns, in order: id, utility, provider name, period start, period end, due date, amount,
-    /// currency, status.
+    /// currency, status, the bill a late fee is on.
     pub fn from_row(row: &tokio_postgres::Row) -> Result<Self, HandlerError> {
         Ok(Self {
             bill_id: BillId(row.get(0)),
@@ -114,12 +116,13 @@ impl BillView {
             currency: Currency::parse(row.get(7)).map_err(|e| HandlerError::Internal(e.into()))?,
             status: row.get(8),
             days_overdue: 0,
+            late_fee_of: row.get::<_, Option<i64>>(9).map(BillId),
         })
     }
 }
 
 /// The bill columns `BillView::from_row` reads, over `bills b JOIN providers p`.
-pub const BILL_COLUMNS: &str = "b.id, b.utility, p.name, b.period_start, b.period_end, b.due_date, b.amount, b.currency, b.status";
+pub const BILL_COLUMNS: &str = "b.id, b.utility, p.name, b.period_start, b.period_end, b.due_date, b.amount, b.currency, b.status, b.late_fee_of";
 
 /// The largest reply the engine sends, in bytes of JSON. SQS takes messages of up to 1 MiB, but a
 /// poll through the gateway hands out up to ten replies in one HTTP response, and API Gateway's

@@ -256,8 +256,8 @@ async fn load(
         .map(|row| {
             Ok(SettledBill {
                 bill: BillView::from_row(row)?,
-                paid_at: row.get(9),
-                payment_id: row.get(10),
+                paid_at: row.get(10),
+                payment_id: row.get(11),
             })
         })
         .collect()
