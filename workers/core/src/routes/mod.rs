@@ -3,7 +3,7 @@
 //! the envelope, the module, the reply's `kind` and the test file.
 //!
 //! Adding an operation is: its gateway entry (`gateway-config/openapi.yaml`), its module here,
-//! one line in [`routes!`] below, its SQL (`sql/`), its tests.
+//! one line in `routes!` below, its SQL (`sql/`), its tests.
 //!
 //! Each module's `Request` implements [`Route`]: who may call it ([`Route::CALLERS`]), how it is
 //! read from the path and the body ([`Route::parse`]) and what it does ([`Route::run`]). The

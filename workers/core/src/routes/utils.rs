@@ -1,6 +1,6 @@
 //! `utils`: the apartment's unpaid bills with totals by utility, by provider and overall.
 //!
-//! The bills come in pages of at most [`super::PAGE_ITEMS`], in the order of due date and id; a
+//! The bills come in pages of at most [`super::common::PAGE_ITEMS`], in the order of due date and id; a
 //! reply with more to come carries a `next_cursor`, which the client sends back as `cursor` for
 //! the next page. Every page carries the totals of all the unpaid bills as they stand.
 

@@ -83,7 +83,7 @@ pub struct AuthData {
     pub token_type: &'static str,
     pub expires_at: DateTime<Utc>,
     pub user: User,
-    /// By id; as many as one page carries (see [`super::page_len`]).
+    /// By id; as many as one page carries (see [`super::common::page_len`]).
     pub apartments: Vec<Apartment>,
     /// The user owns more apartments than one page carries (500, fewer with long addresses).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
