@@ -90,13 +90,21 @@ async fn the_readme_walkthrough_runs_verbatim() {
     );
 
     let out = run(&block("curl"), &url);
-    assert!(
-        out.contains("\"kind\":\"bills_ingest\",\"status\":\"ok\""),
-        "{out}"
+    for kind in ["utils", "bill", "payments", "bill_void"] {
+        assert!(
+            out.contains(&format!("\"kind\":\"{kind}\",\"status\":\"ok\"")),
+            "{kind}: {out}"
+        );
+    }
+    assert_eq!(
+        one("SELECT count(*) FROM bills WHERE id = 9002 AND status = 'paid'").await,
+        1,
+        "the late fee, paid with curl"
     );
-    assert!(
-        out.contains("\"kind\":\"apartments_link\",\"status\":\"ok\""),
-        "{out}"
+    assert_eq!(
+        one("SELECT count(*) FROM bills WHERE external_id = 'NW-INV-9102' AND status = 'void'")
+            .await,
+        1
     );
 }
 
