@@ -4,6 +4,7 @@
 mod apartments_link;
 mod auth;
 mod cache;
+mod cognito;
 mod envelope;
 mod histories;
 mod overdue;

@@ -27,6 +27,7 @@
 pub mod admin;
 pub mod cache;
 pub mod call;
+pub mod cognito;
 pub mod config;
 pub mod engine;
 pub mod envelope;
