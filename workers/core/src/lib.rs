@@ -19,7 +19,7 @@
 //! - [`reply`]: the JSON that goes back on the client's queue.
 //!
 //! Around them: [`jobs`] (the overdue job, run on a schedule), [`admin`] (creating users outside
-//! the request path), [`config`] (typed, from the environment), [`password`] (Argon2 checks, a bounded
+//! the request path), [`cognito`] (a Cognito pool's ID tokens, checked; not wired in yet), [`config`] (typed, from the environment), [`password`] (Argon2 checks, a bounded
 //! number at once), [`metrics`] (what an operator sizes workers by), [`managed`] (RDS logins over
 //! verified TLS, Secrets Manager, ElastiCache tokens: the AWS deployment only) and [`seed`] (demo
 //! and load-test data).
