@@ -63,6 +63,16 @@ impl From<tokio_postgres::Error> for HandlerError {
     }
 }
 
+impl From<crate::password::CheckError> for HandlerError {
+    /// Every slot busy for too long passes; a check that failed is a bug.
+    fn from(e: crate::password::CheckError) -> Self {
+        match e {
+            crate::password::CheckError::Busy => Self::Transient(e.into()),
+            crate::password::CheckError::Failed(e) => Self::Internal(e),
+        }
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for HandlerError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         Self::Transient(e.into())

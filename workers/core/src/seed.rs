@@ -122,18 +122,7 @@ pub async fn demo(pool: &Pool, reset: bool) -> anyhow::Result<()> {
         apartments: owned,
     } in DEMO_USERS
     {
-        let exists = tx
-            .query_opt("SELECT 1 FROM users WHERE id = $1", &[&user_id])
-            .await?
-            .is_some();
-        if !exists {
-            let hash = password::hash(pass)?;
-            tx.execute(
-                "INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[&user_id, &username, &hash],
-            )
-            .await?;
-        }
+        demo_user(&tx, user_id, username, pass, "household", None).await?;
         for &(apartment, address) in owned {
             tx.execute(
                 "INSERT INTO apartments (id, address, currency) VALUES ($1, $2, 'EUR') ON CONFLICT DO NOTHING",
@@ -150,6 +139,31 @@ pub async fn demo(pool: &Pool, reset: bool) -> anyhow::Result<()> {
     }
     demo_lifecycle(&tx).await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Inserts a user of the demo set unless it exists (hashing its password only then: a hash is
+/// deliberately slow).
+async fn demo_user(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: i64,
+    username: &str,
+    pass: &str,
+    role: &str,
+    provider: Option<i64>,
+) -> anyhow::Result<()> {
+    let exists = tx
+        .query_opt("SELECT 1 FROM users WHERE id = $1", &[&id])
+        .await?
+        .is_some();
+    if !exists {
+        tx.execute(
+            "INSERT INTO users (id, username, password_hash, role, provider_id) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT DO NOTHING",
+            &[&id, &username, &password::hash(pass)?, &role, &provider],
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -184,18 +198,7 @@ async fn demo_lifecycle(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Result<
             Some(PROVIDERS[0].0),
         ),
     ] {
-        let exists = tx
-            .query_opt("SELECT 1 FROM users WHERE id = $1", &[&id])
-            .await?
-            .is_some();
-        if !exists {
-            tx.execute(
-                "INSERT INTO users (id, username, password_hash, role, provider_id) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT DO NOTHING",
-                &[&id, &username, &password::hash(pass)?, &role, &provider],
-            )
-            .await?;
-        }
+        demo_user(tx, id, username, pass, role, provider).await?;
     }
     tx.execute(
         "UPDATE providers SET grace_days = 10, late_fee_kind = 'percent', late_fee_value = 5.00, late_fee_cap = 15.00

@@ -100,6 +100,17 @@ macro_rules! positive_id {
             }
         }
 
+        impl $name {
+            /// The id as a JSON number in the body's field `field` gives it.
+            pub fn from_body(field: &str, id: i64) -> Result<Self, ParseError> {
+                if id > 0 {
+                    Ok(Self(id))
+                } else {
+                    Err(ParseError::new(format!("`{field}` must be a positive whole number")))
+                }
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 self.0.fmt(f)

@@ -116,15 +116,23 @@ impl WorkerPool {
             let shutdown = shutdown.clone();
             pollers.spawn(async move { shared.report_now_and_then(shutdown).await });
         }
-        if self.shared.config.sweep_interval_seconds > 0 {
+        // Background jobs, each every interval with jitter (0 turns one off).
+        let config = &self.shared.config;
+        if config.sweep_interval_seconds > 0 {
             let shared = self.shared.clone();
-            let shutdown = shutdown.clone();
-            pollers.spawn(async move { shared.sweep_now_and_then(shutdown).await });
+            pollers.spawn(now_and_then(
+                config.sweep_interval_seconds,
+                shutdown.clone(),
+                async move || shared.sweep().await,
+            ));
         }
-        if self.shared.config.overdue_interval_seconds > 0 {
+        if config.overdue_interval_seconds > 0 {
             let shared = self.shared.clone();
-            let shutdown = shutdown.clone();
-            pollers.spawn(async move { shared.overdue_now_and_then(shutdown).await });
+            pollers.spawn(now_and_then(
+                config.overdue_interval_seconds,
+                shutdown.clone(),
+                async move || shared.overdue().await,
+            ));
         }
         tracing::info!(workers, queue = %self.shared.queue_url, "worker pool started");
         while let Some(joined) = pollers.join_next().await {
@@ -202,45 +210,26 @@ impl Shared {
         }
     }
 
-    /// Sweeps idle reply queues every interval (with jitter, so pools do not sweep in step).
-    async fn sweep_now_and_then(&self, shutdown: CancellationToken) {
-        let interval = self.config.sweep_interval_seconds;
-        loop {
-            let pause =
-                Duration::from_secs(rand::random_range(interval / 2..=interval + interval / 2));
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = shutdown.cancelled() => return,
-            }
-            let idle = Duration::from_secs(self.config.reply_idle_seconds);
-            match crate::sweeper::sweep(&self.client, &self.config.reply_queue_prefix, idle).await {
-                Ok(report) => tracing::info!(
-                    examined = report.examined,
-                    deleted = report.deleted,
-                    "reply queues swept"
-                ),
-                Err(e) => tracing::warn!(error = format!("{e:#}"), "reply queue sweep failed"),
-            }
+    /// Sweeps idle reply queues once.
+    async fn sweep(&self) {
+        let idle = Duration::from_secs(self.config.reply_idle_seconds);
+        match crate::sweeper::sweep(&self.client, &self.config.reply_queue_prefix, idle).await {
+            Ok(report) => tracing::info!(
+                examined = report.examined,
+                deleted = report.deleted,
+                "reply queues swept"
+            ),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "reply queue sweep failed"),
         }
     }
 
-    /// Runs the overdue job every interval (with jitter, so pools do not run it in step; two at
-    /// once are safe, only wasteful).
-    async fn overdue_now_and_then(&self, shutdown: CancellationToken) {
-        let interval = self.config.overdue_interval_seconds;
-        loop {
-            let pause =
-                Duration::from_secs(rand::random_range(interval / 2..=interval + interval / 2));
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = shutdown.cancelled() => return,
-            }
-            if let Err(e) = qbill_core::jobs::overdue::run(&self.engine.services.store).await {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "the overdue job failed; it runs again at the next interval"
-                );
-            }
+    /// Runs the overdue job once (two pools at once are safe, only wasteful).
+    async fn overdue(&self) {
+        if let Err(e) = qbill_core::jobs::overdue::run(&self.engine.services.store).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "the overdue job failed; it runs again at the next interval"
+            );
         }
     }
 
@@ -355,6 +344,19 @@ async fn request_queue_url(client: &Client, queue: &str) -> anyhow::Result<Strin
             ),
             answer => return Ok(answer?),
         }
+    }
+}
+
+/// Runs `job` every `interval` seconds until `shutdown`, each wait drawn from half to one and a
+/// half of it, so that pools started together do not run their jobs in step.
+async fn now_and_then(interval: u64, shutdown: CancellationToken, mut job: impl AsyncFnMut()) {
+    loop {
+        let pause = Duration::from_secs(rand::random_range(interval / 2..=interval + interval / 2));
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        job().await;
     }
 }
 

@@ -78,9 +78,7 @@ pub async fn run(pool: &Pool) -> anyhow::Result<Report> {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        crate::routes::common::bump_apartments(&tx, &apartments)
-            .await
-            .map_err(|e| anyhow::anyhow!("bumping apartment versions: {e:#}"))?;
+        crate::routes::common::bump_apartments(&tx, &apartments).await?;
         tx.commit().await?;
         report.marked += ids.len() as u64;
         report.fees += fees;

@@ -64,11 +64,6 @@ impl Route for Request {
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
         let b: Body = body(raw)?;
-        let positive = |id: i64, what| {
-            (id > 0)
-                .then_some(id)
-                .ok_or_else(|| ParseError::new(format!("`{what}` must be a positive whole number")))
-        };
         let code_ok = (1..=32).contains(&b.activation_code.len())
             && b.activation_code
                 .bytes()
@@ -86,12 +81,12 @@ impl Route for Request {
             )));
         }
         Ok(Self {
-            provider_id: ProviderId(positive(b.provider_id, "provider_id")?),
+            provider_id: ProviderId::from_body("provider_id", b.provider_id)?,
             account_number: number.to_owned(),
             activation_code: b.activation_code,
             apartment_id: b
                 .apartment_id
-                .map(|id| positive(id, "apartment_id").map(ApartmentId))
+                .map(|id| ApartmentId::from_body("apartment_id", id))
                 .transpose()?,
         })
     }

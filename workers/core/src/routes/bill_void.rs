@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::common::{bump_apartments, provider_access, to_data};
+use super::common::{bump_apartments, provider_access, text, to_data};
 use super::idempotency;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::call::Path;
@@ -43,19 +43,10 @@ impl Route for Request {
 
     fn parse(path: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
         let b: Body = body(raw)?;
-        let reason = b.reason.trim();
-        if reason.is_empty()
-            || reason.chars().count() > MAX_REASON_CHARS
-            || reason.chars().any(char::is_control)
-        {
-            return Err(ParseError::new(format!(
-                "`reason` must be 1 to {MAX_REASON_CHARS} characters without control characters"
-            )));
-        }
         Ok(Self {
             provider_id: path.provider()?,
             bill_id: path.bill()?,
-            reason: reason.to_owned(),
+            reason: text("reason", &b.reason, MAX_REASON_CHARS)?,
         })
     }
 

@@ -267,6 +267,18 @@ pub fn parse_amount(field: &str, raw: &str) -> Result<Decimal, ParseError> {
     Ok(amount)
 }
 
+/// A person's text (a name, an address, a reason): 1 to `max` characters as sent (the gateway's
+/// bound), none of them a control character, not blank; trimmed.
+pub fn text(field: &str, raw: &str, max: usize) -> Result<String, ParseError> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() || raw.chars().count() > max || raw.chars().any(char::is_control) {
+        return Err(ParseError::new(format!(
+            "`{field}` must be 1 to {max} characters without control characters"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
 /// Bumps the version of these apartments (locked in id order, as every transaction locks them),
 /// so that no cached read of their bills outlives the transaction's commit.
 pub async fn bump_apartments(

@@ -55,6 +55,20 @@ pub async fn claim(
     if claimed.is_some() {
         return Ok(Claim::New);
     }
+    replay(tx, call, user, kind, fingerprint)
+        .await
+        .map(Claim::Replay)
+}
+
+/// The request id was claimed before: the same request (same user, kind and fingerprint) gets
+/// the reply kept for it; another request is `conflict`.
+pub async fn replay(
+    tx: &Transaction<'_>,
+    call: &Call,
+    user: UserId,
+    kind: Kind,
+    fingerprint: &[u8],
+) -> Result<Value, HandlerError> {
     let row = tx
         .query_one(
             "SELECT user_id, kind, fingerprint, reply FROM processed_requests WHERE request_id = $1",
@@ -74,11 +88,9 @@ pub async fn claim(
         billing.replayed = true,
         "request seen before; replaying its reply"
     );
-    row.get::<_, Option<Value>>(3)
-        .map(Claim::Replay)
-        .ok_or_else(|| {
-            HandlerError::internal(anyhow::anyhow!("processed request without a stored reply"))
-        })
+    row.get::<_, Option<Value>>(3).ok_or_else(|| {
+        HandlerError::internal(anyhow::anyhow!("processed request without a stored reply"))
+    })
 }
 
 /// Keeps `reply` for repeats of the request, in its transaction.

@@ -14,9 +14,11 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::common::{ACCESS, access, to_data};
-use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, body};
+use super::{
+    Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body, idempotency,
+};
 use crate::cache::CacheKey;
-use crate::call::{Call, Path};
+use crate::call::Path;
 use crate::types::{ApartmentId, BillId, Currency, ParseError, Role, amount};
 
 /// How many bills one payment may settle.
@@ -125,7 +127,7 @@ async fn run(cx: &Context<'_>, apartment: ApartmentId, bills: &[BillId]) -> Hand
     )?;
     let access = access(apartment, session.role, row)?;
     if claimed.is_none() {
-        return replay(&tx, call, user.0, fingerprint).await;
+        return idempotency::replay(&tx, call, user, Kind::Payments, fingerprint).await;
     }
 
     // 2. The bills, locked in id order; then the clock, read once the locks are held, so a
@@ -217,39 +219,6 @@ async fn run(cx: &Context<'_>, apartment: ApartmentId, bills: &[BillId]) -> Hand
         ])
         .await;
     Ok(data)
-}
-
-/// The request id was seen before: the same request gets the same receipt; another request is
-/// refused.
-async fn replay(
-    tx: &tokio_postgres::Transaction<'_>,
-    call: &Call,
-    user: i64,
-    fingerprint: &[u8],
-) -> HandlerResult {
-    let row = tx
-        .query_one(
-            "SELECT user_id, kind, fingerprint, reply FROM processed_requests WHERE request_id = $1",
-            &[&call.request_id.0],
-        )
-        .await?;
-    let same = row.get::<_, i64>(0) == user
-        && row.get::<_, &str>(1) == "payments"
-        && row.get::<_, &[u8]>(2) == fingerprint;
-    if !same {
-        return Err(HandlerError::rejected(
-            ErrorCode::Conflict,
-            "this request_id was already used for a different request; use a new request_id",
-        ));
-    }
-    let reply: Option<Value> = row.get(3);
-    tracing::info!(
-        billing.replayed = true,
-        "payment request seen before; replaying its receipt"
-    );
-    reply.ok_or_else(|| {
-        HandlerError::Internal(anyhow::anyhow!("processed request without a stored reply"))
-    })
 }
 
 /// The request's canonical form, hashed: the apartment and the set of bills.

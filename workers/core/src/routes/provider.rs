@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio_postgres::error::SqlState;
 
-use super::common::to_data;
+use super::common::{text, to_data};
 use super::idempotency;
 use super::user::{hash, insert, parse_new_password, parse_new_username};
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
@@ -48,17 +48,8 @@ impl Route for Request {
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
         let b: Body = body(raw)?;
-        let name = b.name.trim().to_owned();
-        if name.is_empty()
-            || name.chars().count() > MAX_NAME_CHARS
-            || name.chars().any(char::is_control)
-        {
-            return Err(ParseError::new(format!(
-                "`name` must be 1 to {MAX_NAME_CHARS} characters without control characters"
-            )));
-        }
         Ok(Self {
-            name,
+            name: text("name", &b.name, MAX_NAME_CHARS)?,
             currency: Currency::parse(&b.currency)?,
             username: parse_new_username(&b.username)?,
             password: parse_new_password(b.password)?,

@@ -10,7 +10,6 @@ use super::common::to_data;
 use super::idempotency;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::call::Path;
-use crate::password;
 use crate::types::{ParseError, ProviderId, Role, UserId};
 
 /// A new user's password: at least this many characters.
@@ -52,7 +51,7 @@ impl Route for Request {
         let role = Role::parse(&b.role)?;
         let provider_id = b
             .provider_id
-            .map(|id| ProviderId::parse(&id.to_string()))
+            .map(|id| ProviderId::from_body("provider_id", id))
             .transpose()?;
         if (role == Role::Provider) != provider_id.is_some() {
             return Err(ParseError::new(
@@ -129,10 +128,7 @@ pub async fn hash(cx: &Context<'_>, password: &SecretString) -> Result<String, H
         .passwords
         .hash(password.expose_secret().to_owned().into())
         .await
-        .map_err(|e| match e {
-            password::CheckError::Busy => HandlerError::Transient(e.into()),
-            password::CheckError::Failed(e) => HandlerError::Internal(e),
-        })
+        .map_err(HandlerError::from)
 }
 
 /// Inserts a user; a taken username is `conflict`.

@@ -11,7 +11,6 @@ use super::common::{page_len, to_data};
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, body};
 use crate::cache::CacheKey;
 use crate::call::Path;
-use crate::password;
 use crate::services::Services;
 use crate::token::Holder;
 use crate::types::{ApartmentId, ParseError, ProviderId, Role, UserId};
@@ -117,14 +116,7 @@ async fn run(cx: &Context<'_>, username: &str, password: &SecretString) -> Handl
         None => (None, None),
     };
     // No connection is held during the deliberately slow check.
-    let verified = services
-        .passwords
-        .verify(password.clone(), hash)
-        .await
-        .map_err(|e| match e {
-            password::CheckError::Busy => HandlerError::Transient(e.into()),
-            password::CheckError::Failed(e) => HandlerError::Internal(e),
-        })?;
+    let verified = services.passwords.verify(password.clone(), hash).await?;
     let user = user.filter(|_| verified);
     throttle::settle(&services.store.get().await?, lease, user.is_some()).await?;
     let Some((holder, apartments_version)) = user else {

@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{MAX_ADDRESS_CHARS, MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, MAX_LINES, MAX_UTILITY_CHARS};
-use crate::routes::common::parse_amount;
+use crate::routes::common::{parse_amount, text};
 use crate::types::{Currency, ParseError, amount, parse_date};
 
 /// One bill as the provider sent it, parsed.
@@ -133,17 +133,6 @@ fn identifier(field: &str, raw: &str) -> Result<String, ParseError> {
         )));
     }
     Ok(raw.to_owned())
-}
-
-/// A text of 1 to `max` characters, without control characters, trimmed.
-fn text(field: &str, raw: &str, max: usize) -> Result<String, ParseError> {
-    let trimmed = raw.trim();
-    if trimmed.is_empty() || raw.chars().count() > max || raw.chars().any(char::is_control) {
-        return Err(ParseError::new(format!(
-            "`{field}` must be 1 to {max} characters without control characters"
-        )));
-    }
-    Ok(trimmed.to_owned())
 }
 
 fn utility(raw: &str) -> Result<String, ParseError> {
