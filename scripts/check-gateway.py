@@ -8,6 +8,7 @@ The result must be a valid OpenAPI 3 document that still carries every route of 
 
 import json
 import pathlib
+import re
 import sys
 
 import yaml
@@ -41,7 +42,22 @@ CONTRACT = {
     "/providers/{provider_id}/policy": ["post"],
     "/providers": ["post"],
     "/users": ["post"],
+    "/auth/signup": ["post"],
+    "/auth/verify-email": ["post"],
+    "/auth/password-reset": ["post"],
+    "/auth/password-reset/confirm": ["post"],
+    "/auth/refresh": ["post"],
+    "/auth/logout": ["post"],
+    "/me": ["post"],
+    "/me/profile": ["post"],
+    "/me/password": ["post"],
+    "/me/delete": ["post"],
+    "/me/notifications": ["post"],
 }
+# The routes taken without a token: they pass the caller's address (for their throttles) and no
+# Authorization header; every other route passes the header.
+TOKENLESS = {"auth", "signup", "verify_email", "password_reset", "password_reset_confirm", "refresh", "logout"}
+ROUTE_ATTRIBUTE = re.compile(r"&MessageAttribute\.1\.Name=route&MessageAttribute\.1\.Value\.DataType=String&MessageAttribute\.1\.Value\.StringValue=(\w+)&")
 
 
 def main() -> None:
@@ -56,6 +72,21 @@ def main() -> None:
             assert operation, f"{method.upper()} {path} is missing"
             integration = operation["x-amazon-apigateway-integration"]
             assert integration["uri"].startswith("arn:aws:apigateway:eu-west-1:sqs:path/123456789012/qbill-"), integration["uri"]
+    schemas = document["components"]["schemas"]
+    for path, item in document["paths"].items():
+        operation = item.get("post")
+        if not operation:
+            continue
+        # One name per operation: the operationId is the route attribute the worker dispatches on.
+        route = operation["operationId"]
+        template = operation["x-amazon-apigateway-integration"]["requestTemplates"]["application/json"]
+        found = ROUTE_ATTRIBUTE.findall(template)
+        assert found == [route], f"POST {path}: operationId {route} but route attribute {found}"
+        assert ("Name=authorization&" in template) == (route not in TOKENLESS), f"POST {path}: Authorization"
+        assert ("Name=source_ip&" in template) == (route in TOKENLESS), f"POST {path}: source_ip"
+        schema = schemas[operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
+        assert schema.get("additionalProperties") is False, f"POST {path}: additionalProperties"
+        assert {"queue_name", "request_id"} <= set(schema["required"]), f"POST {path}: the envelope's fields"
     operations = sum(len(m) for m in document["paths"].values())
     print(f"gateway-config: valid OpenAPI {document['openapi']} as Terraform renders it ({len(document['paths'])} paths, {operations} operations)")
 
