@@ -80,7 +80,7 @@ data "aws_iam_policy_document" "worker_assume" {
 
 resource "aws_iam_role" "worker" {
   name               = "${var.name}-worker"
-  description        = "qbill Lambda worker: request queue, reply queues, database login, its secrets"
+  description        = "qbill Lambda worker: request queue, reply queues, database login, its secrets, mail"
   assume_role_policy = data.aws_iam_policy_document.worker_assume.json
 }
 
@@ -184,6 +184,16 @@ data "aws_iam_policy_document" "worker" {
       # the create-operator command only (QBILL_OPERATOR_SECRET_ARN)
       aws_secretsmanager_secret.first_operator.arn,
     ]
+  }
+
+  # --- mail ----------------------------------------------------------------------------------
+
+  # Send as the stack's one SES identity (mail.tf); in the sandbox SES checks the recipients'
+  # identities too, hence the verified test recipients (mail_sandbox_recipients, usually none).
+  statement {
+    sid       = "SendMailAsTheSender"
+    actions   = ["ses:SendEmail", "ses:SendRawEmail"]
+    resources = concat([local.mail_identity_arn], [for recipient in aws_ses_email_identity.sandbox_recipient : recipient.arn])
   }
 
   # --- keys ----------------------------------------------------------------------------------

@@ -1,12 +1,22 @@
 # The Rust worker (custom runtime, bootstrap binary in the zip built by scripts/package-lambda)
 # and the SQS event source mapping that drives it. worker_max_concurrency is the worker count.
-# EventBridge schedules invoke it too: the reply-queue sweep (hourly) and the overdue job (daily).
+# EventBridge schedules invoke it too: the reply-queue sweep (hourly), the overdue job (daily),
+# the notification sender (every minute) and the due-soon job (daily).
 
 resource "aws_cloudwatch_log_group" "worker" {
   #checkov:skip=CKV_AWS_338:Operational logs; retention is the operator's log_retention_days (default 30). Billing records live in PostgreSQL, audit trails (access logs, flow logs) keep audit_log_retention_days.
   name              = local.worker_log_group
   retention_in_days = var.log_retention_days
   kms_key_id        = aws_kms_key.data.arn
+}
+
+locals {
+  # With identity = "cognito": whose ID tokens the worker accepts (the issuer also names the JWKS,
+  # <issuer>/.well-known/jwks.json). With builtin, neither is set.
+  worker_cognito_environment = local.cognito ? {
+    QBILL_COGNITO_ISSUER    = local.cognito_issuer
+    QBILL_COGNITO_CLIENT_ID = aws_cognito_user_pool_client.web[0].id
+  } : {}
 }
 
 resource "aws_lambda_function" "worker" {
@@ -41,7 +51,7 @@ resource "aws_lambda_function" "worker" {
   }
 
   environment {
-    variables = {
+    variables = merge({
       QBILL_REPLY_QUEUE_PREFIX           = local.reply_queue_prefix
       QBILL_REPLY_RETENTION_SECONDS      = tostring(var.reply_retention_seconds)
       QBILL_REPLY_IDLE_SECONDS           = tostring(var.reply_idle_seconds)
@@ -58,7 +68,11 @@ resource "aws_lambda_function" "worker" {
       QBILL_REDIS_AUTH_SECRET_ARN        = aws_secretsmanager_secret.redis_auth.arn
       QBILL_JWT_SECRET_ARN               = aws_secretsmanager_secret.jwt.arn
       QBILL_OPERATOR_SECRET_ARN          = aws_secretsmanager_secret.first_operator.arn
-    }
+      QBILL_MAIL_FROM                    = local.mail_from
+      QBILL_WEB_URL                      = var.web_url
+      QBILL_SES_REGION                   = local.ses_region
+      QBILL_IDENTITY                     = var.identity
+    }, local.worker_cognito_environment)
   }
 
   # The role's policy must be in place before Lambda validates the VPC configuration (it creates
@@ -96,8 +110,8 @@ resource "aws_lambda_event_source_mapping" "requests" {
     }
   }
 
-  # The worker reaches SQS (replies) and Secrets Manager through the endpoints: no message is
-  # handed to it before they exist.
+  # The worker reaches SQS (replies), Secrets Manager, SES and Cognito through the endpoints: no
+  # message is handed to it before they exist.
   depends_on = [
     aws_iam_role_policy.worker,
     aws_vpc_endpoint.interface,
@@ -148,4 +162,51 @@ resource "aws_lambda_permission" "overdue" {
   function_name = aws_lambda_function.worker.function_name
   principal     = "events.amazonaws.com"
   source_arn    = aws_cloudwatch_event_rule.overdue.arn
+}
+
+# The notification sender: the worker, invoked every minute with {"qbill": "notify"}, drains the
+# notification outbox and mails through SES (mail.tf). A mail that fails is tried again by a later
+# run; one that keeps failing is set aside (qbill notifications failed lists them). Runs can
+# overlap (a run slower than a minute, Lambda's retries of a failed asynchronous invocation), so
+# the worker claims what it sends: two runs never mail the same notification.
+resource "aws_cloudwatch_event_rule" "notify" {
+  name                = "${var.name}-notify"
+  description         = "Sends the qbill notification outbox by mail"
+  schedule_expression = var.notify_schedule
+}
+
+resource "aws_cloudwatch_event_target" "notify" {
+  rule  = aws_cloudwatch_event_rule.notify.name
+  arn   = aws_lambda_function.worker.arn
+  input = jsonencode({ qbill = "notify" })
+}
+
+resource "aws_lambda_permission" "notify" {
+  statement_id  = "AllowNotifySchedule"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.worker.function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.notify.arn
+}
+
+# The due-soon job: the worker, invoked daily with {"qbill": "due-soon"}, puts a bill.due_soon
+# notification in the outbox for every bill due in 3 days; the sender above mails them.
+resource "aws_cloudwatch_event_rule" "due_soon" {
+  name                = "${var.name}-due-soon"
+  description         = "Notifies qbill households of bills due in 3 days"
+  schedule_expression = var.due_soon_schedule
+}
+
+resource "aws_cloudwatch_event_target" "due_soon" {
+  rule  = aws_cloudwatch_event_rule.due_soon.name
+  arn   = aws_lambda_function.worker.arn
+  input = jsonencode({ qbill = "due-soon" })
+}
+
+resource "aws_lambda_permission" "due_soon" {
+  statement_id  = "AllowDueSoonSchedule"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.worker.function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.due_soon.arn
 }

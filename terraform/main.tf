@@ -21,13 +21,38 @@ locals {
 
   # The OpenAPI template rendered for this stack. YAML anchors are resolved by yamldecode; API
   # Gateway receives plain JSON.
-  openapi_body = jsonencode(yamldecode(templatefile("${path.module}/../gateway-config/openapi.yaml", {
+  openapi_document = yamldecode(templatefile("${path.module}/../gateway-config/openapi.yaml", {
     aws_region         = local.region
     account_id         = local.account_id
     request_queue_name = aws_sqs_queue.requests.name
     reply_queue_prefix = local.reply_queue_prefix
     gateway_role_arn   = aws_iam_role.gateway.arn
-  })))
+  }))
+
+  # With Cognito the pool signs users in, verifies their mail and resets their passwords: the
+  # engine's own /auth* routes are not deployed. Every other route, and its validation, is.
+  openapi_paths = {
+    for path, item in local.openapi_document.paths : path => item
+    if !(local.cognito && startswith(path, "/auth"))
+  }
+  openapi_body = jsonencode(merge(local.openapi_document, { paths = local.openapi_paths }))
+
+  # Identity: "builtin" or "cognito" (README.md, "Identity: built-in or Cognito").
+  cognito = var.identity == "cognito"
+
+  # Mail (README.md, "Mail (SES)"). The sender as the worker writes it into the From header.
+  mail_from  = var.mail_from_name == "" ? var.mail_from_address : "${var.mail_from_name} <${var.mail_from_address}>"
+  ses_region = coalesce(var.ses_region, var.aws_region)
+  # The one SES identity the worker may send as: the domain when mail_domain is set, else the address.
+  mail_identity_arn = var.mail_domain == null ? aws_ses_email_identity.sender[0].arn : aws_ses_domain_identity.sender[0].arn
+
+  # The interface endpoints of network.tf. SES's API endpoint serves its own region only, so it
+  # is created when the worker mails in this region; cognito-idp serves the pool's JWKS.
+  interface_endpoint_services = concat(
+    ["sqs", "secretsmanager"],
+    local.ses_region == local.region ? ["email"] : [],
+    local.cognito ? ["cognito-idp"] : [],
+  )
 
   # Where the worker connects: the instance, or the proxy in front of it.
   database_host = var.use_rds_proxy ? aws_db_proxy.qbill[0].endpoint : aws_db_instance.qbill.address

@@ -1,5 +1,6 @@
-# A VPC with private subnets only: no internet gateway, no NAT. The worker reaches SQS and
-# Secrets Manager through interface endpoints; RDS and ElastiCache live in the same subnets.
+# A VPC with private subnets only: no internet gateway, no NAT. The worker reaches SQS, Secrets
+# Manager, the SES API (mail) and, with identity = "cognito", Cognito (the user pool's JWKS)
+# through interface endpoints; RDS and ElastiCache live in the same subnets.
 # (The SQS event source mapping is polled by the Lambda service outside the VPC, and CloudWatch
 # Logs and X-Ray are written by the Lambda service, so neither needs an endpoint.)
 
@@ -171,6 +172,8 @@ resource "aws_security_group" "redis" {
   }
 }
 
+# The description predates the SES and Cognito endpoints; it stays as it is because changing a
+# security group's description replaces the group.
 resource "aws_security_group" "endpoints" {
   name        = "${var.name}-vpc-endpoints"
   description = "qbill interface VPC endpoints (SQS, Secrets Manager): inbound 443 from the worker and the RDS Proxy"
@@ -288,7 +291,7 @@ resource "aws_security_group_rule" "redis_from_worker" {
 # worker -> VPC endpoints
 resource "aws_security_group_rule" "worker_to_endpoints" {
   type                     = "egress"
-  description              = "HTTPS to the SQS and Secrets Manager VPC endpoints"
+  description              = "HTTPS to the VPC endpoints (SQS, Secrets Manager, SES, Cognito)"
   security_group_id        = aws_security_group.worker.id
   protocol                 = "tcp"
   from_port                = 443
@@ -309,10 +312,16 @@ resource "aws_security_group_rule" "endpoints_from_worker" {
 # ---------------------------------------------------------------------------------------------
 # Interface endpoints. Private DNS makes the regional service names resolve to them, so the
 # worker's SDK needs no endpoint configuration.
+#   sqs, secretsmanager  replies and reply queues; the stack's secrets
+#   email                the SES API (email.<region>.amazonaws.com, v1 and v2 alike), when the
+#                        worker mails in this region (ses_region). Not email-smtp: that endpoint
+#                        serves SMTP only, and the worker calls the API.
+#   cognito-idp          identity = "cognito": cognito-idp.<region>.amazonaws.com, the host of the
+#                        pool's issuer and JWKS. README.md says what AWS documents about it.
 # ---------------------------------------------------------------------------------------------
 
 resource "aws_vpc_endpoint" "interface" {
-  for_each = toset(["sqs", "secretsmanager"])
+  for_each = toset(local.interface_endpoint_services)
 
   vpc_id              = aws_vpc.qbill.id
   service_name        = "com.amazonaws.${local.region}.${each.key}"

@@ -24,7 +24,7 @@ output "reply_queue_prefix" {
 }
 
 output "lambda_function_name" {
-  description = "Name of the worker function (for aws lambda invoke ... migrate, create-operator, overdue)."
+  description = "Name of the worker function (for aws lambda invoke ... migrate, create-operator, overdue, notify, due-soon)."
   value       = aws_lambda_function.worker.function_name
 }
 
@@ -76,4 +76,45 @@ output "vpc_id" {
 output "private_subnet_ids" {
   description = "IDs of the private subnets."
   value       = aws_subnet.private[*].id
+}
+
+output "mail_identity" {
+  description = "The SES identity the worker mails as: mail_from_address, or mail_domain when set. It must be verified before any mail goes out."
+  value       = var.mail_domain == null ? aws_ses_email_identity.sender[0].email : aws_ses_domain_identity.sender[0].domain
+}
+
+output "mail_identity_arn" {
+  description = "ARN of that SES identity (the worker may send as it and nothing else)."
+  value       = local.mail_identity_arn
+}
+
+output "mail_dns_records" {
+  description = "With mail_domain: the DNS records that verify the domain and turn on its DKIM signing (publish them, then wait for SES). Empty without mail_domain."
+  value = var.mail_domain == null ? [] : concat(
+    [{
+      type  = "TXT"
+      name  = "_amazonses.${var.mail_domain}"
+      value = aws_ses_domain_identity.sender[0].verification_token
+    }],
+    [for token in aws_ses_domain_dkim.sender[0].dkim_tokens : {
+      type  = "CNAME"
+      name  = "${token}._domainkey.${var.mail_domain}"
+      value = "${token}.dkim.amazonses.com"
+    }],
+  )
+}
+
+output "cognito_user_pool_id" {
+  description = "With identity = cognito: the user pool's id (the web and mobile clients sign in to it). Null otherwise."
+  value       = one(aws_cognito_user_pool.qbill[*].id)
+}
+
+output "cognito_user_pool_client_id" {
+  description = "With identity = cognito: the public app client's id (no secret). Null otherwise."
+  value       = one(aws_cognito_user_pool_client.web[*].id)
+}
+
+output "cognito_issuer" {
+  description = "With identity = cognito: the issuer of the pool's tokens (QBILL_COGNITO_ISSUER; its JWKS is <issuer>/.well-known/jwks.json). Null otherwise."
+  value       = local.cognito_issuer
 }

@@ -618,3 +618,105 @@ variable "first_operator_username" {
     error_message = "first_operator_username must be 2-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit."
   }
 }
+
+variable "due_soon_schedule" {
+  description = "EventBridge schedule of the daily due-soon job (the worker invoked with {\"qbill\": \"due-soon\"}: a bill.due_soon notification for every bill due in 3 days). The default runs at 06:00 UTC."
+  type        = string
+  default     = "cron(0 6 * * ? *)"
+
+  validation {
+    condition     = can(regex("^(cron|rate)\\(.+\\)$", var.due_soon_schedule))
+    error_message = "due_soon_schedule must be an EventBridge schedule expression, cron(...) or rate(...)."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Identity and mail
+# ---------------------------------------------------------------------------------------------
+
+variable "identity" {
+  description = "Who signs users in: builtin (the worker's own logins and tokens, POST /auth) or cognito (a Cognito user pool this stack creates; the /auth* routes are not deployed and the worker accepts the pool's ID tokens)."
+  type        = string
+  default     = "builtin"
+
+  validation {
+    condition     = contains(["builtin", "cognito"], var.identity)
+    error_message = "identity must be builtin or cognito."
+  }
+}
+
+variable "web_url" {
+  description = "Base URL of the web client, without a trailing slash (QBILL_WEB_URL). Mails link to <web_url>/verify-email?token=... and <web_url>/reset-password?token=...."
+  type        = string
+
+  validation {
+    condition     = can(regex("^https?://[^/?#\\s]+(/[^?#\\s]*)?$", var.web_url)) && !endswith(var.web_url, "/")
+    error_message = "web_url must be an http(s) URL without query, fragment or trailing slash, e.g. https://billing.example.com."
+  }
+}
+
+variable "mail_from_address" {
+  description = "Address the worker mails from (notifications, email verification, password resets; with identity = cognito, the pool's codes too). It becomes an SES identity unless mail_domain is set, in which case it must be an address of that domain."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[^@\\s<>\"]+@[^@\\s<>\"]+\\.[^@\\s<>\"]+$", var.mail_from_address))
+    error_message = "mail_from_address must be a plain address such as billing@example.com (the display name is mail_from_name)."
+  }
+}
+
+variable "mail_from_name" {
+  description = "Display name of the sender: QBILL_MAIL_FROM is \"<mail_from_name> <<mail_from_address>>\", or the bare address when this is empty."
+  type        = string
+  default     = "qbill"
+
+  validation {
+    # Characters that would need quoting in a mail header are kept out rather than quoted.
+    condition     = can(regex("^[^<>\"(),:;@\\\\\\[\\]\\r\\n]{0,64}$", var.mail_from_name))
+    error_message = "mail_from_name must be at most 64 characters, without < > \" ( ) , : ; @ \\ [ ] or line breaks."
+  }
+}
+
+variable "mail_domain" {
+  description = "Domain to verify in SES instead of the single address (with Easy DKIM; publish the records of the mail_dns_records output). Null: only mail_from_address is verified, by the link SES mails to it."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.mail_domain == null || can(regex("^([a-z0-9]([a-z0-9-]*[a-z0-9])?\\.)+[a-z]{2,}$", var.mail_domain))
+    error_message = "mail_domain must be a lower-case domain name such as example.com, or null."
+  }
+}
+
+variable "ses_region" {
+  description = "Region of the SES identity and of the API the worker mails through (QBILL_SES_REGION). Null: aws_region. Another region is not reachable from the VPC's endpoints (see README.md, Mail)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.ses_region == null || can(regex("^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$", var.ses_region))
+    error_message = "ses_region must be an AWS region name such as eu-central-1, or null."
+  }
+}
+
+variable "mail_sandbox_recipients" {
+  description = "While the account is in the SES sandbox: addresses to verify as recipients (SES mails each a link) and that the worker may mail. Leave empty once production access is granted."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for address in var.mail_sandbox_recipients : can(regex("^[^@\\s<>\"]+@[^@\\s<>\"]+\\.[^@\\s<>\"]+$", address))])
+    error_message = "mail_sandbox_recipients must be plain addresses such as tester@example.com."
+  }
+}
+
+variable "notify_schedule" {
+  description = "EventBridge schedule of the notification sender (the worker invoked with {\"qbill\": \"notify\"}: drains the notification outbox and mails through SES)."
+  type        = string
+  default     = "rate(1 minute)"
+
+  validation {
+    condition     = can(regex("^(cron|rate)\\(.+\\)$", var.notify_schedule))
+    error_message = "notify_schedule must be an EventBridge schedule expression, cron(...) or rate(...)."
+  }
+}

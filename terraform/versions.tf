@@ -30,6 +30,23 @@ provider "aws" {
   }
 }
 
+# SES in ses_region (aws_region unless set): the sender's identity must live where the worker
+# mails. The tags are the default provider's.
+provider "aws" {
+  alias  = "ses"
+  region = coalesce(var.ses_region, var.aws_region)
+
+  default_tags {
+    tags = merge(
+      {
+        "qbill:stack" = var.name
+        "managed-by"  = "terraform"
+      },
+      var.tags,
+    )
+  }
+}
+
 data "aws_caller_identity" "current" {}
 
 data "aws_partition" "current" {}

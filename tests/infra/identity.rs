@@ -1,0 +1,227 @@
+//! The identity switch: with Cognito the pool and its client exist, the worker learns the issuer
+//! and the client, and the gateway has no /auth* routes.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use hcl::Block;
+use hcl::eval::{Context, Evaluate};
+
+use crate::{ROOT, Stack, attr, counted, deployment, lambda_environment, strings, text};
+
+/// The path keys of gateway-config/openapi.yaml (two spaces in, under `paths:`).
+fn gateway_paths() -> BTreeSet<String> {
+    let yaml =
+        std::fs::read_to_string(Path::new(ROOT).join("gateway-config/openapi.yaml")).unwrap();
+    yaml.lines()
+        .skip_while(|line| *line != "paths:")
+        .skip(1)
+        .take_while(|line| line.is_empty() || line.starts_with(' ') || line.starts_with('#'))
+        .filter_map(|line| line.strip_prefix("  /"))
+        .map(|rest| format!("/{}", rest.trim_end().strip_suffix(':').unwrap()))
+        .collect()
+}
+
+#[test]
+fn with_cognito_the_auth_routes_are_not_deployed_and_every_other_route_is() {
+    let stack = Stack::load();
+    let all = gateway_paths();
+    assert!(
+        all.contains("/auth") && all.contains("/replies/{queue_name}"),
+        "{all:?}"
+    );
+    let document: hcl::Value = [
+        ("openapi", hcl::Value::from("3.0.1")),
+        (
+            "paths",
+            all.iter()
+                .map(|p| (p.clone(), hcl::Value::Object(hcl::Map::new())))
+                .collect(),
+        ),
+        ("components", [("schemas", "kept")].into_iter().collect()),
+    ]
+    .into_iter()
+    .collect();
+
+    for identity in ["builtin", "cognito"] {
+        let mut ctx = stack.context_with(&deployment(&[("identity", identity.into())]));
+        let cognito = stack.locals(&["cognito"], &ctx)["cognito"].clone();
+        ctx.declare_var(
+            "local",
+            [("openapi_document", document.clone()), ("cognito", cognito)]
+                .into_iter()
+                .collect::<hcl::Value>(),
+        );
+        let paths = stack.local("openapi_paths").evaluate(&ctx).unwrap();
+        let deployed: BTreeSet<String> = paths.as_object().unwrap().keys().cloned().collect();
+        let expected: BTreeSet<String> = match identity {
+            "builtin" => all.clone(),
+            _ => all
+                .iter()
+                .filter(|p| !p.starts_with("/auth"))
+                .cloned()
+                .collect(),
+        };
+        assert_eq!(deployed, expected, "identity = {identity}");
+
+        // Only the paths change: the rest of the document (schemas, validators) is deployed as is.
+        let body = stack.json(
+            stack.local("openapi_body"),
+            &[(
+                "local",
+                [
+                    ("openapi_document", document.clone()),
+                    ("openapi_paths", paths),
+                ]
+                .into_iter()
+                .collect(),
+            )],
+        );
+        assert_eq!(body["components"], serde_json::json!({ "schemas": "kept" }));
+        assert_eq!(
+            body["paths"].as_object().unwrap().len(),
+            expected.len(),
+            "identity = {identity}"
+        );
+    }
+}
+
+#[test]
+fn the_cognito_pool_and_its_public_client_exist_only_with_the_cognito_identity() {
+    let stack = Stack::load();
+    assert_eq!(text(stack.local("cognito")), "var.identity == \"cognito\"");
+    let cognito_resources: Vec<_> = stack
+        .blocks("resource")
+        .filter(|b| b.labels()[0].as_str().starts_with("aws_cognito_"))
+        .collect();
+    let kinds: BTreeSet<_> = cognito_resources
+        .iter()
+        .map(|b| b.labels()[0].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["aws_cognito_user_pool", "aws_cognito_user_pool_client"].into(),
+        "a pool and its client; no domain (a pool with one cannot be reached through the VPC endpoint)"
+    );
+    for identity in ["builtin", "cognito"] {
+        let ctx = stack.context_with(&deployment(&[("identity", identity.into())]));
+        let mut ctx_with_local = ctx.clone();
+        ctx_with_local.declare_var(
+            "local",
+            hcl::Value::Object(stack.locals(&["cognito"], &ctx)),
+        );
+        for resource in &cognito_resources {
+            let count = attr(resource, "count").evaluate(&ctx_with_local).unwrap();
+            let expected = if identity == "cognito" { 1 } else { 0 };
+            assert_eq!(
+                count,
+                expected.into(),
+                "{:?} with {identity}",
+                resource.labels()
+            );
+        }
+    }
+
+    // The pool: the address is the username, verified by the pool, and recovers the account.
+    let pool = stack.block("resource", &["aws_cognito_user_pool", "qbill"]);
+    let list = |block: &Block, key| strings(&attr(block, key).evaluate(&Context::new()).unwrap());
+    assert_eq!(
+        list(pool, "username_attributes"),
+        ["email".to_owned()].into()
+    );
+    assert_eq!(
+        list(pool, "auto_verified_attributes"),
+        ["email".to_owned()].into()
+    );
+    let nested = |block: &'_ Block, name: &str| -> Block {
+        block
+            .body()
+            .blocks()
+            .find(|b| b.identifier() == name)
+            .unwrap_or_else(|| panic!("no {name} block"))
+            .clone()
+    };
+    let minimum: u32 = text(attr(&nested(pool, "password_policy"), "minimum_length"))
+        .parse()
+        .unwrap();
+    assert!(
+        minimum >= 12,
+        "passwords of at least 12 characters: {minimum}"
+    );
+    let recovery = nested(
+        &nested(pool, "account_recovery_setting"),
+        "recovery_mechanism",
+    );
+    assert_eq!(text(attr(&recovery, "name")), "\"verified_email\"");
+    assert_eq!(
+        text(attr(&nested(pool, "email_configuration"), "source_arn")),
+        "local.mail_identity_arn",
+        "the pool's codes go out as the stack's SES identity"
+    );
+
+    // The client: public (no secret), SRP sign-in and refresh tokens only.
+    let client = stack.block("resource", &["aws_cognito_user_pool_client", "web"]);
+    assert_eq!(
+        text(attr(client, "user_pool_id")),
+        "aws_cognito_user_pool.qbill[0].id"
+    );
+    assert_eq!(text(attr(client, "generate_secret")), "false");
+    assert_eq!(
+        list(client, "explicit_auth_flows"),
+        ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+            .map(String::from)
+            .into()
+    );
+
+    // The worker learns the issuer and the client id with cognito, and nothing without.
+    let names = [
+        "region",
+        "cognito",
+        "ses_region",
+        "interface_endpoint_services",
+        "cognito_issuer",
+        "worker_cognito_environment",
+    ];
+    let builtin = stack.locals(&names, &stack.context_with(&deployment(&[])));
+    assert_eq!(
+        builtin["worker_cognito_environment"],
+        hcl::Value::Object(hcl::Map::new())
+    );
+    assert!(!strings(&builtin["interface_endpoint_services"]).contains("cognito-idp"));
+    let mut ctx = stack.context_with(&deployment(&[("identity", "cognito".into())]));
+    ctx.declare_var(
+        "aws_cognito_user_pool",
+        counted(
+            "qbill",
+            &[(
+                "endpoint",
+                "cognito-idp.eu-central-1.amazonaws.com/eu-central-1_Example",
+            )],
+        ),
+    );
+    ctx.declare_var(
+        "aws_cognito_user_pool_client",
+        counted("web", &[("id", "example-client")]),
+    );
+    let cognito = stack.locals(&names, &ctx);
+    assert_eq!(
+        serde_json::to_value(&cognito["worker_cognito_environment"]).unwrap(),
+        serde_json::json!({
+            "QBILL_COGNITO_ISSUER": "https://cognito-idp.eu-central-1.amazonaws.com/eu-central-1_Example",
+            "QBILL_COGNITO_CLIENT_ID": "example-client",
+        })
+    );
+    // It fetches the pool's JWKS through the cognito-idp endpoint: the subnets have no way out.
+    assert!(strings(&cognito["interface_endpoint_services"]).contains("cognito-idp"));
+    let worker = stack.block("resource", &["aws_lambda_function", "worker"]);
+    let environment = lambda_environment(&stack, worker);
+    assert_eq!(environment["QBILL_COGNITO_ISSUER"], "local.cognito_issuer");
+
+    for output in [
+        "cognito_user_pool_id",
+        "cognito_user_pool_client_id",
+        "cognito_issuer",
+    ] {
+        stack.block("output", &[output]);
+    }
+}
