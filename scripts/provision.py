@@ -85,6 +85,16 @@ def ensure_api(apigw, profile: dict, endpoint: str) -> dict:
     return {"api_id": api_id, "gateway_url": url}
 
 
+# The sender the workers mail from by default (QBILL_MAIL_FROM), verified in SES as Terraform
+# verifies the deployment's sender: SES refuses mail from an address it has not verified.
+MAIL_FROM = "billing@qbill.local"
+
+
+def ensure_sender(ses) -> dict:
+    ses.verify_email_identity(EmailAddress=MAIL_FROM)
+    return {"mail_from": MAIL_FROM}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--endpoint", default="http://127.0.0.1:4566")
@@ -95,6 +105,7 @@ def main() -> None:
     result = {"profile": args.profile, "request_queue": profile["queue"], "reply_queue_prefix": REPLY_QUEUE_PREFIX}
     result.update(ensure_queues(session.client("sqs", endpoint_url=args.endpoint), profile))
     result.update(ensure_api(session.client("apigateway", endpoint_url=args.endpoint), profile, args.endpoint))
+    result.update(ensure_sender(session.client("ses", endpoint_url=args.endpoint)))
     json.dump(result, sys.stdout)
     print()
 

@@ -45,6 +45,7 @@ async fn main() {
             username: "northwind".into(),
             role: Role::Provider,
             provider: Some(ProviderId(1)),
+            epoch: 0,
         };
         let token = tokens().issue(&holder, queue).unwrap().0;
         let messages: Vec<InboundMessage> = (0..requests)

@@ -10,12 +10,12 @@ use uuid::Uuid;
 use crate::{REPLY_TIMEOUT, served};
 
 /// A logged-in client.
-struct Session {
-    client: GatewayClient,
+pub(crate) struct Session {
+    pub(crate) client: GatewayClient,
 }
 
 impl Session {
-    async fn login(username: &str, password: &str) -> Self {
+    pub(crate) async fn login(username: &str, password: &str) -> Self {
         let mut client = GatewayClient::new(&served().gateway, Uuid::new_v4());
         let reply = client
             .auth(username, password, REPLY_TIMEOUT)
@@ -25,11 +25,11 @@ impl Session {
         Self { client }
     }
 
-    async fn ask(&mut self, path: &str, body: Value) -> Value {
+    pub(crate) async fn ask(&mut self, path: &str, body: Value) -> Value {
         self.ask_as(path, Uuid::new_v4(), body).await
     }
 
-    async fn ask_as(&mut self, path: &str, request_id: Uuid, body: Value) -> Value {
+    pub(crate) async fn ask_as(&mut self, path: &str, request_id: Uuid, body: Value) -> Value {
         self.client
             .request(path, request_id, body, REPLY_TIMEOUT)
             .await
@@ -37,16 +37,16 @@ impl Session {
     }
 }
 
-fn error(reply: &Value) -> &str {
+pub(crate) fn error(reply: &Value) -> &str {
     reply["error"]["code"].as_str().unwrap_or("")
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..10])
 }
 
 /// A provider of its own, created by the demo operator, and its user's session.
-async fn new_provider(ops: &mut Session) -> (i64, Session) {
+pub(crate) async fn new_provider(ops: &mut Session) -> (i64, Session) {
     let username = unique("prov");
     let reply = ops
         .ask(
@@ -79,7 +79,7 @@ async fn new_household(ops: &mut Session) -> (String, Session) {
     (username, session)
 }
 
-fn bill(external_id: &str, account: &str, amount: &str, due: &str) -> Value {
+pub(crate) fn bill(external_id: &str, account: &str, amount: &str, due: &str) -> Value {
     json!({
         "external_id": external_id, "account_number": account, "address": "1 Test Street",
         "utility": "water", "period_start": "2026-10-01", "period_end": "2026-10-31",

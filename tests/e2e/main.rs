@@ -6,6 +6,7 @@ mod contract;
 mod dead_letters;
 mod faults;
 mod hostile;
+mod households;
 mod lifecycle;
 mod loadtest;
 mod logs;

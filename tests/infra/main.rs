@@ -313,6 +313,8 @@ fn queue_names_and_the_reply_prefix_agree_with_the_workers() {
         reply_idle_seconds: 86_400,
         sweep_interval_seconds: 0,
         overdue_interval_seconds: 0,
+        due_soon_interval_seconds: 0,
+        notify_interval_seconds: 0,
     };
     assert_eq!(
         stack.evaluate(stack.local("reply_queue_prefix")),
@@ -473,7 +475,7 @@ fn variables_read_by_the_lambda() -> BTreeSet<String> {
 }
 
 /// Read by the code but rightly left to their defaults (or meaningless) on Lambda.
-const NOT_SET_ON_LAMBDA: [(&str, &str); 16] = [
+const NOT_SET_ON_LAMBDA: [(&str, &str); 21] = [
     (
         "DATABASE_URL",
         "only for QBILL_DATABASE_AUTH=url, the local mode",
@@ -520,18 +522,23 @@ const NOT_SET_ON_LAMBDA: [(&str, &str); 16] = [
         "QBILL_OVERDUE_INTERVAL_SECONDS",
         "the worker pool's; on Lambda a daily EventBridge schedule runs the overdue job",
     ),
-];
-
-/// Set by Terraform for issue 11 (households on their own, mail, Cognito) ahead of the worker code
-/// that reads them: the contract between the two. Each name leaves this list when the code reads
-/// it (the test below fails until it does).
-const AWAITED_BY_THE_LAMBDA: [&str; 6] = [
-    "QBILL_MAIL_FROM",
-    "QBILL_WEB_URL",
-    "QBILL_SES_REGION",
-    "QBILL_IDENTITY",
-    "QBILL_COGNITO_ISSUER",
-    "QBILL_COGNITO_CLIENT_ID",
+    (
+        "QBILL_DUE_SOON_INTERVAL_SECONDS",
+        "the worker pool's; on Lambda a daily EventBridge schedule runs the due-soon job",
+    ),
+    (
+        "QBILL_NOTIFY_INTERVAL_SECONDS",
+        "the worker pool's; on Lambda an EventBridge schedule drains the outbox every minute",
+    ),
+    (
+        "QBILL_SIGNUPS_PER_SOURCE_PER_HOUR",
+        "the default signup throttle",
+    ),
+    ("QBILL_SIGNUPS_PER_HOUR", "the default signup throttle"),
+    (
+        "QBILL_RESETS_PER_SOURCE_PER_HOUR",
+        "the default password reset throttle",
+    ),
 ];
 
 #[test]
@@ -556,29 +563,10 @@ fn every_environment_variable_the_lambda_reads_is_set_or_rightly_defaulted() {
         missing.is_empty(),
         "read by the Lambda but not set by Terraform: {missing:?}"
     );
-    let unread: Vec<_> = set
-        .iter()
-        .filter(|n| !read.contains(*n) && !AWAITED_BY_THE_LAMBDA.contains(&n.as_str()))
-        .collect();
+    let unread: Vec<_> = set.iter().filter(|n| !read.contains(*n)).collect();
     assert!(
         unread.is_empty(),
         "set by Terraform but read by no code (a typo?): {unread:?}"
-    );
-    let arrived: Vec<_> = AWAITED_BY_THE_LAMBDA
-        .iter()
-        .filter(|n| read.contains(**n))
-        .collect();
-    assert!(
-        arrived.is_empty(),
-        "read by the Lambda now, so no longer awaited (take them off the list): {arrived:?}"
-    );
-    let awaited_unset: Vec<_> = AWAITED_BY_THE_LAMBDA
-        .iter()
-        .filter(|n| !set.contains(**n))
-        .collect();
-    assert!(
-        awaited_unset.is_empty(),
-        "awaited by the Lambda but not set by Terraform: {awaited_unset:?}"
     );
     let stale: Vec<_> = defaulted.iter().filter(|n| !read.contains(*n)).collect();
     assert!(

@@ -349,6 +349,9 @@ async fn the_redis_auth_token_from_secrets_manager_opens_the_cache() {
         cache_timeout: std::time::Duration::from_millis(500),
         jwt: JwtConfig::new(qbill_tests::jwt_secret()).unwrap(),
         password_slots: 1,
+        mail: Default::default(),
+        cognito: None,
+        anonymous: Default::default(),
     };
     let engine = qbill_core::Engine::from_config(&config).await.unwrap();
     let key = qbill_core::cache::CacheKey::Apartments {

@@ -374,6 +374,8 @@ pub fn sqs_config(request_queue: &str) -> qbill_sqs::SqsConfig {
         reply_idle_seconds: 86_400,
         sweep_interval_seconds: 0,
         overdue_interval_seconds: 0,
+        due_soon_interval_seconds: 0,
+        notify_interval_seconds: 0,
     }
 }
 
@@ -509,4 +511,49 @@ impl Outage {
     pub fn restore(&self) {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// The mails LocalStack's SES sent to `address` (`GET /_aws/ses`), oldest first: each with
+/// `Subject`, `Body.text_part`, `Body.html_part`, `Source`.
+pub async fn mails_to(address: &str) -> Vec<serde_json::Value> {
+    let url = format!("{}/_aws/ses", env("AWS_ENDPOINT_URL"));
+    let all: serde_json::Value = reqwest::get(&url)
+        .await
+        .expect("LocalStack answers")
+        .json()
+        .await
+        .expect("JSON");
+    all["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| {
+            m["Destination"]["ToAddresses"]
+                .as_array()
+                .is_some_and(|to| to.iter().any(|t| t.as_str() == Some(address)))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Waits until `address` has at least `count` mails (at most 30 s); returns them all.
+pub async fn wait_for_mails(address: &str, count: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mails = mails_to(address).await;
+        if mails.len() >= count || std::time::Instant::now() > deadline {
+            return mails;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The token of the link in a mail's text (`...?token=<token>`).
+pub fn link_token(mail: &serde_json::Value) -> String {
+    let text = mail["Body"]["text_part"].as_str().expect("a text part");
+    let start = text.find("token=").expect("a link with a token") + "token=".len();
+    text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
 }

@@ -56,6 +56,9 @@ enum Command {
     /// Runs a background job once (pools run them every interval, AWS on a schedule).
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// The notification outbox.
+    #[command(subcommand)]
+    Notifications(NotificationsCommand),
 }
 
 #[derive(Subcommand)]
@@ -77,6 +80,19 @@ enum AdminCommand {
 enum JobsCommand {
     /// Marks open bills past their due date plus grace overdue and charges late fees, once.
     Overdue,
+    /// Tells households of the open bills due within 3 days (bill.due_soon), once per bill.
+    DueSoon,
+    /// Sends the outbox's due mails (retrying failed ones whose backoff ran out), once.
+    Notify,
+}
+
+#[derive(Subcommand)]
+enum NotificationsCommand {
+    /// Lists the mails given up on after repeated failures, newest first, as JSON lines.
+    Failed {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -277,6 +293,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Dlq(command) => dead_letters(command).await,
         Command::Admin(command) => admin(command).await,
         Command::Jobs(command) => jobs(command).await,
+        Command::Notifications(command) => notifications(command).await,
         Command::SweepReplies => {
             let config = SqsConfig::from_env()?;
             let idle = Duration::from_secs(config.reply_idle_seconds);
@@ -332,6 +349,25 @@ async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
             let report = qbill_core::jobs::overdue::run(&pool).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
+        JobsCommand::DueSoon => {
+            let report = qbill_core::jobs::due_soon::run(&pool).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        JobsCommand::Notify => {
+            // Mails need the signing key (their links) and the sender: the engine's services.
+            let engine = Engine::from_config(&EngineConfig::from_env()?).await?;
+            let report = qbill_core::jobs::notify::run(&engine.services).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+    }
+    Ok(())
+}
+
+async fn notifications(command: NotificationsCommand) -> anyhow::Result<()> {
+    let NotificationsCommand::Failed { limit } = command;
+    let pool = store::connect(&DatabaseConfig::from_env()?, 2).await?;
+    for failed in qbill_core::jobs::notify::failed(&pool, limit).await? {
+        println!("{}", serde_json::to_string(&failed)?);
     }
     Ok(())
 }

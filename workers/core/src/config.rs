@@ -62,6 +62,13 @@ pub struct EngineConfig {
     pub jwt: JwtConfig,
     /// Passwords checked at once; each check holds 19 MiB and a core while it runs.
     pub password_slots: usize,
+    /// Who sends the mail and where its links point.
+    pub mail: crate::notify::mail::MailConfig,
+    /// `Some` when identity is a Cognito user pool (`QBILL_IDENTITY=cognito`): the worker then
+    /// accepts the pool's ID tokens instead of its own.
+    pub cognito: Option<crate::cognito::CognitoConfig>,
+    /// How many signups and reset requests anyone may make.
+    pub anonymous: crate::accounts::AnonymousLimits,
 }
 
 /// Where Postgres is and how to log in to it.
@@ -243,6 +250,16 @@ impl EngineConfig {
                 "QBILL_PASSWORD_CHECKS",
                 crate::password::Passwords::default_slots(),
             )?,
+            mail: crate::notify::mail::MailConfig::from_env()?,
+            cognito: match env_or("QBILL_IDENTITY", "builtin".to_owned())?.as_str() {
+                "builtin" => None,
+                "cognito" => Some(crate::cognito::CognitoConfig {
+                    issuer: env_required("QBILL_COGNITO_ISSUER")?,
+                    client_id: env_required("QBILL_COGNITO_CLIENT_ID")?,
+                }),
+                other => bail!("QBILL_IDENTITY must be builtin or cognito, not {other:?}"),
+            },
+            anonymous: crate::accounts::AnonymousLimits::from_env()?,
         };
         if config.password_slots == 0 {
             bail!("QBILL_PASSWORD_CHECKS must be at least 1");

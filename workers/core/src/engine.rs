@@ -120,6 +120,7 @@ impl Engine {
         let Envelope { call, request } = envelope;
         let kind = request.kind();
         span.record("billing.kind", kind.as_str());
+        let kind = kind.reply_kind();
         span.record(
             "billing.request_id",
             tracing::field::display(call.request_id),

@@ -24,6 +24,7 @@
 //! verified TLS, Secrets Manager, ElastiCache tokens: the AWS deployment only) and [`seed`] (demo
 //! and load-test data).
 
+pub mod accounts;
 pub mod admin;
 pub mod cache;
 pub mod call;
@@ -35,6 +36,7 @@ pub mod error;
 pub mod jobs;
 pub mod managed;
 pub mod metrics;
+pub mod notify;
 pub mod password;
 pub mod reply;
 pub mod routes;

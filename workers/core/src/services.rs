@@ -6,9 +6,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use deadpool_postgres::Pool;
 
+use crate::accounts::AnonymousLimits;
 use crate::cache::Cache;
+use crate::cognito::Cognito;
 use crate::config::EngineConfig;
 use crate::metrics::Metrics;
+use crate::notify::mail::{MailConfig, Mailer};
 use crate::password::Passwords;
 use crate::token::Tokens;
 use crate::{managed, store};
@@ -20,6 +23,11 @@ pub struct Services {
     /// Password checks, a bounded number at once.
     pub passwords: Passwords,
     pub metrics: Arc<Metrics>,
+    /// Sends the outbox's mails.
+    pub mail: Mailer,
+    /// With a Cognito user pool as identity: its ID tokens are accepted instead of the engine's.
+    pub cognito: Option<Cognito>,
+    pub anonymous: AnonymousLimits,
 }
 
 impl Services {
@@ -35,7 +43,7 @@ impl Services {
             }
             (url, _) => url.clone(),
         };
-        Ok(Self::new(
+        let mut services = Self::new(
             store::connect(&config.database, config.database_pool_size).await?,
             Cache::new(
                 redis_url.as_ref(),
@@ -45,7 +53,13 @@ impl Services {
             )?,
             Tokens::from_config(config.jwt.clone()).await?,
             config.password_slots,
-        ))
+        )
+        .with_mail(config.mail.clone());
+        services.anonymous = config.anonymous;
+        if let Some(cognito) = &config.cognito {
+            services = services.with_cognito(Cognito::new(cognito.clone(), reqwest::Client::new()));
+        }
+        Ok(services)
     }
 
     /// Services over these parts, checking at most `password_slots` passwords at once.
@@ -57,6 +71,21 @@ impl Services {
             tokens,
             passwords: Passwords::new(password_slots, metrics.clone()),
             metrics,
+            mail: Mailer::new(MailConfig::default()),
+            cognito: None,
+            anonymous: AnonymousLimits::default(),
         }
+    }
+
+    /// The same services, mailing as `config` says.
+    pub fn with_mail(mut self, config: MailConfig) -> Self {
+        self.mail = Mailer::new(config);
+        self
+    }
+
+    /// The same services, taking a Cognito pool's ID tokens instead of the engine's own.
+    pub fn with_cognito(mut self, cognito: Cognito) -> Self {
+        self.cognito = Some(cognito);
+        self
     }
 }

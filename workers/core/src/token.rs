@@ -29,6 +29,10 @@ struct Claims {
     /// The provider a provider's token acts for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     provider: Option<ProviderId>,
+    /// The user's session epoch when the token was issued: a reset, a password change or a
+    /// deletion moves it on and so ends the token. Tokens issued before epochs existed are 0.
+    #[serde(default)]
+    epoch: i32,
 }
 
 fn household() -> Role {
@@ -44,6 +48,8 @@ pub struct Session {
     pub role: Role,
     /// For a provider's user: the provider it acts for.
     pub provider: Option<ProviderId>,
+    /// The session epoch the token was issued in; it must still be the user's.
+    pub epoch: i32,
 }
 
 /// Whom a token is issued to.
@@ -53,6 +59,8 @@ pub struct Holder {
     pub username: String,
     pub role: Role,
     pub provider: Option<ProviderId>,
+    /// The user's current session epoch.
+    pub epoch: i32,
 }
 
 impl Holder {
@@ -63,6 +71,7 @@ impl Holder {
             username: username.to_owned(),
             role: Role::Household,
             provider: None,
+            epoch: 0,
         }
     }
 }
@@ -89,6 +98,8 @@ pub struct Tokens {
 /// The key that signs, and during a rotation the one before it, accepted until a deadline (or,
 /// for a key set by an operator, until the operator removes it).
 struct Keys {
+    /// The current key's bytes, for [`Tokens::derive`].
+    secret: Vec<u8>,
     encoding: EncodingKey,
     current: DecodingKey,
     previous: Option<(DecodingKey, Option<DateTime<Utc>>)>,
@@ -101,6 +112,7 @@ impl Keys {
     ) -> Self {
         let current_bytes = current.expose_secret().as_bytes();
         Self {
+            secret: current_bytes.to_vec(),
             encoding: EncodingKey::from_secret(current_bytes),
             current: DecodingKey::from_secret(current_bytes),
             previous: previous.map(|(key, until)| {
@@ -188,6 +200,7 @@ impl Tokens {
             name: holder.username.clone(),
             role: holder.role,
             provider: holder.provider,
+            epoch: holder.epoch,
             iss: self.config.issuer.clone(),
             aud: self.config.audience.clone(),
             iat: now.timestamp(),
@@ -201,6 +214,22 @@ impl Tokens {
             token,
             DateTime::from_timestamp(claims.exp, 0).unwrap_or(expires_at),
         ))
+    }
+
+    /// A secret value derived from the current signing key: HMAC-SHA256 of `purpose` and `input`,
+    /// in URL-safe base64. Only a holder of the key can compute it, so the database can keep the
+    /// input (or nothing) instead of the secret: mailed tokens are derived from a nonce the outbox
+    /// keeps, and a rotated refresh token from the request that rotated it.
+    pub fn derive(&self, purpose: &str, input: &[u8]) -> String {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        let keys = self.keys.read().expect("token keys");
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&keys.secret)
+            .expect("HMAC takes a key of any length");
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(input);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
 
     /// Checks a token now.
@@ -245,6 +274,7 @@ impl Tokens {
             queue,
             role: claims.role,
             provider: claims.provider,
+            epoch: claims.epoch,
         })
     }
 }

@@ -9,8 +9,9 @@
 //! The same function runs the migrations from inside the VPC when invoked with
 //! `{"qbill": "migrate"}`, creates the first operator from its generated secret with
 //! `{"qbill": "create-operator"}`, and runs the scheduled jobs: `{"qbill": "sweep"}` sweeps idle
-//! reply queues, `{"qbill": "overdue"}` marks overdue bills and charges late fees (EventBridge
-//! rules send both).
+//! reply queues, `{"qbill": "overdue"}` marks overdue bills and charges late fees,
+//! `{"qbill": "due-soon"}` records the due-soon notifications and `{"qbill": "notify"}` sends the
+//! outbox's mails (EventBridge rules send them all; the last every minute).
 
 use std::time::{Duration, Instant};
 
@@ -83,13 +84,21 @@ impl Worker {
                 let report = qbill_core::jobs::overdue::run(&self.engine.services.store).await?;
                 Ok(serde_json::to_value(report)?)
             }
+            Some("due-soon") => {
+                let report = qbill_core::jobs::due_soon::run(&self.engine.services.store).await?;
+                Ok(serde_json::to_value(report)?)
+            }
+            Some("notify") => {
+                let report = qbill_core::jobs::notify::run(&self.engine.services).await?;
+                Ok(serde_json::to_value(report)?)
+            }
             Some("create-operator") => {
                 let arn = std::env::var("QBILL_OPERATOR_SECRET_ARN")
                     .context("QBILL_OPERATOR_SECRET_ARN is not set")?;
                 self.create_operator(&arn).await
             }
             _ => anyhow::bail!(
-                "unknown event: expected an SQS batch or {{\"qbill\": \"migrate\" | \"create-operator\" | \"sweep\" | \"overdue\"}}"
+                "unknown event: expected an SQS batch or {{\"qbill\": \"migrate\" | \"create-operator\" | \"sweep\" | \"overdue\" | \"due-soon\" | \"notify\"}}"
             ),
         }
     }

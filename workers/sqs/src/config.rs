@@ -23,6 +23,12 @@ pub struct SqsConfig {
     pub sweep_interval_seconds: u64,
     /// How often each pool runs the overdue job (`qbill_core::jobs::overdue`); 0 turns it off.
     pub overdue_interval_seconds: u64,
+    /// How often each pool runs the due-soon job (`qbill_core::jobs::due_soon`); 0 turns it off.
+    pub due_soon_interval_seconds: u64,
+    /// How often each pool drains the notification outbox (`qbill_core::jobs::notify`); 0 turns
+    /// it off. Mails go out right after their commit anyway; this retries the ones that failed
+    /// and sends those the jobs recorded.
+    pub notify_interval_seconds: u64,
 }
 
 impl SqsConfig {
@@ -36,6 +42,8 @@ impl SqsConfig {
             reply_idle_seconds: env_or("QBILL_REPLY_IDLE_SECONDS", 86_400)?,
             sweep_interval_seconds: env_or("QBILL_SWEEP_INTERVAL_SECONDS", 600)?,
             overdue_interval_seconds: env_or("QBILL_OVERDUE_INTERVAL_SECONDS", 3600)?,
+            due_soon_interval_seconds: env_or("QBILL_DUE_SOON_INTERVAL_SECONDS", 3600)?,
+            notify_interval_seconds: env_or("QBILL_NOTIFY_INTERVAL_SECONDS", 10)?,
         };
         config.validate()?;
         Ok(config)

@@ -134,6 +134,22 @@ impl WorkerPool {
                 async move || shared.overdue().await,
             ));
         }
+        if config.due_soon_interval_seconds > 0 {
+            let shared = self.shared.clone();
+            pollers.spawn(now_and_then(
+                config.due_soon_interval_seconds,
+                shutdown.clone(),
+                async move || shared.due_soon().await,
+            ));
+        }
+        if config.notify_interval_seconds > 0 {
+            let shared = self.shared.clone();
+            pollers.spawn(now_and_then(
+                config.notify_interval_seconds,
+                shutdown.clone(),
+                async move || shared.notify().await,
+            ));
+        }
         tracing::info!(workers, queue = %self.shared.queue_url, "worker pool started");
         while let Some(joined) = pollers.join_next().await {
             if let Err(e) = joined {
@@ -229,6 +245,26 @@ impl Shared {
             tracing::warn!(
                 error = format!("{e:#}"),
                 "the overdue job failed; it runs again at the next interval"
+            );
+        }
+    }
+
+    /// Runs the due-soon job once (two pools at once record nothing twice).
+    async fn due_soon(&self) {
+        if let Err(e) = qbill_core::jobs::due_soon::run(&self.engine.services.store).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "the due-soon job failed; it runs again at the next interval"
+            );
+        }
+    }
+
+    /// Drains the notification outbox once (two pools at once never send a mail twice).
+    async fn notify(&self) {
+        if let Err(e) = qbill_core::jobs::notify::run(&self.engine.services).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "the notify job failed; it runs again at the next interval"
             );
         }
     }

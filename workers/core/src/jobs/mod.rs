@@ -4,4 +4,6 @@
 //!
 //! (The reply-queue sweep is one too, but it needs SQS: it lives in `qbill-sqs`.)
 
+pub mod due_soon;
+pub mod notify;
 pub mod overdue;

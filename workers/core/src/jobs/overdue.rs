@@ -8,8 +8,13 @@
 //! changes nothing twice. Bills are taken in batches of [`BATCH`], in id order and skipping those
 //! another transaction holds (a payment under way, the other job): a skipped bill is marked by
 //! the next run if it is still open then.
+//!
+//! Each bill marked notifies its households (`bill.overdue`), each fee charged too
+//! (`late_fee.created`), in the same transaction; the sender job mails them.
 
 use deadpool_postgres::Pool;
+
+use crate::notify::{self, Event};
 use serde::Serialize;
 
 /// Bills marked per transaction.
@@ -79,6 +84,18 @@ pub async fn run(pool: &Pool) -> anyhow::Result<Report> {
             .map(|r| r.get(0))
             .collect();
         crate::routes::common::bump_apartments(&tx, &apartments).await?;
+        // The households hear of it; the sender mails them.
+        let fee_ids: Vec<i64> = tx
+            .query(
+                "SELECT id FROM bills WHERE late_fee_of = ANY($1) ORDER BY id",
+                &[&ids],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        notify::bills(&tx, Event::BillOverdue, &ids).await?;
+        notify::bills(&tx, Event::LateFeeCreated, &fee_ids).await?;
         tx.commit().await?;
         report.marked += ids.len() as u64;
         report.fees += fees;

@@ -112,7 +112,17 @@ pub async fn once<R: Serialize>(
     request: &R,
     change: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<Value, HandlerError>,
 ) -> Result<Value, HandlerError> {
-    let user = cx.caller()?.user_id;
+    once_as(cx, cx.caller()?.user_id, kind, request, change).await
+}
+
+/// [`once`] for a route without a caller, on behalf of `user` (whom a mailed token names).
+pub async fn once_as<R: Serialize>(
+    cx: &Context<'_>,
+    user: UserId,
+    kind: Kind,
+    request: &R,
+    change: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<Value, HandlerError>,
+) -> Result<Value, HandlerError> {
     let mut client = cx.services.store.get().await?;
     let tx = client.transaction().await?;
     if let Claim::Replay(reply) =

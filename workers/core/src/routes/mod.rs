@@ -17,11 +17,22 @@ pub mod bills_ingest;
 pub mod common;
 pub mod histories;
 pub mod idempotency;
+pub mod logout;
+pub mod me;
+pub mod me_delete;
+pub mod me_password;
+pub mod me_profile;
+pub mod notifications;
+pub mod password_reset;
+pub mod password_reset_confirm;
 pub mod payments;
 pub mod policy;
 pub mod provider;
+pub mod refresh;
+pub mod signup;
 pub mod user;
 pub mod utils;
+pub mod verify_email;
 
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
@@ -64,9 +75,19 @@ pub struct Context<'a> {
     pub services: &'a Services,
     pub call: &'a Call,
     session: Option<Session>,
+    /// Mails the route recorded in its transaction, sent once it committed.
+    mails: std::sync::Mutex<Vec<i64>>,
 }
 
 impl Context<'_> {
+    /// Sends this outbox mail right after the route succeeds (its transaction committed); if the
+    /// route fails, its transaction rolled the mail back and nothing is sent.
+    pub fn mail_after_commit(&self, id: Option<i64>) {
+        if let Some(id) = id {
+            self.mails.lock().expect("mail list").push(id);
+        }
+    }
+
     /// The caller, for a route with [`Callers::Roles`] (always checked before it runs).
     pub fn caller(&self) -> Result<&Session, HandlerError> {
         self.session.as_ref().ok_or_else(|| {
@@ -170,6 +191,41 @@ routes! {
     Provider => provider,
     /// An operator adds a user: `POST /users`.
     User => user,
+    /// Anyone opens a household account: `POST /auth/signup`.
+    Signup => signup,
+    /// The link of the verification mail: `POST /auth/verify-email`.
+    VerifyEmail => verify_email,
+    /// Asks for a password reset mail: `POST /auth/password-reset`.
+    PasswordReset => password_reset,
+    /// Sets a new password with the reset mail's token: `POST /auth/password-reset/confirm`.
+    PasswordResetConfirm => password_reset_confirm,
+    /// Trades a refresh token for a new pair (reply kind `auth`): `POST /auth/refresh`.
+    Refresh => refresh,
+    /// Ends a session: `POST /auth/logout`.
+    Logout => logout,
+    /// The caller's account: `POST /me`.
+    Me => me,
+    /// Changes the caller's email, name or notification preferences (reply kind `me`):
+    /// `POST /me/profile`.
+    MeProfile => me_profile,
+    /// Changes the caller's password: `POST /me/password`.
+    MePassword => me_password,
+    /// Erases the caller's personal data: `POST /me/delete`.
+    MeDelete => me_delete,
+    /// The caller's inbox: `POST /me/notifications`.
+    Notifications => notifications,
+}
+
+impl Kind {
+    /// The `kind` of the reply: the route's own word, except for the routes that answer with
+    /// another route's data (`refresh` signs in like `auth`, `me_profile` shows `me`).
+    pub fn reply_kind(self) -> Kind {
+        match self {
+            Self::Refresh => Self::Auth,
+            Self::MeProfile => Self::Me,
+            other => other,
+        }
+    }
 }
 
 impl serde::Serialize for Kind {
@@ -188,7 +244,7 @@ async fn run<R: Route>(request: &R, services: &Services, call: &Call) -> Handler
     let session = match R::CALLERS {
         Callers::Anyone => None,
         Callers::Roles(roles) => {
-            let session = session(services, call)?;
+            let session = session(services, call).await?;
             if !roles.contains(&session.role) {
                 return Err(HandlerError::rejected(
                     ErrorCode::Forbidden,
@@ -206,34 +262,62 @@ async fn run<R: Route>(request: &R, services: &Services, call: &Call) -> Handler
             Some(session)
         }
     };
-    request
-        .run(&Context {
-            services,
-            call,
-            session,
-        })
-        .await
+    let cx = Context {
+        services,
+        call,
+        session,
+        mails: Default::default(),
+    };
+    let result = request.run(&cx).await;
+    if result.is_ok() {
+        let mails = std::mem::take(&mut *cx.mails.lock().expect("mail list"));
+        crate::notify::outbox::send_now(services, &mails).await;
+    }
+    result
 }
 
-/// Checks the token, and that it was issued for this reply queue. Needs no database.
-fn session(services: &Services, call: &Call) -> Result<Session, HandlerError> {
+/// Checks the token: its signature and expiry, that it was issued for this reply queue, and that
+/// its session was not ended since (a password reset or change, a deletion) and the user still
+/// exists. With a Cognito pool as identity, checks the pool's ID token instead.
+async fn session(services: &Services, call: &Call) -> Result<Session, HandlerError> {
+    let token = call.token.as_ref().map(|t| t.expose_secret());
+    if let Some(cognito) = &services.cognito {
+        return crate::accounts::cognito_session(services, cognito, call, token).await;
+    }
     let session = services
         .tokens
-        .verify_at(
-            call.token.as_ref().map(|t| t.expose_secret()),
-            call.requested_at,
-        )
+        .verify_at(token, call.requested_at)
         .map_err(|e| {
             tracing::info!(auth.refused = %e, "token refused");
-            HandlerError::rejected(
-                ErrorCode::Unauthorized,
-                "a valid bearer token is required; log in at /auth",
-            )
+            unauthorized()
         })?;
     if session.queue != call.reply_to {
         return Err(HandlerError::WrongQueue {
             token_queue: session.queue,
         });
     }
+    let client = services.store.get().await?;
+    let statement = client
+        .prepare_cached("SELECT session_epoch FROM users WHERE id = $1 AND deleted_at IS NULL")
+        .await?;
+    let epoch: Option<i32> = client
+        .query_opt(&statement, &[&session.user_id.0])
+        .await?
+        .map(|r| r.get(0));
+    if epoch != Some(session.epoch) {
+        tracing::info!(auth.refused = "session ended", "token refused");
+        return Err(HandlerError::rejected(
+            ErrorCode::Unauthorized,
+            "this session has ended (the password was changed or reset, or the account deleted); log in again at /auth",
+        ));
+    }
     Ok(session)
+}
+
+/// The reply to a request without a valid token.
+pub fn unauthorized() -> HandlerError {
+    HandlerError::rejected(
+        ErrorCode::Unauthorized,
+        "a valid bearer token is required; log in at /auth",
+    )
 }

@@ -89,6 +89,16 @@ pub struct Receipt {
     pub paid_at: DateTime<Utc>,
 }
 
+/// Records the `payment.succeeded` notification (the receipt) of a payment, with its bills.
+const RECEIPT: &str = "SELECT notify($1, 'payment.succeeded', 'payment.succeeded:' || p.id,
+        jsonb_build_object('payment_id', p.id, 'apartment_id', p.apartment_id, 'total', p.total::text,
+                           'currency', p.currency, 'paid_at', p.paid_at,
+                           'bills', (SELECT jsonb_agg(jsonb_build_object('id', b.id, 'provider', v.name,
+                                                                         'utility', replace(b.utility, '_', ' '),
+                                                                         'amount', b.amount::text) ORDER BY b.id)
+                                     FROM bills b JOIN providers v ON v.id = b.provider_id WHERE b.payment_id = p.id)))
+    FROM payments p WHERE p.id = $2";
+
 async fn run(cx: &Context<'_>, apartment: ApartmentId, bills: &[BillId]) -> HandlerResult {
     let session = cx.caller()?;
     let user = session.user_id;
@@ -208,7 +218,13 @@ async fn run(cx: &Context<'_>, apartment: ApartmentId, bills: &[BillId]) -> Hand
             ids.len()
         )));
     }
+    // The receipt, in the payment's transaction: one per payment.
+    let receipt_mail: Option<i64> = tx
+        .query_one(RECEIPT, &[&user.0, &receipt.payment_id])
+        .await?
+        .get(0);
     tx.commit().await?;
+    cx.mail_after_commit(receipt_mail);
 
     // Only after the commit: readers already ignore the old version; this just frees the memory.
     cx.services

@@ -1,5 +1,6 @@
 //! `auth`: checks a username and password and issues a token bound to the client's reply queue,
-//! with the apartments the user owns. Attempts go through the [`throttle`] first.
+//! with the apartments the user owns, and a refresh token that starts a new session (see the
+//! `refresh` route). Attempts go through the [`throttle`] first.
 
 pub mod throttle;
 
@@ -81,6 +82,9 @@ pub struct AuthData {
     pub token: String,
     pub token_type: &'static str,
     pub expires_at: DateTime<Utc>,
+    /// Trades for a new pair at `/auth/refresh`, once.
+    pub refresh_token: String,
+    pub refresh_expires_at: DateTime<Utc>,
     pub user: User,
     /// By id; as many as one page carries (see [`super::common::page_len`]).
     pub apartments: Vec<Apartment>,
@@ -125,23 +129,44 @@ async fn run(cx: &Context<'_>, username: &str, password: &SecretString) -> Handl
             "invalid username or password",
         ));
     };
-    let user = holder.user_id;
+    let refresh = crate::accounts::issue_refresh(
+        &services.store.get().await?,
+        holder.user_id,
+        holder.epoch,
+        None,
+        crate::accounts::random_token(),
+    )
+    .await?;
+    signed_in(services, call, &holder, apartments_version, refresh).await
+}
 
+/// The reply of a login or a refresh: a new access token for `holder` bound to the request's
+/// reply queue, the refresh token, and the user's apartments.
+pub async fn signed_in(
+    services: &Services,
+    call: &crate::call::Call,
+    holder: &Holder,
+    apartments_version: i64,
+    refresh: crate::accounts::Refresh,
+) -> HandlerResult {
+    let user = holder.user_id;
     let mut apartments = apartments(services, user, apartments_version).await?;
     let fitting = page_len(&apartments);
     let more_apartments = fitting < apartments.len();
     apartments.truncate(fitting);
     let (token, expires_at) = services
         .tokens
-        .issue(&holder, call.reply_to)
+        .issue(holder, call.reply_to)
         .map_err(HandlerError::Internal)?;
     to_data(&AuthData {
         token,
         token_type: "Bearer",
         expires_at,
+        refresh_token: refresh.token,
+        refresh_expires_at: refresh.expires_at,
         user: User {
             id: user,
-            username: username.to_owned(),
+            username: holder.username.clone(),
             role: holder.role,
             provider_id: holder.provider,
         },
@@ -151,7 +176,10 @@ async fn run(cx: &Context<'_>, username: &str, password: &SecretString) -> Handl
 }
 
 /// Whom the token is for, and the version of the user's apartment list, from the user's row.
-fn row_holder(row: &tokio_postgres::Row, username: &str) -> Result<(Holder, i64), HandlerError> {
+pub fn row_holder(
+    row: &tokio_postgres::Row,
+    username: &str,
+) -> Result<(Holder, i64), HandlerError> {
     let role = Role::parse(row.get(2)).map_err(HandlerError::internal)?;
     Ok((
         Holder {
@@ -159,6 +187,7 @@ fn row_holder(row: &tokio_postgres::Row, username: &str) -> Result<(Holder, i64)
             username: username.to_owned(),
             role,
             provider: row.get::<_, Option<i64>>(3).map(ProviderId),
+            epoch: row.get(5),
         },
         row.get(4),
     ))
@@ -166,7 +195,7 @@ fn row_holder(row: &tokio_postgres::Row, username: &str) -> Result<(Holder, i64)
 
 /// The user's apartments: the cached list if it was read at the user's current `version` (a
 /// link bumps it in its own transaction), else read afresh.
-async fn apartments(
+pub async fn apartments(
     services: &Services,
     user: UserId,
     version: i64,

@@ -60,7 +60,7 @@ const RESERVE: &str = "SELECT verdict, scope, until
 const SETTLE: &str =
     "SELECT login_settle($1, $2, $3, $4, $5, make_interval(secs => $6), make_interval(secs => $7))";
 /// The user's row, as [`super::run`] reads it.
-const USER: &str = "SELECT id, password_hash, role, provider_id, apartments_version FROM users WHERE username = $1";
+const USER: &str = "SELECT id, password_hash, role, provider_id, apartments_version, session_epoch FROM users WHERE username = $1";
 
 fn limits() -> Vec<i32> {
     // The order login_reserve and login_settle take them in.

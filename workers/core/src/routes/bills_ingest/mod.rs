@@ -28,6 +28,7 @@ use super::common::{provider_access, to_data};
 use super::idempotency;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::call::Path;
+use crate::notify::{self, Event};
 use crate::types::{ApartmentId, BillId, ParseError, ProviderId, Role};
 
 /// The most bills one request carries.
@@ -104,7 +105,8 @@ impl Route for Request {
     }
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
-        idempotency::once(cx, Kind::BillsIngest, self, async |tx| {
+        let mut mails = Vec::new();
+        let data = idempotency::once(cx, Kind::BillsIngest, self, async |tx| {
             let provider = provider_access(cx, tx, self.provider_id).await?;
             let invalid = |index: usize, message: String| {
                 HandlerError::rejected(
@@ -158,6 +160,14 @@ impl Route for Request {
                 .collect();
             super::common::bump_apartments(tx, &touched.into_iter().collect::<Vec<_>>()).await?;
 
+            // `bill.created` for the households of linked accounts.
+            let created: Vec<i64> = ingested
+                .iter()
+                .filter(|i| i.status == "created")
+                .map(|i| i.bill_id.0)
+                .collect();
+            mails = notify::bills(tx, Event::BillCreated, &created).await?;
+
             let data = to_data(&IngestData {
                 provider_id: self.provider_id,
                 bills: ingested,
@@ -165,7 +175,11 @@ impl Route for Request {
             })?;
             Ok(data)
         })
-        .await
+        .await?;
+        for mail in mails {
+            cx.mail_after_commit(Some(mail));
+        }
+        Ok(data)
     }
 }
 

@@ -1,0 +1,57 @@
+//! The sender job: drains the notification outbox (see [`crate::notify::outbox`]), and lists the
+//! mails that kept failing (`qbill notifications failed`).
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use serde::Serialize;
+
+pub use crate::notify::outbox::Report;
+use crate::services::Services;
+
+/// Sends every mail that is due, with retries and backoff across runs.
+pub async fn run(services: &Services) -> anyhow::Result<Report> {
+    let report = crate::notify::outbox::deliver(services, None).await?;
+    tracing::info!(
+        job = "notify",
+        sent = report.sent,
+        failed = report.failed,
+        dead = report.dead,
+        "notify job done"
+    );
+    Ok(report)
+}
+
+/// A mail that was given up on.
+#[derive(Debug, Serialize)]
+pub struct Failed {
+    pub id: i64,
+    pub user_id: i64,
+    pub event: String,
+    pub created_at: DateTime<Utc>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+/// The mails marked dead, newest first (at most `limit`).
+pub async fn failed(pool: &Pool, limit: i64) -> anyhow::Result<Vec<Failed>> {
+    let rows = pool
+        .get()
+        .await?
+        .query(
+            "SELECT id, user_id, event, created_at, attempts, last_error FROM notifications
+             WHERE mail_status = 'dead' ORDER BY id DESC LIMIT $1",
+            &[&limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Failed {
+            id: r.get(0),
+            user_id: r.get(1),
+            event: r.get(2),
+            created_at: r.get(3),
+            attempts: r.get(4),
+            last_error: r.get(5),
+        })
+        .collect())
+}

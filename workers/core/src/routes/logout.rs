@@ -1,0 +1,54 @@
+//! `logout`: ends the session of a refresh token (`POST /auth/logout`): every token of its family
+//! is revoked. Access tokens already issued stay valid until they expire, which is soon. The reply
+//! is the same for a token that is unknown or ended already.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::common::to_data;
+use super::refresh::parse_refresh_token;
+use super::{Callers, Context, HandlerResult, Route, body};
+use crate::accounts;
+use crate::call::Path;
+use crate::types::ParseError;
+
+#[derive(Debug)]
+pub struct Request {
+    pub refresh_token: SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    refresh_token: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LogoutData {
+    pub logged_out: bool,
+}
+
+impl Route for Request {
+    const CALLERS: Callers = Callers::Anyone;
+
+    fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
+        let b: Body = body(raw)?;
+        Ok(Self {
+            refresh_token: parse_refresh_token(b.refresh_token)?,
+        })
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> HandlerResult {
+        let hash = accounts::sha256(self.refresh_token.expose_secret());
+        let client = cx.services.store.get().await?;
+        client
+            .execute(
+                "UPDATE refresh_tokens SET revoked_at = now()
+                 WHERE family = (SELECT family FROM refresh_tokens WHERE hash = $1) AND revoked_at IS NULL",
+                &[&hash],
+            )
+            .await?;
+        to_data(&LogoutData { logged_out: true })
+    }
+}

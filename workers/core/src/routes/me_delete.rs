@@ -1,0 +1,133 @@
+//! `me_delete`: the caller erases their personal data (`POST /me/delete`), giving their password.
+//!
+//! Erased: the username, email address, display name, password hash, Cognito id, preferences,
+//! sessions (every token ends), mailed tokens, the inbox and pending mails, failed-login and
+//! link-attempt counts, and the username in the audit event of the account's creation. The
+//! apartments are unlinked from the account. Kept, under the account's id alone (a pseudonym once
+//! nothing else names it): payments and the audit trail, because they are the books
+//! (`docs/data-deletion.md` says what and why). One last security mail goes to the verified
+//! address, which the outbox forgets once it is sent. A second call changes nothing: the token is
+//! refused, and the same request id replays.
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::common::{bump_apartments, to_data};
+use super::idempotency;
+use super::me::EVERYONE;
+use super::me_password::check_password;
+use super::{Callers, Context, HandlerResult, Kind, Route, body};
+use crate::call::Path;
+use crate::notify::{self, Event};
+use crate::types::{ParseError, UserId};
+
+#[derive(Debug, Serialize)]
+pub struct Request {
+    #[serde(skip)]
+    pub password: SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    password: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeletedData {
+    pub deleted: bool,
+    /// The id payments and the audit trail keep.
+    pub user_id: UserId,
+}
+
+impl Route for Request {
+    const CALLERS: Callers = Callers::Roles(EVERYONE);
+
+    fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
+        let b: Body = body(raw)?;
+        Ok(Self {
+            password: super::auth::parse_password(b.password)?,
+        })
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> HandlerResult {
+        let user = cx.caller()?.user_id;
+        check_password(cx.services, user, &self.password).await?;
+        let mut mail = None;
+        let data = idempotency::once(cx, Kind::MeDelete, self, async |tx| {
+            let row = tx
+                .query_one(
+                    "SELECT username, email, email_verified FROM users WHERE id = $1 FOR UPDATE",
+                    &[&user.0],
+                )
+                .await?;
+            let username: Option<String> = row.get(0);
+            let email: Option<String> = row.get(1);
+            let verified: bool = row.get(2);
+            // The last mail, recorded while the account still has an address.
+            mail = notify::record(
+                tx,
+                user,
+                Event::AccountSecurity,
+                &format!("security:{}", cx.call.request_id),
+                &notify::security("account_deleted"),
+                email.as_deref().filter(|_| verified),
+            )
+            .await?;
+            let keep = mail.unwrap_or(0);
+            tx.execute(
+                "DELETE FROM notifications WHERE user_id = $1 AND id <> $2",
+                &[&user.0, &keep],
+            )
+            .await?;
+            let apartments: Vec<i64> = tx
+                .query(
+                    "DELETE FROM apartment_owners WHERE user_id = $1 RETURNING apartment_id",
+                    &[&user.0],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let mut apartments = apartments;
+            apartments.sort_unstable();
+            bump_apartments(tx, &apartments).await?;
+            for statement in [
+                "DELETE FROM refresh_tokens WHERE user_id = $1",
+                "DELETE FROM email_tokens WHERE user_id = $1",
+                "DELETE FROM link_failures WHERE user_id = $1",
+            ] {
+                tx.execute(statement, &[&user.0]).await?;
+            }
+            if let Some(username) = &username {
+                tx.execute(
+                    "DELETE FROM login_throttle WHERE (scope = 'username' AND key = $1)
+                        OR (scope = 'pair' AND left(key, length($1) + 1) = $1 || ' ')",
+                    &[username],
+                )
+                .await?;
+                tx.execute("DELETE FROM login_checks WHERE username = $1", &[username])
+                    .await?;
+            }
+            tx.execute(
+                "UPDATE users SET username = NULL, password_hash = NULL, email = NULL, email_verified = false,
+                        display_name = NULL, notification_preferences = '{}', cognito_sub = NULL,
+                        deleted_at = now(), session_epoch = session_epoch + 1,
+                        apartments_version = apartments_version + 1
+                 WHERE id = $1",
+                &[&user.0],
+            )
+            .await?;
+            tx.execute("SELECT erase_user_from_audit($1)", &[&user.0])
+                .await?;
+            to_data(&DeletedData {
+                deleted: true,
+                user_id: user,
+            })
+        })
+        .await?;
+        cx.mail_after_commit(mail);
+        Ok(data)
+    }
+}

@@ -1,0 +1,121 @@
+//! `me_password`: the caller changes their password, giving the current one
+//! (`POST /me/password`). Every session ends, this one included (log in again), and a security
+//! mail says so.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::common::to_data;
+use super::idempotency;
+use super::me::EVERYONE;
+use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
+use crate::accounts::{self, policy};
+use crate::call::Path;
+use crate::notify::{self, Event};
+use crate::services::Services;
+use crate::types::{ParseError, UserId};
+
+#[derive(Debug, Serialize)]
+pub struct Request {
+    #[serde(skip)]
+    pub password: SecretString,
+    #[serde(skip)]
+    pub new_password: SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    password: String,
+    new_password: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PasswordData {
+    pub password_changed: bool,
+    pub message: &'static str,
+}
+
+impl Route for Request {
+    const CALLERS: Callers = Callers::Roles(EVERYONE);
+
+    fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
+        let b: Body = body(raw)?;
+        let new_password = super::auth::parse_password(b.new_password)
+            .map_err(|_| ParseError::new("`new_password` must be 1 to 1024 bytes"))?;
+        policy::check(new_password.expose_secret(), &[])?;
+        Ok(Self {
+            password: super::auth::parse_password(b.password)?,
+            new_password,
+        })
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> HandlerResult {
+        let user = cx.caller()?.user_id;
+        let (username, email) = check_password(cx.services, user, &self.password).await?;
+        let local = email.as_deref().and_then(|e| e.split('@').next());
+        policy::check(
+            self.new_password.expose_secret(),
+            &[
+                username.as_deref().unwrap_or_default(),
+                local.unwrap_or_default(),
+            ],
+        )
+        .map_err(|e| HandlerError::rejected(ErrorCode::InvalidRequest, e.0))?;
+        let hash = super::user::hash(cx, &self.new_password).await?;
+        let mut mail = None;
+        // The fingerprint holds neither password: a repeat of this request id replays.
+        let data = idempotency::once(cx, Kind::MePassword, self, async |tx| {
+            tx.execute(
+                "UPDATE users SET password_hash = $2 WHERE id = $1",
+                &[&user.0, &hash],
+            )
+            .await?;
+            accounts::end_sessions(tx, user).await?;
+            mail = notify::record(
+                tx,
+                user,
+                Event::AccountSecurity,
+                &format!("security:{}", cx.call.request_id),
+                &notify::security("password_changed"),
+                None,
+            )
+            .await?;
+            to_data(&PasswordData {
+                password_changed: true,
+                message: "the password is changed; every session was ended, log in again",
+            })
+        })
+        .await?;
+        cx.mail_after_commit(mail);
+        Ok(data)
+    }
+}
+
+/// Checks the caller's current password (in a bounded password slot, holding no connection);
+/// returns their username and email. A user without a password here (a Cognito pool's) passes:
+/// their token is the proof.
+pub async fn check_password(
+    services: &Services,
+    user: UserId,
+    password: &SecretString,
+) -> Result<(Option<String>, Option<String>), HandlerError> {
+    let row = services
+        .store
+        .get()
+        .await?
+        .query_one(
+            "SELECT username, email, password_hash FROM users WHERE id = $1",
+            &[&user.0],
+        )
+        .await?;
+    let hash: Option<String> = row.get(2);
+    if hash.is_some() && !services.passwords.verify(password.clone(), hash).await? {
+        return Err(HandlerError::rejected(
+            ErrorCode::Unauthorized,
+            "the current password is wrong",
+        ));
+    }
+    Ok((row.get(0), row.get(1)))
+}

@@ -1,0 +1,219 @@
+//! `me_profile`: changes the caller's email address, display name or notification preferences
+//! (`POST /me/profile`, reply kind `me`). A new address must be verified again (a mail goes to
+//! it) and the old one, if verified, is told; an address another account has is `conflict`.
+//! Preferences merge into the stored ones, per event and channel; security mail cannot be turned
+//! off.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::common::text;
+use super::idempotency;
+use super::me::EVERYONE;
+use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
+use crate::accounts::{self, Purpose};
+use crate::call::Path;
+use crate::notify::{self, Event};
+use crate::types::ParseError;
+
+/// A display name has at most this many characters.
+pub const MAX_DISPLAY_NAME: usize = 100;
+
+#[derive(Debug, Serialize)]
+pub struct Request {
+    pub email: Option<String>,
+    /// `Some(None)` clears the name.
+    pub display_name: Option<Option<String>>,
+    /// `{"<event>": {"email"?: bool, "inbox"?: bool}}`.
+    pub notification_preferences: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    display_name: Option<Value>,
+    #[serde(default)]
+    notification_preferences: Option<Map<String, Value>>,
+}
+
+impl Route for Request {
+    const CALLERS: Callers = Callers::Roles(EVERYONE);
+
+    fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
+        let names_display = raw.contains_key("display_name");
+        let b: Body = body(raw)?;
+        let display_name = match (names_display, b.display_name) {
+            (false, _) => None,
+            (true, None | Some(Value::Null)) => Some(None),
+            (true, Some(Value::String(s))) => {
+                Some(Some(text("display_name", &s, MAX_DISPLAY_NAME)?))
+            }
+            (true, Some(_)) => {
+                return Err(ParseError::new(
+                    "`display_name` must be a string, or null to clear it",
+                ));
+            }
+        };
+        let notification_preferences = b
+            .notification_preferences
+            .map(parse_preferences)
+            .transpose()?;
+        let email = b.email.as_deref().map(accounts::parse_email).transpose()?;
+        if email.is_none() && display_name.is_none() && notification_preferences.is_none() {
+            return Err(ParseError::new(
+                "name at least one of `email`, `display_name` and `notification_preferences`",
+            ));
+        }
+        Ok(Self {
+            email,
+            display_name,
+            notification_preferences,
+        })
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> HandlerResult {
+        let user = cx.caller()?.user_id;
+        let mut mails = Vec::new();
+        let data = idempotency::once(cx, Kind::MeProfile, self, async |tx| {
+            let row = tx
+                .query_one(
+                    "SELECT email, email_verified, notification_preferences, username FROM users WHERE id = $1 FOR UPDATE",
+                    &[&user.0],
+                )
+                .await?;
+            let (old, verified): (Option<String>, bool) = (row.get(0), row.get(1));
+            let mut stored: Value = row.get(2);
+            let username: Option<String> = row.get(3);
+            if let Some(email) = self.email.as_ref().filter(|e| old.as_ref() != Some(*e)) {
+                let taken = tx
+                    .query_opt(
+                        "SELECT 1 FROM users WHERE email = $1 AND id <> $2",
+                        &[email, &user.0],
+                    )
+                    .await?;
+                if taken.is_some() {
+                    return Err(HandlerError::rejected(
+                        ErrorCode::Conflict,
+                        "this email address belongs to another account",
+                    ));
+                }
+                tx.execute(
+                    "UPDATE users SET email = $2, email_verified = false WHERE id = $1",
+                    &[&user.0, email],
+                )
+                .await?;
+                let nonce = accounts::create_email_token(
+                    tx,
+                    &cx.services.tokens,
+                    user,
+                    Purpose::VerifyEmail,
+                    email,
+                )
+                .await?;
+                mails.push(
+                    notify::record(
+                        tx,
+                        user,
+                        Event::VerifyEmail,
+                        &format!("verify:{nonce}"),
+                        &json!({ "nonce": nonce, "username": username }),
+                        Some(email),
+                    )
+                    .await?,
+                );
+                if let (Some(old), true) = (&old, verified) {
+                    mails.push(
+                        notify::record(
+                            tx,
+                            user,
+                            Event::AccountSecurity,
+                            &format!("security:{}", cx.call.request_id),
+                            &notify::security("email_changed"),
+                            Some(old),
+                        )
+                        .await?,
+                    );
+                }
+            }
+            if let Some(name) = &self.display_name {
+                tx.execute(
+                    "UPDATE users SET display_name = $2 WHERE id = $1",
+                    &[&user.0, name],
+                )
+                .await?;
+            }
+            if let Some(changes) = &self.notification_preferences {
+                merge(&mut stored, changes);
+                tx.execute(
+                    "UPDATE users SET notification_preferences = $2 WHERE id = $1",
+                    &[&user.0, &stored],
+                )
+                .await?;
+            }
+            super::me::data(tx, cx.services, user).await
+        })
+        .await?;
+        for mail in mails {
+            cx.mail_after_commit(mail);
+        }
+        Ok(data)
+    }
+}
+
+/// Checks preferences: known events, channels `email` and `inbox`, booleans; security mail on.
+fn parse_preferences(raw: Map<String, Value>) -> Result<Map<String, Value>, ParseError> {
+    for (event, channels) in &raw {
+        let known = Event::parse(event)
+            .ok()
+            .filter(|e| Event::PREFERABLE.contains(e))
+            .ok_or_else(|| {
+                ParseError::new(format!(
+                    "`notification_preferences` has no event `{event}`; the events are {}",
+                    Event::PREFERABLE
+                        .iter()
+                        .map(|e| e.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        let channels = channels.as_object().ok_or_else(|| {
+            ParseError::new(format!(
+                "`notification_preferences.{event}` must be an object like {{\"email\": true, \"inbox\": false}}"
+            ))
+        })?;
+        for (channel, on) in channels {
+            if !matches!(channel.as_str(), "email" | "inbox") || !on.is_boolean() {
+                return Err(ParseError::new(format!(
+                    "`notification_preferences.{event}` takes `email` and `inbox`, each true or false"
+                )));
+            }
+        }
+        if known == Event::AccountSecurity && channels.get("email") == Some(&Value::Bool(false)) {
+            return Err(ParseError::new(
+                "security mail (account.security by email) cannot be turned off",
+            ));
+        }
+    }
+    Ok(raw)
+}
+
+/// Merges `changes` into `stored`, per event and channel.
+fn merge(stored: &mut Value, changes: &Map<String, Value>) {
+    if !stored.is_object() {
+        *stored = Value::Object(Map::new());
+    }
+    let stored = stored.as_object_mut().expect("an object");
+    for (event, channels) in changes {
+        let entry = stored
+            .entry(event.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let (Some(entry), Some(channels)) = (entry.as_object_mut(), channels.as_object()) {
+            for (channel, on) in channels {
+                entry.insert(channel.clone(), on.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! `notifications`: the caller's in-app inbox (`POST /me/notifications`), oldest first, from
+//! after `since_id` (the previous page's `next_since_id`): each notification with its event,
+//! when it happened, its subject and plain-text body (the mail's templates) and its data.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::common::to_data;
+use super::me::EVERYONE;
+use super::{Callers, Context, HandlerError, HandlerResult, Route, body};
+use crate::call::Path;
+use crate::notify::{Event, templates};
+use crate::types::ParseError;
+
+/// Notifications in one reply at most.
+pub const PAGE: i64 = 50;
+
+#[derive(Debug, Serialize)]
+pub struct Request {
+    pub since_id: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    #[serde(default)]
+    since_id: Option<Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NotificationsData {
+    pub notifications: Vec<Notification>,
+    /// Pass it as `since_id` for the next page (the same as sent when nothing is new).
+    pub next_since_id: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Notification {
+    pub id: i64,
+    pub event: String,
+    pub at: DateTime<Utc>,
+    pub subject: String,
+    pub body: String,
+    pub data: Value,
+}
+
+impl Route for Request {
+    const CALLERS: Callers = Callers::Roles(EVERYONE);
+
+    fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
+        let b: Body = body(raw)?;
+        let since_id = match b.since_id {
+            None | Some(Value::Null) => 0,
+            Some(v) => v.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
+                ParseError::new("`since_id` must be a whole number from 0 to 9223372036854775807")
+            })?,
+        };
+        Ok(Self { since_id })
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> HandlerResult {
+        let user = cx.caller()?.user_id;
+        let client = cx.services.store.get().await?;
+        let name: Option<String> = client
+            .query_one(
+                "SELECT coalesce(display_name, username) FROM users WHERE id = $1",
+                &[&user.0],
+            )
+            .await?
+            .get(0);
+        let rows = client
+            .query(
+                "SELECT id, event, created_at, data FROM notifications
+                 WHERE user_id = $1 AND in_inbox AND id > $2 ORDER BY id LIMIT $3",
+                &[&user.0, &self.since_id, &PAGE],
+            )
+            .await?;
+        let web_url = &cx.services.mail.config.web_url;
+        let mut notifications = Vec::with_capacity(rows.len());
+        for row in rows {
+            let event: String = row.get(1);
+            let data: Value = row.get(3);
+            let rendered = templates::render(
+                Event::parse(&event).map_err(HandlerError::internal)?,
+                &data,
+                name.as_deref().unwrap_or("there"),
+                web_url,
+            )
+            .map_err(HandlerError::Internal)?;
+            notifications.push(Notification {
+                id: row.get(0),
+                event,
+                at: row.get(2),
+                subject: rendered.subject,
+                body: rendered.text,
+                data,
+            });
+        }
+        let next_since_id = notifications.last().map_or(self.since_id, |n| n.id);
+        to_data(&NotificationsData {
+            notifications,
+            next_since_id,
+        })
+    }
+}

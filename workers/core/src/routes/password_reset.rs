@@ -1,0 +1,98 @@
+//! `password_reset`: asks for a mail with a link to choose a new password
+//! (`POST /auth/password-reset`). The reply is the same whether or not an account has the
+//! address, so it reveals none; requests are throttled per source address. The same request
+//! delivered twice mails once.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::common::to_data;
+use super::{Callers, Context, HandlerResult, Route, body};
+use crate::accounts::{self, Purpose};
+use crate::call::Path;
+use crate::notify::{self, Event};
+use crate::types::{ParseError, UserId};
+
+#[derive(Debug)]
+pub struct Request {
+    pub email: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    email: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ResetData {
+    pub message: &'static str,
+}
+
+impl Route for Request {
+    const CALLERS: Callers = Callers::Anyone;
+
+    fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
+        let b: Body = body(raw)?;
+        Ok(Self {
+            email: accounts::parse_email(&b.email)?,
+        })
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> HandlerResult {
+        let mut client = cx.services.store.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "SELECT set_config('qbill.request_id', $1, true)",
+            &[&cx.call.request_id.to_string()],
+        )
+        .await?;
+        accounts::throttle(
+            &tx,
+            "password_reset",
+            &cx.call.source,
+            cx.services.anonymous.resets_per_source,
+            None,
+        )
+        .await?;
+        let user = tx
+            .query_opt(
+                "SELECT id, username FROM users WHERE email = $1 AND deleted_at IS NULL",
+                &[&self.email],
+            )
+            .await?;
+        let mut mail = None;
+        if let Some(row) = user {
+            let (user, username) = (UserId(row.get(0)), row.get::<_, String>(1));
+            // Keyed by the request: the same request again records nothing new.
+            let key = format!("reset:{}", cx.call.request_id);
+            let seen = tx
+                .query_opt("SELECT 1 FROM notifications WHERE key = $1", &[&key])
+                .await?;
+            if seen.is_none() {
+                let nonce = accounts::create_email_token(
+                    &tx,
+                    &cx.services.tokens,
+                    user,
+                    Purpose::PasswordReset,
+                    &self.email,
+                )
+                .await?;
+                mail = notify::record(
+                    &tx,
+                    user,
+                    Event::PasswordReset,
+                    &key,
+                    &json!({ "nonce": nonce, "username": username }),
+                    Some(&self.email),
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        cx.mail_after_commit(mail);
+        to_data(&ResetData {
+            message: "if an account has this address, a mail with a link to choose a new password is on its way",
+        })
+    }
+}

@@ -1,0 +1,110 @@
+//! `password_reset_confirm`: the token of a reset mail sets a new password
+//! (`POST /auth/password-reset/confirm`). Every session of the account ends (access tokens issued
+//! before are refused from the next request on, refresh tokens are revoked), and a security mail
+//! says so.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::common::to_data;
+use super::idempotency;
+use super::verify_email::{bad_token, hex, parse_token};
+use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
+use crate::accounts::{self, Purpose, policy};
+use crate::call::Path;
+use crate::notify::{self, Event};
+use crate::types::ParseError;
+
+#[derive(Debug)]
+pub struct Request {
+    pub token: SecretString,
+    pub new_password: SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    token: String,
+    new_password: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ResetDoneData {
+    pub password_reset: bool,
+    pub message: &'static str,
+}
+
+impl Route for Request {
+    const CALLERS: Callers = Callers::Anyone;
+
+    fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
+        let b: Body = body(raw)?;
+        let new_password = super::auth::parse_password(b.new_password)
+            .map_err(|_| ParseError::new("`new_password` must be 1 to 1024 bytes"))?;
+        policy::check(new_password.expose_secret(), &[])?;
+        Ok(Self {
+            token: parse_token(b.token)?,
+            new_password,
+        })
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> HandlerResult {
+        let token = accounts::find_email_token(
+            &cx.services.store.get().await?,
+            self.token.expose_secret(),
+            Purpose::PasswordReset,
+        )
+        .await?
+        .ok_or_else(|| bad_token("password reset"))?;
+        let hash = super::user::hash(cx, &self.new_password).await?;
+        let fingerprint = hex(&token.hash);
+        let mut mail = None;
+        let data = idempotency::once_as(
+            cx,
+            token.user,
+            Kind::PasswordResetConfirm,
+            &fingerprint,
+            async |tx| {
+                if !accounts::use_email_token(tx, &token.hash).await? {
+                    return Err(bad_token("password reset"));
+                }
+                let username: Option<String> = tx
+                    .query_opt(
+                        "SELECT username FROM users WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+                        &[&token.user.0],
+                    )
+                    .await?
+                    .and_then(|r| r.get(0));
+                let Some(username) = username else {
+                    return Err(bad_token("password reset"));
+                };
+                let local = token.email.split('@').next().unwrap_or_default();
+                policy::check(self.new_password.expose_secret(), &[&username, local])
+                    .map_err(|e| HandlerError::rejected(ErrorCode::InvalidRequest, e.0))?;
+                tx.execute(
+                    "UPDATE users SET password_hash = $2 WHERE id = $1",
+                    &[&token.user.0, &hash],
+                )
+                .await?;
+                accounts::end_sessions(tx, token.user).await?;
+                mail = notify::record(
+                    tx,
+                    token.user,
+                    Event::AccountSecurity,
+                    &format!("security:{}", cx.call.request_id),
+                    &notify::security("password_reset"),
+                    None,
+                )
+                .await?;
+                to_data(&ResetDoneData {
+                    password_reset: true,
+                    message: "the password is set; every session was ended, log in again",
+                })
+            },
+        )
+        .await?;
+        cx.mail_after_commit(mail);
+        Ok(data)
+    }
+}

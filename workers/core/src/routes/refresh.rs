@@ -1,0 +1,125 @@
+//! `refresh`: trades a refresh token for a new access token and a new refresh token
+//! (`POST /auth/refresh`, reply kind `auth`), bound to the request's reply queue.
+//!
+//! Refresh tokens rotate on every use and are kept hashed. Presenting a token that was already
+//! used means a copy of it is in someone else's hands: its whole family (every token descended
+//! from the same login) is revoked, and both holders must log in again (OAuth 2.0 security best
+//! current practice, refresh token rotation). The same request delivered twice is not a reuse: it
+//! gets the same new refresh token again, which is derived from the request and the old token.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, body};
+use crate::accounts;
+use crate::call::Path;
+use crate::types::{ParseError, UserId};
+
+#[derive(Debug)]
+pub struct Request {
+    pub refresh_token: SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    refresh_token: String,
+}
+
+/// A refresh token as it arrives: 1 to 200 characters.
+pub fn parse_refresh_token(raw: String) -> Result<SecretString, ParseError> {
+    if raw.is_empty() || raw.len() > 200 {
+        return Err(ParseError::new(
+            "`refresh_token` must be 1 to 200 characters",
+        ));
+    }
+    Ok(raw.into())
+}
+
+fn refused(why: &str) -> HandlerError {
+    HandlerError::rejected(
+        ErrorCode::Unauthorized,
+        format!("{why}; log in again at /auth"),
+    )
+}
+
+impl Route for Request {
+    const CALLERS: Callers = Callers::Anyone;
+
+    fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
+        let b: Body = body(raw)?;
+        Ok(Self {
+            refresh_token: parse_refresh_token(b.refresh_token)?,
+        })
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> HandlerResult {
+        let hash = accounts::sha256(self.refresh_token.expose_secret());
+        let mut client = cx.services.store.get().await?;
+        let tx = client.transaction().await?;
+        let Some(token) = tx
+            .query_opt(
+                "SELECT user_id, family, epoch, expires_at > now(), rotated_by, revoked_at IS NOT NULL
+                 FROM refresh_tokens WHERE hash = $1 FOR UPDATE",
+                &[&hash],
+            )
+            .await?
+        else {
+            return Err(refused("this refresh token is not valid"));
+        };
+        let user = UserId(token.get(0));
+        let family: Uuid = token.get(1);
+        let epoch: i32 = token.get(2);
+        let (live, rotated_by, revoked): (bool, Option<Uuid>, bool) =
+            (token.get(3), token.get(4), token.get(5));
+        let row = tx
+            .query_opt(
+                "SELECT id, password_hash, role, provider_id, apartments_version, session_epoch, username
+                 FROM users WHERE id = $1 AND deleted_at IS NULL",
+                &[&user.0],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Err(refused("this account no longer exists"));
+        };
+        if revoked || !live || row.get::<_, i32>(5) != epoch {
+            return Err(refused("this session has ended"));
+        }
+        match rotated_by {
+            Some(by) if by == cx.call.request_id.0 => {} // this request, delivered again
+            Some(_) => {
+                tx.execute(
+                    "UPDATE refresh_tokens SET revoked_at = now() WHERE family = $1 AND revoked_at IS NULL",
+                    &[&family],
+                )
+                .await?;
+                tx.commit().await?;
+                tracing::warn!(
+                    auth.refused = "refresh token reused",
+                    "a rotated refresh token was presented again; its family is revoked"
+                );
+                return Err(refused(
+                    "this refresh token was used already, so every session that came from it has been ended",
+                ));
+            }
+            None => {
+                tx.execute(
+                    "UPDATE refresh_tokens SET rotated_at = now(), rotated_by = $2 WHERE hash = $1",
+                    &[&hash, &cx.call.request_id.0],
+                )
+                .await?;
+            }
+        }
+        let next = cx.services.tokens.derive(
+            "refresh-rotation",
+            &[cx.call.request_id.0.as_bytes().as_slice(), &hash].concat(),
+        );
+        let refresh = accounts::issue_refresh(&tx, user, epoch, Some(family), next).await?;
+        tx.commit().await?;
+        let username: String = row.get(6);
+        let (holder, apartments_version) = super::auth::row_holder(&row, &username)?;
+        super::auth::signed_in(cx.services, cx.call, &holder, apartments_version, refresh).await
+    }
+}

@@ -1,0 +1,99 @@
+//! `verify_email`: the token of a verification mail marks its address verified
+//! (`POST /auth/verify-email`). Tokens are single use and expire after
+//! [`crate::accounts::EMAIL_TOKEN_TTL`]; a token for an address the account no longer has does
+//! nothing.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::common::to_data;
+use super::idempotency;
+use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
+use crate::accounts::{self, Purpose};
+use crate::call::Path;
+use crate::types::{ParseError, UserId};
+
+#[derive(Debug)]
+pub struct Request {
+    pub token: SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    token: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerifiedData {
+    pub user_id: UserId,
+    pub email: String,
+    pub email_verified: bool,
+}
+
+/// A mailed token as it arrives: 1 to 200 characters.
+pub fn parse_token(raw: String) -> Result<SecretString, ParseError> {
+    if raw.is_empty() || raw.len() > 200 {
+        return Err(ParseError::new("`token` must be 1 to 200 characters"));
+    }
+    Ok(raw.into())
+}
+
+/// The reply to a token that is unknown, used or expired.
+pub fn bad_token(what: &str) -> HandlerError {
+    HandlerError::rejected(
+        ErrorCode::InvalidRequest,
+        format!("this {what} link is invalid, was used already or has expired; ask for a new one"),
+    )
+}
+
+impl Route for Request {
+    const CALLERS: Callers = Callers::Anyone;
+
+    fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
+        let b: Body = body(raw)?;
+        Ok(Self {
+            token: parse_token(b.token)?,
+        })
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> HandlerResult {
+        let token = accounts::find_email_token(
+            &cx.services.store.get().await?,
+            self.token.expose_secret(),
+            Purpose::VerifyEmail,
+        )
+        .await?
+        .ok_or_else(|| bad_token("verification"))?;
+        let fingerprint = hex(&token.hash);
+        idempotency::once_as(cx, token.user, Kind::VerifyEmail, &fingerprint, async |tx| {
+            if !accounts::use_email_token(tx, &token.hash).await? {
+                return Err(bad_token("verification"));
+            }
+            let verified = tx
+                .execute(
+                    "UPDATE users SET email_verified = true WHERE id = $1 AND email = $2 AND deleted_at IS NULL",
+                    &[&token.user.0, &token.email],
+                )
+                .await?;
+            if verified == 0 {
+                return Err(HandlerError::rejected(
+                    ErrorCode::Conflict,
+                    "this address is no longer the account's; verify the account's current address",
+                ));
+            }
+            to_data(&VerifiedData {
+                user_id: token.user,
+                email: token.email.clone(),
+                email_verified: true,
+            })
+        })
+        .await
+    }
+}
+
+/// Lower-case hex, for a fingerprint that must not hold the token itself.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
