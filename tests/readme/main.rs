@@ -1,4 +1,4 @@
-//! The README's walkthrough of a provider's bills, run verbatim: its shell blocks (between the
+//! The README's walkthroughs (a provider's bills; a household on its own), run verbatim: their shell blocks (between the
 //! `<!-- walkthrough:... -->` markers) go to bash, against the `test` profile's gateway and a
 //! worker pool of this binary's own over a fresh demo database, with `target/release/qbill`
 //! standing for this build's `qbill`. A binary of its own, so that its overdue job touches no
@@ -105,6 +105,43 @@ async fn the_readme_walkthrough_runs_verbatim() {
         one("SELECT count(*) FROM bills WHERE external_id = 'NW-INV-9102' AND status = 'void'")
             .await,
         1
+    );
+
+    // A household on its own: signup to deletion, reading mail from LocalStack's SES.
+    let out = run(&block("households"), &url);
+    for kind in [
+        "signup",
+        "verify_email",
+        "notifications",
+        "payments",
+        "password_reset",
+        "password_reset_confirm",
+        "me_delete",
+    ] {
+        assert!(
+            out.contains(&format!("\"kind\":\"{kind}\",\"status\":\"ok\"")),
+            "{kind}: {out}"
+        );
+    }
+    assert!(
+        out.contains("\"event\":\"bill.created\""),
+        "the inbox: {out}"
+    );
+    assert!(out.contains("Receipt: you paid €1,234.50"), "{out}");
+    assert!(
+        out.contains("\"kind\":\"me\",\"status\":\"error\""),
+        "the session ended with the reset: {out}"
+    );
+    assert!(out.contains("Your qbill account was deleted"), "{out}");
+    assert_eq!(
+        one("SELECT count(*) FROM users WHERE deleted_at IS NOT NULL AND username IS NULL AND email IS NULL").await,
+        1,
+        "the account is erased"
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM payments p JOIN users u ON u.id = p.user_id WHERE u.deleted_at IS NOT NULL").await,
+        1,
+        "its payment stays in the books"
     );
 }
 

@@ -1,5 +1,6 @@
 //! Amazon Cognito ID tokens, for a deployment whose identity is a Cognito user pool instead of the
-//! engine's own logins. Not wired into the request path yet: this is the check itself.
+//! engine's own logins (`QBILL_IDENTITY=cognito`): every route's token is then checked here, and
+//! its `sub` mapped to a qbill user ([`crate::accounts::cognito_session`]).
 //!
 //! A token passes when it is an RS256 JWT signed by a key of the pool's JWKS (fetched from
 //! `{issuer}/.well-known/jwks.json`, kept, and fetched again when a token names a key it does not

@@ -18,11 +18,15 @@
 //!   [`services`] built once per process.
 //! - [`reply`]: the JSON that goes back on the client's queue.
 //!
-//! Around them: [`jobs`] (the overdue job, run on a schedule), [`admin`] (creating users outside
-//! the request path), [`cognito`] (a Cognito pool's ID tokens, checked; not wired in yet), [`config`] (typed, from the environment), [`password`] (Argon2 checks, a bounded
-//! number at once), [`metrics`] (what an operator sizes workers by), [`managed`] (RDS logins over
-//! verified TLS, Secrets Manager, ElastiCache tokens: the AWS deployment only) and [`seed`] (demo
-//! and load-test data).
+//! Around them: [`jobs`] (the overdue, due-soon and notify jobs, run on a schedule), [`notify`]
+//! (the outbox of notifications, written in the transaction of the change that causes them, mailed
+//! through SES and kept as an inbox), [`accounts`] (a household's account on its own: mailed
+//! tokens, refresh tokens, ending sessions, the password policy), [`admin`] (creating users outside
+//! the request path), [`cognito`] (a Cognito pool's ID tokens, for `QBILL_IDENTITY=cognito`),
+//! [`config`] (typed, from the environment), [`password`] (Argon2 checks, a bounded number at
+//! once), [`metrics`] (what an operator sizes workers by), [`managed`] (RDS logins over verified
+//! TLS, Secrets Manager, ElastiCache tokens: the AWS deployment only) and [`seed`] (demo and
+//! load-test data).
 
 pub mod accounts;
 pub mod admin;

@@ -10,7 +10,7 @@ use crate::notify::{self, Event};
 
 /// A bill is "due soon" from this many days before its due date.
 pub const DAYS_BEFORE: i32 = 3;
-const BATCH: i64 = 1000;
+pub const BATCH: i64 = 1000;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Report {
