@@ -203,9 +203,13 @@ async fn migrating_prepares_a_password_login_with_the_applications_rights_and_no
         "UPDATE apartments SET address = 'elsewhere'",
         "UPDATE bills SET amount = 0.01",
         "UPDATE processed_requests SET fingerprint = 'x'",
-        // Users are created (POST /users), but never changed: no role raised, no hash replaced.
+        // Users are created, and change their own password, address and preferences, but no
+        // role is ever raised nor a provider taken.
         "UPDATE users SET role = 'operator'",
-        "UPDATE users SET password_hash = '$argon2id$x'",
+        "UPDATE users SET provider_id = 1",
+        // A notification's event and data are what happened: only its delivery changes.
+        "UPDATE notifications SET data = '{}'",
+        "UPDATE refresh_tokens SET user_id = 1",
         "UPDATE service_accounts SET activation_code_hash = 'x'",
         "UPDATE bills SET lines = '[]'",
         "DELETE FROM service_accounts",

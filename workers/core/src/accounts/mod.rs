@@ -299,25 +299,28 @@ pub async fn cognito_session(
         .filter(|_| claims.email_verified == Some(true))
         .and_then(|e| parse_email(e).ok());
     let client = services.store.get().await?;
-    client
-        .execute(
-            "INSERT INTO users (username, cognito_sub, email, email_verified)
-             SELECT $1, $2, e.email, e.email IS NOT NULL
-             FROM (SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM users WHERE email = $3) THEN $3 END AS email) e
-             ON CONFLICT DO NOTHING",
-            &[
-                &format!("c-{}", claims.sub.to_lowercase()),
-                &claims.sub,
-                &email,
-            ],
-        )
-        .await?;
-    let row = client
-        .query_one(
-            "SELECT id, username, role, provider_id, session_epoch FROM users WHERE cognito_sub = $1",
-            &[&claims.sub],
-        )
-        .await?;
+    const USER: &str =
+        "SELECT id, username, role, provider_id, session_epoch FROM users WHERE cognito_sub = $1";
+    let row = match client.query_opt(USER, &[&claims.sub]).await? {
+        Some(row) => row,
+        None => {
+            // First sight: a household of its own (two requests at once create one).
+            client
+                .execute(
+                    "INSERT INTO users (username, cognito_sub, email, email_verified)
+                     SELECT $1, $2, e.email, e.email IS NOT NULL
+                     FROM (SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM users WHERE email = $3) THEN $3 END AS email) e
+                     ON CONFLICT DO NOTHING",
+                    &[
+                        &format!("c-{}", claims.sub.to_lowercase()),
+                        &claims.sub,
+                        &email,
+                    ],
+                )
+                .await?;
+            client.query_one(USER, &[&claims.sub]).await?
+        }
+    };
     Ok(crate::token::Session {
         user_id: UserId(row.get(0)),
         username: row.get(1),

@@ -53,6 +53,12 @@ impl Route for Request {
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
         let user = cx.caller()?.user_id;
+        if cx.services.cognito.is_some() {
+            return Err(HandlerError::rejected(
+                ErrorCode::Forbidden,
+                "passwords are kept by the Cognito user pool; change yours there",
+            ));
+        }
         let (username, email) = check_password(cx.services, user, &self.password).await?;
         let local = email.as_deref().and_then(|e| e.split('@').next());
         policy::check(
