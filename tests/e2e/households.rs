@@ -286,6 +286,17 @@ async fn signup_refuses_weak_passwords_and_taken_usernames_and_reveals_no_email(
             "{weak}"
         );
     }
+    let kept = ask(
+        &mut client,
+        "/auth/signup",
+        json!({ "username": format!("c-{}", Uuid::new_v4()), "email": format!("{}@example.com", unique("c")), "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(
+        error(&kept),
+        "invalid_request",
+        "kept for Cognito users: {kept}"
+    );
     let taken = ask(
         &mut client,
         "/auth/signup",

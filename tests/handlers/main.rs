@@ -7,6 +7,7 @@ mod cache;
 mod cognito;
 mod envelope;
 mod histories;
+mod notify;
 mod overdue;
 mod pages;
 mod payments;

@@ -304,20 +304,32 @@ pub async fn cognito_session(
     let row = match client.query_opt(USER, &[&claims.sub]).await? {
         Some(row) => row,
         None => {
-            // First sight: a household of its own (two requests at once create one).
+            // First sight: a household of its own (two requests at once create one; two new
+            // users with one address at once: the one that lost the address is tried again).
             client
                 .execute(
                     "INSERT INTO users (username, cognito_sub, email, email_verified)
                      SELECT $1, $2, e.email, e.email IS NOT NULL
                      FROM (SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM users WHERE email = $3) THEN $3 END AS email) e
-                     ON CONFLICT DO NOTHING",
+                     ON CONFLICT (cognito_sub) DO NOTHING",
                     &[
-                        &format!("c-{}", claims.sub.to_lowercase()),
+                        &format!(
+                            "{}{}",
+                            crate::routes::user::COGNITO_PREFIX,
+                            claims.sub.to_lowercase()
+                        ),
                         &claims.sub,
                         &email,
                     ],
                 )
-                .await?;
+                .await
+                .map_err(|e| {
+                    if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                        HandlerError::Transient(e.into())
+                    } else {
+                        e.into()
+                    }
+                })?;
             client.query_one(USER, &[&claims.sub]).await?
         }
     };

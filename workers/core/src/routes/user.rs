@@ -94,6 +94,9 @@ impl Route for Request {
     }
 }
 
+/// The start of the usernames of a Cognito pool's users (`c-<sub>`), which no one else may take.
+pub const COGNITO_PREFIX: &str = "c-";
+
 /// A username a new user may take: 2 to 63 characters of `a-z`, `0-9`, `.`, `_` and `-`,
 /// starting with a letter or digit (what the database accepts), in lower case.
 pub fn parse_new_username(raw: &str) -> Result<String, ParseError> {
@@ -108,6 +111,11 @@ pub fn parse_new_username(raw: &str) -> Result<String, ParseError> {
         return Err(ParseError::new(
             "`username` must be 2 to 63 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit",
         ));
+    }
+    if username.starts_with(COGNITO_PREFIX) {
+        return Err(ParseError::new(format!(
+            "usernames starting with `{COGNITO_PREFIX}` are kept for the users of a Cognito pool"
+        )));
     }
     Ok(username)
 }
