@@ -1,6 +1,7 @@
 //! The handlers against real Postgres and Redis, through the engine's front door: messages shaped
 //! as the gateway shapes them go in, replies come out. No SQS here; see `e2e` for that.
 
+mod accounts;
 mod apartments_link;
 mod auth;
 mod cache;

@@ -110,7 +110,7 @@ impl Engine {
                 tracing::info!(reason = %rejection.reason, "invalid request");
                 let reply = Reply::error(
                     rejection.request_id,
-                    rejection.kind,
+                    rejection.kind.reply_kind(),
                     ErrorCode::InvalidRequest,
                     rejection.reason.0,
                 );
