@@ -209,6 +209,45 @@ async fn the_overdue_event_runs_the_job_once_and_a_second_changes_nothing() {
 }
 
 #[tokio::test]
+async fn the_due_soon_and_notify_events_record_the_notifications_and_mail_them_once() {
+    let db = TestDb::fresh().await;
+    let worker = worker(&db.pool).await;
+    let email = format!("lambda-{}@example.com", Uuid::new_v4().simple());
+    let client = db.pool.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE users SET email = $1, email_verified = true WHERE id = 1",
+            &[&email],
+        )
+        .await
+        .unwrap();
+    // One of demo's open bills falls due tomorrow.
+    client
+        .execute(
+            "UPDATE bills SET due_date = current_date + 1 WHERE id = (
+                 SELECT b.id FROM bills b JOIN apartment_owners o ON o.apartment_id = b.apartment_id
+                 WHERE o.user_id = 1 AND b.status = 'open' ORDER BY b.id LIMIT 1)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let due = worker.handle(json!({ "qbill": "due-soon" })).await.unwrap();
+    assert!(due["mails"].as_u64().unwrap() >= 1, "{due}");
+    let sent = worker.handle(json!({ "qbill": "notify" })).await.unwrap();
+    assert_eq!(sent["sent"], due["mails"], "{sent}");
+    let again = worker.handle(json!({ "qbill": "due-soon" })).await.unwrap();
+    assert_eq!(again["mails"], 0, "{again}");
+    let idle = worker.handle(json!({ "qbill": "notify" })).await.unwrap();
+    assert_eq!(idle["sent"], 0, "{idle}");
+    let mails = qbill_tests::wait_for_mails(&email, 1).await;
+    assert_eq!(mails.len() as u64, due["mails"].as_u64().unwrap());
+    assert!(
+        mails[0]["Subject"].as_str().unwrap().contains("is due"),
+        "{mails:?}"
+    );
+}
+
+#[tokio::test]
 async fn the_create_operator_event_creates_the_operator_from_its_secret_once() {
     let db = TestDb::fresh().await;
     let worker = worker(&db.pool).await;
