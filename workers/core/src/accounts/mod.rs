@@ -251,6 +251,33 @@ pub async fn end_sessions(tx: &impl GenericClient, user: UserId) -> Result<i32, 
     Ok(row.get(0))
 }
 
+/// Sets `user`'s password hash, ends every session, and records the security notification of
+/// `change` (`password_reset` or `password_changed`) under the request `request`; returns the
+/// mail to send after the commit.
+pub async fn set_password(
+    tx: &impl GenericClient,
+    user: UserId,
+    hash: &str,
+    change: &str,
+    request: crate::types::RequestId,
+) -> Result<Option<i64>, HandlerError> {
+    tx.execute(
+        "UPDATE users SET password_hash = $2 WHERE id = $1",
+        &[&user.0, &hash],
+    )
+    .await?;
+    end_sessions(tx, user).await?;
+    crate::notify::record(
+        tx,
+        user,
+        crate::notify::Event::AccountSecurity,
+        &format!("security:{request}"),
+        &crate::notify::security(change),
+        None,
+    )
+    .await
+}
+
 /// An email address as it is stored: trimmed, in lower case, with one `@` between a local part and
 /// a domain, at most 254 bytes.
 pub fn parse_email(raw: &str) -> Result<String, crate::types::ParseError> {

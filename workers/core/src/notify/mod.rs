@@ -70,20 +70,24 @@ impl Event {
         }
     }
 
+    /// Every event: those with preferences, and the two mails of an account.
+    pub const ALL: &[Event] = &[
+        Self::BillCreated,
+        Self::BillDueSoon,
+        Self::BillOverdue,
+        Self::LateFeeCreated,
+        Self::PaymentSucceeded,
+        Self::AccountSecurity,
+        Self::VerifyEmail,
+        Self::PasswordReset,
+    ];
+
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        [
-            Self::VerifyEmail,
-            Self::PasswordReset,
-            Self::BillCreated,
-            Self::BillDueSoon,
-            Self::BillOverdue,
-            Self::LateFeeCreated,
-            Self::PaymentSucceeded,
-            Self::AccountSecurity,
-        ]
-        .into_iter()
-        .find(|e| e.as_str() == raw)
-        .ok_or_else(|| ParseError::new(format!("unknown event `{raw}`")))
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|e| e.as_str() == raw)
+            .ok_or_else(|| ParseError::new(format!("unknown event `{raw}`")))
     }
 }
 

@@ -163,16 +163,7 @@ mod tests {
             "at": "2026-11-30T10:00:00Z", "link": "http://localhost:8080/verify-email?token=abc",
             "username": "jane",
         });
-        for event in [
-            Event::BillCreated,
-            Event::BillDueSoon,
-            Event::BillOverdue,
-            Event::LateFeeCreated,
-            Event::PaymentSucceeded,
-            Event::AccountSecurity,
-            Event::VerifyEmail,
-            Event::PasswordReset,
-        ] {
+        for &event in Event::ALL {
             let r = render(event, &bill, "Jane", "http://localhost:8080/").unwrap();
             assert!(
                 !r.subject.is_empty() && !r.subject.contains('\n'),

@@ -12,7 +12,6 @@ use super::me::EVERYONE;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::accounts::{self, policy};
 use crate::call::Path;
-use crate::notify::{self, Event};
 use crate::services::Services;
 use crate::types::{ParseError, UserId};
 
@@ -73,21 +72,8 @@ impl Route for Request {
         let mut mail = None;
         // The fingerprint holds neither password: a repeat of this request id replays.
         let data = idempotency::once(cx, Kind::MePassword, self, async |tx| {
-            tx.execute(
-                "UPDATE users SET password_hash = $2 WHERE id = $1",
-                &[&user.0, &hash],
-            )
-            .await?;
-            accounts::end_sessions(tx, user).await?;
-            mail = notify::record(
-                tx,
-                user,
-                Event::AccountSecurity,
-                &format!("security:{}", cx.call.request_id),
-                &notify::security("password_changed"),
-                None,
-            )
-            .await?;
+            mail = accounts::set_password(tx, user, &hash, "password_changed", cx.call.request_id)
+                .await?;
             to_data(&PasswordData {
                 password_changed: true,
                 message: "the password is changed; every session was ended, log in again",

@@ -13,7 +13,6 @@ use super::verify_email::{bad_token, hex, parse_token};
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::accounts::{self, Purpose, policy};
 use crate::call::Path;
-use crate::notify::{self, Event};
 use crate::types::ParseError;
 
 #[derive(Debug)]
@@ -82,19 +81,12 @@ impl Route for Request {
                 let local = token.email.split('@').next().unwrap_or_default();
                 policy::check(self.new_password.expose_secret(), &[&username, local])
                     .map_err(|e| HandlerError::rejected(ErrorCode::InvalidRequest, e.0))?;
-                tx.execute(
-                    "UPDATE users SET password_hash = $2 WHERE id = $1",
-                    &[&token.user.0, &hash],
-                )
-                .await?;
-                accounts::end_sessions(tx, token.user).await?;
-                mail = notify::record(
+                mail = accounts::set_password(
                     tx,
                     token.user,
-                    Event::AccountSecurity,
-                    &format!("security:{}", cx.call.request_id),
-                    &notify::security("password_reset"),
-                    None,
+                    &hash,
+                    "password_reset",
+                    cx.call.request_id,
                 )
                 .await?;
                 to_data(&ResetDoneData {
