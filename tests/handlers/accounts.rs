@@ -2,7 +2,7 @@
 //! signup and reset throttles, mailed tokens that expired or were used, an address of another
 //! account.
 
-use qbill_core::accounts::AnonymousLimits;
+use qbill_core::config::AnonymousLimits;
 use qbill_core::envelope::{SOURCE_IP_MARKER, attribute};
 use qbill_tests::{count, link_token, message, wait_for_mails};
 use serde_json::{Value, json};

@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use qbill_core::jobs::{due_soon, notify as sender, overdue};
-use qbill_core::notify::mail::MailConfig;
+use qbill_core::mail::MailConfig;
 use qbill_core::notify::outbox::{LEASE, MAX_ATTEMPTS, backoff};
 use qbill_core::notify::{self, Event};
 use qbill_core::services::Services;

@@ -63,12 +63,12 @@ pub struct EngineConfig {
     /// Passwords checked at once; each check holds 19 MiB and a core while it runs.
     pub password_slots: usize,
     /// Who sends the mail and where its links point.
-    pub mail: crate::notify::mail::MailConfig,
+    pub mail: MailConfig,
     /// `Some` when identity is a Cognito user pool (`QBILL_IDENTITY=cognito`): the worker then
     /// accepts the pool's ID tokens instead of its own.
     pub cognito: Option<crate::cognito::CognitoConfig>,
     /// How many signups and reset requests anyone may make.
-    pub anonymous: crate::accounts::AnonymousLimits,
+    pub anonymous: AnonymousLimits,
 }
 
 /// Where Postgres is and how to log in to it.
@@ -250,7 +250,7 @@ impl EngineConfig {
                 "QBILL_PASSWORD_CHECKS",
                 crate::password::Passwords::default_slots(),
             )?,
-            mail: crate::notify::mail::MailConfig::from_env()?,
+            mail: MailConfig::from_env()?,
             cognito: match env_or("QBILL_IDENTITY", "builtin".to_owned())?.as_str() {
                 "builtin" => None,
                 "cognito" => Some(crate::cognito::CognitoConfig {
@@ -259,7 +259,7 @@ impl EngineConfig {
                 }),
                 other => bail!("QBILL_IDENTITY must be builtin or cognito, not {other:?}"),
             },
-            anonymous: crate::accounts::AnonymousLimits::from_env()?,
+            anonymous: AnonymousLimits::from_env()?,
         };
         if config.password_slots == 0 {
             bail!("QBILL_PASSWORD_CHECKS must be at least 1");
@@ -271,5 +271,76 @@ impl EngineConfig {
             bail!("QBILL_REDIS_AUTH_SECRET_ARN is set but REDIS_URL is not");
         }
         Ok(config)
+    }
+}
+
+/// How many requests anyone may make without an account, per hour: signups and password reset
+/// requests from one source address, and signups from everywhere together.
+#[derive(Debug, Clone, Copy)]
+pub struct AnonymousLimits {
+    pub signups_per_source: i64,
+    pub signups: i64,
+    pub resets_per_source: i64,
+}
+
+impl Default for AnonymousLimits {
+    fn default() -> Self {
+        Self {
+            signups_per_source: 10,
+            signups: 1000,
+            resets_per_source: 10,
+        }
+    }
+}
+
+impl AnonymousLimits {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let default = Self::default();
+        Ok(Self {
+            signups_per_source: env_or(
+                "QBILL_SIGNUPS_PER_SOURCE_PER_HOUR",
+                default.signups_per_source,
+            )?,
+            signups: env_or("QBILL_SIGNUPS_PER_HOUR", default.signups)?,
+            resets_per_source: env_or(
+                "QBILL_RESETS_PER_SOURCE_PER_HOUR",
+                default.resets_per_source,
+            )?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// The sender, an identity verified in SES: `qbill <billing@example.com>`.
+    pub from: String,
+    /// The web client's base URL; links in mails point under it.
+    pub web_url: String,
+    /// SES's region when it is not the process's own.
+    pub region: Option<String>,
+}
+
+impl MailConfig {
+    /// The sender `scripts/local-stack` verifies in the local SES.
+    pub const LOCAL_FROM: &str = "qbill <billing@qbill.local>";
+
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            from: env_or("QBILL_MAIL_FROM", Self::LOCAL_FROM.to_owned())?,
+            web_url: env_or("QBILL_WEB_URL", "http://localhost:8080".to_owned())?,
+            region: std::env::var("QBILL_SES_REGION")
+                .ok()
+                .filter(|r| !r.is_empty()),
+        })
+    }
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            from: Self::LOCAL_FROM.to_owned(),
+            web_url: "http://localhost:8080".to_owned(),
+            region: None,
+        }
     }
 }

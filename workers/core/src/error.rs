@@ -51,6 +51,14 @@ impl HandlerError {
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         Self::Internal(error.into())
     }
+
+    /// The reply to a request without a valid token.
+    pub fn unauthorized() -> Self {
+        Self::rejected(
+            ErrorCode::Unauthorized,
+            "a valid bearer token is required; log in at /auth",
+        )
+    }
 }
 
 impl From<tokio_postgres::Error> for HandlerError {

@@ -20,7 +20,7 @@
 //!
 //! Around them: [`jobs`] (the overdue, due-soon and notify jobs, run on a schedule), [`notify`]
 //! (the outbox of notifications, written in the transaction of the change that causes them, mailed
-//! through SES and kept as an inbox), [`accounts`] (a household's account on its own: mailed
+//! through SES by [`mail`] and kept as an inbox), [`accounts`] (a household's account on its own: mailed
 //! tokens, refresh tokens, ending sessions, the password policy), [`admin`] (creating users outside
 //! the request path), [`cognito`] (a Cognito pool's ID tokens, for `QBILL_IDENTITY=cognito`),
 //! [`config`] (typed, from the environment), [`password`] (Argon2 checks, a bounded number at
@@ -38,6 +38,7 @@ pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod jobs;
+pub mod mail;
 pub mod managed;
 pub mod metrics;
 pub mod notify;

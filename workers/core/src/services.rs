@@ -6,12 +6,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use deadpool_postgres::Pool;
 
-use crate::accounts::AnonymousLimits;
 use crate::cache::Cache;
 use crate::cognito::Cognito;
-use crate::config::EngineConfig;
+use crate::config::{AnonymousLimits, EngineConfig, MailConfig};
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
-use crate::notify::mail::{MailConfig, Mailer};
 use crate::password::Passwords;
 use crate::token::Tokens;
 use crate::{managed, store};

@@ -232,6 +232,12 @@ impl Tokens {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
 
+    /// The token mailed for `nonce` (the outbox keeps the nonce in the mail's data; the database
+    /// keeps the token's SHA-256).
+    pub fn email_token(&self, nonce: &str) -> String {
+        self.derive("email-token", nonce.as_bytes())
+    }
+
     /// Checks a token now.
     pub fn verify(&self, token: Option<&str>) -> Result<Session, TokenError> {
         self.verify_at(token, None)

@@ -16,47 +16,13 @@ use crate::error::HandlerError;
 use crate::token::Tokens;
 use crate::types::UserId;
 
+/// The start of the usernames of a Cognito pool's users (`c-<sub>`), which no one else may take.
+pub const COGNITO_PREFIX: &str = "c-";
+
 /// A mailed token is good for this long.
 pub const EMAIL_TOKEN_TTL: Duration = Duration::hours(24);
 /// A refresh token is good for this long after it is issued (each use issues a new one).
 pub const REFRESH_TTL: Duration = Duration::days(30);
-
-/// How many requests anyone may make without an account, per hour: signups and password reset
-/// requests from one source address, and signups from everywhere together.
-#[derive(Debug, Clone, Copy)]
-pub struct AnonymousLimits {
-    pub signups_per_source: i64,
-    pub signups: i64,
-    pub resets_per_source: i64,
-}
-
-impl Default for AnonymousLimits {
-    fn default() -> Self {
-        Self {
-            signups_per_source: 10,
-            signups: 1000,
-            resets_per_source: 10,
-        }
-    }
-}
-
-impl AnonymousLimits {
-    pub fn from_env() -> anyhow::Result<Self> {
-        use crate::config::env_or;
-        let default = Self::default();
-        Ok(Self {
-            signups_per_source: env_or(
-                "QBILL_SIGNUPS_PER_SOURCE_PER_HOUR",
-                default.signups_per_source,
-            )?,
-            signups: env_or("QBILL_SIGNUPS_PER_HOUR", default.signups)?,
-            resets_per_source: env_or(
-                "QBILL_RESETS_PER_SOURCE_PER_HOUR",
-                default.resets_per_source,
-            )?,
-        })
-    }
-}
 
 /// Counts one anonymous `action` from `source` in `tx`, or refuses it when a limit of the last
 /// hour is reached (`global` limits every source together). Attempts are serialised per action,
@@ -119,11 +85,6 @@ pub fn sha256(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// The token mailed for `nonce` (which the outbox keeps in the mail's data).
-pub fn email_token(tokens: &Tokens, nonce: &str) -> String {
-    tokens.derive("email-token", nonce.as_bytes())
-}
-
 /// Creates a mailed token for `user` and `email` in `tx`; returns the nonce the mail carries.
 pub async fn create_email_token(
     tx: &impl GenericClient,
@@ -133,7 +94,7 @@ pub async fn create_email_token(
     email: &str,
 ) -> Result<String, HandlerError> {
     let nonce = Uuid::new_v4().simple().to_string();
-    let hash = sha256(&email_token(tokens, &nonce));
+    let hash = sha256(&tokens.email_token(&nonce));
     tx.execute(
         "INSERT INTO email_tokens (hash, user_id, purpose, email, expires_at) VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
         &[
@@ -311,13 +272,13 @@ pub async fn cognito_session(
     token: Option<&str>,
 ) -> Result<crate::token::Session, HandlerError> {
     use crate::cognito::CognitoError;
-    let token = token.ok_or_else(crate::routes::unauthorized)?;
+    let token = token.ok_or_else(HandlerError::unauthorized)?;
     let claims = match cognito.verify(token, call.requested_at).await {
         Ok(claims) => claims,
         Err(CognitoError::Jwks(e)) => return Err(HandlerError::Transient(e)),
         Err(e) => {
             tracing::info!(auth.refused = %e, "Cognito token refused");
-            return Err(crate::routes::unauthorized());
+            return Err(HandlerError::unauthorized());
         }
     };
     let email = claims
@@ -342,7 +303,7 @@ pub async fn cognito_session(
                     &[
                         &format!(
                             "{}{}",
-                            crate::routes::user::COGNITO_PREFIX,
+                            COGNITO_PREFIX,
                             claims.sub.to_lowercase()
                         ),
                         &claims.sub,

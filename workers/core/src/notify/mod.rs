@@ -5,9 +5,9 @@
 //! neither), under a unique key, so a retried request or job never notifies twice. After the
 //! commit the route sends the mails it recorded at once ([`outbox::send_now`]); the outbox row is
 //! what guarantees the mail if that attempt fails: the sender job ([`crate::jobs::notify`]) drains
-//! it with retries and backoff. Mails are rendered from the [`templates`] and sent by [`mail`].
+//! it with retries and backoff. Mails are rendered from the [`templates`] and sent by
+//! [`crate::mail`].
 
-pub mod mail;
 pub mod outbox;
 pub mod templates;
 

@@ -14,7 +14,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Event, templates};
-use crate::accounts::email_token;
 use crate::services::Services;
 
 /// A taken mail counts as being sent for this long.
@@ -147,7 +146,7 @@ async fn send_one(services: &Services, taken: Taken) -> anyhow::Result<Report> {
     let outcome = match render(services, &taken) {
         Ok(mail) => services
             .mail
-            .send(&taken.to, &mail)
+            .send(&taken.to, &mail.subject, &mail.text, &mail.html)
             .await
             .map_err(|e| (e, false)),
         // A mail that cannot be rendered never will be: dead at once.
@@ -215,7 +214,7 @@ fn render(services: &Services, taken: &Taken) -> anyhow::Result<templates::Rende
         _ => None,
     };
     if let (Some(page), Some(nonce)) = (page, data.get("nonce").and_then(Value::as_str)) {
-        let token = email_token(&services.tokens, nonce);
+        let token = services.tokens.email_token(nonce);
         data["link"] = Value::String(format!("{web_url}/{page}?token={token}"));
     }
     templates::render(

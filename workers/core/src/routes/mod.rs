@@ -289,7 +289,7 @@ async fn session(services: &Services, call: &Call) -> Result<Session, HandlerErr
         .verify_at(token, call.requested_at)
         .map_err(|e| {
             tracing::info!(auth.refused = %e, "token refused");
-            unauthorized()
+            HandlerError::unauthorized()
         })?;
     if session.queue != call.reply_to {
         return Err(HandlerError::WrongQueue {
@@ -312,12 +312,4 @@ async fn session(services: &Services, call: &Call) -> Result<Session, HandlerErr
         ));
     }
     Ok(session)
-}
-
-/// The reply to a request without a valid token.
-pub fn unauthorized() -> HandlerError {
-    HandlerError::rejected(
-        ErrorCode::Unauthorized,
-        "a valid bearer token is required; log in at /auth",
-    )
 }

@@ -4,7 +4,7 @@
 //! Signup reveals no email address: an address already in use gets the same reply, the new
 //! account is opened without it, and the mail goes to the address's owner instead, saying someone
 //! tried. A taken username is `conflict`. Signups are throttled per source address and in all
-//! ([`crate::accounts::AnonymousLimits`]).
+//! ([`crate::config::AnonymousLimits`]).
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};

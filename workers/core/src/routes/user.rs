@@ -94,9 +94,6 @@ impl Route for Request {
     }
 }
 
-/// The start of the usernames of a Cognito pool's users (`c-<sub>`), which no one else may take.
-pub const COGNITO_PREFIX: &str = "c-";
-
 /// A username a new user may take: 2 to 63 characters of `a-z`, `0-9`, `.`, `_` and `-`,
 /// starting with a letter or digit (what the database accepts), in lower case.
 pub fn parse_new_username(raw: &str) -> Result<String, ParseError> {
@@ -112,9 +109,10 @@ pub fn parse_new_username(raw: &str) -> Result<String, ParseError> {
             "`username` must be 2 to 63 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit",
         ));
     }
-    if username.starts_with(COGNITO_PREFIX) {
+    if username.starts_with(crate::accounts::COGNITO_PREFIX) {
         return Err(ParseError::new(format!(
-            "usernames starting with `{COGNITO_PREFIX}` are kept for the users of a Cognito pool"
+            "usernames starting with `{}` are kept for the users of a Cognito pool",
+            crate::accounts::COGNITO_PREFIX
         )));
     }
     Ok(username)

@@ -4,43 +4,7 @@
 use aws_sdk_ses::types::{Body, Content, Destination, Message};
 use tokio::sync::OnceCell;
 
-use super::templates::Rendered;
-
-#[derive(Debug, Clone)]
-pub struct MailConfig {
-    /// The sender, an identity verified in SES: `qbill <billing@example.com>`.
-    pub from: String,
-    /// The web client's base URL; links in mails point under it.
-    pub web_url: String,
-    /// SES's region when it is not the process's own.
-    pub region: Option<String>,
-}
-
-impl MailConfig {
-    /// The sender `scripts/local-stack` verifies in the local SES.
-    pub const LOCAL_FROM: &str = "qbill <billing@qbill.local>";
-
-    pub fn from_env() -> anyhow::Result<Self> {
-        use crate::config::env_or;
-        Ok(Self {
-            from: env_or("QBILL_MAIL_FROM", Self::LOCAL_FROM.to_owned())?,
-            web_url: env_or("QBILL_WEB_URL", "http://localhost:8080".to_owned())?,
-            region: std::env::var("QBILL_SES_REGION")
-                .ok()
-                .filter(|r| !r.is_empty()),
-        })
-    }
-}
-
-impl Default for MailConfig {
-    fn default() -> Self {
-        Self {
-            from: Self::LOCAL_FROM.to_owned(),
-            web_url: "http://localhost:8080".to_owned(),
-            region: None,
-        }
-    }
-}
+pub use crate::config::MailConfig;
 
 /// Sends mail; the SES client is built on first use.
 pub struct Mailer {
@@ -69,8 +33,14 @@ impl Mailer {
             .await
     }
 
-    /// Sends `mail` to `to`; returns SES's message id.
-    pub async fn send(&self, to: &str, mail: &Rendered) -> anyhow::Result<String> {
+    /// Sends a mail of `subject`, a plain-text and an HTML body to `to`; returns SES's message id.
+    pub async fn send(
+        &self,
+        to: &str,
+        subject: &str,
+        text: &str,
+        html: &str,
+    ) -> anyhow::Result<String> {
         let content = |text: &str| {
             Content::builder()
                 .data(text)
@@ -86,11 +56,11 @@ impl Mailer {
             .destination(Destination::builder().to_addresses(to).build())
             .message(
                 Message::builder()
-                    .subject(content(&mail.subject))
+                    .subject(content(subject))
                     .body(
                         Body::builder()
-                            .text(content(&mail.text))
-                            .html(content(&mail.html))
+                            .text(content(text))
+                            .html(content(html))
                             .build(),
                     )
                     .build(),
