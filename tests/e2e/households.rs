@@ -519,3 +519,83 @@ async fn the_profile_changes_address_name_and_preferences_and_the_password_chang
     );
     Session::login(&username, NEW_PASSWORD).await;
 }
+
+/// `qbill client`, the real binary: signup (the password on standard input), verify from the
+/// mail, log in, read the account, change the password (two lines of standard input).
+#[tokio::test]
+async fn the_cli_client_signs_up_verifies_and_changes_the_password() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let run = |args: &[&str], stdin: &str, session: Option<(&str, &str)>| {
+        let mut command = Command::new(qbill_tests::qbill_binary());
+        command
+            .arg("client")
+            .args(args)
+            .env("QBILL_GATEWAY_URL", &served().gateway)
+            .env_remove("QBILL_QUEUE")
+            .env_remove("QBILL_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some((queue, token)) = session {
+            command.env("QBILL_QUEUE", queue).env("QBILL_TOKEN", token);
+        }
+        let mut child = command.spawn().expect("qbill runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            output.status.success(),
+            "qbill client {args:?}: {stdout} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    let username = unique("cli");
+    let email = format!("{username}@example.com");
+    let signed = run(
+        &["signup", "--username", &username, "--email", &email],
+        &format!("{PASSWORD}\n"),
+        None,
+    );
+    assert!(signed.contains("\"kind\": \"signup\""), "{signed}");
+    let token = link_token(&wait_for_mails(&email, 1).await[0]);
+    let verified = run(&["verify-email", &token], "", None);
+    assert!(verified.contains("\"email_verified\": true"), "{verified}");
+
+    let exports = run(
+        &[
+            "auth",
+            "--username",
+            &username,
+            "--password",
+            PASSWORD,
+            "--exports",
+        ],
+        "",
+        None,
+    );
+    let value = |name: &str| {
+        exports
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+            .unwrap()
+            .to_owned()
+    };
+    let (queue, token) = (value("QBILL_QUEUE"), value("QBILL_TOKEN"));
+    let me = run(&["me"], "", Some((&queue, &token)));
+    assert!(me.contains(&format!("\"email\": \"{email}\"")), "{me}");
+    let changed = run(
+        &["me-password"],
+        &format!("{PASSWORD}\n{NEW_PASSWORD}\n"),
+        Some((&queue, &token)),
+    );
+    assert!(changed.contains("\"password_changed\": true"), "{changed}");
+    Session::login(&username, NEW_PASSWORD).await;
+}

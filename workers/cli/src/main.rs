@@ -271,6 +271,50 @@ enum ClientRequest {
         #[arg(long)]
         provider_id: Option<i64>,
     },
+    /// Opens a household account (the password is read from standard input); a verification
+    /// link is mailed to the address.
+    Signup {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+    },
+    /// Verifies an address with the token of its mailed link.
+    VerifyEmail { token: String },
+    /// Asks for a password reset mail (the same reply whether or not an account has the address).
+    PasswordReset {
+        #[arg(long)]
+        email: String,
+    },
+    /// Sets a new password (read from standard input) with the token of the reset mail.
+    PasswordResetConfirm { token: String },
+    /// Trades a refresh token for a new pair; prints the export lines for the session.
+    Refresh { refresh_token: String },
+    /// Ends the session of a refresh token.
+    Logout { refresh_token: String },
+    /// Your account: who you are, your apartments, your notification preferences.
+    Me,
+    /// Changes your address, display name or notification preferences.
+    MeProfile {
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long, conflicts_with = "clear_display_name")]
+        display_name: Option<String>,
+        #[arg(long)]
+        clear_display_name: bool,
+        /// JSON such as `{"bill.created": {"email": false}}`.
+        #[arg(long)]
+        preferences: Option<String>,
+    },
+    /// Changes your password: the current one, then the new one, on two lines of standard input.
+    MePassword,
+    /// Erases your personal data (your password is read from standard input).
+    MeDelete,
+    /// Your inbox, from after `--since-id` (the `next_since_id` of the reply before).
+    Notifications {
+        #[arg(long)]
+        since_id: Option<i64>,
+    },
 }
 
 #[tokio::main]
@@ -608,10 +652,102 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
             }
             client.request("/users", request_id, body, timeout).await?
         }
+        ClientRequest::Signup { username, email } => {
+            let body =
+                json!({ "username": username, "email": email, "password": password_from_stdin()? });
+            client
+                .request("/auth/signup", request_id, body, timeout)
+                .await?
+        }
+        ClientRequest::VerifyEmail { token } => {
+            client
+                .request(
+                    "/auth/verify-email",
+                    request_id,
+                    json!({ "token": token }),
+                    timeout,
+                )
+                .await?
+        }
+        ClientRequest::PasswordReset { email } => {
+            client
+                .request(
+                    "/auth/password-reset",
+                    request_id,
+                    json!({ "email": email }),
+                    timeout,
+                )
+                .await?
+        }
+        ClientRequest::PasswordResetConfirm { token } => {
+            let body = json!({ "token": token, "new_password": password_from_stdin()? });
+            client
+                .request("/auth/password-reset/confirm", request_id, body, timeout)
+                .await?
+        }
+        ClientRequest::Refresh { refresh_token } | ClientRequest::Logout { refresh_token } => {
+            let path = match &args.request {
+                ClientRequest::Refresh { .. } => "/auth/refresh",
+                _ => "/auth/logout",
+            };
+            let body = json!({ "refresh_token": refresh_token });
+            client.request(path, request_id, body, timeout).await?
+        }
+        ClientRequest::Me => {
+            client
+                .request("/me", request_id, json!({}), timeout)
+                .await?
+        }
+        ClientRequest::MeProfile {
+            email,
+            display_name,
+            clear_display_name,
+            preferences,
+        } => {
+            let mut body = json!({});
+            if let Some(email) = email {
+                body["email"] = json!(email);
+            }
+            if let Some(name) = display_name {
+                body["display_name"] = json!(name);
+            } else if *clear_display_name {
+                body["display_name"] = serde_json::Value::Null;
+            }
+            if let Some(raw) = preferences {
+                body["notification_preferences"] =
+                    serde_json::from_str(raw).context("--preferences is not JSON")?;
+            }
+            client
+                .request("/me/profile", request_id, body, timeout)
+                .await?
+        }
+        ClientRequest::MePassword => {
+            let password = password_from_stdin()?;
+            let new_password = password_from_stdin()?;
+            let body = json!({ "password": password, "new_password": new_password });
+            client
+                .request("/me/password", request_id, body, timeout)
+                .await?
+        }
+        ClientRequest::MeDelete => {
+            let body = json!({ "password": password_from_stdin()? });
+            client
+                .request("/me/delete", request_id, body, timeout)
+                .await?
+        }
+        ClientRequest::Notifications { since_id } => {
+            let mut body = json!({});
+            if let Some(since) = since_id {
+                body["since_id"] = json!(since);
+            }
+            client
+                .request("/me/notifications", request_id, body, timeout)
+                .await?
+        }
     };
     let pretty = serde_json::to_string_pretty(&reply)?;
     let exports = match (&args.request, reply["data"]["token"].as_str()) {
-        (ClientRequest::Auth { .. }, Some(token)) => Some(format!(
+        (ClientRequest::Auth { .. } | ClientRequest::Refresh { .. }, Some(token)) => Some(format!(
             "export QBILL_QUEUE={queue}\nexport QBILL_TOKEN={token}"
         )),
         _ => None,
