@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::auth::Apartment;
-use super::common::{page_len, to_data};
+use super::common::to_data;
 use super::{Callers, Context, HandlerError, HandlerResult, Route, body};
 use crate::call::Path;
 use crate::notify::Event;
@@ -102,10 +102,8 @@ pub async fn data(client: &impl GenericClient, services: &Services, user: UserId
             &[&user.0],
         )
         .await?;
-    let mut apartments = super::auth::apartments(services, user, row.get(7)).await?;
-    let fitting = page_len(&apartments);
-    let more_apartments = fitting < apartments.len();
-    apartments.truncate(fitting);
+    let (apartments, more_apartments) =
+        super::auth::apartments_page(services, user, row.get(7)).await?;
     to_data(&MeData {
         user: MeUser {
             id: user,

@@ -150,10 +150,7 @@ pub async fn signed_in(
     refresh: crate::accounts::Refresh,
 ) -> HandlerResult {
     let user = holder.user_id;
-    let mut apartments = apartments(services, user, apartments_version).await?;
-    let fitting = page_len(&apartments);
-    let more_apartments = fitting < apartments.len();
-    apartments.truncate(fitting);
+    let (apartments, more_apartments) = apartments_page(services, user, apartments_version).await?;
     let (token, expires_at) = services
         .tokens
         .issue(holder, call.reply_to)
@@ -193,9 +190,23 @@ pub fn row_holder(
     ))
 }
 
+/// The first page of the user's apartments (as many as one reply carries), and whether there are
+/// more.
+pub async fn apartments_page(
+    services: &Services,
+    user: UserId,
+    version: i64,
+) -> Result<(Vec<Apartment>, bool), HandlerError> {
+    let mut apartments = apartments(services, user, version).await?;
+    let fitting = page_len(&apartments);
+    let more = fitting < apartments.len();
+    apartments.truncate(fitting);
+    Ok((apartments, more))
+}
+
 /// The user's apartments: the cached list if it was read at the user's current `version` (a
 /// link bumps it in its own transaction), else read afresh.
-pub async fn apartments(
+async fn apartments(
     services: &Services,
     user: UserId,
     version: i64,
