@@ -34,6 +34,7 @@ pub mod cache;
 pub mod call;
 pub mod cognito;
 pub mod config;
+pub mod documents;
 pub mod engine;
 pub mod envelope;
 pub mod error;
