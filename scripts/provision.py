@@ -3,7 +3,8 @@
 
 For one profile: the dead-letter queue, the shared request queue redriving into it, and the REST
 API imported from gateway-config/openapi.yaml (rendered with the same variables Terraform passes)
-and deployed to a stage. Prints the result as JSON on stdout.
+and deployed to a stage; the verified mail sender; the documents bucket. Prints the result as JSON
+on stdout.
 Runs in the LocalStack virtualenv, which has boto3 and PyYAML.
 """
 
@@ -23,10 +24,10 @@ REPLY_QUEUE_PREFIX = "qbill-reply-"
 
 PROFILES = {
     # What `local-stack up` runs the engine against.
-    "dev": {"queue": "qbill-requests", "api": "qbill", "visibility": 30},
+    "dev": {"queue": "qbill-requests", "api": "qbill", "visibility": 30, "bucket": "qbill-documents"},
     # What the tests run against: their own queue and API, so a running dev pool never steals
     # their messages. A short visibility timeout makes crash-recovery tests quick.
-    "test": {"queue": "qbill-test-requests", "api": "qbill-test", "visibility": 5},
+    "test": {"queue": "qbill-test-requests", "api": "qbill-test", "visibility": 5, "bucket": "qbill-test-documents"},
 }
 STAGE = "local"
 MAX_RECEIVES = 5
@@ -95,6 +96,16 @@ def ensure_sender(ses) -> dict:
     return {"mail_from": MAIL_FROM}
 
 
+# The bucket documents go to (QBILL_DOCUMENTS_BUCKET), private as on AWS: files are read only
+# through the presigned links the workers hand out.
+def ensure_bucket(s3, profile: dict) -> dict:
+    try:
+        s3.create_bucket(Bucket=profile["bucket"])
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    return {"documents_bucket": profile["bucket"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--endpoint", default="http://127.0.0.1:4566")
@@ -106,6 +117,7 @@ def main() -> None:
     result.update(ensure_queues(session.client("sqs", endpoint_url=args.endpoint), profile))
     result.update(ensure_api(session.client("apigateway", endpoint_url=args.endpoint), profile, args.endpoint))
     result.update(ensure_sender(session.client("ses", endpoint_url=args.endpoint)))
+    result.update(ensure_bucket(session.client("s3", endpoint_url=args.endpoint), profile))
     json.dump(result, sys.stdout)
     print()
 

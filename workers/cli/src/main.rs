@@ -315,6 +315,29 @@ enum ClientRequest {
         #[arg(long)]
         since_id: Option<i64>,
     },
+    /// A receipt (--payment-id), a bill (--bill-id) or a statement (--from, --to: past days) of
+    /// the apartment as a PDF or CSV file; prints a link valid 15 minutes, and with --out saves
+    /// the file, checked against its sha256.
+    Document {
+        apartment: i64,
+        #[arg(long, value_parser = ["receipt", "bill", "statement"])]
+        kind: String,
+        #[arg(long, value_parser = ["pdf", "csv"], default_value = "pdf")]
+        format: String,
+        #[arg(long)]
+        payment_id: Option<Uuid>,
+        #[arg(long)]
+        bill_id: Option<i64>,
+        /// The statement's first day (YYYY-MM-DD).
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// The statement's last day, before today (UTC).
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// Where to save the file.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -744,7 +767,37 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
                 .request("/me/notifications", request_id, body, timeout)
                 .await?
         }
+        ClientRequest::Document {
+            apartment,
+            kind,
+            format,
+            payment_id,
+            bill_id,
+            from,
+            to,
+            ..
+        } => {
+            let mut body = json!({ "kind": kind, "format": format });
+            if let Some(payment) = payment_id {
+                body["payment_id"] = json!(payment);
+            }
+            if let Some(bill) = bill_id {
+                body["bill_id"] = json!(bill);
+            }
+            if let (Some(from), Some(to)) = (from, to) {
+                body["from"] = json!(from);
+                body["to"] = json!(to);
+            }
+            let path = format!("/apartments/{apartment}/documents");
+            client.request(&path, request_id, body, timeout).await?
+        }
     };
+    if let (ClientRequest::Document { out: Some(out), .. }, "ok") =
+        (&args.request, reply["status"].as_str().unwrap_or_default())
+    {
+        let saved = download(&reply["data"], out).await?;
+        eprintln!("saved {saved} bytes to {} (sha256 checked)", out.display());
+    }
     let pretty = serde_json::to_string_pretty(&reply)?;
     let exports = match (&args.request, reply["data"]["token"].as_str()) {
         (ClientRequest::Auth { .. } | ClientRequest::Refresh { .. }, Some(token)) => Some(format!(
@@ -767,4 +820,28 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
         std::process::exit(2);
     }
     Ok(())
+}
+
+/// Downloads the file a `document` reply links to into `out`, refusing one whose bytes are not
+/// the ones the reply names; returns its size.
+async fn download(document: &serde_json::Value, out: &std::path::Path) -> anyhow::Result<usize> {
+    use sha2::{Digest, Sha256};
+    let url = document["url"].as_str().context("the reply has no url")?;
+    let response = reqwest::get(url)
+        .await
+        .context("downloading the document")?;
+    let status = response.status();
+    if !status.is_success() {
+        anyhow::bail!("the document's link answered {status} (links last 15 minutes: ask again)");
+    }
+    let bytes = response.bytes().await?;
+    let sha256: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if Some(sha256.as_str()) != document["sha256"].as_str() {
+        anyhow::bail!("the downloaded file's sha256 is {sha256}, not the document's");
+    }
+    std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+    Ok(bytes.len())
 }

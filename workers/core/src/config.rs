@@ -69,6 +69,8 @@ pub struct EngineConfig {
     pub cognito: Option<crate::cognito::CognitoConfig>,
     /// How many signups and reset requests anyone may make.
     pub anonymous: AnonymousLimits,
+    /// Where documents are kept.
+    pub documents: DocumentsConfig,
 }
 
 /// Where Postgres is and how to log in to it.
@@ -260,6 +262,7 @@ impl EngineConfig {
                 other => bail!("QBILL_IDENTITY must be builtin or cognito, not {other:?}"),
             },
             anonymous: AnonymousLimits::from_env()?,
+            documents: DocumentsConfig::from_env()?,
         };
         if config.password_slots == 0 {
             bail!("QBILL_PASSWORD_CHECKS must be at least 1");
@@ -341,6 +344,54 @@ impl Default for MailConfig {
             from: Self::LOCAL_FROM.to_owned(),
             web_url: "http://localhost:8080".to_owned(),
             region: None,
+        }
+    }
+}
+
+/// Where documents are kept and how long a link to one lives.
+#[derive(Debug, Clone)]
+pub struct DocumentsConfig {
+    /// The S3 bucket (`QBILL_DOCUMENTS_BUCKET`); without one, asking for a document is answered
+    /// `unavailable` and receipt mails carry no link.
+    pub bucket: Option<String>,
+    /// How long a presigned link works (`QBILL_DOCUMENT_URL_SECONDS`, 900 by default).
+    pub url_lifetime: Duration,
+    /// How long the link in a receipt mail works (`QBILL_MAIL_DOCUMENT_URL_SECONDS`, 7 days by
+    /// default, S3's longest): at most as long as the credentials that sign it.
+    pub mail_url_lifetime: Duration,
+}
+
+impl DocumentsConfig {
+    /// S3's longest presigned link: seven days.
+    pub const MAX_URL_SECONDS: u64 = 7 * 24 * 3600;
+
+    pub fn from_env() -> anyhow::Result<Self> {
+        let seconds = |name: &str, default: u64| -> anyhow::Result<Duration> {
+            let value = env_or(name, default)?;
+            if value == 0 || value > Self::MAX_URL_SECONDS {
+                bail!(
+                    "{name} must be 1 to {} seconds, not {value}",
+                    Self::MAX_URL_SECONDS
+                );
+            }
+            Ok(Duration::from_secs(value))
+        };
+        Ok(Self {
+            bucket: std::env::var("QBILL_DOCUMENTS_BUCKET")
+                .ok()
+                .filter(|b| !b.is_empty()),
+            url_lifetime: seconds("QBILL_DOCUMENT_URL_SECONDS", 900)?,
+            mail_url_lifetime: seconds("QBILL_MAIL_DOCUMENT_URL_SECONDS", Self::MAX_URL_SECONDS)?,
+        })
+    }
+}
+
+impl Default for DocumentsConfig {
+    fn default() -> Self {
+        Self {
+            bucket: None,
+            url_lifetime: Duration::from_secs(900),
+            mail_url_lifetime: Duration::from_secs(Self::MAX_URL_SECONDS),
         }
     }
 }

@@ -223,9 +223,9 @@ async fn demo_lifecycle(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Result<
     let inserted = tx
         .execute(
             "INSERT INTO bills (id, account_id, provider_id, utility, period_start, period_end, due_date, amount,
-                                currency, external_id, lines)
+                                currency, external_id, lines, issued_at)
              VALUES ($1, $2, $3, 'electricity', $4, $5, $6, 80.00, 'EUR', 'NW-INV-9001',
-                     '[{\"description\": \"Electricity, September\", \"quantity\": \"320\", \"unit_price\": \"0.25\", \"amount\": \"80.00\"}]')
+                     '[{\"description\": \"Electricity, September\", \"quantity\": \"320\", \"unit_price\": \"0.25\", \"amount\": \"80.00\"}]', least(now(), ($5::date + 1)::timestamp AT TIME ZONE 'UTC'))
              ON CONFLICT DO NOTHING",
             &[&DEMO_OVERDUE_BILL, &account, &PROVIDERS[0].0, &start, &end, &due],
         )
@@ -239,9 +239,9 @@ async fn demo_lifecycle(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Result<
         .await?;
         tx.execute(
             "INSERT INTO bills (id, account_id, provider_id, utility, period_start, period_end, due_date, amount,
-                                currency, late_fee_of, lines)
+                                currency, late_fee_of, lines, issued_at)
              VALUES ($1, $2, $3, 'electricity', $4, $5, $6::date + 35, 4.00, 'EUR', $7,
-                     '[{\"description\": \"Late fee on bill 9001\", \"quantity\": \"1\", \"unit_price\": \"4.00\", \"amount\": \"4.00\"}]')
+                     '[{\"description\": \"Late fee on bill 9001\", \"quantity\": \"1\", \"unit_price\": \"4.00\", \"amount\": \"4.00\"}]', least(now(), ($6::date + 21)::timestamp AT TIME ZONE 'UTC'))
              ON CONFLICT DO NOTHING",
             &[&DEMO_LATE_FEE, &account, &PROVIDERS[0].0, &start, &end, &due, &DEMO_OVERDUE_BILL],
         )
@@ -307,8 +307,10 @@ async fn demo_bills(tx: &tokio_postgres::Transaction<'_>, apartment: i64) -> any
             };
             tx.execute(
                 "INSERT INTO bills (id, apartment_id, provider_id, utility, period_start, period_end, due_date,
-                                    amount, currency, status, payment_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'EUR', $9, $10) ON CONFLICT DO NOTHING",
+                                    amount, currency, status, payment_id, issued_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'EUR', $9, $10,
+                         least(now(), ($6::date + 1)::timestamp AT TIME ZONE 'UTC'))
+                 ON CONFLICT DO NOTHING",
                 &[
                     &demo_bill_id(apartment, month, index),
                     &apartment,

@@ -8,7 +8,8 @@ use deadpool_postgres::Pool;
 
 use crate::cache::Cache;
 use crate::cognito::Cognito;
-use crate::config::{AnonymousLimits, EngineConfig, MailConfig};
+use crate::config::{AnonymousLimits, DocumentsConfig, EngineConfig, MailConfig};
+use crate::documents::Files;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::password::Passwords;
@@ -27,6 +28,8 @@ pub struct Services {
     /// With a Cognito user pool as identity: its ID tokens are accepted instead of the engine's.
     pub cognito: Option<Cognito>,
     pub anonymous: AnonymousLimits,
+    /// Where documents are kept.
+    pub files: Files,
 }
 
 impl Services {
@@ -53,7 +56,8 @@ impl Services {
             Tokens::from_config(config.jwt.clone()).await?,
             config.password_slots,
         )
-        .with_mail(config.mail.clone());
+        .with_mail(config.mail.clone())
+        .with_documents(config.documents.clone());
         services.anonymous = config.anonymous;
         if let Some(cognito) = &config.cognito {
             services = services.with_cognito(Cognito::new(cognito.clone(), reqwest::Client::new()));
@@ -73,7 +77,14 @@ impl Services {
             mail: Mailer::new(MailConfig::default()),
             cognito: None,
             anonymous: AnonymousLimits::default(),
+            files: Files::new(DocumentsConfig::default()),
         }
+    }
+
+    /// The same services, keeping documents as `config` says.
+    pub fn with_documents(mut self, config: DocumentsConfig) -> Self {
+        self.files = Files::new(config);
+        self
     }
 
     /// The same services, mailing as `config` says.

@@ -3,14 +3,183 @@
 //! bytes; [`store`] keeps them in S3 and hands out presigned links; [`issue`] ties the three and
 //! makes a document immutable: the same subject and format give the same bytes, once.
 
+pub mod load;
 pub mod render;
+pub mod store;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use deadpool_postgres::Object;
 use rust_decimal::Decimal;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::types::{ApartmentId, BillId, Currency, amount};
+use crate::error::{ErrorCode, HandlerError};
+use crate::types::{ApartmentId, BillId, Currency, UserId, amount};
+pub use store::{Files, Link};
+
+/// What a document is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// A payment's receipt.
+    Receipt(Uuid),
+    /// A bill, as it stands.
+    Bill(BillId),
+    /// The apartment's account over whole UTC days, both included.
+    Statement { from: NaiveDate, to: NaiveDate },
+}
+
+impl Subject {
+    pub fn kind(self) -> Kind {
+        match self {
+            Self::Receipt(_) => Kind::Receipt,
+            Self::Bill(_) => Kind::Bill,
+            Self::Statement { .. } => Kind::Statement,
+        }
+    }
+}
+
+/// A document as issued: what the reply and the receipt mail tell of it.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub id: Uuid,
+    pub kind: Kind,
+    pub format: Format,
+    pub object_key: String,
+    pub sha256: [u8; 32],
+    pub bytes: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The document of `subject` in `format` for `apartment`, issued now if it was not before: read
+/// what it holds, render it, store the file, record it. The same subject and format give the
+/// same document whoever asks and however often, and two requests at once issue it once (they
+/// take turns on a lock named after it). A bill's subject is the bill in its current status: a
+/// bill paid since its document was issued gets a new one; the old one stays as it was.
+///
+/// `NotFound` when the apartment has no such payment or bill. The caller checked that `user` may
+/// read the apartment.
+pub async fn issue(
+    files: &Files,
+    client: &mut Object,
+    apartment: ApartmentId,
+    user: UserId,
+    subject: Subject,
+    format: Format,
+) -> Result<Issued, HandlerError> {
+    let tx = client.transaction().await?;
+    let missing = |what: String| {
+        HandlerError::rejected(
+            ErrorCode::NotFound,
+            format!("apartment {apartment} has no {what}"),
+        )
+    };
+    let (document, canonical) = match subject {
+        Subject::Receipt(payment) => {
+            let receipt = load::receipt(&tx, apartment, payment)
+                .await?
+                .ok_or_else(|| missing(format!("payment {payment}")))?;
+            (Document::Receipt(receipt), payment.to_string())
+        }
+        Subject::Bill(bill) => {
+            let loaded = load::bill(&tx, apartment, bill)
+                .await?
+                .ok_or_else(|| missing(format!("bill {bill}")))?;
+            let canonical = format!("{bill}:{}", loaded.status);
+            (Document::Bill(loaded), canonical)
+        }
+        Subject::Statement { from, to } => (
+            Document::Statement(load::statement(&tx, apartment, from, to).await?),
+            format!("{from}/{to}"),
+        ),
+    };
+    let kind = subject.kind();
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&format!(
+            "document {apartment} {} {} {canonical}",
+            kind.as_str(),
+            format.as_str()
+        )],
+    )
+    .await?;
+    const FOUND: &str = "SELECT id, object_key, sha256, bytes, created_at FROM documents
+                         WHERE apartment_id = $1 AND kind = $2 AND format = $3 AND subject = $4";
+    let found = tx
+        .query_opt(
+            FOUND,
+            &[&apartment.0, &kind.as_str(), &format.as_str(), &canonical],
+        )
+        .await?;
+    if let Some(row) = found {
+        tx.commit().await?;
+        return issued(kind, format, &row);
+    }
+
+    let bytes = tokio::task::spawn_blocking(move || render::render(&document, format))
+        .await
+        .map_err(HandlerError::internal)?
+        .map_err(HandlerError::internal)?;
+    let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+    let id = Uuid::new_v4();
+    let object_key = format!("documents/{apartment}/{id}.{}", format.as_str());
+    let filename = format!(
+        "qbill-{}-{}.{}",
+        kind.as_str(),
+        canonical.replace([':', '/'], "_"),
+        format.as_str()
+    );
+    let size = bytes.len() as i64;
+    files
+        .put(
+            &object_key,
+            bytes,
+            &sha256,
+            format.content_type(),
+            &filename,
+        )
+        .await
+        .map_err(HandlerError::Transient)?;
+    tx.execute(
+        "SELECT set_config('qbill.actor', $1, true)",
+        &[&user.0.to_string()],
+    )
+    .await?;
+    let row = tx
+        .query_one(
+            "INSERT INTO documents (id, apartment_id, kind, format, subject, object_key, sha256, bytes, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             RETURNING id, object_key, sha256, bytes, created_at",
+            &[
+                &id,
+                &apartment.0,
+                &kind.as_str(),
+                &format.as_str(),
+                &canonical,
+                &object_key,
+                &sha256.as_slice(),
+                &size,
+                &user.0,
+            ],
+        )
+        .await?;
+    tx.commit().await?;
+    tracing::info!(document.id = %id, document.kind = kind.as_str(), document.format = format.as_str(), document.bytes = size, "document issued");
+    issued(kind, format, &row)
+}
+
+fn issued(kind: Kind, format: Format, row: &tokio_postgres::Row) -> Result<Issued, HandlerError> {
+    let sha256: &[u8] = row.get(2);
+    Ok(Issued {
+        id: row.get(0),
+        kind,
+        format,
+        object_key: row.get(1),
+        sha256: sha256.try_into().map_err(HandlerError::internal)?,
+        bytes: row.get(3),
+        created_at: row.get(4),
+    })
+}
 
 /// Which document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -15,6 +15,7 @@ pub mod bill;
 pub mod bill_void;
 pub mod bills_ingest;
 pub mod common;
+pub mod document;
 pub mod histories;
 pub mod idempotency;
 pub mod logout;
@@ -214,6 +215,8 @@ routes! {
     MeDelete => me_delete,
     /// The caller's inbox: `POST /me/notifications`.
     Notifications => notifications,
+    /// A receipt, a bill or a statement as a file: `POST /apartments/{apartment_id}/documents`.
+    Document => document,
 }
 
 impl Kind {

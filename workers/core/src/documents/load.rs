@@ -1,0 +1,285 @@
+//! What a document holds, read from the database: `None` when the apartment has no such payment
+//! or bill.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use deadpool_postgres::GenericClient;
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::{
+    Apartment, Bill, BillLine, Entry, EntryKind, ProviderAccount, Receipt, ReceiptBill, Statement,
+};
+use crate::error::HandlerError;
+use crate::types::{ApartmentId, BillId, Currency};
+
+/// The apartment and its currency.
+async fn apartment(
+    client: &impl GenericClient,
+    id: ApartmentId,
+) -> Result<(Apartment, Currency), HandlerError> {
+    let row = client
+        .query_one(
+            "SELECT address, currency FROM apartments WHERE id = $1",
+            &[&id.0],
+        )
+        .await?;
+    let currency = Currency::parse(row.get(1)).map_err(HandlerError::internal)?;
+    Ok((
+        Apartment {
+            id,
+            address: row.get(0),
+        },
+        currency,
+    ))
+}
+
+/// A utility as people read it: `cold water`, not `cold_water`.
+fn utility(code: &str) -> String {
+    code.replace('_', " ")
+}
+
+/// A period as people read it: `1 Nov – 30 Nov 2026`.
+pub fn period(start: NaiveDate, end: NaiveDate) -> String {
+    if start.format("%Y").to_string() == end.format("%Y").to_string() {
+        format!("{} – {}", start.format("%-d %b"), end.format("%-d %b %Y"))
+    } else {
+        format!(
+            "{} – {}",
+            start.format("%-d %b %Y"),
+            end.format("%-d %b %Y")
+        )
+    }
+}
+
+/// The receipt of payment `payment`, if it was made for `apartment`.
+pub async fn receipt(
+    client: &impl GenericClient,
+    apartment_id: ApartmentId,
+    payment: Uuid,
+) -> Result<Option<Receipt>, HandlerError> {
+    let Some(row) = client
+        .query_opt(
+            "SELECT paid_at, total, currency FROM payments WHERE id = $1 AND apartment_id = $2",
+            &[&payment, &apartment_id.0],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let (apartment, _) = apartment(client, apartment_id).await?;
+    let bills = client
+        .query(
+            "SELECT b.id, b.utility, v.name, b.period_start, b.period_end, b.amount
+             FROM bills b JOIN providers v ON v.id = b.provider_id
+             WHERE b.payment_id = $1 ORDER BY b.id",
+            &[&payment],
+        )
+        .await?
+        .iter()
+        .map(|r| ReceiptBill {
+            bill_id: BillId(r.get(0)),
+            utility: utility(r.get(1)),
+            provider: r.get(2),
+            period_start: r.get(3),
+            period_end: r.get(4),
+            amount: r.get(5),
+        })
+        .collect();
+    Ok(Some(Receipt {
+        apartment,
+        payment_id: payment,
+        paid_at: row.get(0),
+        currency: Currency::parse(row.get(2)).map_err(HandlerError::internal)?,
+        total: row.get(1),
+        bills,
+    }))
+}
+
+/// Bill `bill` as it stands, if it is a bill of `apartment`.
+pub async fn bill(
+    client: &impl GenericClient,
+    apartment_id: ApartmentId,
+    bill: BillId,
+) -> Result<Option<Bill>, HandlerError> {
+    let Some(row) = client
+        .query_opt(
+            "SELECT v.name, s.account_number, b.utility, b.period_start, b.period_end, b.due_date,
+                    b.issued_at, b.status, b.currency, b.amount, b.late_fee_of, b.payment_id, b.lines
+             FROM bills b JOIN providers v ON v.id = b.provider_id
+                  LEFT JOIN service_accounts s ON s.id = b.account_id
+             WHERE b.id = $1 AND b.apartment_id = $2",
+            &[&bill.0, &apartment_id.0],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let (apartment, _) = apartment(client, apartment_id).await?;
+    let code: String = row.get(2);
+    let (period_start, period_end, total): (NaiveDate, NaiveDate, Decimal) =
+        (row.get(3), row.get(4), row.get(9));
+    let lines = match row.get::<_, Option<serde_json::Value>>(12) {
+        Some(lines) => serde_json::from_value::<Vec<StoredLine>>(lines)
+            .map_err(HandlerError::internal)?
+            .into_iter()
+            .map(|l| {
+                Ok(BillLine {
+                    description: l.description,
+                    quantity: Some(l.quantity),
+                    unit_price: Some(l.unit_price),
+                    amount: l.amount.parse().map_err(HandlerError::internal)?,
+                })
+            })
+            .collect::<Result<Vec<_>, HandlerError>>()?,
+        None => vec![BillLine {
+            description: format!("{}, {}", utility(&code), period(period_start, period_end)),
+            quantity: None,
+            unit_price: None,
+            amount: total,
+        }],
+    };
+    Ok(Some(Bill {
+        apartment,
+        bill_id: bill,
+        provider: row.get(0),
+        account_number: row.get(1),
+        utility: utility(&code),
+        period_start,
+        period_end,
+        due_date: row.get(5),
+        issued_at: row.get(6),
+        status: row.get(7),
+        currency: Currency::parse(row.get(8)).map_err(HandlerError::internal)?,
+        total,
+        late_fee_of: row.get::<_, Option<i64>>(10).map(BillId),
+        payment_id: row.get(11),
+        lines,
+    }))
+}
+
+/// A line as `bills.lines` keeps it (the provider's strings).
+#[derive(serde::Deserialize)]
+struct StoredLine {
+    description: String,
+    quantity: String,
+    unit_price: String,
+    amount: String,
+}
+
+/// Every change of what the apartment owes, before `until`, by provider: bills issued, bills
+/// voided, and each payment's part for each provider. In time order, then bills before voids
+/// before payments, then by reference.
+const CHANGES: &str = "
+    SELECT v.name, b.issued_at AS at, 0 AS kind, b.id::text AS reference, b.amount,
+           b.utility, b.period_start, b.period_end, b.late_fee_of, NULL::text AS bills
+    FROM bills b JOIN providers v ON v.id = b.provider_id
+    WHERE b.apartment_id = $1 AND b.issued_at < $2
+    UNION ALL
+    SELECT v.name, b.voided_at, 1, b.id::text, -b.amount, b.utility, b.period_start, b.period_end,
+           b.late_fee_of, NULL
+    FROM bills b JOIN providers v ON v.id = b.provider_id
+    WHERE b.apartment_id = $1 AND b.voided_at < $2
+    UNION ALL
+    SELECT v.name, p.paid_at, 2, p.id::text, -sum(b.amount), NULL, NULL, NULL, NULL,
+           string_agg(b.id::text, ', ' ORDER BY b.id)
+    FROM payments p JOIN bills b ON b.payment_id = p.id JOIN providers v ON v.id = b.provider_id
+    WHERE p.apartment_id = $1 AND p.paid_at < $2
+    GROUP BY v.name, p.id, p.paid_at
+    ORDER BY at, kind, reference";
+
+/// The apartment's statement over the whole UTC days `from` to `to`.
+pub async fn statement(
+    client: &impl GenericClient,
+    apartment_id: ApartmentId,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Statement, HandlerError> {
+    let (apartment, currency) = apartment(client, apartment_id).await?;
+    let start = day_start(from);
+    let end = day_start(
+        to.succ_opt()
+            .ok_or_else(|| HandlerError::internal(anyhow::anyhow!("no day after {to}")))?,
+    );
+    let rows = client.query(CHANGES, &[&apartment_id.0, &end]).await?;
+    let mut accounts: BTreeMap<String, ProviderAccount> = BTreeMap::new();
+    for row in &rows {
+        let provider: String = row.get(0);
+        let at: DateTime<Utc> = row.get(1);
+        let amount: Decimal = row.get(4);
+        let account = accounts
+            .entry(provider.clone())
+            .or_insert_with(|| ProviderAccount {
+                provider,
+                opening: Decimal::ZERO,
+                charged: Decimal::ZERO,
+                credited: Decimal::ZERO,
+                paid: Decimal::ZERO,
+                closing: Decimal::ZERO,
+                entries: Vec::new(),
+            });
+        if at < start {
+            account.opening += amount;
+            account.closing += amount;
+            continue;
+        }
+        let reference: String = row.get(3);
+        let (kind, description) = match row.get::<_, i32>(2) {
+            0 => {
+                account.charged += amount;
+                let what = format!(
+                    "{}, {}",
+                    utility(row.get(5)),
+                    period(row.get(6), row.get(7))
+                );
+                let description = match row.get::<_, Option<i64>>(8) {
+                    Some(of) => format!("late fee on bill {of} ({what})"),
+                    None => what,
+                };
+                (EntryKind::Bill, description)
+            }
+            1 => {
+                account.credited -= amount;
+                (EntryKind::Void, format!("bill {reference} voided"))
+            }
+            _ => {
+                account.paid -= amount;
+                let bills: String = row.get(9);
+                let noun = if bills.contains(',') { "bills" } else { "bill" };
+                (EntryKind::Payment, format!("payment of {noun} {bills}"))
+            }
+        };
+        account.closing += amount;
+        account.entries.push(Entry {
+            at,
+            kind,
+            reference,
+            description,
+            amount,
+            balance: account.closing,
+        });
+    }
+    let providers: Vec<ProviderAccount> = accounts
+        .into_values()
+        .filter(|a| !a.entries.is_empty() || !a.opening.is_zero())
+        .collect();
+    let sum = |f: fn(&ProviderAccount) -> Decimal| providers.iter().map(f).sum::<Decimal>();
+    Ok(Statement {
+        apartment,
+        currency,
+        from,
+        to,
+        opening: sum(|a| a.opening),
+        charged: sum(|a| a.charged),
+        credited: sum(|a| a.credited),
+        paid: sum(|a| a.paid),
+        closing: sum(|a| a.closing),
+        providers,
+    })
+}
+
+/// Midnight UTC at the start of `day`.
+pub fn day_start(day: NaiveDate) -> DateTime<Utc> {
+    day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
+}
