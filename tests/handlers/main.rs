@@ -6,6 +6,7 @@ mod apartments_link;
 mod auth;
 mod cache;
 mod cognito;
+mod documents;
 mod envelope;
 mod histories;
 mod notify;

@@ -91,12 +91,63 @@ pub fn engine_on(store: &Pool, redis_url: Option<&str>) -> Engine {
         .expect("a cache"),
         None => Cache::disabled(),
     };
-    Engine::new(
+    let mut engine = Engine::new(
         store.clone(),
         cache,
         tokens(),
         qbill_core::password::Passwords::default_slots(),
-    )
+    );
+    engine.services = engine.services.with_documents(documents_config());
+    engine
+}
+
+/// Documents in the test profile's bucket (`scripts/local-stack env test`).
+pub fn documents_config() -> qbill_core::config::DocumentsConfig {
+    qbill_core::config::DocumentsConfig {
+        bucket: Some(env("QBILL_DOCUMENTS_BUCKET")),
+        ..Default::default()
+    }
+}
+
+/// A document's file, downloaded from the link of its reply (`data` of a `document` reply),
+/// checked against the reply's `sha256` and `bytes`.
+pub async fn download_document(data: &serde_json::Value) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let url = data["url"].as_str().expect("a document has a url");
+    let response = reqwest::get(url).await.expect("S3 answers");
+    assert_eq!(response.status(), 200, "the link works: {url}");
+    let bytes = response.bytes().await.expect("the file").to_vec();
+    let sha256: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(data["sha256"], sha256.as_str(), "the file is the one named");
+    assert_eq!(data["bytes"], bytes.len(), "the file has the size named");
+    bytes
+}
+
+/// The text of every page of a PDF, as a PDF library reads it.
+pub fn pdf_text(pdf: &[u8]) -> String {
+    let document = lopdf::Document::load_mem(pdf).expect("a PDF");
+    let pages: Vec<u32> = document.get_pages().keys().copied().collect();
+    document.extract_text(&pages).expect("its text")
+}
+
+/// The rows of a CSV file with a header, as maps from column to value.
+pub fn csv_rows(csv: &[u8]) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_reader(csv);
+    let header = reader.headers().expect("a header row").clone();
+    reader
+        .records()
+        .map(|record| {
+            let record = record.expect("an RFC 4180 record");
+            header
+                .iter()
+                .zip(record.iter())
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
 }
 
 pub fn tokens() -> Tokens {

@@ -9,12 +9,15 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{Event, templates};
+use crate::documents::{self, Format, Subject};
 use crate::services::Services;
+use crate::types::{ApartmentId, UserId};
 
 /// A taken mail counts as being sent for this long.
 pub const LEASE: Duration = Duration::from_secs(120);
@@ -57,7 +60,7 @@ const TAKE: &str = "WITH due AS (
     SET mail_status = 'sending', attempts = n.attempts + 1, next_attempt_at = now() + make_interval(secs => $3)
     FROM due WHERE n.id = due.id
     RETURNING n.id, n.event, n.data, n.mail_to, n.attempts,
-              (SELECT coalesce(u.display_name, u.username) FROM users u WHERE u.id = n.user_id)";
+              (SELECT coalesce(u.display_name, u.username) FROM users u WHERE u.id = n.user_id), n.user_id";
 
 const SENT: &str = "UPDATE notifications n
     SET mail_status = 'sent', sent_at = now(), message_id = $2, last_error = NULL, next_attempt_at = NULL,
@@ -77,6 +80,7 @@ struct Taken {
     to: String,
     attempts: i32,
     name: Option<String>,
+    user: i64,
 }
 
 /// Sends the due mails, batch after batch, until none is due. With `only`, sends just those
@@ -138,12 +142,25 @@ async fn take(services: &Services, only: Option<&[i64]>) -> anyhow::Result<Vec<T
             to: r.get(3),
             attempts: r.get(4),
             name: r.get(5),
+            user: r.get(6),
         })
         .collect())
 }
 
-async fn send_one(services: &Services, taken: Taken) -> anyhow::Result<Report> {
-    let outcome = match render(services, &taken) {
+async fn send_one(services: &Services, mut taken: Taken) -> anyhow::Result<Report> {
+    let outcome = match link_document(services, &mut taken).await {
+        // The document could not be issued now (S3 unreachable, say): tried again later.
+        Err(e) => Err((e, false)),
+        Ok(()) => render_and_send(services, &taken).await,
+    };
+    record(services, &taken, outcome).await
+}
+
+async fn render_and_send(
+    services: &Services,
+    taken: &Taken,
+) -> Result<String, (anyhow::Error, bool)> {
+    match render(services, taken) {
         Ok(mail) => services
             .mail
             .send(&taken.to, &mail.subject, &mail.text, &mail.html)
@@ -151,7 +168,49 @@ async fn send_one(services: &Services, taken: Taken) -> anyhow::Result<Report> {
             .map_err(|e| (e, false)),
         // A mail that cannot be rendered never will be: dead at once.
         Err(e) => Err((e, true)),
-    };
+    }
+}
+
+/// A receipt mail links its receipt, a PDF document issued for it (once: the same document
+/// whenever it is asked for), by a link that works as long as S3 and the signing credentials
+/// allow (7 days at most). Without a documents bucket, the mail goes without the link.
+async fn link_document(services: &Services, taken: &mut Taken) -> anyhow::Result<()> {
+    let files = &services.files;
+    if taken.event != Event::PaymentSucceeded.as_str() || files.bucket().is_none() {
+        return Ok(());
+    }
+    let apartment = taken.data["apartment_id"]
+        .as_i64()
+        .context("a receipt names its apartment")?;
+    let payment: uuid::Uuid = taken.data["payment_id"]
+        .as_str()
+        .context("a receipt names its payment")?
+        .parse()?;
+    let mut client = services.store.get().await?;
+    let issued = documents::issue(
+        files,
+        &mut client,
+        ApartmentId(apartment),
+        UserId(taken.user),
+        Subject::Receipt(payment),
+        Format::Pdf,
+    )
+    .await?;
+    let link = files
+        .link(&issued.object_key, files.config.mail_url_lifetime)
+        .await?;
+    taken.data["document_url"] = Value::String(link.url);
+    taken.data["document_expires"] =
+        Value::String(link.expires_at.format("%-d %B %Y, %H:%M UTC").to_string());
+    Ok(())
+}
+
+/// Records how sending went.
+async fn record(
+    services: &Services,
+    taken: &Taken,
+    outcome: Result<String, (anyhow::Error, bool)>,
+) -> anyhow::Result<Report> {
     let client = services.store.get().await?;
     match outcome {
         Ok(message_id) => {

@@ -1,0 +1,479 @@
+//! Documents against real Postgres and LocalStack's S3 (which checks presigned links, as
+//! `scripts/local-stack` starts it): what the files say, read back with a PDF library and a CSV
+//! parser and compared with the database; issued once; refused to whoever may not read them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use qbill_core::Engine;
+use qbill_core::config::DocumentsConfig;
+use qbill_tests::{csv_rows, documents_config, download_document, pdf_text};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{DEMO, DEMO2, Fixture, error_code};
+
+/// A statement window well in the past of any test run: the demo set's months.
+const FROM: &str = "2026-05-01";
+const TO: &str = "2026-10-31";
+
+impl Fixture {
+    /// Asks, as `user`, for a document of `apartment`; returns the reply.
+    async fn document(&self, user: (i64, &str), apartment: i64, fields: Value) -> Value {
+        self.ask("document", Some(apartment), Some(&self.token(user)), fields)
+            .await
+    }
+
+    /// Like [`Fixture::document`], for a request that must succeed: the reply's data.
+    async fn issued(&self, apartment: i64, fields: Value) -> Value {
+        let reply = self.document(DEMO, apartment, fields).await;
+        assert_eq!(reply["status"], "ok", "{reply}");
+        assert_eq!(reply["kind"], "document", "{reply}");
+        reply["data"].clone()
+    }
+
+    async fn decimal(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Decimal {
+        let client = self.db.pool.get().await.unwrap();
+        client.query_one(sql, params).await.unwrap().get(0)
+    }
+}
+
+fn amount(raw: &str) -> Decimal {
+    raw.parse()
+        .unwrap_or_else(|_| panic!("{raw:?} is not a decimal"))
+}
+
+#[tokio::test]
+async fn a_receipt_as_pdf_and_csv_carries_the_payment_as_the_database_has_it_and_is_issued_once() {
+    let f = Fixture::new().await;
+    let paid = f.pay(1, &[1081, 1092]).await;
+    assert_eq!(paid["status"], "ok", "{paid}");
+    let payment: Uuid = paid["data"]["payment_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let total = f
+        .decimal("SELECT total FROM payments WHERE id = $1", &[&payment])
+        .await;
+
+    let pdf = f
+        .issued(
+            1,
+            json!({ "kind": "receipt", "format": "pdf", "payment_id": payment }),
+        )
+        .await;
+    assert_eq!(pdf["kind"], "receipt");
+    assert_eq!(pdf["format"], "pdf");
+    let bytes = download_document(&pdf).await;
+    assert!(bytes.starts_with(b"%PDF"), "a PDF file");
+    let text = pdf_text(&bytes);
+    assert!(
+        text.contains(&payment.to_string()),
+        "the payment id: {text}"
+    );
+    assert!(
+        text.contains("12 Harbour Street, Flat 3"),
+        "the address: {text}"
+    );
+    let client = f.db.pool.get().await.unwrap();
+    for row in client
+        .query(
+            "SELECT id, amount FROM bills WHERE payment_id = $1",
+            &[&payment],
+        )
+        .await
+        .unwrap()
+    {
+        let (id, amount): (i64, Decimal) = (row.get(0), row.get(1));
+        assert!(text.contains(&id.to_string()), "bill {id}: {text}");
+        assert!(
+            text.contains(&amount.to_string()),
+            "bill {id}'s {amount}: {text}"
+        );
+    }
+    assert!(
+        text.contains(&total.to_string()),
+        "the total {total}: {text}"
+    );
+
+    let csv = f
+        .issued(
+            1,
+            json!({ "kind": "receipt", "format": "csv", "payment_id": payment }),
+        )
+        .await;
+    let rows = csv_rows(&download_document(&csv).await);
+    assert_eq!(rows.len(), 2, "one row per bill: {rows:?}");
+    assert!(rows.iter().all(|r| r["payment_id"] == payment.to_string()));
+    let mut ids: Vec<&str> = rows.iter().map(|r| r["bill_id"].as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["1081", "1092"]);
+    let sum: Decimal = rows.iter().map(|r| amount(&r["amount"])).sum();
+    assert_eq!(sum, total, "the rows add up to the payment");
+
+    // Asked again: the same document, a fresh link.
+    let again = f
+        .issued(
+            1,
+            json!({ "kind": "receipt", "format": "pdf", "payment_id": payment }),
+        )
+        .await;
+    assert_eq!(again["document_id"], pdf["document_id"]);
+    assert_eq!(again["sha256"], pdf["sha256"]);
+    assert_eq!(download_document(&again).await, bytes);
+    assert_ne!(pdf["sha256"], csv["sha256"]);
+    assert_eq!(
+        f.db.count(
+            "SELECT count(*) FROM documents WHERE subject = $1",
+            &[&payment.to_string()]
+        )
+        .await,
+        2,
+        "one PDF and one CSV"
+    );
+    assert_eq!(
+        f.db.count(
+            "SELECT count(*) FROM audit_events WHERE entity = 'document' AND actor_user = 1",
+            &[]
+        )
+        .await,
+        2,
+        "each issue is audited once"
+    );
+}
+
+#[tokio::test]
+async fn a_statement_csv_balances_for_every_provider_and_matches_the_books() {
+    let f = Fixture::new().await;
+    let data = f
+        .issued(
+            1,
+            json!({ "kind": "statement", "format": "csv", "from": FROM, "to": TO }),
+        )
+        .await;
+    let rows = csv_rows(&download_document(&data).await);
+    assert!(!rows.is_empty());
+
+    // Each provider: an opening row, its entries, a closing row; opening + entries = closing.
+    let mut by_provider: BTreeMap<String, Vec<&BTreeMap<String, String>>> = BTreeMap::new();
+    for row in &rows {
+        assert_eq!(row["currency"], "EUR");
+        by_provider
+            .entry(row["provider"].clone())
+            .or_default()
+            .push(row);
+    }
+    assert_eq!(
+        by_provider.keys().collect::<Vec<_>>(),
+        ["Clearwater Utilities", "Northwind Energy"]
+    );
+    let (mut bills, mut payments, mut closing) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+    for (provider, rows) in &by_provider {
+        assert_eq!(rows.first().unwrap()["entry"], "opening", "{provider}");
+        assert_eq!(rows.last().unwrap()["entry"], "closing", "{provider}");
+        let mut balance = amount(&rows[0]["balance"]);
+        for row in &rows[1..rows.len() - 1] {
+            balance += amount(&row["amount"]);
+            assert_eq!(amount(&row["balance"]), balance, "{provider}: {row:?}");
+            match row["entry"].as_str() {
+                "bill" => bills += amount(&row["amount"]),
+                "payment" => payments += amount(&row["amount"]),
+                other => panic!("no voids in the demo set, got {other}"),
+            }
+        }
+        assert_eq!(
+            amount(&rows.last().unwrap()["balance"]),
+            balance,
+            "{provider}"
+        );
+        closing += balance;
+    }
+
+    // The same figures, straight from the tables.
+    let (start, end) = ("2026-05-01 00:00:00+00", "2026-11-01 00:00:00+00");
+    let issued = f
+        .decimal(
+            "SELECT coalesce(sum(amount), 0) FROM bills
+             WHERE apartment_id = 1 AND issued_at >= $1::text::timestamptz AND issued_at < $2::text::timestamptz",
+            &[&start, &end],
+        )
+        .await;
+    let paid = f
+        .decimal(
+            "SELECT coalesce(sum(total), 0) FROM payments
+             WHERE apartment_id = 1 AND paid_at >= $1::text::timestamptz AND paid_at < $2::text::timestamptz",
+            &[&start, &end],
+        )
+        .await;
+    let owed = f
+        .decimal(
+            "SELECT coalesce(sum(amount), 0) FROM bills
+             WHERE apartment_id = 1 AND issued_at < $1::text::timestamptz
+               AND (payment_id IS NULL OR payment_id IN (SELECT id FROM payments WHERE paid_at >= $1::text::timestamptz))",
+            &[&end],
+        )
+        .await;
+    assert!(issued > Decimal::ZERO && paid > Decimal::ZERO);
+    assert_eq!(bills, issued, "every bill issued in the window");
+    assert_eq!(payments, -paid, "every payment made in the window");
+    assert_eq!(closing, owed, "what was owed at the end of the window");
+
+    let pdf = f
+        .issued(
+            1,
+            json!({ "kind": "statement", "format": "pdf", "from": FROM, "to": TO }),
+        )
+        .await;
+    let text = pdf_text(&download_document(&pdf).await);
+    assert!(
+        text.contains("Northwind Energy") && text.contains("Clearwater Utilities"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&owed.to_string()),
+        "the closing balance {owed}: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_bill_document_shows_its_lines_and_status_and_a_paid_bill_is_a_new_document() {
+    let f = Fixture::new().await;
+    let open = f
+        .issued(
+            1,
+            json!({ "kind": "bill", "format": "pdf", "bill_id": 1081 }),
+        )
+        .await;
+    let text = pdf_text(&download_document(&open).await);
+    assert!(
+        text.contains("1081") && text.contains("Northwind Energy"),
+        "{text}"
+    );
+    assert!(text.to_lowercase().contains("open"), "its status: {text}");
+
+    let csv = f
+        .issued(
+            1,
+            json!({ "kind": "bill", "format": "csv", "bill_id": 1081 }),
+        )
+        .await;
+    let rows = csv_rows(&download_document(&csv).await);
+    let amount_in_db = f
+        .decimal("SELECT amount FROM bills WHERE id = 1081", &[])
+        .await;
+    let sum: Decimal = rows.iter().map(|r| amount(&r["amount"])).sum();
+    assert_eq!(sum, amount_in_db, "the lines add up to the bill: {rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r["bill_id"] == "1081" && r["status"] == "open")
+    );
+
+    assert_eq!(f.pay(1, &[1081]).await["status"], "ok");
+    let paid = f
+        .issued(
+            1,
+            json!({ "kind": "bill", "format": "pdf", "bill_id": 1081 }),
+        )
+        .await;
+    assert_ne!(
+        paid["document_id"], open["document_id"],
+        "a new status, a new document"
+    );
+    let text = pdf_text(&download_document(&paid).await);
+    assert!(text.to_lowercase().contains("paid"), "{text}");
+    // The document issued while the bill was open is still there, as it was.
+    assert_eq!(
+        f.db.count(
+            "SELECT count(*) FROM documents WHERE subject IN ('1081:open', '1081:paid')",
+            &[]
+        )
+        .await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn another_households_documents_and_bad_requests_are_refused_and_issue_nothing() {
+    let f = Fixture::new().await;
+    let paid = f.pay(1, &[1081]).await;
+    let payment = paid["data"]["payment_id"].as_str().unwrap().to_owned();
+
+    let cases = [
+        // demo2 asks for demo's apartment.
+        (
+            DEMO2,
+            1,
+            json!({ "kind": "receipt", "format": "pdf", "payment_id": payment }),
+            "forbidden",
+        ),
+        (
+            DEMO2,
+            1,
+            json!({ "kind": "statement", "format": "csv", "from": FROM, "to": TO }),
+            "forbidden",
+        ),
+        // demo2 names demo's payment and bill on its own apartment.
+        (
+            DEMO2,
+            3,
+            json!({ "kind": "receipt", "format": "pdf", "payment_id": payment }),
+            "not_found",
+        ),
+        (
+            DEMO2,
+            3,
+            json!({ "kind": "bill", "format": "pdf", "bill_id": 1081 }),
+            "not_found",
+        ),
+        (
+            DEMO,
+            99999,
+            json!({ "kind": "bill", "format": "pdf", "bill_id": 1081 }),
+            "not_found",
+        ),
+        (
+            DEMO,
+            1,
+            json!({ "kind": "receipt", "format": "pdf", "payment_id": Uuid::new_v4() }),
+            "not_found",
+        ),
+        // What the worker checks beyond the gateway's schema.
+        (
+            DEMO,
+            1,
+            json!({ "kind": "receipt", "format": "pdf" }),
+            "invalid_request",
+        ),
+        (
+            DEMO,
+            1,
+            json!({ "kind": "bill", "format": "pdf", "bill_id": 1081, "from": FROM }),
+            "invalid_request",
+        ),
+        (
+            DEMO,
+            1,
+            json!({ "kind": "statement", "format": "pdf", "from": TO, "to": FROM }),
+            "invalid_request",
+        ),
+        (
+            DEMO,
+            1,
+            json!({ "kind": "statement", "format": "pdf", "from": "2025-01-01", "to": TO }),
+            "invalid_request",
+        ),
+        (
+            DEMO,
+            1,
+            json!({ "kind": "statement", "format": "pdf", "from": "2026-02-30", "to": TO }),
+            "invalid_request",
+        ),
+        (
+            DEMO,
+            1,
+            json!({ "kind": "letter", "format": "pdf" }),
+            "invalid_request",
+        ),
+        (
+            DEMO,
+            1,
+            json!({ "kind": "bill", "format": "docx", "bill_id": 1081 }),
+            "invalid_request",
+        ),
+    ];
+    for (user, apartment, fields, code) in cases {
+        let reply = f.document(user, apartment, fields.clone()).await;
+        assert_eq!(error_code(&reply), code, "{fields}: {reply}");
+    }
+    // Today, and later, are not over yet.
+    let today = chrono::Utc::now().date_naive().to_string();
+    let reply = f
+        .document(
+            DEMO,
+            1,
+            json!({ "kind": "statement", "format": "csv", "from": FROM, "to": today }),
+        )
+        .await;
+    assert_eq!(error_code(&reply), "invalid_request", "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("past days"),
+        "{reply}"
+    );
+
+    assert_eq!(f.db.count("SELECT count(*) FROM documents", &[]).await, 0);
+}
+
+#[tokio::test]
+async fn an_expired_or_altered_link_is_refused_by_s3() {
+    let f = Fixture::new().await;
+    let mut engine: Engine = qbill_tests::engine(&f.db, None);
+    engine.services = engine.services.with_documents(DocumentsConfig {
+        url_lifetime: Duration::from_secs(2),
+        ..documents_config()
+    });
+    let f = Fixture { engine, ..f };
+    let data = f
+        .issued(
+            1,
+            json!({ "kind": "bill", "format": "csv", "bill_id": 1082 }),
+        )
+        .await;
+    let url = data["url"].as_str().unwrap();
+    let expires: chrono::DateTime<chrono::Utc> =
+        data["expires_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        expires <= chrono::Utc::now() + chrono::Duration::seconds(3),
+        "{data}"
+    );
+    assert_eq!(
+        download_document(&data).await.is_empty(),
+        false,
+        "works at first"
+    );
+
+    let altered = url.replace("X-Amz-Signature=", "X-Amz-Signature=0");
+    assert_eq!(
+        reqwest::get(&altered).await.unwrap().status(),
+        403,
+        "an altered signature"
+    );
+    let other_key = url.replace(".csv?", ".pdf?");
+    assert_eq!(
+        reqwest::get(&other_key).await.unwrap().status(),
+        403,
+        "another file"
+    );
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status(), 403, "expired");
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains("expired") || body.contains("AccessDenied"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn two_requests_at_once_issue_one_document() {
+    let f = Fixture::new().await;
+    let fields =
+        json!({ "kind": "statement", "format": "pdf", "from": "2026-06-01", "to": "2026-06-30" });
+    let (a, b) = tokio::join!(
+        f.document(DEMO, 1, fields.clone()),
+        f.document(DEMO, 1, fields)
+    );
+    assert_eq!(a["status"], "ok", "{a}");
+    assert_eq!(a["data"]["document_id"], b["data"]["document_id"]);
+    assert_eq!(a["data"]["sha256"], b["data"]["sha256"]);
+    assert_eq!(f.db.count("SELECT count(*) FROM documents", &[]).await, 1);
+}
