@@ -4,6 +4,7 @@
 //! makes a document immutable: the same subject and format give the same bytes, once.
 
 pub mod render;
+pub mod sample;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
