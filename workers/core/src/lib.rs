@@ -23,7 +23,8 @@
 //! through SES by [`mail`] and kept as an inbox), [`accounts`] (a household's account on its own: mailed
 //! tokens, refresh tokens, ending sessions, the password policy), [`admin`] (creating users outside
 //! the request path), [`cognito`] (a Cognito pool's ID tokens, for `QBILL_IDENTITY=cognito`),
-//! [`config`] (typed, from the environment), [`password`] (Argon2 checks, a bounded number at
+//! [`config`] (typed, from the environment), [`format`] (amounts and dates for people, shared by
+//! the notifications and the [`documents`]), [`password`] (Argon2 checks, a bounded number at
 //! once), [`metrics`] (what an operator sizes workers by), [`managed`] (RDS logins over verified
 //! TLS, Secrets Manager, ElastiCache tokens: the AWS deployment only) and [`seed`] (demo and
 //! load-test data).
@@ -38,6 +39,7 @@ pub mod documents;
 pub mod engine;
 pub mod envelope;
 pub mod error;
+pub mod format;
 pub mod jobs;
 pub mod mail;
 pub mod managed;

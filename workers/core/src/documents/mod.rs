@@ -5,6 +5,7 @@
 
 pub mod load;
 pub mod render;
+pub mod sample;
 pub mod store;
 
 use chrono::{DateTime, NaiveDate, Utc};

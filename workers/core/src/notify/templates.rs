@@ -10,10 +10,10 @@
 use std::sync::LazyLock;
 
 use minijinja::{Environment, Error, ErrorKind, context};
-use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
 
 use super::Event;
+use crate::format;
 
 macro_rules! files {
     ($($name:literal),* $(,)?) => {
@@ -95,32 +95,8 @@ pub fn render(
     })
 }
 
-/// An amount for people: the currency's sign where it has a common one, thousands grouped, two
-/// decimals. The amount travels as a string and is read as a decimal, never a float.
-pub fn format_money(amount: &str, currency: &str) -> Option<String> {
-    let value: Decimal = amount.parse().ok()?;
-    let value = value.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
-    let negative = value.is_sign_negative();
-    let plain = format!("{:.2}", value.abs());
-    let (whole, cents) = plain.split_once('.')?;
-    let mut grouped = String::new();
-    for (i, digit) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    let sign = if negative { "-" } else { "" };
-    Some(match currency {
-        "EUR" => format!("{sign}€{grouped}.{cents}"),
-        "USD" => format!("{sign}${grouped}.{cents}"),
-        "GBP" => format!("{sign}£{grouped}.{cents}"),
-        other => format!("{sign}{grouped}.{cents} {other}"),
-    })
-}
-
 fn money(amount: String, currency: String) -> Result<String, Error> {
-    format_money(&amount, &currency).ok_or_else(|| {
+    format::format_money(&amount, &currency).ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidOperation,
             format!("`{amount}` is not an amount"),
@@ -131,7 +107,7 @@ fn money(amount: String, currency: String) -> Result<String, Error> {
 fn day(date: String) -> Result<String, Error> {
     let day = chrono::NaiveDate::parse_from_str(&date[..date.len().min(10)], "%Y-%m-%d")
         .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("`{date}`: {e}")))?;
-    Ok(day.format("%-d %B %Y").to_string())
+    Ok(format::day(day))
 }
 
 #[cfg(test)]
@@ -139,18 +115,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    #[test]
-    fn amounts_are_formatted_for_people() {
-        assert_eq!(format_money("1234.5", "EUR").unwrap(), "€1,234.50");
-        assert_eq!(format_money("0.005", "USD").unwrap(), "$0.01");
-        assert_eq!(
-            format_money("1234567.00", "CHF").unwrap(),
-            "1,234,567.00 CHF"
-        );
-        assert_eq!(format_money("12", "GBP").unwrap(), "£12.00");
-        assert!(format_money("12,5", "EUR").is_none());
-    }
 
     #[test]
     fn every_event_renders_and_html_escapes_what_it_prints() {
