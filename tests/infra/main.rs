@@ -2,7 +2,8 @@
 //! `.tf` file is parsed with an HCL parser, and what the stack deploys is compared with what the
 //! gateway definition and the workers expect. Expressions that decide something (a count, a
 //! filter, a chosen value) are evaluated with the variables set as a deployment would set them.
-//! `mail` checks the SES side, `identity` the switch between the built-in logins and Cognito.
+//! `mail` checks the SES side, `identity` the switch between the built-in logins and Cognito,
+//! `documents` the bucket the worker keeps documents in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::path::Path;
 use hcl::eval::{Context, Evaluate, FuncDef, ParamType};
 use hcl::{Block, Body, Expression};
 
+mod documents;
 mod identity;
 mod mail;
 
