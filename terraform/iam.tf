@@ -1,7 +1,7 @@
 # The two application principals and their least-privilege policies:
 #   gateway - assumed by API Gateway for the SQS service integrations (credentials: in the
 #             OpenAPI document): SendMessage on the request queue, ReceiveMessage on reply queues.
-#   worker  - the Lambda function's execution role.
+#   worker  - the Lambda function's execution role (requests and every scheduled job alike).
 # Service roles of their own live next to what uses them (flow logs in network.tf, RDS
 # monitoring and proxy in rds.tf, the API Gateway CloudWatch role in apigateway.tf).
 
@@ -80,7 +80,7 @@ data "aws_iam_policy_document" "worker_assume" {
 
 resource "aws_iam_role" "worker" {
   name               = "${var.name}-worker"
-  description        = "qbill Lambda worker: request queue, reply queues, database login, its secrets, mail"
+  description        = "qbill Lambda worker: request queue, reply queues, database login, its secrets, mail, documents"
   assume_role_policy = data.aws_iam_policy_document.worker_assume.json
 }
 
@@ -196,6 +196,17 @@ data "aws_iam_policy_document" "worker" {
     resources = concat([local.mail_identity_arn], [for recipient in aws_ses_email_identity.sandbox_recipient : recipient.arn])
   }
 
+  # --- documents -----------------------------------------------------------------------------
+
+  # Writes a rendered document, reads it back, and signs the presigned GET links that clients
+  # use: S3 checks this role's rights when a link is used. Objects under documents/ only; no
+  # listing, no deleting (documents.tf).
+  statement {
+    sid       = "PutAndGetDocuments"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = [local.documents_object_arns]
+  }
+
   # --- keys ----------------------------------------------------------------------------------
 
   statement {
@@ -222,6 +233,28 @@ data "aws_iam_policy_document" "worker" {
         "secretsmanager.${local.region}.amazonaws.com",
         "lambda.${local.region}.amazonaws.com",
       ]
+    }
+  }
+
+  # Documents are encrypted with the data key (documents.tf): S3 generates a data key when the
+  # worker writes and decrypts when the worker, or a link it signed, reads. With the bucket's S3
+  # Bucket Key the encryption context is the bucket's ARN; an object's own ARN is its context
+  # when it is written without one.
+  statement {
+    sid       = "EncryptAndDecryptDocuments"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = [aws_kms_key.data.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${local.region}.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringLike"
+      variable = "kms:EncryptionContext:aws:s3:arn"
+      values   = [aws_s3_bucket.documents.arn, local.documents_object_arns]
     }
   }
 }

@@ -2,7 +2,8 @@
 #   sqs  - the request queue and its dead-letter queue. Only the gateway role (SendMessage) and
 #          the worker role (receive) use it, so a key of its own keeps their grants narrow.
 #   data - everything else at rest: secrets, CloudWatch log groups, the RDS instance and its
-#          Performance Insights, ElastiCache, the Lambda environment and the alarm topic.
+#          Performance Insights, ElastiCache, the Lambda environment, the alarm topic and the
+#          documents bucket.
 # Both policies delegate to IAM (the account root statement), so each role's own policy decides
 # who may use a key; the data key also lets the CloudWatch Logs and CloudWatch alarm services use
 # it for this account's resources only.

@@ -72,14 +72,19 @@ resource "aws_lambda_function" "worker" {
       QBILL_WEB_URL                      = var.web_url
       QBILL_SES_REGION                   = local.ses_region
       QBILL_IDENTITY                     = var.identity
+      QBILL_DOCUMENTS_BUCKET             = aws_s3_bucket.documents.bucket
+      QBILL_DOCUMENT_URL_SECONDS         = tostring(var.document_url_seconds)
     }, local.worker_cognito_environment)
   }
 
   # The role's policy must be in place before Lambda validates the VPC configuration (it creates
-  # network interfaces with the role) and before the first message arrives.
+  # network interfaces with the role) and before the first message arrives; the documents bucket's
+  # encryption and policy before the first document is written.
   depends_on = [
     aws_iam_role_policy.worker,
     aws_cloudwatch_log_group.worker,
+    aws_s3_bucket_server_side_encryption_configuration.documents,
+    aws_s3_bucket_policy.documents,
   ]
 }
 
@@ -110,11 +115,13 @@ resource "aws_lambda_event_source_mapping" "requests" {
     }
   }
 
-  # The worker reaches SQS (replies), Secrets Manager, SES and Cognito through the endpoints: no
-  # message is handed to it before they exist.
+  # The worker reaches SQS (replies), Secrets Manager, SES and Cognito through the endpoints, and
+  # S3 (documents) through the gateway endpoint: no message is handed to it before they exist.
   depends_on = [
     aws_iam_role_policy.worker,
     aws_vpc_endpoint.interface,
+    aws_vpc_endpoint.s3,
+    aws_security_group_rule.worker_to_s3,
   ]
 }
 

@@ -46,6 +46,13 @@ locals {
   # The one SES identity the worker may send as: the domain when mail_domain is set, else the address.
   mail_identity_arn = var.mail_domain == null ? aws_ses_email_identity.sender[0].arn : aws_ses_domain_identity.sender[0].arn
 
+  # Documents (README.md, "Documents (S3)"). Bucket names are global: the account and the region
+  # make this one the stack's own. The worker writes under one prefix, and its role and the S3
+  # endpoint allow that prefix only.
+  documents_bucket_name = "${var.name}-documents-${local.account_id}-${local.region}"
+  documents_prefix      = "documents/"
+  documents_object_arns = "${aws_s3_bucket.documents.arn}/${local.documents_prefix}*"
+
   # The interface endpoints of network.tf. SES's API endpoint serves its own region only, so it
   # is created when the worker mails in this region; cognito-idp serves the pool's JWKS.
   interface_endpoint_services = concat(

@@ -1,6 +1,7 @@
 # A VPC with private subnets only: no internet gateway, no NAT. The worker reaches SQS, Secrets
 # Manager, the SES API (mail) and, with identity = "cognito", Cognito (the user pool's JWKS)
-# through interface endpoints; RDS and ElastiCache live in the same subnets.
+# through interface endpoints, and the documents bucket through S3's gateway endpoint; RDS and
+# ElastiCache live in the same subnets.
 # (The SQS event source mapping is polled by the Lambda service outside the VPC, and CloudWatch
 # Logs and X-Ray are written by the Lambda service, so neither needs an endpoint.)
 
@@ -43,7 +44,7 @@ resource "aws_subnet" "private" {
   }
 }
 
-# Only the implicit local route: the subnets have no way out of the VPC.
+# The implicit local route and the S3 gateway endpoint's (below): no way out of the VPC.
 resource "aws_route_table" "private" {
   vpc_id = aws_vpc.qbill.id
 
@@ -288,6 +289,18 @@ resource "aws_security_group_rule" "redis_from_worker" {
   source_security_group_id = aws_security_group.worker.id
 }
 
+# worker -> S3 (the gateway endpoint's prefix list: S3's addresses in this region, reached through
+# the endpoint, whose policy admits the documents only)
+resource "aws_security_group_rule" "worker_to_s3" {
+  type              = "egress"
+  description       = "HTTPS to S3 through the gateway endpoint (documents)"
+  security_group_id = aws_security_group.worker.id
+  protocol          = "tcp"
+  from_port         = 443
+  to_port           = 443
+  prefix_list_ids   = [aws_vpc_endpoint.s3.prefix_list_id]
+}
+
 # worker -> VPC endpoints
 resource "aws_security_group_rule" "worker_to_endpoints" {
   type                     = "egress"
@@ -332,5 +345,45 @@ resource "aws_vpc_endpoint" "interface" {
 
   tags = {
     Name = "${var.name}-${each.key}"
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# S3 gateway endpoint: a route on the private route table to S3 in this region, for the
+# documents bucket (documents.tf). Gateway endpoints cost nothing. Its policy admits what the
+# worker does there and nothing else: putting and getting objects under documents/ in that one
+# bucket. Nothing else in the VPC uses S3 today; anything that will must be added here.
+# (Clients fetch documents with presigned links from the internet, not through the endpoint.)
+# ---------------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "s3_endpoint" {
+  statement {
+    sid       = "OnlyTheDocuments"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = [local.documents_object_arns]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+
+    # This account's principals only (the worker's role): no credentials from elsewhere.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:PrincipalAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_vpc_endpoint" "s3" {
+  vpc_id            = aws_vpc.qbill.id
+  service_name      = "com.amazonaws.${local.region}.s3"
+  vpc_endpoint_type = "Gateway"
+  route_table_ids   = [aws_route_table.private.id]
+  policy            = data.aws_iam_policy_document.s3_endpoint.json
+
+  tags = {
+    Name = "${var.name}-s3"
   }
 }

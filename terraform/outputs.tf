@@ -68,6 +68,11 @@ output "first_operator_secret_arn" {
   value       = aws_secretsmanager_secret.first_operator.arn
 }
 
+output "documents_bucket" {
+  description = "Name of the private bucket the worker keeps documents in (under documents/; QBILL_DOCUMENTS_BUCKET). Clients read them only through the presigned links the worker hands out."
+  value       = aws_s3_bucket.documents.bucket
+}
+
 output "vpc_id" {
   description = "ID of the VPC."
   value       = aws_vpc.qbill.id

@@ -720,3 +720,41 @@ variable "notify_schedule" {
     error_message = "notify_schedule must be an EventBridge schedule expression, cron(...) or rate(...)."
   }
 }
+
+# ---------------------------------------------------------------------------------------------
+# Documents (S3)
+# ---------------------------------------------------------------------------------------------
+
+variable "documents_retention_days" {
+  description = "Days a receipt, bill or statement is kept in the documents bucket before its lifecycle rule expires it (ten years by default, as bookkeeping asks). The expired version is then deleted documents_noncurrent_days later."
+  type        = number
+  default     = 3650
+
+  validation {
+    condition     = var.documents_retention_days >= 1 && floor(var.documents_retention_days) == var.documents_retention_days
+    error_message = "documents_retention_days must be a whole number of days, at least 1."
+  }
+}
+
+variable "documents_noncurrent_days" {
+  description = "Days a replaced or expired version of a document is kept before S3 deletes it for good (documents are written once, so this is mostly the grace period after documents_retention_days)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.documents_noncurrent_days >= 1 && floor(var.documents_noncurrent_days) == var.documents_noncurrent_days
+    error_message = "documents_noncurrent_days must be a whole number of days, at least 1."
+  }
+}
+
+variable "document_url_seconds" {
+  description = "Lifetime of the presigned GET links the worker hands out for documents (QBILL_DOCUMENT_URL_SECONDS). A link also dies with the worker's temporary credentials that signed it, whichever comes first (README.md, \"Documents (S3)\")."
+  type        = number
+  default     = 900
+
+  validation {
+    # Longer would promise what the signing credentials cannot keep.
+    condition     = var.document_url_seconds >= 60 && var.document_url_seconds <= 3600 && floor(var.document_url_seconds) == var.document_url_seconds
+    error_message = "document_url_seconds must be a whole number between 60 and 3600."
+  }
+}

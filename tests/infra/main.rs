@@ -2,7 +2,8 @@
 //! `.tf` file is parsed with an HCL parser, and what the stack deploys is compared with what the
 //! gateway definition and the workers expect. Expressions that decide something (a count, a
 //! filter, a chosen value) are evaluated with the variables set as a deployment would set them.
-//! `mail` checks the SES side, `identity` the switch between the built-in logins and Cognito.
+//! `mail` checks the SES side, `identity` the switch between the built-in logins and Cognito,
+//! `documents` the bucket the worker keeps documents in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::path::Path;
 use hcl::eval::{Context, Evaluate, FuncDef, ParamType};
 use hcl::{Block, Body, Expression};
 
+mod documents;
 mod identity;
 mod mail;
 
@@ -541,6 +543,19 @@ const NOT_SET_ON_LAMBDA: [(&str, &str); 21] = [
     ),
 ];
 
+/// Set by Terraform before the code that reads them is written (issue 12's document store is
+/// being written beside this stack). Once the code reads one, its entry may go.
+const SET_AHEAD_OF_THE_CODE: [(&str, &str); 2] = [
+    (
+        "QBILL_DOCUMENTS_BUCKET",
+        "the bucket the worker puts documents in and presigns links to",
+    ),
+    (
+        "QBILL_DOCUMENT_URL_SECONDS",
+        "the lifetime of a document's presigned link",
+    ),
+];
+
 #[test]
 fn every_environment_variable_the_lambda_reads_is_set_or_rightly_defaulted() {
     let stack = Stack::load();
@@ -563,7 +578,11 @@ fn every_environment_variable_the_lambda_reads_is_set_or_rightly_defaulted() {
         missing.is_empty(),
         "read by the Lambda but not set by Terraform: {missing:?}"
     );
-    let unread: Vec<_> = set.iter().filter(|n| !read.contains(*n)).collect();
+    let ahead: BTreeSet<&str> = SET_AHEAD_OF_THE_CODE.iter().map(|(n, _)| *n).collect();
+    let unread: Vec<_> = set
+        .iter()
+        .filter(|n| !read.contains(*n) && !ahead.contains(n.as_str()))
+        .collect();
     assert!(
         unread.is_empty(),
         "set by Terraform but read by no code (a typo?): {unread:?}"
