@@ -477,7 +477,7 @@ fn variables_read_by_the_lambda() -> BTreeSet<String> {
 }
 
 /// Read by the code but rightly left to their defaults (or meaningless) on Lambda.
-const NOT_SET_ON_LAMBDA: [(&str, &str); 21] = [
+const NOT_SET_ON_LAMBDA: [(&str, &str); 22] = [
     (
         "DATABASE_URL",
         "only for QBILL_DATABASE_AUTH=url, the local mode",
@@ -541,18 +541,9 @@ const NOT_SET_ON_LAMBDA: [(&str, &str); 21] = [
         "QBILL_RESETS_PER_SOURCE_PER_HOUR",
         "the default password reset throttle",
     ),
-];
-
-/// Set by Terraform before the code that reads them is written (issue 12's document store is
-/// being written beside this stack). Once the code reads one, its entry may go.
-const SET_AHEAD_OF_THE_CODE: [(&str, &str); 2] = [
     (
-        "QBILL_DOCUMENTS_BUCKET",
-        "the bucket the worker puts documents in and presigns links to",
-    ),
-    (
-        "QBILL_DOCUMENT_URL_SECONDS",
-        "the lifetime of a document's presigned link",
+        "QBILL_MAIL_DOCUMENT_URL_SECONDS",
+        "the default 7 days; a Lambda's own credentials end the link sooner, and the mail says when",
     ),
 ];
 
@@ -578,11 +569,7 @@ fn every_environment_variable_the_lambda_reads_is_set_or_rightly_defaulted() {
         missing.is_empty(),
         "read by the Lambda but not set by Terraform: {missing:?}"
     );
-    let ahead: BTreeSet<&str> = SET_AHEAD_OF_THE_CODE.iter().map(|(n, _)| *n).collect();
-    let unread: Vec<_> = set
-        .iter()
-        .filter(|n| !read.contains(*n) && !ahead.contains(n.as_str()))
-        .collect();
+    let unread: Vec<_> = set.iter().filter(|n| !read.contains(*n)).collect();
     assert!(
         unread.is_empty(),
         "set by Terraform but read by no code (a typo?): {unread:?}"
