@@ -1,4 +1,4 @@
-//! The README's walkthroughs (a provider's bills; a household on its own), run verbatim: their shell blocks (between the
+//! The README's walkthroughs (a provider's bills; a household on its own; documents), run verbatim: their shell blocks (between the
 //! `<!-- walkthrough:... -->` markers) go to bash, against the `test` profile's gateway and a
 //! worker pool of this binary's own over a fresh demo database, with `target/release/qbill`
 //! standing for this build's `qbill`. A binary of its own, so that its overdue job touches no
@@ -129,6 +129,10 @@ async fn the_readme_walkthrough_runs_verbatim() {
     );
     assert!(out.contains("Receipt: you paid €1,234.50"), "{out}");
     assert!(
+        out.contains("Your receipt as a PDF"),
+        "the receipt mail links its document: {out}"
+    );
+    assert!(
         out.contains("\"kind\":\"me\",\"status\":\"error\""),
         "the session ended with the reset: {out}"
     );
@@ -142,6 +146,20 @@ async fn the_readme_walkthrough_runs_verbatim() {
         one("SELECT count(*) FROM payments p JOIN users u ON u.id = p.user_id WHERE u.deleted_at IS NOT NULL").await,
         1,
         "its payment stays in the books"
+    );
+
+    // Documents: a receipt PDF and a statement CSV, downloaded with curl from their links.
+    let out = run(&block("documents"), &url);
+    assert!(out.contains("receipt.pdf: OK"), "{out}");
+    assert!(out.contains("statement.csv: OK"), "{out}");
+    assert!(
+        out.contains("date,provider,entry,reference,description,amount,balance,currency"),
+        "{out}"
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM documents WHERE apartment_id = 1").await,
+        2,
+        "the receipt and the statement"
     );
 }
 
