@@ -12,6 +12,7 @@ use super::{
     Apartment, Bill, BillLine, Entry, EntryKind, ProviderAccount, Receipt, ReceiptBill, Statement,
 };
 use crate::error::HandlerError;
+use crate::format::period;
 use crate::types::{ApartmentId, BillId, Currency};
 
 /// The apartment and its currency.
@@ -38,19 +39,6 @@ async fn apartment(
 /// A utility as people read it: `cold water`, not `cold_water`.
 fn utility(code: &str) -> String {
     code.replace('_', " ")
-}
-
-/// A period as people read it: `1 Nov – 30 Nov 2026`.
-pub fn period(start: NaiveDate, end: NaiveDate) -> String {
-    if start.format("%Y").to_string() == end.format("%Y").to_string() {
-        format!("{} – {}", start.format("%-d %b"), end.format("%-d %b %Y"))
-    } else {
-        format!(
-            "{} – {}",
-            start.format("%-d %b %Y"),
-            end.format("%-d %b %Y")
-        )
-    }
 }
 
 /// The receipt of payment `payment`, if it was made for `apartment`.
