@@ -200,8 +200,7 @@ async fn link_document(services: &Services, taken: &mut Taken) -> anyhow::Result
         .link(&issued.object_key, files.config.mail_url_lifetime)
         .await?;
     taken.data["document_url"] = Value::String(link.url);
-    taken.data["document_expires"] =
-        Value::String(link.expires_at.format("%-d %B %Y, %H:%M UTC").to_string());
+    taken.data["document_expires"] = Value::String(crate::format::time(link.expires_at));
     Ok(())
 }
 
