@@ -473,3 +473,51 @@ async fn two_requests_at_once_issue_one_document() {
     assert_eq!(a["data"]["sha256"], b["data"]["sha256"]);
     assert_eq!(f.db.count("SELECT count(*) FROM documents", &[]).await, 1);
 }
+
+#[tokio::test]
+async fn the_receipt_mail_links_the_receipt_document() {
+    let f = Fixture::new().await;
+    let email = format!("d-{}@example.test", Uuid::new_v4().simple());
+    f.db.pool
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE users SET email = $1, email_verified = true WHERE id = 1",
+            &[&email],
+        )
+        .await
+        .unwrap();
+    let paid = f.pay(1, &[1083]).await;
+    assert_eq!(paid["status"], "ok", "{paid}");
+    let payment = paid["data"]["payment_id"].as_str().unwrap();
+
+    let mails = qbill_tests::wait_for_mails(&email, 1).await;
+    let text = mails[0]["Body"]["text_part"].as_str().unwrap();
+    assert!(text.contains("Your receipt as a PDF"), "{text}");
+    let url = text
+        .split_whitespace()
+        .find(|w| w.starts_with("http"))
+        .unwrap_or_else(|| panic!("a link: {text}"));
+    let response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    let bytes = response.bytes().await.unwrap();
+    assert!(pdf_text(&bytes).contains(payment));
+
+    // The mail's document is the one the route gives.
+    let asked = f
+        .issued(
+            1,
+            json!({ "kind": "receipt", "format": "pdf", "payment_id": payment }),
+        )
+        .await;
+    assert_eq!(download_document(&asked).await, bytes.to_vec());
+    assert_eq!(
+        f.db.count(
+            "SELECT count(*) FROM documents WHERE subject = $1",
+            &[&payment]
+        )
+        .await,
+        1
+    );
+}
