@@ -258,6 +258,12 @@ pub fn amount_string(amount: Decimal) -> String {
 }
 
 /// Serde helper for `Decimal` fields carried as two-place strings.
+/// Lower-case hex of `bytes`: a digest as replies carry it, or a fingerprint that must not hold
+/// the token itself.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub mod amount {
     use rust_decimal::Decimal;
     use serde::{Deserialize, Deserializer, Serializer};

@@ -11,11 +11,10 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::common::{authorize, to_data};
-use super::verify_email::hex;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, body};
 use crate::call::Path;
 use crate::documents::{self, Format, Kind, Subject};
-use crate::types::{ApartmentId, BillId, ParseError, Role, parse_date};
+use crate::types::{ApartmentId, BillId, ParseError, Role, hex, parse_date};
 
 /// The longest statement: a year and a day, so that any calendar year fits.
 pub const MAX_STATEMENT_DAYS: i64 = 366;

@@ -9,11 +9,11 @@ use serde_json::{Map, Value};
 
 use super::common::to_data;
 use super::idempotency;
-use super::verify_email::{bad_token, hex, parse_token};
+use super::verify_email::{bad_token, parse_token};
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::accounts::{self, Purpose, policy};
 use crate::call::Path;
-use crate::types::ParseError;
+use crate::types::{ParseError, hex};
 
 #[derive(Debug)]
 pub struct Request {

@@ -12,7 +12,7 @@ use super::idempotency;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::accounts::{self, Purpose};
 use crate::call::Path;
-use crate::types::{ParseError, UserId};
+use crate::types::{ParseError, UserId, hex};
 
 #[derive(Debug)]
 pub struct Request {
@@ -91,9 +91,4 @@ impl Route for Request {
         })
         .await
     }
-}
-
-/// Lower-case hex, for a fingerprint that must not hold the token itself.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
