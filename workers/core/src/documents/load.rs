@@ -252,19 +252,7 @@ pub async fn statement(
         .into_values()
         .filter(|a| !a.entries.is_empty() || !a.opening.is_zero())
         .collect();
-    let sum = |f: fn(&ProviderAccount) -> Decimal| providers.iter().map(f).sum::<Decimal>();
-    Ok(Statement {
-        apartment,
-        currency,
-        from,
-        to,
-        opening: sum(|a| a.opening),
-        charged: sum(|a| a.charged),
-        credited: sum(|a| a.credited),
-        paid: sum(|a| a.paid),
-        closing: sum(|a| a.closing),
-        providers,
-    })
+    Ok(Statement::new(apartment, currency, from, to, providers))
 }
 
 /// Midnight UTC at the start of `day`.

@@ -336,6 +336,31 @@ pub struct Statement {
     pub closing: Decimal,
 }
 
+impl Statement {
+    /// The statement of these providers' accounts, with its sums over them.
+    pub fn new(
+        apartment: Apartment,
+        currency: Currency,
+        from: NaiveDate,
+        to: NaiveDate,
+        providers: Vec<ProviderAccount>,
+    ) -> Self {
+        let sum = |f: fn(&ProviderAccount) -> Decimal| providers.iter().map(f).sum::<Decimal>();
+        Self {
+            apartment,
+            currency,
+            from,
+            to,
+            opening: sum(|a| a.opening),
+            charged: sum(|a| a.charged),
+            credited: sum(|a| a.credited),
+            paid: sum(|a| a.paid),
+            closing: sum(|a| a.closing),
+            providers,
+        }
+    }
+}
+
 /// One provider's part of a statement: what was owed at the start, what happened, what is owed
 /// at the end (`closing = opening + charged - credited - paid`).
 #[derive(Debug, Clone, Serialize)]

@@ -192,17 +192,5 @@ pub fn statement(months: u32, providers: usize) -> Statement {
             }
         })
         .collect();
-    let sum = |f: fn(&ProviderAccount) -> Decimal| accounts.iter().map(f).sum::<Decimal>();
-    Statement {
-        apartment: apartment(),
-        currency: eur(),
-        from,
-        to,
-        opening: sum(|a| a.opening),
-        charged: sum(|a| a.charged),
-        credited: sum(|a| a.credited),
-        paid: sum(|a| a.paid),
-        closing: sum(|a| a.closing),
-        providers: accounts,
-    }
+    Statement::new(apartment(), eur(), from, to, accounts)
 }
