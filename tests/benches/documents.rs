@@ -57,7 +57,7 @@ fn main() {
             times.sort_unstable();
             let p95 = times[(times.len() * 95).div_ceil(100).saturating_sub(1)];
             println!(
-                "{name:>9} {:>6} {bytes:>8} {:>8.2} {:>9.2} {:>8.2}",
+                "{name:>9} {:>6} {bytes:>8} {:>8.3} {:>9.3} {:>8.3}",
                 format.as_str(),
                 ms(times[0]),
                 ms(times[times.len() / 2]),
