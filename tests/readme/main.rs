@@ -156,10 +156,11 @@ async fn the_readme_walkthrough_runs_verbatim() {
         out.contains("date,provider,entry,reference,description,amount,balance,currency"),
         "{out}"
     );
+    assert!(out.contains("%PDF-"), "the bill saved by the CLI: {out}");
     assert_eq!(
         one("SELECT count(*) FROM documents WHERE apartment_id = 1").await,
-        2,
-        "the receipt and the statement"
+        3,
+        "the receipt, the statement and the bill"
     );
 }
 
