@@ -8,6 +8,11 @@
 //! - A statement: per provider, an `opening` row (on `from`, its balance), its entries (`bill`,
 //!   `void`, `payment`, each with the signed amount and the balance after it) and a `closing`
 //!   row (on `to`), so that opening plus the amounts gives the closing for every provider.
+//!
+//! Text someone else wrote (a provider's name, account number or line description) that begins
+//! with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading apostrophe, so that a
+//! spreadsheet opening the file shows it as text instead of running it as a formula (OWASP's
+//! advice against CSV injection). Numbers, ids and days are never changed.
 
 use ::csv::{Terminator, Writer, WriterBuilder};
 
@@ -71,6 +76,14 @@ pub fn csv(document: &Document) -> anyhow::Result<Vec<u8>> {
 
 type Out = Writer<Vec<u8>>;
 
+/// Text for a cell that a spreadsheet will not read as a formula.
+fn text(raw: &str) -> std::borrow::Cow<'_, str> {
+    match raw.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{raw}").into(),
+        _ => raw.into(),
+    }
+}
+
 fn receipt(out: &mut Out, r: &Receipt) -> ::csv::Result<()> {
     out.write_record(RECEIPT_HEADER)?;
     let (payment_id, paid_at) = (r.payment_id.to_string(), instant(r.paid_at));
@@ -82,7 +95,7 @@ fn receipt(out: &mut Out, r: &Receipt) -> ::csv::Result<()> {
             &apartment_id,
             &b.bill_id.to_string(),
             &b.utility,
-            &b.provider,
+            &text(&b.provider),
             &b.period_start.to_string(),
             &b.period_end.to_string(),
             &amount_string(b.amount),
@@ -103,15 +116,15 @@ fn bill(out: &mut Out, b: &Bill) -> ::csv::Result<()> {
     for (i, line) in b.lines.iter().enumerate() {
         out.write_record([
             bill_id.as_str(),
-            &b.provider,
-            b.account_number.as_deref().unwrap_or(""),
+            &text(&b.provider),
+            &text(b.account_number.as_deref().unwrap_or("")),
             &b.utility,
             &start,
             &end,
             &due,
             &b.status,
             &(i + 1).to_string(),
-            &line.description,
+            &text(&line.description),
             line.quantity.as_deref().unwrap_or(""),
             line.unit_price.as_deref().unwrap_or(""),
             &amount_string(line.amount),
@@ -125,7 +138,8 @@ fn statement(out: &mut Out, s: &Statement) -> ::csv::Result<()> {
     out.write_record(STATEMENT_HEADER)?;
     let (from, to, currency) = (s.from.to_string(), s.to.to_string(), s.currency.as_str());
     for account in &s.providers {
-        let provider = account.provider.as_str();
+        let provider = text(&account.provider);
+        let provider = provider.as_ref();
         out.write_record([
             from.as_str(),
             provider,
@@ -146,7 +160,7 @@ fn statement(out: &mut Out, s: &Statement) -> ::csv::Result<()> {
                     EntryKind::Payment => "payment",
                 },
                 &e.reference,
-                &e.description,
+                &text(&e.description),
                 &amount_string(e.amount),
                 &amount_string(e.balance),
                 currency,
@@ -221,6 +235,23 @@ mod tests {
         assert_eq!(first["period_end"], "2026-11-30");
         assert_eq!(first["amount"], "1234.50");
         assert_eq!(first["currency"], "EUR");
+    }
+
+    #[test]
+    fn text_a_spreadsheet_would_run_as_a_formula_is_kept_as_text_and_numbers_are_not_touched() {
+        let mut bill = sample::bill("open");
+        bill.lines[0].description = "=HYPERLINK(\"http://evil.test\",\"pay here\")".to_owned();
+        bill.lines[1].description = "-15% loyalty discount".to_owned();
+        bill.provider = "@Northwind".to_owned();
+        let (_, rows) = read(&csv(&Document::Bill(bill)).unwrap());
+        assert_eq!(
+            rows[0]["description"],
+            "'=HYPERLINK(\"http://evil.test\",\"pay here\")"
+        );
+        assert_eq!(rows[1]["description"], "'-15% loyalty discount");
+        assert!(rows.iter().all(|r| r["provider"] == "'@Northwind"));
+        assert_eq!(rows[3]["amount"], "-15.00", "an amount stays a number");
+        assert_eq!(rows[2]["description"], "Network fee");
     }
 
     #[test]
