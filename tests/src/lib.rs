@@ -117,10 +117,7 @@ pub async fn download_document(data: &serde_json::Value) -> Vec<u8> {
     let response = reqwest::get(url).await.expect("S3 answers");
     assert_eq!(response.status(), 200, "the link works: {url}");
     let bytes = response.bytes().await.expect("the file").to_vec();
-    let sha256: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = qbill_core::types::hex(&Sha256::digest(&bytes));
     assert_eq!(data["sha256"], sha256.as_str(), "the file is the one named");
     assert_eq!(data["bytes"], bytes.len(), "the file has the size named");
     bytes

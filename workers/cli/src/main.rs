@@ -835,10 +835,7 @@ async fn download(document: &serde_json::Value, out: &std::path::Path) -> anyhow
         anyhow::bail!("the document's link answered {status} (links last 15 minutes: ask again)");
     }
     let bytes = response.bytes().await?;
-    let sha256: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = qbill_core::types::hex(&Sha256::digest(&bytes));
     if Some(sha256.as_str()) != document["sha256"].as_str() {
         anyhow::bail!("the downloaded file's sha256 is {sha256}, not the document's");
     }

@@ -156,15 +156,12 @@ pub(super) fn typeset(document: &Document) -> anyhow::Result<Typeset> {
 fn compile(job: &Job) -> Result<Typeset, String> {
     // Names this PDF among others (a PDF reader may tell two files apart by it); taken from the
     // data, so the same document keeps it.
-    let ident = Sha256::new()
-        .chain_update(job.main.vpath().get_without_slash())
-        .chain_update(job.data.as_slice())
-        .finalize()
-        .iter()
-        .fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        });
+    let ident = crate::types::hex(
+        &Sha256::new()
+            .chain_update(job.main.vpath().get_without_slash())
+            .chain_update(job.data.as_slice())
+            .finalize(),
+    );
     let compiled = typst::compile(job);
     let warnings = compiled.warnings.iter().map(|w| describe(job, w)).collect();
     let exported = compiled.output.and_then(|paged| {
