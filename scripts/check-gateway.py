@@ -3,7 +3,10 @@
 
 The variable names are the ones terraform/main.tf passes to templatefile() (the infra test checks
 that they match the template's placeholders); the values are shaped like a real deployment's.
-The result must be a valid OpenAPI 3 document that still carries every route of the contract.
+The result must be a valid OpenAPI 3 document that still carries every route of the contract,
+in which every status an integration can answer is a declared method response, and the reply
+polls' error template tells a missing reply queue (an empty list) from every other SQS error.
+The partition is not "aws", so an ARN the template does not build from it shows up here.
 """
 
 import json
@@ -19,11 +22,12 @@ from provision import render  # noqa: E402  (the same renderer the local stack u
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TERRAFORM_LIKE = {
-    "aws_region": "eu-west-1",
+    "partition": "aws-us-gov",
+    "aws_region": "us-gov-west-1",
     "account_id": "123456789012",
     "request_queue_name": "qbill-requests",
     "reply_queue_prefix": "qbill-reply-",
-    "gateway_role_arn": "arn:aws:iam::123456789012:role/qbill-gateway",
+    "gateway_role_arn": "arn:aws-us-gov:iam::123456789012:role/qbill-gateway",
 }
 CONTRACT = {
     "/auth": ["post"],
@@ -65,13 +69,14 @@ def main() -> None:
     # As Terraform hands it to API Gateway: jsonencode(yamldecode(...)).
     document = json.loads(json.dumps(yaml.safe_load(rendered)))
     assert "${" not in json.dumps(document), "a placeholder was left unfilled"
+    assert "arn:aws:" not in json.dumps(document), "an ARN names the aws partition instead of ${partition}"
     validate(document)
     for path, methods in CONTRACT.items():
         for method in methods:
             operation = document["paths"].get(path, {}).get(method)
             assert operation, f"{method.upper()} {path} is missing"
             integration = operation["x-amazon-apigateway-integration"]
-            assert integration["uri"].startswith("arn:aws:apigateway:eu-west-1:sqs:path/123456789012/qbill-"), integration["uri"]
+            assert integration["uri"].startswith("arn:aws-us-gov:apigateway:us-gov-west-1:sqs:path/123456789012/qbill-"), integration["uri"]
     schemas = document["components"]["schemas"]
     for path, item in document["paths"].items():
         operation = item.get("post")
@@ -87,8 +92,130 @@ def main() -> None:
         schema = schemas[operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
         assert schema.get("additionalProperties") is False, f"POST {path}: additionalProperties"
         assert {"queue_name", "request_id"} <= set(schema["required"]), f"POST {path}: the envelope's fields"
+    check_statuses(document)
+    check_reply_poll_errors(document)
     operations = sum(len(m) for m in document["paths"].values())
     print(f"gateway-config: valid OpenAPI {document['openapi']} as Terraform renders it ({len(document['paths'])} paths, {operations} operations)")
+
+
+OVERRIDE = re.compile(r"#set\(\$context\.responseOverride\.status = (\d{3})\)")
+
+
+def check_statuses(document: dict) -> None:
+    """Every status an integration response gives, or a template overrides to, is declared as a
+    method response of the operation: API Gateway refuses to map to an undeclared one."""
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            declared = set(operation["responses"])
+            for pattern, response in operation["x-amazon-apigateway-integration"]["responses"].items():
+                statuses = {response["statusCode"]}
+                for template in response.get("responseTemplates", {}).values():
+                    statuses |= set(OVERRIDE.findall(template))
+                undeclared = statuses - declared
+                assert not undeclared, f"{method.upper()} {path}: {pattern!r} answers {sorted(undeclared)}, not a method response ({sorted(declared)})"
+
+
+# What SQS answers ReceiveMessage when it refuses, in the shapes API Gateway may be handed: the
+# query protocol's JSON (Accept: application/json) and XML, and the JSON protocol's body.
+SQS_ERRORS = {
+    "missing queue, query JSON": (400, '{"Error":{"Code":"AWS.SimpleQueueService.NonExistentQueue","Message":"The specified queue does not exist for this wsdl version.","Type":"Sender"},"RequestId":"r"}'),
+    "missing queue, query XML": (400, '<?xml version="1.0"?><ErrorResponse xmlns="http://queue.amazonaws.com/doc/2012-11-05/"><Error><Type>Sender</Type><Code>AWS.SimpleQueueService.NonExistentQueue</Code><Message>The specified queue does not exist for this wsdl version.</Message><Detail/></Error><RequestId>r</RequestId></ErrorResponse>'),
+    "missing queue, JSON protocol": (400, '{"__type":"com.amazonaws.sqs#QueueDoesNotExist","message":"The specified queue does not exist."}'),
+    "access denied": (403, '{"Error":{"Code":"AccessDenied","Message":"Access to the resource https://sqs.us-gov-west-1.amazonaws.com/123456789012/qbill-reply-x is denied.","Type":"Sender"},"RequestId":"r"}'),
+    "access denied, XML": (403, "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>Access to the resource is denied.</Message></Error></ErrorResponse>"),
+    "throttled, query": (403, '{"Error":{"Code":"RequestThrottled","Message":"Request is throttled.","Type":"Sender"},"RequestId":"r"}'),
+    "throttled, JSON protocol": (400, '{"__type":"com.amazonaws.sqs#ThrottlingException","message":"Rate exceeded"}'),
+    "KMS throttled": (400, '{"Error":{"Code":"KMS.ThrottlingException","Message":"Rate exceeded","Type":"Sender"},"RequestId":"r"}'),
+    "over limit": (403, '{"Error":{"Code":"OverLimit","Message":"Too many inflight messages.","Type":"Sender"},"RequestId":"r"}'),
+    "queue named like an error": (403, '{"Error":{"Code":"AccessDenied","Message":"Access to the resource https://sqs.us-gov-west-1.amazonaws.com/123456789012/qbill-reply-QueueDoesNotExist is denied.","Type":"Sender"},"RequestId":"r"}'),
+}
+EXPECTED = {
+    "missing queue, query JSON": (200, {"replies": []}),
+    "missing queue, query XML": (200, {"replies": []}),
+    "missing queue, JSON protocol": (200, {"replies": []}),
+    "access denied": (502, None),
+    "access denied, XML": (502, None),
+    "throttled, query": (429, None),
+    "throttled, JSON protocol": (429, None),
+    "KMS throttled": (429, None),
+    "over limit": (502, None),
+    "queue named like an error": (502, None),
+}
+
+
+def velocity(template: str, body: str, status: int) -> tuple[int, str]:
+    """Runs the small part of Velocity the reply polls' error template uses: #set of a variable
+    to $input.body, #if/#elseif/#else/#end over `$var.contains('...')` joined by ||, #set of
+    $context.responseOverride.status, and literal text. Anything else fails the check, so the
+    template stays within what this reads."""
+    tokens = re.split(r"(#set\([^)]*\)|#if\((?:[^()]|\([^()]*\))*\)|#elseif\((?:[^()]|\([^()]*\))*\)|#else|#end)", template)
+    variables: dict[str, str] = {}
+    out: list[str] = []
+    # A stack of [this branch runs, a branch of this #if already ran].
+    stack: list[list[bool]] = []
+
+    def condition(text: str) -> bool:
+        terms = [t.strip() for t in text.split("||")]
+        results = []
+        for term in terms:
+            m = re.fullmatch(r"\$(\w+)\.contains\('([^']*)'\)", term)
+            assert m, f"the error template uses {term!r}, which this check does not read"
+            results.append(m.group(2) in variables[m.group(1)])
+        return any(results)
+
+    for token in tokens:
+        running = all(frame[0] for frame in stack)
+        if token.startswith("#set("):
+            if not running:
+                continue
+            m = OVERRIDE.fullmatch(token)
+            if m:
+                status = int(m.group(1))
+                continue
+            m = re.fullmatch(r"#set\(\$(\w+) = \$input\.body\)", token)
+            assert m, f"the error template uses {token!r}, which this check does not read"
+            variables[m.group(1)] = body
+        elif token.startswith("#if("):
+            outer = running
+            taken = outer and condition(token[4:-1])
+            stack.append([taken, taken or not outer])
+        elif token.startswith("#elseif("):
+            frame = stack[-1]
+            taken = not frame[1] and condition(token[8:-1])
+            frame[0], frame[1] = taken, frame[1] or taken
+        elif token == "#else":
+            frame = stack[-1]
+            frame[0], frame[1] = not frame[1], True
+        elif token == "#end":
+            stack.pop()
+        elif running:
+            assert "$" not in token and "#" not in token, f"the error template has {token!r}, which this check does not read"
+            out.append(token)
+    assert not stack, "an #if without #end"
+    return status, "".join(out)
+
+
+def check_reply_poll_errors(document: dict) -> None:
+    """A reply poll answers an empty list only when the reply queue does not exist; a throttled
+    read is a 429, any other refusal a 502."""
+    polls = [(path, item["get"]) for path, item in document["paths"].items() if "get" in item]
+    assert polls, "no reply polls"
+    for path, operation in polls:
+        responses = operation["x-amazon-apigateway-integration"]["responses"]
+        assert set(responses) == {"4\\d{2}", "5\\d{2}", "default"}, f"GET {path}: {sorted(responses)}"
+        assert responses["5\\d{2}"]["statusCode"] == "502", f"GET {path}: SQS's 5xx"
+        response = responses["4\\d{2}"]
+        template = response["responseTemplates"]["application/json"]
+        for case, (sqs_status, body) in SQS_ERRORS.items():
+            assert re.fullmatch("4\\d{2}", str(sqs_status))
+            status, text = velocity(template, body, int(response["statusCode"]))
+            want_status, want_body = EXPECTED[case]
+            assert status == want_status, f"GET {path}, {case}: {status}, not {want_status}"
+            answer = json.loads(text)
+            if want_body is not None:
+                assert answer == want_body, f"GET {path}, {case}: {answer}"
+            else:
+                assert "replies" not in answer and answer.get("message"), f"GET {path}, {case}: {answer}"
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ACCOUNT_ID = "000000000000"
 REGION = "us-east-1"
+PARTITION = "aws"  # LocalStack's; Terraform fills in data.aws_partition
 REPLY_QUEUE_PREFIX = "qbill-reply-"
 
 PROFILES = {
@@ -65,11 +66,12 @@ def ensure_queues(sqs, profile: dict) -> dict:
 
 def ensure_api(apigw, profile: dict, endpoint: str) -> dict:
     variables = {
+        "partition": PARTITION,
         "aws_region": REGION,
         "account_id": ACCOUNT_ID,
         "request_queue_name": profile["queue"],
         "reply_queue_prefix": REPLY_QUEUE_PREFIX,
-        "gateway_role_arn": f"arn:aws:iam::{ACCOUNT_ID}:role/qbill-gateway",
+        "gateway_role_arn": f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/qbill-gateway",
     }
     rendered = render((ROOT / "gateway-config" / "openapi.yaml").read_text(), variables)
     # JSON without YAML anchors, as Terraform passes it (jsonencode(yamldecode(...))).

@@ -9,12 +9,25 @@ locals {
   request_queue_name = "${var.name}-requests"
   dlq_name           = "${var.name}-requests-dlq"
   reply_queue_prefix = "${var.name}-reply-"
+  # The sweeper's work queue (one task per shard of reply queues) and its dead-letter queue.
+  sweep_queue_name = "${var.name}-sweep"
+  sweep_dlq_name   = "${var.name}-sweep-dlq"
 
-  # Every reply queue the worker creates (CreateQueue on demand) and the gateway reads.
-  reply_queue_arn_pattern = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:${local.reply_queue_prefix}*"
+  # Every reply queue the worker creates (CreateQueue on demand), the gateway reads and the
+  # sweeper deletes: the prefix of their ARNs (QBILL_REPLY_QUEUE_ARN_PREFIX) and the pattern.
+  reply_queue_arn_prefix  = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:${local.reply_queue_prefix}"
+  reply_queue_arn_pattern = "${local.reply_queue_arn_prefix}*"
+  # ListQueues has no queue resource: it is granted on the account's queues.
+  account_queues_arn = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:*"
 
-  worker_function_name = "${var.name}-worker"
-  worker_log_group     = "/aws/lambda/${local.worker_function_name}"
+  # One package, three functions (QBILL_FUNCTION): the internet-facing worker, the operator's
+  # admin function (migrations, the first operator) and the reply-queue sweeper.
+  worker_function_name  = "${var.name}-worker"
+  worker_log_group      = "/aws/lambda/${local.worker_function_name}"
+  admin_function_name   = "${var.name}-admin"
+  admin_log_group       = "/aws/lambda/${local.admin_function_name}"
+  sweeper_function_name = "${var.name}-sweeper"
+  sweeper_log_group     = "/aws/lambda/${local.sweeper_function_name}"
 
   az_count = length(var.availability_zones) > 0 ? length(var.availability_zones) : var.az_count
   azs      = slice(sort(data.aws_availability_zones.available.names), 0, min(local.az_count, length(data.aws_availability_zones.available.names)))
@@ -22,6 +35,7 @@ locals {
   # The OpenAPI template rendered for this stack. YAML anchors are resolved by yamldecode; API
   # Gateway receives plain JSON.
   openapi_document = yamldecode(templatefile("${path.module}/../gateway-config/openapi.yaml", {
+    partition          = local.partition
     aws_region         = local.region
     account_id         = local.account_id
     request_queue_name = aws_sqs_queue.requests.name

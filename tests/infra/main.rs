@@ -260,6 +260,7 @@ fn the_gateway_deploys_the_whole_gateway_config_with_every_placeholder_filled() 
             "account_id",
             "aws_region",
             "gateway_role_arn",
+            "partition",
             "reply_queue_prefix",
             "request_queue_name"
         ]
@@ -283,6 +284,11 @@ fn the_gateway_deploys_the_whole_gateway_config_with_every_placeholder_filled() 
     assert!(
         body.contains("gateway_role_arn = aws_iam_role.gateway.arn"),
         "{body}"
+    );
+    assert!(body.contains("partition = local.partition"), "{body}");
+    assert_eq!(
+        text(stack.local("partition")),
+        "data.aws_partition.current.partition"
     );
     // A change of the body redeploys the stage.
     let deployment = stack.block("resource", &["aws_api_gateway_deployment", "qbill"]);
