@@ -6,8 +6,9 @@ terraform {
 
   required_providers {
     aws = {
-      source  = "hashicorp/aws"
-      version = "~> 5.0"
+      source = "hashicorp/aws"
+      # 5.27 added auth_token_update_strategy on ElastiCache (elasticache.tf).
+      version = ">= 5.27, < 6.0"
     }
     random = {
       source  = "hashicorp/random"
