@@ -94,9 +94,8 @@ resource "aws_cloudwatch_log_group" "api_execution" {
 
 resource "aws_api_gateway_stage" "qbill" {
   #checkov:skip=CKV_AWS_120:No response caching: every POST must reach SQS, and a GET consumes replies from a queue, so a cached answer would be wrong.
+  #checkov:skip=CKV2_AWS_77:The stack's web ACL (waf.tf) runs AWSManagedRulesKnownBadInputsRuleSet, which holds the Log4j rules; the check also demands AWSManagedRulesAnonymousIpList, which blocks VPN, Tor and hosting-provider addresses, and households on a VPN must reach the API. A brought web ACL (waf_web_acl_arn) is the operator's to configure.
   #checkov:skip=CKV2_AWS_51:Public API for end-user clients that authenticate with a bearer token checked by the worker; the backend is SQS, not an HTTP server that could verify a client certificate.
-  #checkov:skip=CKV2_AWS_29:WAF is opt-in through waf_web_acl_arn (an operator-managed web ACL); the default relies on JSON Schema validation and stage/usage-plan throttling.
-  #checkov:skip=CKV2_AWS_77:This stack manages no web ACL (see CKV2_AWS_29), and nothing behind the API runs Java: SQS and a Rust worker, so the Log4j rule set protects nothing here.
   rest_api_id   = aws_api_gateway_rest_api.qbill.id
   deployment_id = aws_api_gateway_deployment.qbill.id
   stage_name    = var.stage_name
@@ -149,6 +148,44 @@ resource "aws_api_gateway_method_settings" "all" {
   }
 }
 
+# The anonymous POST /auth* methods get a lower throttle than the rest: each can make the worker
+# create a reply queue, and a login costs an Argon2 check. One setting per method; with Cognito
+# the routes are not deployed and neither are these. (method_path: the resource path with every
+# "/" written "~1", then the method, as API Gateway names a method's settings.)
+locals {
+  auth_post_paths = [
+    for path, item in local.openapi_paths : path
+    if startswith(path, "/auth") && contains(keys(item), "post")
+  ]
+}
+
+resource "aws_api_gateway_method_settings" "auth" {
+  #checkov:skip=CKV_AWS_225:No response caching: every POST must reach SQS.
+  for_each = toset(local.auth_post_paths)
+
+  rest_api_id = aws_api_gateway_rest_api.qbill.id
+  stage_name  = aws_api_gateway_stage.qbill.stage_name
+  method_path = "${replace(each.key, "/", "~1")}/POST"
+
+  # A method's settings replace the stage-wide ones: all of them are repeated.
+  settings {
+    metrics_enabled        = true
+    logging_level          = var.api_logging_level
+    data_trace_enabled     = false # would log request bodies, which carry passwords and tokens
+    throttling_rate_limit  = var.api_auth_throttle_rate_limit
+    throttling_burst_limit = var.api_auth_throttle_burst_limit
+    caching_enabled        = false
+    cache_data_encrypted   = true
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.api_auth_throttle_rate_limit <= var.api_throttle_rate_limit && var.api_auth_throttle_burst_limit <= var.api_throttle_burst_limit
+      error_message = "The POST /auth* throttle (api_auth_throttle_*) must not exceed the stage's (api_throttle_*)."
+    }
+  }
+}
+
 # Throttle for API keys a client may later be given; without keys, the stage-wide method
 # settings above are what limits traffic.
 resource "aws_api_gateway_usage_plan" "qbill" {
@@ -164,11 +201,4 @@ resource "aws_api_gateway_usage_plan" "qbill" {
     rate_limit  = var.api_throttle_rate_limit
     burst_limit = var.api_throttle_burst_limit
   }
-}
-
-resource "aws_wafv2_web_acl_association" "qbill" {
-  count = var.waf_web_acl_arn == null ? 0 : 1
-
-  resource_arn = aws_api_gateway_stage.qbill.arn
-  web_acl_arn  = var.waf_web_acl_arn
 }

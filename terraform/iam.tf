@@ -1,7 +1,10 @@
-# The two application principals and their least-privilege policies:
+# The two application principals of the request path and their least-privilege policies:
 #   gateway - assumed by API Gateway for the SQS service integrations (credentials: in the
 #             OpenAPI document): SendMessage on the request queue, ReceiveMessage on reply queues.
-#   worker  - the Lambda function's execution role (requests and every scheduled job alike).
+#   worker  - the worker function's execution role (requests and its scheduled jobs). It can
+#             create and answer reply queues, never list, examine or delete them (the sweeper's
+#             role, sweeper.tf), and reads neither the database master secret nor the first
+#             operator's (the admin function's role, admin.tf).
 # Service roles of their own live next to what uses them (flow logs in network.tf, RDS
 # monitoring and proxy in rds.tf, the API Gateway CloudWatch role in apigateway.tf).
 
@@ -141,25 +144,16 @@ data "aws_iam_policy_document" "worker" {
     resources = [aws_sqs_queue.requests.arn]
   }
 
+  # TagQueue: the qbill:role=reply tag is set in CreateQueue, which needs both rights.
   statement {
-    sid = "CreateAnswerAndSweepReplyQueues"
+    sid = "CreateAndAnswerReplyQueues"
     actions = [
       "sqs:CreateQueue",
       "sqs:SendMessage",
       "sqs:GetQueueUrl",
       "sqs:TagQueue",
-      "sqs:ListQueueTags",
-      "sqs:GetQueueAttributes",
-      "sqs:DeleteQueue",
     ]
     resources = [local.reply_queue_arn_pattern]
-  }
-
-  # The sweeper lists queues by the reply prefix; ListQueues is not scoped to a queue.
-  statement {
-    sid       = "ListReplyQueues"
-    actions   = ["sqs:ListQueues"]
-    resources = ["arn:${local.partition}:sqs:${local.region}:${local.account_id}:*"]
   }
 
   # --- database ------------------------------------------------------------------------------
@@ -179,10 +173,6 @@ data "aws_iam_policy_document" "worker" {
       aws_secretsmanager_secret.jwt.arn,
       aws_secretsmanager_secret.redis_auth.arn,
       aws_secretsmanager_secret.database_password.arn,
-      # the migrate command only (QBILL_DATABASE_MASTER_SECRET_ARN)
-      aws_db_instance.qbill.master_user_secret[0].secret_arn,
-      # the create-operator command only (QBILL_OPERATOR_SECRET_ARN)
-      aws_secretsmanager_secret.first_operator.arn,
     ]
   }
 

@@ -1,7 +1,12 @@
-# The Rust worker (custom runtime, bootstrap binary in the zip built by scripts/package-lambda)
-# and the SQS event source mapping that drives it. worker_max_concurrency is the worker count.
-# EventBridge schedules invoke it too: the reply-queue sweep (hourly), the overdue job (daily),
-# the notification sender (every minute) and the due-soon job (daily).
+# One package (the bootstrap binary in the zip built by scripts/package-lambda), three functions;
+# QBILL_FUNCTION says which events each accepts:
+#   worker   the internet-facing one: the request queue's event source mapping (worker_max_concurrency
+#            is the worker count) and the overdue (daily), notify (every minute) and due-soon
+#            (daily) schedules. It holds neither the database master secret nor the first operator.
+#   admin    invoked only by an operator (aws lambda invoke): migrations and the first operator,
+#            as the database master user. No event source, no schedule.
+#   sweeper  the reply-queue sweep: the schedule splits it into shards on the sweep queue, whose
+#            event source mapping works through them (sweeper.tf).
 
 resource "aws_cloudwatch_log_group" "worker" {
   #checkov:skip=CKV_AWS_338:Operational logs; retention is the operator's log_retention_days (default 30). Billing records live in PostgreSQL, audit trails (access logs, flow logs) keep audit_log_retention_days.
@@ -52,7 +57,11 @@ resource "aws_lambda_function" "worker" {
 
   environment {
     variables = merge({
+      QBILL_FUNCTION                     = "worker"
       QBILL_REPLY_QUEUE_PREFIX           = local.reply_queue_prefix
+      QBILL_REPLY_QUEUE_ARN_PREFIX       = local.reply_queue_arn_prefix
+      QBILL_METRICS_NAMESPACE            = var.name
+      QBILL_MAX_RECEIVES                 = tostring(var.max_receive_count)
       QBILL_REPLY_RETENTION_SECONDS      = tostring(var.reply_retention_seconds)
       QBILL_REPLY_IDLE_SECONDS           = tostring(var.reply_idle_seconds)
       QBILL_DATABASE_AUTH                = var.database_auth
@@ -62,12 +71,10 @@ resource "aws_lambda_function" "worker" {
       QBILL_DATABASE_USER                = var.database_user
       QBILL_DATABASE_CA_BUNDLE           = "/var/task/rds-global-bundle.pem"
       QBILL_DATABASE_PASSWORD_SECRET_ARN = aws_secretsmanager_secret.database_password.arn
-      QBILL_DATABASE_MASTER_SECRET_ARN   = aws_db_instance.qbill.master_user_secret[0].secret_arn
       QBILL_DATABASE_POOL_SIZE           = "2"
-      REDIS_URL                          = "rediss://${aws_elasticache_replication_group.qbill.primary_endpoint_address}:6379"
+      REDIS_URL                          = local.redis_url
       QBILL_REDIS_AUTH_SECRET_ARN        = aws_secretsmanager_secret.redis_auth.arn
       QBILL_JWT_SECRET_ARN               = aws_secretsmanager_secret.jwt.arn
-      QBILL_OPERATOR_SECRET_ARN          = aws_secretsmanager_secret.first_operator.arn
       QBILL_MAIL_FROM                    = local.mail_from
       QBILL_WEB_URL                      = var.web_url
       QBILL_SES_REGION                   = local.ses_region
@@ -123,28 +130,6 @@ resource "aws_lambda_event_source_mapping" "requests" {
     aws_vpc_endpoint.s3,
     aws_security_group_rule.worker_to_s3,
   ]
-}
-
-# The reply-queue sweep: the worker, invoked on a schedule with {"qbill": "sweep"}, deletes reply
-# queues that are empty and idle (see the repository README).
-resource "aws_cloudwatch_event_rule" "sweep" {
-  name                = "${var.name}-reply-sweep"
-  description         = "Deletes idle, empty qbill reply queues"
-  schedule_expression = var.reply_sweep_schedule
-}
-
-resource "aws_cloudwatch_event_target" "sweep" {
-  rule  = aws_cloudwatch_event_rule.sweep.name
-  arn   = aws_lambda_function.worker.arn
-  input = jsonencode({ qbill = "sweep" })
-}
-
-resource "aws_lambda_permission" "sweep" {
-  statement_id  = "AllowReplySweepSchedule"
-  action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.worker.function_name
-  principal     = "events.amazonaws.com"
-  source_arn    = aws_cloudwatch_event_rule.sweep.arn
 }
 
 # The overdue-bills job: the worker, invoked daily with {"qbill": "overdue"}, marks the bills past

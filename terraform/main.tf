@@ -75,6 +75,9 @@ locals {
     local.cognito ? ["cognito-idp"] : [],
   )
 
+  # The cache, over TLS: the worker's, and the sweeper's for the reply queues' last-reply stamps.
+  redis_url = "rediss://${aws_elasticache_replication_group.qbill.primary_endpoint_address}:6379"
+
   # Where the worker connects: the instance, or the proxy in front of it.
   database_host = var.use_rds_proxy ? aws_db_proxy.qbill[0].endpoint : aws_db_instance.qbill.address
 

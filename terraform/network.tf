@@ -126,6 +126,8 @@ resource "aws_flow_log" "qbill" {
 # ---------------------------------------------------------------------------------------------
 # Security groups: only the flows that exist.
 #   worker    -> database (5432), proxy (5432, with use_rds_proxy), redis (6379), endpoints (443)
+#   admin     -> database (5432), proxy (5432, with use_rds_proxy), endpoints (443: its secrets)
+#   sweeper   -> redis (6379), endpoints (443: SQS, its secret)
 #   proxy     -> database (5432), endpoints (443: the proxy reads its secrets)
 # Terraform removes the default allow-all egress rule from every group it creates.
 # ---------------------------------------------------------------------------------------------
@@ -137,6 +139,26 @@ resource "aws_security_group" "worker" {
 
   tags = {
     Name = "${var.name}-worker"
+  }
+}
+
+resource "aws_security_group" "admin" {
+  name        = "${var.name}-admin"
+  description = "qbill admin function: no inbound; outbound only to PostgreSQL and the VPC endpoints"
+  vpc_id      = aws_vpc.qbill.id
+
+  tags = {
+    Name = "${var.name}-admin"
+  }
+}
+
+resource "aws_security_group" "sweeper" {
+  name        = "${var.name}-sweeper"
+  description = "qbill sweeper: no inbound; outbound only to Redis and the VPC endpoints"
+  vpc_id      = aws_vpc.qbill.id
+
+  tags = {
+    Name = "${var.name}-sweeper"
   }
 }
 
@@ -322,6 +344,93 @@ resource "aws_security_group_rule" "endpoints_from_worker" {
   source_security_group_id = aws_security_group.worker.id
 }
 
+# admin -> PostgreSQL (as the master user), directly or through the proxy
+resource "aws_security_group_rule" "admin_to_database" {
+  type                     = "egress"
+  description              = "PostgreSQL (TLS) to the database or the RDS Proxy"
+  security_group_id        = aws_security_group.admin.id
+  protocol                 = "tcp"
+  from_port                = 5432
+  to_port                  = 5432
+  source_security_group_id = var.use_rds_proxy ? aws_security_group.proxy[0].id : aws_security_group.database.id
+}
+
+resource "aws_security_group_rule" "database_from_admin" {
+  count = var.use_rds_proxy ? 0 : 1
+
+  type                     = "ingress"
+  description              = "PostgreSQL from the qbill admin function"
+  security_group_id        = aws_security_group.database.id
+  protocol                 = "tcp"
+  from_port                = 5432
+  to_port                  = 5432
+  source_security_group_id = aws_security_group.admin.id
+}
+
+resource "aws_security_group_rule" "proxy_from_admin" {
+  count = var.use_rds_proxy ? 1 : 0
+
+  type                     = "ingress"
+  description              = "PostgreSQL from the qbill admin function"
+  security_group_id        = aws_security_group.proxy[0].id
+  protocol                 = "tcp"
+  from_port                = 5432
+  to_port                  = 5432
+  source_security_group_id = aws_security_group.admin.id
+}
+
+# admin and sweeper -> VPC endpoints (Secrets Manager; SQS for the sweeper)
+resource "aws_security_group_rule" "functions_to_endpoints" {
+  for_each = {
+    admin   = aws_security_group.admin.id
+    sweeper = aws_security_group.sweeper.id
+  }
+
+  type                     = "egress"
+  description              = "HTTPS to the VPC endpoints"
+  security_group_id        = each.value
+  protocol                 = "tcp"
+  from_port                = 443
+  to_port                  = 443
+  source_security_group_id = aws_security_group.endpoints.id
+}
+
+resource "aws_security_group_rule" "endpoints_from_functions" {
+  for_each = {
+    admin   = aws_security_group.admin.id
+    sweeper = aws_security_group.sweeper.id
+  }
+
+  type                     = "ingress"
+  description              = "HTTPS from the qbill ${each.key} function"
+  security_group_id        = aws_security_group.endpoints.id
+  protocol                 = "tcp"
+  from_port                = 443
+  to_port                  = 443
+  source_security_group_id = each.value
+}
+
+# sweeper -> Redis (the reply queues' last-reply stamps)
+resource "aws_security_group_rule" "sweeper_to_redis" {
+  type                     = "egress"
+  description              = "Redis (TLS) to ElastiCache"
+  security_group_id        = aws_security_group.sweeper.id
+  protocol                 = "tcp"
+  from_port                = 6379
+  to_port                  = 6379
+  source_security_group_id = aws_security_group.redis.id
+}
+
+resource "aws_security_group_rule" "redis_from_sweeper" {
+  type                     = "ingress"
+  description              = "Redis from the qbill sweeper"
+  security_group_id        = aws_security_group.redis.id
+  protocol                 = "tcp"
+  from_port                = 6379
+  to_port                  = 6379
+  source_security_group_id = aws_security_group.sweeper.id
+}
+
 # ---------------------------------------------------------------------------------------------
 # Interface endpoints. Private DNS makes the regional service names resolve to them, so the
 # worker's SDK needs no endpoint configuration.
@@ -333,6 +442,90 @@ resource "aws_security_group_rule" "endpoints_from_worker" {
 #                        pool's issuer and JWKS. README.md says what AWS documents about it.
 # ---------------------------------------------------------------------------------------------
 
+# Each endpoint's policy admits what the stack does through it and nothing else, and only for
+# this account's principals (the unauthenticated JWKS read excepted):
+#   sqs             the worker's reply queues (create, answer) and the sweeper's (list, examine,
+#                   delete), and the sweep queue; no other queue of the account
+#   secretsmanager  the stack's secrets, read (the functions and the RDS Proxy)
+#   email           sending as the stack's SES identity (and to the sandbox's test recipients)
+#   cognito-idp     the stack's user pool; the JWKS is read without credentials
+locals {
+  account_principals = {
+    Principal = { AWS = "*" }
+    Condition = { StringEquals = { "aws:PrincipalAccount" = local.account_id } }
+  }
+
+  interface_endpoint_policies = {
+    sqs = jsonencode({
+      Version = "2012-10-17"
+      Statement = [
+        merge(local.account_principals, {
+          Sid    = "TheStacksQueues"
+          Effect = "Allow"
+          Action = [
+            "sqs:CreateQueue",
+            "sqs:SendMessage",
+            "sqs:GetQueueUrl",
+            "sqs:TagQueue",
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",
+            "sqs:GetQueueAttributes",
+            "sqs:DeleteQueue",
+          ]
+          Resource = [local.reply_queue_arn_pattern, aws_sqs_queue.sweep.arn]
+        }),
+        merge(local.account_principals, {
+          Sid      = "ListTheAccountsQueues"
+          Effect   = "Allow"
+          Action   = ["sqs:ListQueues"]
+          Resource = [local.account_queues_arn]
+        }),
+      ]
+    })
+    secretsmanager = jsonencode({
+      Version = "2012-10-17"
+      Statement = [
+        merge(local.account_principals, {
+          Sid    = "TheStacksSecrets"
+          Effect = "Allow"
+          Action = ["secretsmanager:GetSecretValue"]
+          Resource = [
+            aws_secretsmanager_secret.jwt.arn,
+            aws_secretsmanager_secret.redis_auth.arn,
+            aws_secretsmanager_secret.database_password.arn,
+            aws_secretsmanager_secret.first_operator.arn,
+            aws_db_instance.qbill.master_user_secret[0].secret_arn,
+          ]
+        }),
+      ]
+    })
+    email = jsonencode({
+      Version = "2012-10-17"
+      Statement = [
+        merge(local.account_principals, {
+          Sid      = "SendAsTheStacksIdentity"
+          Effect   = "Allow"
+          Action   = ["ses:SendEmail", "ses:SendRawEmail"]
+          Resource = concat([local.mail_identity_arn], [for recipient in aws_ses_email_identity.sandbox_recipient : recipient.arn])
+        }),
+      ]
+    })
+    cognito-idp = jsonencode({
+      Version = "2012-10-17"
+      Statement = [
+        {
+          Sid       = "TheStacksUserPool"
+          Effect    = "Allow"
+          Principal = "*"
+          Action    = ["cognito-idp:*"]
+          Resource  = [local.cognito ? aws_cognito_user_pool.qbill[0].arn : null]
+        },
+      ]
+    })
+  }
+}
+
 resource "aws_vpc_endpoint" "interface" {
   for_each = toset(local.interface_endpoint_services)
 
@@ -342,6 +535,7 @@ resource "aws_vpc_endpoint" "interface" {
   private_dns_enabled = true
   subnet_ids          = aws_subnet.private[*].id
   security_group_ids  = [aws_security_group.endpoints.id]
+  policy              = local.interface_endpoint_policies[each.key]
 
   tags = {
     Name = "${var.name}-${each.key}"

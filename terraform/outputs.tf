@@ -24,8 +24,43 @@ output "reply_queue_prefix" {
 }
 
 output "lambda_function_name" {
-  description = "Name of the worker function (for aws lambda invoke ... migrate, create-operator, overdue, notify, due-soon)."
+  description = "Name of the worker function (for aws lambda invoke ... overdue, notify, due-soon)."
   value       = aws_lambda_function.worker.function_name
+}
+
+output "admin_function_name" {
+  description = "Name of the admin function (for aws lambda invoke ... migrate, create-operator)."
+  value       = aws_lambda_function.admin.function_name
+}
+
+output "sweeper_function_name" {
+  description = "Name of the reply-queue sweeper (for aws lambda invoke ... sweep)."
+  value       = aws_lambda_function.sweeper.function_name
+}
+
+output "sweep_queue_url" {
+  description = "URL of the sweeper's task queue (one task per shard of reply queues)."
+  value       = aws_sqs_queue.sweep.url
+}
+
+output "sweep_dead_letter_queue_url" {
+  description = "URL of the sweep queue's dead-letter queue."
+  value       = aws_sqs_queue.sweep_dlq.url
+}
+
+output "waf_web_acl_arn" {
+  description = "ARN of the WAFv2 web ACL associated with the stage: the stack's own, or waf_web_acl_arn."
+  value       = local.waf_web_acl_arn
+}
+
+output "dashboard_name" {
+  description = "Name of the CloudWatch dashboard of the stack."
+  value       = aws_cloudwatch_dashboard.qbill.dashboard_name
+}
+
+output "dashboard_url" {
+  description = "Console address of the CloudWatch dashboard."
+  value       = "${local.console_url}/cloudwatch/home?region=${local.region}#dashboards/dashboard/${aws_cloudwatch_dashboard.qbill.dashboard_name}"
 }
 
 output "database_endpoint" {
@@ -59,7 +94,7 @@ output "database_password_secret_arn" {
 }
 
 output "database_master_secret_arn" {
-  description = "RDS-managed secret of the master user, JSON {username, password} (used by the migrate command only)."
+  description = "RDS-managed secret of the master user, JSON {username, password} (read by the admin function only)."
   value       = aws_db_instance.qbill.master_user_secret[0].secret_arn
 }
 

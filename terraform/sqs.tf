@@ -1,7 +1,9 @@
-# The shared request queue (API Gateway -> worker), its dead-letter queue, and the alarms on
-# both. Reply queues are not managed here: the worker creates them on demand as
-# <reply_queue_prefix><client uuid> with the tag qbill:role=reply and MessageRetentionPeriod =
-# QBILL_REPLY_RETENTION_SECONDS (SQS encrypts new queues with SSE-SQS by default).
+# The shared request queue (API Gateway -> worker), its dead-letter queue, the alarms on both,
+# and the TLS-only policy of every queue the stack creates (the sweep queues are in sweeper.tf).
+# Reply queues are not managed here: the worker creates them on demand as
+# <reply_queue_prefix><client uuid> with the tag qbill:role=reply, MessageRetentionPeriod =
+# QBILL_REPLY_RETENTION_SECONDS and the same TLS-only policy (QBILL_REPLY_QUEUE_ARN_PREFIX); SQS
+# encrypts new queues with SSE-SQS by default.
 
 resource "aws_sqs_queue" "requests_dlq" {
   name                      = local.dlq_name
@@ -47,7 +49,50 @@ resource "aws_sqs_queue_redrive_allow_policy" "requests_dlq" {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Alarms
+# Every queue of the stack refuses requests that do not come over TLS. The roles' own policies
+# grant the rest.
+# ---------------------------------------------------------------------------------------------
+
+locals {
+  stack_queues = {
+    requests  = aws_sqs_queue.requests
+    dlq       = aws_sqs_queue.requests_dlq
+    sweep     = aws_sqs_queue.sweep
+    sweep_dlq = aws_sqs_queue.sweep_dlq
+  }
+}
+
+data "aws_iam_policy_document" "queue_tls_only" {
+  for_each = local.stack_queues
+
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["sqs:*"]
+    resources = [each.value.arn]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "tls_only" {
+  for_each = local.stack_queues
+
+  queue_url = each.value.id
+  policy    = data.aws_iam_policy_document.queue_tls_only[each.key].json
+}
+
+# ---------------------------------------------------------------------------------------------
+# Alarms (the functions' and the API's are in monitoring.tf)
 # ---------------------------------------------------------------------------------------------
 
 resource "aws_sns_topic" "alarms" {
@@ -92,22 +137,6 @@ resource "aws_cloudwatch_metric_alarm" "request_backlog_age" {
   evaluation_periods  = 3
   comparison_operator = "GreaterThanThreshold"
   threshold           = var.request_age_alarm_threshold_seconds
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-}
-
-resource "aws_cloudwatch_metric_alarm" "worker_errors" {
-  alarm_name          = "${var.name}-worker-errors"
-  alarm_description   = "The qbill worker function failed whole invocations (crash, timeout, or an error before it reported per-message failures)."
-  namespace           = "AWS/Lambda"
-  metric_name         = "Errors"
-  dimensions          = { FunctionName = aws_lambda_function.worker.function_name }
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 1
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = 0
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions

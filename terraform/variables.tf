@@ -6,13 +6,13 @@
 # ---------------------------------------------------------------------------------------------
 
 variable "aws_region" {
-  description = "AWS region to deploy into."
+  description = "AWS region to deploy into: a commercial region, or AWS GovCloud (us-gov-*). ARNs follow the region's partition, but service names (endpoints, service principals, kms:ViaService) are written as <service>.<region>.amazonaws.com, so China (cn-*, amazonaws.com.cn) and the isolated regions are not supported."
   type        = string
   default     = "eu-central-1"
 
   validation {
-    condition     = can(regex("^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$", var.aws_region))
-    error_message = "aws_region must be an AWS region name such as eu-central-1."
+    condition     = can(regex("^(us-gov-[a-z]+-[0-9]+|[a-z]{2}-[a-z]+-[0-9]+)$", var.aws_region)) && !startswith(var.aws_region, "cn-")
+    error_message = "aws_region must be a commercial or GovCloud region name such as eu-central-1 or us-gov-west-1 (China and isolated regions use other service names and are not supported)."
   }
 }
 
@@ -131,9 +131,47 @@ variable "reply_idle_seconds" {
 }
 
 variable "reply_sweep_schedule" {
-  description = "EventBridge schedule of the reply-queue sweep (the worker invoked with {\"qbill\": \"sweep\"})."
+  description = "EventBridge schedule of the reply-queue sweep (the sweeper invoked with {\"qbill\": \"sweep\"}, which fans the shards out on the sweep queue)."
   type        = string
   default     = "rate(1 hour)"
+
+  validation {
+    condition     = can(regex("^(cron|rate)\\(.+\\)$", var.reply_sweep_schedule))
+    error_message = "reply_sweep_schedule must be an EventBridge schedule expression, cron(...) or rate(...)."
+  }
+}
+
+variable "sweep_max_concurrency" {
+  description = "Maximum concurrent sweeper invocations the sweep queue's event source mapping drives: shards swept at once (16 shards per sweep)."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.sweep_max_concurrency >= 2 && var.sweep_max_concurrency <= 1000 && floor(var.sweep_max_concurrency) == var.sweep_max_concurrency
+    error_message = "sweep_max_concurrency must be a whole number between 2 and 1000 (the limits of SQS event source mappings)."
+  }
+}
+
+variable "sweeper_timeout_seconds" {
+  description = "Sweeper timeout: a shard task sweeps ListQueues pages until this (less a margin) runs out, then queues its continuation. The sweep queue's visibility timeout is six times this."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.sweeper_timeout_seconds >= 30 && var.sweeper_timeout_seconds <= 900
+    error_message = "sweeper_timeout_seconds must be between 30 and 900."
+  }
+}
+
+variable "sweeper_memory_mb" {
+  description = "Sweeper memory in MB."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.sweeper_memory_mb >= 128 && var.sweeper_memory_mb <= 10240
+    error_message = "sweeper_memory_mb must be between 128 and 10240."
+  }
 }
 
 variable "reply_retention_seconds" {
@@ -161,6 +199,28 @@ variable "request_age_alarm_threshold_seconds" {
   validation {
     condition     = var.request_age_alarm_threshold_seconds >= 60
     error_message = "request_age_alarm_threshold_seconds must be at least 60."
+  }
+}
+
+variable "worker_error_rate_alarm_percent" {
+  description = "Alarm when more than this percentage of the worker's invocations fail whole (Errors / Invocations over 5 minutes)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.worker_error_rate_alarm_percent >= 0 && var.worker_error_rate_alarm_percent <= 100
+    error_message = "worker_error_rate_alarm_percent must be between 0 and 100."
+  }
+}
+
+variable "api_5xx_alarm_threshold" {
+  description = "Alarm when the API answers more than this many 5XX responses in 5 minutes (a reply queue or the request queue that cannot be reached)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.api_5xx_alarm_threshold >= 0
+    error_message = "api_5xx_alarm_threshold must be 0 or more."
   }
 }
 
@@ -243,9 +303,58 @@ variable "manage_api_gateway_account" {
 }
 
 variable "waf_web_acl_arn" {
-  description = "ARN of an existing regional WAFv2 web ACL to associate with the stage (null: none)."
+  description = "ARN of an existing regional WAFv2 web ACL to associate with the stage instead of the one this stack creates (null: the stack's own web ACL, waf.tf)."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.waf_web_acl_arn == null || can(regex("^arn:[a-z-]+:wafv2:[a-z0-9-]+:[0-9]{12}:regional/webacl/", var.waf_web_acl_arn))
+    error_message = "waf_web_acl_arn must be the ARN of a regional WAFv2 web ACL, or null."
+  }
+}
+
+variable "waf_auth_rate_limit" {
+  description = "The stack's web ACL: POST requests to /auth* paths one source IP may send in 5 minutes before it is blocked (each POST /auth with a fresh queue_name makes the worker create a reply queue)."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.waf_auth_rate_limit >= 10 && var.waf_auth_rate_limit <= 2000000000 && floor(var.waf_auth_rate_limit) == var.waf_auth_rate_limit
+    error_message = "waf_auth_rate_limit must be a whole number between 10 and 2000000000 (WAF's limits for rate-based rules)."
+  }
+}
+
+variable "waf_rate_limit" {
+  description = "The stack's web ACL: requests of any kind one source IP may send in 5 minutes before it is blocked."
+  type        = number
+  default     = 3000
+
+  validation {
+    condition     = var.waf_rate_limit >= 10 && var.waf_rate_limit <= 2000000000 && floor(var.waf_rate_limit) == var.waf_rate_limit
+    error_message = "waf_rate_limit must be a whole number between 10 and 2000000000 (WAF's limits for rate-based rules)."
+  }
+}
+
+variable "api_auth_throttle_rate_limit" {
+  description = "Steady-state requests per second the stage accepts on each POST /auth* method (lower than api_throttle_rate_limit: they are anonymous and a login costs an Argon2 check)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.api_auth_throttle_rate_limit > 0 && var.api_auth_throttle_rate_limit <= 10000
+    error_message = "api_auth_throttle_rate_limit must be greater than 0 and at most 10000."
+  }
+}
+
+variable "api_auth_throttle_burst_limit" {
+  description = "Burst of requests each POST /auth* method accepts above api_auth_throttle_rate_limit."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.api_auth_throttle_burst_limit >= 1 && var.api_auth_throttle_burst_limit <= 5000 && floor(var.api_auth_throttle_burst_limit) == var.api_auth_throttle_burst_limit
+    error_message = "api_auth_throttle_burst_limit must be a whole number between 1 and 5000."
+  }
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -321,6 +430,17 @@ variable "worker_reserved_concurrency" {
   validation {
     condition     = var.worker_reserved_concurrency >= -1 && floor(var.worker_reserved_concurrency) == var.worker_reserved_concurrency
     error_message = "worker_reserved_concurrency must be -1 (unreserved) or a whole number >= 0."
+  }
+}
+
+variable "admin_timeout_seconds" {
+  description = "Timeout of the admin function (migrations, the first operator)."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.admin_timeout_seconds >= 30 && var.admin_timeout_seconds <= 900
+    error_message = "admin_timeout_seconds must be between 30 and 900."
   }
 }
 
@@ -582,7 +702,7 @@ variable "redis_snapshot_retention_days" {
 # ---------------------------------------------------------------------------------------------
 
 variable "secret_recovery_window_days" {
-  description = "Days a deleted secret can still be restored (0 deletes at once; 7-30 otherwise)."
+  description = "Days a deleted secret of the stack can still be restored (7-30), or 0 to delete at once. Secret names stay taken during the window: after a terraform destroy, a re-deploy under the same name fails until each secret is restored (and imported) or force-deleted (README.md, Tearing down). The RDS-managed master secret is deleted by RDS with the instance."
   type        = number
   default     = 7
 
