@@ -3,7 +3,10 @@
 //! gateway definition and the workers expect. Expressions that decide something (a count, a
 //! filter, a chosen value) are evaluated with the variables set as a deployment would set them.
 //! `mail` checks the SES side, `identity` the switch between the built-in logins and Cognito,
-//! `documents` the bucket the worker keeps documents in.
+//! `documents` the bucket the worker keeps documents in, `functions` the three functions of the
+//! one package (worker, admin, sweeper) and what each may do, `hardening` what faces the
+//! internet and the network (queues, endpoints, WAF, throttles, partition, provider, secrets,
+//! the package), `monitoring` the dashboard and the alarms.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -12,8 +15,11 @@ use hcl::eval::{Context, Evaluate, FuncDef, ParamType};
 use hcl::{Block, Body, Expression};
 
 mod documents;
+mod functions;
+mod hardening;
 mod identity;
 mod mail;
+mod monitoring;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -341,7 +347,13 @@ fn queue_names_and_the_reply_prefix_agree_with_the_workers() {
         lambda_environment(&stack, worker)["QBILL_REPLY_QUEUE_PREFIX"],
         "local.reply_queue_prefix"
     );
-    assert!(text(stack.local("reply_queue_arn_pattern")).contains("${local.reply_queue_prefix}*"));
+    assert_eq!(
+        text(stack.local("reply_queue_arn_pattern")),
+        "\"${local.reply_queue_arn_prefix}*\""
+    );
+    assert!(
+        text(stack.local("reply_queue_arn_prefix")).ends_with(":${local.reply_queue_prefix}\"")
+    );
 }
 
 #[test]
@@ -553,11 +565,24 @@ const NOT_SET_ON_LAMBDA: [(&str, &str); 22] = [
     ),
 ];
 
+/// The three functions of the one package, by the value of their QBILL_FUNCTION.
+const FUNCTIONS: [&str; 3] = ["worker", "admin", "sweeper"];
+
 #[test]
 fn every_environment_variable_the_lambda_reads_is_set_or_rightly_defaulted() {
     let stack = Stack::load();
-    let worker = stack.block("resource", &["aws_lambda_function", "worker"]);
-    let set: BTreeSet<String> = lambda_environment(&stack, worker).into_keys().collect();
+    // What any of the three functions is given: the code reads them all, whichever it runs as.
+    let mut set = BTreeSet::new();
+    for function in FUNCTIONS {
+        let block = stack.block("resource", &["aws_lambda_function", function]);
+        let environment = lambda_environment(&stack, block);
+        assert_eq!(
+            environment["QBILL_FUNCTION"],
+            format!("\"{function}\""),
+            "{function} says which function it is"
+        );
+        set.extend(environment.into_keys());
+    }
     let read = variables_read_by_the_lambda();
     assert!(
         read.contains("QBILL_DATABASE_AUTH") && read.contains("QBILL_JWT_SECRET_ARN"),
@@ -585,23 +610,26 @@ fn every_environment_variable_the_lambda_reads_is_set_or_rightly_defaulted() {
         stale.is_empty(),
         "listed as defaulted but no longer read: {stale:?}"
     );
+    let worker = stack.block("resource", &["aws_lambda_function", "worker"]);
     assert_eq!(
         lambda_environment(&stack, worker)["QBILL_DATABASE_AUTH"],
         "var.database_auth"
     );
 }
 
-/// The worker's scheduled jobs: for each, an EventBridge rule on its schedule variable, one target
-/// invoking the worker with the job's event, and the permission for that rule to invoke it.
+/// The scheduled jobs: for each, an EventBridge rule on its schedule variable, one target
+/// invoking its function with the job's event, and the permission for that rule to invoke it.
+/// The sweep runs in the sweeper, the billing jobs in the worker; nothing schedules the admin
+/// function.
 #[test]
-fn schedules_invoke_the_worker_with_the_sweep_overdue_notify_and_due_soon_events() {
+fn schedules_invoke_the_sweeper_with_the_sweep_and_the_worker_with_overdue_notify_and_due_soon() {
     let stack = Stack::load();
-    let mut statement_ids = BTreeSet::new();
+    let mut statement_ids = BTreeMap::<String, BTreeSet<String>>::new();
     let jobs = [
-        ("sweep", "var.reply_sweep_schedule", "sweep"),
-        ("overdue", "var.overdue_schedule", "overdue"),
-        ("notify", "var.notify_schedule", "notify"),
-        ("due_soon", "var.due_soon_schedule", "due-soon"),
+        ("sweep", "var.reply_sweep_schedule", "sweep", "sweeper"),
+        ("overdue", "var.overdue_schedule", "overdue", "worker"),
+        ("notify", "var.notify_schedule", "notify", "worker"),
+        ("due_soon", "var.due_soon_schedule", "due-soon", "worker"),
     ];
     // No rule without its job: every rule of the stack is one of these.
     let rules: BTreeSet<_> = stack
@@ -611,9 +639,9 @@ fn schedules_invoke_the_worker_with_the_sweep_overdue_notify_and_due_soon_events
         .collect();
     assert_eq!(
         rules,
-        jobs.iter().map(|(rule, _, _)| rule.to_string()).collect()
+        jobs.iter().map(|(rule, ..)| rule.to_string()).collect()
     );
-    for (rule_name, schedule, event) in jobs {
+    for (rule_name, schedule, event, function) in jobs {
         let rule = stack.block("resource", &["aws_cloudwatch_event_rule", rule_name]);
         assert_eq!(text(attr(rule, "schedule_expression")), schedule);
         let rule_ref = format!("aws_cloudwatch_event_rule.{rule_name}");
@@ -625,12 +653,12 @@ fn schedules_invoke_the_worker_with_the_sweep_overdue_notify_and_due_soon_events
         assert_eq!(targets.len(), 1, "one target of {rule_ref}: {targets:?}");
         assert_eq!(
             text(attr(targets[0], "arn")),
-            "aws_lambda_function.worker.arn"
+            format!("aws_lambda_function.{function}.arn")
         );
         assert_eq!(
             stack.json(attr(targets[0], "input"), &[]),
             serde_json::json!({ "qbill": event }),
-            "the event {rule_ref} invokes the worker with"
+            "the event {rule_ref} invokes the {function} with"
         );
 
         let rule_arn_ref = format!("{rule_ref}.arn");
@@ -647,9 +675,15 @@ fn schedules_invoke_the_worker_with_the_sweep_overdue_notify_and_due_soon_events
             text(attr(permission, "action")),
             "\"lambda:InvokeFunction\""
         );
-        assert!(text(attr(permission, "function_name")).starts_with("aws_lambda_function.worker."));
         assert!(
-            statement_ids.insert(text(attr(permission, "statement_id"))),
+            text(attr(permission, "function_name"))
+                .starts_with(&format!("aws_lambda_function.{function}."))
+        );
+        assert!(
+            statement_ids
+                .entry(function.to_owned())
+                .or_default()
+                .insert(text(attr(permission, "statement_id"))),
             "statement ids of one function's permissions must differ"
         );
     }
@@ -678,18 +712,43 @@ fn schedules_invoke_the_worker_with_the_sweep_overdue_notify_and_due_soon_events
         assert!(daily, "{variable}'s default is not daily: {schedule}");
     }
     assert_eq!(default_schedule("notify_schedule"), "rate(1 minute)");
+
+    // The admin function is invoked by an operator only: no permission lets anything else in.
+    let admin_permissions = stack.blocks("resource").filter(|b| {
+        b.labels()[0].as_str() == "aws_lambda_permission"
+            && text(attr(b, "function_name")).starts_with("aws_lambda_function.admin.")
+    });
+    assert_eq!(
+        admin_permissions.count(),
+        0,
+        "nothing may invoke the admin function"
+    );
 }
 
 /// `{"qbill": "create-operator"}` reads the first operator from a generated secret named in
-/// QBILL_OPERATOR_SECRET_ARN, which the worker, and only the worker, may read.
+/// QBILL_OPERATOR_SECRET_ARN, which the admin function, and not the internet-facing worker, may
+/// read.
 #[test]
-fn the_worker_reads_the_first_operator_from_a_generated_secret() {
+fn the_admin_function_reads_the_first_operator_from_a_generated_secret_and_the_worker_cannot() {
     let stack = Stack::load();
     let secret_arn = "aws_secretsmanager_secret.first_operator.arn";
-    let worker = stack.block("resource", &["aws_lambda_function", "worker"]);
+    let admin = stack.block("resource", &["aws_lambda_function", "admin"]);
     assert_eq!(
-        lambda_environment(&stack, worker)["QBILL_OPERATOR_SECRET_ARN"],
+        lambda_environment(&stack, admin)["QBILL_OPERATOR_SECRET_ARN"],
         secret_arn
+    );
+    let worker = stack.block("resource", &["aws_lambda_function", "worker"]);
+    assert!(
+        !lambda_environment(&stack, worker).contains_key("QBILL_OPERATOR_SECRET_ARN"),
+        "the worker is not told the operator secret"
+    );
+    let worker_policy = stack.block("data", &["aws_iam_policy_document", "worker"]);
+    assert!(
+        worker_policy
+            .body()
+            .blocks()
+            .all(|s| !text(attr(s, "resources")).contains(secret_arn)),
+        "the worker's role may not read the operator secret"
     );
 
     // Encrypted like its neighbours; the value is JSON {username, password}, the password generated.
@@ -720,8 +779,8 @@ fn the_worker_reads_the_first_operator_from_a_generated_secret() {
     let length: u32 = text(attr(password, "length")).parse().unwrap();
     assert!(length >= 20, "a generated password of {length} characters");
 
-    // The worker's role may read it (GetSecretValue, by its ARN); nothing grants secrets broadly.
-    let policy = stack.block("data", &["aws_iam_policy_document", "worker"]);
+    // The admin's role may read it (GetSecretValue, by its ARN); nothing grants secrets broadly.
+    let policy = stack.block("data", &["aws_iam_policy_document", "admin"]);
     let statements: Vec<_> = policy
         .body()
         .blocks()
