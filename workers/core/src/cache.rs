@@ -53,6 +53,27 @@ struct Versioned<T> {
     value: T,
 }
 
+/// Redis could not be asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Redis is unavailable")]
+pub struct Unavailable;
+
+/// `url`, with the auth token of the secret `auth_secret_arn` (ElastiCache's) put in.
+pub async fn redis_url(
+    url: Option<&SecretString>,
+    auth_secret_arn: Option<&str>,
+) -> anyhow::Result<Option<SecretString>> {
+    Ok(match (url, auth_secret_arn) {
+        (Some(url), Some(arn)) => {
+            let token = crate::managed::secret(arn, None)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the Redis auth secret has no value"))?;
+            Some(crate::managed::redis_url_with_token(url, &token.value)?)
+        }
+        (url, _) => url.cloned(),
+    })
+}
+
 pub struct Cache {
     prefix: String,
     ttl: Duration,
@@ -95,6 +116,58 @@ impl Cache {
         })
     }
 
+    /// The cache as the environment configures it, apart from an engine (the reply-queue
+    /// sweeper's): `REDIS_URL`, `QBILL_REDIS_AUTH_SECRET_ARN`, `QBILL_CACHE_PREFIX`,
+    /// `QBILL_CACHE_TIMEOUT_MS`.
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let optional = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let url = optional("REDIS_URL").map(SecretString::from);
+        let arn = optional("QBILL_REDIS_AUTH_SECRET_ARN");
+        let url = redis_url(url.as_ref(), arn.as_deref()).await?;
+        Self::new(
+            url.as_ref(),
+            &crate::config::env_or("QBILL_CACHE_PREFIX", "qbill".to_owned())?,
+            Duration::ZERO,
+            Duration::from_millis(crate::config::env_or("QBILL_CACHE_TIMEOUT_MS", 250)?),
+        )
+    }
+
+    /// Whether a Redis is configured at all.
+    pub fn enabled(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// Records that the reply queue `name` got a reply now; the record lasts `idle`. A failure is
+    /// logged and costs only the record.
+    pub async fn stamp_reply_queue(&self, name: &str, idle: Duration) {
+        let Some(mut connection) = self.connection().await else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let key = self.reply_queue_key(name);
+        let _: Option<()> = self
+            .bounded(connection.set_ex(key, now, idle.as_secs().max(1)))
+            .await;
+    }
+
+    /// When the reply queue `name` last got a reply (Unix seconds), if within its record's life;
+    /// `Err` when Redis cannot be asked, so nobody can tell.
+    pub async fn reply_queue_stamp(&self, name: &str) -> Result<Option<u64>, Unavailable> {
+        let mut connection = self.connection().await.ok_or(Unavailable)?;
+        let key = self.reply_queue_key(name);
+        match tokio::time::timeout(self.timeout, connection.get::<_, Option<u64>>(key)).await {
+            Ok(Ok(stamp)) => Ok(stamp),
+            _ => Err(Unavailable),
+        }
+    }
+
+    fn reply_queue_key(&self, name: &str) -> String {
+        format!("{}:last-reply:{name}", self.prefix)
+    }
+
     pub fn disabled() -> Self {
         Self {
             prefix: String::new(),
@@ -105,6 +178,12 @@ impl Cache {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, key: CacheKey) -> Option<T> {
+        let found = self.read(key).await;
+        crate::metrics::cache_read(found.is_some());
+        found
+    }
+
+    async fn read<T: DeserializeOwned>(&self, key: CacheKey) -> Option<T> {
         let mut connection = self.connection().await?;
         let rendered = key.render(&self.prefix);
         let raw: Option<String> = self.bounded(connection.get(&rendered)).await?;

@@ -7,7 +7,7 @@ use crate::cache::Cache;
 use crate::config::EngineConfig;
 use crate::envelope::{Envelope, InboundMessage};
 use crate::error::HandlerError;
-use crate::reply::{ErrorCode, Reply};
+use crate::reply::{ErrorCode, Reply, Status};
 use crate::services::Services;
 use crate::token::Tokens;
 use crate::types::QueueName;
@@ -68,6 +68,7 @@ impl Engine {
             billing.apartment_id = Empty,
             billing.outcome = Empty,
         );
+        let started = std::time::Instant::now();
         let answered = self
             .handle_in_span(message)
             .instrument(span.clone())
@@ -85,6 +86,11 @@ impl Engine {
                 );
             });
         }
+        crate::metrics::replied(
+            sealed.reply.kind.as_str(),
+            sealed.reply.status == Status::Ok,
+            started.elapsed(),
+        );
         Ok(Outcome::Reply {
             to,
             reply: sealed.reply,

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use deadpool_postgres::Pool;
 
 use crate::cache::Cache;
@@ -13,8 +12,8 @@ use crate::documents::Files;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::password::Passwords;
+use crate::store;
 use crate::token::Tokens;
-use crate::{managed, store};
 
 pub struct Services {
     pub store: Pool,
@@ -36,15 +35,11 @@ impl Services {
     /// Builds the services once per process: the pool, the cache and the token keys, fetching
     /// whatever secrets the configuration names.
     pub async fn from_config(config: &EngineConfig) -> anyhow::Result<Self> {
-        let redis_url = match (&config.redis_url, &config.redis_auth_secret_arn) {
-            (Some(url), Some(arn)) => {
-                let token = managed::secret(arn, None)
-                    .await?
-                    .context("the Redis auth secret has no value")?;
-                Some(managed::redis_url_with_token(url, &token.value)?)
-            }
-            (url, _) => url.clone(),
-        };
+        let redis_url = crate::cache::redis_url(
+            config.redis_url.as_ref(),
+            config.redis_auth_secret_arn.as_deref(),
+        )
+        .await?;
         let mut services = Self::new(
             store::connect(&config.database, config.database_pool_size).await?,
             Cache::new(

@@ -1,8 +1,11 @@
 //! PostgreSQL: the pool every handler shares, the migrations, and which errors are worth a retry.
 
-use std::time::Duration;
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod,
+};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -17,6 +20,44 @@ mod embedded {
 /// Connections older than this are closed when they come back to the pool: RDS IAM tokens only
 /// matter when a connection opens, but credentials rotate and failovers move the endpoint.
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(10 * 60);
+
+/// A connection from the pool, for one request or job. How long it waited for the connection and
+/// how long it holds it are measured (`qbill_db_pool_wait_seconds`, `qbill_transaction_seconds`).
+pub async fn client(pool: &Pool) -> Result<Held, PoolError> {
+    let asked = Instant::now();
+    let object = pool.get().await?;
+    crate::metrics::pool_waited(asked.elapsed());
+    Ok(Held {
+        object,
+        since: Instant::now(),
+    })
+}
+
+/// A pooled connection that reports how long it was held when it goes back.
+pub struct Held {
+    object: Object,
+    since: Instant,
+}
+
+impl Deref for Held {
+    type Target = deadpool_postgres::Client;
+
+    fn deref(&self) -> &deadpool_postgres::Client {
+        &self.object
+    }
+}
+
+impl DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut deadpool_postgres::Client {
+        &mut self.object
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        crate::metrics::connection_held(self.since.elapsed());
+    }
+}
 
 /// Builds the pool for `database`. No connection is opened until a handler asks for one.
 pub async fn connect(database: &DatabaseConfig, size: usize) -> anyhow::Result<Pool> {

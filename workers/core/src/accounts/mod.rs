@@ -286,7 +286,7 @@ pub async fn cognito_session(
         .as_deref()
         .filter(|_| claims.email_verified == Some(true))
         .and_then(|e| parse_email(e).ok());
-    let client = services.store.get().await?;
+    let client = crate::store::client(&services.store).await?;
     const USER: &str =
         "SELECT id, username, role, provider_id, session_epoch FROM users WHERE cognito_sub = $1";
     let row = match client.query_opt(USER, &[&claims.sub]).await? {

@@ -29,7 +29,7 @@ pub async fn run(pool: &Pool) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let mut after = 0i64;
     loop {
-        let mut client = pool.get().await?;
+        let mut client = crate::store::client(pool).await?;
         let tx = client.transaction().await?;
         let ids: Vec<i64> = tx
             .query(TAKE, &[&after, &DAYS_BEFORE, &BATCH])

@@ -57,7 +57,7 @@ const CHARGE: &str = "INSERT INTO bills (apartment_id, account_id, provider_id, 
 pub async fn run(pool: &Pool) -> anyhow::Result<Report> {
     let mut report = Report::default();
     loop {
-        let mut client = pool.get().await?;
+        let mut client = crate::store::client(pool).await?;
         let tx = client.transaction().await?;
         let ids: Vec<i64> = tx
             .query(TAKE, &[&BATCH])

@@ -128,7 +128,7 @@ pub async fn send_now(services: &Services, ids: &[i64]) {
 }
 
 async fn take(services: &Services, only: Option<&[i64]>) -> anyhow::Result<Vec<Taken>> {
-    let client = services.store.get().await?;
+    let client = crate::store::client(&services.store).await?;
     let only: Option<Vec<i64>> = only.map(<[i64]>::to_vec);
     let rows = client
         .query(TAKE, &[&only, &BATCH, &LEASE.as_secs_f64()])
@@ -186,7 +186,7 @@ async fn link_document(services: &Services, taken: &mut Taken) -> anyhow::Result
         .as_str()
         .context("a receipt names its payment")?
         .parse()?;
-    let mut client = services.store.get().await?;
+    let mut client = crate::store::client(&services.store).await?;
     let issued = documents::issue(
         files,
         &mut client,
@@ -210,7 +210,7 @@ async fn record(
     taken: &Taken,
     outcome: Result<String, (anyhow::Error, bool)>,
 ) -> anyhow::Result<Report> {
-    let client = services.store.get().await?;
+    let client = crate::store::client(&services.store).await?;
     match outcome {
         Ok(message_id) => {
             client.execute(SENT, &[&taken.id, &message_id]).await?;

@@ -97,7 +97,7 @@ impl Route for Request {
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
         let user = cx.caller()?.user_id;
-        let mut client = cx.services.store.get().await?;
+        let mut client = crate::store::client(&cx.services.store).await?;
         let tx = client.transaction().await?;
         // One attempt of a user at a time, so concurrent wrong guesses cannot pass the limit.
         tx.execute(

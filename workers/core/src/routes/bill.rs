@@ -53,8 +53,8 @@ impl Route for Request {
     }
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
-        let client = cx.services.store.get().await?;
-        let access = authorize(cx, &client, self.apartment).await?;
+        let client = crate::store::client(&cx.services.store).await?;
+        let access = authorize(cx, &*client, self.apartment).await?;
         let row = client
             .query_opt(
                 &format!(

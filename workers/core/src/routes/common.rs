@@ -167,9 +167,9 @@ pub async fn read_versioned<T: Serialize + DeserializeOwned>(
     key: CacheKey,
     load: impl AsyncFnOnce(&deadpool_postgres::Object, &Access) -> Result<T, HandlerError>,
 ) -> Result<(Access, T), HandlerError> {
-    let client = cx.services.store.get().await?;
+    let client = crate::store::client(&cx.services.store).await?;
     let (access, cached) = tokio::join!(
-        authorize(cx, &client, apartment),
+        authorize(cx, &*client, apartment),
         cx.services.cache.get_versioned::<T>(key)
     );
     let access = access?;

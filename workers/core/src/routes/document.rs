@@ -155,8 +155,8 @@ impl Route for Request {
                 "documents are not configured on this engine (QBILL_DOCUMENTS_BUCKET)"
             )));
         }
-        let mut client = cx.services.store.get().await?;
-        let access = authorize(cx, &client, self.apartment).await?;
+        let mut client = crate::store::client(&cx.services.store).await?;
+        let access = authorize(cx, &*client, self.apartment).await?;
         if let Subject::Statement { to, .. } = self.subject {
             let today: NaiveDate = access.db_now.date_naive();
             if to >= today {

@@ -123,7 +123,7 @@ pub async fn once_as<R: Serialize>(
     request: &R,
     change: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<Value, HandlerError>,
 ) -> Result<Value, HandlerError> {
-    let mut client = cx.services.store.get().await?;
+    let mut client = crate::store::client(&cx.services.store).await?;
     let tx = client.transaction().await?;
     if let Claim::Replay(reply) =
         claim(&tx, cx.call, user, kind, &fingerprint(kind, request)).await?

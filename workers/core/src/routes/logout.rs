@@ -41,7 +41,7 @@ impl Route for Request {
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
         let hash = accounts::sha256(self.refresh_token.expose_secret());
-        let client = cx.services.store.get().await?;
+        let client = crate::store::client(&cx.services.store).await?;
         client
             .execute(
                 "UPDATE refresh_tokens SET revoked_at = now()

@@ -62,8 +62,8 @@ impl Route for Request {
     }
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
-        let client = cx.services.store.get().await?;
-        data(&client, cx.services, cx.caller()?.user_id).await
+        let client = crate::store::client(&cx.services.store).await?;
+        data(&*client, cx.services, cx.caller()?.user_id).await
     }
 }
 

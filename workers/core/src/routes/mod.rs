@@ -299,7 +299,7 @@ async fn session(services: &Services, call: &Call) -> Result<Session, HandlerErr
             token_queue: session.queue,
         });
     }
-    let client = services.store.get().await?;
+    let client = crate::store::client(&services.store).await?;
     let statement = client
         .prepare_cached("SELECT session_epoch FROM users WHERE id = $1 AND deleted_at IS NULL")
         .await?;

@@ -61,7 +61,7 @@ impl Route for Request {
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
         let user = cx.caller()?.user_id;
-        let client = cx.services.store.get().await?;
+        let client = crate::store::client(&cx.services.store).await?;
         let name: Option<String> = client
             .query_one(
                 "SELECT coalesce(display_name, username) FROM users WHERE id = $1",

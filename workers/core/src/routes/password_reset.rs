@@ -40,7 +40,7 @@ impl Route for Request {
     }
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
-        let mut client = cx.services.store.get().await?;
+        let mut client = crate::store::client(&cx.services.store).await?;
         let tx = client.transaction().await?;
         tx.execute(
             "SELECT set_config('qbill.request_id', $1, true)",

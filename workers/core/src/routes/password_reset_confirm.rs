@@ -50,7 +50,7 @@ impl Route for Request {
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
         let token = accounts::find_email_token(
-            &cx.services.store.get().await?,
+            &*crate::store::client(&cx.services.store).await?,
             self.token.expose_secret(),
             Purpose::PasswordReset,
         )

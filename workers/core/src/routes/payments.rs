@@ -106,7 +106,7 @@ async fn run(cx: &Context<'_>, apartment: ApartmentId, bills: &[BillId]) -> Hand
     let fingerprint = fingerprint(apartment, bills);
     let ids: Vec<i64> = bills.iter().map(|b| b.0).collect();
 
-    let mut client = cx.services.store.get().await?;
+    let mut client = crate::store::client(&cx.services.store).await?;
     let tx = client.transaction().await?;
     // Statements are prepared once per connection; after that, each step below is one round
     // trip: the statements of a step are pipelined, sent together and answered in order.

@@ -57,7 +57,7 @@ impl Route for Request {
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
         let hash = accounts::sha256(self.refresh_token.expose_secret());
-        let mut client = cx.services.store.get().await?;
+        let mut client = crate::store::client(&cx.services.store).await?;
         let tx = client.transaction().await?;
         let Some(token) = tx
             .query_opt(

@@ -68,7 +68,7 @@ impl Route for Request {
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
         let hash = super::user::hash(cx, &self.password).await?;
         let fingerprint = idempotency::fingerprint(Kind::Signup, self);
-        let mut client = cx.services.store.get().await?;
+        let mut client = crate::store::client(&cx.services.store).await?;
         let tx = client.transaction().await?;
         // A duplicate of this request waits here for the first to end, then replays it.
         tx.execute(

@@ -122,7 +122,12 @@ async fn run(cx: &Context<'_>, username: &str, password: &SecretString) -> Handl
     // No connection is held during the deliberately slow check.
     let verified = services.passwords.verify(password.clone(), hash).await?;
     let user = user.filter(|_| verified);
-    throttle::settle(&services.store.get().await?, lease, user.is_some()).await?;
+    throttle::settle(
+        &*crate::store::client(&services.store).await?,
+        lease,
+        user.is_some(),
+    )
+    .await?;
     let Some((holder, apartments_version)) = user else {
         return Err(HandlerError::rejected(
             ErrorCode::Unauthorized,
@@ -130,7 +135,7 @@ async fn run(cx: &Context<'_>, username: &str, password: &SecretString) -> Handl
         ));
     };
     let refresh = crate::accounts::issue_refresh(
-        &services.store.get().await?,
+        &*crate::store::client(&services.store).await?,
         holder.user_id,
         holder.epoch,
         None,
@@ -217,7 +222,7 @@ async fn apartments(
     {
         return Ok(cached);
     }
-    let client = services.store.get().await?;
+    let client = crate::store::client(&services.store).await?;
     let statement = client
         .prepare_cached(
             "SELECT a.id, a.address FROM apartments a JOIN apartment_owners o ON o.apartment_id = a.id

@@ -97,7 +97,7 @@ pub async fn reserve(
     let mut pause = Duration::from_millis(5);
     let mut held = false;
     loop {
-        let client = services.store.get().await?;
+        let client = crate::store::client(&services.store).await?;
         let (reserve, user) =
             tokio::try_join!(client.prepare_cached(RESERVE), client.prepare_cached(USER))?;
         let source = lease.source.as_str();
