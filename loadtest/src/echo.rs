@@ -22,6 +22,7 @@ struct Echo {
     client: aws_sdk_sqs::Client,
     queue_url: String,
     replies: ReplyQueues,
+    stamps: qbill_core::cache::Cache,
     config: SqsConfig,
     echoed: AtomicU64,
 }
@@ -35,11 +36,9 @@ pub async fn serve(
     let client = qbill_sqs::client().await;
     let queue_url = qbill_sqs::queue_url(&client, &config.request_queue).await?;
     let echo = Arc::new(Echo {
-        replies: ReplyQueues::new(
-            client.clone(),
-            &config.reply_queue_prefix,
-            config.reply_retention_seconds,
-        ),
+        replies: ReplyQueues::new(client.clone(), &config),
+        // The reply path's Redis stamp, as the worker's.
+        stamps: qbill_core::cache::Cache::from_env().await?,
         client,
         queue_url,
         config,
@@ -89,7 +88,7 @@ impl Echo {
             "request_id": addressed.request_id, "kind": "echo", "status": "ok", "data": {}
         })
         .to_string();
-        self.replies.send(queue, reply).await.ok()?;
+        self.replies.send(&self.stamps, queue, reply).await.ok()?;
         self.echoed.fetch_add(1, Ordering::Relaxed);
         message.receipt_handle.clone()
     }

@@ -324,6 +324,7 @@ fn queue_names_and_the_reply_prefix_agree_with_the_workers() {
         reply_retention_seconds: 3600,
         poll_wait_seconds: 10,
         batch_size: 10,
+        reply_queue_arn_prefix: None,
         reply_idle_seconds: 86_400,
         sweep_interval_seconds: 0,
         overdue_interval_seconds: 0,

@@ -419,6 +419,7 @@ pub fn sqs_config(request_queue: &str) -> qbill_sqs::SqsConfig {
         reply_retention_seconds: 3600,
         poll_wait_seconds: 1,
         batch_size: 10,
+        reply_queue_arn_prefix: std::env::var("QBILL_REPLY_QUEUE_ARN_PREFIX").ok(),
         reply_idle_seconds: 86_400,
         sweep_interval_seconds: 0,
         overdue_interval_seconds: 0,

@@ -17,6 +17,9 @@ pub struct SqsConfig {
     pub poll_wait_seconds: i32,
     /// Messages per receive, 1 to 10.
     pub batch_size: i32,
+    /// `arn:<partition>:sqs:<region>:<account>:` plus the reply prefix: with it, each reply queue
+    /// is created with a policy refusing calls made without TLS.
+    pub reply_queue_arn_prefix: Option<String>,
     /// A reply queue that is empty and got no reply for this long is deleted by the sweeper.
     pub reply_idle_seconds: u64,
     /// How often each pool sweeps the reply queues; 0 turns the sweeper off.
@@ -39,6 +42,9 @@ impl SqsConfig {
             reply_retention_seconds: env_or("QBILL_REPLY_RETENTION_SECONDS", 3600)?,
             poll_wait_seconds: env_or("QBILL_POLL_WAIT_SECONDS", 10)?,
             batch_size: env_or("QBILL_BATCH_SIZE", 10)?,
+            reply_queue_arn_prefix: std::env::var("QBILL_REPLY_QUEUE_ARN_PREFIX")
+                .ok()
+                .filter(|v| !v.trim().is_empty()),
             reply_idle_seconds: env_or("QBILL_REPLY_IDLE_SECONDS", 86_400)?,
             sweep_interval_seconds: env_or("QBILL_SWEEP_INTERVAL_SECONDS", 600)?,
             overdue_interval_seconds: env_or("QBILL_OVERDUE_INTERVAL_SECONDS", 3600)?,

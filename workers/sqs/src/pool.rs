@@ -17,7 +17,9 @@ use std::time::Duration;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::operation::delete_message_batch::builders::DeleteMessageBatchFluentBuilder;
 use aws_sdk_sqs::operation::receive_message::builders::ReceiveMessageFluentBuilder;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
+};
 use futures::future::join_all;
 use qbill_core::envelope::InboundMessage;
 use qbill_core::reply::{ErrorCode, Reply};
@@ -29,6 +31,9 @@ use tracing::Instrument;
 use crate::config::SqsConfig;
 use crate::dead_letters::QueueUrlError;
 use crate::replies::{ReplyQueues, SendError};
+
+/// The shortest time a pool's sweep runs before it stops with tasks left.
+const SWEEP_AT_LEAST: Duration = Duration::from_secs(30);
 
 /// How often a pool logs the engine's metrics (when they changed).
 const METRICS_EVERY: Duration = Duration::from_secs(60);
@@ -61,9 +66,13 @@ struct Shared {
     engine: Arc<Engine>,
     client: Client,
     queue_url: String,
+    /// The request queue's redrive `maxReceiveCount`, when it has one.
+    max_receives: Option<u32>,
     replies: ReplyQueues,
     config: SqsConfig,
     stats: Arc<PoolStats>,
+    /// The sweep's tasks left by its last run, taken up by the next.
+    sweep_left: tokio::sync::Mutex<Vec<crate::sweeper::Task>>,
 }
 
 impl WorkerPool {
@@ -76,20 +85,19 @@ impl WorkerPool {
         config: SqsConfig,
     ) -> anyhow::Result<Self> {
         let queue_url = request_queue_url(&client, &config.request_queue).await?;
-        let replies = ReplyQueues::new(
-            client.clone(),
-            &config.reply_queue_prefix,
-            config.reply_retention_seconds,
-        );
+        let max_receives = max_receives(&client, &queue_url).await;
+        let replies = ReplyQueues::new(client.clone(), &config);
         let stats = Arc::default();
         Ok(Self {
             shared: Arc::new(Shared {
                 engine,
                 client,
                 queue_url,
+                max_receives,
                 replies,
                 config,
                 stats,
+                sweep_left: Default::default(),
             }),
         })
     }
@@ -199,6 +207,12 @@ impl Shared {
             self.stats
                 .received
                 .fetch_add(messages.len() as u64, Ordering::Relaxed);
+            if !messages.is_empty() {
+                qbill_core::metrics::received(messages.len());
+                if let Some(age) = oldest_age(&messages) {
+                    qbill_core::metrics::oldest_received(age);
+                }
+            }
             // The messages of a batch are handled together, each on its own connection from the
             // pool (whose size bounds how many run at once), and deleted together.
             let done: Vec<String> = join_all(messages.into_iter().map(|m| self.process(m)))
@@ -226,17 +240,34 @@ impl Shared {
         }
     }
 
-    /// Sweeps idle reply queues once.
+    /// Sweeps idle reply queues for at most half the sweep interval, taking up where the last run
+    /// stopped.
     async fn sweep(&self) {
-        let idle = Duration::from_secs(self.config.reply_idle_seconds);
-        match crate::sweeper::sweep(&self.client, &self.config.reply_queue_prefix, idle).await {
-            Ok(report) => tracing::info!(
-                examined = report.examined,
-                deleted = report.deleted,
-                "reply queues swept"
-            ),
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "reply queue sweep failed"),
-        }
+        let settings =
+            crate::sweeper::Settings::new(Duration::from_secs(self.config.reply_idle_seconds));
+        let mut left = self.sweep_left.lock().await;
+        let tasks = match std::mem::take(&mut *left) {
+            tasks if tasks.is_empty() => crate::sweeper::shards(&self.config.reply_queue_prefix),
+            tasks => tasks,
+        };
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs(self.config.sweep_interval_seconds / 2).max(SWEEP_AT_LEAST);
+        let (report, rest) = crate::sweeper::sweep(
+            &self.client,
+            &self.engine.services.cache,
+            settings,
+            tasks,
+            Some(deadline),
+        )
+        .await;
+        tracing::info!(
+            examined = report.examined,
+            deleted = report.deleted,
+            errors = report.errors,
+            tasks_left = rest.len(),
+            "reply queues swept"
+        );
+        *left = rest;
     }
 
     /// Runs the overdue job once (two pools at once are safe, only wasteful).
@@ -272,6 +303,11 @@ impl Shared {
     /// Handles one message; returns its receipt handle when it is done and may be deleted.
     async fn process(&self, message: Message) -> Option<String> {
         let receipt = message.receipt_handle?;
+        let receives = message
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|count| count.parse().ok());
         let inbound = InboundMessage {
             message_id: message.message_id.unwrap_or_default(),
             body: message.body.unwrap_or_default(),
@@ -282,7 +318,9 @@ impl Shared {
                 .filter_map(|(name, value)| Some((name, value.string_value?)))
                 .collect(),
         };
-        match answer(&self.engine, &self.replies, &inbound).await {
+        let disposition = answer(&self.engine, &self.replies, &inbound).await;
+        disposition.record(receives, self.max_receives);
+        match disposition {
             Disposition::Replied => self.stats.replied.fetch_add(1, Ordering::Relaxed),
             Disposition::Dropped => self.stats.dropped.fetch_add(1, Ordering::Relaxed),
             Disposition::Retry => {
@@ -334,6 +372,26 @@ pub fn receive(
         .wait_time_seconds(config.poll_wait_seconds)
         .message_attribute_names("All")
         .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+}
+
+/// How long the oldest of `messages` has waited since it was sent.
+fn oldest_age(messages: &[Message]) -> Option<Duration> {
+    let sent = messages
+        .iter()
+        .filter_map(|m| {
+            m.attributes
+                .as_ref()?
+                .get(&MessageSystemAttributeName::SentTimestamp)?
+                .parse::<u64>()
+                .ok()
+        })
+        .min()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
+    Some(Duration::from_millis(now.saturating_sub(sent)))
 }
 
 /// One call deleting the messages of `receipts` (at most a batch of them).
@@ -413,6 +471,48 @@ pub enum Disposition {
     Retry,
 }
 
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Replied => "replied",
+            Self::Dropped => "dropped",
+            Self::Retry => "retry",
+        }
+    }
+
+    /// Counts the message as done with; a retry at its `receives`-th receive, when the queue
+    /// dead-letters after `max_receives`, also as a dead letter.
+    pub fn record(self, receives: Option<u32>, max_receives: Option<u32>) {
+        qbill_core::metrics::message_done(self.as_str());
+        if self == Self::Retry
+            && let (Some(receives), Some(max)) = (receives, max_receives)
+            && receives >= max
+        {
+            qbill_core::metrics::dead_lettered();
+        }
+    }
+}
+
+/// The queue's redrive `maxReceiveCount`, if it has a redrive policy that can be read.
+async fn max_receives(client: &Client, queue_url: &str) -> Option<u32> {
+    let attributes = client
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .ok()?
+        .attributes?;
+    let policy: serde_json::Value =
+        serde_json::from_str(attributes.get(&QueueAttributeName::RedrivePolicy)?).ok()?;
+    // SQS gives the count as a number or as a string, depending on how the policy was set.
+    match &policy["maxReceiveCount"] {
+        serde_json::Value::Number(n) => n.as_u64()?.try_into().ok(),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
 /// Hands one message to the engine and sends its reply: the whole life of a message between
 /// receiving and deleting, shared by the worker pool and the Lambda handler.
 pub async fn answer(
@@ -422,32 +522,37 @@ pub async fn answer(
 ) -> Disposition {
     let id = &inbound.message_id;
     match engine.handle(inbound).await {
-        Ok(Outcome::Reply { to, reply, body }) => match replies.send(to, body).await {
-            Ok(()) => Disposition::Replied,
-            Err(SendError::Failed(e)) => {
-                tracing::warn!(messaging.message.id = %id, error = format!("{e:#}"), "reply not sent; the message will be retried");
-                Disposition::Retry
-            }
-            // Sending it again would be refused again, until the request was dead-lettered and
-            // its client never heard back: it hears that its answer could not be sent instead.
-            Err(SendError::Refused(e)) => {
-                tracing::error!(messaging.message.id = %id, error = format!("{e:#}"), "SQS refused a reply; answering with an error instead");
-                let refusal = Reply::error(
-                    reply.request_id,
-                    reply.kind,
-                    ErrorCode::Internal,
-                    "the answer could not be sent on your reply queue; this is a bug, please report it",
-                );
-                match replies.send(to, refusal.to_json()).await {
-                    Ok(()) => Disposition::Replied,
-                    Err(SendError::Failed(_)) => Disposition::Retry,
-                    Err(SendError::Refused(e)) => {
-                        tracing::error!(messaging.message.id = %id, error = format!("{e:#}"), "SQS refused the error reply too; the message is dropped");
-                        Disposition::Dropped
+        Ok(Outcome::Reply { to, reply, body }) => {
+            match replies.send(&engine.services.cache, to, body).await {
+                Ok(()) => Disposition::Replied,
+                Err(SendError::Failed(e)) => {
+                    tracing::warn!(messaging.message.id = %id, error = format!("{e:#}"), "reply not sent; the message will be retried");
+                    Disposition::Retry
+                }
+                // Sending it again would be refused again, until the request was dead-lettered and
+                // its client never heard back: it hears that its answer could not be sent instead.
+                Err(SendError::Refused(e)) => {
+                    tracing::error!(messaging.message.id = %id, error = format!("{e:#}"), "SQS refused a reply; answering with an error instead");
+                    let refusal = Reply::error(
+                        reply.request_id,
+                        reply.kind,
+                        ErrorCode::Internal,
+                        "the answer could not be sent on your reply queue; this is a bug, please report it",
+                    );
+                    match replies
+                        .send(&engine.services.cache, to, refusal.to_json())
+                        .await
+                    {
+                        Ok(()) => Disposition::Replied,
+                        Err(SendError::Failed(_)) => Disposition::Retry,
+                        Err(SendError::Refused(e)) => {
+                            tracing::error!(messaging.message.id = %id, error = format!("{e:#}"), "SQS refused the error reply too; the message is dropped");
+                            Disposition::Dropped
+                        }
                     }
                 }
             }
-        },
+        }
         Ok(Outcome::Drop) => Disposition::Dropped,
         // Logged by the engine.
         Err(_transient) => Disposition::Retry,

@@ -1,24 +1,31 @@
 //! Reply queues: one per client, named `{prefix}{queue_name}`, created the first time a reply is
-//! due and remembered by URL. Each carries a `qbill:last-reply` tag (Unix seconds), refreshed at
-//! most every [`STAMP_EVERY`] per queue and process, which tells the sweeper it is in use.
+//! due and remembered by URL. When a queue last got a reply is stamped in Redis
+//! (`{cache prefix}:last-reply:{queue}`, lasting the idle time), at most every [`STAMP_EVERY`] per
+//! queue and process, which tells the sweeper it is in use. Not in a queue tag: SQS allows few
+//! tagging calls per second per account, and thousands of clients would exceed them.
+//!
+//! A queue is created with the tag `qbill:role=reply` and, where the deployment names its ARN
+//! (`QBILL_REPLY_QUEUE_ARN_PREFIX`), a policy that refuses every call not made over TLS.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::operation::send_message::SendMessageError;
 use aws_sdk_sqs::types::QueueAttributeName;
+use qbill_core::cache::Cache;
 use qbill_core::types::QueueName;
+
+use crate::config::SqsConfig;
 
 /// Remembered queues before the memory is cleared; clients come and go.
 const REMEMBERED: usize = 100_000;
 /// How often one process refreshes a queue's last-reply stamp.
-pub const STAMP_EVERY: Duration = Duration::from_secs(300);
-/// The tags every reply queue carries.
+pub const STAMP_EVERY: Duration = Duration::from_secs(60);
+/// The tag every reply queue carries.
 pub const ROLE_TAG: &str = "qbill:role";
-pub const LAST_REPLY_TAG: &str = "qbill:last-reply";
 
 /// Why a reply was not sent.
 #[derive(Debug, thiserror::Error)]
@@ -58,50 +65,53 @@ pub struct ReplyQueues {
     client: Client,
     prefix: String,
     retention_seconds: u32,
+    /// How long a stamp lasts: the sweeper's idle time.
+    idle: Duration,
+    /// `arn:…:sqs:region:account:` plus the prefix, for the TLS-only policy.
+    arn_prefix: Option<String>,
     /// Queue URL and when this process last stamped it.
     known: Mutex<HashMap<QueueName, (String, Instant)>>,
 }
 
-fn now_seconds() -> String {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-        .to_string()
-}
-
 impl ReplyQueues {
-    pub fn new(client: Client, prefix: &str, retention_seconds: u32) -> Self {
+    pub fn new(client: Client, config: &SqsConfig) -> Self {
         Self {
             client,
-            prefix: prefix.to_owned(),
-            retention_seconds,
+            prefix: config.reply_queue_prefix.clone(),
+            retention_seconds: config.reply_retention_seconds,
+            idle: Duration::from_secs(config.reply_idle_seconds),
+            arn_prefix: config.reply_queue_arn_prefix.clone(),
             known: Mutex::default(),
         }
     }
 
     /// Sends `body` to the client's queue, creating the queue if it is missing.
-    pub async fn send(&self, queue: QueueName, body: String) -> Result<(), SendError> {
+    pub async fn send(
+        &self,
+        stamps: &Cache,
+        queue: QueueName,
+        body: String,
+    ) -> Result<(), SendError> {
         let url = match self.remembered(queue) {
-            // Stamped before the reply goes in, so a sweep never sees a fresh reply in a queue
-            // that still looks idle; if the queue is gone, the send below recreates it.
-            Some((url, stamped)) if stamped.elapsed() >= STAMP_EVERY => {
-                if self
-                    .client
-                    .tag_queue()
-                    .queue_url(&url)
-                    .tags(LAST_REPLY_TAG, now_seconds())
-                    .send()
-                    .await
-                    .is_ok()
-                    && let Some(entry) = self.known.lock().expect("reply queues").get_mut(&queue)
-                {
-                    entry.1 = Instant::now();
+            Some((url, stamped)) if stamped.elapsed() < STAMP_EVERY => url,
+            remembered => {
+                // Stamped before the reply goes in, so a sweep never sees a fresh reply in a
+                // queue that still looks idle; if the queue is gone, the send below recreates it.
+                stamps
+                    .stamp_reply_queue(&queue.sqs_name(&self.prefix), self.idle)
+                    .await;
+                match remembered {
+                    Some((url, _)) => {
+                        if let Some(entry) =
+                            self.known.lock().expect("reply queues").get_mut(&queue)
+                        {
+                            entry.1 = Instant::now();
+                        }
+                        url
+                    }
+                    None => self.create(queue).await?,
                 }
-                url
             }
-            Some((url, _)) => url,
-            None => self.create(queue).await?,
         };
         match self
             .client
@@ -142,7 +152,7 @@ impl ReplyQueues {
     /// CreateQueue is idempotent for the same attributes, so racing workers agree on one queue.
     async fn create(&self, queue: QueueName) -> anyhow::Result<String> {
         let name = queue.sqs_name(&self.prefix);
-        let created = self
+        let mut create = self
             .client
             .create_queue()
             .queue_name(&name)
@@ -150,10 +160,12 @@ impl ReplyQueues {
                 QueueAttributeName::MessageRetentionPeriod,
                 self.retention_seconds.to_string(),
             )
-            .tags(ROLE_TAG, "reply")
-            .tags(LAST_REPLY_TAG, now_seconds())
-            .send()
-            .await;
+            .tags(ROLE_TAG, "reply");
+        if let Some(arn_prefix) = &self.arn_prefix {
+            let arn = format!("{arn_prefix}{}", &name[self.prefix.len()..]);
+            create = create.attributes(QueueAttributeName::Policy, tls_only_policy(&arn));
+        }
+        let created = create.send().await;
         let url = match created {
             Ok(out) => out.queue_url,
             // Exists with other attributes (an older configuration): use it as it is.
@@ -171,13 +183,6 @@ impl ReplyQueues {
             Err(e) => return Err(e.into()),
         };
         let url = url.ok_or_else(|| anyhow::anyhow!("SQS returned no URL for {name}"))?;
-        // An existing queue keeps its old tags: stamp it now.
-        self.client
-            .tag_queue()
-            .queue_url(&url)
-            .tags(LAST_REPLY_TAG, now_seconds())
-            .send()
-            .await?;
         let mut known = self.known.lock().expect("reply queues");
         if known.len() >= REMEMBERED {
             known.clear();
@@ -185,4 +190,20 @@ impl ReplyQueues {
         known.insert(queue, (url.clone(), Instant::now()));
         Ok(url)
     }
+}
+
+/// A queue policy that denies every call to the queue `arn` not made over TLS.
+pub fn tls_only_policy(arn: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyWithoutTls",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "sqs:*",
+            "Resource": arn,
+            "Condition": { "Bool": { "aws:SecureTransport": "false" } }
+        }]
+    })
+    .to_string()
 }
