@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use qbill_core::types::QueueName;
-use qbill_lambda::Worker;
+use qbill_lambda::{Admin, Sweeper, Worker};
 use qbill_sqs::ReplyQueues;
 use qbill_tests::{TestDb, count, drain_replies, engine_on, env, reply_queue_url, sqs, token_for};
 use serde_json::{Value, json};
@@ -70,7 +70,7 @@ impl Batch {
 async fn worker(store: &deadpool_postgres::Pool) -> Worker {
     Worker::new(
         engine_on(store, Some(&env("REDIS_URL"))),
-        ReplyQueues::new(sqs().await, &env("QBILL_REPLY_QUEUE_PREFIX"), 3600),
+        ReplyQueues::new(sqs().await, &qbill_tests::sqs_config("unused")),
     )
 }
 
@@ -167,10 +167,10 @@ async fn the_migrate_event_applies_the_migrations() {
         "/lambda/fixtures/migrate.json"
     ))
     .unwrap();
-    // The function migrates the database of its environment: here the test profile's.
+    // The admin function migrates the database of its environment: here the test profile's.
     let base = qbill_tests::db_pool(&env("DATABASE_URL").into());
-    let response = worker(&base)
-        .await
+    let response = Admin::from_env()
+        .unwrap()
         .handle(serde_json::from_str(&text).unwrap())
         .await
         .unwrap();
@@ -189,6 +189,30 @@ async fn an_unknown_event_is_an_error_not_a_silent_success() {
     let error = worker(&store)
         .await
         .handle(json!({ "hello": "world" }))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("unknown event"), "{error}");
+}
+
+#[tokio::test]
+async fn the_worker_refuses_the_admin_and_sweeper_commands_naming_the_function_that_runs_them() {
+    let store = qbill_tests::db_pool(&env("DATABASE_URL").into());
+    let worker = worker(&store).await;
+    for (command, function) in [
+        ("migrate", "QBILL_FUNCTION=admin"),
+        ("create-operator", "QBILL_FUNCTION=admin"),
+        ("sweep", "QBILL_FUNCTION=sweeper"),
+    ] {
+        let error = worker
+            .handle(json!({ "qbill": command }))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(function), "{command}: {error}");
+    }
+    let error = Admin::from_env()
+        .unwrap()
+        .handle(json!({ "qbill": "overdue" }))
         .await
         .unwrap_err();
     assert!(error.to_string().contains("unknown event"), "{error}");
@@ -250,7 +274,8 @@ async fn the_due_soon_and_notify_events_record_the_notifications_and_mail_them_o
 #[tokio::test]
 async fn the_create_operator_event_creates_the_operator_from_its_secret_once() {
     let db = TestDb::fresh().await;
-    let worker = worker(&db.pool).await;
+    // As the master user: here the test database's own login.
+    let admin = Admin::new(qbill_core::config::DatabaseConfig::Url(db.url.clone()));
     let secrets = aws_sdk_secretsmanager::Client::new(qbill_core::managed::sdk().await);
     let username = format!("first-ops-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let arn = secrets
@@ -264,9 +289,9 @@ async fn the_create_operator_event_creates_the_operator_from_its_secret_once() {
         .expect("Secrets Manager is emulated by the local stack")
         .arn
         .unwrap();
-    let created = worker.create_operator(&arn).await.unwrap();
+    let created = admin.create_operator(&arn).await.unwrap();
     assert_eq!(created["user"]["outcome"], "created", "{created}");
-    let again = worker.create_operator(&arn).await.unwrap();
+    let again = admin.create_operator(&arn).await.unwrap();
     assert_eq!(again["user"]["outcome"], "existed", "{again}");
     assert_eq!(
         count(
@@ -277,4 +302,103 @@ async fn the_create_operator_event_creates_the_operator_from_its_secret_once() {
         .await,
         1
     );
+}
+
+#[tokio::test]
+async fn the_sweeper_splits_the_sweep_into_tasks_on_its_queue_and_passes_on_what_is_left() {
+    use futures::StreamExt;
+    let sqs = sqs().await;
+    let prefix = format!(
+        "qbill-test-lsweep-{}-",
+        &Uuid::new_v4().simple().to_string()[..8]
+    );
+    let sweep_queue = sqs
+        .create_queue()
+        .queue_name(format!("{}sweep", prefix.trim_end_matches('-')))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    futures::stream::iter(0..40)
+        .map(|_| {
+            let (sqs, prefix) = (sqs.clone(), prefix.clone());
+            async move {
+                sqs.create_queue()
+                    .queue_name(format!("{prefix}{}", Uuid::new_v4()))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let mut config = qbill_tests::sqs_config("unused");
+    config.reply_queue_prefix = prefix.clone();
+    config.reply_retention_seconds = 60;
+    config.reply_idle_seconds = 1;
+    let stamps = qbill_core::cache::Cache::new(
+        Some(&env("REDIS_URL").into()),
+        &prefix,
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+    )
+    .unwrap();
+    // One queue per page, and every invocation out of time: each task sweeps one page and
+    // passes the rest on.
+    let sweeper = Sweeper::new(sqs.clone(), stamps, &config, sweep_queue.clone()).with_page_size(1);
+    let started = sweeper
+        .handle(json!({ "qbill": "sweep" }), std::time::Instant::now())
+        .await
+        .unwrap();
+    assert_eq!(started["tasks"], 16);
+
+    let mut handled = 0;
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&sweep_queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|m| json!({ "messageId": m.message_id(), "body": m.body(), "eventSource": "aws:sqs" }))
+            .collect();
+        handled += records.len();
+        assert!(handled < 500, "the sweep keeps getting on");
+        let response = sweeper
+            .handle(json!({ "Records": records }), std::time::Instant::now())
+            .await
+            .unwrap();
+        assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+        for m in &messages {
+            sqs.delete_message()
+                .queue_url(&sweep_queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert!(
+        handled > 16,
+        "tasks passed their rest on: {handled} handled"
+    );
+    let left = sqs
+        .list_queues()
+        .queue_name_prefix(&prefix)
+        .send()
+        .await
+        .unwrap();
+    assert!(left.queue_urls().is_empty(), "{left:?}");
+    let _ = sqs.delete_queue().queue_url(sweep_queue).send().await;
 }

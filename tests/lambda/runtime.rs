@@ -100,8 +100,9 @@ async fn the_bootstrap_binary_serves_invocations_from_the_runtime_api() {
             "QBILL_JWT_SECRET",
             qbill_tests::jwt_secret().expose_secret(),
         )
+        .env("QBILL_METRICS_NAMESPACE", "qbill-test")
         .kill_on_drop(true)
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -123,17 +124,35 @@ async fn the_bootstrap_binary_serves_invocations_from_the_runtime_api() {
         )
     );
     assert_eq!(answers[1].0, "invocation-2");
-    assert_eq!(answers[1].1, "response", "{answers:?}");
     assert_eq!(
-        answers[1].2,
-        json!({ "applied": [] }),
-        "the test database is migrated already"
+        answers[1].1, "error",
+        "the worker leaves migrations to the admin function: {answers:?}"
     );
     assert!(
         function.try_wait().unwrap().is_none(),
         "one process served both invocations and waits for more"
     );
     function.kill().await.unwrap();
+    // After each invocation the engine's metrics went out on standard output as CloudWatch
+    // embedded metric format: the batch's five replies among them.
+    let mut stdout = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut function.stdout.take().unwrap(), &mut stdout)
+        .await
+        .unwrap();
+    let documents: Vec<Value> = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|doc| doc.get("_aws").is_some())
+        .collect();
+    let replies: u64 = documents
+        .iter()
+        .filter(|doc| {
+            doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "qbill-test"
+                && doc["function"] == "worker"
+        })
+        .filter_map(|doc| doc["qbill_replies_total"].as_u64())
+        .sum();
+    assert_eq!(replies, 5, "five answerable messages: {documents:#?}");
     let paid = qbill_tests::count(
         &db.pool,
         "SELECT count(*) FROM payments WHERE request_id = $1",
