@@ -10,6 +10,7 @@ mod households;
 mod lifecycle;
 mod loadtest;
 mod logs;
+mod metrics;
 mod pool;
 mod sizes;
 mod sweeper;

@@ -5,3 +5,4 @@
 //! HTTP client the end-to-end tests and the load tester use.
 
 pub mod client;
+pub mod status;

@@ -36,7 +36,13 @@ enum Command {
         /// Apply pending migrations before starting.
         #[arg(long)]
         migrate: bool,
+        /// Serve the workers' metrics as Prometheus text at http://ADDR/metrics.
+        #[arg(long, env = "QBILL_METRICS_ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
+    /// The request queue's depth, in-flight count and oldest message age, the dead-letter queue,
+    /// the reply queues alive and the workers' throughput, in one screen.
+    Status(StatusArgs),
     /// Applies the numbered migrations of `sql/` that the database lacks.
     Migrate,
     /// Loads seed data.
@@ -59,6 +65,25 @@ enum Command {
     /// The notification outbox.
     #[command(subcommand)]
     Notifications(NotificationsCommand),
+}
+
+#[derive(Parser)]
+struct StatusArgs {
+    #[command(flatten)]
+    queues: DlqQueues,
+    /// The reply queues' prefix.
+    #[arg(long, env = "QBILL_REPLY_QUEUE_PREFIX", default_value = "qbill-reply-")]
+    reply_queue_prefix: String,
+    /// A worker's metrics endpoint (`qbill work --metrics-addr`), e.g.
+    /// http://127.0.0.1:9464/metrics; repeat it for each worker process.
+    #[arg(long = "metrics")]
+    metrics: Vec<String>,
+    /// Refresh every `--interval` until interrupted.
+    #[arg(long)]
+    watch: bool,
+    /// Seconds the workers' rates are measured over, and between refreshes.
+    #[arg(long, default_value_t = 2)]
+    interval: u64,
 }
 
 #[derive(Subcommand)]
@@ -344,7 +369,12 @@ enum ClientRequest {
 async fn main() -> anyhow::Result<()> {
     init_tracing();
     match Cli::parse().command {
-        Command::Work { workers, migrate } => work(workers, migrate).await,
+        Command::Work {
+            workers,
+            migrate,
+            metrics_addr,
+        } => work(workers, migrate, metrics_addr).await,
+        Command::Status(args) => status(args).await,
         Command::Migrate => {
             let applied = migrate().await?;
             let names = if applied.is_empty() {
@@ -363,16 +393,25 @@ async fn main() -> anyhow::Result<()> {
         Command::Notifications(command) => notifications(command).await,
         Command::SweepReplies => {
             let config = SqsConfig::from_env()?;
-            let idle = Duration::from_secs(config.reply_idle_seconds);
-            let report = qbill_sqs::sweeper::sweep(
+            let settings =
+                qbill_sqs::sweeper::Settings::new(Duration::from_secs(config.reply_idle_seconds));
+            let stamps = qbill_core::cache::Cache::from_env().await?;
+            let (report, left) = qbill_sqs::sweeper::sweep(
                 &qbill_sqs::client().await,
-                &config.reply_queue_prefix,
-                idle,
+                &stamps,
+                settings,
+                qbill_sqs::sweeper::shards(&config.reply_queue_prefix),
+                None,
             )
-            .await?;
+            .await;
             println!(
-                "examined {} reply queue(s), deleted {}",
-                report.examined, report.deleted
+                "examined {} reply queue(s), deleted {}, {} error(s)",
+                report.examined, report.deleted, report.errors
+            );
+            anyhow::ensure!(
+                left.is_empty(),
+                "{} part(s) of the sweep could not be listed; run it again",
+                left.len()
             );
             Ok(())
         }
@@ -456,8 +495,15 @@ fn init_tracing() {
     }
 }
 
-async fn work(workers: usize, migrate: bool) -> anyhow::Result<()> {
+async fn work(
+    workers: usize,
+    migrate: bool,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
     anyhow::ensure!(workers > 0, "--workers must be at least 1");
+    if let Some(addr) = metrics_addr {
+        serve_metrics(addr)?;
+    }
     let mut config = EngineConfig::from_env()?;
     // Every poller may hold one connection; a few more serve the cache-miss reads of auth.
     config.database_pool_size = config.database_pool_size.max(workers + 1);
@@ -471,6 +517,56 @@ async fn work(workers: usize, migrate: bool) -> anyhow::Result<()> {
     tokio::spawn(forward_signals(shutdown.clone()));
     pool.run(workers, shutdown).await;
     Ok(())
+}
+
+/// Installs the Prometheus exporter, answering at http://`addr`/metrics: latencies as histograms
+/// with buckets from 1 ms to 10 s, batch sizes by message count.
+fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets(&[
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ])?
+        .set_buckets_for_metric(
+            Matcher::Full(qbill_core::metrics::RECEIVE_BATCH_SIZE.to_owned()),
+            &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0],
+        )?
+        .install()
+        .with_context(|| format!("serving metrics on {addr}"))?;
+    qbill_core::metrics::describe();
+    tracing::info!(%addr, "metrics at /metrics");
+    Ok(())
+}
+
+/// `qbill status`: one screen, or one every interval with --watch.
+async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let client = qbill_sqs::client().await;
+    let (request_url, dead_letter_url) = args.queues.urls(&client).await?;
+    let mut sampler = qbill::status::Sampler::new(
+        client,
+        args.queues.request_queue.clone(),
+        request_url,
+        dead_letter_url,
+        args.reply_queue_prefix,
+        args.metrics,
+    );
+    let interval = Duration::from_secs(args.interval.max(1));
+    if !args.watch {
+        print!("{}", sampler.screen(interval).await?);
+        return Ok(());
+    }
+    loop {
+        let screen = sampler.screen(interval).await?;
+        // Clear the terminal and draw from the top.
+        print!("\x1b[2J\x1b[H{screen}");
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
 }
 
 /// SIGTERM and SIGINT both start the drain.
