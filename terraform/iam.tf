@@ -144,14 +144,14 @@ data "aws_iam_policy_document" "worker" {
     resources = [aws_sqs_queue.requests.arn]
   }
 
-  # TagQueue: the qbill:role=reply tag is set in CreateQueue, which needs both rights.
+  # No TagQueue: reply queues carry no tag (tagging calls have a low per-account rate; the name's
+  # prefix is what marks a reply queue).
   statement {
     sid = "CreateAndAnswerReplyQueues"
     actions = [
       "sqs:CreateQueue",
       "sqs:SendMessage",
       "sqs:GetQueueUrl",
-      "sqs:TagQueue",
     ]
     resources = [local.reply_queue_arn_pattern]
   }

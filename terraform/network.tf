@@ -466,7 +466,6 @@ locals {
             "sqs:CreateQueue",
             "sqs:SendMessage",
             "sqs:GetQueueUrl",
-            "sqs:TagQueue",
             "sqs:ReceiveMessage",
             "sqs:DeleteMessage",
             "sqs:ChangeMessageVisibility",

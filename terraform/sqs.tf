@@ -1,7 +1,7 @@
 # The shared request queue (API Gateway -> worker), its dead-letter queue, the alarms on both,
 # and the TLS-only policy of every queue the stack creates (the sweep queues are in sweeper.tf).
 # Reply queues are not managed here: the worker creates them on demand as
-# <reply_queue_prefix><client uuid> with the tag qbill:role=reply, MessageRetentionPeriod =
+# <reply_queue_prefix><client uuid>, untagged, with MessageRetentionPeriod =
 # QBILL_REPLY_RETENTION_SECONDS and the same TLS-only policy (QBILL_REPLY_QUEUE_ARN_PREFIX); SQS
 # encrypts new queues with SSE-SQS by default.
 

@@ -4,8 +4,9 @@
 //! queue and process, which tells the sweeper it is in use. Not in a queue tag: SQS allows few
 //! tagging calls per second per account, and thousands of clients would exceed them.
 //!
-//! A queue is created with the tag `qbill:role=reply` and, where the deployment names its ARN
-//! (`QBILL_REPLY_QUEUE_ARN_PREFIX`), a policy that refuses every call not made over TLS.
+//! A queue is created untagged (tagging at creation needs the same rate-limited right; the
+//! prefix is what marks a reply queue) and, where the deployment names its ARN
+//! (`QBILL_REPLY_QUEUE_ARN_PREFIX`), with a policy that refuses every call not made over TLS.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,8 +25,6 @@ use crate::config::SqsConfig;
 const REMEMBERED: usize = 100_000;
 /// How often one process refreshes a queue's last-reply stamp.
 pub const STAMP_EVERY: Duration = Duration::from_secs(60);
-/// The tag every reply queue carries.
-pub const ROLE_TAG: &str = "qbill:role";
 
 /// Why a reply was not sent.
 #[derive(Debug, thiserror::Error)]
@@ -159,8 +158,7 @@ impl ReplyQueues {
             .attributes(
                 QueueAttributeName::MessageRetentionPeriod,
                 self.retention_seconds.to_string(),
-            )
-            .tags(ROLE_TAG, "reply");
+            );
         if let Some(arn_prefix) = &self.arn_prefix {
             let arn = format!("{arn_prefix}{}", &name[self.prefix.len()..]);
             create = create.attributes(QueueAttributeName::Policy, tls_only_policy(&arn));
