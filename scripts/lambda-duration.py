@@ -223,7 +223,11 @@ def main():
     if not load:
         parser.error("give the load command after --")
 
-    sqs = boto3.client("sqs")
+    sqs = boto3.client(
+        "sqs",
+        region_name=os.environ.get("AWS_REGION", "us-east-1"),
+        endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
+    )
     queue_url = sqs.get_queue_url(QueueName=args.queue)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(
         QueueUrl=queue_url, AttributeNames=["QueueArn"]
