@@ -177,11 +177,7 @@ fn the_worker_role_holds_neither_the_master_secret_nor_the_operator_nor_the_swee
     }
     assert_eq!(
         actions_on(&stack, "worker", "local.reply_queue_arn_pattern"),
-        set(&[
-            "sqs:CreateQueue",
-            "sqs:SendMessage",
-            "sqs:GetQueueUrl"
-        ]),
+        set(&["sqs:CreateQueue", "sqs:SendMessage", "sqs:GetQueueUrl"]),
         "on reply queues the worker creates and answers, nothing more (no tagging call)"
     );
     for secret in [

@@ -151,14 +151,10 @@ impl ReplyQueues {
     /// CreateQueue is idempotent for the same attributes, so racing workers agree on one queue.
     async fn create(&self, queue: QueueName) -> anyhow::Result<String> {
         let name = queue.sqs_name(&self.prefix);
-        let mut create = self
-            .client
-            .create_queue()
-            .queue_name(&name)
-            .attributes(
-                QueueAttributeName::MessageRetentionPeriod,
-                self.retention_seconds.to_string(),
-            );
+        let mut create = self.client.create_queue().queue_name(&name).attributes(
+            QueueAttributeName::MessageRetentionPeriod,
+            self.retention_seconds.to_string(),
+        );
         if let Some(arn_prefix) = &self.arn_prefix {
             let arn = format!("{arn_prefix}{}", &name[self.prefix.len()..]);
             create = create.attributes(QueueAttributeName::Policy, tls_only_policy(&arn));
