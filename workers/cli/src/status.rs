@@ -217,7 +217,7 @@ pub fn render(
             let _ = writeln!(out, "  replies/s          {:>10.1}", w.replies_per_second);
             let _ = writeln!(out, "  error replies/s    {:>10.1}", w.errors_per_second);
             let _ = writeln!(out, "  retries/s          {:>10.1}", w.retries_per_second);
-            let _ = writeln!(out, "  dead-lettered      {:>10}", w.dead_letters);
+            let _ = writeln!(out, "  dead-lettered      {:>10}", w.dead_letters as u64);
         }
         None => {
             let _ = writeln!(
@@ -342,5 +342,24 @@ mod tests {
         assert_eq!(rates.replies_per_second, 10.0);
         assert_eq!(rates.errors_per_second, 0.0);
         assert_eq!(rates.oldest_received_age_seconds, Some(0.5));
+    }
+
+    #[test]
+    fn the_screen_shows_counts_as_whole_numbers() {
+        let empty = Scrape::default();
+        let rates = throughput(&empty, &empty, Duration::from_secs(1));
+        let screen = render(
+            "q",
+            &Queues::default(),
+            Some(&rates),
+            1,
+            &[],
+            Duration::from_secs(1),
+        );
+        let line = screen
+            .lines()
+            .find(|l| l.contains("dead-lettered"))
+            .unwrap();
+        assert_eq!(line.split_whitespace().last(), Some("0"), "{screen}");
     }
 }
