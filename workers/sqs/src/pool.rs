@@ -558,3 +558,61 @@ pub async fn answer(
         Err(_transient) => Disposition::Retry,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::Disposition;
+
+    #[test]
+    fn a_retry_at_the_last_allowed_receive_counts_as_a_dead_letter() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            Disposition::Retry.record(Some(4), Some(5));
+            Disposition::Retry.record(Some(5), Some(5));
+            Disposition::Retry.record(None, Some(5));
+            Disposition::Retry.record(Some(7), None);
+            Disposition::Replied.record(Some(9), Some(5));
+        });
+        let counters: Vec<(String, Vec<String>, u64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(key, _, _, value)| match value {
+                DebugValue::Counter(n) => Some((
+                    key.key().name().to_owned(),
+                    key.key()
+                        .labels()
+                        .map(|l| format!("{}={}", l.key(), l.value()))
+                        .collect(),
+                    n,
+                )),
+                _ => None,
+            })
+            .collect();
+        let count = |name: &str, label: Option<&str>| {
+            counters
+                .iter()
+                .filter(|(n, labels, _)| {
+                    n == name && label.is_none_or(|l| labels.iter().any(|x| x == l))
+                })
+                .map(|(_, _, v)| v)
+                .sum::<u64>()
+        };
+        assert_eq!(
+            count(qbill_core::metrics::DEAD_LETTERS, None),
+            1,
+            "{counters:?}"
+        );
+        assert_eq!(
+            count(qbill_core::metrics::MESSAGES, Some("disposition=retry")),
+            4
+        );
+        assert_eq!(
+            count(qbill_core::metrics::MESSAGES, Some("disposition=replied")),
+            1
+        );
+    }
+}
