@@ -4,12 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, stream};
 use qbill_core::cache::Cache;
 use qbill_core::types::QueueName;
 use qbill_sqs::ReplyQueues;
 use qbill_sqs::sweeper::{Settings, shards, sweep};
-use qbill_tests::{drain_replies, env, sqs, sqs_config};
+use qbill_tests::{create_reply_queues, drain_replies, reply_stamps, sqs, sqs_config};
 use uuid::Uuid;
 
 fn prefix() -> String {
@@ -19,17 +18,6 @@ fn prefix() -> String {
     )
 }
 
-/// The stamps as the workers keep them, under a prefix of the test's own.
-fn stamps(prefix: &str) -> Cache {
-    Cache::new(
-        Some(&env("REDIS_URL").into()),
-        prefix,
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn only_idle_empty_reply_queues_are_swept_even_by_several_sweepers_at_once() {
     let sqs = sqs().await;
@@ -37,7 +25,7 @@ async fn only_idle_empty_reply_queues_are_swept_even_by_several_sweepers_at_once
     let mut config = sqs_config("unused");
     config.reply_queue_prefix = prefix.clone();
     let replies = ReplyQueues::new(sqs.clone(), &config);
-    let stamps = stamps(&prefix);
+    let stamps = reply_stamps(&prefix);
     let queue = || QueueName::parse(&Uuid::new_v4().to_string()).unwrap();
     let (idle, recent, holding) = (queue(), queue(), queue());
     for q in [idle, recent, holding] {
@@ -166,27 +154,12 @@ async fn a_reply_queue_refuses_calls_without_tls_where_the_deployment_names_its_
     let _ = sqs.delete_queue().queue_url(url).send().await;
 }
 
-/// Creates `count` empty reply queues under `prefix`, 16 at a time.
-async fn create_queues(sqs: &aws_sdk_sqs::Client, prefix: &str, count: usize) {
-    stream::iter(0..count)
-        .map(|_| async move {
-            sqs.create_queue()
-                .queue_name(format!("{prefix}{}", Uuid::new_v4()))
-                .send()
-                .await
-                .unwrap();
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await;
-}
-
 #[tokio::test]
 async fn a_sweep_stopped_at_its_deadline_is_taken_up_where_it_stopped_and_reaches_every_queue() {
     let sqs = sqs().await;
     let prefix = prefix();
-    let stamps = stamps(&prefix);
-    create_queues(&sqs, &prefix, 120).await;
+    let stamps = reply_stamps(&prefix);
+    create_reply_queues(&sqs, &prefix, 120).await;
     let idle = Duration::from_secs(1);
     tokio::time::sleep(Duration::from_millis(2100)).await;
 
@@ -234,8 +207,8 @@ async fn the_sweep_rate_against_the_local_sqs() {
     const QUEUES: usize = 400;
     let sqs = sqs().await;
     let prefix = prefix();
-    let stamps = stamps(&prefix);
-    create_queues(&sqs, &prefix, QUEUES).await;
+    let stamps = reply_stamps(&prefix);
+    create_reply_queues(&sqs, &prefix, QUEUES).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
 
     let started = Instant::now();

@@ -306,7 +306,6 @@ async fn the_create_operator_event_creates_the_operator_from_its_secret_once() {
 
 #[tokio::test]
 async fn the_sweeper_splits_the_sweep_into_tasks_on_its_queue_and_passes_on_what_is_left() {
-    use futures::StreamExt;
     let sqs = sqs().await;
     let prefix = format!(
         "qbill-test-lsweep-{}-",
@@ -320,32 +319,13 @@ async fn the_sweeper_splits_the_sweep_into_tasks_on_its_queue_and_passes_on_what
         .unwrap()
         .queue_url
         .unwrap();
-    futures::stream::iter(0..40)
-        .map(|_| {
-            let (sqs, prefix) = (sqs.clone(), prefix.clone());
-            async move {
-                sqs.create_queue()
-                    .queue_name(format!("{prefix}{}", Uuid::new_v4()))
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await;
+    qbill_tests::create_reply_queues(&sqs, &prefix, 40).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let mut config = qbill_tests::sqs_config("unused");
     config.reply_queue_prefix = prefix.clone();
     config.reply_retention_seconds = 60;
     config.reply_idle_seconds = 1;
-    let stamps = qbill_core::cache::Cache::new(
-        Some(&env("REDIS_URL").into()),
-        &prefix,
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-    )
-    .unwrap();
+    let stamps = qbill_tests::reply_stamps(&prefix);
     // One queue per page, and every invocation out of time: each task sweeps one page and
     // passes the rest on.
     let sweeper = Sweeper::new(sqs.clone(), stamps, &config, sweep_queue.clone()).with_page_size(1);

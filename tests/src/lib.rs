@@ -606,3 +606,30 @@ pub fn link_token(mail: &serde_json::Value) -> String {
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect()
 }
+
+/// Creates `count` empty queues named `{prefix}{a fresh UUID}`, as reply queues are, 16 at a time.
+pub async fn create_reply_queues(sqs: &aws_sdk_sqs::Client, prefix: &str, count: usize) {
+    use futures::StreamExt;
+    futures::stream::iter(0..count)
+        .map(|_| async move {
+            sqs.create_queue()
+                .queue_name(format!("{prefix}{}", Uuid::new_v4()))
+                .send()
+                .await
+                .expect("create a reply queue");
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// The reply-queue stamps as the workers keep them, in the test profile's Redis under `prefix`.
+pub fn reply_stamps(prefix: &str) -> Cache {
+    Cache::new(
+        Some(&env("REDIS_URL").into()),
+        prefix,
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+    )
+    .expect("a cache")
+}

@@ -156,7 +156,7 @@ impl ReplyQueues {
             self.retention_seconds.to_string(),
         );
         if let Some(arn_prefix) = &self.arn_prefix {
-            let arn = format!("{arn_prefix}{}", &name[self.prefix.len()..]);
+            let arn = format!("{arn_prefix}{queue}");
             create = create.attributes(QueueAttributeName::Policy, tls_only_policy(&arn));
         }
         let created = create.send().await;
