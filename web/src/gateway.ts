@@ -1,0 +1,233 @@
+// The client of the public gateway, and nothing else: a POST puts a request on the queue, the
+// reply arrives later on this browser session's own reply queue, which one poller reads for
+// every request in flight and hands each reply to the request with its `request_id`.
+//
+// Nothing is lost: a POST the gateway could not enqueue (502, 429, no network) is sent again
+// with backoff; a request whose reply does not come (a reply read but lost on the way, say) is
+// sent again with the same `request_id`, which the engine answers without doing the work twice
+// (a payment gets the same receipt and is charged once).
+import {
+  type DataOf,
+  type PostPath,
+  type Reply,
+  type RequestFields,
+  fillPath,
+  isAnonymous,
+} from "./contract";
+
+export interface Config {
+  /** The gateway stage's URL, without a trailing slash. */
+  gateway_url: string;
+  /** How long to wait for a reply before sending the request again (ms). */
+  resend_after_ms?: number;
+  /** How long one poll may wait on the reply queue (0 to 20 s). */
+  poll_wait_seconds?: number;
+}
+
+/** The engine answered with an error reply. */
+export class ReplyError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The gateway refused the request before it reached the engine (a 400), or never answered. */
+export class GatewayError extends Error {}
+
+export interface Waiting {
+  /** Requests sent and not yet answered. */
+  pending: number;
+  /** When the oldest of them was sent (ms since the epoch), or null. */
+  since: number | null;
+  /** Some request was sent again, or a poll failed and is being retried. */
+  retrying: boolean;
+}
+
+interface Pending {
+  path: string;
+  body: string;
+  anonymous: boolean;
+  sentAt: number;
+  resends: number;
+  timer: number;
+  resolve: (data: unknown) => void;
+  reject: (error: Error) => void;
+}
+
+const MAX_RESENDS = 3;
+const MAX_POST_ATTEMPTS = 5;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class Gateway {
+  private readonly pending = new Map<string, Pending>();
+  private polling = false;
+  private retrying = false;
+  private listeners: ((w: Waiting) => void)[] = [];
+
+  constructor(
+    private readonly config: Config,
+    /** This browser session's reply queue: a UUID it made. */
+    readonly queue: string,
+    /** The bearer token for the routes that take one. */
+    private readonly token: () => Promise<string | null>,
+  ) {}
+
+  onWaiting(listener: (w: Waiting) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Sends a request and resolves with its reply's data, or rejects with a ReplyError. */
+  call<P extends PostPath>(
+    path: P,
+    params: Record<string, string | number>,
+    fields: RequestFields<P>,
+    requestId: string = crypto.randomUUID(),
+  ): Promise<DataOf<P>> {
+    const body = JSON.stringify({ queue_name: this.queue, request_id: requestId, ...fields });
+    return new Promise<DataOf<P>>((resolve, reject) => {
+      const pending: Pending = {
+        path: fillPath(path, params),
+        body,
+        anonymous: isAnonymous(path),
+        sentAt: Date.now(),
+        resends: 0,
+        timer: 0,
+        resolve: resolve as (data: unknown) => void,
+        reject,
+      };
+      this.pending.set(requestId, pending);
+      this.notify();
+      this.send(requestId, pending).then(() => this.poll(), (error: Error) => this.settle(requestId, error));
+    });
+  }
+
+  /** Forgets every request in flight (logging out). */
+  cancelAll(): void {
+    for (const [id] of this.pending) this.settle(id, new GatewayError("cancelled"));
+  }
+
+  private async send(requestId: string, pending: Pending): Promise<void> {
+    let delay = 500;
+    for (let attempt = 1; ; attempt++) {
+      if (this.pending.get(requestId) !== pending) return;
+      const headers: Record<string, string> = { "Content-Type": "application/json" };
+      if (!pending.anonymous) {
+        const token = await this.token();
+        if (token) headers.Authorization = `Bearer ${token}`;
+      }
+      let status = 0;
+      let message = "";
+      try {
+        const response = await fetch(`${this.config.gateway_url}${pending.path}`, {
+          method: "POST",
+          headers,
+          body: pending.body,
+        });
+        status = response.status;
+        if (status === 202) break;
+        message = ((await response.json().catch(() => ({}))) as { message?: string }).message ?? "";
+      } catch {
+        status = 0; // no answer at all: offline, or the gateway unreachable
+      }
+      if (status === 400) throw new GatewayError(`The gateway refused the request: ${message || "invalid request"}.`);
+      if (attempt >= MAX_POST_ATTEMPTS) {
+        throw new GatewayError(
+          status === 0 ? "The gateway cannot be reached. Check your connection and try again." : `The gateway answered ${status}; try again.`,
+        );
+      }
+      this.setRetrying(true);
+      await sleep(delay);
+      delay = Math.min(delay * 2, 8000);
+    }
+    this.armResend(requestId, pending);
+  }
+
+  /** No reply in time: the same request, with the same request_id, once more. */
+  private armResend(requestId: string, pending: Pending): void {
+    window.clearTimeout(pending.timer);
+    pending.timer = window.setTimeout(() => {
+      if (this.pending.get(requestId) !== pending) return;
+      if (pending.resends >= MAX_RESENDS) {
+        this.settle(requestId, new GatewayError("No reply came. Try again in a moment."));
+        return;
+      }
+      pending.resends += 1;
+      this.setRetrying(true);
+      this.send(requestId, pending).catch((error: Error) => this.settle(requestId, error));
+    }, this.config.resend_after_ms ?? 20000);
+  }
+
+  /** One poller for the session: runs while something waits for a reply. */
+  private async poll(): Promise<void> {
+    if (this.polling) return;
+    this.polling = true;
+    let emptyDelay = 250;
+    let errorDelay = 500;
+    const wait = this.config.poll_wait_seconds ?? 10;
+    try {
+      while (this.pending.size > 0) {
+        const started = Date.now();
+        let replies: Reply[] | null = null;
+        try {
+          const response = await fetch(`${this.config.gateway_url}/replies/${this.queue}?wait=${wait}`);
+          if (response.ok) replies = ((await response.json()) as { replies: Reply[] }).replies;
+        } catch {
+          replies = null;
+        }
+        if (replies === null) {
+          // 429 (throttled), 502 or no network: back off and poll again.
+          this.setRetrying(true);
+          await sleep(errorDelay);
+          errorDelay = Math.min(errorDelay * 2, 8000);
+          continue;
+        }
+        errorDelay = 500;
+        for (const reply of replies) this.dispatch(reply);
+        if (replies.length === 0 && Date.now() - started < 1000) {
+          // The queue does not exist yet (the engine makes it with its first reply): the poll
+          // came back at once, so wait a little before the next.
+          await sleep(emptyDelay);
+          emptyDelay = Math.min(emptyDelay * 2, 2000);
+        } else {
+          emptyDelay = 250;
+        }
+      }
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  private dispatch(reply: Reply): void {
+    // A reply to no request in flight is a second answer to a request sent again: dropped.
+    if (!reply.request_id || !this.pending.has(reply.request_id)) return;
+    if (reply.status === "ok") this.settle(reply.request_id, null, reply.data);
+    else this.settle(reply.request_id, new ReplyError(reply.error.code, reply.error.message));
+  }
+
+  private settle(requestId: string, error: Error | null, data?: unknown): void {
+    const pending = this.pending.get(requestId);
+    if (!pending) return;
+    this.pending.delete(requestId);
+    window.clearTimeout(pending.timer);
+    if (this.pending.size === 0) this.retrying = false;
+    this.notify();
+    if (error) pending.reject(error);
+    else pending.resolve(data);
+  }
+
+  private setRetrying(retrying: boolean): void {
+    this.retrying = retrying;
+    this.notify();
+  }
+
+  private notify(): void {
+    let since: number | null = null;
+    for (const p of this.pending.values()) since = since === null ? p.sentAt : Math.min(since, p.sentAt);
+    const state = { pending: this.pending.size, since, retrying: this.retrying };
+    for (const listener of this.listeners) listener(state);
+  }
+}

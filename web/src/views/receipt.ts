@@ -1,0 +1,90 @@
+// The receipt of a payment, on screen, and its PDF (issued by the engine, fetched from the link
+// its reply carries).
+import { explain, type App } from "../app";
+import type { Bill, PaymentsData } from "../contract";
+import { h } from "../dom";
+import { formatInstant, formatMoney, formatMonth, utilityName } from "../money";
+import { errorBox, heading } from "./common";
+
+interface Kept {
+  receipt: PaymentsData;
+  bills: Pick<Bill, "bill_id" | "utility" | "provider" | "period_start" | "amount" | "currency">[];
+}
+
+const key = (paymentId: string) => `qbill.receipt.${paymentId}`;
+
+/** Keeps a receipt for this tab, with the bills it paid, to show it after navigating. */
+export function keepReceipt(receipt: PaymentsData, bills: Bill[]): void {
+  const kept: Kept = { receipt, bills: bills.filter((b) => receipt.bills_id.includes(b.bill_id)) };
+  sessionStorage.setItem(key(receipt.payment_id), JSON.stringify(kept));
+}
+
+export function receiptView(app: App, apartmentId: number, paymentId: string): HTMLElement {
+  const raw = sessionStorage.getItem(key(paymentId));
+  if (!raw) {
+    return h(
+      "section",
+      {},
+      heading("Receipt"),
+      h("p", {}, "This receipt is not kept in this tab. Every payment is in the "),
+      h("a", { href: `#/apartments/${apartmentId}/history` }, "payment history"),
+    );
+  }
+  const { receipt, bills } = JSON.parse(raw) as Kept;
+  const money = (amount: string) => formatMoney(amount, receipt.currency);
+  const pdfSlot = h("div", { class: "pdf" });
+  const pdfButton = h("button", { type: "button" }, "Get the receipt as a PDF");
+  pdfButton.addEventListener("click", () => {
+    pdfButton.disabled = true;
+    pdfSlot.replaceChildren(h("p", { role: "status" }, "Issuing the PDF…"));
+    app.session.gateway
+      .call("/apartments/{apartment_id}/documents", { apartment_id: apartmentId }, { kind: "receipt", format: "pdf", payment_id: paymentId })
+      .then((doc) => {
+        pdfSlot.replaceChildren(
+          h("p", {}, h("a", { href: doc.url, target: "_blank", rel: "noopener", class: "button", "data-testid": "receipt-pdf" }, "Open the receipt (PDF)")),
+          h("p", { class: "meta" }, `${Math.ceil(doc.bytes / 1024)} KB · the link works until ${formatInstant(doc.expires_at)} · SHA-256 ${doc.sha256.slice(0, 16)}…`),
+        );
+      })
+      .catch((error: unknown) => {
+        pdfSlot.replaceChildren(errorBox(explain(error, "The receipt")));
+        pdfButton.disabled = false;
+      });
+  });
+  return h(
+    "section",
+    {},
+    heading("Receipt"),
+    h("p", { class: "notice", role: "status" }, `Paid ${money(receipt.total)}. Thank you.`),
+    h(
+      "article",
+      { class: "card receipt", "aria-label": "Receipt" },
+      h(
+        "dl",
+        { class: "facts" },
+        h("dt", {}, "Payment"),
+        h("dd", { class: "mono", "data-testid": "payment-id" }, receipt.payment_id),
+        h("dt", {}, "Paid at"),
+        h("dd", {}, formatInstant(receipt.paid_at)),
+        h("dt", {}, "Apartment"),
+        h("dd", {}, app.session.apartments.find((a) => a.id === receipt.apartment_id)?.address ?? String(receipt.apartment_id)),
+      ),
+      h(
+        "table",
+        {},
+        h("caption", {}, "Bills paid"),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Bill"), h("th", { scope: "col" }, "Utility"), h("th", { scope: "col" }, "Provider"), h("th", { scope: "col" }, "Period"), h("th", { scope: "col", class: "amount" }, "Amount"))),
+        h(
+          "tbody",
+          {},
+          bills.map((b) =>
+            h("tr", {}, h("td", {}, String(b.bill_id)), h("td", {}, utilityName(b.utility)), h("td", {}, b.provider), h("td", {}, formatMonth(b.period_start)), h("td", { class: "amount" }, formatMoney(b.amount, b.currency))),
+          ),
+        ),
+        h("tfoot", {}, h("tr", {}, h("th", { scope: "row", colspan: 4 }, "Total"), h("td", { class: "amount", "data-testid": "receipt-total" }, money(receipt.total)))),
+      ),
+    ),
+    pdfButton,
+    pdfSlot,
+    h("p", { class: "links" }, h("a", { href: `#/apartments/${apartmentId}` }, "Back to the bills"), " · ", h("a", { href: `#/apartments/${apartmentId}/history` }, "Payment history")),
+  );
+}

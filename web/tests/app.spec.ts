@@ -1,0 +1,197 @@
+// The household app as a person uses it, in headless Chromium, against the real gateway, queues,
+// workers and database (the test profile of scripts/local-stack, demo data fresh from
+// `qbill seed demo`). One session goes through the screens in order; each screen is kept as a
+// screenshot in test-results/screens/.
+import { type Page, type Request, expect, test } from "@playwright/test";
+
+test.describe.configure({ mode: "serial" });
+
+let page: Page;
+let shots = 0;
+
+async function shot(name: string, target: Page = page): Promise<void> {
+  shots += 1;
+  await target.screenshot({ path: `test-results/screens/${String(shots).padStart(2, "0")}-${name}.png`, fullPage: true });
+}
+
+/** The JSON bodies of the POSTs to a route, as the browser sent them. */
+function posts(target: Page, pathEnd: string): Record<string, unknown>[] {
+  const seen: Record<string, unknown>[] = [];
+  target.on("request", (request: Request) => {
+    if (request.method() === "POST" && new URL(request.url()).pathname.endsWith(pathEnd)) {
+      seen.push(JSON.parse(request.postData() ?? "{}") as Record<string, unknown>);
+    }
+  });
+  return seen;
+}
+
+/** What the browser blocked (CORS, the CSP) or any script error: each test ends with none. */
+const browserErrors: string[] = [];
+
+function watch(target: Page): void {
+  target.on("console", (message) => {
+    if (message.type() === "error") browserErrors.push(message.text());
+  });
+  target.on("pageerror", (error) => browserErrors.push(String(error)));
+}
+
+test.beforeAll(async ({ browser }) => {
+  page = await browser.newPage();
+  watch(page);
+});
+
+test.afterEach(() => {
+  expect(browserErrors, "errors in the browser's console").toEqual([]);
+});
+
+test("a wrong password is refused, and says so", async () => {
+  await page.goto("/");
+  await expect(page.getByRole("heading", { name: "Log in" })).toBeVisible();
+  await page.getByLabel("Username").fill("demo");
+  await page.getByLabel("Password").fill("not-the-password");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await expect(page.getByRole("alert")).toHaveText("Invalid username or password.");
+  await shot("wrong-password");
+});
+
+test("demo logs in and sees the apartments", async () => {
+  await page.getByLabel("Password").fill("demo-password");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await expect(page.getByRole("heading", { name: "Your apartments" })).toBeVisible();
+  await expect(page.getByRole("link", { name: /12 Harbour Street, Flat 3/ })).toBeVisible();
+  await expect(page.getByRole("link", { name: /7 Linden Avenue, Flat 11/ })).toBeVisible();
+  await shot("apartments");
+});
+
+test("the debts of an apartment, grouped, with totals and the chart", async () => {
+  await page.getByRole("link", { name: /12 Harbour Street, Flat 3/ }).click();
+  await expect(page.getByRole("heading", { name: "12 Harbour Street, Flat 3", level: 1 })).toBeVisible();
+  // August to October unpaid, four utilities: 12 bills.
+  await expect(page.getByText("12 unpaid bills")).toBeVisible();
+  await expect(page.getByTestId("total-due")).toHaveText(/^€[\d,]+\.\d\d$/);
+  await expect(page.getByRole("heading", { name: /Northwind Energy/ })).toBeVisible();
+  await expect(page.getByRole("heading", { name: /Clearwater Utilities/ })).toBeVisible();
+  await expect(page.getByRole("group", { name: /Gas/ }).first()).toBeVisible();
+  // The chart: a bar per month that has bills, May to October (settled and unpaid alike).
+  const chart = page.getByTestId("chart");
+  await expect(chart).toBeVisible();
+  await expect(chart.locator("rect")).toHaveCount(24);
+  await expect(chart).toHaveAttribute("aria-label", /last twelve months by utility/);
+  await shot("debts");
+});
+
+let paymentId = "";
+
+test("pays two bills, chosen by keyboard, and sees the receipt", async () => {
+  const payments = posts(page, "/payments");
+  const boxes = page.getByRole("checkbox");
+  await boxes.nth(0).focus();
+  await page.keyboard.press("Space");
+  await boxes.nth(1).focus();
+  await page.keyboard.press("Space");
+  await expect(page.getByText(/^2 bills chosen: €/)).toBeVisible();
+  const chosen = [await boxes.nth(0).getAttribute("value"), await boxes.nth(1).getAttribute("value")].map(Number);
+  const pay = page.getByRole("button", { name: /^Pay €/ });
+  const total = (await pay.textContent())!.replace("Pay ", "");
+  await pay.click();
+  await page.getByRole("button", { name: `Confirm: pay ${total}` }).click();
+  await expect(page.getByRole("heading", { name: "Receipt" })).toBeVisible();
+  await expect(page.getByTestId("receipt-total")).toHaveText(total);
+  paymentId = (await page.getByTestId("payment-id").textContent())!;
+  expect(paymentId).toMatch(/^[0-9a-f-]{36}$/);
+  expect(payments).toHaveLength(1);
+  expect(payments[0].bills_id).toEqual(chosen);
+  await shot("receipt");
+
+  await page.getByRole("button", { name: "Get the receipt as a PDF" }).click();
+  const link = page.getByTestId("receipt-pdf");
+  await expect(link).toBeVisible();
+  const pdf = await page.request.get((await link.getAttribute("href"))!);
+  expect(pdf.status()).toBe(200);
+  expect((await pdf.body()).subarray(0, 5).toString()).toBe("%PDF-");
+  await shot("receipt-pdf-link");
+});
+
+test("the payment is in the history, which the browser keeps and brings up to date", async () => {
+  const histories = posts(page, "/histories");
+  await page.getByRole("link", { name: "Payment history" }).first().click();
+  const payment = page.locator(`[data-payment-id="${paymentId}"]`);
+  await expect(payment).toBeVisible();
+  await expect(payment.locator(".bill")).toHaveCount(2);
+  const source = page.getByTestId("history-source");
+  await expect(source).toHaveText(/kept in this browser/);
+  await shot("history");
+
+  // Reload: the settled bills come from the browser's store, and the request asks only for what
+  // lies outside the window it holds.
+  const before = histories.length;
+  await page.reload();
+  await expect(page.locator(`[data-payment-id="${paymentId}"]`)).toBeVisible();
+  const afterReload = page.getByTestId("history-source");
+  const fromStore = Number(await afterReload.getAttribute("data-from-store"));
+  const fromServer = Number(await afterReload.getAttribute("data-from-server"));
+  // 24 settled in the demo data (May to July), and the two just paid.
+  expect(fromStore).toBe(26);
+  expect(fromServer).toBe(0);
+  const delta = histories.slice(before);
+  expect(delta.length).toBeGreaterThan(0);
+  expect(delta[0].date_down).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+  expect(delta[0].date_up).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+  await shot("history-after-reload");
+});
+
+test("a reply lost on the way is asked for again with the same request_id, and paid once", async () => {
+  await page.goto("/#/apartments/2");
+  await expect(page.getByText("12 unpaid bills")).toBeVisible();
+  const payments = posts(page, "/payments");
+  let dropped = false;
+  await page.route("**/replies/**", async (route) => {
+    const response = await route.fetch();
+    const body = await response.text();
+    if (!dropped && body.includes('"kind":"payments"')) {
+      // The reply was read off the queue (so it is gone there) and never reached the app.
+      dropped = true;
+      await route.fulfill({ response, body: '{"replies": []}' });
+      return;
+    }
+    await route.fulfill({ response, body });
+  });
+  await page.getByRole("checkbox").first().check();
+  await page.getByRole("button", { name: /^Pay €/ }).click();
+  await page.getByRole("button", { name: /^Confirm: pay/ }).click();
+  await expect(page.getByRole("heading", { name: "Receipt" })).toBeVisible();
+  await page.unroute("**/replies/**");
+  expect(dropped).toBe(true);
+  expect(payments.length).toBeGreaterThanOrEqual(2);
+  expect(new Set(payments.map((p) => p.request_id)).size).toBe(1);
+  const receipt = (await page.getByTestId("payment-id").textContent())!;
+  // Charged once: the history of apartment 2 holds that payment with its one bill.
+  await page.getByRole("link", { name: "Payment history" }).click();
+  await expect(page.locator(`[data-payment-id="${receipt}"] .bill`)).toHaveCount(1);
+  await page.goto("/#/apartments/2");
+  await expect(page.getByText("11 unpaid bills")).toBeVisible();
+});
+
+test("another household's apartment is refused", async () => {
+  await page.goto("/#/apartments/3");
+  await expect(page.getByRole("alert")).toContainText("not yours");
+  await shot("another-apartment");
+});
+
+test("usable on a phone", async ({ browser }) => {
+  const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  watch(phone);
+  await phone.goto("/");
+  await phone.getByLabel("Username").fill("demo");
+  await phone.getByLabel("Password").fill("demo-password");
+  await phone.getByRole("button", { name: "Log in" }).click();
+  await phone.getByRole("link", { name: /7 Linden Avenue, Flat 11/ }).click();
+  await expect(phone.getByText("11 unpaid bills")).toBeVisible();
+  await expect(phone.getByTestId("chart")).toBeVisible();
+  // Nothing wider than the screen.
+  expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+  await phone.getByRole("button", { name: "Gas" }).click();
+  await expect(phone.getByText(/bills chosen: €/)).toBeVisible();
+  await shot("phone-debts", phone);
+  await phone.close();
+});
