@@ -28,6 +28,8 @@ TERRAFORM_LIKE = {
     "request_queue_name": "qbill-requests",
     "reply_queue_prefix": "qbill-reply-",
     "gateway_role_arn": "arn:aws-us-gov:iam::123456789012:role/qbill-gateway",
+    # A web app served from CloudFront, as a deployment would allow.
+    "allowed_origin": "https://d111111abcdef8.cloudfront.net",
 }
 CONTRACT = {
     "/auth": ["post"],
