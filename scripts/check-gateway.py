@@ -7,6 +7,8 @@ The result must be a valid OpenAPI 3 document that still carries every route of 
 in which every status an integration can answer is a declared method response, and the reply
 polls' error template tells a missing reply queue (an empty list) from every other SQS error.
 The partition is not "aws", so an ARN the template does not build from it shows up here.
+Browsers may call it from the configured origin (CORS): every path answers a preflight, and every
+answer, the gateway's own errors included, allows that origin and no other.
 """
 
 import json
@@ -28,6 +30,8 @@ TERRAFORM_LIKE = {
     "request_queue_name": "qbill-requests",
     "reply_queue_prefix": "qbill-reply-",
     "gateway_role_arn": "arn:aws-us-gov:iam::123456789012:role/qbill-gateway",
+    # A web app served from CloudFront, as a deployment would allow.
+    "allowed_origin": "https://d111111abcdef8.cloudfront.net",
 }
 CONTRACT = {
     "/auth": ["post"],
@@ -94,8 +98,13 @@ def main() -> None:
         assert {"queue_name", "request_id"} <= set(schema["required"]), f"POST {path}: the envelope's fields"
     check_statuses(document)
     check_reply_poll_errors(document)
+    check_cors(document, TERRAFORM_LIKE["allowed_origin"])
     operations = sum(len(m) for m in document["paths"].values())
-    print(f"gateway-config: valid OpenAPI {document['openapi']} as Terraform renders it ({len(document['paths'])} paths, {operations} operations)")
+    preflights = sum("options" in m for m in document["paths"].values())
+    print(
+        f"gateway-config: valid OpenAPI {document['openapi']} as Terraform renders it ({len(document['paths'])} paths, {operations} operations"
+        f" of which {preflights} CORS preflights allowing {TERRAFORM_LIKE['allowed_origin']})"
+    )
 
 
 OVERRIDE = re.compile(r"#set\(\$context\.responseOverride\.status = (\d{3})\)")
@@ -225,6 +234,85 @@ def check_reply_poll_errors(document: dict) -> None:
                 assert answer == want_body, f"GET {path}, {case}: {answer}"
             else:
                 assert "replies" not in answer and answer.get("message"), f"GET {path}, {case}: {answer}"
+
+
+ALLOW_ORIGIN = "Access-Control-Allow-Origin"
+PREFLIGHT_HEADERS = {"Access-Control-Allow-Origin", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers", "Access-Control-Max-Age"}
+
+
+def check_cors(document: dict, origin: str) -> None:
+    """Every path answers a preflight for its methods, and every response a browser can get (each
+    method response, each integration response, the gateway's own 4xx and 5xx) allows the
+    configured origin: a response without the header is one the web app cannot read."""
+    allowed = f"'{origin}'"
+    assert origin != "*" and origin.startswith(("https://", "http://")) and not origin.endswith("/"), origin
+
+    # Nowhere "*": a static '*' (or one built around it) lets every site read the answers.
+    def no_wildcard(node, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key.endswith(ALLOW_ORIGIN) and isinstance(value, str):
+                    assert "*" not in value, f"{where}/{key}: {value}"
+                no_wildcard(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for n, value in enumerate(node):
+                no_wildcard(value, f"{where}/{n}")
+
+    no_wildcard(document, "")
+
+    for path, item in document["paths"].items():
+        methods = sorted(m.upper() for m in item if m != "options")
+        assert "options" in item, f"{path} has no OPTIONS (CORS preflight)"
+        for method, operation in item.items():
+            name = f"{method.upper()} {path}"
+            for status, response in operation["responses"].items():
+                assert ALLOW_ORIGIN in response.get("headers", {}), f"{name}: method response {status} does not declare {ALLOW_ORIGIN}"
+            for pattern, response in operation["x-amazon-apigateway-integration"]["responses"].items():
+                parameters = response.get("responseParameters", {})
+                mapped = parameters.get(f"method.response.header.{ALLOW_ORIGIN}")
+                assert mapped == allowed, f"{name}: integration response {pattern!r} maps {ALLOW_ORIGIN} to {mapped!r}, not {allowed}"
+                # API Gateway refuses to map a header the method response does not declare.
+                declared = operation["responses"][response["statusCode"]].get("headers", {})
+                for key in parameters:
+                    header = key.removeprefix("method.response.header.")
+                    assert header in declared, f"{name}: {pattern!r} maps {header}, undeclared in method response {response['statusCode']}"
+        preflight = item["options"]
+        integration = preflight["x-amazon-apigateway-integration"]
+        assert integration["type"] == "mock", f"OPTIONS {path}: {integration['type']}, not a MOCK"
+        assert json.loads(integration["requestTemplates"]["application/json"]) == {"statusCode": 200}, f"OPTIONS {path}: request template"
+        assert set(preflight["responses"]) == {"200"}, f"OPTIONS {path}: {sorted(preflight['responses'])}"
+        assert PREFLIGHT_HEADERS <= set(preflight["responses"]["200"]["headers"]), f"OPTIONS {path}: {preflight['responses']['200']['headers']}"
+        responses = integration["responses"]
+        assert [r["statusCode"] for r in responses.values()] == ["200"], f"OPTIONS {path}: {responses}"
+        parameters = next(iter(responses.values()))["responseParameters"]
+        values = {}
+        for header in PREFLIGHT_HEADERS:
+            value = parameters.get(f"method.response.header.{header}", "")
+            assert len(value) > 2 and value[0] == value[-1] == "'", f"OPTIONS {path}: {header} is {value!r}, not a static value"
+            values[header] = value[1:-1]
+        listed = [m.strip().upper() for m in values["Access-Control-Allow-Methods"].split(",")]
+        for method in methods + ["OPTIONS"]:
+            assert method in listed, f"OPTIONS {path}: Access-Control-Allow-Methods {listed} lacks {method}"
+        assert set(listed) <= set(methods) | {"OPTIONS"}, f"OPTIONS {path}: Access-Control-Allow-Methods {listed}, but the path has {methods}"
+        headers = {h.strip().lower() for h in values["Access-Control-Allow-Headers"].split(",")}
+        assert {"authorization", "content-type"} <= headers, f"OPTIONS {path}: Access-Control-Allow-Headers {headers}"
+        assert values["Access-Control-Max-Age"].isdigit(), f"OPTIONS {path}: Access-Control-Max-Age {values['Access-Control-Max-Age']}"
+
+    # The gateway's own answers: an invalid body's 400, a missing route, throttling, its failures.
+    gateway_responses = document.get("x-amazon-apigateway-gateway-responses", {})
+    for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        response = gateway_responses.get(kind)
+        assert response, f"no {kind} gateway response"
+        mapped = response.get("responseParameters", {}).get(f"gatewayresponse.header.{ALLOW_ORIGIN}")
+        assert mapped == allowed, f"gateway response {kind} maps {ALLOW_ORIGIN} to {mapped!r}, not {allowed}"
+        # The body stays API Gateway's default, {"message": "..."}, and the status the type's own.
+        assert "statusCode" not in response, f"gateway response {kind} sets status {response['statusCode']}"
+        template = response.get("responseTemplates", {}).get("application/json")
+        assert template == '{"message":$context.error.messageString}', f"gateway response {kind}: {template!r}"
+    # Any other gateway response customised must carry it too (it replaces the default's headers).
+    for kind, response in gateway_responses.items():
+        mapped = response.get("responseParameters", {}).get(f"gatewayresponse.header.{ALLOW_ORIGIN}")
+        assert mapped == allowed, f"gateway response {kind} maps {ALLOW_ORIGIN} to {mapped!r}, not {allowed}"
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 """Creates what qbill needs in the local SQS and API Gateway emulator, idempotently.
 
 For one profile: the dead-letter queue, the shared request queue redriving into it, and the REST
-API imported from gateway-config/openapi.yaml (rendered with the same variables Terraform passes)
-and deployed to a stage; the verified mail sender; the documents bucket. Prints the result as JSON
-on stdout.
+API imported from gateway-config/openapi.yaml (rendered with the same variables Terraform passes,
+the allowed browser origin being the profile's web origin) and deployed to a stage; the verified
+mail sender; the documents bucket. Prints the result as JSON on stdout.
 Runs in the LocalStack virtualenv, which has boto3 and PyYAML.
 """
 
@@ -25,11 +25,13 @@ REPLY_QUEUE_PREFIX = "qbill-reply-"
 
 PROFILES = {
     # What `local-stack up` runs the engine against.
-    "dev": {"queue": "qbill-requests", "api": "qbill", "visibility": 30, "bucket": "qbill-documents"},
+    "dev": {"queue": "qbill-requests", "api": "qbill", "visibility": 30, "bucket": "qbill-documents", "web_origin": "http://127.0.0.1:4580"},
     # What the tests run against: their own queue and API, so a running dev pool never steals
     # their messages. A short visibility timeout makes crash-recovery tests quick.
-    "test": {"queue": "qbill-test-requests", "api": "qbill-test", "visibility": 5, "bucket": "qbill-test-documents"},
+    "test": {"queue": "qbill-test-requests", "api": "qbill-test", "visibility": 5, "bucket": "qbill-test-documents", "web_origin": "http://127.0.0.1:4581"},
 }
+# web_origin: where the profile's web app is served from (a local static server), the one origin
+# the gateway allows browsers to call it from (CORS, the template's allowed_origin).
 STAGE = "local"
 MAX_RECEIVES = 5
 
@@ -72,6 +74,7 @@ def ensure_api(apigw, profile: dict, endpoint: str) -> dict:
         "request_queue_name": profile["queue"],
         "reply_queue_prefix": REPLY_QUEUE_PREFIX,
         "gateway_role_arn": f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/qbill-gateway",
+        "allowed_origin": profile["web_origin"],
     }
     rendered = render((ROOT / "gateway-config" / "openapi.yaml").read_text(), variables)
     # JSON without YAML anchors, as Terraform passes it (jsonencode(yamldecode(...))).
@@ -115,7 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     session = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name=REGION)
     profile = PROFILES[args.profile]
-    result = {"profile": args.profile, "request_queue": profile["queue"], "reply_queue_prefix": REPLY_QUEUE_PREFIX}
+    result = {"profile": args.profile, "request_queue": profile["queue"], "reply_queue_prefix": REPLY_QUEUE_PREFIX, "web_origin": profile["web_origin"]}
     result.update(ensure_queues(session.client("sqs", endpoint_url=args.endpoint), profile))
     result.update(ensure_api(session.client("apigateway", endpoint_url=args.endpoint), profile, args.endpoint))
     result.update(ensure_sender(session.client("ses", endpoint_url=args.endpoint)))
