@@ -3,6 +3,7 @@
 //! GET through the gateway.
 
 mod contract;
+mod cors;
 mod dead_letters;
 mod faults;
 mod hostile;
