@@ -16,6 +16,13 @@ resource "aws_api_gateway_rest_api" "qbill" {
 
   lifecycle {
     create_before_destroy = true
+
+    # Browsers may call the API from the web app's origin only: one scheme://host[:port], never a
+    # wildcard, which would let any site's scripts read the answers.
+    precondition {
+      condition     = local.web_origin != "*" && can(regex("^https?://[^/?#*\\s]+$", local.web_origin))
+      error_message = "The API's allowed CORS origin must be one origin such as https://billing.example.com, not \"*\"."
+    }
   }
 }
 

@@ -76,7 +76,7 @@ resource "aws_lambda_function" "worker" {
       QBILL_REDIS_AUTH_SECRET_ARN        = aws_secretsmanager_secret.redis_auth.arn
       QBILL_JWT_SECRET_ARN               = aws_secretsmanager_secret.jwt.arn
       QBILL_MAIL_FROM                    = local.mail_from
-      QBILL_WEB_URL                      = var.web_url
+      QBILL_WEB_URL                      = local.web_url
       QBILL_SES_REGION                   = local.ses_region
       QBILL_IDENTITY                     = var.identity
       QBILL_DOCUMENTS_BUCKET             = aws_s3_bucket.documents.bucket

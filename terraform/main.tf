@@ -33,7 +33,8 @@ locals {
   azs      = slice(sort(data.aws_availability_zones.available.names), 0, min(local.az_count, length(data.aws_availability_zones.available.names)))
 
   # The OpenAPI template rendered for this stack. YAML anchors are resolved by yamldecode; API
-  # Gateway receives plain JSON.
+  # Gateway receives plain JSON. allowed_origin is the one browser origin the API answers CORS
+  # for: the web app's (web.tf), never "*" (a precondition on the API checks it).
   openapi_document = yamldecode(templatefile("${path.module}/../gateway-config/openapi.yaml", {
     partition          = local.partition
     aws_region         = local.region
@@ -41,6 +42,7 @@ locals {
     request_queue_name = aws_sqs_queue.requests.name
     reply_queue_prefix = local.reply_queue_prefix
     gateway_role_arn   = aws_iam_role.gateway.arn
+    allowed_origin     = local.web_origin
   }))
 
   # With Cognito the pool signs users in, verifies their mail and resets their passwords: the

@@ -108,6 +108,26 @@ output "documents_bucket" {
   value       = aws_s3_bucket.documents.bucket
 }
 
+output "web_url" {
+  description = "URL of the household web app (QBILL_WEB_URL; mails link to it, and its origin is the one the API allows): web_url when set, else the distribution's https://<id>.cloudfront.net."
+  value       = local.web_url
+}
+
+output "web_bucket" {
+  description = "Name of the private bucket the web app's files are deployed to (aws s3 sync web/dist ... --exclude config.json); only the distribution reads it."
+  value       = aws_s3_bucket.web.bucket
+}
+
+output "web_distribution_id" {
+  description = "ID of the web app's CloudFront distribution (for aws cloudfront create-invalidation after a deploy)."
+  value       = aws_cloudfront_distribution.web.id
+}
+
+output "web_distribution_domain_name" {
+  description = "The distribution's own domain name (<id>.cloudfront.net): the target of a custom domain's DNS record (CNAME, or a Route 53 alias)."
+  value       = aws_cloudfront_distribution.web.domain_name
+}
+
 output "vpc_id" {
   description = "ID of the VPC."
   value       = aws_vpc.qbill.id

@@ -766,12 +766,15 @@ variable "identity" {
 }
 
 variable "web_url" {
-  description = "Base URL of the web client, without a trailing slash (QBILL_WEB_URL). Mails link to <web_url>/verify-email?token=... and <web_url>/reset-password?token=...."
+  description = "Base URL of the web client, without a trailing slash (QBILL_WEB_URL). Mails link to <web_url>/verify-email?token=... and <web_url>/reset-password?token=..., and its origin is the one the API allows (CORS). Null: the web app this stack serves, at its CloudFront distribution's https://<id>.cloudfront.net. Set it to the custom domain of web_certificate_arn, or to where you serve the app yourself (README.md, \"Web app (CloudFront)\")."
   type        = string
+  default     = null
 
   validation {
-    condition     = can(regex("^https?://[^/?#\\s]+(/[^?#\\s]*)?$", var.web_url)) && !endswith(var.web_url, "/")
-    error_message = "web_url must be an http(s) URL without query, fragment or trailing slash, e.g. https://billing.example.com."
+    # "No trailing slash" is part of the pattern (a path ends in another character): Terraform's
+    # || evaluates both sides, and can() is what keeps a null web_url from being an error.
+    condition     = var.web_url == null || can(regex("^https?://[^/?#*\\s]+(/[^?#*\\s]*[^/?#*\\s])?$", var.web_url))
+    error_message = "web_url must be null or an http(s) URL without query, fragment, wildcard or trailing slash, e.g. https://billing.example.com."
   }
 }
 
@@ -876,5 +879,31 @@ variable "document_url_seconds" {
     # Longer would promise what the signing credentials cannot keep.
     condition     = var.document_url_seconds >= 60 && var.document_url_seconds <= 3600 && floor(var.document_url_seconds) == var.document_url_seconds
     error_message = "document_url_seconds must be a whole number between 60 and 3600."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Web app (S3 and CloudFront)
+# ---------------------------------------------------------------------------------------------
+
+variable "web_certificate_arn" {
+  description = "ARN of an ACM certificate in us-east-1 (CloudFront's region for certificates) for the host of web_url: the distribution then answers on that host (an alias, SNI, TLS 1.2 at least). Point the host's DNS at the web_distribution_domain_name output. Null: the distribution's own https://<id>.cloudfront.net name only."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.web_certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certificate/[0-9a-f-]+$", var.web_certificate_arn))
+    error_message = "web_certificate_arn must be null or the ARN of an ACM certificate in us-east-1."
+  }
+}
+
+variable "web_price_class" {
+  description = "CloudFront price class of the web app's distribution: which edge locations serve it. PriceClass_100 (North America, Europe, Israel) is the cheapest; PriceClass_200 and PriceClass_All add more of the world."
+  type        = string
+  default     = "PriceClass_100"
+
+  validation {
+    condition     = contains(["PriceClass_100", "PriceClass_200", "PriceClass_All"], var.web_price_class)
+    error_message = "web_price_class must be PriceClass_100, PriceClass_200 or PriceClass_All."
   }
 }

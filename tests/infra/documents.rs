@@ -11,7 +11,7 @@ use hcl::eval::{Context, Evaluate};
 use crate::{Stack, attr, lambda_environment, strings, text};
 
 /// The `statement` blocks of `data "aws_iam_policy_document" "<name>"`.
-fn statements<'a>(stack: &'a Stack, name: &str) -> Vec<&'a Block> {
+pub(crate) fn statements<'a>(stack: &'a Stack, name: &str) -> Vec<&'a Block> {
     stack
         .block("data", &["aws_iam_policy_document", name])
         .body()
@@ -21,7 +21,7 @@ fn statements<'a>(stack: &'a Stack, name: &str) -> Vec<&'a Block> {
 }
 
 /// The one nested block `kind` of `block`.
-fn nested<'a>(block: &'a Block, kind: &str) -> &'a Block {
+pub(crate) fn nested<'a>(block: &'a Block, kind: &str) -> &'a Block {
     let mut found = block.body().blocks().filter(|b| b.identifier() == kind);
     let first = found
         .next()
@@ -31,13 +31,13 @@ fn nested<'a>(block: &'a Block, kind: &str) -> &'a Block {
 }
 
 /// A literal's value (a string, a number, a list of strings ...).
-fn literal(block: &Block, key: &str) -> hcl::Value {
+pub(crate) fn literal(block: &Block, key: &str) -> hcl::Value {
     attr(block, key)
         .evaluate(&Context::new())
         .unwrap_or_else(|e| panic!("{key} is not a literal: {e}"))
 }
 
-fn effect(statement: &Block) -> String {
+pub(crate) fn effect(statement: &Block) -> String {
     match statement.body().attributes().find(|a| a.key() == "effect") {
         Some(effect) => text(effect.expr()).trim_matches('"').to_owned(),
         None => "Allow".to_owned(),
@@ -45,17 +45,17 @@ fn effect(statement: &Block) -> String {
 }
 
 /// The text of each item of a list literal (`[a, b]`, however it is laid out).
-fn items(block: &Block, key: &str) -> Vec<String> {
+pub(crate) fn items(block: &Block, key: &str) -> Vec<String> {
     match attr(block, key) {
         hcl::Expression::Array(items) => items.iter().map(text).collect(),
         other => panic!("{key} is not a list literal: {}", text(other)),
     }
 }
 
-type Condition = (String, String, Vec<String>);
+pub(crate) type Condition = (String, String, Vec<String>);
 
 /// The `condition` blocks of a statement: (test, variable, the values' texts).
-fn conditions(statement: &Block) -> BTreeSet<Condition> {
+pub(crate) fn conditions(statement: &Block) -> BTreeSet<Condition> {
     statement
         .body()
         .blocks()
@@ -67,7 +67,7 @@ fn conditions(statement: &Block) -> BTreeSet<Condition> {
         .collect()
 }
 
-fn condition(test: &str, variable: &str, values: &[&str]) -> Condition {
+pub(crate) fn condition(test: &str, variable: &str, values: &[&str]) -> Condition {
     (
         test.to_owned(),
         variable.to_owned(),
@@ -312,9 +312,11 @@ fn the_worker_may_put_and_get_documents_under_the_prefix_and_nothing_else_in_s3(
     // Every statement of the stack that allows an S3 action: the worker's, and the endpoint's
     // (which grants nothing by itself but bounds what passes through it). Both: PutObject and
     // GetObject on the documents' keys, no s3:*, no listing, no deleting, nothing bucket-wide.
+    // (The web app's bucket policy lets CloudFront read the app's files; web.rs checks it.)
     let allowing: Vec<(String, &Block)> = stack
         .blocks("data")
         .filter(|d| d.labels()[0].as_str() == "aws_iam_policy_document")
+        .filter(|d| d.labels()[1].as_str() != "web_bucket")
         .flat_map(|d| {
             let name = d.labels()[1].as_str().to_owned();
             d.body()

@@ -11,7 +11,8 @@ fn the_worker_mails_as_the_configured_sender_and_links_to_the_web_client() {
     let worker = stack.block("resource", &["aws_lambda_function", "worker"]);
     let environment = lambda_environment(&stack, worker);
     assert_eq!(environment["QBILL_MAIL_FROM"], "local.mail_from");
-    assert_eq!(environment["QBILL_WEB_URL"], "var.web_url");
+    // The web app's URL: var.web_url, or the distribution's own (web.rs).
+    assert_eq!(environment["QBILL_WEB_URL"], "local.web_url");
     assert_eq!(environment["QBILL_SES_REGION"], "local.ses_region");
     assert_eq!(environment["QBILL_IDENTITY"], "var.identity");
 

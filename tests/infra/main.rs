@@ -6,7 +6,8 @@
 //! `documents` the bucket the worker keeps documents in, `functions` the three functions of the
 //! one package (worker, admin, sweeper) and what each may do, `hardening` what faces the
 //! internet and the network (queues, endpoints, WAF, throttles, partition, provider, secrets,
-//! the package), `monitoring` the dashboard and the alarms.
+//! the package), `monitoring` the dashboard and the alarms, `web` the household web app's bucket,
+//! its CloudFront distribution and headers, and the one origin the API allows.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -20,6 +21,7 @@ mod hardening;
 mod identity;
 mod mail;
 mod monitoring;
+mod web;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -202,8 +204,21 @@ fn functions() -> Vec<(&'static str, FuncDef)> {
             }
             Ok(hcl::Value::Object(merged))
         });
+    let join = FuncDef::new(
+        |args| match (&args[0], &args[1]) {
+            (hcl::Value::String(separator), hcl::Value::Array(items)) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .map(|items| hcl::Value::String(items.join(separator)))
+                .ok_or_else(|| format!("join: not a list of strings: {items:?}")),
+            other => Err(format!("join({other:?})")),
+        },
+        [ParamType::String, ParamType::array_of(ParamType::Any)],
+    );
     vec![
         ("jsonencode", jsonencode),
+        ("join", join),
         ("startswith", startswith),
         ("coalesce", coalesce),
         ("concat", concat),
