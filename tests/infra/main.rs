@@ -279,6 +279,7 @@ fn the_gateway_deploys_the_whole_gateway_config_with_every_placeholder_filled() 
         placeholders,
         [
             "account_id",
+            "allowed_origin",
             "aws_region",
             "gateway_role_arn",
             "partition",

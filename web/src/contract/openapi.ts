@@ -16,7 +16,29 @@ export interface paths {
         /** Log in; the reply (kind `auth`) carries a token bound to this queue_name. */
         post: operations["auth"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -33,7 +55,29 @@ export interface paths {
         /** Opens an account with a username, an email address and a password; the address is confirmed with `/auth/verify-email` (reply kind `signup`; no token). */
         post: operations["signup"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -50,7 +94,29 @@ export interface paths {
         /** Confirms an email address with the token sent to it (reply kind `verify_email`; no token). */
         post: operations["verify_email"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -67,7 +133,29 @@ export interface paths {
         /** Asks for a password-reset token to be sent to the address; the reply is the same whether or not an account has it (reply kind `password_reset`; no token). */
         post: operations["password_reset"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -84,7 +172,29 @@ export interface paths {
         /** Sets a new password with the reset token sent by email (reply kind `password_reset_confirm`; no token). */
         post: operations["password_reset_confirm"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -101,7 +211,29 @@ export interface paths {
         /** Exchanges a refresh token for a new token bound to this queue_name (reply kind `refresh`; no token). */
         post: operations["refresh"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -118,7 +250,29 @@ export interface paths {
         /** Ends the session of a refresh token, which can no longer be exchanged (reply kind `logout`; no token). */
         post: operations["logout"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -135,7 +289,31 @@ export interface paths {
         /** The apartment's unpaid bills with totals (reply kind `utils`). */
         post: operations["utils"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    apartment_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -152,7 +330,31 @@ export interface paths {
         /** Settled bills the client lacks, by payment-date window (reply kind `histories`). */
         post: operations["histories"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    apartment_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -169,7 +371,31 @@ export interface paths {
         /** Pays the chosen bills, all or none (reply kind `payments`, a receipt). */
         post: operations["payments"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    apartment_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -186,7 +412,32 @@ export interface paths {
         /** One bill of the apartment with its lines and events (reply kind `bill`; owner or operator). */
         post: operations["bill"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    apartment_id: string;
+                    bill_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -203,7 +454,31 @@ export interface paths {
         /** A receipt, a bill or a statement as PDF or CSV, with a link valid 15 minutes (reply kind `document`; owner or operator). */
         post: operations["document"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    apartment_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -220,7 +495,29 @@ export interface paths {
         /** Links a provider account to an apartment with its activation code (reply kind `apartments_link`; households). */
         post: operations["apartments_link"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -237,7 +534,31 @@ export interface paths {
         /** A provider sends 1 to 100 bills, all stored or none (reply kind `bills_ingest`; that provider or an operator). */
         post: operations["bills_ingest"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    provider_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -254,7 +575,32 @@ export interface paths {
         /** Voids an open or overdue bill (reply kind `bill_void`; that provider or an operator). */
         post: operations["bill_void"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    provider_id: string;
+                    bill_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -271,7 +617,31 @@ export interface paths {
         /** Sets grace days and late fee (reply kind `policy`; that provider or an operator). */
         post: operations["policy"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    provider_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -288,7 +658,29 @@ export interface paths {
         /** Adds a provider and its first user (reply kind `provider`; operators). */
         post: operations["provider"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -305,7 +697,29 @@ export interface paths {
         /** Adds a user of any role (reply kind `user`; operators). */
         post: operations["user"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -322,7 +736,29 @@ export interface paths {
         /** The caller's own account (reply kind `me`; any caller with a token). */
         post: operations["me"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -339,7 +775,29 @@ export interface paths {
         /** Changes the caller's email address, display name (null clears it) or notification preferences, at least one of them (reply kind `me_profile`; any caller with a token). */
         post: operations["me_profile"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -356,7 +814,29 @@ export interface paths {
         /** Changes the caller's password, given the current one (reply kind `me_password`; any caller with a token). */
         post: operations["me_password"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -373,7 +853,29 @@ export interface paths {
         /** Deletes the caller's account, given its password (reply kind `me_delete`; any caller with a token). */
         post: operations["me_delete"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -390,7 +892,29 @@ export interface paths {
         /** The caller's notifications, those after `since_id` when it is given (reply kind `notifications`; any caller with a token). */
         post: operations["notifications"];
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -419,6 +943,7 @@ export interface paths {
                 /** @description The replies waiting on the queue, possibly none (also when the queue does not exist yet). */
                 200: {
                     headers: {
+                        "Access-Control-Allow-Origin"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -428,6 +953,7 @@ export interface paths {
                 /** @description SQS throttled the read; poll again later. */
                 429: {
                     headers: {
+                        "Access-Control-Allow-Origin"?: string;
                         [name: string]: unknown;
                     };
                     content?: never;
@@ -435,6 +961,7 @@ export interface paths {
                 /** @description The reply queue could not be read. */
                 502: {
                     headers: {
+                        "Access-Control-Allow-Origin"?: string;
                         [name: string]: unknown;
                     };
                     content?: never;
@@ -444,7 +971,31 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    queue_name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -474,6 +1025,7 @@ export interface paths {
                 /** @description The replies waiting on the queue, possibly none (also when the queue does not exist yet). */
                 200: {
                     headers: {
+                        "Access-Control-Allow-Origin"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -483,6 +1035,7 @@ export interface paths {
                 /** @description SQS throttled the read; poll again later. */
                 429: {
                     headers: {
+                        "Access-Control-Allow-Origin"?: string;
                         [name: string]: unknown;
                     };
                     content?: never;
@@ -490,6 +1043,7 @@ export interface paths {
                 /** @description The reply queue could not be read. */
                 502: {
                     headers: {
+                        "Access-Control-Allow-Origin"?: string;
                         [name: string]: unknown;
                     };
                     content?: never;
@@ -499,7 +1053,32 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    apartment_id: string;
+                    queue_name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -529,6 +1108,7 @@ export interface paths {
                 /** @description The replies waiting on the queue, possibly none (also when the queue does not exist yet). */
                 200: {
                     headers: {
+                        "Access-Control-Allow-Origin"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -538,6 +1118,7 @@ export interface paths {
                 /** @description SQS throttled the read; poll again later. */
                 429: {
                     headers: {
+                        "Access-Control-Allow-Origin"?: string;
                         [name: string]: unknown;
                     };
                     content?: never;
@@ -545,6 +1126,7 @@ export interface paths {
                 /** @description The reply queue could not be read. */
                 502: {
                     headers: {
+                        "Access-Control-Allow-Origin"?: string;
                         [name: string]: unknown;
                     };
                     content?: never;
@@ -554,7 +1136,32 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    apartment_id: string;
+                    queue_name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -584,6 +1191,7 @@ export interface paths {
                 /** @description The replies waiting on the queue, possibly none (also when the queue does not exist yet). */
                 200: {
                     headers: {
+                        "Access-Control-Allow-Origin"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -593,6 +1201,7 @@ export interface paths {
                 /** @description SQS throttled the read; poll again later. */
                 429: {
                     headers: {
+                        "Access-Control-Allow-Origin"?: string;
                         [name: string]: unknown;
                     };
                     content?: never;
@@ -600,6 +1209,7 @@ export interface paths {
                 /** @description The reply queue could not be read. */
                 502: {
                     headers: {
+                        "Access-Control-Allow-Origin"?: string;
                         [name: string]: unknown;
                     };
                     content?: never;
@@ -609,7 +1219,32 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    apartment_id: string;
+                    queue_name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -638,6 +1273,7 @@ export interface paths {
                 /** @description The replies waiting on the queue, possibly none (also when the queue does not exist yet). */
                 200: {
                     headers: {
+                        "Access-Control-Allow-Origin"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -647,6 +1283,7 @@ export interface paths {
                 /** @description SQS throttled the read; poll again later. */
                 429: {
                     headers: {
+                        "Access-Control-Allow-Origin"?: string;
                         [name: string]: unknown;
                     };
                     content?: never;
@@ -654,6 +1291,7 @@ export interface paths {
                 /** @description The reply queue could not be read. */
                 502: {
                     headers: {
+                        "Access-Control-Allow-Origin"?: string;
                         [name: string]: unknown;
                     };
                     content?: never;
@@ -663,7 +1301,31 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
-        options?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    queue_name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         head?: never;
         patch?: never;
         trace?: never;
@@ -887,6 +1549,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -894,6 +1557,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -901,6 +1565,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -923,6 +1588,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -930,6 +1596,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -937,6 +1604,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -959,6 +1627,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -966,6 +1635,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -973,6 +1643,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -995,6 +1666,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1002,6 +1674,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1009,6 +1682,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1031,6 +1705,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1038,6 +1713,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1045,6 +1721,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1067,6 +1744,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1074,6 +1752,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1081,6 +1760,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1103,6 +1783,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1110,6 +1791,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1117,6 +1799,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1141,6 +1824,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1148,6 +1832,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1155,6 +1840,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1179,6 +1865,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1186,6 +1873,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1193,6 +1881,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1217,6 +1906,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1224,6 +1914,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1231,6 +1922,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1256,6 +1948,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1263,6 +1956,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1270,6 +1964,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1294,6 +1989,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1301,6 +1997,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1308,6 +2005,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1330,6 +2028,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1337,6 +2036,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1344,6 +2044,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1368,6 +2069,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1375,6 +2077,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1382,6 +2085,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1407,6 +2111,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1414,6 +2119,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1421,6 +2127,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1445,6 +2152,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1452,6 +2160,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1459,6 +2168,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1481,6 +2191,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1488,6 +2199,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1495,6 +2207,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1517,6 +2230,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1524,6 +2238,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1531,6 +2246,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1553,6 +2269,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1560,6 +2277,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1567,6 +2285,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1589,6 +2308,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1596,6 +2316,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1603,6 +2324,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1625,6 +2347,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1632,6 +2355,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1639,6 +2363,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1661,6 +2386,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1668,6 +2394,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1675,6 +2402,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1697,6 +2425,7 @@ export interface operations {
             /** @description Enqueued; poll the reply queue. */
             202: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1704,6 +2433,7 @@ export interface operations {
             /** @description The body does not match the schema; nothing was enqueued. */
             400: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1711,6 +2441,7 @@ export interface operations {
             /** @description The request could not be enqueued. */
             502: {
                 headers: {
+                    "Access-Control-Allow-Origin"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;

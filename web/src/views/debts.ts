@@ -46,7 +46,8 @@ export function debtsView(app: App, apartmentId: number): HTMLElement {
   utils.then(
     (data) => {
       body.removeAttribute("aria-busy");
-      body.replaceChildren(...renderDebts(app, data), chartSlot);
+      const [totals, ...rest] = renderDebts(app, data);
+      body.replaceChildren(totals, chartSlot, ...rest);
     },
     (error: unknown) => {
       body.removeAttribute("aria-busy");
@@ -111,8 +112,8 @@ function renderDebts(app: App, data: UtilsData): HTMLElement[] {
   const chooser = h(
     "div",
     { class: "chooser", role: "group", "aria-label": "Choose bills by group" },
-    h("div", { class: "chip-row" }, h("span", { class: "chip-label" }, "All of a utility"), [...byUtility].map(([u, bills]) => groupButton(utilityName(u), bills))),
-    h("div", { class: "chip-row" }, h("span", { class: "chip-label" }, "All of a provider"), [...byProvider].map(([p, bills]) => groupButton(p, bills))),
+    h("div", { class: "chip-row" }, h("span", { class: "chip-label" }, "All of a utility"), [...byUtility].sort().map(([u, bills]) => groupButton(utilityName(u), bills))),
+    h("div", { class: "chip-row" }, h("span", { class: "chip-label" }, "All of a provider"), [...byProvider].sort().map(([p, bills]) => groupButton(p, bills))),
     h("div", { class: "chip-row" }, h("span", { class: "chip-label" }, "All of a period"), [...byPeriod].sort().map(([m, bills]) => groupButton(formatMonth(`${m}-01`), bills))),
     h("div", { class: "chip-row" }, groupButton("Every bill", data.bills)),
   );

@@ -40,6 +40,7 @@ export function receiptView(app: App, apartmentId: number, paymentId: string): H
     app.session.gateway
       .call("/apartments/{apartment_id}/documents", { apartment_id: apartmentId }, { kind: "receipt", format: "pdf", payment_id: paymentId })
       .then((doc) => {
+        pdfButton.hidden = true;
         pdfSlot.replaceChildren(
           h("p", {}, h("a", { href: doc.url, target: "_blank", rel: "noopener", class: "button", "data-testid": "receipt-pdf" }, "Open the receipt (PDF)")),
           h("p", { class: "meta" }, `${Math.ceil(doc.bytes / 1024)} KB · the link works until ${formatInstant(doc.expires_at)} · SHA-256 ${doc.sha256.slice(0, 16)}…`),
