@@ -4,11 +4,13 @@
 import type { App } from "./app";
 import { h, replace } from "./dom";
 import type { Config, Waiting } from "./gateway";
-import { Session } from "./session";
+import { AFTER_LOGIN, Session } from "./session";
 import { forgotView, inboxView, loginView, resetView, signupView, verifyView } from "./views/account";
 import { apartmentsView, linkView } from "./views/apartments";
+import { billView } from "./views/bill";
 import { debtsView } from "./views/debts";
 import { historyView } from "./views/history";
+import { profileView } from "./views/profile";
 import { receiptView } from "./views/receipt";
 
 async function boot(): Promise<void> {
@@ -20,6 +22,11 @@ async function boot(): Promise<void> {
   } catch {
     replace(root, h("p", { class: "error", role: "alert" }, "The app's configuration (/config.json) could not be read."));
     return;
+  }
+  // The mails link to pages by path (`/apartments/1/bills/1081`, `/profile`); the app's routes
+  // are the same paths after `#`.
+  if (/^\/(apartments\/\d+\/bills\/\d+|profile)$/.test(location.pathname)) {
+    history.replaceState(null, "", `/#${location.pathname}`);
   }
   const session = new Session(config);
   const view = h("main", { id: "main", tabindex: "-1" });
@@ -70,7 +77,7 @@ async function boot(): Promise<void> {
       h("a", { href: "#/" }, "Apartments"),
       h("a", { href: "#/link" }, "Link an account"),
       h("a", { href: "#/inbox" }, "Inbox"),
-      h("span", { class: "who" }, user.username),
+      h("a", { href: "#/profile", class: "who" }, user.username),
       logout,
     );
   }
@@ -110,13 +117,19 @@ function route(app: App, hash: string, notice?: string): HTMLElement {
     case "/forgot":
       return forgotView(app);
   }
-  if (!app.session.user) return loginView(app, notice);
+  if (!app.session.user) {
+    // Where to go once logged in (a mail's link, say).
+    sessionStorage.setItem(AFTER_LOGIN, hash);
+    return loginView(app, notice);
+  }
   let m: RegExpMatchArray | null;
   if (path === "/") return apartmentsView(app);
   if (path === "/link") return linkView(app);
   if (path === "/inbox") return inboxView(app);
+  if (path === "/profile") return profileView(app);
   if ((m = path.match(/^\/apartments\/(\d+)$/))) return debtsView(app, Number(m[1]));
   if ((m = path.match(/^\/apartments\/(\d+)\/history$/))) return historyView(app, Number(m[1]));
+  if ((m = path.match(/^\/apartments\/(\d+)\/bills\/(\d+)$/))) return billView(app, Number(m[1]), Number(m[2]));
   if ((m = path.match(/^\/apartments\/(\d+)\/receipts\/([0-9a-f-]{36})$/))) return receiptView(app, Number(m[1]), m[2]);
   return h("section", {}, h("h1", { tabindex: "-1" }, "Not found"), h("p", {}, h("a", { href: "#/" }, "Back to your apartments")));
 }

@@ -5,6 +5,8 @@ import type { Apartment, AuthData } from "./contract";
 import { type Config, Gateway, ReplyError } from "./gateway";
 
 const QUEUE_KEY = "qbill.queue";
+/** The route to open once logged in (sessionStorage). */
+export const AFTER_LOGIN = "qbill.after-login";
 const SESSION_KEY = "qbill.session";
 /** Refresh the access token this long before it expires. */
 const REFRESH_MARGIN_MS = 60_000;

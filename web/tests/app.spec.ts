@@ -9,9 +9,9 @@ test.describe.configure({ mode: "serial" });
 let page: Page;
 let shots = 0;
 
-async function shot(name: string, target: Page = page): Promise<void> {
+async function shot(name: string, target: Page = page, fullPage = true): Promise<void> {
   shots += 1;
-  await target.screenshot({ path: `test-results/screens/${String(shots).padStart(2, "0")}-${name}.png`, fullPage: true });
+  await target.screenshot({ path: `test-results/screens/${String(shots).padStart(2, "0")}-${name}.png`, fullPage });
 }
 
 /** The JSON bodies of the POSTs to a route, as the browser sent them. */
@@ -78,6 +78,8 @@ test("the debts of an apartment, grouped, with totals and the chart", async () =
   await expect(chart.locator("rect")).toHaveCount(24);
   await expect(chart).toHaveAttribute("aria-label", /last twelve months by utility/);
   await shot("debts");
+  // What the README shows: the first screen of it.
+  await shot("debts-first-screen", page, false);
 });
 
 let paymentId = "";

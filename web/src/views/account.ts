@@ -3,6 +3,7 @@
 import { explain, type App } from "../app";
 import { h } from "../dom";
 import { formatInstant } from "../money";
+import { AFTER_LOGIN } from "../session";
 import { errorBox, field, heading, onSubmit } from "./common";
 
 export function loginView(app: App, notice?: string): HTMLElement {
@@ -24,7 +25,9 @@ export function loginView(app: App, notice?: string): HTMLElement {
       throw new Error(explain(error, "The login"));
     }
     app.announce(`Logged in as ${app.session.user?.username}.`);
-    app.go("#/");
+    const next = sessionStorage.getItem(AFTER_LOGIN);
+    sessionStorage.removeItem(AFTER_LOGIN);
+    app.go(next && next !== "#/login" ? next : "#/");
   });
   return h(
     "section",
@@ -37,7 +40,7 @@ export function loginView(app: App, notice?: string): HTMLElement {
 }
 
 export function signupView(app: App): HTMLElement {
-  const username = h("input", { name: "username", autocomplete: "username", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9._-]{1,62}" });
+  const username = h("input", { name: "username", autocomplete: "username", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9._\\-]{1,62}" });
   const email = h("input", { name: "email", type: "email", autocomplete: "email", required: true });
   const password = h("input", { name: "password", type: "password", autocomplete: "new-password", required: true, minlength: 12 });
   const status = h("div", { class: "form-status" });

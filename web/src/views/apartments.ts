@@ -34,8 +34,8 @@ export function apartmentsView(app: App): HTMLElement {
 
 export function linkView(app: App): HTMLElement {
   const provider = h("input", { name: "provider", type: "number", min: 1, step: 1, required: true, inputmode: "numeric" });
-  const account = h("input", { name: "account", required: true, pattern: "[A-Za-z0-9._:/-]{1,40}", autocomplete: "off" });
-  const code = h("input", { name: "code", required: true, pattern: "[A-Za-z0-9 -]{1,32}", autocomplete: "off" });
+  const account = h("input", { name: "account", required: true, pattern: "[A-Za-z0-9._:\\/\\-]{1,40}", autocomplete: "off" });
+  const code = h("input", { name: "code", required: true, pattern: "[A-Za-z0-9 \\-]{1,32}", autocomplete: "off" });
   const apartment = h(
     "select",
     { name: "apartment" },

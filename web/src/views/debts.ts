@@ -150,6 +150,7 @@ function renderDebts(app: App, data: UtilsData): HTMLElement[] {
                   h("span", { class: "bill-due" }, bill.status === "overdue" ? `Overdue ${bill.days_overdue} days (due ${formatDate(bill.due_date)})` : `Due ${formatDate(bill.due_date)}`),
                   h("span", { class: "amount" }, formatMoney(bill.amount, bill.currency)),
                 ),
+                h("a", { href: `#/apartments/${data.apartment_id}/bills/${bill.bill_id}`, class: "details", "aria-label": `Details of the ${utilityName(bill.utility)} bill of ${formatMonth(bill.period_start)}` }, "Details"),
               );
             }),
           ),

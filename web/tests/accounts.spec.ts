@@ -1,0 +1,131 @@
+// A household on its own, in the browser: it signs up, confirms its address from the mail's link,
+// links a provider's account with the activation code of the paper bill, hears of the next bill
+// in its inbox, and sets a new password from a reset mail.
+import { type Page, expect, test } from "@playwright/test";
+import { Client, linkIn, mailTo } from "./support";
+
+test.describe.configure({ mode: "serial" });
+
+let page: Page;
+const name = `web-${crypto.randomUUID().slice(0, 8)}`;
+const email = `${name}@example.com`;
+const account = `NW-W${crypto.randomUUID().slice(0, 6)}`;
+const errors: string[] = [];
+
+test.beforeAll(async ({ browser }) => {
+  page = await browser.newPage();
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(m.text());
+  });
+  page.on("pageerror", (e) => errors.push(String(e)));
+});
+
+test.afterEach(() => {
+  expect(errors, "errors in the browser's console").toEqual([]);
+});
+
+async function logIn(password: string): Promise<void> {
+  await page.getByLabel("Username").fill(name);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await expect(page.getByRole("heading", { name: "Your apartments" })).toBeVisible();
+}
+
+test("signs up and confirms the address from the mail's link", async () => {
+  await page.goto("/");
+  await page.getByRole("link", { name: "Open an account" }).click();
+  await page.getByLabel("Username").fill(name);
+  await page.getByLabel("Email address").fill(email);
+  await page.getByLabel("Password").fill("Tidal-Lantern-Oboe-58");
+  await page.getByRole("button", { name: "Open the account" }).click();
+  await expect(page.getByRole("status").filter({ hasText: "Your account is open" })).toBeVisible();
+  await page.screenshot({ path: "test-results/screens/20-signup.png", fullPage: true });
+
+  const link = linkIn(await mailTo(email, "Verify"), "verify-email");
+  expect(link.startsWith(process.env.QBILL_WEB_URL!)).toBe(true);
+  await page.goto(link);
+  await expect(page.getByText(`${email} is confirmed.`)).toBeVisible();
+  await page.screenshot({ path: "test-results/screens/21-verified.png", fullPage: true });
+  await page.getByRole("link", { name: "Log in" }).click();
+  await logIn("Tidal-Lantern-Oboe-58");
+  await expect(page.getByText("No apartment yet")).toBeVisible();
+});
+
+test("links a provider's account with its activation code, and hears of the next bill", async () => {
+  const northwind = new Client();
+  await northwind.logIn("northwind", "northwind-password");
+  const bill = (externalId: string, amount: string) => ({
+    bills: [
+      {
+        external_id: `${account}-${externalId}`,
+        account_number: account,
+        address: "8 Mill Road",
+        utility: "electricity",
+        period_start: "2026-11-01",
+        period_end: "2026-11-30",
+        due_date: "2026-12-20",
+        amount,
+        currency: "EUR",
+      },
+    ],
+  });
+  const first = await northwind.call("/providers/1/bills", bill("1", "54.10"));
+  const code = first.new_accounts[0].activation_code as string;
+
+  await page.getByRole("link", { name: "Link an account" }).first().click();
+  await page.getByLabel("Provider number").fill("1");
+  await page.getByLabel("Account number").fill(account);
+  await page.getByLabel("Activation code").fill(code);
+  await page.screenshot({ path: "test-results/screens/22-link.png", fullPage: true });
+  await page.getByRole("button", { name: "Link the account" }).click();
+  await expect(page.getByRole("heading", { name: "8 Mill Road", level: 1 })).toBeVisible();
+  await expect(page.getByText("1 unpaid bill", { exact: true })).toBeVisible();
+
+  await northwind.call("/providers/1/bills", bill("2", "1234.50"));
+  await page.getByRole("link", { name: "Inbox" }).click();
+  await expect(page.getByRole("heading", { name: /New electricity bill from Northwind Energy: €1,234.50/ })).toBeVisible();
+  await page.screenshot({ path: "test-results/screens/23-inbox.png", fullPage: true });
+});
+
+test("the bill mail's link opens the bill, which is paid from there", async () => {
+  const text = await mailTo(email, "New electricity bill");
+  const link = text.match(/https?:\/\/\S+\/apartments\/\d+\/bills\/\d+/)?.[0];
+  expect(link, text).toBeTruthy();
+  await page.goto(link!);
+  await expect(page.getByRole("heading", { name: "Electricity bill, November 2026", level: 1 })).toBeVisible();
+  await expect(page.getByTestId("bill-status")).toHaveText("Open");
+  await page.screenshot({ path: "test-results/screens/24-bill.png", fullPage: true });
+  await page.getByRole("button", { name: "Pay €1,234.50" }).click();
+  await expect(page.getByRole("heading", { name: "Receipt" })).toBeVisible();
+  await expect(page.getByTestId("receipt-total")).toHaveText("€1,234.50");
+});
+
+test("chooses its notifications on the profile page the mails link to", async () => {
+  await page.goto("/profile");
+  await expect(page.getByRole("heading", { name: "Your account" })).toBeVisible();
+  const newBillMail = page.getByRole("checkbox", { name: "A new bill: by mail" });
+  await expect(newBillMail).toBeChecked();
+  await expect(page.getByRole("checkbox", { name: "Changes to the account (always by mail): by mail", exact: true })).toBeDisabled();
+  await newBillMail.uncheck();
+  await page.getByRole("button", { name: "Save" }).click();
+  await expect(page.getByText("Saved.")).toBeVisible();
+  await page.screenshot({ path: "test-results/screens/25-profile.png", fullPage: true });
+  await page.reload();
+  await expect(page.getByRole("checkbox", { name: "A new bill: by mail" })).not.toBeChecked();
+  await expect(page.getByRole("checkbox", { name: "A new bill: in the inbox" })).toBeChecked();
+});
+
+test("sets a new password from the reset mail, and logs in with it", async () => {
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByRole("link", { name: "Forgot your password?" }).click();
+  await page.getByLabel("Email address").fill(email);
+  await page.getByRole("button", { name: "Send me a link" }).click();
+  await expect(page.getByRole("status").filter({ hasText: /./ }).first()).toBeVisible();
+
+  await page.goto(linkIn(await mailTo(email, "Reset"), "reset-password"));
+  await page.getByLabel("New password").fill("Quiet-Harbour-Violet-91");
+  await page.getByRole("button", { name: "Set the password" }).click();
+  await page.getByRole("link", { name: "Log in" }).click();
+  await logIn("Quiet-Harbour-Violet-91");
+  await expect(page.getByRole("link", { name: /8 Mill Road/ })).toBeVisible();
+});

@@ -1,0 +1,70 @@
+// What the browser tests do outside the browser: read the mail the engine sent (LocalStack's SES
+// keeps it) and act as a provider through the gateway, as its systems would.
+import { expect } from "@playwright/test";
+
+const need = (name: string): string => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: eval "$(scripts/local-stack env test)" first`);
+  return value;
+};
+
+interface SentMail {
+  Destination: { ToAddresses: string[] };
+  Subject: string;
+  Body: { text_part: string | null };
+}
+
+/** The text of the newest mail to `address` whose subject has `words`, once it is there. */
+export async function mailTo(address: string, words: string): Promise<string> {
+  let found: SentMail | undefined;
+  await expect
+    .poll(
+      async () => {
+        const { messages } = (await (await fetch(`${need("AWS_ENDPOINT_URL")}/_aws/ses`)).json()) as { messages: SentMail[] };
+        found = messages.reverse().find((m) => m.Destination.ToAddresses.includes(address) && m.Subject.includes(words));
+        return found !== undefined;
+      },
+      { message: `a mail to ${address} about "${words}"`, timeout: 30_000 },
+    )
+    .toBe(true);
+  return found!.Body.text_part ?? "";
+}
+
+/** The link in a mail that leads to `page` of the app. */
+export function linkIn(text: string, page: string): string {
+  const link = text.match(new RegExp(`https?://\\S+/${page}\\?token=[A-Za-z0-9_-]+`))?.[0];
+  if (!link) throw new Error(`no ${page} link in the mail: ${text}`);
+  return link;
+}
+
+/** A session of the gateway outside the browser: its own reply queue, a token once logged in. */
+export class Client {
+  readonly queue = crypto.randomUUID();
+  private token = "";
+
+  async call(path: string, fields: Record<string, unknown> = {}): Promise<Record<string, any>> {
+    const request_id = crypto.randomUUID();
+    const response = await fetch(`${need("QBILL_GATEWAY_URL")}${path}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${this.token || "none"}` },
+      body: JSON.stringify({ queue_name: this.queue, request_id, ...fields }),
+    });
+    expect(response.status, `POST ${path}`).toBe(202);
+    for (let i = 0; i < 30; i++) {
+      const { replies } = (await (await fetch(`${need("QBILL_GATEWAY_URL")}/replies/${this.queue}?wait=5`)).json()) as {
+        replies: { request_id: string; status: string; data: Record<string, any>; error?: unknown }[];
+      };
+      const reply = replies.find((r) => r.request_id === request_id);
+      if (reply) {
+        expect(reply.status, JSON.stringify(reply.error)).toBe("ok");
+        return reply.data;
+      }
+      if (replies.length === 0) await new Promise((r) => setTimeout(r, 300));
+    }
+    throw new Error(`no reply to POST ${path}`);
+  }
+
+  async logIn(username: string, password: string): Promise<void> {
+    this.token = (await this.call("/auth", { username, password })).token as string;
+  }
+}
