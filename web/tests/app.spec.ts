@@ -63,6 +63,24 @@ test("demo logs in and sees the apartments", async () => {
   await shot("apartments");
 });
 
+test("a token about to expire is refreshed before the next request", async () => {
+  const refreshes = posts(page, "/auth/refresh");
+  const before = await page.evaluate(() => {
+    const saved = JSON.parse(sessionStorage.getItem("qbill.session")!);
+    saved.expires_at = new Date(Date.now() + 30_000).toISOString();
+    sessionStorage.setItem("qbill.session", JSON.stringify(saved));
+    return saved.token as string;
+  });
+  await page.reload();
+  await page.getByRole("link", { name: /7 Linden Avenue, Flat 11/ }).click();
+  await expect(page.getByText("12 unpaid bills")).toBeVisible();
+  expect(refreshes).toHaveLength(1);
+  const after = await page.evaluate(() => JSON.parse(sessionStorage.getItem("qbill.session")!) as { token: string; expires_at: string });
+  expect(after.token).not.toBe(before);
+  expect(Date.parse(after.expires_at) - Date.now()).toBeGreaterThan(10 * 60_000);
+  await page.getByRole("link", { name: "Apartments" }).click();
+});
+
 test("the debts of an apartment, grouped, with totals and the chart", async () => {
   await page.getByRole("link", { name: /12 Harbour Street, Flat 3/ }).click();
   await expect(page.getByRole("heading", { name: "12 Harbour Street, Flat 3", level: 1 })).toBeVisible();
@@ -140,6 +158,14 @@ test("the payment is in the history, which the browser keeps and brings up to da
   expect(delta[0].date_down).toMatch(/^\d{4}-\d{2}-\d{2}$/);
   expect(delta[0].date_up).toMatch(/^\d{4}-\d{2}-\d{2}$/);
   await shot("history-after-reload");
+
+  // The statement of the last year, as a PDF.
+  await page.getByRole("button", { name: "Get the statement" }).click();
+  const statement = page.getByTestId("statement-link");
+  await expect(statement).toBeVisible();
+  const pdf = await page.request.get((await statement.getAttribute("href"))!);
+  expect((await pdf.body()).subarray(0, 5).toString()).toBe("%PDF-");
+  await shot("history-statement", page, false);
 });
 
 test("a reply lost on the way is asked for again with the same request_id, and paid once", async () => {

@@ -5,7 +5,7 @@ import type { SettledBill } from "../contract";
 import { h } from "../dom";
 import { syncHistory } from "../history";
 import { formatDate, formatInstant, formatMoney, formatMonth, sum, utilityName } from "../money";
-import { errorBox, heading } from "./common";
+import { errorBox, field, heading, onSubmit } from "./common";
 
 export function historyView(app: App, apartmentId: number): HTMLElement {
   const apartment = app.session.apartments.find((a) => a.id === apartmentId);
@@ -63,5 +63,43 @@ export function historyView(app: App, apartmentId: number): HTMLElement {
     heading(apartment ? `${apartment.address}: payments` : `Apartment ${apartmentId}: payments`),
     h("nav", { class: "subnav", "aria-label": "Apartment" }, h("a", { href: `#/apartments/${apartmentId}` }, "Bills to pay"), h("a", { href: `#/apartments/${apartmentId}/history`, "aria-current": "page" }, "Payment history")),
     body,
+    statementForm(app, apartmentId),
   );
+}
+
+const isoDay = (d: Date) => d.toISOString().slice(0, 10);
+
+/** A statement of the apartment for a window of whole days before today, as PDF or CSV. */
+function statementForm(app: App, apartmentId: number): HTMLElement {
+  const day = 86_400_000;
+  const yesterday = new Date(Date.now() - day);
+  const from = h("input", { type: "date", name: "from", required: true, value: isoDay(new Date(yesterday.getTime() - 365 * day)), max: isoDay(yesterday) });
+  const to = h("input", { type: "date", name: "to", required: true, value: isoDay(yesterday), max: isoDay(yesterday) });
+  const format = h("select", { name: "format" }, h("option", { value: "pdf" }, "PDF"), h("option", { value: "csv" }, "CSV (for a spreadsheet)"));
+  const status = h("div", { class: "form-status" });
+  const form = h(
+    "form",
+    { class: "card statement", "aria-label": "Statement" },
+    h("h2", {}, "Statement"),
+    h("div", { class: "row" }, field("From", from), field("To", to), field("Format", format)),
+    h("p", { class: "hint" }, "Whole days before today, at most 366: what was owed at the start, every bill and payment, and what was owed at the end."),
+    h("button", { type: "submit" }, "Get the statement"),
+    status,
+  );
+  onSubmit(form, status, async () => {
+    try {
+      const doc = await app.session.gateway.call(
+        "/apartments/{apartment_id}/documents",
+        { apartment_id: apartmentId },
+        { kind: "statement", format: format.value as "pdf" | "csv", from: from.value, to: to.value },
+      );
+      status.replaceChildren(
+        h("p", {}, h("a", { href: doc.url, target: "_blank", rel: "noopener", class: "button", "data-testid": "statement-link" }, `Open the statement (${doc.format.toUpperCase()})`)),
+        h("p", { class: "meta" }, `${Math.ceil(doc.bytes / 1024)} KB · the link works until ${formatInstant(doc.expires_at)}`),
+      );
+    } catch (error) {
+      throw new Error(explain(error, "The statement"));
+    }
+  });
+  return form;
 }
