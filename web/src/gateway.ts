@@ -67,6 +67,8 @@ export class Gateway {
   private polling = false;
   private retrying = false;
   private listeners: ((w: Waiting) => void)[] = [];
+  /** Called when a request that carried a token is refused `unauthorized` (the session ended). */
+  onUnauthorized: (message: string) => void = () => {};
 
   constructor(
     private readonly config: Config,
@@ -204,8 +206,13 @@ export class Gateway {
   private dispatch(reply: Reply): void {
     // A reply to no request in flight is a second answer to a request sent again: dropped.
     if (!reply.request_id || !this.pending.has(reply.request_id)) return;
-    if (reply.status === "ok") this.settle(reply.request_id, null, reply.data);
-    else this.settle(reply.request_id, new ReplyError(reply.error.code, reply.error.message));
+    if (reply.status === "ok") {
+      this.settle(reply.request_id, null, reply.data);
+      return;
+    }
+    const anonymous = this.pending.get(reply.request_id)!.anonymous;
+    this.settle(reply.request_id, new ReplyError(reply.error.code, reply.error.message));
+    if (!anonymous && reply.error.code === "unauthorized") this.onUnauthorized(reply.error.message);
   }
 
   private settle(requestId: string, error: Error | null, data?: unknown): void {

@@ -25,6 +25,12 @@ export interface Synced {
 
 const key = (userId: number, apartmentId: number) => `qbill.history.v1.${userId}.${apartmentId}`;
 
+/** Removes every history this browser keeps for the user. */
+export function forgetHistories(userId: number): void {
+  const prefix = `qbill.history.v1.${userId}.`;
+  for (const k of Object.keys(localStorage)) if (k.startsWith(prefix)) localStorage.removeItem(k);
+}
+
 function load(userId: number, apartmentId: number): Stored {
   try {
     const raw = localStorage.getItem(key(userId, apartmentId));

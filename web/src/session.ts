@@ -3,6 +3,7 @@
 // sessionStorage: a reload keeps the session, closing the tab ends it.
 import type { Apartment, AuthData } from "./contract";
 import { type Config, Gateway, ReplyError } from "./gateway";
+import { forgetHistories } from "./history";
 
 const QUEUE_KEY = "qbill.queue";
 /** The route to open once logged in (sessionStorage). */
@@ -35,6 +36,12 @@ export class Session {
     const saved = sessionStorage.getItem(SESSION_KEY);
     this.login = saved ? (JSON.parse(saved) as Login) : null;
     this.gateway = new Gateway(config, queue, () => this.token());
+    // A token refused (a password changed or reset elsewhere, the account deleted): log in again.
+    this.gateway.onUnauthorized = (message) => {
+      if (!this.login) return;
+      this.end();
+      this.onEnded(`Your session has ended (${message}). Please log in again.`);
+    };
   }
 
   get user(): Login["user"] | null {
@@ -60,6 +67,8 @@ export class Session {
 
   async logOut(): Promise<void> {
     const refresh = this.login?.refresh_token;
+    // Logging out leaves nothing of the account in this browser (a shared computer).
+    if (this.login) forgetHistories(this.login.user.id);
     this.end();
     if (refresh) await this.gateway.call("/auth/logout", {}, { refresh_token: refresh }).catch(() => undefined);
   }

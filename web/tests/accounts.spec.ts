@@ -115,7 +115,15 @@ test("chooses its notifications on the profile page the mails link to", async ()
   await expect(page.getByRole("checkbox", { name: "A new bill: in the inbox" })).toBeChecked();
 });
 
-test("sets a new password from the reset mail, and logs in with it", async () => {
+test("sets a new password from the reset mail, and logs in with it; other sessions end", async ({ browser }) => {
+  // Another device, logged in before the reset.
+  const other = await browser.newPage();
+  await other.goto("/");
+  await other.getByLabel("Username").fill(name);
+  await other.getByLabel("Password").fill("Tidal-Lantern-Oboe-58");
+  await other.getByRole("button", { name: "Log in" }).click();
+  await expect(other.getByRole("heading", { name: "Your apartments" })).toBeVisible();
+
   await page.getByRole("button", { name: "Log out" }).click();
   await page.getByRole("link", { name: "Forgot your password?" }).click();
   await page.getByLabel("Email address").fill(email);
@@ -128,4 +136,11 @@ test("sets a new password from the reset mail, and logs in with it", async () =>
   await page.getByRole("link", { name: "Log in" }).click();
   await logIn("Quiet-Harbour-Violet-91");
   await expect(page.getByRole("link", { name: /8 Mill Road/ })).toBeVisible();
+
+  // The other device's token is refused from its next request on: it is sent to log in again.
+  await other.getByRole("link", { name: "Inbox" }).click();
+  await expect(other.getByRole("heading", { name: "Log in" })).toBeVisible();
+  await expect(other.getByText(/Your session has ended/)).toBeVisible();
+  await other.screenshot({ path: "test-results/screens/26-session-ended.png", fullPage: true });
+  await other.close();
 });

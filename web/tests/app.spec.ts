@@ -206,6 +206,14 @@ test("another household's apartment is refused", async () => {
   await shot("another-apartment");
 });
 
+test("logging out leaves no payment history in the browser", async () => {
+  const kept = () => page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("qbill.history.")).length);
+  expect(await kept()).toBeGreaterThan(0);
+  await page.getByRole("button", { name: "Log out" }).click();
+  await expect(page.getByRole("heading", { name: "Log in" })).toBeVisible();
+  expect(await kept()).toBe(0);
+});
+
 test("usable on a phone", async ({ browser }) => {
   const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
   watch(phone);
