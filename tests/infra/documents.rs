@@ -93,15 +93,7 @@ fn the_documents_bucket_is_private_encrypted_with_the_data_key_versioned_and_tls
     // One bucket per stack, account and region (bucket names are global).
     let bucket = stack.block("resource", &["aws_s3_bucket", "documents"]);
     assert_eq!(text(attr(bucket, "bucket")), "local.documents_bucket_name");
-    let mut ctx = stack.context();
-    let caller: hcl::Value = [("account_id", "123456789012")].into_iter().collect();
-    let data: hcl::Value = [(
-        "aws_caller_identity",
-        [("current", caller)].into_iter().collect::<hcl::Value>(),
-    )]
-    .into_iter()
-    .collect();
-    ctx.declare_var("data", data);
+    let ctx = stack.context_in_account("123456789012");
     let names = ["region", "account_id", "documents_bucket_name"];
     assert_eq!(
         stack.locals(&names, &ctx)["documents_bucket_name"],

@@ -81,6 +81,20 @@ impl Stack {
         self.context_with(&[])
     }
 
+    /// [`Stack::context`] in an account: `data.aws_caller_identity.current.account_id`.
+    fn context_in_account(&self, account_id: &str) -> Context<'static> {
+        let mut ctx = self.context();
+        let caller: hcl::Value = [("account_id", account_id)].into_iter().collect();
+        let data: hcl::Value = [(
+            "aws_caller_identity",
+            [("current", caller)].into_iter().collect::<hcl::Value>(),
+        )]
+        .into_iter()
+        .collect();
+        ctx.declare_var("data", data);
+        ctx
+    }
+
     /// [`Stack::context`] with some variables set, as `-var name=value` would.
     fn context_with(&self, set: &[(&str, hcl::Value)]) -> Context<'static> {
         let mut vars = hcl::Map::new();

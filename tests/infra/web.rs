@@ -37,15 +37,7 @@ fn the_web_bucket_is_private_versioned_encrypted_and_read_by_the_distribution_on
     // One bucket per stack, account and region (bucket names are global).
     let bucket = stack.block("resource", &["aws_s3_bucket", "web"]);
     assert_eq!(text(attr(bucket, "bucket")), "local.web_bucket_name");
-    let mut ctx = stack.context();
-    let caller: hcl::Value = [("account_id", "123456789012")].into_iter().collect();
-    let data: hcl::Value = [(
-        "aws_caller_identity",
-        [("current", caller)].into_iter().collect::<hcl::Value>(),
-    )]
-    .into_iter()
-    .collect();
-    ctx.declare_var("data", data);
+    let ctx = stack.context_in_account("123456789012");
     assert_eq!(
         stack.locals(&["region", "account_id", "web_bucket_name"], &ctx)["web_bucket_name"],
         hcl::Value::from("qbill-web-123456789012-eu-central-1")
