@@ -2,7 +2,7 @@
 // links a provider's account with the activation code of the paper bill, hears of the next bill
 // in its inbox, and sets a new password from a reset mail.
 import { type Page, expect, test } from "@playwright/test";
-import { Client, linkIn, mailTo } from "./support";
+import { Client, expectAccessible, linkIn, mailTo } from "./support";
 
 test.describe.configure({ mode: "serial" });
 
@@ -13,7 +13,7 @@ const account = `NW-W${crypto.randomUUID().slice(0, 6)}`;
 const errors: string[] = [];
 
 test.beforeAll(async ({ browser }) => {
-  page = await browser.newPage();
+  page = await (await browser.newContext()).newPage();
   page.on("console", (m) => {
     if (m.type() === "error") errors.push(m.text());
   });
@@ -39,12 +39,14 @@ test("signs up and confirms the address from the mail's link", async () => {
   await page.getByLabel("Password").fill("Tidal-Lantern-Oboe-58");
   await page.getByRole("button", { name: "Open the account" }).click();
   await expect(page.getByRole("status").filter({ hasText: "Your account is open" })).toBeVisible();
+  await expectAccessible(page);
   await page.screenshot({ path: "test-results/screens/20-signup.png", fullPage: true });
 
   const link = linkIn(await mailTo(email, "Verify"), "verify-email");
   expect(link.startsWith(process.env.QBILL_WEB_URL!)).toBe(true);
   await page.goto(link);
   await expect(page.getByText(`${email} is confirmed.`)).toBeVisible();
+  await expectAccessible(page);
   await page.screenshot({ path: "test-results/screens/21-verified.png", fullPage: true });
   await page.getByRole("link", { name: "Log in" }).click();
   await logIn("Tidal-Lantern-Oboe-58");
@@ -76,6 +78,7 @@ test("links a provider's account with its activation code, and hears of the next
   await page.getByLabel("Provider number").fill("1");
   await page.getByLabel("Account number").fill(account);
   await page.getByLabel("Activation code").fill(code);
+  await expectAccessible(page);
   await page.screenshot({ path: "test-results/screens/22-link.png", fullPage: true });
   await page.getByRole("button", { name: "Link the account" }).click();
   await expect(page.getByRole("heading", { name: "8 Mill Road", level: 1 })).toBeVisible();
@@ -84,6 +87,7 @@ test("links a provider's account with its activation code, and hears of the next
   await northwind.call("/providers/1/bills", bill("2", "1234.50"));
   await page.getByRole("link", { name: "Inbox" }).click();
   await expect(page.getByRole("heading", { name: /New electricity bill from Northwind Energy: €1,234.50/ })).toBeVisible();
+  await expectAccessible(page);
   await page.screenshot({ path: "test-results/screens/23-inbox.png", fullPage: true });
 });
 
@@ -94,6 +98,7 @@ test("the bill mail's link opens the bill, which is paid from there", async () =
   await page.goto(link!);
   await expect(page.getByRole("heading", { name: "Electricity bill, November 2026", level: 1 })).toBeVisible();
   await expect(page.getByTestId("bill-status")).toHaveText("Open");
+  await expectAccessible(page);
   await page.screenshot({ path: "test-results/screens/24-bill.png", fullPage: true });
   await page.getByRole("button", { name: "Pay €1,234.50" }).click();
   await expect(page.getByRole("heading", { name: "Receipt" })).toBeVisible();
@@ -109,6 +114,7 @@ test("chooses its notifications on the profile page the mails link to", async ()
   await newBillMail.uncheck();
   await page.getByRole("button", { name: "Save" }).click();
   await expect(page.getByText("Saved.")).toBeVisible();
+  await expectAccessible(page);
   await page.screenshot({ path: "test-results/screens/25-profile.png", fullPage: true });
   await page.reload();
   await expect(page.getByRole("checkbox", { name: "A new bill: by mail" })).not.toBeChecked();
@@ -117,7 +123,7 @@ test("chooses its notifications on the profile page the mails link to", async ()
 
 test("sets a new password from the reset mail, and logs in with it; other sessions end", async ({ browser }) => {
   // Another device, logged in before the reset.
-  const other = await browser.newPage();
+  const other = await (await browser.newContext()).newPage();
   await other.goto("/");
   await other.getByLabel("Username").fill(name);
   await other.getByLabel("Password").fill("Tidal-Lantern-Oboe-58");
@@ -141,6 +147,7 @@ test("sets a new password from the reset mail, and logs in with it; other sessio
   await other.getByRole("link", { name: "Inbox" }).click();
   await expect(other.getByRole("heading", { name: "Log in" })).toBeVisible();
   await expect(other.getByText(/Your session has ended/)).toBeVisible();
+  await expectAccessible(other);
   await other.screenshot({ path: "test-results/screens/26-session-ended.png", fullPage: true });
   await other.close();
 });

@@ -3,13 +3,16 @@
 // `qbill seed demo`). One session goes through the screens in order; each screen is kept as a
 // screenshot in test-results/screens/.
 import { type Page, type Request, expect, test } from "@playwright/test";
+import { expectAccessible } from "./support";
 
 test.describe.configure({ mode: "serial" });
 
 let page: Page;
 let shots = 0;
 
+/** Keeps a screenshot of the screen, and checks it for accessibility on the way. */
 async function shot(name: string, target: Page = page, fullPage = true): Promise<void> {
+  await expectAccessible(target);
   shots += 1;
   await target.screenshot({ path: `test-results/screens/${String(shots).padStart(2, "0")}-${name}.png`, fullPage });
 }
@@ -36,7 +39,7 @@ function watch(target: Page): void {
 }
 
 test.beforeAll(async ({ browser }) => {
-  page = await browser.newPage();
+  page = await (await browser.newContext()).newPage();
   watch(page);
 });
 
@@ -215,7 +218,7 @@ test("logging out leaves no payment history in the browser", async () => {
 });
 
 test("usable on a phone", async ({ browser }) => {
-  const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const phone = await (await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true })).newPage();
   watch(phone);
   await phone.goto("/");
   await phone.getByLabel("Username").fill("demo");

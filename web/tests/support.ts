@@ -68,3 +68,14 @@ export class Client {
     this.token = (await this.call("/auth", { username, password })).token as string;
   }
 }
+
+/**
+ * The screen as a screen reader and a keyboard meet it: axe-core's WCAG 2.1 A and AA rules
+ * (labels, names, roles, contrast, landmarks, …) find nothing.
+ */
+export async function expectAccessible(page: import("@playwright/test").Page): Promise<void> {
+  const { default: AxeBuilder } = await import("@axe-core/playwright");
+  const results = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
+  const found = results.violations.map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+  expect(found, "accessibility violations").toEqual([]);
+}
