@@ -88,12 +88,14 @@ export function monthlyChart(bills: ChartBill[], currency: string, today = new D
     s("line", { x1: left, x2: width, y1: height - bottom, y2: height - bottom, class: "chart-axis" }),
     bars,
   );
+  // Swatches are SVG with the bars' fill (a presentation attribute: the CSP allows no inline styles).
   const legend = h(
     "ul",
     { class: "legend", "aria-hidden": "true" },
-    utilities.map((u) => h("li", {}, h("span", { class: `swatch swatch-${PALETTE[u] ? u : "other"}` }), utilityName(u))),
+    utilities.map((u) =>
+      h("li", {}, s("svg", { class: "swatch", viewBox: "0 0 12 12" }, s("rect", { width: 12, height: 12, rx: 2, fill: colorOf(u, utilities) })), utilityName(u)),
+    ),
   );
-  // Swatch colours come from the stylesheet (CSP: no inline styles); spare utilities share one.
   const table = h(
     "details",
     { class: "chart-table" },

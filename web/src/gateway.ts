@@ -50,8 +50,12 @@ interface Pending {
   path: string;
   body: string;
   anonymous: boolean;
+  /** The token the request was last sent with. */
+  token: string | null;
   sentAt: number;
   resends: number;
+  /** POSTs the gateway refused or never answered, sent again. */
+  postRetries: number;
   timer: number;
   resolve: (data: unknown) => void;
   reject: (error: Error) => void;
@@ -59,16 +63,19 @@ interface Pending {
 
 const MAX_RESENDS = 3;
 const MAX_POST_ATTEMPTS = 5;
+/** A POST the gateway has not answered in this long is given up and sent again. */
+const POST_TIMEOUT_MS = 10_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class Gateway {
   private readonly pending = new Map<string, Pending>();
   private polling = false;
-  private retrying = false;
+  /** The last poll failed (429, 502, no network, no answer). */
+  private pollFailing = false;
   private listeners: ((w: Waiting) => void)[] = [];
-  /** Called when a request that carried a token is refused `unauthorized` (the session ended). */
-  onUnauthorized: (message: string) => void = () => {};
+  /** Called when a request that carried `token` is refused `unauthorized`. */
+  onUnauthorized: (message: string, token: string) => void = () => {};
 
   constructor(
     private readonly config: Config,
@@ -95,8 +102,10 @@ export class Gateway {
         path: fillPath(path, params),
         body,
         anonymous: isAnonymous(path),
+        token: null,
         sentAt: Date.now(),
         resends: 0,
+        postRetries: 0,
         timer: 0,
         resolve: resolve as (data: unknown) => void,
         reject,
@@ -118,8 +127,8 @@ export class Gateway {
       if (this.pending.get(requestId) !== pending) return;
       const headers: Record<string, string> = { "Content-Type": "application/json" };
       if (!pending.anonymous) {
-        const token = await this.token();
-        if (token) headers.Authorization = `Bearer ${token}`;
+        pending.token = await this.token();
+        if (pending.token) headers.Authorization = `Bearer ${pending.token}`;
       }
       let status = 0;
       let message = "";
@@ -128,12 +137,13 @@ export class Gateway {
           method: "POST",
           headers,
           body: pending.body,
+          signal: AbortSignal.timeout(POST_TIMEOUT_MS),
         });
         status = response.status;
         if (status === 202) break;
         message = ((await response.json().catch(() => ({}))) as { message?: string }).message ?? "";
       } catch {
-        status = 0; // no answer at all: offline, or the gateway unreachable
+        status = 0; // no answer at all, or none in time: offline, or the gateway unreachable
       }
       if (status === 400) throw new GatewayError(`The gateway refused the request: ${message || "invalid request"}.`);
       if (attempt >= MAX_POST_ATTEMPTS) {
@@ -141,11 +151,13 @@ export class Gateway {
           status === 0 ? "The gateway cannot be reached. Check your connection and try again." : `The gateway answered ${status}; try again.`,
         );
       }
-      this.setRetrying(true);
+      pending.postRetries += 1;
+      this.notify();
       await sleep(delay);
       delay = Math.min(delay * 2, 8000);
     }
-    this.armResend(requestId, pending);
+    // The reply may have come, or the request been cancelled, while the POST was under way.
+    if (this.pending.get(requestId) === pending) this.armResend(requestId, pending);
   }
 
   /** No reply in time: the same request, with the same request_id, once more. */
@@ -158,8 +170,11 @@ export class Gateway {
         return;
       }
       pending.resends += 1;
-      this.setRetrying(true);
-      this.send(requestId, pending).catch((error: Error) => this.settle(requestId, error));
+      this.notify();
+      this.send(requestId, pending).then(
+        () => this.poll(),
+        (error: Error) => this.settle(requestId, error),
+      );
     }, this.config.resend_after_ms ?? 20000);
   }
 
@@ -175,20 +190,32 @@ export class Gateway {
         const started = Date.now();
         let replies: Reply[] | null = null;
         try {
-          const response = await fetch(`${this.config.gateway_url}/replies/${this.queue}?wait=${wait}`);
-          if (response.ok) replies = ((await response.json()) as { replies: Reply[] }).replies;
+          const response = await fetch(`${this.config.gateway_url}/replies/${this.queue}?wait=${wait}`, {
+            signal: AbortSignal.timeout((wait + 10) * 1000),
+          });
+          if (response.ok) {
+            const body = (await response.json()) as { replies?: unknown };
+            if (Array.isArray(body.replies)) replies = body.replies as Reply[];
+          }
         } catch {
           replies = null;
         }
         if (replies === null) {
-          // 429 (throttled), 502 or no network: back off and poll again.
-          this.setRetrying(true);
+          // 429 (throttled), 502, no network or no answer in time: back off and poll again.
+          this.setPollFailing(true);
           await sleep(errorDelay);
           errorDelay = Math.min(errorDelay * 2, 8000);
           continue;
         }
+        this.setPollFailing(false);
         errorDelay = 500;
-        for (const reply of replies) this.dispatch(reply);
+        for (const reply of replies) {
+          try {
+            this.dispatch(reply);
+          } catch {
+            // A reply this client cannot read is dropped; its request is sent again in time.
+          }
+        }
         if (replies.length === 0 && Date.now() - started < 1000) {
           // The queue does not exist yet (the engine makes it with its first reply): the poll
           // came back at once, so wait a little before the next.
@@ -210,9 +237,9 @@ export class Gateway {
       this.settle(reply.request_id, null, reply.data);
       return;
     }
-    const anonymous = this.pending.get(reply.request_id)!.anonymous;
+    const { token } = this.pending.get(reply.request_id)!;
     this.settle(reply.request_id, new ReplyError(reply.error.code, reply.error.message));
-    if (!anonymous && reply.error.code === "unauthorized") this.onUnauthorized(reply.error.message);
+    if (token && reply.error.code === "unauthorized") this.onUnauthorized(reply.error.message, token);
   }
 
   private settle(requestId: string, error: Error | null, data?: unknown): void {
@@ -220,21 +247,25 @@ export class Gateway {
     if (!pending) return;
     this.pending.delete(requestId);
     window.clearTimeout(pending.timer);
-    if (this.pending.size === 0) this.retrying = false;
     this.notify();
     if (error) pending.reject(error);
     else pending.resolve(data);
   }
 
-  private setRetrying(retrying: boolean): void {
-    this.retrying = retrying;
+  private setPollFailing(failing: boolean): void {
+    if (this.pollFailing === failing) return;
+    this.pollFailing = failing;
     this.notify();
   }
 
   private notify(): void {
     let since: number | null = null;
-    for (const p of this.pending.values()) since = since === null ? p.sentAt : Math.min(since, p.sentAt);
-    const state = { pending: this.pending.size, since, retrying: this.retrying };
+    let retrying = this.pollFailing && this.pending.size > 0;
+    for (const p of this.pending.values()) {
+      since = since === null ? p.sentAt : Math.min(since, p.sentAt);
+      retrying ||= p.resends > 0 || p.postRetries > 0;
+    }
+    const state = { pending: this.pending.size, since, retrying };
     for (const listener of this.listeners) listener(state);
   }
 }

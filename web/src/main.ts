@@ -4,7 +4,7 @@
 import type { App } from "./app";
 import { h, replace } from "./dom";
 import type { Config, Waiting } from "./gateway";
-import { AFTER_LOGIN, Session } from "./session";
+import { AFTER_LOGIN, Session, claimQueue } from "./session";
 import { forgotView, inboxView, loginView, resetView, signupView, verifyView } from "./views/account";
 import { apartmentsView, linkView } from "./views/apartments";
 import { billView } from "./views/bill";
@@ -28,14 +28,22 @@ async function boot(): Promise<void> {
   if (/^\/(apartments\/\d+\/bills\/\d+|profile)$/.test(location.pathname)) {
     history.replaceState(null, "", `/#${location.pathname}`);
   }
+  await claimQueue();
   const session = new Session(config);
   const view = h("main", { id: "main", tabindex: "-1" });
   const live = h("p", { class: "visually-hidden", role: "status", "aria-live": "polite" });
-  const waiting = h("div", { class: "waiting", role: "status", "aria-live": "polite", hidden: true });
+  // The bar and its counter are for the eyes; screen readers hear the waiting once, from `live`.
+  const waiting = h("div", { class: "waiting", "aria-hidden": "true", hidden: true });
+  // The hash is the app's router: the skip link moves focus itself.
+  const skip = h("a", { href: "#main", class: "skip" }, "Skip to content");
+  skip.addEventListener("click", (event) => {
+    event.preventDefault();
+    view.focus();
+  });
   const nav = h("nav", { "aria-label": "Main", class: "mainnav" });
   replace(
     root,
-    h("a", { href: "#main", class: "skip" }, "Skip to content"),
+    skip,
     h("header", { class: "top" }, h("a", { href: "#/", class: "brand" }, "qbill"), nav),
     waiting,
     view,
@@ -57,7 +65,7 @@ async function boot(): Promise<void> {
     notice = message;
     app.go("#/login");
   };
-  showWaiting(session, waiting);
+  showWaiting(session, waiting, app.announce);
 
   function renderNav(): void {
     const user = session.user;
@@ -134,17 +142,31 @@ function route(app: App, hash: string, notice?: string): HTMLElement {
   return h("section", {}, h("h1", { tabindex: "-1" }, "Not found"), h("p", {}, h("a", { href: "#/" }, "Back to your apartments")));
 }
 
-/** The waiting state: how many requests wait for their reply, for how long, and whether retried. */
-function showWaiting(session: Session, el: HTMLElement): void {
+/**
+ * The waiting state: how many requests wait for their reply, for how long, and whether sent
+ * again. Screen readers are told once when a wait grows long or a request is sent again.
+ */
+function showWaiting(session: Session, el: HTMLElement, announce: (message: string) => void): void {
   let state: Waiting = { pending: 0, since: null, retrying: false };
   let timer = 0;
+  let toldLong = false;
+  let toldRetry = false;
   const paint = () => {
     if (state.pending === 0 || state.since === null) {
       el.hidden = true;
       el.textContent = "";
+      toldLong = toldRetry = false;
       return;
     }
     const seconds = Math.floor((Date.now() - state.since) / 1000);
+    if (seconds >= 5 && !toldLong) {
+      toldLong = true;
+      announce("Still waiting for the reply…");
+    }
+    if (state.retrying && !toldRetry) {
+      toldRetry = true;
+      announce("No reply yet: the request was sent again.");
+    }
     // Short waits show only the bar; the words come after a second.
     el.hidden = false;
     el.textContent =

@@ -27,20 +27,22 @@ export class Session {
   /** Called when the session ends on its own (a refused or expired refresh). */
   onEnded: (message: string) => void = () => {};
 
+  /** The session of this tab; `claimQueue` first, so that no other tab shares its queue. */
   constructor(config: Config) {
     let queue = sessionStorage.getItem(QUEUE_KEY);
     if (!queue) {
       queue = crypto.randomUUID();
       sessionStorage.setItem(QUEUE_KEY, queue);
     }
+    answerClaims(queue);
     const saved = sessionStorage.getItem(SESSION_KEY);
     this.login = saved ? (JSON.parse(saved) as Login) : null;
     this.gateway = new Gateway(config, queue, () => this.token());
-    // A token refused (a password changed or reset elsewhere, the account deleted): log in again.
-    this.gateway.onUnauthorized = (message) => {
-      if (!this.login) return;
-      this.end();
-      this.onEnded(`Your session has ended (${message}). Please log in again.`);
+    // A token refused: expired early (this clock is behind), or the session ended elsewhere (a
+    // password changed or reset, the account deleted). One refresh tells which. A refusal of a
+    // token this tab no longer uses (a reply from before the last refresh or login) says nothing.
+    this.gateway.onUnauthorized = (_message, token) => {
+      if (this.login?.token === token) void this.refresh();
     };
   }
 
@@ -99,17 +101,33 @@ export class Session {
     const login = this.login;
     if (!login) return null;
     if (Date.parse(login.expires_at) - Date.now() > REFRESH_MARGIN_MS) return login.token;
+    return this.refresh();
+  }
+
+  /**
+   * A new token pair, one refresh at a time. Only the engine's refusal ends the session; a refresh
+   * that got no answer (offline, say) keeps the token while it is valid, and is tried again with
+   * the next request.
+   */
+  private refresh(): Promise<string | null> {
+    const login = this.login;
+    if (!login) return Promise.resolve(null);
     this.refreshing ??= this.gateway
       .call("/auth/refresh", {}, { refresh_token: login.refresh_token })
       .then(
         (data) => {
+          if (this.login !== login) return null; // logged out meanwhile
           this.keep(data);
           return data.token;
         },
         (error: unknown) => {
-          this.end();
-          this.onEnded(error instanceof ReplyError ? "Your session has ended. Please log in again." : String(error));
-          return null;
+          if (this.login !== login) return null;
+          if (error instanceof ReplyError) {
+            this.end();
+            this.onEnded(`Your session has ended (${error.message}). Please log in again.`);
+            return null;
+          }
+          return Date.parse(login.expires_at) > Date.now() ? login.token : null;
         },
       )
       .finally(() => {
@@ -117,4 +135,42 @@ export class Session {
       });
     return this.refreshing;
   }
+}
+
+const CHANNEL = "qbill.queues";
+
+/**
+ * A tab's reply queue is its own: a duplicated tab starts with a copy of sessionStorage, and two
+ * tabs polling one queue would take each other's replies (and spend each other's refresh token).
+ * Before the session starts, a tab asks the others whether its queue is taken; if it is, it starts
+ * afresh with a queue of its own and no login.
+ */
+export async function claimQueue(): Promise<void> {
+  const queue = sessionStorage.getItem(QUEUE_KEY);
+  if (!queue || typeof BroadcastChannel === "undefined") return;
+  const channel = new BroadcastChannel(CHANNEL);
+  const taken = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 150);
+    channel.onmessage = (event: MessageEvent<{ taken?: string }>) => {
+      if (event.data.taken === queue) {
+        clearTimeout(timer);
+        resolve(true);
+      }
+    };
+    channel.postMessage({ asking: queue });
+  });
+  channel.close();
+  if (taken) {
+    sessionStorage.removeItem(QUEUE_KEY);
+    sessionStorage.removeItem(SESSION_KEY);
+  }
+}
+
+/** Tells a tab that asks for this tab's queue that it is taken. */
+function answerClaims(queue: string): void {
+  if (typeof BroadcastChannel === "undefined") return;
+  const channel = new BroadcastChannel(CHANNEL);
+  channel.onmessage = (event: MessageEvent<{ asking?: string }>) => {
+    if (event.data.asking === queue) channel.postMessage({ taken: queue });
+  };
 }

@@ -139,6 +139,9 @@ export function inboxView(app: App): HTMLElement {
       ),
     );
   };
-  load().catch((error: unknown) => list.replaceChildren(errorBox(explain(error, "The inbox"))));
+  load().catch((error: unknown) => {
+    list.removeAttribute("aria-busy");
+    list.replaceChildren(errorBox(explain(error, "The inbox")));
+  });
   return h("section", {}, heading("Inbox"), list);
 }

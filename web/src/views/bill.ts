@@ -69,11 +69,13 @@ function renderBill(app: App, apartmentId: number, bill: BillData): HTMLElement[
   const status = h("div", {});
   if (bill.status === "open" || bill.status === "overdue") {
     const pay = h("button", { type: "button", class: "primary" }, `Pay ${money(bill.amount)}`);
+    // One request id for this bill's page: paying again after no reply cannot pay twice.
+    const requestId = crypto.randomUUID();
     pay.addEventListener("click", () => {
       pay.disabled = true;
       status.replaceChildren(h("p", { role: "status" }, "Paying…"));
       app.session.gateway
-        .call("/apartments/{apartment_id}/payments", { apartment_id: apartmentId }, { bills_id: [bill.bill_id] })
+        .call("/apartments/{apartment_id}/payments", { apartment_id: apartmentId }, { bills_id: [bill.bill_id] }, requestId)
         .then((receipt) => {
           keepReceipt(receipt, [bill]);
           app.go(`#/apartments/${apartmentId}/receipts/${receipt.payment_id}`);

@@ -7,8 +7,12 @@ import type { Bill, PaymentsData, UtilsData } from "../contract";
 import { h } from "../dom";
 import { syncHistory } from "../history";
 import { formatDate, formatMoney, formatMonth, sum, utilityName } from "../money";
+import { GatewayError } from "../gateway";
 import { errorBox, heading } from "./common";
 import { keepReceipt } from "./receipt";
+
+/** How many bills one payment may settle (the gateway's schema, `bills_id`'s maxItems). */
+const MAX_BILLS_PER_PAYMENT = 100;
 
 /** Every page of the apartment's unpaid bills. */
 async function loadUtils(app: App, apartmentId: number): Promise<UtilsData> {
@@ -85,9 +89,13 @@ function renderDebts(app: App, data: UtilsData): HTMLElement[] {
     for (const { button, bills } of groupButtons) {
       button.setAttribute("aria-pressed", String(bills.every((b) => selected.has(b.bill_id))));
     }
-    payButton.disabled = chosen.length === 0;
+    const tooMany = chosen.length > MAX_BILLS_PER_PAYMENT;
+    payButton.disabled = chosen.length === 0 || tooMany;
     const total = sum(chosen.map((b) => b.amount));
-    selectionText.textContent = chosen.length === 0 ? "No bill chosen." : `${chosen.length} ${chosen.length === 1 ? "bill" : "bills"} chosen: ${money(total)}`;
+    selectionText.textContent =
+      chosen.length === 0
+        ? "No bill chosen."
+        : `${chosen.length} ${chosen.length === 1 ? "bill" : "bills"} chosen: ${money(total)}${tooMany ? ` (one payment settles at most ${MAX_BILLS_PER_PAYMENT})` : ""}`;
     payButton.textContent = chosen.length === 0 ? "Pay" : `Pay ${money(total)}`;
     confirmSlot.replaceChildren();
   };
@@ -165,6 +173,8 @@ function renderDebts(app: App, data: UtilsData): HTMLElement[] {
     const confirm = h("button", { type: "button", class: "primary" }, `Confirm: pay ${money(total)}`);
     const cancel = h("button", { type: "button" }, "Cancel");
     const status = h("div", {});
+    // One request id for this choice of bills: trying again after no reply cannot pay twice.
+    const requestId = crypto.randomUUID();
     const panel = h(
       "div",
       { class: "confirm card", role: "region", "aria-label": "Confirm the payment" },
@@ -181,7 +191,7 @@ function renderDebts(app: App, data: UtilsData): HTMLElement[] {
       cancel.disabled = true;
       status.replaceChildren(h("p", { role: "status" }, "Paying…"));
       app.session.gateway
-        .call("/apartments/{apartment_id}/payments", { apartment_id: data.apartment_id }, { bills_id: chosen.map((b) => b.bill_id) })
+        .call("/apartments/{apartment_id}/payments", { apartment_id: data.apartment_id }, { bills_id: chosen.map((b) => b.bill_id) }, requestId)
         .then((receipt: PaymentsData) => {
           keepReceipt(receipt, chosen);
           app.announce(`Paid ${money(receipt.total)}.`);
@@ -192,6 +202,12 @@ function renderDebts(app: App, data: UtilsData): HTMLElement[] {
           again.addEventListener("click", () => app.go(`#/apartments/${data.apartment_id}`));
           status.replaceChildren(errorBox(explain(error, "A chosen bill")), again);
           cancel.disabled = false;
+          // No answer is not a refusal: the same payment may be tried again, and is paid once.
+          if (error instanceof GatewayError) {
+            confirm.disabled = false;
+            confirm.textContent = `Try again: pay ${money(total)}`;
+          }
+          again.focus();
         });
     });
     confirmSlot.replaceChildren(panel);

@@ -21,7 +21,10 @@ export function profileView(app: App): HTMLElement {
       body.removeAttribute("aria-busy");
       body.replaceChildren(renderProfile(app, me));
     },
-    (error: unknown) => body.replaceChildren(errorBox(explain(error, "The account"))),
+    (error: unknown) => {
+      body.removeAttribute("aria-busy");
+      body.replaceChildren(errorBox(explain(error, "The account")));
+    },
   );
   return h("section", {}, heading("Your account"), body);
 }
