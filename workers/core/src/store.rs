@@ -28,34 +28,53 @@ pub async fn client(pool: &Pool) -> Result<Held, PoolError> {
     let object = pool.get().await?;
     crate::metrics::pool_waited(asked.elapsed());
     Ok(Held {
-        object,
+        object: Some(object),
         since: Instant::now(),
+        in_transaction: false,
     })
 }
 
 /// A pooled connection that reports how long it was held when it goes back.
 pub struct Held {
-    object: Object,
+    /// Always there until dropped.
+    object: Option<Object>,
     since: Instant,
+    in_transaction: bool,
+}
+
+impl Held {
+    /// Says whether a transaction the holder began by hand (a `BEGIN` sent with its first
+    /// statements, to save a round trip) is open. Dropped while one is (a panic, a cancelled
+    /// request), the connection is closed instead of going back to the pool, and the server rolls
+    /// the transaction back: the next holder never finds itself inside it.
+    pub fn set_in_transaction(&mut self, open: bool) {
+        self.in_transaction = open;
+    }
 }
 
 impl Deref for Held {
     type Target = deadpool_postgres::Client;
 
     fn deref(&self) -> &deadpool_postgres::Client {
-        &self.object
+        self.object.as_ref().expect("held until dropped")
     }
 }
 
 impl DerefMut for Held {
     fn deref_mut(&mut self) -> &mut deadpool_postgres::Client {
-        &mut self.object
+        self.object.as_mut().expect("held until dropped")
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
         crate::metrics::connection_held(self.since.elapsed());
+        if self.in_transaction
+            && let Some(object) = self.object.take()
+        {
+            tracing::warn!("a connection left inside a transaction is closed, not reused");
+            drop(Object::take(object));
+        }
     }
 }
 
