@@ -133,9 +133,10 @@ async fn the_metrics_endpoint_counts_what_a_load_run_sent_while_it_runs_and_afte
         after.sum("qbill_handler_seconds_count", &["kind=\"payments\""]),
         120.0
     );
-    // Every payment held a connection, and asked the pool for it.
-    assert!(after.sum("qbill_transaction_seconds_count", &[]) >= 120.0);
-    assert!(after.sum("qbill_db_pool_wait_seconds_count", &[]) >= 120.0);
+    // Every payment was settled on a connection asked of the pool and held for its transaction;
+    // the payments of one receive (at most ten) share theirs.
+    assert!(after.sum("qbill_transaction_seconds_count", &[]) >= 120.0 / 10.0);
+    assert!(after.sum("qbill_db_pool_wait_seconds_count", &[]) >= 120.0 / 10.0);
     assert_eq!(after.sum("qbill_receive_batch_size_sum", &[]), total);
     assert!(after.max("qbill_oldest_received_age_seconds").is_some());
 

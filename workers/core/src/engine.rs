@@ -1,15 +1,17 @@
-//! The engine: one inbound message in, one outcome out. Transports (the worker pool, the Lambda
+//! The engine: a batch of inbound messages in, one outcome per message out. Transports (the worker pool, the Lambda
 //! handler) own receiving, replying and deleting; the engine owns everything in between.
 
 use tracing::{Instrument, field::Empty};
 
 use crate::cache::Cache;
+use crate::call::Call;
 use crate::config::EngineConfig;
 use crate::envelope::{Envelope, InboundMessage};
-use crate::error::HandlerError;
+use crate::error::{HandlerError, HandlerResult};
 use crate::reply::{ErrorCode, Reply, Status};
+use crate::routes::{Kind, Request, payments};
 use crate::services::Services;
-use crate::token::Tokens;
+use crate::token::{Session, Tokens};
 use crate::types::QueueName;
 
 /// Built once per process and shared by every worker.
@@ -58,23 +60,155 @@ impl Engine {
         }
     }
 
-    /// Handles one message. Logs once, here, with the outcome.
+    /// Handles one message: a batch of one.
     pub async fn handle(&self, message: &InboundMessage) -> Result<Outcome, Transient> {
-        let span = tracing::info_span!(
-            "handle",
-            messaging.message.id = %message.message_id,
-            billing.kind = Empty,
-            billing.request_id = Empty,
-            billing.apartment_id = Empty,
-            billing.outcome = Empty,
-        );
+        self.handle_batch(std::slice::from_ref(message))
+            .await
+            .pop()
+            .expect("one outcome per message")
+    }
+
+    /// Handles the messages of one receive together: one outcome each, in their order. Logs once
+    /// per message, in its own span, with its outcome.
+    ///
+    /// Payments (with the engine's own tokens) are settled together, in one transaction with an
+    /// outcome per payment ([`payments::settle`]); every other request runs on its own, all at
+    /// once, each on its own connection from the pool (whose size bounds how many run at once).
+    pub async fn handle_batch(
+        &self,
+        messages: &[InboundMessage],
+    ) -> Vec<Result<Outcome, Transient>> {
         let started = std::time::Instant::now();
-        let answered = self
-            .handle_in_span(message)
-            .instrument(span.clone())
-            .await?;
+        let spans: Vec<tracing::Span> = messages.iter().map(span).collect();
+        let steps: Vec<Step> = messages
+            .iter()
+            .zip(&spans)
+            .map(|(message, span)| span.in_scope(|| self.read(message)))
+            .collect();
+
+        let batch: Vec<payments::Payment<'_>> = steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::Pay {
+                    call,
+                    request,
+                    session,
+                } => Some(payments::Payment {
+                    call,
+                    request,
+                    session: session.clone(),
+                    epoch_checked: false,
+                }),
+                _ => None,
+            })
+            .collect();
+        let settled = async {
+            if batch.is_empty() {
+                return Vec::new();
+            }
+            let span = tracing::info_span!("payments", billing.batch = batch.len());
+            payments::settle(&self.services, &batch)
+                .instrument(span)
+                .await
+        };
+        let alone = steps
+            .iter()
+            .zip(&spans)
+            .filter_map(|(step, span)| match step {
+                Step::Run { call, request, .. } => {
+                    Some(request.run(&self.services, call).instrument(span.clone()))
+                }
+                _ => None,
+            });
+        let (settled, ran) = futures::join!(settled, futures::future::join_all(alone));
+        let (mut settled, mut ran) = (settled.into_iter(), ran.into_iter());
+
+        steps
+            .into_iter()
+            .zip(spans)
+            .map(|(step, span)| {
+                let answered = match step {
+                    Step::Done(answered) => Ok(answered),
+                    Step::Pay { call, .. } => {
+                        let result = settled.next().expect("a result per payment");
+                        span.in_scope(|| conclude(call, Kind::Payments, result))
+                    }
+                    Step::Run { call, kind, .. } => {
+                        let result = ran.next().expect("a result per request");
+                        span.in_scope(|| conclude(call, kind, result))
+                    }
+                }?;
+                Ok(self.seal(&span, started, answered))
+            })
+            .collect()
+    }
+
+    /// Reads a message: answered already if it does not parse (or its payment's token is
+    /// refused), else what is left to do.
+    fn read(&self, message: &InboundMessage) -> Step {
+        let span = tracing::Span::current();
+        let envelope = match Envelope::parse(message) {
+            Ok(envelope) => envelope,
+            Err(rejection) => {
+                span.record("billing.kind", rejection.kind.as_str());
+                span.record("billing.outcome", "invalid");
+                let Some(to) = rejection.reply_to else {
+                    tracing::warn!(reason = %rejection.reason, "unanswerable message dropped");
+                    return Step::Done(None);
+                };
+                tracing::info!(reason = %rejection.reason, "invalid request");
+                let reply = Reply::error(
+                    rejection.request_id,
+                    rejection.kind.reply_kind(),
+                    ErrorCode::InvalidRequest,
+                    rejection.reason.0,
+                );
+                return Step::Done(Some((to, reply)));
+            }
+        };
+        let Envelope { call, request } = envelope;
+        let kind = request.kind();
+        span.record("billing.kind", kind.as_str());
+        span.record(
+            "billing.request_id",
+            tracing::field::display(call.request_id),
+        );
+        if let Some(apartment) = request.apartment() {
+            span.record("billing.apartment_id", apartment.0);
+        }
+        match request {
+            // A Cognito identity is checked against the pool, one request at a time.
+            Request::Payments(request) if self.services.cognito.is_none() => {
+                match crate::routes::verify(&self.services, &call) {
+                    Ok(session) => Step::Pay {
+                        call,
+                        request,
+                        session,
+                    },
+                    Err(e) => match conclude(call, Kind::Payments, Err(e)) {
+                        Ok(answered) => Step::Done(answered),
+                        Err(_) => unreachable!("checking a token is never transient"),
+                    },
+                }
+            }
+            request => Step::Run {
+                call,
+                kind: kind.reply_kind(),
+                request,
+            },
+        }
+    }
+
+    /// The outcome of a message answered with `answered` (nothing: dropped), measured and
+    /// sealed to the size a message may have.
+    fn seal(
+        &self,
+        span: &tracing::Span,
+        started: std::time::Instant,
+        answered: Option<(QueueName, Reply)>,
+    ) -> Outcome {
         let Some((to, reply)) = answered else {
-            return Ok(Outcome::Drop);
+            return Outcome::Drop;
         };
         let sealed = reply.seal();
         if let Some(bytes) = sealed.oversized {
@@ -91,93 +225,95 @@ impl Engine {
             sealed.reply.status == Status::Ok,
             started.elapsed(),
         );
-        Ok(Outcome::Reply {
+        Outcome::Reply {
             to,
             reply: sealed.reply,
             body: sealed.body,
-        })
-    }
-
-    /// The reply and where it goes, or nothing when nobody can be answered.
-    async fn handle_in_span(
-        &self,
-        message: &InboundMessage,
-    ) -> Result<Option<(QueueName, Reply)>, Transient> {
-        let span = tracing::Span::current();
-        let envelope = match Envelope::parse(message) {
-            Ok(envelope) => envelope,
-            Err(rejection) => {
-                span.record("billing.kind", rejection.kind.as_str());
-                span.record("billing.outcome", "invalid");
-                let Some(to) = rejection.reply_to else {
-                    tracing::warn!(reason = %rejection.reason, "unanswerable message dropped");
-                    return Ok(None);
-                };
-                tracing::info!(reason = %rejection.reason, "invalid request");
-                let reply = Reply::error(
-                    rejection.request_id,
-                    rejection.kind.reply_kind(),
-                    ErrorCode::InvalidRequest,
-                    rejection.reason.0,
-                );
-                return Ok(Some((to, reply)));
-            }
-        };
-        let Envelope { call, request } = envelope;
-        let kind = request.kind();
-        span.record("billing.kind", kind.as_str());
-        let kind = kind.reply_kind();
-        span.record(
-            "billing.request_id",
-            tracing::field::display(call.request_id),
-        );
-        if let Some(apartment) = request.apartment() {
-            span.record("billing.apartment_id", apartment.0);
         }
-        let reply = match request.run(&self.services, &call).await {
-            Ok(data) => {
-                span.record("billing.outcome", "ok");
-                tracing::info!("handled");
-                Reply::ok(call.request_id, kind, data)
-            }
-            Err(HandlerError::WrongQueue { token_queue }) => {
-                span.record("billing.outcome", "rejected");
-                tracing::warn!(
-                    auth.refused = "token used from another reply queue",
-                    "rejected"
-                );
-                let reply = Reply::error(
-                    Some(call.request_id),
-                    kind,
-                    ErrorCode::Unauthorized,
-                    "your token was presented from another reply queue; the request was refused",
-                );
-                return Ok(Some((token_queue, reply)));
-            }
-            Err(HandlerError::Rejected { code, message }) => {
-                span.record("billing.outcome", "rejected");
-                tracing::info!(error.code = ?code, error.message = %message, "rejected");
-                Reply::error(Some(call.request_id), kind, code, message)
-            }
-            Err(HandlerError::Internal(e)) => {
-                span.record("billing.outcome", "internal");
-                tracing::error!(error = format!("{e:#}"), "internal error");
-                Reply::error(
-                    Some(call.request_id),
-                    kind,
-                    ErrorCode::Internal,
-                    "internal error; the request changed nothing",
-                )
-            }
-            Err(HandlerError::Transient(e)) => {
-                span.record("billing.outcome", "transient");
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "transient failure; leaving the message for a retry"
-                );
-                return Err(Transient(e));
-            }
-        };
-        Ok(Some((call.reply_to, reply)))
     }
+}
+
+/// Where a message of a batch stands.
+enum Step {
+    /// Answered already (nothing: dropped): it did not parse, or its payment's token was refused.
+    Done(Option<(QueueName, Reply)>),
+    /// A payment whose token checked out, to settle with the batch's others.
+    Pay {
+        call: Call,
+        request: payments::Request,
+        session: Session,
+    },
+    /// Any other request, to run on its own; `kind` is its reply's.
+    Run {
+        call: Call,
+        kind: Kind,
+        request: Request,
+    },
+}
+
+/// The span a message is handled in; its fields are filled as they become known.
+fn span(message: &InboundMessage) -> tracing::Span {
+    tracing::info_span!(
+        "handle",
+        messaging.message.id = %message.message_id,
+        billing.kind = Empty,
+        billing.request_id = Empty,
+        billing.apartment_id = Empty,
+        billing.outcome = Empty,
+    )
+}
+
+/// The reply to a request that ran and where it goes (logged, in the request's span), or a
+/// transient failure that leaves the message for a retry.
+fn conclude(
+    call: Call,
+    kind: Kind,
+    result: HandlerResult,
+) -> Result<Option<(QueueName, Reply)>, Transient> {
+    let span = tracing::Span::current();
+    let reply = match result {
+        Ok(data) => {
+            span.record("billing.outcome", "ok");
+            tracing::info!("handled");
+            Reply::ok(call.request_id, kind, data)
+        }
+        Err(HandlerError::WrongQueue { token_queue }) => {
+            span.record("billing.outcome", "rejected");
+            tracing::warn!(
+                auth.refused = "token used from another reply queue",
+                "rejected"
+            );
+            let reply = Reply::error(
+                Some(call.request_id),
+                kind,
+                ErrorCode::Unauthorized,
+                "your token was presented from another reply queue; the request was refused",
+            );
+            return Ok(Some((token_queue, reply)));
+        }
+        Err(HandlerError::Rejected { code, message }) => {
+            span.record("billing.outcome", "rejected");
+            tracing::info!(error.code = ?code, error.message = %message, "rejected");
+            Reply::error(Some(call.request_id), kind, code, message)
+        }
+        Err(HandlerError::Internal(e)) => {
+            span.record("billing.outcome", "internal");
+            tracing::error!(error = format!("{e:#}"), "internal error");
+            Reply::error(
+                Some(call.request_id),
+                kind,
+                ErrorCode::Internal,
+                "internal error; the request changed nothing",
+            )
+        }
+        Err(HandlerError::Transient(e)) => {
+            span.record("billing.outcome", "transient");
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "transient failure; leaving the message for a retry"
+            );
+            return Err(Transient(e));
+        }
+    };
+    Ok(Some((call.reply_to, reply)))
 }

@@ -3,10 +3,11 @@
 //! One package, three functions; `QBILL_FUNCTION` says which one a deployment runs:
 //!
 //! - **worker** (the default): the event source mapping hands it a batch from the shared request
-//!   queue; each message goes through the same engine as the worker pool's (`qbill_sqs::answer`),
-//!   and only the messages that failed transiently are reported back (`ReportBatchItemFailures`),
-//!   so the rest of the batch is deleted and one bad message never holds up the others. Rejected
-//!   input got its error reply and counts as done. EventBridge rules invoke it for the jobs:
+//!   queue; the batch goes through the same engine as a receive of the worker pool's
+//!   (`qbill_sqs::answer_batch`, which settles its payments together), and only the messages
+//!   that failed transiently are reported back (`ReportBatchItemFailures`), so the rest of the
+//!   batch is deleted and one bad message never holds up the others. Rejected input got its
+//!   error reply and counts as done. EventBridge rules invoke it for the jobs:
 //!   `{"qbill": "overdue"}` marks overdue bills and charges late fees, `{"qbill": "due-soon"}`
 //!   records the due-soon notifications and `{"qbill": "notify"}` sends the outbox's mails.
 //! - **admin**: run by an operator only, from inside the VPC: `{"qbill": "migrate"}` applies the
@@ -25,7 +26,7 @@ use qbill_core::Engine;
 use qbill_core::config::{DatabaseConfig, EngineConfig};
 use qbill_core::envelope::InboundMessage;
 use qbill_core::store;
-use qbill_sqs::{Disposition, ReplyQueues, SqsConfig, answer};
+use qbill_sqs::{Disposition, ReplyQueues, SqsConfig, answer_batch};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -104,37 +105,44 @@ impl Worker {
         }
     }
 
-    /// Handles every message of the batch, together (as a poller of the pool does: the database
-    /// pool bounds the transactions, the password slots the checks); returns the ids of those to
-    /// be delivered again.
+    /// Handles the messages of the batch as one batch, as a poller of the pool does (the engine
+    /// settles its payments together; the database pool bounds the transactions, the password
+    /// slots the checks); returns the ids of those to be delivered again.
     pub async fn batch(&self, event: SqsEvent) -> SqsBatchResponse {
         self.reload_keys_when_due().await;
         let before = self.engine.services.metrics.snapshot();
         let mut response = SqsBatchResponse::default();
         qbill_core::metrics::received(event.records.len());
-        let handled = event.records.into_iter().map(|record| async move {
-            let message_id = record.message_id.unwrap_or_default();
-            let receives = record
-                .attributes
-                .get("ApproximateReceiveCount")
-                .and_then(|count| count.parse().ok());
-            let inbound = InboundMessage {
-                message_id: message_id.clone(),
-                body: record.body.unwrap_or_default(),
-                attributes: record
-                    .message_attributes
-                    .into_iter()
-                    .filter_map(|(name, value)| Some((name, value.string_value?)))
-                    .collect(),
-            };
-            let disposition = answer(&self.engine, &self.replies, &inbound).await;
+        let mut receives = Vec::with_capacity(event.records.len());
+        let inbound: Vec<InboundMessage> = event
+            .records
+            .into_iter()
+            .map(|record| {
+                receives.push(
+                    record
+                        .attributes
+                        .get("ApproximateReceiveCount")
+                        .and_then(|count| count.parse().ok()),
+                );
+                InboundMessage {
+                    message_id: record.message_id.unwrap_or_default(),
+                    body: record.body.unwrap_or_default(),
+                    attributes: record
+                        .message_attributes
+                        .into_iter()
+                        .filter_map(|(name, value)| Some((name, value.string_value?)))
+                        .collect(),
+                }
+            })
+            .collect();
+        let dispositions = answer_batch(&self.engine, &self.replies, &inbound).await;
+        for ((message, receives), disposition) in
+            inbound.into_iter().zip(receives).zip(dispositions)
+        {
             disposition.record(receives, self.max_receives);
-            (message_id, disposition)
-        });
-        for (message_id, disposition) in futures::future::join_all(handled).await {
             if disposition == Disposition::Retry {
                 let mut failure = BatchItemFailure::default();
-                failure.item_identifier = message_id;
+                failure.item_identifier = message.message_id;
                 response.batch_item_failures.push(failure);
             }
         }

@@ -213,13 +213,9 @@ impl Shared {
                     qbill_core::metrics::oldest_received(age);
                 }
             }
-            // The messages of a batch are handled together, each on its own connection from the
-            // pool (whose size bounds how many run at once), and deleted together.
-            let done: Vec<String> = join_all(messages.into_iter().map(|m| self.process(m)))
-                .await
-                .into_iter()
-                .flatten()
-                .collect();
+            // The messages of a receive are handled as one batch (the engine settles its payments
+            // together) and deleted together.
+            let done = self.process(messages).await;
             self.delete(done).await;
         }
     }
@@ -300,35 +296,49 @@ impl Shared {
         }
     }
 
-    /// Handles one message; returns its receipt handle when it is done and may be deleted.
-    async fn process(&self, message: Message) -> Option<String> {
-        let receipt = message.receipt_handle?;
-        let receives = message
-            .attributes
-            .as_ref()
-            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-            .and_then(|count| count.parse().ok());
-        let inbound = InboundMessage {
-            message_id: message.message_id.unwrap_or_default(),
-            body: message.body.unwrap_or_default(),
-            attributes: message
-                .message_attributes
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|(name, value)| Some((name, value.string_value?)))
-                .collect(),
-        };
-        let disposition = answer(&self.engine, &self.replies, &inbound).await;
-        disposition.record(receives, self.max_receives);
-        match disposition {
-            Disposition::Replied => self.stats.replied.fetch_add(1, Ordering::Relaxed),
-            Disposition::Dropped => self.stats.dropped.fetch_add(1, Ordering::Relaxed),
-            Disposition::Retry => {
-                self.stats.retried.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-        };
-        Some(receipt)
+    /// Handles the messages of one receive; returns the receipt handles of those done, which may
+    /// be deleted.
+    async fn process(&self, messages: Vec<Message>) -> Vec<String> {
+        let mut receipts = Vec::with_capacity(messages.len());
+        let mut inbound = Vec::with_capacity(messages.len());
+        for message in messages {
+            let Some(receipt) = message.receipt_handle else {
+                continue;
+            };
+            let receives = message
+                .attributes
+                .as_ref()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .and_then(|count| count.parse().ok());
+            receipts.push((receipt, receives));
+            inbound.push(InboundMessage {
+                message_id: message.message_id.unwrap_or_default(),
+                body: message.body.unwrap_or_default(),
+                attributes: message
+                    .message_attributes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|(name, value)| Some((name, value.string_value?)))
+                    .collect(),
+            });
+        }
+        let dispositions = answer_batch(&self.engine, &self.replies, &inbound).await;
+        receipts
+            .into_iter()
+            .zip(dispositions)
+            .filter_map(|((receipt, receives), disposition)| {
+                disposition.record(receives, self.max_receives);
+                match disposition {
+                    Disposition::Replied => self.stats.replied.fetch_add(1, Ordering::Relaxed),
+                    Disposition::Dropped => self.stats.dropped.fetch_add(1, Ordering::Relaxed),
+                    Disposition::Retry => {
+                        self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                        return None;
+                    }
+                };
+                Some(receipt)
+            })
+            .collect()
     }
 
     async fn delete(&self, receipts: Vec<String>) {
@@ -520,8 +530,35 @@ pub async fn answer(
     replies: &ReplyQueues,
     inbound: &InboundMessage,
 ) -> Disposition {
-    let id = &inbound.message_id;
-    match engine.handle(inbound).await {
+    answer_batch(engine, replies, std::slice::from_ref(inbound))
+        .await
+        .pop()
+        .expect("one disposition per message")
+}
+
+/// [`answer`] for the messages of one receive: the engine handles them as a batch, then their
+/// replies are sent at once. One disposition per message, in their order.
+pub async fn answer_batch(
+    engine: &Engine,
+    replies: &ReplyQueues,
+    inbound: &[InboundMessage],
+) -> Vec<Disposition> {
+    let outcomes = engine.handle_batch(inbound).await;
+    let sent = inbound
+        .iter()
+        .zip(outcomes)
+        .map(|(message, outcome)| deliver(engine, replies, &message.message_id, outcome));
+    join_all(sent).await
+}
+
+/// Sends a message's reply, if it has one.
+async fn deliver(
+    engine: &Engine,
+    replies: &ReplyQueues,
+    id: &str,
+    outcome: Result<Outcome, qbill_core::Transient>,
+) -> Disposition {
+    match outcome {
         Ok(Outcome::Reply { to, reply, body }) => {
             match replies.send(&engine.services.cache, to, body).await {
                 Ok(()) => Disposition::Replied,

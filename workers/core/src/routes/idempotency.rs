@@ -6,7 +6,7 @@
 //! transaction ends, then replays its stored reply (or, if that one was rejected and rolled back,
 //! runs afresh). The same id with another request is `conflict`. Routes wrap their change in
 //! [`once`]; `apartments_link` claims by hand (a failed attempt commits its count, unclaimed), and
-//! `payments` does the same in its own pipelined steps.
+//! `payments` claims a whole batch at once.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -75,6 +75,16 @@ pub async fn replay(
             &[&call.request_id.0],
         )
         .await?;
+    judge(&row, user, kind, fingerprint)
+}
+
+/// [`replay`] over the claim's row, read already: `user_id, kind, fingerprint, reply`.
+pub fn judge(
+    row: &tokio_postgres::Row,
+    user: UserId,
+    kind: Kind,
+    fingerprint: &[u8],
+) -> Result<Value, HandlerError> {
     let same = row.get::<_, i64>(0) == user.0
         && row.get::<_, &str>(1) == kind.as_str()
         && row.get::<_, &[u8]>(2) == fingerprint;

@@ -67,6 +67,12 @@ pub trait Route: Sized {
         None
     }
 
+    /// Whether the route checks the caller's session epoch in its access check
+    /// ([`common::authorize`], which then asks for it in the same query) rather than in a round
+    /// trip of its own before it runs. Only for routes that call `authorize` before they read or
+    /// change anything; a route that answers without having checked it gets an internal error.
+    const EPOCH_AT_ACCESS: bool = false;
+
     fn run(&self, cx: &Context<'_>) -> impl Future<Output = HandlerResult> + Send;
 }
 
@@ -76,6 +82,8 @@ pub struct Context<'a> {
     pub services: &'a Services,
     pub call: &'a Call,
     session: Option<Session>,
+    /// Whether the session's epoch is still to be checked ([`Route::EPOCH_AT_ACCESS`]).
+    epoch_pending: std::sync::atomic::AtomicBool,
     /// Mails the route recorded in its transaction, sent once it committed.
     mails: std::sync::Mutex<Vec<i64>>,
 }
@@ -87,6 +95,18 @@ impl Context<'_> {
         if let Some(id) = id {
             self.mails.lock().expect("mail list").push(id);
         }
+    }
+
+    /// Whether the caller's session epoch is still to be checked (by [`common::authorize`]).
+    pub fn epoch_pending(&self) -> bool {
+        self.epoch_pending
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The caller's session epoch was checked and found current.
+    pub(crate) fn epoch_checked(&self) {
+        self.epoch_pending
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The caller, for a route with [`Callers::Roles`] (always checked before it runs).
@@ -244,39 +264,57 @@ impl std::fmt::Display for Kind {
 }
 
 async fn run<R: Route>(request: &R, services: &Services, call: &Call) -> HandlerResult {
+    // The epoch is checked with the route's access check, in the same query, when the route can.
+    let at_access = R::EPOCH_AT_ACCESS && services.cognito.is_none();
     let session = match R::CALLERS {
         Callers::Anyone => None,
         Callers::Roles(roles) => {
-            let session = session(services, call).await?;
-            if !roles.contains(&session.role) {
-                return Err(HandlerError::rejected(
-                    ErrorCode::Forbidden,
-                    format!(
-                        "this route is not open to the {} role; it takes {}",
-                        session.role,
-                        roles
-                            .iter()
-                            .map(Role::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
+            let session = if at_access {
+                verify(services, call)?
+            } else {
+                session(services, call).await?
+            };
+            admit(roles, &session)?;
             Some(session)
         }
     };
     let cx = Context {
         services,
         call,
+        epoch_pending: (at_access && session.is_some()).into(),
         session,
         mails: Default::default(),
     };
     let result = request.run(&cx).await;
+    if result.is_ok() && cx.epoch_pending() {
+        return Err(HandlerError::internal(anyhow::anyhow!(
+            "the route answered without checking the session epoch"
+        )));
+    }
     if result.is_ok() {
         let mails = std::mem::take(&mut *cx.mails.lock().expect("mail list"));
         crate::notify::outbox::send_now(services, &mails).await;
     }
     result
+}
+
+/// Whether the caller's role may call a route open to `roles`.
+pub(crate) fn admit(roles: &[Role], session: &Session) -> Result<(), HandlerError> {
+    if roles.contains(&session.role) {
+        return Ok(());
+    }
+    Err(HandlerError::rejected(
+        ErrorCode::Forbidden,
+        format!(
+            "this route is not open to the {} role; it takes {}",
+            session.role,
+            roles
+                .iter()
+                .map(Role::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ))
 }
 
 /// Checks the token: its signature and expiry, that it was issued for this reply queue, and that
@@ -287,6 +325,23 @@ async fn session(services: &Services, call: &Call) -> Result<Session, HandlerErr
     if let Some(cognito) = &services.cognito {
         return crate::accounts::cognito_session(services, cognito, call, token).await;
     }
+    let session = verify(services, call)?;
+    let client = crate::store::client(&services.store).await?;
+    let statement = client
+        .prepare_cached("SELECT session_epoch FROM users WHERE id = $1 AND deleted_at IS NULL")
+        .await?;
+    let epoch: Option<i32> = client
+        .query_opt(&statement, &[&session.user_id.0])
+        .await?
+        .map(|r| r.get(0));
+    still_open(&session, epoch)?;
+    Ok(session)
+}
+
+/// The part of [`session`] that needs no database: the token's signature and expiry, and that
+/// it was issued for this reply queue. The caller still checks the epoch ([`still_open`]).
+pub(crate) fn verify(services: &Services, call: &Call) -> Result<Session, HandlerError> {
+    let token = call.token.as_ref().map(|t| t.expose_secret());
     let session = services
         .tokens
         .verify_at(token, call.requested_at)
@@ -299,20 +354,18 @@ async fn session(services: &Services, call: &Call) -> Result<Session, HandlerErr
             token_queue: session.queue,
         });
     }
-    let client = crate::store::client(&services.store).await?;
-    let statement = client
-        .prepare_cached("SELECT session_epoch FROM users WHERE id = $1 AND deleted_at IS NULL")
-        .await?;
-    let epoch: Option<i32> = client
-        .query_opt(&statement, &[&session.user_id.0])
-        .await?
-        .map(|r| r.get(0));
-    if epoch != Some(session.epoch) {
-        tracing::info!(auth.refused = "session ended", "token refused");
-        return Err(HandlerError::rejected(
-            ErrorCode::Unauthorized,
-            "this session has ended (the password was changed or reset, or the account deleted); log in again at /auth",
-        ));
-    }
     Ok(session)
+}
+
+/// Whether the session is still the user's: `epoch` is the user's current session epoch (none
+/// when the user was deleted).
+pub(crate) fn still_open(session: &Session, epoch: Option<i32>) -> Result<(), HandlerError> {
+    if epoch == Some(session.epoch) {
+        return Ok(());
+    }
+    tracing::info!(auth.refused = "session ended", "token refused");
+    Err(HandlerError::rejected(
+        ErrorCode::Unauthorized,
+        "this session has ended (the password was changed or reset, or the account deleted); log in again at /auth",
+    ))
 }

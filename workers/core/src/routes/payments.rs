@@ -1,9 +1,13 @@
 //! `payments`: settles the chosen bills of one apartment in one transaction, all or none.
 //!
-//! The request id is claimed first, inside the transaction: a duplicate delivered at the same
-//! moment waits on that row until this transaction ends, then replays the stored receipt (or, if
-//! this one was rejected and rolled back, runs afresh). Bills are locked in id order, so
-//! overlapping payments queue up instead of deadlocking, and each bill is paid exactly once.
+//! Payments are settled in batches (the messages of one receive, up to ten), each payment with
+//! its own outcome; see [`settle`]. The request id is claimed first, inside the transaction: a
+//! duplicate delivered at the same moment waits on that row until this transaction ends, then
+//! replays the stored receipt (or, if this one was refused, runs afresh). Bills are locked in id
+//! order, so overlapping payments queue up instead of deadlocking, and each bill is paid exactly
+//! once.
+
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -11,14 +15,18 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
-use super::common::{ACCESS, access, to_data};
+use super::common::{ACCESS, Access, access, to_data};
 use super::{
-    Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body, idempotency,
+    Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, admit, body,
+    idempotency, still_open,
 };
 use crate::cache::CacheKey;
-use crate::call::Path;
+use crate::call::{Call, Path};
+use crate::services::Services;
+use crate::token::Session;
 use crate::types::{ApartmentId, BillId, Currency, ParseError, Role, amount};
 
 /// How many bills one payment may settle.
@@ -73,8 +81,18 @@ impl Route for Request {
         Some(self.apartment)
     }
 
+    /// A payment that came alone, its session checked (with a Cognito identity): a batch of one.
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
-        run(cx, self.apartment, &self.bills_id).await
+        let payment = Payment {
+            call: cx.call,
+            request: self,
+            session: cx.caller()?.clone(),
+            epoch_checked: true,
+        };
+        settle(cx.services, &[payment])
+            .await
+            .pop()
+            .expect("one result per payment")
     }
 }
 
@@ -89,78 +107,539 @@ pub struct Receipt {
     pub paid_at: DateTime<Utc>,
 }
 
-/// Records the `payment.succeeded` notification (the receipt) of a payment, with its bills.
-const RECEIPT: &str = "SELECT notify($1, 'payment.succeeded', 'payment.succeeded:' || p.id,
-        jsonb_build_object('payment_id', p.id, 'apartment_id', p.apartment_id, 'total', p.total::text,
-                           'currency', p.currency, 'paid_at', p.paid_at,
-                           'bills', (SELECT jsonb_agg(jsonb_build_object('id', b.id, 'provider', v.name,
-                                                                         'utility', replace(b.utility, '_', ' '),
-                                                                         'amount', b.amount::text) ORDER BY b.id)
-                                     FROM bills b JOIN providers v ON v.id = b.provider_id WHERE b.payment_id = p.id)))
-    FROM payments p WHERE p.id = $2";
+/// One payment of a batch: the call, the request and the caller its token names.
+pub struct Payment<'a> {
+    pub call: &'a Call,
+    pub request: &'a Request,
+    pub session: Session,
+    /// Whether the session's epoch was checked already (a payment that came through
+    /// [`Route::run`]); if not, the batch checks it.
+    pub epoch_checked: bool,
+}
 
-async fn run(cx: &Context<'_>, apartment: ApartmentId, bills: &[BillId]) -> HandlerResult {
-    let session = cx.caller()?;
-    let user = session.user_id;
-    let call = cx.call;
-    let fingerprint = fingerprint(apartment, bills);
-    let ids: Vec<i64> = bills.iter().map(|b| b.0).collect();
+/// Settles a batch of payments, each with its own outcome, as if each had run alone: one
+/// payment's refusal, or a repeat of another's request id, never fails or delays the others.
+///
+/// The batch shares one transaction and two round trips. The first begins it and reads the
+/// callers' session epochs and who may pay for which apartment, claims the request ids (in
+/// request id order), locks the bills (in id order), then the apartments (in id order), and
+/// reads the clock. The second writes the payments, settles the bills, bumps the versions, keeps
+/// the receipts for repeats, releases the refused requests' claims, records the receipts'
+/// notifications and commits. Every batch takes its locks in the same order (claims, then bills,
+/// then apartments, each by id; a payment alone always took them in that order too), so two
+/// batches never deadlock.
+///
+/// No savepoints: every refusal is decided in Rust between the two round trips, from rows this
+/// transaction holds locked, before anything is written, so there is nothing to undo but the
+/// refused requests' claims, deleted in the same transaction. The writes are one statement per
+/// kind of row for the whole batch where no table is read to find the rows (inserts from arrays,
+/// bills by their locked ids), so the audit triggers run once per statement. If the batch fails
+/// in a way that is not transient (a bug, a constraint), each payment runs again alone, so that
+/// only the guilty one gets the `internal` reply. A request id twice in one batch (a duplicate
+/// delivery) runs once in the batch, and its repeat after the batch committed, as a replay.
+pub async fn settle(services: &Services, batch: &[Payment<'_>]) -> Vec<HandlerResult> {
+    let mut first = Vec::with_capacity(batch.len());
+    let mut repeats = Vec::new();
+    let mut seen = HashSet::with_capacity(batch.len());
+    for (i, payment) in batch.iter().enumerate() {
+        if seen.insert(payment.call.request_id) {
+            first.push(i);
+        } else {
+            repeats.push(i);
+        }
+    }
+    let mut results: Vec<Option<HandlerResult>> = (0..batch.len()).map(|_| None).collect();
+    let together: Vec<&Payment<'_>> = first.iter().map(|&i| &batch[i]).collect();
+    if !together.is_empty() {
+        for (i, result) in first.iter().zip(settle_apart(services, &together).await) {
+            results[*i] = Some(result);
+        }
+    }
+    for i in repeats {
+        results[i] = Some(
+            settle_apart(services, &[&batch[i]])
+                .await
+                .pop()
+                .expect("one result per payment"),
+        );
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every payment settled"))
+        .collect()
+}
 
-    let mut client = crate::store::client(&cx.services.store).await?;
-    let tx = client.transaction().await?;
-    // Statements are prepared once per connection; after that, each step below is one round
-    // trip: the statements of a step are pipelined, sent together and answered in order.
-    let (check, claim, lock, clock, insert, settle, bump, record) = tokio::try_join!(
+/// [`together`], and when a batch of more than one fails for a reason that is not transient,
+/// each of its payments alone.
+async fn settle_apart(services: &Services, batch: &[&Payment<'_>]) -> Vec<HandlerResult> {
+    match together(services, batch).await {
+        Ok(results) => results,
+        Err(HandlerError::Transient(e)) => {
+            let reason = format!("{e:#}");
+            batch
+                .iter()
+                .map(|_| Err(HandlerError::Transient(anyhow::anyhow!("{reason}"))))
+                .collect()
+        }
+        Err(e) if batch.len() == 1 => vec![Err(e)],
+        Err(e) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                payments = batch.len(),
+                "a batch of payments failed; each runs alone"
+            );
+            let alone = batch.iter().map(|p| async move {
+                together(services, &[*p])
+                    .await
+                    .and_then(|mut r| {
+                        r.pop()
+                            .ok_or_else(|| HandlerError::internal(anyhow::anyhow!("no result")))
+                    })
+                    .unwrap_or_else(Err)
+            });
+            futures::future::join_all(alone).await
+        }
+    }
+}
+
+// The statements of a batch. Users, apartments and claims are looked up one key at a time (`= $1`,
+// the statement run once per key, pipelined): a prepared statement keeps the generic plan it got
+// when first run (`sql/V8`), and a join with an array, or `= ANY($1)`, over a table that was small
+// then keeps scanning all of it as it grows (profiling found `processed_requests`, which grows
+// with every request, read whole once a batch). The claims, the payments and the receipts come
+// from arrays, which read no table to find their rows. The bills are locked and settled by
+// `id = ANY($1)`, as a payment alone always found them.
+
+/// A caller's session epoch, for the callers whose epoch is still to be checked.
+const EPOCH: &str = "SELECT session_epoch FROM users WHERE id = $1 AND deleted_at IS NULL";
+
+/// The claims, taken in request id order; returns the ids claimed now.
+const CLAIM: &str = "INSERT INTO processed_requests (request_id, user_id, kind, fingerprint)
+    SELECT r, u, 'payments', f FROM unnest($1::uuid[], $2::bigint[], $3::bytea[]) AS t(r, u, f) ORDER BY r
+    ON CONFLICT (request_id) DO NOTHING RETURNING request_id";
+
+/// A claim as it stands, for a request claimed before (columns as `idempotency::judge` reads
+/// them).
+const CLAIMED: &str =
+    "SELECT user_id, kind, fingerprint, reply FROM processed_requests WHERE request_id = $1";
+
+/// The bills, locked in id order, with what the receipts name of them.
+const LOCK_BILLS: &str =
+    "SELECT b.id, b.apartment_id, b.status, b.amount, v.name, replace(b.utility, '_', ' ')
+    FROM bills b JOIN providers v ON v.id = b.provider_id
+    WHERE b.id = ANY($1) ORDER BY b.id FOR UPDATE OF b";
+
+/// An apartment whose version the batch may bump, locked in id order after the bills (as a
+/// payment's bump always came after its bills); `NO KEY UPDATE`, what the bump takes anyway, so
+/// that bills can still be added to it meanwhile.
+const LOCK_APARTMENT: &str = "SELECT 1 FROM apartments WHERE id = $1 FOR NO KEY UPDATE";
+
+const CLOCK: &str = "SELECT clock_timestamp()";
+
+const INSERT_PAYMENTS: &str = "INSERT INTO payments (id, apartment_id, user_id, request_id, total, currency, paid_at)
+    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::uuid[], $5::numeric[], $6::text[], $7::timestamptz[])";
+
+/// Every bill of the batch's payments, in one statement (its audit trigger runs once): `$1` the
+/// bills, `$2` the payment of each.
+const SETTLE: &str =
+    "UPDATE bills SET status = 'paid', payment_id = ($2::uuid[])[array_position($1::bigint[], id)]
+    WHERE id = ANY($1)";
+
+const BUMP: &str = "UPDATE apartments SET version = version + 1 WHERE id = $1";
+
+const RECORD: &str = "UPDATE processed_requests SET reply = $2 WHERE request_id = $1";
+
+/// Lets go of a refused request's claim, so that it runs afresh if it comes again.
+const RELEASE: &str = "DELETE FROM processed_requests WHERE request_id = $1 AND reply IS NULL";
+
+/// Records the `payment.succeeded` notification (the receipt) of each payment, with its bills;
+/// returns the mail to send of each, if any.
+const RECEIPTS: &str = "SELECT notify(t.user_id, 'payment.succeeded', 'payment.succeeded:' || t.payment_id,
+        jsonb_build_object('payment_id', t.payment_id, 'apartment_id', t.apartment_id, 'total', t.total::text,
+                           'currency', t.currency, 'paid_at', t.paid_at, 'bills', t.bills))
+    FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::numeric[], $5::text[], $6::timestamptz[], $7::jsonb[])
+         AS t(user_id, payment_id, apartment_id, total, currency, paid_at, bills)";
+
+type Params<'a, const N: usize> = [&'a (dyn ToSql + Sync); N];
+
+/// Runs `statement` once per parameter list, pipelined: the calls go out together, in order,
+/// and are answered in order.
+async fn each<const N: usize>(
+    tx: &tokio_postgres::Client,
+    statement: &Statement,
+    params: Vec<Params<'_, N>>,
+) -> Result<Vec<Vec<Row>>, tokio_postgres::Error> {
+    futures::future::try_join_all(params.iter().map(|p| tx.query(statement, p))).await
+}
+
+/// A bill as the batch holds it locked: whose it is, its state (updated as the batch's payments
+/// settle it) and its amount.
+struct Held {
+    apartment: Option<i64>,
+    status: String,
+    amount: Decimal,
+    provider: String,
+    utility: String,
+}
+
+/// One transaction for the whole batch; see [`settle`]. An `Err` is the batch's, rolled back.
+async fn together(
+    services: &Services,
+    batch: &[&Payment<'_>],
+) -> Result<Vec<HandlerResult>, HandlerError> {
+    let mut client = crate::store::client(&services.store).await?;
+    client.set_in_transaction(true);
+    let settled = in_one_transaction(&client, batch).await;
+    if settled.is_ok() || client.batch_execute("ROLLBACK").await.is_ok() {
+        client.set_in_transaction(false);
+    }
+    let Settled {
+        results,
+        mails,
+        paid,
+    } = settled?;
+    drop(client);
+
+    // Only after the commit: the receipts' mails, and the cached reads of the apartments paid
+    // for (readers already ignore the old version; this just frees the memory).
+    crate::notify::outbox::send_now(services, &mails).await;
+    let forget: Vec<CacheKey> = paid
+        .into_iter()
+        .flat_map(|apartment| {
+            [
+                CacheKey::Utils { apartment },
+                CacheKey::Histories { apartment },
+            ]
+        })
+        .collect();
+    if !forget.is_empty() {
+        services.cache.forget(&forget).await;
+    }
+    Ok(results)
+}
+
+/// What a batch's transaction did: an outcome per payment, the receipts' mails to send and the
+/// apartments paid for.
+struct Settled {
+    results: Vec<HandlerResult>,
+    mails: Vec<i64>,
+    paid: Vec<ApartmentId>,
+}
+
+/// The batch's transaction, on `client`: its `BEGIN` goes out with the first round trip's
+/// statements and its `COMMIT` with the last's. On an `Err`, the transaction may still be open.
+async fn in_one_transaction(
+    tx: &deadpool_postgres::Client,
+    batch: &[&Payment<'_>],
+) -> Result<Settled, HandlerError> {
+    let fingerprints: Vec<[u8; 32]> = batch
+        .iter()
+        .map(|p| fingerprint(p.request.apartment, &p.request.bills_id))
+        .collect();
+    let request_ids: Vec<Uuid> = batch.iter().map(|p| p.call.request_id.0).collect();
+    let users: Vec<i64> = batch.iter().map(|p| p.session.user_id.0).collect();
+    let apartments: Vec<i64> = batch.iter().map(|p| p.request.apartment.0).collect();
+    let mut unchecked: Vec<i64> = batch
+        .iter()
+        .filter(|p| !p.epoch_checked)
+        .map(|p| p.session.user_id.0)
+        .collect();
+    unchecked.sort_unstable();
+    unchecked.dedup();
+    let mut all_bills: Vec<i64> = batch
+        .iter()
+        .flat_map(|p| p.request.bills_id.iter().map(|b| b.0))
+        .collect();
+    all_bills.sort_unstable();
+    all_bills.dedup();
+    let mut sorted_apartments = apartments.clone();
+    sorted_apartments.sort_unstable();
+    sorted_apartments.dedup();
+    let fingerprint_refs: Vec<&[u8]> = fingerprints.iter().map(|f| f.as_slice()).collect();
+
+    // Statements are prepared once per connection; each step below is then one round trip: its
+    // statements are pipelined, sent together and answered in order.
+    let (epoch, check, claim, lock_bills, lock_apartment, clock) = tokio::try_join!(
+        tx.prepare_cached(EPOCH),
         tx.prepare_cached(ACCESS),
-        tx.prepare_cached(
-            "INSERT INTO processed_requests (request_id, user_id, kind, fingerprint) VALUES ($1, $2, 'payments', $3)
-             ON CONFLICT (request_id) DO NOTHING RETURNING 1",
-        ),
-        tx.prepare_cached("SELECT id, apartment_id, status, amount FROM bills WHERE id = ANY($1) ORDER BY id FOR UPDATE"),
-        tx.prepare_cached("SELECT clock_timestamp()"),
-        tx.prepare_cached(
-            "INSERT INTO payments (id, apartment_id, user_id, request_id, total, currency, paid_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        ),
-        tx.prepare_cached("UPDATE bills SET status = 'paid', payment_id = $1 WHERE id = ANY($2)"),
-        tx.prepare_cached("UPDATE apartments SET version = version + 1 WHERE id = $1"),
-        tx.prepare_cached("UPDATE processed_requests SET reply = $2 WHERE request_id = $1"),
+        tx.prepare_cached(CLAIM),
+        tx.prepare_cached(LOCK_BILLS),
+        tx.prepare_cached(LOCK_APARTMENT),
+        tx.prepare_cached(CLOCK),
     )?;
 
-    // 1. Who may pay, and the claim on the request id. A refusal rolls the claim back.
-    let fingerprint = fingerprint.as_slice();
-    let check_params: [&(dyn ToSql + Sync); 2] = [&apartment.0, &user.0];
-    let claim_params: [&(dyn ToSql + Sync); 3] = [&call.request_id.0, &user.0, &fingerprint];
-    let (row, claimed) = tokio::try_join!(
-        tx.query_opt(&check, &check_params),
-        tx.query_opt(&claim, &claim_params),
+    // 1. Who may pay, the claims, the locks, then the clock, read once the locks are held so that
+    // a payment that waited is not dated back.
+    let claim_params: Params<3> = [&request_ids, &users, &fingerprint_refs];
+    let bill_params: Params<1> = [&all_bills];
+    let (_, epoch_rows, access_rows, claimed_now, bill_rows, _, now) = tokio::try_join!(
+        tx.batch_execute("BEGIN"),
+        each(tx, &epoch, unchecked.iter().map(|u| [u as _]).collect()),
+        each(
+            tx,
+            &check,
+            apartments
+                .iter()
+                .zip(&users)
+                .map(|(a, u)| [a as _, u as _])
+                .collect()
+        ),
+        tx.query(&claim, &claim_params),
+        tx.query(&lock_bills, &bill_params),
+        each(
+            tx,
+            &lock_apartment,
+            sorted_apartments.iter().map(|a| [a as _]).collect()
+        ),
+        tx.query_one(&clock, &[]),
     )?;
-    let access = access(apartment, session.role, row)?;
-    if claimed.is_none() {
-        return idempotency::replay(&tx, call, user, Kind::Payments, fingerprint).await;
+    let paid_at: DateTime<Utc> = now.get(0);
+    let epochs: HashMap<i64, i32> = unchecked
+        .iter()
+        .zip(&epoch_rows)
+        .filter_map(|(user, rows)| Some((*user, rows.first()?.get(0))))
+        .collect();
+    let claimed_now: HashSet<Uuid> = claimed_now.iter().map(|r| r.get(0)).collect();
+    // The requests claimed before (repeats, misused ids; rarely any): their claims, in one more
+    // round trip.
+    let earlier: Vec<Uuid> = request_ids
+        .iter()
+        .filter(|r| !claimed_now.contains(r))
+        .copied()
+        .collect();
+    let mut claims: HashMap<Uuid, Row> = HashMap::new();
+    if !earlier.is_empty() {
+        let claimed = tx.prepare_cached(CLAIMED).await?;
+        let rows = each(tx, &claimed, earlier.iter().map(|r| [r as _]).collect()).await?;
+        for (request_id, rows) in earlier.into_iter().zip(rows) {
+            if let Some(row) = rows.into_iter().next() {
+                claims.insert(request_id, row);
+            }
+        }
+    }
+    let mut bills: HashMap<i64, Held> = bill_rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                Held {
+                    apartment: r.get(1),
+                    status: r.get::<_, String>(2),
+                    amount: r.get(3),
+                    provider: r.get(4),
+                    utility: r.get(5),
+                },
+            )
+        })
+        .collect();
+
+    // 2. Each payment's outcome, in the order they came, as if each ran alone: a bill paid by an
+    // earlier payment of the batch is paid for the later ones.
+    let mut results: Vec<Option<HandlerResult>> = Vec::with_capacity(batch.len());
+    let mut accepted: Vec<(usize, Receipt)> = Vec::new();
+    let mut released: Vec<Uuid> = Vec::new();
+    for (i, payment) in batch.iter().enumerate() {
+        let request_id = payment.call.request_id.0;
+        let ours = claimed_now.contains(&request_id);
+        let access = admitted(payment, &epochs, access_rows[i].first());
+        let outcome = match access {
+            Err(e) => Err(e),
+            // Claimed before: the same request replays its reply, another is `conflict`.
+            Ok(_) if !ours => match claims.get(&request_id) {
+                Some(row) => idempotency::judge(
+                    row,
+                    payment.session.user_id,
+                    Kind::Payments,
+                    &fingerprints[i],
+                )
+                .map(Some),
+                None => Err(HandlerError::internal(anyhow::anyhow!(
+                    "request {request_id} was neither claimed now nor before"
+                ))),
+            },
+            Ok(access) => price(payment.request, &mut bills).map(|total| {
+                accepted.push((
+                    i,
+                    Receipt {
+                        payment_id: Uuid::new_v4(),
+                        apartment_id: payment.request.apartment,
+                        bills_id: payment.request.bills_id.clone(),
+                        total,
+                        currency: access.currency,
+                        paid_at,
+                    },
+                ));
+                None
+            }),
+        };
+        match outcome {
+            Ok(replayed) => results.push(replayed.map(Ok)),
+            Err(e) => {
+                if ours {
+                    released.push(request_id);
+                }
+                results.push(Some(Err(e)));
+            }
+        }
     }
 
-    // 2. The bills, locked in id order; then the clock, read once the locks are held, so a
-    // payment that waited is not dated back.
-    let lock_params: [&(dyn ToSql + Sync); 1] = [&ids];
-    let (rows, now) = tokio::try_join!(tx.query(&lock, &lock_params), tx.query_one(&clock, &[]))?;
-    let paid_at: DateTime<Utc> = now.get(0);
+    // 3. The payments, the bills settled, the versions bumped, the receipts kept for repeats and
+    // the refused requests' claims released, and the commit, in one round trip.
+    let mut mails = Vec::new();
+    if accepted.is_empty() && released.is_empty() {
+        tx.batch_execute("COMMIT").await?;
+    } else {
+        let (insert, settle_bills, bump, record, release, receipt) = tokio::try_join!(
+            tx.prepare_cached(INSERT_PAYMENTS),
+            tx.prepare_cached(SETTLE),
+            tx.prepare_cached(BUMP),
+            tx.prepare_cached(RECORD),
+            tx.prepare_cached(RELEASE),
+            tx.prepare_cached(RECEIPTS),
+        )?;
+        let mut data = Vec::with_capacity(accepted.len());
+        for (_, receipt) in &accepted {
+            data.push(to_data(receipt)?);
+        }
+        let payment_ids: Vec<Uuid> = accepted.iter().map(|(_, r)| r.payment_id).collect();
+        let payers: Vec<i64> = accepted.iter().map(|(i, _)| users[*i]).collect();
+        let paid_apartments: Vec<i64> = accepted.iter().map(|(_, r)| r.apartment_id.0).collect();
+        let paid_requests: Vec<Uuid> = accepted.iter().map(|(i, _)| request_ids[*i]).collect();
+        let totals: Vec<Decimal> = accepted.iter().map(|(_, r)| r.total).collect();
+        let currencies: Vec<&str> = accepted.iter().map(|(_, r)| r.currency.as_str()).collect();
+        let times: Vec<DateTime<Utc>> = accepted.iter().map(|(_, r)| r.paid_at).collect();
+        let (settled_ids, settled_by): (Vec<i64>, Vec<Uuid>) = accepted
+            .iter()
+            .flat_map(|(_, r)| r.bills_id.iter().map(|b| (b.0, r.payment_id)))
+            .unzip();
+        let mut bumped = paid_apartments.clone();
+        bumped.sort_unstable();
+        bumped.dedup();
+        let insert_params: Params<7> = [
+            &payment_ids,
+            &paid_apartments,
+            &payers,
+            &paid_requests,
+            &totals,
+            &currencies,
+            &times,
+        ];
+        let settle_params: Params<2> = [&settled_ids, &settled_by];
+        // What each receipt lists of its bills, as the receipt's mail and inbox entry show them.
+        let receipt_bills: Vec<Value> = accepted
+            .iter()
+            .map(|(_, r)| {
+                let mut ids: Vec<i64> = r.bills_id.iter().map(|b| b.0).collect();
+                ids.sort_unstable();
+                Value::Array(
+                    ids.into_iter()
+                        .map(|id| {
+                            let held = &bills[&id];
+                            serde_json::json!({
+                                "id": id,
+                                "provider": held.provider,
+                                "utility": held.utility,
+                                "amount": held.amount.to_string(),
+                            })
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        let receipt_params: Params<7> = [
+            &payers,
+            &payment_ids,
+            &paid_apartments,
+            &totals,
+            &currencies,
+            &times,
+            &receipt_bills,
+        ];
+        let (inserted, settled, _, _, _, receipts, _) = tokio::try_join!(
+            tx.execute(&insert, &insert_params),
+            tx.execute(&settle_bills, &settle_params),
+            each(tx, &bump, bumped.iter().map(|a| [a as _]).collect()),
+            each(
+                tx,
+                &record,
+                paid_requests
+                    .iter()
+                    .zip(&data)
+                    .map(|(r, d)| [r as _, d as _])
+                    .collect()
+            ),
+            each(tx, &release, released.iter().map(|r| [r as _]).collect()),
+            tx.query(&receipt, &receipt_params),
+            tx.batch_execute("COMMIT"),
+        )?;
+        // Every bill was locked by this transaction and found unpaid, so each was settled; a
+        // count that says otherwise is a bug, told loudly (the commit went with the writes).
+        let bills_settled = settled_ids.len();
+        if inserted != accepted.len() as u64 || settled != bills_settled as u64 {
+            tracing::error!(
+                payments = accepted.len(),
+                inserted,
+                bills = bills_settled,
+                settled,
+                "a batch wrote other counts of payments or bills than it settled"
+            );
+        }
+        mails = receipts
+            .iter()
+            .filter_map(|row| row.get::<_, Option<i64>>(0))
+            .collect();
+        for ((i, _), reply) in accepted.iter().zip(data) {
+            results[*i] = Some(Ok(reply));
+        }
+    }
+    Ok(Settled {
+        results: results
+            .into_iter()
+            .map(|r| r.expect("every payment has an outcome"))
+            .collect(),
+        mails,
+        paid: accepted.iter().map(|(_, r)| r.apartment_id).collect(),
+    })
+}
+
+/// Whether the payment's caller may pay for its apartment: the session still open (unless
+/// checked already), the caller's role, the apartment's existence and ownership.
+fn admitted(
+    payment: &Payment<'_>,
+    epochs: &HashMap<i64, i32>,
+    access_row: Option<&Row>,
+) -> Result<Access, HandlerError> {
+    let session = &payment.session;
+    if !payment.epoch_checked {
+        still_open(session, epochs.get(&session.user_id.0).copied())?;
+    }
+    let Callers::Roles(roles) = <Request as Route>::CALLERS else {
+        unreachable!("payments take a caller");
+    };
+    admit(roles, session)?;
+    access(payment.request.apartment, session.role, access_row.cloned())
+}
+
+/// The payment's total, if every bill it names is an unpaid bill of its apartment; marks them
+/// paid in `bills` (what the batch holds locked) for the payments after it.
+fn price(request: &Request, bills: &mut HashMap<i64, Held>) -> Result<Decimal, HandlerError> {
+    let apartment = request.apartment;
     let mut total = Decimal::ZERO;
     let mut paid = Vec::new();
-    for bill in bills {
-        let Some(row) = rows.iter().find(|r| r.get::<_, i64>(0) == bill.0) else {
+    for bill in &request.bills_id {
+        let Some(held) = bills.get(&bill.0) else {
             return Err(HandlerError::rejected(
                 ErrorCode::NotFound,
                 format!("bill {bill} does not exist"),
             ));
         };
-        if row.get::<_, Option<i64>>(1) != Some(apartment.0) {
+        if held.apartment != Some(apartment.0) {
             return Err(HandlerError::rejected(
                 ErrorCode::NotFound,
                 format!("bill {bill} is not a bill of apartment {apartment}"),
             ));
         }
-        match row.get::<_, &str>(2) {
+        match held.status.as_str() {
             "paid" => paid.push(bill.to_string()),
             "void" => {
                 return Err(HandlerError::rejected(
@@ -170,7 +649,7 @@ async fn run(cx: &Context<'_>, apartment: ApartmentId, bills: &[BillId]) -> Hand
             }
             _ => {}
         }
-        total += row.get::<_, Decimal>(3);
+        total += held.amount;
     }
     if !paid.is_empty() {
         return Err(HandlerError::rejected(
@@ -181,60 +660,12 @@ async fn run(cx: &Context<'_>, apartment: ApartmentId, bills: &[BillId]) -> Hand
             ),
         ));
     }
-
-    // 3. The payment, the bills settled, the apartment's version bumped and the receipt kept
-    // for repeats, in one round trip.
-    let receipt = Receipt {
-        payment_id: Uuid::new_v4(),
-        apartment_id: apartment,
-        bills_id: bills.to_vec(),
-        total,
-        currency: access.currency,
-        paid_at,
-    };
-    let data = to_data(&receipt)?;
-    let currency = access.currency.as_str();
-    let insert_params: [&(dyn ToSql + Sync); 7] = [
-        &receipt.payment_id,
-        &apartment.0,
-        &user.0,
-        &call.request_id.0,
-        &total,
-        &currency,
-        &paid_at,
-    ];
-    let settle_params: [&(dyn ToSql + Sync); 2] = [&receipt.payment_id, &ids];
-    let bump_params: [&(dyn ToSql + Sync); 1] = [&apartment.0];
-    let record_params: [&(dyn ToSql + Sync); 2] = [&call.request_id.0, &data];
-    let (_, settled, _, _) = tokio::try_join!(
-        tx.execute(&insert, &insert_params),
-        tx.execute(&settle, &settle_params),
-        tx.execute(&bump, &bump_params),
-        tx.execute(&record, &record_params),
-    )?;
-    if settled != ids.len() as u64 {
-        return Err(HandlerError::Internal(anyhow::anyhow!(
-            "settled {settled} of {} locked bills",
-            ids.len()
-        )));
+    for bill in &request.bills_id {
+        if let Some(held) = bills.get_mut(&bill.0) {
+            held.status = "paid".into();
+        }
     }
-    // The receipt, in the payment's transaction: one per payment.
-    let receipt_mail: Option<i64> = tx
-        .query_one(RECEIPT, &[&user.0, &receipt.payment_id])
-        .await?
-        .get(0);
-    tx.commit().await?;
-    cx.mail_after_commit(receipt_mail);
-
-    // Only after the commit: readers already ignore the old version; this just frees the memory.
-    cx.services
-        .cache
-        .forget(&[
-            CacheKey::Utils { apartment },
-            CacheKey::Histories { apartment },
-        ])
-        .await;
-    Ok(data)
+    Ok(total)
 }
 
 /// The request's canonical form, hashed: the apartment and the set of bills.
