@@ -39,6 +39,8 @@ pub struct Event {
 
 impl Route for Request {
     const CALLERS: Callers = Callers::Roles(&[Role::Household, Role::Operator]);
+    /// Its access check is the first thing it asks the database.
+    const EPOCH_AT_ACCESS: bool = true;
 
     fn parse(path: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
         let _: Body = body(raw)?;

@@ -56,18 +56,40 @@ pub fn access(
     })
 }
 
-/// Checks, on `client`, that the caller may act on the apartment.
+/// [`ACCESS`] with the caller's session epoch first (none: the user was deleted), for a route
+/// that checks the epoch here rather than in a round trip of its own ([`Route::EPOCH_AT_ACCESS`]).
+/// Always one row; `present` (the last column) is false when the apartment does not exist.
+///
+/// [`Route::EPOCH_AT_ACCESS`]: super::Route::EPOCH_AT_ACCESS
+pub const ACCESS_AND_EPOCH: &str = "SELECT a.version, a.currency, EXISTS (SELECT 1 FROM apartment_owners o
+                                       WHERE o.apartment_id = a.id AND o.user_id = $2), clock_timestamp(),
+                                   (SELECT session_epoch FROM users WHERE id = $2 AND deleted_at IS NULL),
+                                   a.id IS NOT NULL AS present
+                               FROM (SELECT) AS one LEFT JOIN apartments a ON a.id = $1";
+
+/// Checks, on `client`, that the caller may act on the apartment (and, for a route that checks
+/// it here, that the caller's session is still open).
 pub async fn authorize(
     cx: &Context<'_>,
     client: &impl GenericClient,
     apartment: ApartmentId,
 ) -> Result<Access, HandlerError> {
     let session = cx.caller()?;
-    let statement = client.prepare_cached(ACCESS).await?;
+    if !cx.epoch_pending() {
+        let statement = client.prepare_cached(ACCESS).await?;
+        let row = client
+            .query_opt(&statement, &[&apartment.0, &session.user_id.0])
+            .await?;
+        return access(apartment, session.role, row);
+    }
+    let statement = client.prepare_cached(ACCESS_AND_EPOCH).await?;
     let row = client
-        .query_opt(&statement, &[&apartment.0, &session.user_id.0])
+        .query_one(&statement, &[&apartment.0, &session.user_id.0])
         .await?;
-    access(apartment, session.role, row)
+    super::still_open(session, row.get(4))?;
+    cx.epoch_checked();
+    let present: bool = row.get(5);
+    access(apartment, session.role, present.then_some(row))
 }
 
 /// A bill as clients see it, in `utils` and (with its payment) in `histories`.

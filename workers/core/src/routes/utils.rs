@@ -34,6 +34,8 @@ struct Body {
 
 impl Route for Request {
     const CALLERS: Callers = Callers::Roles(&[Role::Household, Role::Operator]);
+    /// Its access check is the first thing it asks the database.
+    const EPOCH_AT_ACCESS: bool = true;
 
     fn parse(
         path: &Path,
