@@ -1,6 +1,7 @@
 //! The database benchmark's subject: the engine's payment path with the queue left out. Tasks
-//! hand gateway-shaped payment messages straight to `Engine::handle` (parse, authorise, the
-//! transaction, cache invalidation) and build each reply's JSON, as fast as they can.
+//! hand gateway-shaped payment messages straight to `Engine::handle_batch`, up to ten at once as
+//! a poller hands it a receive (parse, authorise, the transaction, cache invalidation, each
+//! reply's JSON), as fast as they can.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,27 +26,46 @@ pub struct Figures {
     pub p99_ms: f64,
 }
 
-/// One bill per payment, `clients` at a time, for `seconds` after a one-second warm-up.
-/// `users` come from the seed generator; each task pays the bills of its own users.
+/// One bill per payment, `batch` payments to a batch, `clients` batches at a time, for `seconds`
+/// after a one-second warm-up. `users` come from the seed generator; each task pays the bills of
+/// its own users. The latency is a batch's.
 pub async fn run(
     engine: Arc<Engine>,
     users: Vec<User>,
     clients: usize,
+    batch: usize,
     seconds: f64,
 ) -> anyhow::Result<Figures> {
     let queue = QueueName::parse(&Uuid::new_v4().to_string())?;
-    let mut shares: Vec<Vec<InboundMessageSource>> = (0..clients).map(|_| Vec::new()).collect();
+    // Each task's users, their bills taken in turn, so that a batch holds the payments of
+    // different households as a receive would.
+    let mut users_of: Vec<Vec<Vec<InboundMessageSource>>> =
+        (0..clients).map(|_| Vec::new()).collect();
     for (i, user) in users.into_iter().enumerate() {
         let holder = Holder::household(UserId(user.user_id), &user.username);
         let (token, _) = engine.services.tokens.issue(&holder, queue)?;
-        for bill in user.unpaid {
-            shares[i % clients].push(InboundMessageSource {
-                apartment: user.apartment,
-                token: token.clone(),
-                bill,
-            });
-        }
+        users_of[i % clients].push(
+            user.unpaid
+                .into_iter()
+                .rev()
+                .map(|bill| InboundMessageSource {
+                    apartment: user.apartment,
+                    token: token.clone(),
+                    bill,
+                })
+                .collect(),
+        );
     }
+    let shares: Vec<Vec<InboundMessageSource>> = users_of
+        .into_iter()
+        .map(|mut users| {
+            let mut share = Vec::new();
+            while users.iter().any(|bills| !bills.is_empty()) {
+                share.extend(users.iter_mut().filter_map(Vec::pop));
+            }
+            share
+        })
+        .collect();
     let warmup = Duration::from_secs(1);
     let started = Instant::now();
     let deadline = started + warmup + Duration::from_secs_f64(seconds);
@@ -55,23 +75,24 @@ pub async fn run(
         tasks.spawn(async move {
             let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
             let mut count = 0u64;
-            for source in share {
+            for sources in share.chunks(batch) {
                 let now = Instant::now();
                 if now >= deadline {
                     return anyhow::Ok((count, latency));
                 }
-                let message = source.message(queue);
-                let Outcome::Reply { reply, .. } = engine
-                    .handle(&message)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("a payment failed transiently: {:#}", e.0))?
-                else {
-                    anyhow::bail!("a payment was dropped");
-                };
-                let json = reply.to_json();
-                anyhow::ensure!(reply.status == Status::Ok, "a payment was refused: {json}");
+                let messages: Vec<InboundMessage> =
+                    sources.iter().map(|s| s.message(queue)).collect();
+                for outcome in engine.handle_batch(&messages).await {
+                    let Outcome::Reply { reply, .. } = outcome
+                        .map_err(|e| anyhow::anyhow!("a payment failed transiently: {:#}", e.0))?
+                    else {
+                        anyhow::bail!("a payment was dropped");
+                    };
+                    let json = reply.to_json();
+                    anyhow::ensure!(reply.status == Status::Ok, "a payment was refused: {json}");
+                }
                 if now >= started + warmup {
-                    count += 1;
+                    count += sources.len() as u64;
                     latency.saturating_record(now.elapsed().as_micros() as u64);
                 }
             }
