@@ -29,7 +29,10 @@ BEGIN
                               'void_reason', n.void_reason)
     FROM old_bills o
     JOIN new_bills n ON n.id = o.id
-    LEFT JOIN payments p ON p.id = n.payment_id
+    -- One payment looked up by its key per bill (OFFSET 0 keeps it so), never a join over all
+    -- payments: the function's plan is kept for the session, and one chosen while the table was
+    -- small would go on reading all of it as it grows.
+    LEFT JOIN LATERAL (SELECT user_id, request_id FROM payments WHERE id = n.payment_id OFFSET 0) p ON true
     WHERE o.status IS DISTINCT FROM n.status OR o.payment_id IS DISTINCT FROM n.payment_id
           OR o.apartment_id IS DISTINCT FROM n.apartment_id
     ORDER BY n.id;
