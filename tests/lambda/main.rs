@@ -131,6 +131,59 @@ async fn a_healthy_batch_reports_no_failure_and_every_answerable_message_is_answ
 }
 
 #[tokio::test]
+async fn the_payments_of_one_invocation_are_settled_together_each_with_its_own_outcome() {
+    let db = TestDb::fresh().await;
+    let worker = worker(&db.pool).await;
+    let batch = Batch::new();
+    let replies_url = reply_queue_url(&sqs().await, batch.queue).await;
+    // The fixture's payment, four times: two bills paid, one of them named again by a third
+    // payment, and the second delivered twice in the same invocation.
+    let template = batch.event["Records"][2].clone();
+    let (first, second, third) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let record = |request: Uuid, bills: &str| {
+        let mut record = template.clone();
+        record["messageId"] = json!(Uuid::new_v4().to_string());
+        record["body"] = json!(format!(
+            r#"{{"queue_name": "{}", "request_id": "{request}", "bills_id": {bills}}}"#,
+            batch.queue
+        ));
+        record
+    };
+    let event = json!({ "Records": [
+        record(first, "[1081]"),
+        record(second, "[1082]"),
+        record(third, "[1081]"),
+        record(second, "[1082]"),
+    ] });
+
+    let response = worker.handle(event).await.unwrap();
+    assert_eq!(response, json!({ "batchItemFailures": [] }));
+    let replies = drain_replies(&sqs().await, &replies_url, 4, Duration::from_secs(30)).await;
+    assert_eq!(replies.len(), 4, "{replies:?}");
+    let of = |request: Uuid| -> Vec<&Value> {
+        replies
+            .iter()
+            .filter(|r| r["request_id"] == request.to_string())
+            .collect()
+    };
+    assert_eq!(of(first)[0]["status"], "ok", "{replies:?}");
+    assert_eq!(of(third)[0]["error"]["code"], "already_paid", "{replies:?}");
+    let seconds = of(second);
+    assert_eq!(seconds.len(), 2, "{replies:?}");
+    assert_eq!(seconds[0]["status"], "ok");
+    assert_eq!(seconds[0], seconds[1], "the repeat gets the same receipt");
+    assert_eq!(
+        count(
+            &db.pool,
+            "SELECT count(*) FROM payments WHERE request_id = ANY($1)",
+            &[&vec![first, second, third]]
+        )
+        .await,
+        2
+    );
+}
+
+#[tokio::test]
 async fn with_postgres_down_exactly_the_messages_that_need_it_are_reported_failed() {
     let unreachable = qbill_core::store::pool(
         &"postgres://postgres@127.0.0.1:1/qbill".to_owned().into(),
