@@ -1,5 +1,6 @@
-//! The engine: a batch of inbound messages in, one outcome per message out. Transports (the worker pool, the Lambda
-//! handler) own receiving, replying and deleting; the engine owns everything in between.
+//! The engine: the messages of one receive in, an outcome per message out. Transports (the worker
+//! pool, the Lambda handler) own receiving, replying and deleting; the engine owns everything in
+//! between.
 
 use tracing::{Instrument, field::Empty};
 
