@@ -252,17 +252,13 @@ const RECORD: &str = "UPDATE processed_requests SET reply = $2 WHERE request_id 
 /// Lets go of a refused request's claim, so that it runs afresh if it comes again.
 const RELEASE: &str = "DELETE FROM processed_requests WHERE request_id = $1 AND reply IS NULL";
 
-/// Records the `payment.succeeded` notification (the receipt) of each payment, with its bills,
-/// in one statement (`notify_all`, `sql/V14`); returns, for each recorded, its id when it is to be
-/// mailed.
-const RECEIPTS: &str = "SELECT m FROM notify_all($1::bigint[], 'payment.succeeded',
-        ARRAY(SELECT 'payment.succeeded:' || p FROM unnest($2::uuid[]) WITH ORDINALITY AS x(p, n) ORDER BY n),
-        ARRAY(SELECT jsonb_build_object('payment_id', t.payment_id, 'apartment_id', t.apartment_id,
-                                        'total', t.total::text, 'currency', t.currency,
-                                        'paid_at', t.paid_at, 'bills', t.bills)
-              FROM unnest($2::uuid[], $3::bigint[], $4::numeric[], $5::text[], $6::timestamptz[], $7::jsonb[])
-                   WITH ORDINALITY AS t(payment_id, apartment_id, total, currency, paid_at, bills, n)
-              ORDER BY t.n)) AS m";
+/// Records the `payment.succeeded` notification (the receipt) of each payment, with its bills;
+/// returns the mail to send of each, if any.
+const RECEIPTS: &str = "SELECT notify(t.user_id, 'payment.succeeded', 'payment.succeeded:' || t.payment_id,
+        jsonb_build_object('payment_id', t.payment_id, 'apartment_id', t.apartment_id, 'total', t.total::text,
+                           'currency', t.currency, 'paid_at', t.paid_at, 'bills', t.bills))
+    FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::numeric[], $5::text[], $6::timestamptz[], $7::jsonb[])
+         AS t(user_id, payment_id, apartment_id, total, currency, paid_at, bills)";
 
 type Params<'a, const N: usize> = [&'a (dyn ToSql + Sync); N];
 
