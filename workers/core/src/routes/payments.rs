@@ -483,8 +483,9 @@ async fn in_one_transaction(
         }
     }
 
-    // 3. The payments, the bills settled, the versions bumped, the receipts kept for repeats and
-    // the refused requests' claims released, and the commit, in one round trip.
+    // 3. The payments, the bills settled, the versions bumped, the receipts kept for repeats, the
+    // refused requests' claims released, the receipts' notifications recorded, and the commit, in
+    // one round trip.
     let mut mails = Vec::new();
     if accepted.is_empty() && released.is_empty() {
         tx.batch_execute("COMMIT").await?;
