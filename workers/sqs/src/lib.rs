@@ -19,7 +19,7 @@ pub mod sweeper;
 
 pub use config::SqsConfig;
 pub use dead_letters::queue_url;
-pub use pool::{Disposition, PoolStats, WorkerPool, answer, answer_batch, delete_batch, receive};
+pub use pool::{Disposition, PoolStats, WorkerPool, answer_batch, delete_batch, receive};
 pub use replies::{ReplyQueues, SendError};
 
 /// The SQS client for this process, configured the standard AWS way (`AWS_REGION`,

@@ -523,21 +523,9 @@ async fn max_receives(client: &Client, queue_url: &str) -> Option<u32> {
     }
 }
 
-/// Hands one message to the engine and sends its reply: the whole life of a message between
-/// receiving and deleting, shared by the worker pool and the Lambda handler.
-pub async fn answer(
-    engine: &Engine,
-    replies: &ReplyQueues,
-    inbound: &InboundMessage,
-) -> Disposition {
-    answer_batch(engine, replies, std::slice::from_ref(inbound))
-        .await
-        .pop()
-        .expect("one disposition per message")
-}
-
-/// [`answer`] for the messages of one receive: the engine handles them as a batch, then their
-/// replies are sent at once. One disposition per message, in their order.
+/// Hands the messages of one receive to the engine, as a batch, and sends their replies at once:
+/// the whole life of a message between receiving and deleting, shared by the worker pool and the
+/// Lambda handler. One disposition per message, in their order.
 pub async fn answer_batch(
     engine: &Engine,
     replies: &ReplyQueues,
