@@ -163,10 +163,13 @@ async fn a_sweep_stopped_at_its_deadline_is_taken_up_where_it_stopped_and_reache
     let idle = Duration::from_secs(1);
     tokio::time::sleep(Duration::from_millis(2100)).await;
 
-    // Pages of 10, and a deadline that has passed: each run does one page per task, then stops
-    // with the tasks left, which the next run takes up.
+    // Pages of 2, and a deadline that has passed: each run does one page per task, then stops
+    // with the tasks left, which the next run takes up. (With pages of 10 the 120 queues, spread
+    // over 16 shards by their random names, all fitted in one page per shard about one run in
+    // ten, and the test failed without anything being wrong; pages of 2 leave a shard for a
+    // second run unless each of the 16 holds at most 2 of the 120.)
     let mut settings = Settings::new(idle);
-    settings.page_size = 10;
+    settings.page_size = 2;
     let mut tasks = shards(&prefix);
     let (mut runs, mut deleted, mut examined) = (0, 0, 0);
     while !tasks.is_empty() {
