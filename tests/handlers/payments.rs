@@ -656,3 +656,40 @@ async fn a_session_ended_since_its_token_was_issued_is_refused_by_reads_and_batc
         0
     );
 }
+
+#[tokio::test]
+async fn a_reply_in_a_batch_goes_out_when_it_is_ready_not_when_the_whole_batch_is() {
+    let f = Fixture::new().await;
+    // A login (a password check of tens of milliseconds, more in a debug build) and a read of
+    // debts, in one receive: the read is handed on first, without waiting for the login.
+    let messages = [
+        f.login_message("198.51.100.7", "demo", "demo-password"),
+        message(
+            "utils",
+            Some(1),
+            Some(&f.token(DEMO)),
+            json!({ "queue_name": f.queue.to_string(), "request_id": Uuid::new_v4() }),
+        ),
+    ];
+    let order = std::sync::Mutex::new(Vec::new());
+    let outcomes = f
+        .engine
+        .handle_batch_with(&messages, |i, outcome| {
+            order.lock().unwrap().push(i);
+            std::future::ready(outcome.expect("no transient failure"))
+        })
+        .await;
+    assert_eq!(
+        *order.lock().unwrap(),
+        vec![1, 0],
+        "the read first, then the login"
+    );
+    let kinds: Vec<String> = outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Reply { reply, .. } => reply.kind.to_string(),
+            Outcome::Drop => "dropped".into(),
+        })
+        .collect();
+    assert_eq!(kinds, ["auth", "utils"], "outcomes in the messages' order");
+}

@@ -79,68 +79,109 @@ impl Engine {
         &self,
         messages: &[InboundMessage],
     ) -> Vec<Result<Outcome, Transient>> {
+        self.handle_batch_with(messages, |_, outcome| std::future::ready(outcome))
+            .await
+    }
+
+    /// [`Engine::handle_batch`], handing each message's outcome to `deliver` (with the message's
+    /// index) as soon as it is known: a read's reply does not wait for the batch's payments to
+    /// commit, nor for a login's password check. Returns what `deliver` gave, in the messages'
+    /// order.
+    pub async fn handle_batch_with<D, Delivered>(
+        &self,
+        messages: &[InboundMessage],
+        deliver: impl Fn(usize, Result<Outcome, Transient>) -> Delivered,
+    ) -> Vec<D>
+    where
+        Delivered: Future<Output = D>,
+    {
         let started = std::time::Instant::now();
         let spans: Vec<tracing::Span> = messages.iter().map(span).collect();
-        let steps: Vec<Step> = messages
-            .iter()
-            .zip(&spans)
-            .map(|(message, span)| span.in_scope(|| self.read(message)))
-            .collect();
+        let mut answered_already = Vec::new();
+        let mut pending = Vec::new();
+        for (i, (message, span)) in messages.iter().zip(&spans).enumerate() {
+            match span.in_scope(|| self.read(message)) {
+                Step::Done(answered) => answered_already.push((i, answered)),
+                step => pending.push((i, step)),
+            }
+        }
+        let (spans, deliver) = (&spans, &deliver);
+        let finish = |i: usize, answered: Result<Option<(QueueName, Reply)>, Transient>| async move {
+            let outcome = answered.map(|answered| self.seal(&spans[i], started, answered));
+            (i, deliver(i, outcome).await)
+        };
 
-        let batch: Vec<payments::Payment<'_>> = steps
+        let now = answered_already
+            .into_iter()
+            .map(|(i, answered)| finish(i, Ok(answered)));
+        // The payments, together; each answered once the batch committed.
+        let (payers, batch): (Vec<usize>, Vec<payments::Payment<'_>>) = pending
             .iter()
-            .filter_map(|step| match step {
+            .filter_map(|(i, step)| match step {
                 Step::Pay {
                     call,
                     request,
                     session,
-                } => Some(payments::Payment {
-                    call,
-                    request,
-                    session: session.clone(),
-                    epoch_checked: false,
-                }),
+                } => Some((
+                    *i,
+                    payments::Payment {
+                        call,
+                        request,
+                        session: session.clone(),
+                        epoch_checked: false,
+                    },
+                )),
                 _ => None,
             })
-            .collect();
+            .unzip();
         let settled = async {
             if batch.is_empty() {
                 return Vec::new();
             }
             let span = tracing::info_span!("payments", billing.batch = batch.len());
-            payments::settle(&self.services, &batch)
+            let results = payments::settle(&self.services, &batch)
                 .instrument(span)
-                .await
+                .await;
+            let answers = payers
+                .iter()
+                .zip(&batch)
+                .zip(results)
+                .map(|((&i, payment), result)| {
+                    let answered =
+                        spans[i].in_scope(|| conclude(payment.call, Kind::Payments, result));
+                    finish(i, answered)
+                });
+            futures::future::join_all(answers).await
         };
-        let alone = steps
-            .iter()
-            .zip(&spans)
-            .filter_map(|(step, span)| match step {
-                Step::Run { call, request, .. } => {
-                    Some(request.run(&self.services, call).instrument(span.clone()))
-                }
-                _ => None,
-            });
-        let (settled, ran) = futures::join!(settled, futures::future::join_all(alone));
-        let (mut settled, mut ran) = (settled.into_iter(), ran.into_iter());
+        // Everything else, at once, each answered as soon as it is done.
+        let alone = pending.iter().filter_map(|(i, step)| match step {
+            Step::Run {
+                call,
+                kind,
+                request,
+            } => Some(async move {
+                let result = request
+                    .run(&self.services, call)
+                    .instrument(spans[*i].clone())
+                    .await;
+                let answered = spans[*i].in_scope(|| conclude(call, *kind, result));
+                finish(*i, answered).await
+            }),
+            _ => None,
+        });
+        let (now, settled, alone) = futures::join!(
+            futures::future::join_all(now),
+            settled,
+            futures::future::join_all(alone)
+        );
 
-        steps
+        let mut delivered: Vec<Option<D>> = (0..messages.len()).map(|_| None).collect();
+        for (i, d) in now.into_iter().chain(settled).chain(alone) {
+            delivered[i] = Some(d);
+        }
+        delivered
             .into_iter()
-            .zip(spans)
-            .map(|(step, span)| {
-                let answered = match step {
-                    Step::Done(answered) => Ok(answered),
-                    Step::Pay { call, .. } => {
-                        let result = settled.next().expect("a result per payment");
-                        span.in_scope(|| conclude(call, Kind::Payments, result))
-                    }
-                    Step::Run { call, kind, .. } => {
-                        let result = ran.next().expect("a result per request");
-                        span.in_scope(|| conclude(call, kind, result))
-                    }
-                }?;
-                Ok(self.seal(&span, started, answered))
-            })
+            .map(|d| d.expect("every message is delivered once"))
             .collect()
     }
 
@@ -186,7 +227,7 @@ impl Engine {
                         request,
                         session,
                     },
-                    Err(e) => match conclude(call, Kind::Payments, Err(e)) {
+                    Err(e) => match conclude(&call, Kind::Payments, Err(e)) {
                         Ok(answered) => Step::Done(answered),
                         Err(_) => unreachable!("checking a token is never transient"),
                     },
@@ -267,7 +308,7 @@ fn span(message: &InboundMessage) -> tracing::Span {
 /// The reply to a request that ran and where it goes (logged, in the request's span), or a
 /// transient failure that leaves the message for a retry.
 fn conclude(
-    call: Call,
+    call: &Call,
     kind: Kind,
     result: HandlerResult,
 ) -> Result<Option<(QueueName, Reply)>, Transient> {

@@ -20,7 +20,6 @@ use aws_sdk_sqs::operation::receive_message::builders::ReceiveMessageFluentBuild
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
 };
-use futures::future::join_all;
 use qbill_core::envelope::InboundMessage;
 use qbill_core::reply::{ErrorCode, Reply};
 use qbill_core::{Engine, Outcome};
@@ -523,7 +522,8 @@ async fn max_receives(client: &Client, queue_url: &str) -> Option<u32> {
     }
 }
 
-/// Hands the messages of one receive to the engine, as a batch, and sends their replies at once:
+/// Hands the messages of one receive to the engine, as a batch, and sends each reply as soon as it
+/// is known:
 /// the whole life of a message between receiving and deleting, shared by the worker pool and the
 /// Lambda handler. One disposition per message, in their order.
 pub async fn answer_batch(
@@ -531,12 +531,12 @@ pub async fn answer_batch(
     replies: &ReplyQueues,
     inbound: &[InboundMessage],
 ) -> Vec<Disposition> {
-    let outcomes = engine.handle_batch(inbound).await;
-    let sent = inbound
-        .iter()
-        .zip(outcomes)
-        .map(|(message, outcome)| deliver(engine, replies, &message.message_id, outcome));
-    join_all(sent).await
+    // Each reply goes out as soon as its message is handled, not when the whole batch is.
+    engine
+        .handle_batch_with(inbound, |i, outcome| {
+            deliver(engine, replies, &inbound[i].message_id, outcome)
+        })
+        .await
 }
 
 /// Sends a message's reply, if it has one.
