@@ -523,9 +523,8 @@ async fn max_receives(client: &Client, queue_url: &str) -> Option<u32> {
 }
 
 /// Hands the messages of one receive to the engine, as a batch, and sends each reply as soon as it
-/// is known:
-/// the whole life of a message between receiving and deleting, shared by the worker pool and the
-/// Lambda handler. One disposition per message, in their order.
+/// is known: the whole life of a message between receiving and deleting, shared by the worker pool
+/// and the Lambda handler. One disposition per message, in their order.
 pub async fn answer_batch(
     engine: &Engine,
     replies: &ReplyQueues,

@@ -327,9 +327,7 @@ async fn session(services: &Services, call: &Call) -> Result<Session, HandlerErr
     }
     let session = verify(services, call)?;
     let client = crate::store::client(&services.store).await?;
-    let statement = client
-        .prepare_cached("SELECT session_epoch FROM users WHERE id = $1 AND deleted_at IS NULL")
-        .await?;
+    let statement = client.prepare_cached(SESSION_EPOCH).await?;
     let epoch: Option<i32> = client
         .query_opt(&statement, &[&session.user_id.0])
         .await?
@@ -337,6 +335,10 @@ async fn session(services: &Services, call: &Call) -> Result<Session, HandlerErr
     still_open(&session, epoch)?;
     Ok(session)
 }
+
+/// The user's current session epoch (no row: the user was deleted), which a token's must match.
+pub(crate) const SESSION_EPOCH: &str =
+    "SELECT session_epoch FROM users WHERE id = $1 AND deleted_at IS NULL";
 
 /// The part of [`session`] that needs no database: the token's signature and expiry, and that
 /// it was issued for this reply queue. The caller still checks the epoch ([`still_open`]).

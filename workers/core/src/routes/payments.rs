@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use super::common::{ACCESS, Access, access, to_data};
 use super::{
-    Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, admit, body,
-    idempotency, still_open,
+    Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, SESSION_EPOCH, admit,
+    body, idempotency, still_open,
 };
 use crate::cache::CacheKey;
 use crate::call::{Call, Path};
@@ -210,9 +210,6 @@ async fn settle_apart(services: &Services, batch: &[&Payment<'_>]) -> Vec<Handle
 // from arrays, which read no table to find their rows. The bills are locked and settled by
 // `id = ANY($1)`, as a payment alone always found them.
 
-/// A caller's session epoch, for the callers whose epoch is still to be checked.
-const EPOCH: &str = "SELECT session_epoch FROM users WHERE id = $1 AND deleted_at IS NULL";
-
 /// The claims, taken in request id order; returns the ids claimed now.
 const CLAIM: &str = "INSERT INTO processed_requests (request_id, user_id, kind, fingerprint)
     SELECT r, u, 'payments', f FROM unnest($1::uuid[], $2::bigint[], $3::bytea[]) AS t(r, u, f) ORDER BY r
@@ -360,7 +357,7 @@ async fn in_one_transaction(
     // Statements are prepared once per connection; each step below is then one round trip: its
     // statements are pipelined, sent together and answered in order.
     let (epoch, check, claim, lock_bills, lock_apartment, clock) = tokio::try_join!(
-        tx.prepare_cached(EPOCH),
+        tx.prepare_cached(SESSION_EPOCH),
         tx.prepare_cached(ACCESS),
         tx.prepare_cached(CLAIM),
         tx.prepare_cached(LOCK_BILLS),
