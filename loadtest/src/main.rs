@@ -268,9 +268,19 @@ impl LoadArgs {
 }
 
 fn database() -> anyhow::Result<deadpool_postgres::Pool> {
-    let url = std::env::var("DATABASE_URL")
-        .context("DATABASE_URL must name the database (to create users and check the books)")?;
-    store::pool(&url.into(), 4)
+    store::pool(&owner_url()?, 4)
+}
+
+/// The database login the harness creates its users and checks the books with: the owner's
+/// (`QBILL_MIGRATION_DATABASE_URL`) when the environment names one, else `DATABASE_URL`'s. The
+/// workers it starts connect with `DATABASE_URL`, the application's login.
+pub fn owner_url() -> anyhow::Result<secrecy::SecretString> {
+    std::env::var("QBILL_MIGRATION_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .or_else(|| std::env::var("DATABASE_URL").ok())
+        .map(Into::into)
+        .context("DATABASE_URL must name the database (to create users and check the books)")
 }
 
 #[tokio::main]

@@ -68,7 +68,7 @@ async fn a_message_that_keeps_failing_is_dead_lettered_then_redriven_and_answere
         .unwrap();
 
     // One payment request, handled by a pool whose database is unreachable: it fails every time.
-    let db = db_pool(&served().db_url);
+    let db = db_pool(&served().admin_url);
     let users = qbill_core::seed::users(
         &db,
         &format!("poison-{}", &Uuid::new_v4().simple().to_string()[..8]),
@@ -153,7 +153,10 @@ async fn a_message_that_keeps_failing_is_dead_lettered_then_redriven_and_answere
     assert!(moved.starts_with("moved 4 message"), "{moved}");
     let stop = CancellationToken::new();
     let healthy = WorkerPool::new(
-        Arc::new(engine_on(&db, Some(&env("REDIS_URL")))),
+        Arc::new(engine_on(
+            &qbill_core::store::application_pool(&served().db_url, 8).unwrap(),
+            Some(&env("REDIS_URL")),
+        )),
         sqs.clone(),
         sqs_config(&queue),
     )

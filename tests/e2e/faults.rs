@@ -41,7 +41,7 @@ async fn workers_ride_out_sqs_postgres_and_redis_outages_and_lose_nothing() {
         db.url.expose_secret(),
         "the database URL goes through the proxy"
     );
-    let proxied_store = qbill_core::store::pool(&proxied_db.into(), 4).unwrap();
+    let proxied_store = qbill_core::store::application_pool(&proxied_db.into(), 4).unwrap();
     let worker_engine = engine_on(&proxied_store, Some(&redis.url()));
     let sdk = qbill_core::managed::sdk().await;
     let proxied_sqs = aws_sdk_sqs::Client::from_conf(
@@ -152,7 +152,7 @@ async fn a_pool_started_while_sqs_is_unreachable_comes_up_once_it_answers() {
             .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
             .build(),
     );
-    let engine = Arc::new(engine_on(&db.pool, None));
+    let engine = Arc::new(engine_on(&db.app_pool, None));
     link.cut();
     let starting = tokio::spawn({
         let (engine, proxied, queue) = (engine.clone(), proxied.clone(), queue.clone());

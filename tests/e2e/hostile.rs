@@ -21,7 +21,7 @@ use Expect::{Gateway400, Reply};
 
 #[tokio::test]
 async fn forty_odd_hostile_requests_each_get_the_right_error_and_change_nothing() {
-    let db = db_pool(&served().db_url);
+    let db = db_pool(&served().admin_url);
     let prefix = format!("hostile-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let me = qbill_core::seed::users(&db, &prefix, 1, 3)
         .await

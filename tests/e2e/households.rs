@@ -218,7 +218,7 @@ async fn a_household_signs_up_links_pays_resets_and_deletes_its_account() {
         .unwrap();
     assert_eq!(error(&gone), "unauthorized", "{gone}");
 
-    let db = db_pool(&served().db_url);
+    let db = db_pool(&served().admin_url);
     let personal = count(
         &db,
         "SELECT count(*) FROM users WHERE id = $1 AND username IS NULL AND email IS NULL
@@ -320,7 +320,7 @@ async fn signup_refuses_weak_passwords_and_taken_usernames_and_reveals_no_email(
         mails[1]["Subject"],
         "Someone tried to sign up with your email address"
     );
-    let db = db_pool(&served().db_url);
+    let db = db_pool(&served().admin_url);
     let without = count(
         &db,
         "SELECT count(*) FROM users WHERE username = $1 AND email IS NULL",

@@ -221,7 +221,7 @@ async fn every_route_refuses_the_roles_it_does_not_take() {
 
 #[tokio::test]
 async fn a_provider_sends_bills_a_household_links_and_pays_and_the_provider_voids() {
-    let db = db_pool(&served().db_url);
+    let db = db_pool(&served().admin_url);
     let mut ops = Session::login("ops", "ops-password").await;
     let (provider, mut sender) = new_provider(&mut ops).await;
     let (_, mut home) = new_household(&mut ops).await;
@@ -446,7 +446,7 @@ async fn the_login_reply_lists_a_linked_apartment_at_once() {
 
 #[tokio::test]
 async fn the_same_batch_sent_twice_at_once_stores_every_bill_once() {
-    let db = db_pool(&served().db_url);
+    let db = db_pool(&served().admin_url);
     let mut ops = Session::login("ops", "ops-password").await;
     let username = unique("prov");
     let created = ops
@@ -553,7 +553,7 @@ async fn failed_links_are_throttled_per_user_and_a_wrong_code_looks_like_no_acco
 /// gateway's 400 or the right error reply, and no row changes.
 #[tokio::test]
 async fn hostile_provider_requests_each_get_the_right_error_and_change_nothing() {
-    let db = db_pool(&served().db_url);
+    let db = db_pool(&served().admin_url);
     let mut ops = Session::login("ops", "ops-password").await;
     let (provider, mut sender) = new_provider(&mut ops).await;
     let path = format!("/providers/{provider}/bills");
@@ -902,7 +902,7 @@ async fn hostile_provider_requests_each_get_the_right_error_and_change_nothing()
 /// in compact JSON. It must fit one SQS message, so the gateway enqueues it and a worker stores it.
 #[tokio::test]
 async fn the_largest_valid_batch_of_bills_fits_one_message_and_is_stored() {
-    let db = db_pool(&served().db_url);
+    let db = db_pool(&served().admin_url);
     let mut ops = Session::login("ops", "ops-password").await;
     let (provider, mut sender) = new_provider(&mut ops).await;
     let wide = |chars: usize| "\u{1D11E}".repeat(chars);

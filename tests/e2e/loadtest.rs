@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use qbill_sqs::WorkerPool;
+use qbill_tests::database_env;
 use qbill_tests::{TestDb, engine, env, private_queue, sqs, sqs_config, workspace_binary};
-use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -52,7 +52,7 @@ async fn the_harness_measures_every_operation_and_its_receipts_balance_the_books
         ])
         .arg(&out)
         .env("QBILL_REQUEST_QUEUE", &queue)
-        .env("DATABASE_URL", db.url.expose_secret())
+        .envs(database_env(&db.url, &db.admin_url))
         .output()
         .await
         .expect("the harness runs");

@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use qbill_core::types::QueueName;
+use qbill_tests::database_env;
 use qbill_tests::{
     db_pool, drain_replies, message, private_queue, qbill_binary, reply_queue_url, sqs, token_for,
 };
@@ -17,7 +18,7 @@ use crate::served;
 #[tokio::test]
 async fn logs_carry_no_password_token_or_amount() {
     let sqs = sqs().await;
-    let db = db_pool(&served().db_url);
+    let db = db_pool(&served().admin_url);
     let prefix = format!("logs-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let user = qbill_core::seed::users(&db, &prefix, 1, 1)
         .await
@@ -82,7 +83,7 @@ async fn logs_carry_no_password_token_or_amount() {
     let log = std::fs::File::create(&log_path).unwrap();
     let mut worker = tokio::process::Command::new(qbill_binary())
         .args(["work", "--workers", "2"])
-        .env("DATABASE_URL", served().db_url.expose_secret())
+        .envs(database_env(&served().db_url, &served().admin_url))
         .env("QBILL_REQUEST_QUEUE", &queue)
         .env(
             "QBILL_JWT_SECRET",

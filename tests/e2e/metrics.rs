@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use qbill_core::seed;
 use qbill_core::types::QueueName;
+use qbill_tests::database_env;
 use qbill_tests::{
     db_pool, drain_until_answered, enqueue_payments, env, message, private_queue, qbill_binary,
     reply_queue_url, sqs,
@@ -35,7 +36,7 @@ async fn scrape(url: &str) -> Option<qbill::status::Scrape> {
 #[tokio::test]
 async fn the_metrics_endpoint_counts_what_a_load_run_sent_while_it_runs_and_after() {
     let sqs = sqs().await;
-    let db = db_pool(&served().db_url);
+    let db = db_pool(&served().admin_url);
     let prefix = format!("metrics-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let users = seed::users(&db, &prefix, 10, 3).await.unwrap();
     let queue = private_queue(&sqs, 5).await;
@@ -72,7 +73,7 @@ async fn the_metrics_endpoint_counts_what_a_load_run_sent_while_it_runs_and_afte
     let mut worker = tokio::process::Command::new(qbill_binary())
         .args(["work", "--workers", "2", "--metrics-addr"])
         .arg(format!("127.0.0.1:{port}"))
-        .env("DATABASE_URL", served().db_url.expose_secret())
+        .envs(database_env(&served().db_url, &served().admin_url))
         .env("REDIS_URL", env("REDIS_URL"))
         .env("QBILL_REQUEST_QUEUE", &queue)
         .env("QBILL_REPLY_QUEUE_PREFIX", env("QBILL_REPLY_QUEUE_PREFIX"))

@@ -9,8 +9,8 @@ use qbill_core::seed;
 use qbill_core::types::QueueName;
 use qbill_sqs::WorkerPool;
 use qbill_tests::{
-    TestDb, count, db_pool, drain_until_answered, engine, enqueue_payments, env, private_queue,
-    qbill_binary, reply_queue_url, sqs, sqs_config,
+    count, database_env, db_pool, drain_until_answered, engine_on, enqueue_payments, env,
+    private_queue, qbill_binary, reply_queue_url, sqs, sqs_config,
 };
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +38,7 @@ async fn a_worker_killed_while_holding_messages_loses_nothing_and_applies_nothin
 /// answered and paid exactly once. Returns how the first worker ended.
 async fn interrupt_a_busy_worker(signal: &str) -> std::process::ExitStatus {
     let sqs = sqs().await;
-    let db = db_pool(&served().db_url);
+    let db = db_pool(&served().admin_url);
     let prefix = format!("drain-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let users = seed::users(&db, &prefix, 10, 3).await.unwrap();
     let queue = private_queue(&sqs, 5).await;
@@ -49,7 +49,7 @@ async fn interrupt_a_busy_worker(signal: &str) -> std::process::ExitStatus {
 
     let mut worker = tokio::process::Command::new(qbill_binary())
         .args(["work", "--workers", "4"])
-        .env("DATABASE_URL", served().db_url.expose_secret())
+        .envs(database_env(&served().db_url, &served().admin_url))
         .env("REDIS_URL", env("REDIS_URL"))
         .env("QBILL_REQUEST_QUEUE", &queue)
         .env("QBILL_REPLY_QUEUE_PREFIX", env("QBILL_REPLY_QUEUE_PREFIX"))
@@ -90,14 +90,8 @@ async fn interrupt_a_busy_worker(signal: &str) -> std::process::ExitStatus {
     let paid_by_first = paid(db.clone(), prefix.clone()).await;
 
     // A second pool picks up whatever the first left on the queue.
-    let engine = Arc::new(engine(
-        &TestDb {
-            name: String::new(),
-            url: served().db_url.clone(),
-            pool: db.clone(),
-        },
-        None,
-    ));
+    let app = qbill_core::store::application_pool(&served().db_url, 16).unwrap();
+    let engine = Arc::new(engine_on(&app, None));
     let config = sqs_config(&queue);
     let second = WorkerPool::new(engine, sqs.clone(), config).await.unwrap();
     let stop = CancellationToken::new();

@@ -15,7 +15,7 @@ use crate::{REPLY_TIMEOUT, client, served};
 
 #[tokio::test]
 async fn a_household_with_6000_open_bills_reads_and_pays_them_page_by_page_through_the_gateway() {
-    let db = db_pool(&served().db_url);
+    let db = db_pool(&served().admin_url);
     let prefix = format!("big-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let household = qbill_core::seed::users(&db, &prefix, 1, 1500)
         .await
@@ -178,7 +178,7 @@ async fn a_failed_login_through_the_gateway_counts_against_the_callers_address()
     let mut c: GatewayClient = client();
     let reply = c.auth(&username, "wrong", REPLY_TIMEOUT).await.unwrap();
     assert_eq!(reply["error"]["code"], "unauthorized");
-    let db = db_pool(&served().db_url);
+    let db = db_pool(&served().admin_url);
     // LocalStack's gateway gives every caller 127.0.0.1; AWS gives the caller's address.
     assert_eq!(
         count(

@@ -71,7 +71,7 @@ async fn the_demo_walkthrough_works_through_the_gateway() {
         .await
         .unwrap();
     assert_eq!(resent, receipt);
-    let db = db_pool(&served().db_url);
+    let db = db_pool(&served().admin_url);
     assert_eq!(
         count(
             &db,

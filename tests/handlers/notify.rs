@@ -131,7 +131,7 @@ async fn two_senders_at_once_mail_each_notification_exactly_once() {
         assert!(id.is_some(), "a verified address is mailed");
     }
     // Two processes: services of their own over pools of their own, on the same database.
-    let other_pool = qbill_core::store::pool(&db.url, 8).unwrap();
+    let other_pool = qbill_core::store::application_pool(&db.url, 8).unwrap();
     let (a, b) = (mailing(&db), engine_on(&other_pool, None).services);
 
     let (ra, rb) = tokio::join!(sender::run(&a), sender::run(&b));

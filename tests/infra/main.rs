@@ -526,10 +526,14 @@ fn variables_read_by_the_lambda() -> BTreeSet<String> {
 }
 
 /// Read by the code but rightly left to their defaults (or meaningless) on Lambda.
-const NOT_SET_ON_LAMBDA: [(&str, &str); 22] = [
+const NOT_SET_ON_LAMBDA: [(&str, &str); 23] = [
     (
         "DATABASE_URL",
         "only for QBILL_DATABASE_AUTH=url, the local mode",
+    ),
+    (
+        "QBILL_MIGRATION_DATABASE_URL",
+        "the local mode's owner login; the admin function reads QBILL_DATABASE_MASTER_SECRET_ARN",
     ),
     (
         "QBILL_JWT_SECRET",

@@ -77,7 +77,7 @@ async fn worker(store: &deadpool_postgres::Pool) -> Worker {
 #[tokio::test]
 async fn a_healthy_batch_reports_no_failure_and_every_answerable_message_is_answered() {
     let db = TestDb::fresh().await;
-    let worker = worker(&db.pool).await;
+    let worker = worker(&db.app_pool).await;
     let batch = Batch::new();
     let replies_url = reply_queue_url(&sqs().await, batch.queue).await;
 
@@ -133,7 +133,7 @@ async fn a_healthy_batch_reports_no_failure_and_every_answerable_message_is_answ
 #[tokio::test]
 async fn the_payments_of_one_invocation_are_settled_together_each_with_its_own_outcome() {
     let db = TestDb::fresh().await;
-    let worker = worker(&db.pool).await;
+    let worker = worker(&db.app_pool).await;
     let batch = Batch::new();
     let replies_url = reply_queue_url(&sqs().await, batch.queue).await;
     // The fixture's payment, four times: two bills paid, one of them named again by a third
@@ -221,7 +221,7 @@ async fn the_migrate_event_applies_the_migrations() {
     ))
     .unwrap();
     // The admin function migrates the database of its environment: here the test profile's.
-    let base = qbill_tests::db_pool(&env("DATABASE_URL").into());
+    let base = qbill_tests::db_pool(&env("QBILL_MIGRATION_DATABASE_URL").into());
     let response = Admin::from_env()
         .unwrap()
         .handle(serde_json::from_str(&text).unwrap())
@@ -238,7 +238,7 @@ async fn the_migrate_event_applies_the_migrations() {
 #[tokio::test]
 async fn an_unknown_event_is_an_error_not_a_silent_success() {
     // The event is refused before anything touches the database.
-    let store = qbill_tests::db_pool(&env("DATABASE_URL").into());
+    let store = qbill_core::store::application_pool(&env("DATABASE_URL").into(), 2).unwrap();
     let error = worker(&store)
         .await
         .handle(json!({ "hello": "world" }))
@@ -249,7 +249,7 @@ async fn an_unknown_event_is_an_error_not_a_silent_success() {
 
 #[tokio::test]
 async fn the_worker_refuses_the_admin_and_sweeper_commands_naming_the_function_that_runs_them() {
-    let store = qbill_tests::db_pool(&env("DATABASE_URL").into());
+    let store = qbill_core::store::application_pool(&env("DATABASE_URL").into(), 2).unwrap();
     let worker = worker(&store).await;
     for (command, function) in [
         ("migrate", "QBILL_FUNCTION=admin"),
@@ -274,7 +274,7 @@ async fn the_worker_refuses_the_admin_and_sweeper_commands_naming_the_function_t
 #[tokio::test]
 async fn the_overdue_event_runs_the_job_once_and_a_second_changes_nothing() {
     let db = TestDb::fresh().await;
-    let worker = worker(&db.pool).await;
+    let worker = worker(&db.app_pool).await;
     let first = worker.handle(json!({ "qbill": "overdue" })).await.unwrap();
     assert!(first["marked"].as_u64().unwrap() > 0, "{first}");
     assert!(first["fees"].as_u64().unwrap() > 0, "{first}");
@@ -288,7 +288,7 @@ async fn the_overdue_event_runs_the_job_once_and_a_second_changes_nothing() {
 #[tokio::test]
 async fn the_due_soon_and_notify_events_record_the_notifications_and_mail_them_once() {
     let db = TestDb::fresh().await;
-    let worker = worker(&db.pool).await;
+    let worker = worker(&db.app_pool).await;
     let email = format!("lambda-{}@example.com", Uuid::new_v4().simple());
     let client = db.pool.get().await.unwrap();
     client
@@ -328,7 +328,9 @@ async fn the_due_soon_and_notify_events_record_the_notifications_and_mail_them_o
 async fn the_create_operator_event_creates_the_operator_from_its_secret_once() {
     let db = TestDb::fresh().await;
     // As the master user: here the test database's own login.
-    let admin = Admin::new(qbill_core::config::DatabaseConfig::Url(db.url.clone()));
+    let admin = Admin::new(qbill_core::config::DatabaseConfig::url(
+        db.admin_url.clone(),
+    ));
     let secrets = aws_sdk_secretsmanager::Client::new(qbill_core::managed::sdk().await);
     let username = format!("first-ops-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let arn = secrets

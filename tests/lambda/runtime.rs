@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use qbill_tests::database_env;
 use qbill_tests::{TestDb, workspace_binary};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -95,7 +96,7 @@ async fn the_bootstrap_binary_serves_invocations_from_the_runtime_api() {
         .env("AWS_LAMBDA_FUNCTION_NAME", "qbill-worker")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("DATABASE_URL", db.url.expose_secret())
+        .envs(database_env(&db.url, &db.admin_url))
         .env(
             "QBILL_JWT_SECRET",
             qbill_tests::jwt_secret().expose_secret(),

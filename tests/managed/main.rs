@@ -344,7 +344,7 @@ async fn the_redis_auth_token_from_secrets_manager_opens_the_cache() {
     let (_, arn) = new_secret(token).await;
     let db = TestDb::fresh().await;
     let config = EngineConfig {
-        database: DatabaseConfig::Url(db.url.clone()),
+        database: DatabaseConfig::url(db.url.clone()),
         database_pool_size: 2,
         redis_url: Some(redis.url().into()),
         redis_auth_secret_arn: Some(arn),

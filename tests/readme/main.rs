@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use qbill_tests::database_env;
 use qbill_tests::{count, db_pool, env, qbill_binary, serve};
 use secrecy::ExposeSecret;
 
@@ -55,7 +56,7 @@ fn run(script: &str, database_url: &str) -> String {
 async fn the_readme_walkthrough_runs_verbatim() {
     let served = serve(Some(env("REDIS_URL")), 2);
     let url = served.db_url.expose_secret().to_owned();
-    let db = db_pool(&served.db_url);
+    let db = db_pool(&served.admin_url);
 
     let out = run(&block("cli"), &url);
     assert!(out.contains("\"kind\": \"bill_void\""), "{out}");
@@ -180,7 +181,7 @@ async fn admin_create_user_reads_the_password_from_standard_input_and_runs_once(
                 "2",
             ])
             .args(["--username", "clearwater-api"])
-            .env("DATABASE_URL", db.url.expose_secret())
+            .envs(database_env(&db.url, &db.admin_url))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()

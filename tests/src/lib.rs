@@ -17,7 +17,7 @@ use qbill_core::envelope::{AUTHORIZATION_MARKER, InboundMessage, attribute};
 use qbill_core::token::{Holder, Tokens};
 use qbill_core::types::{QueueName, UserId};
 use qbill_core::{Engine, seed, store};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 /// Prefix of every database a test creates; `scripts/test` drops leftovers before a run.
@@ -35,34 +35,82 @@ pub fn env(name: &str) -> String {
         .unwrap_or_else(|_| panic!("{name} is not set: run the tests with scripts/test"))
 }
 
-/// A database of its own, migrated and seeded with the demo set.
+/// A database of its own, migrated and seeded with the demo set by its owner, and served to the
+/// engine through the application's login (a member of `qbill_application`, as on AWS), so that
+/// a missing grant fails a test here.
 pub struct TestDb {
     pub name: String,
+    /// The application's login: what engines and `qbill work` processes connect with.
     pub url: SecretString,
+    /// The owner's login: migrations, seeds, and a test's own setup and checks.
+    pub admin_url: SecretString,
+    /// A pool of the owner's login, for a test's own setup and checks.
     pub pool: Pool,
+    /// A pool of the application's login, which refuses any other (for engines).
+    pub app_pool: Pool,
+}
+
+/// The server part (`postgres://user:password@host:port`) of a database URL.
+fn server(url: &str) -> &str {
+    url.rsplit_once('/')
+        .map(|(server, _)| server)
+        .unwrap_or_else(|| panic!("{url:?} must end in /database"))
+}
+
+/// The owner's URL of the database `name`: `QBILL_MIGRATION_DATABASE_URL`'s login.
+pub fn admin_url_of(name: &str) -> SecretString {
+    format!("{}/{name}", server(&env("QBILL_MIGRATION_DATABASE_URL"))).into()
+}
+
+/// The application's URL of the database `name`: `DATABASE_URL`'s login.
+pub fn app_url_of(name: &str) -> SecretString {
+    format!("{}/{name}", server(&env("DATABASE_URL"))).into()
 }
 
 impl TestDb {
     pub async fn fresh() -> Self {
-        let base = env("DATABASE_URL");
-        let (server, _) = base
-            .rsplit_once('/')
-            .expect("DATABASE_URL ends in /database");
         let name = format!("{TEST_DATABASE_PREFIX}{}", Uuid::new_v4().simple());
-        let (admin, connection) =
-            tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls)
-                .await
-                .expect("postgres is up");
+        Self::create(&name).await
+    }
+
+    /// Creates the database `name` (which must not exist), migrates and seeds it as its owner, and
+    /// makes `DATABASE_URL`'s login an application login on it.
+    pub async fn create(name: &str) -> Self {
+        let owner = env("QBILL_MIGRATION_DATABASE_URL");
+        let (admin, connection) = tokio_postgres::connect(
+            &format!("{}/postgres", server(&owner)),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("postgres is up");
         tokio::spawn(connection);
         admin
             .execute(&format!("CREATE DATABASE {name}"), &[])
             .await
             .expect("create the test database");
-        let url: SecretString = format!("{server}/{name}").into();
-        let pool = store::pool(&url, 16).expect("a pool");
+        let (admin_url, url) = (admin_url_of(name), app_url_of(name));
+        let pool = store::pool(&admin_url, 16).expect("a pool");
         store::migrate(&pool).await.expect("migrations apply");
+        let login: tokio_postgres::Config = url.expose_secret().parse().expect("a database URL");
+        let password = login
+            .get_password()
+            .map(|p| SecretString::from(String::from_utf8_lossy(p).into_owned()));
+        qbill_core::managed::ensure_login(
+            &pool.get().await.expect("a connection"),
+            login.get_user().expect("DATABASE_URL names a user"),
+            password.as_ref(),
+        )
+        .await
+        .expect("the application's login");
         seed::demo(&pool, false).await.expect("demo seed");
-        Self { name, url, pool }
+        let app_pool = store::application_pool(&url, 16).expect("a pool");
+        Self {
+            name: name.to_owned(),
+            url,
+            admin_url,
+            pool,
+            app_pool,
+        }
     }
 
     pub async fn count(
@@ -74,12 +122,14 @@ impl TestDb {
     }
 }
 
-/// An engine over `db`, caching in the shared Redis under a prefix of its own (or not at all).
+/// An engine over `db` (its application login), caching in the shared Redis under a prefix of
+/// its own (or not at all).
 pub fn engine(db: &TestDb, redis_url: Option<&str>) -> Engine {
-    engine_on(&db.pool, redis_url)
+    engine_on(&db.app_pool, redis_url)
 }
 
-/// An engine over the connection pool `store` (a proxied or unreachable one, say).
+/// An engine over the connection pool `store` (a proxied or unreachable one, say): make it with
+/// [`store::application_pool`] over an application login.
 pub fn engine_on(store: &Pool, redis_url: Option<&str>) -> Engine {
     let cache = match redis_url {
         Some(url) => Cache::new(
@@ -271,7 +321,10 @@ pub async fn drain_replies(
 /// A worker pool serving the `test` profile's gateway from a thread of its own, over a fresh
 /// database seeded with the demo set. It runs until the test binary exits.
 pub struct Served {
+    /// The application's login to the pool's database.
     pub db_url: SecretString,
+    /// The owner's login to it, for a test's own setup and checks.
+    pub admin_url: SecretString,
     pub gateway: String,
 }
 
@@ -286,14 +339,17 @@ pub fn serve(redis_url: Option<String>, workers: usize) -> Served {
             let pool = qbill_sqs::WorkerPool::new(engine, sqs().await, config)
                 .await
                 .expect("the test request queue exists");
-            ready.send(db.url.clone()).expect("the test is waiting");
+            ready
+                .send((db.url.clone(), db.admin_url.clone()))
+                .expect("the test is waiting");
             pool.run(workers, tokio_util::sync::CancellationToken::new())
                 .await;
         });
     });
-    let db_url = started.recv().expect("the pool started");
+    let (db_url, admin_url) = started.recv().expect("the pool started");
     Served {
         db_url,
+        admin_url,
         gateway: env("QBILL_GATEWAY_URL"),
     }
 }
@@ -632,4 +688,17 @@ pub fn reply_stamps(prefix: &str) -> Cache {
         Duration::from_millis(500),
     )
     .expect("a cache")
+}
+
+/// The environment a `qbill` process needs for one database: `DATABASE_URL` (the application's
+/// login) and `QBILL_MIGRATION_DATABASE_URL` (its owner's, for migrations, seeds and operator
+/// commands), so that a child never inherits the stack's own for the other.
+pub fn database_env(url: &SecretString, admin_url: &SecretString) -> [(&'static str, String); 2] {
+    [
+        ("DATABASE_URL", url.expose_secret().to_owned()),
+        (
+            "QBILL_MIGRATION_DATABASE_URL",
+            admin_url.expose_secret().to_owned(),
+        ),
+    ]
 }

@@ -109,10 +109,12 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
     );
     std::fs::create_dir_all(&args.out)?;
 
+    // The workers connect with the application's login; the run makes its households and checks
+    // the books with the owner's (QBILL_MIGRATION_DATABASE_URL, when the environment names one).
     let database: SecretString = std::env::var("DATABASE_URL")
         .context("DATABASE_URL must name the run's database (migrated)")?
         .into();
-    let db = store::pool(&database, 4)?;
+    let db = store::pool(&crate::owner_url()?, 4)?;
     let deadlocks_before = deadlocks(&db).await?;
     let sqs = qbill_sqs::client().await;
     let endpoint = std::env::var("AWS_ENDPOINT_URL")

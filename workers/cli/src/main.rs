@@ -434,7 +434,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
         username,
     } = command;
     migrate().await?;
-    let pool = store::connect(&DatabaseConfig::from_env()?, 2).await?;
+    let pool = store::connect(&DatabaseConfig::from_env()?.for_migrations()?, 2).await?;
     let role = Role::parse(&role)?;
     let created = qbill_core::admin::create_user(
         &pool,
@@ -449,7 +449,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
 }
 
 async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
-    let pool = store::connect(&DatabaseConfig::from_env()?, 2).await?;
+    let pool = store::connect_application(&DatabaseConfig::from_env()?, 2).await?;
     match command {
         JobsCommand::Overdue => {
             let report = qbill_core::jobs::overdue::run(&pool).await?;
@@ -471,7 +471,7 @@ async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
 
 async fn notifications(command: NotificationsCommand) -> anyhow::Result<()> {
     let NotificationsCommand::Failed { limit } = command;
-    let pool = store::connect(&DatabaseConfig::from_env()?, 2).await?;
+    let pool = store::connect_application(&DatabaseConfig::from_env()?, 2).await?;
     for failed in qbill_core::jobs::notify::failed(&pool, limit).await? {
         println!("{}", serde_json::to_string(&failed)?);
     }
@@ -593,7 +593,7 @@ async fn migrate() -> anyhow::Result<Vec<String>> {
 
 async fn seed_command(command: SeedCommand) -> anyhow::Result<()> {
     migrate().await?;
-    let pool = store::connect(&DatabaseConfig::from_env()?, 2).await?;
+    let pool = store::connect(&DatabaseConfig::from_env()?.for_migrations()?, 2).await?;
     match command {
         SeedCommand::Demo { reset } => {
             seed::demo(&pool, reset).await?;

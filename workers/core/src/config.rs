@@ -76,8 +76,13 @@ pub struct EngineConfig {
 /// Where Postgres is and how to log in to it.
 #[derive(Debug, Clone)]
 pub enum DatabaseConfig {
-    /// A plain connection URL: local runs and tests (`QBILL_DATABASE_AUTH=url`, the default).
-    Url(SecretString),
+    /// A plain connection URL: local runs and tests (`QBILL_DATABASE_AUTH=url`, the default);
+    /// `url` (`DATABASE_URL`) is the engine's login, `owner` (`QBILL_MIGRATION_DATABASE_URL`, when
+    /// set) the one migrations, seeds and operator commands run with.
+    Url {
+        url: SecretString,
+        owner: Option<SecretString>,
+    },
     /// Amazon RDS over TLS verified against a CA bundle (`iam` or `secret`).
     Rds(RdsConfig),
 }
@@ -115,7 +120,16 @@ impl DatabaseConfig {
             .map(|a| a.trim().to_owned())
             .filter(|a| !a.is_empty());
         let login = match mode.as_str() {
-            "url" => return Ok(Self::Url(env_required("DATABASE_URL")?.into())),
+            "url" => {
+                return Ok(Self::Url {
+                    url: env_required("DATABASE_URL")?.into(),
+                    owner: std::env::var("QBILL_MIGRATION_DATABASE_URL")
+                        .ok()
+                        .map(|u| u.trim().to_owned())
+                        .filter(|u| !u.is_empty())
+                        .map(Into::into),
+                });
+            }
             "iam" => RdsLogin::IamToken,
             "secret" => RdsLogin::Secret {
                 arn: password_secret_arn
@@ -135,18 +149,26 @@ impl DatabaseConfig {
         }))
     }
 
-    /// The login migrations run with: the master user's secret when
-    /// `QBILL_DATABASE_MASTER_SECRET_ARN` names one (the application role cannot create tables),
-    /// otherwise the same login as the engine.
+    /// A URL that is both the engine's login and the owner's (tests, tools).
+    pub fn url(url: SecretString) -> Self {
+        Self::Url { url, owner: None }
+    }
+
+    /// The login migrations, seeds and operator commands run with, which owns the schema: on RDS
+    /// the master user's secret when `QBILL_DATABASE_MASTER_SECRET_ARN` names one; with URLs, the
+    /// owner's (`scripts/local-stack env` sets both). Otherwise the same login as the engine.
     pub fn for_migrations(&self) -> anyhow::Result<Self> {
-        match (self, std::env::var("QBILL_DATABASE_MASTER_SECRET_ARN")) {
-            (Self::Rds(rds), Ok(arn)) if !arn.trim().is_empty() => Ok(Self::Rds(RdsConfig {
-                login: RdsLogin::Secret {
-                    arn: arn.trim().to_owned(),
-                },
-                ..rds.clone()
-            })),
-            _ => Ok(self.clone()),
+        match self {
+            Self::Rds(rds) => match std::env::var("QBILL_DATABASE_MASTER_SECRET_ARN") {
+                Ok(arn) if !arn.trim().is_empty() => Ok(Self::Rds(RdsConfig {
+                    login: RdsLogin::Secret {
+                        arn: arn.trim().to_owned(),
+                    },
+                    ..rds.clone()
+                })),
+                _ => Ok(self.clone()),
+            },
+            Self::Url { url, owner } => Ok(Self::url(owner.clone().unwrap_or_else(|| url.clone()))),
         }
     }
 }

@@ -241,55 +241,127 @@ pub async fn prepare_login(pool: &deadpool_postgres::Pool, rds: &RdsConfig) -> a
         }
     };
     let client = pool.get().await?;
-    // Role names and passwords cannot be bound parameters of DDL: Postgres quotes them itself.
-    let run = |template: &'static str, args: Vec<String>| {
-        let client = &client;
-        async move {
-            let sql: String = match args.as_slice() {
-                [a] => client
-                    .query_one(&format!("SELECT format('{template}', $1::text)"), &[a])
-                    .await?
-                    .get(0),
-                [a, b] => client
-                    .query_one(
-                        &format!("SELECT format('{template}', $1::text, $2::text)"),
-                        &[a, b],
-                    )
-                    .await?
-                    .get(0),
-                _ => unreachable!("one or two arguments"),
-            };
-            client.batch_execute(&sql).await
-        }
-    };
-    let user = rds.user.clone();
-    if client
-        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
-        .await?
-        .is_none()
-    {
-        run("CREATE ROLE %I LOGIN", vec![user.clone()]).await?;
+    ensure_login(&client, &rds.user, None).await?;
+    if let Some(password) = &password {
+        set_password(&client, &rds.user, password).await?;
     }
-    run("GRANT qbill_application TO %I", vec![user.clone()]).await?;
     let rds_iam = client
         .query_opt("SELECT 1 FROM pg_roles WHERE rolname = 'rds_iam'", &[])
         .await?
         .is_some();
     match password {
-        None if rds_iam => run("GRANT rds_iam TO %I", vec![user]).await?,
+        None if rds_iam => ddl(&client, "GRANT rds_iam TO %I", &[&rds.user]).await?,
         None => {}
-        Some(password) => {
-            run(
-                "ALTER ROLE %I LOGIN PASSWORD %L",
-                vec![user.clone(), password.expose_secret().to_owned()],
-            )
-            .await?;
-            if rds_iam {
-                run("REVOKE rds_iam FROM %I", vec![user]).await?;
-            }
-        }
+        Some(_) if rds_iam => ddl(&client, "REVOKE rds_iam FROM %I", &[&rds.user]).await?,
+        Some(_) => {}
     }
     Ok(())
+}
+
+/// Makes `user` a login role and a member of `qbill_application`, creating it (with `password`,
+/// if given) when missing; an existing role keeps its password (see [`set_password`]). Runs with
+/// the migration login; idempotent, and does nothing to a role that is already right, so that
+/// many databases of one server migrating at once (roles are cluster-wide) do not collide.
+pub async fn ensure_login(
+    client: &tokio_postgres::Client,
+    user: &str,
+    password: Option<&SecretString>,
+) -> anyhow::Result<()> {
+    let state = client
+        .query_opt(
+            "SELECT rolcanlogin, pg_has_role(oid, 'qbill_application', 'MEMBER') FROM pg_roles
+             WHERE rolname = $1",
+            &[&user],
+        )
+        .await?
+        .map(|r| (r.get::<_, bool>(0), r.get::<_, bool>(1)));
+    let (login, member) = match state {
+        Some(state) => state,
+        None => {
+            let created = match password {
+                Some(p) => {
+                    ddl(
+                        client,
+                        "CREATE ROLE %I LOGIN PASSWORD %L",
+                        &[user, p.expose_secret()],
+                    )
+                    .await
+                }
+                None => ddl(client, "CREATE ROLE %I LOGIN", &[user]).await,
+            };
+            match created {
+                Ok(()) => {}
+                // Created by a migration running at the same moment.
+                Err(e) if is_concurrent_role_change(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+            (true, false)
+        }
+    };
+    let settle = |result: Result<(), tokio_postgres::Error>| match result {
+        Err(e) if !is_concurrent_role_change(&e) => Err(e),
+        _ => Ok(()),
+    };
+    if !member {
+        settle(ddl(client, "GRANT qbill_application TO %I", &[user]).await)?;
+    }
+    if !login {
+        settle(ddl(client, "ALTER ROLE %I LOGIN", &[user]).await)?;
+    }
+    Ok(())
+}
+
+/// Sets the password `user` logs in with (RDS's `secret` mode and RDS Proxy, whose secret may
+/// have been rotated since the role was made).
+pub async fn set_password(
+    client: &tokio_postgres::Client,
+    user: &str,
+    password: &SecretString,
+) -> anyhow::Result<()> {
+    ddl(
+        client,
+        "ALTER ROLE %I LOGIN PASSWORD %L",
+        &[user, password.expose_secret()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Another session changed the same role at the same moment: what it did is what was wanted.
+fn is_concurrent_role_change(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    let code = e.code();
+    code == Some(&SqlState::DUPLICATE_OBJECT)
+        || code == Some(&SqlState::UNIQUE_VIOLATION)
+        || (code == Some(&SqlState::INTERNAL_ERROR)
+            && e.as_db_error()
+                .is_some_and(|d| d.message().contains("concurrently updated")))
+}
+
+/// Runs a DDL statement made by `format(template, args…)`: role names and passwords cannot be
+/// bound parameters of DDL, so Postgres quotes them itself (`%I`, `%L`).
+async fn ddl(
+    client: &tokio_postgres::Client,
+    template: &str,
+    args: &[&str],
+) -> Result<(), tokio_postgres::Error> {
+    let placeholders: Vec<String> = (1..=args.len()).map(|i| format!("${i}::text")).collect();
+    let query = format!(
+        "SELECT format({}, {})",
+        quote_literal(template),
+        placeholders.join(", ")
+    );
+    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args
+        .iter()
+        .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    let sql: String = client.query_one(&query, &params).await?.get(0);
+    client.batch_execute(&sql).await
+}
+
+/// A string as an SQL literal (the templates are this file's own constants).
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// The password of a database login secret.

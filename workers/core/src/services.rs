@@ -41,7 +41,7 @@ impl Services {
         )
         .await?;
         let mut services = Self::new(
-            store::connect(&config.database, config.database_pool_size).await?,
+            store::connect_application(&config.database, config.database_pool_size).await?,
             Cache::new(
                 redis_url.as_ref(),
                 &config.cache_prefix,

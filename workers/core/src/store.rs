@@ -80,19 +80,33 @@ impl Drop for Held {
 
 /// Builds the pool for `database`. No connection is opened until a handler asks for one.
 pub async fn connect(database: &DatabaseConfig, size: usize) -> anyhow::Result<Pool> {
+    build(manager(database).await?, size, false)
+}
+
+/// The engine's pool for `database`: [`connect`], where every new connection is first checked to
+/// be an application login ([`check_application_login`]); one that is not is closed and its
+/// request fails, so a worker run as an owner or superuser cannot hide a missing grant.
+pub async fn connect_application(database: &DatabaseConfig, size: usize) -> anyhow::Result<Pool> {
+    build(manager(database).await?, size, true)
+}
+
+async fn manager(database: &DatabaseConfig) -> anyhow::Result<Manager> {
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
-    let manager = match database {
-        DatabaseConfig::Url(url) => {
+    Ok(match database {
+        DatabaseConfig::Url { url, .. } => {
             Manager::from_config(url.expose_secret().parse()?, NoTls, manager_config)
         }
         DatabaseConfig::Rds(rds) => {
             let (config, connect) = managed::rds_connect(rds).await?;
             Manager::from_connect(config, connect, manager_config)
         }
-    };
-    Ok(Pool::builder(manager)
+    })
+}
+
+fn build(manager: Manager, size: usize, application: bool) -> anyhow::Result<Pool> {
+    let mut builder = Pool::builder(manager)
         .max_size(size)
         .wait_timeout(Some(Duration::from_secs(10)))
         .create_timeout(Some(Duration::from_secs(5)))
@@ -105,8 +119,23 @@ pub async fn connect(database: &DatabaseConfig, size: usize) -> anyhow::Result<P
             } else {
                 Ok(())
             }
-        }))
-        .build()?)
+        }));
+    if application {
+        builder = builder.post_create(application_login());
+    }
+    Ok(builder.build()?)
+}
+
+/// The hook that refuses a new connection whose login is not an application login.
+fn application_login() -> Hook {
+    Hook::async_fn(|client, _| {
+        Box::pin(async move {
+            check_application_login(client).await.map_err(|e| {
+                tracing::error!(error = format!("{e:#}"), "database login refused");
+                HookError::Message(format!("{e:#}").into())
+            })
+        })
+    })
 }
 
 /// A pool over a plain URL (tests, tools).
@@ -121,6 +150,23 @@ pub fn pool(database_url: &SecretString, size: usize) -> anyhow::Result<Pool> {
     Ok(Pool::builder(manager)
         .max_size(size)
         .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()?)
+}
+
+/// [`pool`] for an engine: every new connection is checked to be an application login, as
+/// [`connect_application`]'s are (the tests' engines run on these).
+pub fn application_pool(database_url: &SecretString, size: usize) -> anyhow::Result<Pool> {
+    let manager = Manager::from_config(
+        database_url.expose_secret().parse()?,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .post_create(application_login())
         .build()?)
 }
 
@@ -145,15 +191,65 @@ pub async fn migrate(pool: &Pool) -> anyhow::Result<Vec<String>> {
 }
 
 /// Migrates the database a deployment runs on, with the migration login, and then prepares the
-/// application's login role for the way it logs in (on RDS). Used by `qbill migrate` and by the
+/// application's login role: on RDS for the way it logs in; with URLs, the engine's URL's user
+/// becomes a login member of `qbill_application` with the URL's password (when the migration
+/// login is another one, `QBILL_MIGRATION_DATABASE_URL`). Used by `qbill migrate` and by the
 /// Lambda's migrate event.
 pub async fn migrate_deployment(app: &DatabaseConfig) -> anyhow::Result<Vec<String>> {
-    let pool = connect(&app.for_migrations()?, 1).await?;
+    let migrations = app.for_migrations()?;
+    let pool = connect(&migrations, 1).await?;
     let applied = migrate(&pool).await?;
-    if let DatabaseConfig::Rds(rds) = app {
-        managed::prepare_login(&pool, rds).await?;
+    match (app, &migrations) {
+        (DatabaseConfig::Rds(rds), _) => managed::prepare_login(&pool, rds).await?,
+        (DatabaseConfig::Url { url, .. }, DatabaseConfig::Url { url: owner, .. }) => {
+            let login: tokio_postgres::Config = url.expose_secret().parse()?;
+            let owner: tokio_postgres::Config = owner.expose_secret().parse()?;
+            if let Some(user) = login.get_user().filter(|u| Some(*u) != owner.get_user()) {
+                let password = login
+                    .get_password()
+                    .map(|p| SecretString::from(String::from_utf8_lossy(p).into_owned()));
+                let client = pool.get().await?;
+                managed::ensure_login(&client, user, password.as_ref()).await?;
+            }
+        }
+        (DatabaseConfig::Url { .. }, DatabaseConfig::Rds(_)) => {}
     }
     Ok(applied)
+}
+
+/// Whether the login of `client` is one the engine may run as: a member of `qbill_application`
+/// that is neither a superuser nor the owner of the schema's tables. A worker connected as an
+/// owner would pass where the application role is refused (a missing grant), so it must fail
+/// here, locally and in tests, before it fails on AWS.
+pub async fn check_application_login(client: &tokio_postgres::Client) -> anyhow::Result<()> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, r.rolsuper,
+                    pg_has_role(current_user, 'qbill_application', 'MEMBER'),
+                    EXISTS (SELECT 1 FROM pg_class c
+                            WHERE c.relowner = r.oid AND c.relkind = 'r'
+                              AND c.relnamespace = 'public'::regnamespace)
+             FROM pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await?;
+    let (user, superuser, member, owner): (String, bool, bool, bool) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    anyhow::ensure!(
+        !superuser && !owner && member,
+        "the engine must connect as a login that is a member of qbill_application and neither a \
+         superuser nor the owner of the tables; {user} is {}. Point DATABASE_URL at the \
+         application's login (`scripts/local-stack env` does) and QBILL_MIGRATION_DATABASE_URL at \
+         the owner",
+        if superuser {
+            "a superuser"
+        } else if owner {
+            "the owner of the tables"
+        } else {
+            "not a member of qbill_application"
+        }
+    );
+    Ok(())
 }
 
 /// Whether a failed statement may succeed if the message is tried again later: the connection

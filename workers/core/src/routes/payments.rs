@@ -247,7 +247,9 @@ const BUMP: &str = "UPDATE apartments SET version = version + 1 WHERE id = $1";
 const RECORD: &str = "UPDATE processed_requests SET reply = $2 WHERE request_id = $1";
 
 /// Lets go of a refused request's claim, so that it runs afresh if it comes again.
-const RELEASE: &str = "DELETE FROM processed_requests WHERE request_id = $1 AND reply IS NULL";
+/// Gives the refused requests' claims back (`sql/V14`: the application role deletes no
+/// processed request itself; the function deletes only claims still without a reply).
+const RELEASE: &str = "SELECT release_claims($1::uuid[])";
 
 /// Records the `payment.succeeded` notification (the receipt) of each payment, with its bills;
 /// returns the mail to send of each, if any.
@@ -523,6 +525,7 @@ async fn in_one_transaction(
             &times,
         ];
         let settle_params: Params<2> = [&settled_ids, &settled_by];
+        let release_params: Params<1> = [&released];
         // What each receipt lists of its bills, as the receipt's mail and inbox entry show them.
         let receipt_bills: Vec<Value> = accepted
             .iter()
@@ -566,7 +569,7 @@ async fn in_one_transaction(
                     .map(|(r, d)| [r as _, d as _])
                     .collect()
             ),
-            each(tx, &release, released.iter().map(|r| [r as _]).collect()),
+            tx.execute(&release, &release_params),
             tx.query(&receipt, &receipt_params),
             tx.batch_execute("COMMIT"),
         )?;
