@@ -1,8 +1,11 @@
 # Provider and Terraform requirements. There is deliberately no backend block: state is local
 # until the operator adds one (see README.md, "Remote state").
 
+# required_version: the module needs 1.5 (check blocks); its terraform test files need 1.7
+# (mock_provider, override_resource) and 1.11 (override_during = plan). The providers are pinned
+# by the committed .terraform.lock.hcl (README.md, "Prerequisites").
 terraform {
-  required_version = ">= 1.5"
+  required_version = ">= 1.11"
 
   required_providers {
     aws = {

@@ -6,8 +6,9 @@
 //! `documents` the bucket the worker keeps documents in, `functions` the three functions of the
 //! one package (worker, admin, sweeper) and what each may do, `hardening` what faces the
 //! internet and the network (queues, endpoints, WAF, throttles, partition, provider, secrets,
-//! the package), `monitoring` the dashboard and the alarms, `web` the household web app's bucket,
-//! its CloudFront distribution and headers, and the one origin the API allows.
+//! the package), `monitoring` the dashboard and the alarms, `providers` the Terraform version and
+//! the committed lock file, `web` the household web app's bucket, its CloudFront distribution and
+//! headers, and the one origin the API allows.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -21,6 +22,7 @@ mod hardening;
 mod identity;
 mod mail;
 mod monitoring;
+mod providers;
 mod web;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
