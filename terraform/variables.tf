@@ -314,7 +314,7 @@ variable "waf_web_acl_arn" {
 }
 
 variable "waf_auth_rate_limit" {
-  description = "The stack's web ACL: POST requests to /auth* paths one source IP may send in 5 minutes before it is blocked (each POST /auth with a fresh queue_name makes the worker create a reply queue)."
+  description = "The stack's web ACL: POST requests without a bearer token (no Authorization header, or not \"Bearer ...\") and POST requests to /auth* paths, counted together, one source IP may send in 5 minutes before it is blocked (each such POST with a fresh queue_name makes the worker create a reply queue)."
   type        = number
   default     = 100
 

@@ -1,7 +1,8 @@
 //! What a real account needs around the functions: queues that refuse plain HTTP, endpoint
-//! policies that admit the stack's resources only, a web ACL and lower throttles in front of the
-//! anonymous /auth* routes, no partition written as `aws`, a provider that has every argument
-//! used, secrets deleted after the configured window, and a Lambda zip that is reproducible.
+//! policies that admit the stack's resources only, a web ACL with a tighter per-address limit on
+//! POSTs without a token and lower throttles on the anonymous /auth* routes, no partition written
+//! as `aws`, a provider that has every argument used, secrets deleted after the configured
+//! window, and a Lambda zip that is reproducible.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::process::Command;
 
 use hcl::eval::{Context, Evaluate};
 
+use crate::documents::nested;
 use crate::{ROOT, Stack, attr, counted, text};
 
 #[test]
@@ -199,7 +201,7 @@ fn interface_endpoints_admit_the_stacks_own_resources_only() {
 }
 
 #[test]
-fn a_web_acl_guards_the_stage_by_default_with_a_tighter_limit_on_auth() {
+fn a_web_acl_guards_the_stage_by_default_with_a_tighter_limit_on_posts_without_a_token() {
     let stack = Stack::load();
     // The stack's own web ACL unless one is brought, and exactly one association either way.
     assert_eq!(text(stack.local("waf_own")), "var.waf_web_acl_arn == null");
@@ -226,7 +228,9 @@ fn a_web_acl_guards_the_stage_by_default_with_a_tighter_limit_on_auth() {
     let default_acl = stack.block("variable", &["waf_web_acl_arn"]);
     assert_eq!(text(attr(default_acl, "default")), "null", "on by default");
 
-    // Rate-based rules per source IP: one scoped to POST /auth*, one over everything.
+    // Rate-based rules per source IP: a tighter one over every POST that carries no bearer token
+    // (each may make the worker create a reply queue) and every POST to /auth*, and one over
+    // everything.
     let acl_text = hcl::format::to_string(acl.body()).unwrap();
     let rules: Vec<_> = acl
         .body()
@@ -234,22 +238,118 @@ fn a_web_acl_guards_the_stage_by_default_with_a_tighter_limit_on_auth() {
         .filter(|b| b.identifier() == "rule")
         .collect();
     let rule = |name: &str| {
-        rules
+        *rules
             .iter()
             .find(|r| text(attr(r, "name")) == format!("\"{name}\""))
             .unwrap_or_else(|| panic!("no rule {name}: {acl_text}"))
     };
+    let priority = |name: &str| -> u64 { text(attr(rule(name), "priority")).parse().unwrap() };
     let body = |name: &str| hcl::format::to_string(rule(name).body()).unwrap();
-    let auth = body("auth-per-ip");
-    assert!(auth.contains("limit = var.waf_auth_rate_limit"), "{auth}");
-    assert!(auth.contains("aggregate_key_type = \"IP\""), "{auth}");
-    assert!(auth.contains("search_string = \"/auth\""), "{auth}");
+
+    // The label: a POST without "Bearer ..." in its Authorization header (none at all included:
+    // a missing header matches no statement, so the not_statement matches it). Counted, not
+    // blocked: the label is what the rate rule counts.
+    let label = "qbill:tokenless-post";
+    let tokenless = rule("tokenless-post");
+    let tokenless_text = body("tokenless-post");
+    assert!(tokenless_text.contains("count {"), "{tokenless_text}");
+    assert_eq!(
+        text(attr(nested(tokenless, "rule_label"), "name")),
+        format!("\"{label}\""),
+        "{tokenless_text}"
+    );
+    let matches = nested(nested(tokenless, "statement"), "and_statement");
+    let parts: Vec<_> = matches
+        .body()
+        .blocks()
+        .filter(|b| b.identifier() == "statement")
+        .collect();
+    assert_eq!(parts.len(), 2, "POST and no bearer token: {tokenless_text}");
+    let method = hcl::format::to_string(parts[0].body()).unwrap();
+    assert!(
+        method.contains("search_string = \"POST\"") && method.contains("method {"),
+        "{method}"
+    );
+    let not = nested(parts[1], "not_statement");
+    let bearer = nested(nested(not, "statement"), "byte_match_statement");
+    assert_eq!(
+        text(attr(bearer, "search_string")),
+        "\"bearer \"",
+        "the scheme, lower-cased"
+    );
+    assert_eq!(
+        text(attr(bearer, "positional_constraint")),
+        "\"STARTS_WITH\""
+    );
+    let header = nested(nested(bearer, "field_to_match"), "single_header");
+    assert_eq!(text(attr(header, "name")), "\"authorization\"");
+    let transformation =
+        hcl::format::to_string(nested(bearer, "text_transformation").body()).unwrap();
+    assert!(
+        transformation.contains("type = \"LOWERCASE\""),
+        "Bearer and bearer alike: {transformation}"
+    );
+
+    // The rate rule counts that label and the POSTs to /auth*, and runs after the label is set.
+    assert!(priority("tokenless-post") < priority("tokenless-per-ip"));
+    let limited = body("tokenless-per-ip");
+    assert!(
+        limited.contains("limit = var.waf_auth_rate_limit"),
+        "{limited}"
+    );
+    assert!(limited.contains("aggregate_key_type = \"IP\""), "{limited}");
+    assert!(limited.contains("block {"), "{limited}");
+    let scope = nested(
+        nested(
+            nested(rule("tokenless-per-ip"), "statement"),
+            "rate_based_statement",
+        ),
+        "scope_down_statement",
+    );
+    let either: Vec<_> = nested(scope, "or_statement")
+        .body()
+        .blocks()
+        .filter(|b| b.identifier() == "statement")
+        .collect();
+    assert_eq!(either.len(), 2, "{limited}");
+    let by_label = nested(either[0], "label_match_statement");
+    assert_eq!(text(attr(by_label, "scope")), "\"LABEL\"");
+    assert_eq!(text(attr(by_label, "key")), format!("\"{label}\""));
+    let auth = hcl::format::to_string(nested(either[1], "and_statement").body()).unwrap();
     assert!(auth.contains("search_string = \"POST\""), "{auth}");
-    assert!(auth.contains("block {"), "{auth}");
+    assert!(auth.contains("search_string = \"/auth\""), "{auth}");
+    assert!(
+        rules
+            .iter()
+            .all(|r| text(attr(r, "name")) != "\"auth-per-ip\""),
+        "the /auth-only rule is gone: {acl_text}"
+    );
+
     let all = body("requests-per-ip");
     assert!(all.contains("limit = var.waf_rate_limit"), "{all}");
     assert!(all.contains("aggregate_key_type = \"IP\""), "{all}");
     assert!(!all.contains("scope_down_statement"), "{all}");
+
+    // The file's summary and the README say what the tighter rule counts.
+    let waf = std::fs::read_to_string(Path::new(ROOT).join("terraform/waf.tf")).unwrap();
+    let summary: String = waf
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        summary.contains("tokenless-post") && summary.contains("tokenless-per-ip"),
+        "{summary}"
+    );
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("terraform/README.md")).unwrap();
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| `waf_auth_rate_limit`"))
+        .expect("the variable's row");
+    assert!(
+        row.contains("without a bearer token") && row.contains("/auth*"),
+        "{row}"
+    );
 
     // WAF logs, tokens redacted.
     let logging = stack.block(
