@@ -53,15 +53,27 @@ resource "aws_cognito_user_pool" "qbill" {
     }
   }
 
-  # Verification codes and password-reset codes come from the same sender as qbill's own mail.
+  # Verification and password-reset codes. Cognito refuses an SES identity that is not verified
+  # yet, and this apply creates it unverified, so the pool starts on Cognito's own sender (at most
+  # 50 mails a day, from no-reply@verificationemail.com). Once the identity is verified,
+  # cognito_mail_through_ses = true moves the codes to the same sender as qbill's own mail
+  # (README.md, "Identity: built-in or Cognito").
   email_configuration {
-    email_sending_account = "DEVELOPER"
-    source_arn            = local.mail_identity_arn
-    from_email_address    = local.mail_from
+    email_sending_account = var.cognito_mail_through_ses ? "DEVELOPER" : "COGNITO_DEFAULT"
+    source_arn            = var.cognito_mail_through_ses ? local.mail_identity_arn : null
+    from_email_address    = var.cognito_mail_through_ses ? local.mail_from : null
   }
 
   # The pool holds every user: it is protected like the database.
   deletion_protection = var.deletion_protection ? "ACTIVE" : "INACTIVE"
+}
+
+# Says on every plan that the pool still mails through Cognito's own sender, until the switch.
+check "cognito_mail_through_ses" {
+  assert {
+    condition     = !local.cognito || var.cognito_mail_through_ses
+    error_message = "The user pool mails its codes through Cognito's own sender, which sends at most 50 a day. Once the SES identity ${var.mail_domain == null ? var.mail_from_address : var.mail_domain} is verified, set cognito_mail_through_ses = true and apply again (README.md, \"Identity: built-in or Cognito\")."
+  }
 }
 
 # The public client of the web and mobile apps: no secret (an app cannot keep one), SRP sign-in

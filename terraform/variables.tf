@@ -765,6 +765,12 @@ variable "identity" {
   }
 }
 
+variable "cognito_mail_through_ses" {
+  description = "With identity = cognito: whether the user pool mails its verification and reset codes through the stack's SES identity (true) or through Cognito's own sender (false, at most 50 mails a day). Cognito refuses an SES identity that is not verified, and the first apply creates it unverified: deploy with false, verify the sender, then set true and apply again (README.md, \"Identity: built-in or Cognito\")."
+  type        = bool
+  default     = false
+}
+
 variable "web_url" {
   description = "Base URL of the web client, without a trailing slash (QBILL_WEB_URL). Mails link to <web_url>/verify-email?token=... and <web_url>/reset-password?token=..., and its origin is the one the API allows (CORS). Null: the web app this stack serves, at its CloudFront distribution's https://<id>.cloudfront.net. Set it to the custom domain of web_certificate_arn, or to where you serve the app yourself (README.md, \"Web app (CloudFront)\")."
   type        = string

@@ -1,8 +1,9 @@
 # `terraform test` (after `terraform init`): plans the whole stack with a mocked AWS provider, so it
 # needs no AWS account and no credentials, with the built-in identity and with Cognito. It checks
 # what only a real plan shows: both settings plan, the /auth* routes leave the rendered API with
-# Cognito, the interface endpoints follow the identity and the SES region, and the mail settings'
-# guards fire. tests/infra (cargo test) checks the same files without Terraform.
+# Cognito, the pool mails through Cognito's sender until switched to SES, the interface endpoints
+# follow the identity and the SES region, and the mail settings' guards fire. tests/infra (cargo
+# test) checks the same files without Terraform.
 
 mock_provider "aws" {
   mock_data "aws_availability_zones" {
@@ -117,6 +118,32 @@ run "cognito_identity_drops_the_auth_routes_and_a_domain_signs_the_mail" {
       && length(aws_ses_email_identity.sandbox_recipient) == 1 && output.mail_identity == "example.com"
     )
     error_message = "With mail_domain the domain is the identity; sandbox recipients are verified."
+  }
+  assert {
+    condition = (
+      aws_cognito_user_pool.qbill[0].email_configuration[0].email_sending_account == "COGNITO_DEFAULT"
+      && aws_cognito_user_pool.qbill[0].email_configuration[0].source_arn == null
+    )
+    error_message = "The first apply's pool mails through Cognito's own sender: the SES identity it creates is not verified yet."
+  }
+
+  expect_failures = [check.cognito_mail_through_ses]
+}
+
+run "cognito_mails_through_ses_once_switched_over" {
+  command = plan
+
+  variables {
+    identity                 = "cognito"
+    cognito_mail_through_ses = true
+  }
+
+  assert {
+    condition = (
+      aws_cognito_user_pool.qbill[0].email_configuration[0].email_sending_account == "DEVELOPER"
+      && aws_cognito_user_pool.qbill[0].email_configuration[0].from_email_address == "qbill <billing@example.com>"
+    )
+    error_message = "With cognito_mail_through_ses the pool mails as the stack's SES identity."
   }
 }
 

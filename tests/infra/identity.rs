@@ -153,11 +153,6 @@ fn the_cognito_pool_and_its_public_client_exist_only_with_the_cognito_identity()
         "recovery_mechanism",
     );
     assert_eq!(text(attr(&recovery, "name")), "\"verified_email\"");
-    assert_eq!(
-        text(attr(&nested(pool, "email_configuration"), "source_arn")),
-        "local.mail_identity_arn",
-        "the pool's codes go out as the stack's SES identity"
-    );
 
     // The client: public (no secret), SRP sign-in and refresh tokens only.
     let client = stack.block("resource", &["aws_cognito_user_pool_client", "web"]);
@@ -224,4 +219,106 @@ fn the_cognito_pool_and_its_public_client_exist_only_with_the_cognito_identity()
     ] {
         stack.block("output", &[output]);
     }
+}
+
+/// The pool's `email_configuration` evaluated with `cognito_mail_through_ses` set as given.
+fn pool_mail(stack: &Stack, through_ses: Option<bool>) -> hcl::Map<String, hcl::Value> {
+    let pool = stack.block("resource", &["aws_cognito_user_pool", "qbill"]);
+    let email = pool
+        .body()
+        .blocks()
+        .find(|b| b.identifier() == "email_configuration")
+        .expect("an email_configuration block");
+    let mut set = deployment(&[("identity", "cognito".into())]);
+    if let Some(through_ses) = through_ses {
+        set.push(("cognito_mail_through_ses", through_ses.into()));
+    }
+    let mut ctx = stack.context_with(&set);
+    ctx.declare_var(
+        "local",
+        [
+            (
+                "mail_identity_arn",
+                "arn:aws:ses:eu-central-1:123456789012:identity/billing@example.com",
+            ),
+            ("mail_from", "qbill <billing@example.com>"),
+        ]
+        .into_iter()
+        .collect::<hcl::Value>(),
+    );
+    email
+        .body()
+        .attributes()
+        .map(|a| {
+            let value = a.expr().evaluate(&ctx).unwrap_or_else(|e| {
+                panic!("email_configuration.{} does not evaluate: {e}", a.key())
+            });
+            (a.key().to_owned(), value)
+        })
+        .collect()
+}
+
+#[test]
+fn the_pool_mails_through_cognito_until_the_ses_identity_is_verified_so_one_apply_works() {
+    let stack = Stack::load();
+    // The SES identity is created in the same apply, unverified; a pool that names it as its
+    // sender cannot be created until it is verified. So the pool starts on Cognito's own sender.
+    let variable = stack.block("variable", &["cognito_mail_through_ses"]);
+    assert_eq!(text(attr(variable, "type")), "bool");
+    assert_eq!(text(attr(variable, "default")), "false", "off by default");
+
+    let first = pool_mail(&stack, None);
+    assert_eq!(
+        first["email_sending_account"],
+        hcl::Value::from("COGNITO_DEFAULT"),
+        "{first:?}"
+    );
+    for key in ["source_arn", "from_email_address"] {
+        assert_eq!(
+            first.get(key).cloned().unwrap_or(hcl::Value::Null),
+            hcl::Value::Null,
+            "Cognito's own sender names no SES identity: {first:?}"
+        );
+    }
+
+    // Once the identity is verified, one variable moves the pool to the stack's SES identity.
+    let then = pool_mail(&stack, Some(true));
+    assert_eq!(
+        then["email_sending_account"],
+        hcl::Value::from("DEVELOPER"),
+        "{then:?}"
+    );
+    assert_eq!(
+        then["source_arn"],
+        hcl::Value::from("arn:aws:ses:eu-central-1:123456789012:identity/billing@example.com")
+    );
+    assert_eq!(
+        then["from_email_address"],
+        hcl::Value::from("qbill <billing@example.com>")
+    );
+
+    // A plan says when the pool is still on Cognito's sender, and the README gives both steps.
+    let check = stack.block("check", &["cognito_mail_through_ses"]);
+    let condition = text(attr(
+        check
+            .body()
+            .blocks()
+            .find(|b| b.identifier() == "assert")
+            .expect("an assert"),
+        "condition",
+    ));
+    assert!(
+        condition.contains("var.cognito_mail_through_ses") && condition.contains("local.cognito"),
+        "{condition}"
+    );
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("terraform/README.md")).unwrap();
+    let section = readme
+        .split("## Identity: built-in or Cognito")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("the identity section");
+    assert!(
+        section.contains("cognito_mail_through_ses = true") && section.contains("COGNITO_DEFAULT"),
+        "the README gives the two steps: {section}"
+    );
 }
