@@ -66,6 +66,18 @@ resource "aws_cognito_user_pool" "qbill" {
 
   # The pool holds every user: it is protected like the database.
   deletion_protection = var.deletion_protection ? "ACTIVE" : "INACTIVE"
+
+  lifecycle {
+    # The stack's web app (web/) signs in through the /auth* routes, which Cognito removes, and
+    # its Content-Security-Policy lets it reach the gateway only, not the pool: with Cognito it
+    # could not sign anyone in. Until it supports the pool's sign-in, Cognito needs web_url to
+    # name a client of the operator's that does, served elsewhere (no web_certificate_arn, which
+    # would put the stack's app at web_url).
+    precondition {
+      condition     = var.web_url != null && var.web_certificate_arn == null
+      error_message = "identity = \"cognito\" needs web_url set to a web client that signs in with the user pool, served elsewhere (and no web_certificate_arn): the stack's own web app signs in through /auth*, which Cognito removes, and cannot reach the pool (README.md, \"Identity: built-in or Cognito\")."
+    }
+  }
 }
 
 # Says on every plan that the pool still mails through Cognito's own sender, until the switch.

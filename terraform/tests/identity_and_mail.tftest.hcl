@@ -1,9 +1,9 @@
 # `terraform test` (after `terraform init`): plans the whole stack with a mocked AWS provider, so it
 # needs no AWS account and no credentials, with the built-in identity and with Cognito. It checks
 # what only a real plan shows: both settings plan, the /auth* routes leave the rendered API with
-# Cognito, the pool mails through Cognito's sender until switched to SES, the interface endpoints
-# follow the identity and the SES region, and the mail settings' guards fire. tests/infra (cargo
-# test) checks the same files without Terraform.
+# Cognito, the pool mails through Cognito's sender until switched to SES, Cognito is refused with
+# the stack's own web app, the interface endpoints follow the identity and the SES region, and
+# the mail settings' guards fire. tests/infra (cargo test) checks the same files without Terraform.
 
 mock_provider "aws" {
   mock_data "aws_availability_zones" {
@@ -145,6 +145,17 @@ run "cognito_mails_through_ses_once_switched_over" {
     )
     error_message = "With cognito_mail_through_ses the pool mails as the stack's SES identity."
   }
+}
+
+run "cognito_with_the_stacks_own_web_app_is_refused" {
+  command = plan
+
+  variables {
+    identity = "cognito"
+    web_url  = null
+  }
+
+  expect_failures = [aws_cognito_user_pool.qbill]
 }
 
 run "a_sender_outside_the_mail_domain_is_refused" {

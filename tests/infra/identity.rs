@@ -322,3 +322,66 @@ fn the_pool_mails_through_cognito_until_the_ses_identity_is_verified_so_one_appl
         "the README gives the two steps: {section}"
     );
 }
+
+#[test]
+fn the_stacks_web_app_cannot_sign_in_with_cognito_so_the_combination_is_refused() {
+    let stack = Stack::load();
+    // The web app signs in through /auth* only, which Cognito removes, and its CSP does not admit
+    // the pool: with Cognito the client at web_url must be another one, served elsewhere.
+    let pool = stack.block("resource", &["aws_cognito_user_pool", "qbill"]);
+    let lifecycle = pool
+        .body()
+        .blocks()
+        .find(|b| b.identifier() == "lifecycle")
+        .expect("a lifecycle block");
+    let guards: Vec<_> = lifecycle
+        .body()
+        .blocks()
+        .filter(|b| b.identifier() == "precondition")
+        .collect();
+    let refuses = |set: &[(&'static str, hcl::Value)]| -> bool {
+        let mut vars = vec![
+            ("mail_from_address", hcl::Value::from("billing@example.com")),
+            ("identity", hcl::Value::from("cognito")),
+        ];
+        vars.extend(set.iter().cloned());
+        let ctx = stack.context_with(&vars);
+        guards.iter().any(|g| {
+            attr(g, "condition")
+                .evaluate(&ctx)
+                .unwrap_or_else(|e| panic!("{} does not evaluate: {e}", text(attr(g, "condition"))))
+                == hcl::Value::Bool(false)
+        })
+    };
+    assert!(refuses(&[]), "the stack's app at its cloudfront.net name");
+    assert!(
+        refuses(&[
+            ("web_url", "https://billing.example.com".into()),
+            (
+                "web_certificate_arn",
+                "arn:aws:acm:us-east-1:123456789012:certificate/abc".into()
+            ),
+        ]),
+        "the stack's app at a domain of the operator's"
+    );
+    assert!(
+        !refuses(&[("web_url", "https://app.example.com".into())]),
+        "a client of the operator's, served elsewhere, is admitted"
+    );
+    let message = guards
+        .iter()
+        .map(|g| text(attr(g, "error_message")))
+        .collect::<String>();
+    assert!(message.contains("web_url"), "{message}");
+
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("terraform/README.md")).unwrap();
+    let section = readme
+        .split("## Identity: built-in or Cognito")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("the identity section");
+    assert!(
+        section.contains("refuses") && section.contains("web app"),
+        "the README says the stack's web app and Cognito are refused together: {section}"
+    );
+}
