@@ -9,13 +9,21 @@
 #                    the {"qbill": "create-operator"} invocation (QBILL_OPERATOR_SECRET_ARN)
 # The master user secret is created and rotated by RDS itself (manage_master_user_password).
 #
-# Rotation is operator-driven: put a new value with `aws secretsmanager put-secret-value`. For
-# the JWT key the previous value stays as AWSPREVIOUS and the worker still accepts tokens signed
-# with it for a grace period, so rotating logs nobody out.
+# Rotation goes through Terraform, which owns every value here (README.md, "Secrets and
+# rotation"). The JWT key: raise jwt_key_generation and apply. A new random_password replaces the
+# secret version: the new key becomes AWSCURRENT and the old one AWSPREVIOUS, which the workers
+# read back within 5 minutes and keep accepting for one token lifetime, so rotating logs nobody
+# out. Never write a version beside Terraform: its own version, holding the old key, would become
+# AWSCURRENT again whenever Terraform recreates it.
 
 resource "random_password" "jwt" {
   length  = 64
   special = false # a bare key, free of quoting problems; 64 alphanumerics are ~380 bits
+
+  # A new generation is a new key (rotation).
+  keepers = {
+    generation = var.jwt_key_generation
+  }
 }
 
 resource "random_password" "redis_auth" {
@@ -39,7 +47,7 @@ resource "random_password" "first_operator" {
 }
 
 resource "aws_secretsmanager_secret" "jwt" {
-  #checkov:skip=CKV2_AWS_57:No rotation Lambda in this design: the key is rotated by putting a new secret value (the worker accepts AWSPREVIOUS during a grace period), see README.
+  #checkov:skip=CKV2_AWS_57:No rotation Lambda in this design: the key is rotated through Terraform (raise jwt_key_generation; the new version becomes AWSCURRENT and the worker accepts AWSPREVIOUS for a token lifetime), see README.
   name                    = "${var.name}/jwt-signing-key"
   description             = "qbill: HS256 signing key of client tokens (bare string, >= 32 bytes)"
   kms_key_id              = aws_kms_key.data.arn

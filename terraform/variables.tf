@@ -727,6 +727,17 @@ variable "overdue_schedule" {
   }
 }
 
+variable "jwt_key_generation" {
+  description = "Generation of the JWT signing key in <name>/jwt-signing-key. Raise it by one and apply to rotate the key: the new key signs from then on, and tokens signed with the old one stay valid for one token lifetime (README.md, \"Secrets and rotation\")."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.jwt_key_generation >= 1 && floor(var.jwt_key_generation) == var.jwt_key_generation
+    error_message = "jwt_key_generation must be a whole number, 1 or more."
+  }
+}
+
 variable "first_operator_username" {
   description = "Username of the first operator user, created by the {\"qbill\": \"create-operator\"} invocation with a generated password (first_operator_secret_arn)."
   type        = string

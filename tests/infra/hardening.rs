@@ -559,6 +559,71 @@ fn every_secret_is_deleted_after_the_configured_recovery_window() {
 }
 
 #[test]
+fn the_jwt_key_is_rotated_through_terraform_so_no_later_apply_brings_an_old_key_back() {
+    let stack = Stack::load();
+    // Terraform owns the key: a new generation replaces the generated value, which replaces the
+    // secret version (a new AWSCURRENT; the old key becomes AWSPREVIOUS, which the workers accept
+    // for a token lifetime). A version written beside Terraform would leave Terraform's own
+    // version, holding the old key, to come back as AWSCURRENT whenever Terraform recreates it.
+    let key = stack.block("resource", &["random_password", "jwt"]);
+    let keepers = text(attr(key, "keepers"));
+    assert!(
+        keepers.contains("generation = var.jwt_key_generation"),
+        "a new generation is a new key: {keepers}"
+    );
+    let generation = stack.block("variable", &["jwt_key_generation"]);
+    assert_eq!(text(attr(generation, "type")), "number");
+    assert_eq!(text(attr(generation, "default")), "1");
+    let version = stack.block("resource", &["aws_secretsmanager_secret_version", "jwt"]);
+    assert_eq!(
+        text(attr(version, "secret_string")),
+        "random_password.jwt.result"
+    );
+    assert!(
+        version
+            .body()
+            .attributes()
+            .all(|a| a.key() != "version_stages"),
+        "Terraform must not move AWSCURRENT itself"
+    );
+    assert!(
+        version
+            .body()
+            .blocks()
+            .all(|b| b.identifier() != "lifecycle"),
+        "no ignore_changes: a new generation must reach the secret"
+    );
+
+    // The documented procedure is that one, not put-secret-value beside Terraform.
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("terraform/README.md")).unwrap();
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| `<name>/jwt-signing-key`"))
+        .expect("the JWT key's rotation row");
+    assert!(row.contains("jwt_key_generation"), "{row}");
+    assert!(row.contains("AWSPREVIOUS"), "{row}");
+    let procedure = row.split(" | ").nth(2).expect("the rotation column");
+    assert!(procedure.starts_with("Through Terraform"), "{row}");
+    assert_eq!(
+        procedure.matches("put-secret-value").count(),
+        procedure
+            .matches("Do not put a value with `aws secretsmanager put-secret-value`")
+            .count(),
+        "put-secret-value only as what not to do: {row}"
+    );
+    let secrets = std::fs::read_to_string(Path::new(ROOT).join("terraform/secrets.tf")).unwrap();
+    let header: String = secrets
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        header.contains("jwt_key_generation") && !header.contains("put-secret-value"),
+        "{header}"
+    );
+}
+
+#[test]
 fn the_lambda_zip_is_the_same_bytes_for_the_same_files() {
     let dir = std::env::temp_dir().join(format!("qbill-zip-{}", std::process::id()));
     let files = dir.join("files");
