@@ -3,12 +3,15 @@
 # reply queue, both made with the gateway role (credentials: in the document). No Lambda
 # authorizer, no proxy: request bodies are validated against the document's JSON Schemas, and
 # tokens are checked by the worker.
+#
+# The API is created empty and its definition put on it by aws_api_gateway_rest_api_put. The
+# definition allows the web app's origin (CORS), the distribution's name by default, and the
+# distribution's Content-Security-Policy names this API's id (web.tf): with the definition in the
+# API's own body the two would wait for each other.
 
 resource "aws_api_gateway_rest_api" "qbill" {
-  name              = var.name
-  description       = "qbill utility billing: requests onto ${local.request_queue_name}, replies from ${local.reply_queue_prefix}<queue_name>"
-  body              = local.openapi_body
-  put_rest_api_mode = "overwrite"
+  name        = var.name
+  description = local.api_description
 
   endpoint_configuration {
     types = ["REGIONAL"]
@@ -16,7 +19,17 @@ resource "aws_api_gateway_rest_api" "qbill" {
 
   lifecycle {
     create_before_destroy = true
+  }
+}
 
+# PutRestApi in overwrite mode: the definition replaces the API's resources, methods and models,
+# and its info.title and info.description become the API's name and description, which main.tf
+# sets to the ones above so that the two resources agree. A new definition is a new put.
+resource "aws_api_gateway_rest_api_put" "qbill" {
+  rest_api_id = aws_api_gateway_rest_api.qbill.id
+  body        = local.openapi_body
+
+  lifecycle {
     # Browsers may call the API from the web app's origin only: one scheme://host[:port], never a
     # wildcard, which would let any site's scripts read the answers.
     precondition {
@@ -30,10 +43,12 @@ resource "aws_api_gateway_deployment" "qbill" {
   rest_api_id = aws_api_gateway_rest_api.qbill.id
   description = "qbill API, body ${substr(sha1(local.openapi_body), 0, 12)}"
 
-  # A new deployment whenever the rendered document changes.
+  # A new deployment whenever the rendered document changes, taken once it is put.
   triggers = {
     redeployment = sha1(local.openapi_body)
   }
+
+  depends_on = [aws_api_gateway_rest_api_put.qbill]
 
   lifecycle {
     create_before_destroy = true

@@ -51,7 +51,14 @@ locals {
     for path, item in local.openapi_document.paths : path => item
     if !(local.cognito && startswith(path, "/auth"))
   }
-  openapi_body = jsonencode(merge(local.openapi_document, { paths = local.openapi_paths }))
+  # Putting the definition (apigateway.tf) makes its info.title and info.description the API's
+  # name and description: they are the stack's own, so that the API resource sees no change.
+  api_description = "qbill utility billing: requests onto ${local.request_queue_name}, replies from ${local.reply_queue_prefix}<queue_name>"
+
+  openapi_body = jsonencode(merge(local.openapi_document, {
+    paths = local.openapi_paths
+    info  = merge(local.openapi_document.info, { title = var.name, description = local.api_description })
+  }))
 
   # Identity: "builtin" or "cognito" (README.md, "Identity: built-in or Cognito").
   cognito = var.identity == "cognito"

@@ -10,8 +10,10 @@ terraform {
   required_providers {
     aws = {
       source = "hashicorp/aws"
-      # 5.27 added auth_token_update_strategy on ElastiCache (elasticache.tf).
-      version = ">= 5.27, < 6.0"
+      # 5.27 added auth_token_update_strategy on ElastiCache (elasticache.tf), and a later 5.x
+      # aws_api_gateway_rest_api_put (apigateway.tf); 5.100, the last 5.x, has both and is the
+      # version the lock file pins.
+      version = ">= 5.100, < 6.0"
     }
     random = {
       source  = "hashicorp/random"

@@ -8,11 +8,11 @@
 # https://<id>.cloudfront.net, or var.web_url (a custom domain with web_certificate_arn, or an app
 # served elsewhere).
 #
-# Dependencies, read one way only: the API's body needs the distribution's domain name (CORS), so
-# the distribution may depend on nothing that depends on the API. Its response headers policy
-# therefore names the gateway in the CSP's connect-src as the region's execute-api hosts
-# (https://*.execute-api.<region>.amazonaws.com), not by the API's id: the id would close the
-# circle API -> distribution -> headers policy -> API.
+# Dependencies, read one way only: the API's definition needs the distribution's domain name
+# (CORS), and the distribution's response headers policy names the API in the CSP's connect-src.
+# That is no circle because the API is created without its definition (apigateway.tf): the
+# policy needs only the API's id, and the definition (aws_api_gateway_rest_api_put), the
+# deployment and the stage come after the distribution.
 
 locals {
   web_bucket_name = "${var.name}-web-${local.account_id}-${local.region}"
@@ -24,12 +24,14 @@ locals {
   web_url    = var.web_url != null ? var.web_url : "https://${aws_cloudfront_distribution.web.domain_name}"
   web_origin = regex("^https?://[^/?#]+", local.web_url)
 
-  # The gateway's origin as the CSP names it: any REST API of the region (see above).
-  web_gateway_source = "https://*.execute-api.${local.region}.amazonaws.com"
+  # The gateway's origin as the CSP names it: this stack's REST API, by the host of its invoke
+  # URL (the stage's URL without the stage), and no other API. The stack gives the API no custom
+  # domain; one added later must be named here too.
+  web_gateway_source = "https://${aws_api_gateway_rest_api.qbill.id}.execute-api.${local.region}.${data.aws_partition.current.dns_suffix}"
 
   # Content-Security-Policy of every response. The app is same-origin scripts and styles only
-  # (no inline code, no eval), images may be data: URLs, and it talks to the gateway and nothing
-  # else. Documents are opened by following presigned S3 links: a navigation, which connect-src
+  # (no inline code, no eval), images may be data: URLs, and it talks to this stack's gateway and
+  # nothing else. Documents are opened by following presigned S3 links: a navigation, which connect-src
   # does not govern. No plugins, no <base>, forms post to the app only, no framing.
   web_content_security_policy = join("; ", [
     "default-src 'none'",

@@ -48,7 +48,7 @@ run "builtin_identity_keeps_the_auth_routes_and_mails_as_the_address" {
     error_message = "The built-in identity creates no Cognito pool or client."
   }
   assert {
-    condition     = contains(keys(jsondecode(aws_api_gateway_rest_api.qbill.body).paths), "/auth")
+    condition     = contains(keys(jsondecode(aws_api_gateway_rest_api_put.qbill.body).paths), "/auth")
     error_message = "The built-in identity deploys POST /auth."
   }
   assert {
@@ -93,11 +93,11 @@ run "cognito_identity_drops_the_auth_routes_and_a_domain_signs_the_mail" {
     error_message = "Cognito creates the pool and its client."
   }
   assert {
-    condition     = length([for path in keys(jsondecode(aws_api_gateway_rest_api.qbill.body).paths) : path if startswith(path, "/auth")]) == 0
+    condition     = length([for path in keys(jsondecode(aws_api_gateway_rest_api_put.qbill.body).paths) : path if startswith(path, "/auth")]) == 0
     error_message = "With Cognito no /auth* route is deployed."
   }
   assert {
-    condition     = contains(keys(jsondecode(aws_api_gateway_rest_api.qbill.body).paths), "/replies/{queue_name}")
+    condition     = contains(keys(jsondecode(aws_api_gateway_rest_api_put.qbill.body).paths), "/replies/{queue_name}")
     error_message = "With Cognito the other routes stay, among them the replies."
   }
   assert {

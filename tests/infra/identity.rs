@@ -30,8 +30,12 @@ fn with_cognito_the_auth_routes_are_not_deployed_and_every_other_route_is() {
         all.contains("/auth") && all.contains("/replies/{queue_name}"),
         "{all:?}"
     );
+    let info: hcl::Value = [("title", "from the template"), ("version", "1.0")]
+        .into_iter()
+        .collect();
     let document: hcl::Value = [
         ("openapi", hcl::Value::from("3.0.1")),
+        ("info", info),
         (
             "paths",
             all.iter()
@@ -64,7 +68,9 @@ fn with_cognito_the_auth_routes_are_not_deployed_and_every_other_route_is() {
         };
         assert_eq!(deployed, expected, "identity = {identity}");
 
-        // Only the paths change: the rest of the document (schemas, validators) is deployed as is.
+        // Only the paths and the title change: the rest of the document (schemas, validators) is
+        // deployed as is. The title and description are the API resource's name and description,
+        // which a put of the definition sets.
         let body = stack.json(
             stack.local("openapi_body"),
             &[(
@@ -72,12 +78,20 @@ fn with_cognito_the_auth_routes_are_not_deployed_and_every_other_route_is() {
                 [
                     ("openapi_document", document.clone()),
                     ("openapi_paths", paths),
+                    ("api_description", "the API's description".into()),
                 ]
                 .into_iter()
                 .collect(),
             )],
         );
         assert_eq!(body["components"], serde_json::json!({ "schemas": "kept" }));
+        assert_eq!(
+            body["info"],
+            serde_json::json!({ "title": "qbill", "version": "1.0", "description": "the API's description" })
+        );
+        let api = stack.block("resource", &["aws_api_gateway_rest_api", "qbill"]);
+        assert_eq!(text(attr(api, "name")), "var.name");
+        assert_eq!(text(attr(api, "description")), "local.api_description");
         assert_eq!(
             body["paths"].as_object().unwrap().len(),
             expected.len(),

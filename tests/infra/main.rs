@@ -274,12 +274,20 @@ fn gateway_placeholders() -> BTreeSet<String> {
 #[test]
 fn the_gateway_deploys_the_whole_gateway_config_with_every_placeholder_filled() {
     let stack = Stack::load();
-    let api = stack.block("resource", &["aws_api_gateway_rest_api", "qbill"]);
-    assert_eq!(text(attr(api, "body")), "local.openapi_body");
-    // The document is the template decoded, its paths filtered by the identity (tested below).
+    // The definition is put on the API by a resource of its own (web.rs says why).
+    let put = stack.block("resource", &["aws_api_gateway_rest_api_put", "qbill"]);
+    assert_eq!(text(attr(put, "body")), "local.openapi_body");
     assert_eq!(
-        text(stack.local("openapi_body")),
-        "jsonencode(merge(local.openapi_document, { paths = local.openapi_paths }))"
+        text(attr(put, "rest_api_id")),
+        "aws_api_gateway_rest_api.qbill.id"
+    );
+    // The document is the template decoded, its paths filtered by the identity and its title
+    // and description the API's own (tested in identity.rs).
+    let rendered = text(stack.local("openapi_body"));
+    assert!(
+        rendered.starts_with("jsonencode(merge(local.openapi_document,")
+            && rendered.contains("paths = local.openapi_paths"),
+        "{rendered}"
     );
     let body = text(stack.local("openapi_document"));
     assert!(

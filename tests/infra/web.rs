@@ -291,13 +291,26 @@ fn every_response_carries_the_csp_hsts_nosniff_no_framing_and_a_referrer_policy(
         text(attr(csp, "content_security_policy")),
         "local.web_content_security_policy"
     );
+    let mut ctx = stack.context();
+    let (kind, api) = resource("aws_api_gateway_rest_api", "qbill", &[("id", "a1b2c3d4e5")]);
+    ctx.declare_var(kind, api);
+    let partition: hcl::Value = [("partition", "aws"), ("dns_suffix", "amazonaws.com")]
+        .into_iter()
+        .collect();
+    let data: hcl::Value = [(
+        "aws_partition",
+        [("current", partition)].into_iter().collect::<hcl::Value>(),
+    )]
+    .into_iter()
+    .collect();
+    ctx.declare_var("data", data);
     let value = stack.locals(
         &[
             "region",
             "web_gateway_source",
             "web_content_security_policy",
         ],
-        &stack.context(),
+        &ctx,
     )["web_content_security_policy"]
         .as_str()
         .expect("a string")
@@ -315,9 +328,13 @@ fn every_response_carries_the_csp_hsts_nosniff_no_framing_and_a_referrer_policy(
         ("style-src", vec!["'self'"]),
         ("img-src", vec!["'self'", "data:"]),
         ("font-src", vec!["'self'"]),
+        // The stack's one API, by its invoke host: not any API of the region.
         (
             "connect-src",
-            vec!["'self'", "https://*.execute-api.eu-central-1.amazonaws.com"],
+            vec![
+                "'self'",
+                "https://a1b2c3d4e5.execute-api.eu-central-1.amazonaws.com",
+            ],
         ),
         ("manifest-src", vec!["'self'"]),
         ("base-uri", vec!["'none'"]),
@@ -327,6 +344,10 @@ fn every_response_carries_the_csp_hsts_nosniff_no_framing_and_a_referrer_policy(
     .into();
     assert_eq!(directives, expected, "{value}");
     assert!(!value.contains("unsafe"), "{value}");
+    assert!(
+        !directives["connect-src"].iter().any(|s| s.contains('*')),
+        "no wildcard host: {value}"
+    );
 
     // HSTS for a year at least, subdomains included.
     let hsts = nested(security, "strict_transport_security");
@@ -420,9 +441,9 @@ fn the_api_allows_the_web_apps_origin_never_any_and_mails_link_to_the_app() {
         hcl::Value::from("https://billing.example.com")
     );
 
-    // Never "*": the API refuses to be planned with a wildcard origin.
-    let api = stack.block("resource", &["aws_api_gateway_rest_api", "qbill"]);
-    let guards: Vec<_> = all(nested(api, "lifecycle"), "precondition")
+    // Never "*": the API's definition refuses to be planned with a wildcard origin.
+    let put = stack.block("resource", &["aws_api_gateway_rest_api_put", "qbill"]);
+    let guards: Vec<_> = all(nested(put, "lifecycle"), "precondition")
         .into_iter()
         .map(|p| text(attr(p, "condition")))
         .collect();
@@ -454,5 +475,100 @@ fn the_api_allows_the_web_apps_origin_never_any_and_mails_link_to_the_app() {
         literal(stack.block("variable", &["web_url"]), "default"),
         hcl::Value::Null,
         "by default the app is the distribution's"
+    );
+}
+
+/// Every resource and data source an expression reaches, through the locals it names.
+fn reaches(stack: &Stack, source: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut pending = vec![source.to_owned()];
+    let mut seen = BTreeSet::new();
+    while let Some(source) = pending.pop() {
+        for word in source.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.')) {
+            let mut parts = word.split('.');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("local"), Some(name), _) => {
+                    if seen.insert(name.to_owned()) {
+                        pending.push(text(stack.local(name)));
+                    }
+                }
+                (Some("data"), Some(kind), Some(name)) => {
+                    found.insert(format!("data.{kind}.{name}"));
+                }
+                (Some(kind), Some(name), _) if kind.starts_with("aws_") => {
+                    found.insert(format!("{kind}.{name}"));
+                }
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_csp_names_the_api_without_a_dependency_cycle_through_the_apis_definition() {
+    let stack = Stack::load();
+    // The API's definition allows the app's origin (CORS), which is the distribution's name, and
+    // the distribution's headers name the API: so the API itself is created without a body, the
+    // headers need only its id, and the definition is put on it by a resource of its own.
+    let api = stack.block("resource", &["aws_api_gateway_rest_api", "qbill"]);
+    assert!(
+        api.body().attributes().all(|a| a.key() != "body"),
+        "the REST API is created without its definition"
+    );
+    let api_text = hcl::format::to_string(api.body()).unwrap();
+    let api_reaches = reaches(&stack, &api_text);
+    assert!(
+        !api_reaches.iter().any(|r| r.starts_with("aws_cloudfront_")),
+        "the API must not wait for the distribution: {api_reaches:?}"
+    );
+
+    let put = stack.block("resource", &["aws_api_gateway_rest_api_put", "qbill"]);
+    assert_eq!(
+        text(attr(put, "rest_api_id")),
+        "aws_api_gateway_rest_api.qbill.id"
+    );
+    assert_eq!(text(attr(put, "body")), "local.openapi_body");
+    assert!(
+        reaches(&stack, &text(attr(put, "body"))).contains("aws_cloudfront_distribution.web"),
+        "the definition names the app's origin, the distribution's by default"
+    );
+
+    let policy = stack.block(
+        "resource",
+        &["aws_cloudfront_response_headers_policy", "web"],
+    );
+    let policy_reaches = reaches(&stack, &hcl::format::to_string(policy.body()).unwrap());
+    assert!(
+        policy_reaches.contains("aws_api_gateway_rest_api.qbill"),
+        "the CSP names the API: {policy_reaches:?}"
+    );
+    assert!(
+        !policy_reaches
+            .iter()
+            .any(|r| r.starts_with("aws_api_gateway_rest_api_put")
+                || r.starts_with("aws_api_gateway_stage")
+                || r.starts_with("aws_api_gateway_deployment")),
+        "the headers must not wait for the definition: {policy_reaches:?}"
+    );
+
+    // A new definition is deployed after it is put.
+    let deployment = stack.block("resource", &["aws_api_gateway_deployment", "qbill"]);
+    assert!(
+        text(attr(deployment, "depends_on")).contains("aws_api_gateway_rest_api_put.qbill"),
+        "the deployment snapshots the API after its definition is put"
+    );
+
+    // The README's CSP row names the one API.
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(crate::ROOT).join("terraform/README.md"))
+            .unwrap();
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| `Content-Security-Policy`"))
+        .expect("the CSP row");
+    assert!(
+        row.contains("https://<api id>.execute-api.<region>.amazonaws.com") && !row.contains("*."),
+        "{row}"
     );
 }
