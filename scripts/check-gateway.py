@@ -62,8 +62,9 @@ CONTRACT = {
     "/me/delete": ["post"],
     "/me/notifications": ["post"],
 }
-# The routes taken without a token: they pass the caller's address (for their throttles) and no
-# Authorization header; every other route passes the header.
+# The routes taken without a token: they pass no Authorization header; every other route passes
+# the header and requires it (a request without one is refused by the gateway, never enqueued).
+# Every route passes the caller's address (for the throttles).
 TOKENLESS = {"auth", "signup", "verify_email", "password_reset", "password_reset_confirm", "refresh", "logout"}
 ROUTE_ATTRIBUTE = re.compile(r"&MessageAttribute\.1\.Name=route&MessageAttribute\.1\.Value\.DataType=String&MessageAttribute\.1\.Value\.StringValue=(\w+)&")
 
@@ -92,7 +93,17 @@ def main() -> None:
         found = ROUTE_ATTRIBUTE.findall(template)
         assert found == [route], f"POST {path}: operationId {route} but route attribute {found}"
         assert ("Name=authorization&" in template) == (route not in TOKENLESS), f"POST {path}: Authorization"
-        assert ("Name=source_ip&" in template) == (route in TOKENLESS), f"POST {path}: source_ip"
+        assert "Name=source_ip&" in template, f"POST {path}: source_ip"
+        validator = document["x-amazon-apigateway-request-validators"][operation["x-amazon-apigateway-request-validator"]]
+        assert validator["validateRequestBody"], f"POST {path}: the body is not validated"
+        required_headers = {
+            p["name"] for p in operation.get("parameters", []) if p["in"] == "header" and p.get("required")
+        }
+        if route in TOKENLESS:
+            assert not required_headers, f"POST {path}: requires {required_headers}, but takes no token"
+        else:
+            assert required_headers == {"Authorization"}, f"POST {path}: requires {required_headers}, not Authorization"
+            assert validator["validateRequestParameters"], f"POST {path}: its required Authorization header is not checked"
         schema = schemas[operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
         assert schema.get("additionalProperties") is False, f"POST {path}: additionalProperties"
         assert {"queue_name", "request_id"} <= set(schema["required"]), f"POST {path}: the envelope's fields"
@@ -161,18 +172,23 @@ EXPECTED = {
 }
 
 
-def velocity(template: str, body: str, status: int) -> tuple[int, str]:
+def velocity(template: str, body: str, status: int, params: dict[str, str]) -> tuple[int, str]:
     """Runs the small part of Velocity the reply polls' error template uses: #set of a variable
-    to $input.body, #if/#elseif/#else/#end over `$var.contains('...')` joined by ||, #set of
+    to $input.body or to "$input.params('name')", #if/#elseif/#else/#end over
+    `$var.contains('...')` joined by || or a lone `!$var.matches('...')`, #set of
     $context.responseOverride.status, and literal text. Anything else fails the check, so the
     template stays within what this reads."""
-    tokens = re.split(r"(#set\([^)]*\)|#if\((?:[^()]|\([^()]*\))*\)|#elseif\((?:[^()]|\([^()]*\))*\)|#else|#end)", template)
+    tokens = re.split(r"(#set\((?:[^()]|\([^()]*\))*\)|#if\((?:[^()]|\([^()]*\))*\)|#elseif\((?:[^()]|\([^()]*\))*\)|#else|#end)", template)
     variables: dict[str, str] = {}
     out: list[str] = []
     # A stack of [this branch runs, a branch of this #if already ran].
     stack: list[list[bool]] = []
 
     def condition(text: str) -> bool:
+        m = re.fullmatch(r"!\$(\w+)\.matches\('([^']*)'\)", text.strip())
+        if m:
+            # Java's String.matches: the whole string.
+            return re.fullmatch(m.group(2), variables[m.group(1)]) is None
         terms = [t.strip() for t in text.split("||")]
         results = []
         for term in terms:
@@ -191,8 +207,12 @@ def velocity(template: str, body: str, status: int) -> tuple[int, str]:
                 status = int(m.group(1))
                 continue
             m = re.fullmatch(r"#set\(\$(\w+) = \$input\.body\)", token)
+            if m:
+                variables[m.group(1)] = body
+                continue
+            m = re.fullmatch(r"#set\(\$(\w+) = \"\$input\.params\('(\w+)'\)\"\)", token)
             assert m, f"the error template uses {token!r}, which this check does not read"
-            variables[m.group(1)] = body
+            variables[m.group(1)] = params[m.group(2)]
         elif token.startswith("#if("):
             outer = running
             taken = outer and condition(token[4:-1])
@@ -213,9 +233,24 @@ def velocity(template: str, body: str, status: int) -> tuple[int, str]:
     return status, "".join(out)
 
 
+# Queue names a poll must refuse (400) without reading any queue: reply queues are named by
+# lower-case UUIDs only.
+INVALID_QUEUE_NAMES = [
+    "6F1C0A8E-0000-4000-8000-000000000001",
+    "..%2Fqbill-requests",
+    "%2e%2e",
+    "6f1c0a8e-0000-4000-8000-00000000000",
+    "6f1c0a8e-0000-4000-8000-0000000000011",
+    "a" * 200,
+]
+VALID_QUEUE_NAME = "6f1c0a8e-0000-4000-8000-000000000001"
+QUEUE_CHECK = re.compile(r"#if\(!\$q\.matches\('(\^[^']*\$)'\)\)#set\(\$context\.requestOverride\.path\.queue_name = '([a-z-]+)'\)#end")
+
+
 def check_reply_poll_errors(document: dict) -> None:
     """A reply poll answers an empty list only when the reply queue does not exist; a throttled
-    read is a 429, any other refusal a 502."""
+    read is a 429, any other refusal a 502; a queue name that is not a lower-case UUID is a 400,
+    and the read goes to a queue no reply queue can be instead of the one it names."""
     polls = [(path, item["get"]) for path, item in document["paths"].items() if "get" in item]
     assert polls, "no reply polls"
     for path, operation in polls:
@@ -224,9 +259,19 @@ def check_reply_poll_errors(document: dict) -> None:
         assert responses["default"]["statusCode"] == "200", f"GET {path}: the replies"
         response = responses["[45]\\d{2}"]
         template = response["responseTemplates"]["application/json"]
+        request = operation["x-amazon-apigateway-integration"]["requestTemplates"]["application/json"]
+        swap = QUEUE_CHECK.search(request)
+        assert swap, f"GET {path}: the request template does not swap an invalid queue name"
+        assert not re.fullmatch(swap.group(1), swap.group(2)), f"GET {path}: the swapped name {swap.group(2)} could be a reply queue"
+        assert re.fullmatch(swap.group(1), VALID_QUEUE_NAME), f"GET {path}: a lower-case UUID is refused"
+        for name in INVALID_QUEUE_NAMES:
+            assert not re.fullmatch(swap.group(1), name), f"GET {path}: {name!r} is let through"
+            for case, (sqs_status, body) in SQS_ERRORS.items():
+                status, text = velocity(template, body, int(response["statusCode"]), {"queue_name": name})
+                assert status == 400 and json.loads(text).get("message"), f"GET {path}, {name!r}, {case}: {status} {text}"
         for case, (sqs_status, body) in SQS_ERRORS.items():
             assert re.fullmatch("[45]\\d{2}", str(sqs_status))
-            status, text = velocity(template, body, int(response["statusCode"]))
+            status, text = velocity(template, body, int(response["statusCode"]), {"queue_name": VALID_QUEUE_NAME})
             want_status, want_body = EXPECTED[case]
             assert status == want_status, f"GET {path}, {case}: {status}, not {want_status}"
             answer = json.loads(text)

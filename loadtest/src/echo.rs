@@ -88,7 +88,11 @@ impl Echo {
             "request_id": addressed.request_id, "kind": "echo", "status": "ok", "data": {}
         })
         .to_string();
-        self.replies.send(&self.stamps, queue, reply).await.ok()?;
+        // The bare echo answers everyone, as the engine answers a valid token.
+        self.replies
+            .send(&self.stamps, queue, reply, true)
+            .await
+            .ok()?;
         self.echoed.fetch_add(1, Ordering::Relaxed);
         message.receipt_handle.clone()
     }

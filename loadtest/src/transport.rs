@@ -97,6 +97,9 @@ impl Transport {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(1024)
+            // LocalStack's gateway checks the required `Authorization` header's name
+            // case-sensitively (AWS does not).
+            .http1_title_case_headers()
             .build()?;
         Ok(Self::Gateway {
             http,

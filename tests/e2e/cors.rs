@@ -25,6 +25,7 @@ fn web_origin() -> String {
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(40))
+        .http1_title_case_headers()
         .build()
         .expect("an HTTP client")
 }
@@ -132,13 +133,20 @@ async fn a_preflight_allows_the_web_origin_its_methods_and_headers() {
 #[tokio::test]
 async fn a_post_and_the_polls_for_its_reply_allow_the_web_origin() {
     let queue = Uuid::new_v4();
+    // The queue exists (as a session's does): a request without a valid token is answered only
+    // on a queue that exists.
+    qbill_tests::reply_queue_url(
+        &qbill_tests::sqs().await,
+        qbill_core::types::QueueName::parse(&queue.to_string()).unwrap(),
+    )
+    .await;
     let body = json!({ "queue_name": queue, "request_id": Uuid::new_v4(), "bills_id": [1] });
     let accepted = post("/apartments/1/payments", body.to_string()).await;
     assert_eq!(accepted.status(), 202);
     assert_allows_origin(&accepted, "POST's 202");
 
-    // The worker refuses the token on the reply queue; every poll until then (the queue may not
-    // exist yet: the empty 200 the error mapping makes of it) allows the origin too.
+    // The worker refuses the token on the reply queue; every poll until then allows the origin
+    // too.
     let started = Instant::now();
     loop {
         let answer = poll(queue, 2).await;

@@ -36,6 +36,13 @@ async fn forty_odd_hostile_requests_each_get_the_right_error_and_change_nothing(
         qbill_core::types::QueueName::parse(&queue.to_string()).unwrap(),
     );
     client.set_token(Some(token.clone()));
+    // A session's queue exists (its login's reply made it): the refusals of requests that prove
+    // nothing are answered there, never on a queue of their own making.
+    qbill_tests::reply_queue_url(
+        &qbill_tests::sqs().await,
+        qbill_core::types::QueueName::parse(&queue.to_string()).unwrap(),
+    )
+    .await;
     let my_bill: i64 = db
         .get()
         .await

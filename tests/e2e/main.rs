@@ -13,6 +13,7 @@ mod loadtest;
 mod logs;
 mod metrics;
 mod pool;
+mod reply_queues;
 mod sizes;
 mod sweeper;
 mod walkthrough;

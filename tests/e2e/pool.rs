@@ -9,8 +9,8 @@ use qbill_core::seed;
 use qbill_core::types::QueueName;
 use qbill_sqs::WorkerPool;
 use qbill_tests::{
-    count, database_env, db_pool, drain_until_answered, engine_on, enqueue_payments, env,
-    private_queue, qbill_binary, reply_queue_url, sqs, sqs_config,
+    count, database_env, db_pool, drain_replies, drain_until_answered, engine_on, enqueue_payments,
+    env, private_queue, qbill_binary, reply_queue_url, sqs, sqs_config,
 };
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
@@ -147,4 +147,92 @@ async fn interrupt_a_busy_worker(signal: &str) -> std::process::ExitStatus {
         "the signal came while work was left, so the takeover was really tested"
     );
     status
+}
+
+/// A request that once panicked its poller (a Cognito user's row has no password hash, and a
+/// login with its name unwrapped it) is answered, and the pool's only poller goes on answering.
+#[tokio::test]
+async fn a_login_to_a_user_without_a_password_panics_no_poller_and_the_pool_goes_on() {
+    use qbill_core::envelope::{SOURCE_IP_MARKER, attribute};
+    let sqs = sqs().await;
+    let db = qbill_tests::TestDb::fresh().await;
+    db.pool
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO users (username, cognito_sub) VALUES ('c-0b5a7c1e', '0b5a7c1e')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let queue = private_queue(&sqs, 5).await;
+    let reply_to = QueueName::parse(&Uuid::new_v4().to_string()).unwrap();
+    let replies_url = reply_queue_url(&sqs, reply_to).await;
+    let pool = WorkerPool::new(
+        Arc::new(qbill_tests::engine(&db, None)),
+        sqs.clone(),
+        sqs_config(&queue),
+    )
+    .await
+    .unwrap();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn({
+        let (pool, stop) = (pool.clone(), stop.clone());
+        async move { pool.run(1, stop).await }
+    });
+    let login = |username: &str, password: &str| {
+        let mut m = qbill_tests::message(
+            "auth",
+            None,
+            None,
+            serde_json::json!({
+                "queue_name": reply_to.to_string(), "request_id": Uuid::new_v4(),
+                "username": username, "password": password,
+            }),
+        );
+        m.attributes.insert(
+            attribute::SOURCE_IP.into(),
+            format!("{SOURCE_IP_MARKER}198.51.100.60"),
+        );
+        m
+    };
+    for m in [
+        login("c-0b5a7c1e", "any-password-at-all"),
+        login("demo", "demo-password"),
+    ] {
+        let attributes = m
+            .attributes
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    aws_sdk_sqs::types::MessageAttributeValue::builder()
+                        .data_type("String")
+                        .string_value(v)
+                        .build()
+                        .unwrap(),
+                )
+            })
+            .collect();
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(&m.body)
+            .set_message_attributes(Some(attributes))
+            .send()
+            .await
+            .unwrap();
+        // One at a time, so that the second is received after the first was handled.
+        let got = drain_replies(&sqs, &replies_url, 1, Duration::from_secs(30)).await;
+        assert_eq!(got.len(), 1, "answered, so the poller lives");
+        let expected = if m.body.contains("c-0b5a7c1e") {
+            "unauthorized"
+        } else {
+            "ok"
+        };
+        let status = got[0]["error"]["code"].as_str().unwrap_or("ok");
+        assert_eq!(status, expected, "{got:?}");
+    }
+    stop.cancel();
+    running.await.unwrap();
 }

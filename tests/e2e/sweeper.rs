@@ -30,7 +30,7 @@ async fn only_idle_empty_reply_queues_are_swept_even_by_several_sweepers_at_once
     let (idle, recent, holding) = (queue(), queue(), queue());
     for q in [idle, recent, holding] {
         replies
-            .send(&stamps, q, "{\"hello\": 1}".into())
+            .send(&stamps, q, "{\"hello\": 1}".into(), true)
             .await
             .unwrap();
     }
@@ -84,7 +84,7 @@ async fn only_idle_empty_reply_queues_are_swept_even_by_several_sweepers_at_once
     // The client comes back: its next reply recreates the queue (this process remembered the
     // old URL; the send finds it gone).
     replies
-        .send(&stamps, idle, "{\"again\": 1}".into())
+        .send(&stamps, idle, "{\"again\": 1}".into(), true)
         .await
         .unwrap();
     assert_eq!(
@@ -112,7 +112,7 @@ async fn a_reply_queue_refuses_calls_without_tls_where_the_deployment_names_its_
     let replies = ReplyQueues::new(sqs.clone(), &config);
     let queue = QueueName::parse(&Uuid::new_v4().to_string()).unwrap();
     replies
-        .send(&Cache::disabled(), queue, "{}".into())
+        .send(&Cache::disabled(), queue, "{}".into(), true)
         .await
         .unwrap();
     let url = sqs

@@ -154,8 +154,8 @@ async fn missing_forged_and_expired_tokens_are_unauthorized() {
 }
 
 #[tokio::test]
-async fn another_users_token_from_another_queue_is_refused_and_the_refusal_goes_to_the_tokens_queue()
- {
+async fn another_users_token_from_another_queue_is_refused_on_the_requests_queue_only_if_it_exists()
+{
     let f = Fixture::new().await;
     // demo2's token, issued to demo2's client (`owner`), used from demo's client (`f.queue`).
     let owner = QueueName::parse(&Uuid::new_v4().to_string()).unwrap();
@@ -166,13 +166,19 @@ async fn another_users_token_from_another_queue_is_refused_and_the_refusal_goes_
         .handle(&qbill_tests::message("utils", Some(1), Some(&token), body))
         .await
         .unwrap();
-    let qbill_core::Outcome::Reply { to, reply, .. } = outcome else {
+    let qbill_core::Outcome::Reply {
+        to,
+        reply,
+        create_queue,
+        ..
+    } = outcome
+    else {
         panic!("{outcome:?}")
     };
-    assert_eq!(
-        to, owner,
-        "replies never go to a queue the token does not name"
-    );
+    // The token names its queue by a hash only: the refusal can go to the request's queue, and
+    // only if that exists (a request without a valid token for it never makes one).
+    assert_eq!(to, f.queue);
+    assert!(!create_queue, "a wrong token's reply makes no queue");
     let reply = serde_json::to_value(&reply).unwrap();
     assert_eq!(error_code(&reply), "unauthorized");
     assert!(reply.get("data").is_none(), "no data leaves with a refusal");

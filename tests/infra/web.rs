@@ -487,11 +487,10 @@ fn reaches(stack: &Stack, source: &str) -> BTreeSet<String> {
         for word in source.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.')) {
             let mut parts = word.split('.');
             match (parts.next(), parts.next(), parts.next()) {
-                (Some("local"), Some(name), _) => {
-                    if seen.insert(name.to_owned()) {
-                        pending.push(text(stack.local(name)));
-                    }
+                (Some("local"), Some(name), _) if seen.insert(name.to_owned()) => {
+                    pending.push(text(stack.local(name)));
                 }
+                (Some("local"), _, _) => {}
                 (Some("data"), Some(kind), Some(name)) => {
                     found.insert(format!("data.{kind}.{name}"));
                 }

@@ -27,6 +27,9 @@ impl GatewayClient {
     pub fn new(base: &str, queue: Uuid) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(40))
+            // `Authorization`, not `authorization`: LocalStack's gateway checks a required
+            // header's name case-sensitively (AWS does not; HTTP names are case-insensitive).
+            .http1_title_case_headers()
             .build()
             .expect("an HTTP client");
         Self {

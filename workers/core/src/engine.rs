@@ -2,6 +2,9 @@
 //! pool, the Lambda handler) own receiving, replying and deleting; the engine owns everything in
 //! between.
 
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
 use tracing::{Instrument, field::Empty};
 
 use crate::cache::Cache;
@@ -10,7 +13,7 @@ use crate::config::EngineConfig;
 use crate::envelope::{Envelope, InboundMessage};
 use crate::error::{HandlerError, HandlerResult};
 use crate::reply::{ErrorCode, Reply, Status};
-use crate::routes::{Kind, Request, payments};
+use crate::routes::{Kind, Ran, Request, payments};
 use crate::services::Services;
 use crate::token::{Session, Tokens};
 use crate::types::QueueName;
@@ -24,11 +27,13 @@ pub struct Engine {
 #[derive(Debug)]
 pub enum Outcome {
     /// Send `body` (the JSON of `reply`, small enough for a message) to the client's queue, then
-    /// delete the message.
+    /// delete the message. Only with `create_queue` may the send create the queue if it does not
+    /// exist; otherwise a missing queue means nobody to answer, and the message is done.
     Reply {
         to: QueueName,
         reply: Reply,
         body: String,
+        create_queue: bool,
     },
     /// Nobody can be answered (no readable reply queue): delete the message; it was logged.
     Drop,
@@ -106,7 +111,7 @@ impl Engine {
             }
         }
         let (spans, deliver) = (&spans, &deliver);
-        let finish = |i: usize, answered: Result<Option<(QueueName, Reply)>, Transient>| async move {
+        let finish = |i: usize, answered: Result<Option<Answer>, Transient>| async move {
             let outcome = answered.map(|answered| self.seal(&spans[i], started, answered));
             (i, deliver(i, outcome).await)
         };
@@ -139,16 +144,28 @@ impl Engine {
                 return Vec::new();
             }
             let span = tracing::info_span!("payments", billing.batch = batch.len());
-            let results = payments::settle(&self.services, &batch)
+            let results = match AssertUnwindSafe(payments::settle(&self.services, &batch))
+                .catch_unwind()
                 .instrument(span)
-                .await;
+                .await
+            {
+                Ok(results) => results,
+                Err(panic) => {
+                    let e = panicked(panic);
+                    batch
+                        .iter()
+                        .map(|_| Err(HandlerError::internal(anyhow::anyhow!("{e:#}"))))
+                        .collect()
+                }
+            };
             let answers = payers
                 .iter()
                 .zip(&batch)
                 .zip(results)
                 .map(|((&i, payment), result)| {
+                    // Each payment's token was checked for its queue before the batch.
                     let answered =
-                        spans[i].in_scope(|| conclude(payment.call, Kind::Payments, result));
+                        spans[i].in_scope(|| conclude(payment.call, Kind::Payments, result, true));
                     finish(i, answered)
                 });
             futures::future::join_all(answers).await
@@ -160,11 +177,11 @@ impl Engine {
                 kind,
                 request,
             } => Some(async move {
-                let result = request
-                    .run(&self.services, call)
+                let ran = caught(request.run(&self.services, call))
                     .instrument(spans[*i].clone())
                     .await;
-                let answered = spans[*i].in_scope(|| conclude(call, *kind, result));
+                let answered =
+                    spans[*i].in_scope(|| conclude(call, *kind, ran.result, ran.vouched));
                 finish(*i, answered).await
             }),
             _ => None,
@@ -205,7 +222,13 @@ impl Engine {
                     ErrorCode::InvalidRequest,
                     rejection.reason.0,
                 );
-                return Step::Done(Some((to, reply)));
+                // A request that did not even parse proves nothing: it gets its queue only if
+                // the queue exists.
+                return Step::Done(Some(Answer {
+                    to,
+                    reply,
+                    create_queue: false,
+                }));
             }
         };
         let Envelope { call, request } = envelope;
@@ -227,7 +250,7 @@ impl Engine {
                         request,
                         session,
                     },
-                    Err(e) => match conclude(&call, Kind::Payments, Err(e)) {
+                    Err(e) => match conclude(&call, Kind::Payments, Err(e), false) {
                         Ok(answered) => Step::Done(answered),
                         Err(_) => unreachable!("checking a token is never transient"),
                     },
@@ -247,9 +270,14 @@ impl Engine {
         &self,
         span: &tracing::Span,
         started: std::time::Instant,
-        answered: Option<(QueueName, Reply)>,
+        answered: Option<Answer>,
     ) -> Outcome {
-        let Some((to, reply)) = answered else {
+        let Some(Answer {
+            to,
+            reply,
+            create_queue,
+        }) = answered
+        else {
             return Outcome::Drop;
         };
         let sealed = reply.seal();
@@ -271,14 +299,44 @@ impl Engine {
             to,
             reply: sealed.reply,
             body: sealed.body,
+            create_queue,
         }
     }
+}
+
+/// A reply and where it goes: the request's queue, created for it only if `create_queue`.
+struct Answer {
+    to: QueueName,
+    reply: Reply,
+    create_queue: bool,
+}
+
+/// Runs a request, turning a panic into an internal error: a panic in a route is a bug in one
+/// request, which is answered `internal` (on a queue that exists), and the worker goes on.
+async fn caught(run: impl Future<Output = Ran>) -> Ran {
+    match AssertUnwindSafe(run).catch_unwind().await {
+        Ok(ran) => ran,
+        Err(panic) => Ran {
+            result: Err(HandlerError::Internal(panicked(panic))),
+            vouched: false,
+        },
+    }
+}
+
+/// What a caught panic said, as an error.
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> anyhow::Error {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned());
+    anyhow::anyhow!("the request panicked: {what}")
 }
 
 /// Where a message of a batch stands.
 enum Step {
     /// Answered already (nothing: dropped): it did not parse, or its payment's token was refused.
-    Done(Option<(QueueName, Reply)>),
+    Done(Option<Answer>),
     /// A payment whose token checked out, to settle with the batch's others.
     Pay {
         call: Call,
@@ -306,12 +364,14 @@ fn span(message: &InboundMessage) -> tracing::Span {
 }
 
 /// The reply to a request that ran and where it goes (logged, in the request's span), or a
-/// transient failure that leaves the message for a retry.
+/// transient failure that leaves the message for a retry. `vouched`: the reply may create the
+/// queue ([`crate::routes::Ran::vouched`]).
 fn conclude(
     call: &Call,
     kind: Kind,
     result: HandlerResult,
-) -> Result<Option<(QueueName, Reply)>, Transient> {
+    vouched: bool,
+) -> Result<Option<Answer>, Transient> {
     let span = tracing::Span::current();
     let reply = match result {
         Ok(data) => {
@@ -319,7 +379,7 @@ fn conclude(
             tracing::info!("handled");
             Reply::ok(call.request_id, kind, data)
         }
-        Err(HandlerError::WrongQueue { token_queue }) => {
+        Err(HandlerError::WrongQueue) => {
             span.record("billing.outcome", "rejected");
             tracing::warn!(
                 auth.refused = "token used from another reply queue",
@@ -329,9 +389,13 @@ fn conclude(
                 Some(call.request_id),
                 kind,
                 ErrorCode::Unauthorized,
-                "your token was presented from another reply queue; the request was refused",
+                "this token was issued for another reply queue; use the queue you logged in with",
             );
-            return Ok(Some((token_queue, reply)));
+            return Ok(Some(Answer {
+                to: call.reply_to,
+                reply,
+                create_queue: false,
+            }));
         }
         Err(HandlerError::Rejected { code, message }) => {
             span.record("billing.outcome", "rejected");
@@ -357,5 +421,34 @@ fn conclude(
             return Err(Transient(e));
         }
     };
-    Ok(Some((call.reply_to, reply)))
+    Ok(Some(Answer {
+        to: call.reply_to,
+        reply,
+        create_queue: vouched,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_that_panics_is_an_internal_error_not_a_dead_worker() {
+        let ran = caught(async { panic!("a bug in one route") }).await;
+        assert!(!ran.vouched, "a panic vouches for nothing");
+        match ran.result {
+            Err(HandlerError::Internal(e)) => {
+                assert!(e.to_string().contains("a bug in one route"), "{e}")
+            }
+            other => panic!("not an internal error: {other:?}"),
+        }
+        let fine = caught(async {
+            Ran {
+                result: Ok(serde_json::json!({})),
+                vouched: true,
+            }
+        })
+        .await;
+        assert!(fine.result.is_ok() && fine.vouched);
+    }
 }

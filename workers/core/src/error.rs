@@ -3,7 +3,6 @@
 use serde::Serialize;
 
 use crate::store;
-use crate::types::QueueName;
 
 /// Error codes of the contract. Clients branch on these; the message is for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,10 +27,10 @@ pub enum HandlerError {
     #[error("{message}")]
     Rejected { code: ErrorCode, message: String },
     /// A valid token presented with another reply queue than the one it was issued for. The
-    /// refusal goes to the token's own queue, never to a queue the token does not name: whoever
-    /// holds a copy of the token learns nothing, and its owner sees the attempt.
+    /// token names its queue by a hash only, so the refusal can go only to the request's queue,
+    /// and only if that queue exists already (a request without a valid token never creates one).
     #[error("the token was issued for another reply queue")]
-    WrongQueue { token_queue: QueueName },
+    WrongQueue,
     /// A dependency failed; no reply, the message goes back to the queue and is tried again.
     #[error("transient failure")]
     Transient(#[source] anyhow::Error),

@@ -45,6 +45,7 @@ const PASSWORD_WAIT_SECONDS: &str = "qbill_password_wait_seconds";
 const LOGINS_HELD: &str = "qbill_logins_held_total";
 const LOGINS_LOCKED: &str = "qbill_logins_locked_total";
 const REPLIES_TOO_LARGE: &str = "qbill_replies_too_large_total";
+const REPLIES_WITHOUT_QUEUE: &str = "qbill_replies_without_queue_total";
 
 /// Gives every metric its unit and help text; an exporter calls it once it is installed.
 pub fn describe() {
@@ -120,6 +121,11 @@ pub fn describe() {
         Unit::Count,
         "Replies too large to send, replaced by an error reply"
     );
+    describe_counter!(
+        REPLIES_WITHOUT_QUEUE,
+        Unit::Count,
+        "Replies not sent: no reply queue, and the request could not have one made"
+    );
 }
 
 /// A reply is ready: its kind, whether it is an error, and how long the engine took.
@@ -177,6 +183,7 @@ pub struct Metrics {
     logins_held: AtomicU64,
     logins_locked: AtomicU64,
     replies_too_large: AtomicU64,
+    replies_without_queue: AtomicU64,
 }
 
 /// The counters at one moment, since the process started.
@@ -195,6 +202,8 @@ pub struct Snapshot {
     pub logins_locked: u64,
     /// Replies over the size a message may have, replaced by an error reply.
     pub replies_too_large: u64,
+    /// Replies to a queue that did not exist, from requests that could not have one made.
+    pub replies_without_queue: u64,
 }
 
 impl Metrics {
@@ -226,6 +235,11 @@ impl Metrics {
         counter!(REPLIES_TOO_LARGE).increment(1);
     }
 
+    pub fn reply_without_queue(&self) {
+        self.replies_without_queue.fetch_add(1, Relaxed);
+        counter!(REPLIES_WITHOUT_QUEUE).increment(1);
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let ms = |micros: &AtomicU64| micros.load(Relaxed) as f64 / 1000.0;
         Snapshot {
@@ -236,6 +250,7 @@ impl Metrics {
             logins_held: self.logins_held.load(Relaxed),
             logins_locked: self.logins_locked.load(Relaxed),
             replies_too_large: self.replies_too_large.load(Relaxed),
+            replies_without_queue: self.replies_without_queue.load(Relaxed),
         }
     }
 }
@@ -251,6 +266,7 @@ impl Snapshot {
             metrics.logins_held = self.logins_held,
             metrics.logins_locked = self.logins_locked,
             metrics.replies_too_large = self.replies_too_large,
+            metrics.replies_without_queue = self.replies_without_queue,
             "{message}"
         );
     }

@@ -21,8 +21,10 @@ struct Claims {
     iat: i64,
     exp: i64,
     jti: String,
-    /// The reply queue the token was issued to.
-    queue: String,
+    /// The reply queue the token was issued to, as [`queue_hash`]: never its name, which is the
+    /// capability to read the queue's replies. (Tokens that carried the name, `queue`, are refused
+    /// for want of this claim; their holders refresh.)
+    qh: String,
     /// Tokens issued before roles existed were all households'.
     #[serde(default = "household")]
     role: Role,
@@ -44,12 +46,32 @@ fn household() -> Role {
 pub struct Session {
     pub user_id: UserId,
     pub username: String,
-    pub queue: QueueName,
+    /// The [`queue_hash`] of the reply queue the token was issued to.
+    pub queue_hash: String,
     pub role: Role,
     /// For a provider's user: the provider it acts for.
     pub provider: Option<ProviderId>,
     /// The session epoch the token was issued in; it must still be the user's.
     pub epoch: i32,
+}
+
+impl Session {
+    /// Whether the token was issued for the reply queue `queue`.
+    pub fn bound_to(&self, queue: QueueName) -> bool {
+        self.queue_hash == queue_hash(queue)
+    }
+}
+
+/// What a token says of its reply queue: the SHA-256 of the queue's name (domain-separated), in
+/// URL-safe base64. A token is readable by whoever holds it (it is only signed), and a queue's
+/// name is what reading its replies takes; the hash binds the token to the queue without
+/// giving the queue away. Queue names are random UUIDs (122 bits), so the hash cannot be
+/// reversed by guessing.
+pub fn queue_hash(queue: QueueName) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("qbill-reply-queue\0{queue}").as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
 }
 
 /// Whom a token is issued to.
@@ -206,7 +228,7 @@ impl Tokens {
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
             jti: Uuid::new_v4().to_string(),
-            queue: queue.to_string(),
+            qh: queue_hash(queue),
         };
         let keys = self.keys.read().expect("token keys");
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding)?;
@@ -273,11 +295,10 @@ impl Tokens {
             return Err(TokenError::Expired);
         }
         let user_id = UserId::parse(&claims.sub).map_err(|_| TokenError::Malformed)?;
-        let queue = QueueName::parse(&claims.queue).map_err(|_| TokenError::Malformed)?;
         Ok(Session {
             user_id,
             username: claims.name,
-            queue,
+            queue_hash: claims.qh,
             role: claims.role,
             provider: claims.provider,
             epoch: claims.epoch,
@@ -347,6 +368,33 @@ mod tests {
             rotated.verify(Some(&old_token)).is_err(),
             "after the grace period"
         );
+    }
+
+    #[test]
+    fn a_token_names_its_reply_queue_by_a_hash_never_by_the_name_that_reads_it() {
+        use base64::Engine as _;
+        let t = tokens(OLD);
+        let token = t
+            .issue(&Holder::household(UserId(7), "u"), queue())
+            .unwrap()
+            .0;
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap();
+        let claims = String::from_utf8(claims).unwrap();
+        let name = queue().to_string();
+        assert!(
+            !claims.contains(&name),
+            "the queue's name is in the token: {claims}"
+        );
+        assert!(
+            !claims.contains(&name.replace('-', "")),
+            "the queue's name is in the token: {claims}"
+        );
+        let session = t.verify(Some(&token)).unwrap();
+        assert!(session.bound_to(queue()));
+        let other = QueueName::parse("0b5a7c1e-8f3d-4a2b-9c6e-1d2f3a4b5c6e").unwrap();
+        assert!(!session.bound_to(other));
     }
 
     #[test]

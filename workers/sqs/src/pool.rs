@@ -10,6 +10,7 @@
 //! On shutdown no poller starts another receive; a receive under way is allowed to return (at
 //! most the poll wait) and its messages are handled, replied and deleted before the poller exits.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,6 +21,7 @@ use aws_sdk_sqs::operation::receive_message::builders::ReceiveMessageFluentBuild
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
 };
+use futures::FutureExt;
 use qbill_core::envelope::InboundMessage;
 use qbill_core::reply::{ErrorCode, Reply};
 use qbill_core::{Engine, Outcome};
@@ -29,7 +31,7 @@ use tracing::Instrument;
 
 use crate::config::SqsConfig;
 use crate::dead_letters::QueueUrlError;
-use crate::replies::{ReplyQueues, SendError};
+use crate::replies::{ReplyQueues, SendError, Sent};
 
 /// The shortest time a pool's sweep runs before it stops with tasks left.
 const SWEEP_AT_LEAST: Duration = Duration::from_secs(30);
@@ -112,10 +114,20 @@ impl WorkerPool {
             let shared = self.shared.clone();
             let shutdown = shutdown.clone();
             pollers.spawn(async move {
-                shared
-                    .poll(shutdown)
-                    .instrument(tracing::info_span!("poller", worker.id = id))
-                    .await
+                // A poller that panics (a bug outside any one request, which the engine catches)
+                // starts again: its messages come back after the visibility timeout, and the pool
+                // keeps its size.
+                while !shutdown.is_cancelled() {
+                    let polled = AssertUnwindSafe(shared.poll(shutdown.clone()))
+                        .catch_unwind()
+                        .instrument(tracing::info_span!("poller", worker.id = id))
+                        .await;
+                    if polled.is_ok() {
+                        break;
+                    }
+                    tracing::error!(worker.id = id, "a poller panicked; it starts again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             });
         }
         {
@@ -546,9 +558,22 @@ async fn deliver(
     outcome: Result<Outcome, qbill_core::Transient>,
 ) -> Disposition {
     match outcome {
-        Ok(Outcome::Reply { to, reply, body }) => {
-            match replies.send(&engine.services.cache, to, body).await {
-                Ok(()) => Disposition::Replied,
+        Ok(Outcome::Reply {
+            to,
+            reply,
+            body,
+            create_queue,
+        }) => {
+            match replies
+                .send(&engine.services.cache, to, body, create_queue)
+                .await
+            {
+                Ok(Sent::Delivered) => Disposition::Replied,
+                Ok(Sent::NoQueue) => {
+                    engine.services.metrics.reply_without_queue();
+                    tracing::info!(messaging.message.id = %id, "no reply queue, and the request may not create one: not answered");
+                    Disposition::Dropped
+                }
                 Err(SendError::Failed(e)) => {
                     tracing::warn!(messaging.message.id = %id, error = format!("{e:#}"), "reply not sent; the message will be retried");
                     Disposition::Retry
@@ -564,10 +589,11 @@ async fn deliver(
                         "the answer could not be sent on your reply queue; this is a bug, please report it",
                     );
                     match replies
-                        .send(&engine.services.cache, to, refusal.to_json())
+                        .send(&engine.services.cache, to, refusal.to_json(), create_queue)
                         .await
                     {
-                        Ok(()) => Disposition::Replied,
+                        Ok(Sent::Delivered) => Disposition::Replied,
+                        Ok(Sent::NoQueue) => Disposition::Dropped,
                         Err(SendError::Failed(_)) => Disposition::Retry,
                         Err(SendError::Refused(e)) => {
                             tracing::error!(messaging.message.id = %id, error = format!("{e:#}"), "SQS refused the error reply too; the message is dropped");

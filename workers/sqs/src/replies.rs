@@ -1,5 +1,7 @@
-//! Reply queues: one per client, named `{prefix}{queue_name}`, created the first time a reply is
-//! due and remembered by URL. When a queue last got a reply is stamped in Redis
+//! Reply queues: one per client, named `{prefix}{queue_name}`, created the first time a reply to
+//! a request that may have one made is due (it carried a valid token for that queue, proved a
+//! secret or was counted by its route's throttle: [`qbill_core::routes::Ran::vouched`]), and
+//! remembered by URL. Any other reply goes only to a queue that exists. When a queue last got a reply is stamped in Redis
 //! (`{cache prefix}:last-reply:{queue}`, lasting the idle time), at most every [`STAMP_EVERY`] per
 //! queue and process, which tells the sweeper it is in use. Not in a queue tag: SQS allows few
 //! tagging calls per second per account, and thousands of clients would exceed them.
@@ -25,6 +27,15 @@ use crate::config::SqsConfig;
 const REMEMBERED: usize = 100_000;
 /// How often one process refreshes a queue's last-reply stamp.
 pub const STAMP_EVERY: Duration = Duration::from_secs(60);
+
+/// What became of a reply that could be handed to SQS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// On the client's queue.
+    Delivered,
+    /// The queue does not exist and the request may not create it: nobody to tell.
+    NoQueue,
+}
 
 /// Why a reply was not sent.
 #[derive(Debug, thiserror::Error)]
@@ -84,13 +95,18 @@ impl ReplyQueues {
         }
     }
 
-    /// Sends `body` to the client's queue, creating the queue if it is missing.
+    /// Sends `body` to the client's queue; if the queue is missing, creates it when `create`,
+    /// else sends nothing ([`Sent::NoQueue`]).
     pub async fn send(
         &self,
         stamps: &Cache,
         queue: QueueName,
         body: String,
-    ) -> Result<(), SendError> {
+        create: bool,
+    ) -> Result<Sent, SendError> {
+        if !create && self.remembered(queue).is_none() && !self.look_up(queue).await? {
+            return Ok(Sent::NoQueue);
+        }
         let url = match self.remembered(queue) {
             Some((url, stamped)) if stamped.elapsed() < STAMP_EVERY => url,
             remembered => {
@@ -120,13 +136,17 @@ impl ReplyQueues {
             .send()
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(Sent::Delivered),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_queue_does_not_exist()) =>
             {
-                // Deleted since we remembered it (the sweeper, an operator): make it again.
+                // Deleted since we remembered it (the sweeper, an operator): make it again, if
+                // this reply may.
                 self.known.lock().expect("reply queues").remove(&queue);
+                if !create {
+                    return Ok(Sent::NoQueue);
+                }
                 let url = self.create(queue).await?;
                 self.client
                     .send_message()
@@ -134,10 +154,46 @@ impl ReplyQueues {
                     .message_body(body)
                     .send()
                     .await?;
-                Ok(())
+                Ok(Sent::Delivered)
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether the client's queue exists; remembers it if it does.
+    async fn look_up(&self, queue: QueueName) -> Result<bool, SendError> {
+        let name = queue.sqs_name(&self.prefix);
+        match self.client.get_queue_url().queue_name(&name).send().await {
+            Ok(out) => {
+                let url = out
+                    .queue_url
+                    .ok_or_else(|| anyhow::anyhow!("SQS returned no URL for {name}"))?;
+                self.remember(queue, url);
+                Ok(true)
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_queue_does_not_exist()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(SendError::Failed(anyhow::anyhow!(
+                "{}",
+                aws_sdk_sqs::error::DisplayErrorContext(e)
+            ))),
+        }
+    }
+
+    fn remember(&self, queue: QueueName, url: String) {
+        let mut known = self.known.lock().expect("reply queues");
+        if known.len() >= REMEMBERED {
+            known.clear();
+        }
+        // Not stamped yet: the first send stamps it.
+        let stale = Instant::now()
+            .checked_sub(STAMP_EVERY)
+            .unwrap_or_else(Instant::now);
+        known.insert(queue, (url, stale));
     }
 
     fn remembered(&self, queue: QueueName) -> Option<(String, Instant)> {

@@ -324,7 +324,7 @@ pub async fn cognito_session(
     Ok(crate::token::Session {
         user_id: UserId(row.get(0)),
         username: row.get(1),
-        queue: call.reply_to,
+        queue_hash: crate::token::queue_hash(call.reply_to),
         role: crate::types::Role::parse(row.get(2)).map_err(HandlerError::internal)?,
         provider: row.get::<_, Option<i64>>(3).map(crate::types::ProviderId),
         epoch: row.get(4),

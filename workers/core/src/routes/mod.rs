@@ -86,9 +86,31 @@ pub struct Context<'a> {
     epoch_pending: std::sync::atomic::AtomicBool,
     /// Mails the route recorded in its transaction, sent once it committed.
     mails: std::sync::Mutex<Vec<i64>>,
+    /// Whether the reply may create the reply queue ([`Context::vouch`]).
+    vouched: std::sync::atomic::AtomicBool,
+}
+
+/// What a request's run came to.
+#[derive(Debug)]
+pub struct Ran {
+    pub result: HandlerResult,
+    /// Whether its reply may create the reply queue when it does not exist yet: the request
+    /// carried a valid token for that queue, or the route vouched for it ([`Context::vouch`]).
+    /// Any other reply goes only to a queue that exists, so nobody makes queues with requests
+    /// that prove nothing.
+    pub vouched: bool,
 }
 
 impl Context<'_> {
+    /// Says the request has earned a reply queue whatever its outcome: for a route without a
+    /// token, it proved a secret (a refresh token, a mailed token) or was counted by the route's
+    /// per-source throttle (a login's check, a signup, a reset request), so the queues such
+    /// requests can make are bounded by the secrets and the throttles.
+    pub fn vouch(&self) {
+        self.vouched
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Sends this outbox mail right after the route succeeds (its transaction committed); if the
     /// route fails, its transaction rolled the mail back and nothing is sent.
     pub fn mail_after_commit(&self, id: Option<i64>) {
@@ -180,7 +202,7 @@ macro_rules! routes {
             }
 
             /// Checks the caller against the route's [`Route::CALLERS`], then runs it.
-            pub async fn run(&self, services: &Services, call: &Call) -> HandlerResult {
+            pub async fn run(&self, services: &Services, call: &Call) -> Ran {
                 match self {
                     $(Self::$variant(r) => run(r, services, call).await,)*
                 }
@@ -263,18 +285,33 @@ impl std::fmt::Display for Kind {
     }
 }
 
-async fn run<R: Route>(request: &R, services: &Services, call: &Call) -> HandlerResult {
+async fn run<R: Route>(request: &R, services: &Services, call: &Call) -> Ran {
     // The epoch is checked with the route's access check, in the same query, when the route can.
     let at_access = R::EPOCH_AT_ACCESS && services.cognito.is_none();
     let session = match R::CALLERS {
         Callers::Anyone => None,
         Callers::Roles(roles) => {
             let session = if at_access {
-                verify(services, call)?
+                verify(services, call)
             } else {
-                session(services, call).await?
+                session(services, call).await
             };
-            admit(roles, &session)?;
+            let session = match session {
+                Ok(session) => session,
+                Err(e) => {
+                    return Ran {
+                        result: Err(e),
+                        vouched: false,
+                    };
+                }
+            };
+            // A valid token for this queue: whatever comes next may be answered on it.
+            if let Err(e) = admit(roles, &session) {
+                return Ran {
+                    result: Err(e),
+                    vouched: true,
+                };
+            }
             Some(session)
         }
     };
@@ -282,12 +319,13 @@ async fn run<R: Route>(request: &R, services: &Services, call: &Call) -> Handler
         services,
         call,
         epoch_pending: (at_access && session.is_some()).into(),
+        vouched: session.is_some().into(),
         session,
         mails: Default::default(),
     };
-    let result = request.run(&cx).await;
+    let mut result = request.run(&cx).await;
     if result.is_ok() && cx.epoch_pending() {
-        return Err(HandlerError::internal(anyhow::anyhow!(
+        result = Err(HandlerError::internal(anyhow::anyhow!(
             "the route answered without checking the session epoch"
         )));
     }
@@ -295,7 +333,10 @@ async fn run<R: Route>(request: &R, services: &Services, call: &Call) -> Handler
         let mails = std::mem::take(&mut *cx.mails.lock().expect("mail list"));
         crate::notify::outbox::send_now(services, &mails).await;
     }
-    result
+    Ran {
+        vouched: cx.vouched.load(std::sync::atomic::Ordering::Relaxed),
+        result,
+    }
 }
 
 /// Whether the caller's role may call a route open to `roles`.
@@ -351,10 +392,8 @@ pub(crate) fn verify(services: &Services, call: &Call) -> Result<Session, Handle
             tracing::info!(auth.refused = %e, "token refused");
             HandlerError::unauthorized()
         })?;
-    if session.queue != call.reply_to {
-        return Err(HandlerError::WrongQueue {
-            token_queue: session.queue,
-        });
+    if !session.bound_to(call.reply_to) {
+        return Err(HandlerError::WrongQueue);
     }
     Ok(session)
 }

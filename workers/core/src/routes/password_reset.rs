@@ -55,6 +55,7 @@ impl Route for Request {
             None,
         )
         .await?;
+        cx.vouch();
         let user = tx
             .query_opt(
                 "SELECT id, username FROM users WHERE email = $1 AND deleted_at IS NULL",

@@ -41,7 +41,6 @@ impl Route for Request {
         let b: Body = body(raw)?;
         let new_password = super::auth::parse_password(b.new_password)
             .map_err(|_| ParseError::new("`new_password` must be 1 to 1024 bytes"))?;
-        policy::check(new_password.expose_secret(), &[])?;
         Ok(Self {
             token: parse_token(b.token)?,
             new_password,
@@ -56,6 +55,11 @@ impl Route for Request {
         )
         .await?
         .ok_or_else(|| bad_token("password reset"))?;
+        // A token that was mailed: the reply may make the queue, so the refusal of a weak password
+        // (judged here, not when the body is read) reaches the page the mail's link opened.
+        cx.vouch();
+        policy::check(self.new_password.expose_secret(), &[])
+            .map_err(|e| HandlerError::rejected(ErrorCode::InvalidRequest, e.0))?;
         let hash = super::user::hash(cx, &self.new_password).await?;
         let fingerprint = hex(&token.hash);
         let mut mail = None;

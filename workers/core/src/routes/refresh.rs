@@ -69,6 +69,8 @@ impl Route for Request {
         else {
             return Err(refused("this refresh token is not valid"));
         };
+        // A refresh token that was issued: the reply may make the queue.
+        cx.vouch();
         let user = UserId(token.get(0));
         let family: Uuid = token.get(1);
         let epoch: i32 = token.get(2);

@@ -56,8 +56,6 @@ impl Route for Request {
         let username = super::user::parse_new_username(&b.username)?;
         let email = accounts::parse_email(&b.email)?;
         let password = super::auth::parse_password(b.password)?;
-        let local = email.split('@').next().unwrap_or_default();
-        policy::check(password.expose_secret(), &[&username, local])?;
         Ok(Self {
             username,
             email,
@@ -95,6 +93,12 @@ impl Route for Request {
             Some(limits.signups),
         )
         .await?;
+        // Counted by the throttle: the reply may make the queue, so the refusal of a weak
+        // password (judged here, not when the body is read) reaches a client's first request.
+        cx.vouch();
+        let local = self.email.split('@').next().unwrap_or_default();
+        policy::check(self.password.expose_secret(), &[&self.username, local])
+            .map_err(|e| HandlerError::rejected(ErrorCode::InvalidRequest, e.0))?;
         let owner: Option<i64> = tx
             .query_opt("SELECT id FROM users WHERE email = $1", &[&self.email])
             .await?

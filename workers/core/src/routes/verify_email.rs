@@ -66,6 +66,8 @@ impl Route for Request {
         )
         .await?
         .ok_or_else(|| bad_token("verification"))?;
+        // A token that was mailed (used or not): the reply may make the queue.
+        cx.vouch();
         let fingerprint = hex(&token.hash);
         idempotency::once_as(cx, token.user, Kind::VerifyEmail, &fingerprint, async |tx| {
             if !accounts::use_email_token(tx, &token.hash).await? {

@@ -112,11 +112,15 @@ async fn run(cx: &Context<'_>, username: &str, password: &SecretString) -> Handl
     // Leave to check the password (or a refusal while a throttle limit holds), and the user's row.
     let throttle::Granted { lease, user } =
         throttle::reserve(services, username, &call.source).await?;
+    // This attempt now counts in the throttle's limits, which bound the queues it can make.
+    cx.vouch();
+    // A user without a password here (a Cognito pool's, `c-…`) cannot log in with one: its hash
+    // is absent, and the check below runs against a dummy hash like an unknown user's.
     let (user, hash) = match user {
-        Some(row) => (
-            Some(row_holder(&row, username)?),
-            Some(row.get::<_, String>(1)),
-        ),
+        Some(row) => match row.get::<_, Option<String>>(1) {
+            Some(hash) => (Some(row_holder(&row, username)?), Some(hash)),
+            None => (None, None),
+        },
         None => (None, None),
     };
     // No connection is held during the deliberately slow check.
