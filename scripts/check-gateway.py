@@ -54,6 +54,7 @@ CONTRACT = {
     "/auth/verify-email": ["post"],
     "/auth/password-reset": ["post"],
     "/auth/password-reset/confirm": ["post"],
+    "/auth/email-undo": ["post"],
     "/auth/refresh": ["post"],
     "/auth/logout": ["post"],
     "/me": ["post"],
@@ -65,7 +66,7 @@ CONTRACT = {
 # The routes taken without a token: they pass no Authorization header; every other route passes
 # the header and requires it (a request without one is refused by the gateway, never enqueued).
 # Every route passes the caller's address (for the throttles).
-TOKENLESS = {"auth", "signup", "verify_email", "password_reset", "password_reset_confirm", "refresh", "logout"}
+TOKENLESS = {"auth", "signup", "verify_email", "password_reset", "password_reset_confirm", "email_undo", "refresh", "logout"}
 ROUTE_ATTRIBUTE = re.compile(r"&MessageAttribute\.1\.Name=route&MessageAttribute\.1\.Value\.DataType=String&MessageAttribute\.1\.Value\.StringValue=(\w+)&")
 
 

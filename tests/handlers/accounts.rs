@@ -132,39 +132,3 @@ async fn a_mailed_token_works_once_and_not_after_it_expired() {
         "single use: {again}"
     );
 }
-
-#[tokio::test]
-async fn an_address_of_another_account_is_a_conflict_and_changes_nothing() {
-    let f = Fixture::new().await;
-    let taken = format!("{}@example.com", unique("taken"));
-    f.db.pool
-        .get()
-        .await
-        .unwrap()
-        .execute(
-            "UPDATE users SET email = $1, email_verified = true WHERE id = 2",
-            &[&taken],
-        )
-        .await
-        .unwrap();
-    let token = f.token(crate::DEMO);
-    let mut body = json!({ "queue_name": f.queue.to_string(), "request_id": Uuid::new_v4(),
-                           "email": taken, "display_name": "Demo" });
-    let mut inbound = message("me_profile", None, None, body.take());
-    inbound.attributes.insert(
-        attribute::AUTHORIZATION.into(),
-        format!(
-            "{}Bearer {token}",
-            qbill_core::envelope::AUTHORIZATION_MARKER
-        ),
-    );
-    let reply = f.send(inbound).await;
-    assert_eq!(reply["error"]["code"], "conflict", "{reply}");
-    let unchanged =
-        f.db.count(
-            "SELECT count(*) FROM users WHERE id = 1 AND email IS NULL AND display_name IS NULL",
-            &[],
-        )
-        .await;
-    assert_eq!(unchanged, 1, "the name was not changed either");
-}

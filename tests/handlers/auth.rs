@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use qbill_core::Outcome;
-use qbill_core::routes::auth::throttle::LIMITS;
+use qbill_core::accounts::throttle::LIMITS;
 use serde_json::{Value, json};
 
 use crate::{DEMO, Fixture, error_code};

@@ -12,6 +12,7 @@ mod histories;
 mod notify;
 mod overdue;
 mod pages;
+mod takeover;
 mod payments;
 mod utils;
 

@@ -121,6 +121,45 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/auth/email-undo": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Puts back the verified address a change replaced, with the link mailed to it (reply kind `email_undo`; no token). */
+        post: operations["email_undo"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/password-reset": {
         parameters: {
             query?: never;
@@ -950,6 +989,14 @@ export interface paths {
                         "application/json": components["schemas"]["Replies"];
                     };
                 };
+                /** @description The queue name is not a lower-case UUID; no queue was read. */
+                400: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
                 /** @description SQS throttled the read; poll again later. */
                 429: {
                     headers: {
@@ -1031,6 +1078,14 @@ export interface paths {
                     content: {
                         "application/json": components["schemas"]["Replies"];
                     };
+                };
+                /** @description The queue name is not a lower-case UUID; no queue was read. */
+                400: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
                 };
                 /** @description SQS throttled the read; poll again later. */
                 429: {
@@ -1115,6 +1170,14 @@ export interface paths {
                         "application/json": components["schemas"]["Replies"];
                     };
                 };
+                /** @description The queue name is not a lower-case UUID; no queue was read. */
+                400: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
                 /** @description SQS throttled the read; poll again later. */
                 429: {
                     headers: {
@@ -1198,6 +1261,14 @@ export interface paths {
                         "application/json": components["schemas"]["Replies"];
                     };
                 };
+                /** @description The queue name is not a lower-case UUID; no queue was read. */
+                400: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
                 /** @description SQS throttled the read; poll again later. */
                 429: {
                     headers: {
@@ -1280,6 +1351,14 @@ export interface paths {
                         "application/json": components["schemas"]["Replies"];
                     };
                 };
+                /** @description The queue name is not a lower-case UUID; no queue was read. */
+                400: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
                 /** @description SQS throttled the read; poll again later. */
                 429: {
                     headers: {
@@ -1354,6 +1433,11 @@ export interface components {
             password: components["schemas"]["Password"];
         };
         VerifyEmailRequest: {
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+            token: components["schemas"]["IssuedToken"];
+        };
+        EmailUndoRequest: {
             queue_name: components["schemas"]["Uuid"];
             request_id: components["schemas"]["Uuid"];
             token: components["schemas"]["IssuedToken"];
@@ -1490,9 +1574,10 @@ export interface components {
             queue_name: components["schemas"]["Uuid"];
             request_id: components["schemas"]["Uuid"];
             email?: components["schemas"]["Email"];
+            password?: components["schemas"]["Password"];
             display_name?: unknown;
             notification_preferences?: components["schemas"]["NotificationPreferences"];
-        } | unknown | unknown | unknown;
+        } & ((unknown | unknown | unknown) & (unknown | unknown));
         NotificationPreferences: {
             "bill.created"?: components["schemas"]["NotificationChannels"];
             "bill.due_soon"?: components["schemas"]["NotificationChannels"];
@@ -1554,7 +1639,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -1593,7 +1678,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -1632,7 +1717,46 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    email_undo: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EmailUndoRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -1671,7 +1795,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -1710,7 +1834,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -1749,7 +1873,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -1788,7 +1912,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -1809,7 +1933,9 @@ export interface operations {
     utils: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                Authorization: string;
+            };
             path: {
                 apartment_id: string;
             };
@@ -1829,7 +1955,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -1850,7 +1976,9 @@ export interface operations {
     histories: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                Authorization: string;
+            };
             path: {
                 apartment_id: string;
             };
@@ -1870,7 +1998,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -1891,7 +2019,9 @@ export interface operations {
     payments: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                Authorization: string;
+            };
             path: {
                 apartment_id: string;
             };
@@ -1911,7 +2041,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -1932,7 +2062,9 @@ export interface operations {
     bill: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                Authorization: string;
+            };
             path: {
                 apartment_id: string;
                 bill_id: string;
@@ -1953,7 +2085,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -1974,7 +2106,9 @@ export interface operations {
     document: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                Authorization: string;
+            };
             path: {
                 apartment_id: string;
             };
@@ -1994,7 +2128,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -2015,7 +2149,9 @@ export interface operations {
     apartments_link: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                Authorization: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2033,7 +2169,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -2054,7 +2190,9 @@ export interface operations {
     bills_ingest: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                Authorization: string;
+            };
             path: {
                 provider_id: string;
             };
@@ -2074,7 +2212,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -2095,7 +2233,9 @@ export interface operations {
     bill_void: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                Authorization: string;
+            };
             path: {
                 provider_id: string;
                 bill_id: string;
@@ -2116,7 +2256,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -2137,7 +2277,9 @@ export interface operations {
     policy: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                Authorization: string;
+            };
             path: {
                 provider_id: string;
             };
@@ -2157,7 +2299,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -2178,7 +2320,9 @@ export interface operations {
     provider: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                Authorization: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2196,7 +2340,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -2217,7 +2361,9 @@ export interface operations {
     user: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                Authorization: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2235,7 +2381,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -2256,7 +2402,9 @@ export interface operations {
     me: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                Authorization: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2274,7 +2422,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -2295,7 +2443,9 @@ export interface operations {
     me_profile: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                Authorization: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2313,7 +2463,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -2334,7 +2484,9 @@ export interface operations {
     me_password: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                Authorization: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2352,7 +2504,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -2373,7 +2525,9 @@ export interface operations {
     me_delete: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                Authorization: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2391,7 +2545,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
@@ -2412,7 +2566,9 @@ export interface operations {
     notifications: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                Authorization: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2430,7 +2586,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body does not match the schema; nothing was enqueued. */
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
             400: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;

@@ -306,6 +306,9 @@ enum ClientRequest {
     },
     /// Verifies an address with the token of its mailed link.
     VerifyEmail { token: String },
+    /// Puts back the address a change replaced, with the token of the link mailed to it (every
+    /// session ends).
+    EmailUndo { token: String },
     /// Asks for a password reset mail (the same reply whether or not an account has the address).
     PasswordReset {
         #[arg(long)]
@@ -319,7 +322,8 @@ enum ClientRequest {
     Logout { refresh_token: String },
     /// Your account: who you are, your apartments, your notification preferences.
     Me,
-    /// Changes your address, display name or notification preferences.
+    /// Changes your address, display name or notification preferences; a new address takes
+    /// your current password, read from standard input.
     MeProfile {
         #[arg(long)]
         email: Option<String>,
@@ -788,6 +792,16 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
                 )
                 .await?
         }
+        ClientRequest::EmailUndo { token } => {
+            client
+                .request(
+                    "/auth/email-undo",
+                    request_id,
+                    json!({ "token": token }),
+                    timeout,
+                )
+                .await?
+        }
         ClientRequest::PasswordReset { email } => {
             client
                 .request(
@@ -826,6 +840,7 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
             let mut body = json!({});
             if let Some(email) = email {
                 body["email"] = json!(email);
+                body["password"] = json!(password_from_stdin()?);
             }
             if let Some(name) = display_name {
                 body["display_name"] = json!(name);

@@ -182,7 +182,12 @@ impl Engine {
                     .await;
                 let answered =
                     spans[*i].in_scope(|| conclude(call, *kind, ran.result, ran.vouched));
-                finish(*i, answered).await
+                let delivered = finish(*i, answered).await;
+                // The mails after the reply: it never waits for them.
+                crate::notify::outbox::send_now(&self.services, &ran.mails)
+                    .instrument(spans[*i].clone())
+                    .await;
+                delivered
             }),
             _ => None,
         });
@@ -319,6 +324,7 @@ async fn caught(run: impl Future<Output = Ran>) -> Ran {
         Err(panic) => Ran {
             result: Err(HandlerError::Internal(panicked(panic))),
             vouched: false,
+            mails: Vec::new(),
         },
     }
 }
@@ -446,6 +452,7 @@ mod tests {
             Ran {
                 result: Ok(serde_json::json!({})),
                 vouched: true,
+                mails: Vec::new(),
             }
         })
         .await;

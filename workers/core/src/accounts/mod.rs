@@ -6,6 +6,7 @@
 //! signing key ([`crate::token::Tokens::derive`]) and only their SHA-256 is kept.
 
 pub mod policy;
+pub mod throttle;
 
 use chrono::{DateTime, Duration, Utc};
 use deadpool_postgres::GenericClient;
@@ -21,16 +22,19 @@ pub const COGNITO_PREFIX: &str = "c-";
 
 /// A mailed token is good for this long.
 pub const EMAIL_TOKEN_TTL: Duration = Duration::hours(24);
+/// The link that puts an old address back after a change is good for this long.
+pub const EMAIL_UNDO_TTL: Duration = Duration::days(7);
 /// A refresh token is good for this long after it is issued (each use issues a new one).
 pub const REFRESH_TTL: Duration = Duration::days(30);
 
-/// Counts one anonymous `action` from `source` in `tx`, or refuses it when a limit of the last
-/// hour is reached (`global` limits every source together). Attempts are serialised per action,
-/// so concurrent ones cannot slip past a limit; rows older than an hour go.
+/// Counts one `action` of `source` (an address, or `user:<id>` for what is counted per user) in
+/// `tx`, or refuses it when a limit of the last hour is reached (`global` limits every source
+/// together). Attempts are serialised per action, so concurrent ones cannot slip past a limit;
+/// rows older than an hour go.
 pub async fn throttle(
     tx: &impl GenericClient,
     action: &str,
-    source: &crate::types::Source,
+    source: &str,
     per_source: i64,
     global: Option<i64>,
 ) -> Result<(), HandlerError> {
@@ -47,7 +51,7 @@ pub async fn throttle(
     let row = tx
         .query_one(
             "SELECT count(*) FILTER (WHERE source = $2), count(*) FROM anonymous_attempts WHERE action = $1",
-            &[&action, &source.as_str()],
+            &[&action, &source],
         )
         .await?;
     let (mine, all): (i64, i64) = (row.get(0), row.get(1));
@@ -59,7 +63,7 @@ pub async fn throttle(
     }
     tx.execute(
         "INSERT INTO anonymous_attempts (action, source) VALUES ($1, $2)",
-        &[&action, &source.as_str()],
+        &[&action, &source],
     )
     .await?;
     Ok(())
@@ -70,6 +74,8 @@ pub async fn throttle(
 pub enum Purpose {
     VerifyEmail,
     PasswordReset,
+    /// Puts back the verified address a change replaced (mailed to that address).
+    EmailUndo,
 }
 
 impl Purpose {
@@ -77,6 +83,15 @@ impl Purpose {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::PasswordReset => "password_reset",
+            Self::EmailUndo => "email_undo",
+        }
+    }
+
+    /// How long a link for this purpose is good.
+    pub fn ttl(self) -> Duration {
+        match self {
+            Self::EmailUndo => EMAIL_UNDO_TTL,
+            Self::VerifyEmail | Self::PasswordReset => EMAIL_TOKEN_TTL,
         }
     }
 }
@@ -102,7 +117,7 @@ pub async fn create_email_token(
             &user.0,
             &purpose.as_str(),
             &email,
-            &(EMAIL_TOKEN_TTL.num_seconds() as f64),
+            &(purpose.ttl().num_seconds() as f64),
         ],
     )
     .await?;
@@ -149,6 +164,21 @@ pub async fn use_email_token(tx: &impl GenericClient, hash: &[u8]) -> Result<boo
         )
         .await?
         == 1)
+}
+
+/// Ends every unused verification and reset link of `user`: after a password change or reset or
+/// an address change, a link mailed before must not work (one mailed to an old address least of
+/// all). The links that put an old address back are kept: they are the owner's way back from a
+/// change someone else made.
+pub async fn end_links(tx: &impl GenericClient, user: UserId) -> Result<(), HandlerError> {
+    tx.execute(
+        "UPDATE email_tokens SET expires_at = now()
+         WHERE user_id = $1 AND used_at IS NULL AND expires_at > now()
+           AND purpose IN ('verify_email', 'password_reset')",
+        &[&user.0],
+    )
+    .await?;
+    Ok(())
 }
 
 /// A refresh token as handed to the client.
@@ -228,6 +258,7 @@ pub async fn set_password(
     )
     .await?;
     end_sessions(tx, user).await?;
+    end_links(tx, user).await?;
     crate::notify::record(
         tx,
         user,
@@ -237,6 +268,47 @@ pub async fn set_password(
         None,
     )
     .await
+}
+
+/// Checks the caller's current password (to change it, the address, or to delete the account),
+/// through the login throttle of the user's name and the caller's address: a wrong one counts as
+/// a failed login there, and a locked scope refuses without checking, so a stolen token cannot be
+/// used to guess the password. The check runs in a bounded password slot, holding no connection.
+/// Returns the user's username and email. A user without a password here (a Cognito pool's)
+/// passes: the token is the proof.
+pub async fn check_current_password(
+    services: &crate::services::Services,
+    user: UserId,
+    source: &crate::types::Source,
+    password: &secrecy::SecretString,
+) -> Result<(Option<String>, Option<String>), HandlerError> {
+    let row = crate::store::client(&services.store)
+        .await?
+        .query_one(
+            "SELECT username, email, password_hash FROM users WHERE id = $1",
+            &[&user.0],
+        )
+        .await?;
+    let (username, email, hash): (Option<String>, Option<String>, Option<String>) =
+        (row.get(0), row.get(1), row.get(2));
+    let (Some(name), Some(hash)) = (username.as_deref(), hash) else {
+        return Ok((username, email));
+    };
+    let granted = throttle::reserve(services, name, source).await?;
+    let right = services.passwords.verify(password.clone(), Some(hash)).await?;
+    throttle::settle(
+        &*crate::store::client(&services.store).await?,
+        granted.lease,
+        right,
+    )
+    .await?;
+    if !right {
+        return Err(HandlerError::rejected(
+            crate::error::ErrorCode::Unauthorized,
+            "the current password is wrong",
+        ));
+    }
+    Ok((username, email))
 }
 
 /// An email address as it is stored: trimmed, in lower case, with one `@` between a local part and
@@ -298,7 +370,8 @@ pub async fn cognito_session(
                 .execute(
                     "INSERT INTO users (username, cognito_sub, email, email_verified)
                      SELECT $1, $2, e.email, e.email IS NOT NULL
-                     FROM (SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM users WHERE email = $3) THEN $3 END AS email) e
+                     FROM (SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM users WHERE email = $3 AND email_verified)
+                                       THEN $3 END AS email) e
                      ON CONFLICT (cognito_sub) DO NOTHING",
                     &[
                         &format!(

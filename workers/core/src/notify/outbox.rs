@@ -261,7 +261,8 @@ async fn record(
 }
 
 /// The mail for a taken row: a verification or reset mail gets its link, derived from the nonce
-/// the row keeps.
+/// the row keeps, and the security mail of an address change the link that puts the old address
+/// back (from its `undo_nonce`).
 fn render(services: &Services, taken: &Taken) -> anyhow::Result<templates::Rendered> {
     let event = Event::parse(&taken.event)?;
     let web_url = services.mail.config.web_url.trim_end_matches('/');
@@ -274,6 +275,10 @@ fn render(services: &Services, taken: &Taken) -> anyhow::Result<templates::Rende
     if let (Some(page), Some(nonce)) = (page, data.get("nonce").and_then(Value::as_str)) {
         let token = services.tokens.email_token(nonce);
         data["link"] = Value::String(format!("{web_url}/{page}?token={token}"));
+    }
+    if let Some(nonce) = data.get("undo_nonce").and_then(Value::as_str) {
+        let token = services.tokens.email_token(nonce);
+        data["undo_link"] = Value::String(format!("{web_url}/undo-email?token={token}"));
     }
     templates::render(
         event,

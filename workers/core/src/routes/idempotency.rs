@@ -98,9 +98,21 @@ pub fn judge(
         billing.replayed = true,
         "request seen before; replaying its reply"
     );
-    row.get::<_, Option<Value>>(3).ok_or_else(|| {
+    let reply = row.get::<_, Option<Value>>(3).ok_or_else(|| {
         HandlerError::internal(anyhow::anyhow!("processed request without a stored reply"))
-    })
+    })?;
+    if reply == erased() {
+        return Err(HandlerError::rejected(
+            ErrorCode::Unauthorized,
+            "the account this request belonged to was deleted",
+        ));
+    }
+    Ok(reply)
+}
+
+/// What a stored reply becomes when its account is deleted (`me_delete`).
+pub fn erased() -> Value {
+    serde_json::json!({ "erased": true })
 }
 
 /// Keeps `reply` for repeats of the request, in its transaction.

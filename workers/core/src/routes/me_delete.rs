@@ -2,7 +2,8 @@
 //!
 //! Erased: the username, email address, display name, password hash, Cognito id, preferences,
 //! sessions (every token ends), mailed tokens, the inbox and pending mails, failed-login and
-//! link-attempt counts, and the username in the audit event of the account's creation. The
+//! link-attempt counts, the username in the audit event of the account's creation, and the
+//! replies kept for repeats of its requests (but its payments' receipts). The
 //! apartments are unlinked from the account. Kept, under the account's id alone (a pseudonym once
 //! nothing else names it): payments and the audit trail, because they are the books
 //! (`docs/data-deletion.md` says what and why). One last security mail goes to the verified
@@ -16,7 +17,6 @@ use serde_json::{Map, Value};
 use super::common::{bump_apartments, to_data};
 use super::idempotency;
 use super::me::EVERYONE;
-use super::me_password::check_password;
 use super::{Callers, Context, HandlerResult, Kind, Route, body};
 use crate::call::Path;
 use crate::notify::{self, Event};
@@ -53,7 +53,8 @@ impl Route for Request {
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
         let user = cx.caller()?.user_id;
-        check_password(cx.services, user, &self.password).await?;
+        crate::accounts::check_current_password(cx.services, user, &cx.call.source, &self.password)
+            .await?;
         let mut mail = None;
         let data = idempotency::once(cx, Kind::MeDelete, self, async |tx| {
             let row = tx
@@ -121,6 +122,16 @@ impl Route for Request {
             .await?;
             tx.execute("SELECT erase_user_from_audit($1)", &[&user.0])
                 .await?;
+            // The replies kept for repeats of the account's requests hold its name, address,
+            // display name and apartments (`me`, `signup`, `verify_email`, ...): erased too. The
+            // receipts of its payments are the books and hold no personal data; this request's
+            // own reply is kept for its repeats.
+            tx.execute(
+                "UPDATE processed_requests SET reply = $2
+                 WHERE user_id = $1 AND kind NOT IN ('payments', 'me_delete') AND reply IS NOT NULL",
+                &[&user.0, &super::idempotency::erased()],
+            )
+            .await?;
             to_data(&DeletedData {
                 deleted: true,
                 user_id: user,

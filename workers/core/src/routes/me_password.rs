@@ -1,6 +1,8 @@
 //! `me_password`: the caller changes their password, giving the current one
-//! (`POST /me/password`). Every session ends, this one included (log in again), and a security
-//! mail says so.
+//! (`POST /me/password`), which is checked through the login throttle (a wrong one counts as a
+//! failed login for the user's name and the caller's address). Every session ends, this one
+//! included (log in again), every unused verification and reset link with it, and a security mail
+//! says so.
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -12,8 +14,7 @@ use super::me::EVERYONE;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::accounts::{self, policy};
 use crate::call::Path;
-use crate::services::Services;
-use crate::types::{ParseError, UserId};
+use crate::types::ParseError;
 
 #[derive(Debug, Serialize)]
 pub struct Request {
@@ -58,7 +59,9 @@ impl Route for Request {
                 "passwords are kept by the Cognito user pool; change yours there",
             ));
         }
-        let (username, email) = check_password(cx.services, user, &self.password).await?;
+        let (username, email) =
+            accounts::check_current_password(cx.services, user, &cx.call.source, &self.password)
+                .await?;
         let local = email.as_deref().and_then(|e| e.split('@').next());
         policy::check(
             self.new_password.expose_secret(),
@@ -83,31 +86,4 @@ impl Route for Request {
         cx.mail_after_commit(mail);
         Ok(data)
     }
-}
-
-/// Checks the caller's current password (in a bounded password slot, holding no connection);
-/// returns their username and email. A user without a password here (a Cognito pool's) passes:
-/// their token is the proof.
-pub async fn check_password(
-    services: &Services,
-    user: UserId,
-    password: &SecretString,
-) -> Result<(Option<String>, Option<String>), HandlerError> {
-    let row = services
-        .store
-        .get()
-        .await?
-        .query_one(
-            "SELECT username, email, password_hash FROM users WHERE id = $1",
-            &[&user.0],
-        )
-        .await?;
-    let hash: Option<String> = row.get(2);
-    if hash.is_some() && !services.passwords.verify(password.clone(), hash).await? {
-        return Err(HandlerError::rejected(
-            ErrorCode::Unauthorized,
-            "the current password is wrong",
-        ));
-    }
-    Ok((row.get(0), row.get(1)))
 }

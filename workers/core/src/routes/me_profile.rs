@@ -1,27 +1,40 @@
 //! `me_profile`: changes the caller's email address, display name or notification preferences
-//! (`POST /me/profile`, reply kind `me`). A new address must be verified again (a mail goes to
-//! it) and the old one, if verified, is told; an address another account has is `conflict`.
-//! Preferences merge into the stored ones, per event and channel; security mail cannot be turned
-//! off.
+//! (`POST /me/profile`, reply kind `me`). Preferences merge into the stored ones, per event and
+//! channel; security mail cannot be turned off.
+//!
+//! Changing the address takes the current `password` (checked through the login throttle: a
+//! wrong one is `unauthorized` and counts as a failed login), so a stolen access token cannot
+//! move the account to its holder's mailbox. Address changes are throttled per user. The new
+//! address is unverified until its mail's link is followed; every unused verification and reset
+//! link ends. The old address, if verified, is told, with a link that puts it back for 7 days
+//! (`email_undo`). The reply is the same whether or not another account has the address: an
+//! address counts as taken only once verified, and if it is, its owner gets a mail saying someone
+//! tried, and no verification link goes out, so the route reveals no address.
 
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::common::text;
 use super::idempotency;
 use super::me::EVERYONE;
-use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
+use super::{Callers, Context, HandlerError, HandlerResult, Kind, Route, body};
 use crate::accounts::{self, Purpose};
 use crate::call::Path;
 use crate::notify::{self, Event};
-use crate::types::ParseError;
+use crate::types::{ParseError, UserId};
 
 /// A display name has at most this many characters.
 pub const MAX_DISPLAY_NAME: usize = 100;
+/// Address changes of one user an hour.
+pub const EMAIL_CHANGES_PER_HOUR: i64 = 5;
 
 #[derive(Debug, Serialize)]
 pub struct Request {
     pub email: Option<String>,
+    /// The current password, required with `email`.
+    #[serde(skip)]
+    pub password: Option<SecretString>,
     /// `Some(None)` clears the name.
     pub display_name: Option<Option<String>>,
     /// `{"<event>": {"email"?: bool, "inbox"?: bool}}`.
@@ -33,6 +46,8 @@ pub struct Request {
 struct Body {
     #[serde(default)]
     email: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
     #[serde(default)]
     display_name: Option<Value>,
     #[serde(default)]
@@ -67,8 +82,15 @@ impl Route for Request {
                 "name at least one of `email`, `display_name` and `notification_preferences`",
             ));
         }
+        let password = b.password.map(super::auth::parse_password).transpose()?;
+        if email.is_some() && password.is_none() {
+            return Err(ParseError::new(
+                "changing `email` takes your current `password` too",
+            ));
+        }
         Ok(Self {
             email,
+            password,
             display_name,
             notification_preferences,
         })
@@ -76,6 +98,9 @@ impl Route for Request {
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
         let user = cx.caller()?.user_id;
+        if let (Some(_), Some(password)) = (&self.email, &self.password) {
+            accounts::check_current_password(cx.services, user, &cx.call.source, password).await?;
+        }
         let mut mails = Vec::new();
         let data = idempotency::once(cx, Kind::MeProfile, self, async |tx| {
             let row = tx
@@ -88,55 +113,15 @@ impl Route for Request {
             let mut stored: Value = row.get(2);
             let username: Option<String> = row.get(3);
             if let Some(email) = self.email.as_ref().filter(|e| old.as_ref() != Some(*e)) {
-                let taken = tx
-                    .query_opt(
-                        "SELECT 1 FROM users WHERE email = $1 AND id <> $2",
-                        &[email, &user.0],
-                    )
-                    .await?;
-                if taken.is_some() {
-                    return Err(HandlerError::rejected(
-                        ErrorCode::Conflict,
-                        "this email address belongs to another account",
-                    ));
-                }
-                tx.execute(
-                    "UPDATE users SET email = $2, email_verified = false WHERE id = $1",
-                    &[&user.0, email],
-                )
-                .await?;
-                let nonce = accounts::create_email_token(
+                accounts::throttle(
                     tx,
-                    &cx.services.tokens,
-                    user,
-                    Purpose::VerifyEmail,
-                    email,
+                    "email_change",
+                    &format!("user:{user}"),
+                    EMAIL_CHANGES_PER_HOUR,
+                    None,
                 )
                 .await?;
-                mails.push(
-                    notify::record(
-                        tx,
-                        user,
-                        Event::VerifyEmail,
-                        &format!("verify:{nonce}"),
-                        &json!({ "nonce": nonce, "username": username }),
-                        Some(email),
-                    )
-                    .await?,
-                );
-                if let (Some(old), true) = (&old, verified) {
-                    mails.push(
-                        notify::record(
-                            tx,
-                            user,
-                            Event::AccountSecurity,
-                            &format!("security:{}", cx.call.request_id),
-                            &notify::security("email_changed"),
-                            Some(old),
-                        )
-                        .await?,
-                    );
-                }
+                mails.extend(change_email(cx, tx, user, email, old.as_deref(), verified, username.as_deref()).await?);
             }
             if let Some(name) = &self.display_name {
                 tx.execute(
@@ -161,6 +146,82 @@ impl Route for Request {
         }
         Ok(data)
     }
+}
+
+/// Gives `user` the address `email`, unverified, and records the mails that go with it: the
+/// verification link to the new address, unless another account has it verified (its owner is
+/// told someone tried instead); the change, with a link that puts it back, to the old address if
+/// it was verified. Every unused verification and reset link of the account ends first.
+async fn change_email(
+    cx: &Context<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
+    user: UserId,
+    email: &str,
+    old: Option<&str>,
+    old_verified: bool,
+    username: Option<&str>,
+) -> Result<Vec<Option<i64>>, HandlerError> {
+    let mut mails = Vec::new();
+    let owner: Option<i64> = tx
+        .query_opt(
+            "SELECT id FROM users WHERE email = $1 AND email_verified AND id <> $2",
+            &[&email, &user.0],
+        )
+        .await?
+        .map(|r| r.get(0));
+    tx.execute(
+        "UPDATE users SET email = $2, email_verified = false WHERE id = $1",
+        &[&user.0, &email],
+    )
+    .await?;
+    accounts::end_links(tx, user).await?;
+    let key = format!("security:{}", cx.call.request_id);
+    match owner {
+        None => {
+            let nonce = accounts::create_email_token(
+                tx,
+                &cx.services.tokens,
+                user,
+                Purpose::VerifyEmail,
+                email,
+            )
+            .await?;
+            mails.push(
+                notify::record(
+                    tx,
+                    user,
+                    Event::VerifyEmail,
+                    &format!("verify:{nonce}"),
+                    &json!({ "nonce": nonce, "username": username }),
+                    Some(email),
+                )
+                .await?,
+            );
+        }
+        // Taken: its owner hears of the attempt, and the caller's reply is the same.
+        Some(owner) => mails.push(
+            notify::record(
+                tx,
+                UserId(owner),
+                Event::AccountSecurity,
+                &format!("{key}:taken"),
+                &notify::security("address_attempt"),
+                Some(email),
+            )
+            .await?,
+        ),
+    }
+    if let (Some(old), true) = (old, old_verified) {
+        let nonce =
+            accounts::create_email_token(tx, &cx.services.tokens, user, Purpose::EmailUndo, old)
+                .await?;
+        let mut data = notify::security("email_changed");
+        data["undo_nonce"] = Value::String(nonce);
+        mails.push(
+            notify::record(tx, user, Event::AccountSecurity, &key, &data, Some(old)).await?,
+        );
+    }
+    Ok(mails)
 }
 
 /// Checks preferences: known events, channels `email` and `inbox`, booleans; security mail on.

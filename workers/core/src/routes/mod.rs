@@ -16,6 +16,7 @@ pub mod bill_void;
 pub mod bills_ingest;
 pub mod common;
 pub mod document;
+pub mod email_undo;
 pub mod histories;
 pub mod idempotency;
 pub mod logout;
@@ -99,6 +100,10 @@ pub struct Ran {
     /// Any other reply goes only to a queue that exists, so nobody makes queues with requests
     /// that prove nothing.
     pub vouched: bool,
+    /// The mails its transaction recorded, to send once the reply is on its way: the reply never
+    /// waits for the mail, so its timing tells nothing of whether there was one to send (a reset
+    /// requested for an address no account has answers as fast as one that mails).
+    pub mails: Vec<i64>,
 }
 
 impl Context<'_> {
@@ -111,8 +116,8 @@ impl Context<'_> {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Sends this outbox mail right after the route succeeds (its transaction committed); if the
-    /// route fails, its transaction rolled the mail back and nothing is sent.
+    /// Sends this outbox mail right after the route succeeds (its transaction committed) and its
+    /// reply is sent; if the route fails, its transaction rolled the mail back and nothing is sent.
     pub fn mail_after_commit(&self, id: Option<i64>) {
         if let Some(id) = id {
             self.mails.lock().expect("mail list").push(id);
@@ -242,6 +247,9 @@ routes! {
     PasswordReset => password_reset,
     /// Sets a new password with the reset mail's token: `POST /auth/password-reset/confirm`.
     PasswordResetConfirm => password_reset_confirm,
+    /// Puts back the address a change replaced, with the security mail's link:
+    /// `POST /auth/email-undo`.
+    EmailUndo => email_undo,
     /// Trades a refresh token for a new pair (reply kind `auth`): `POST /auth/refresh`.
     Refresh => refresh,
     /// Ends a session: `POST /auth/logout`.
@@ -302,6 +310,7 @@ async fn run<R: Route>(request: &R, services: &Services, call: &Call) -> Ran {
                     return Ran {
                         result: Err(e),
                         vouched: false,
+                        mails: Vec::new(),
                     };
                 }
             };
@@ -310,6 +319,7 @@ async fn run<R: Route>(request: &R, services: &Services, call: &Call) -> Ran {
                 return Ran {
                     result: Err(e),
                     vouched: true,
+                    mails: Vec::new(),
                 };
             }
             Some(session)
@@ -329,13 +339,14 @@ async fn run<R: Route>(request: &R, services: &Services, call: &Call) -> Ran {
             "the route answered without checking the session epoch"
         )));
     }
-    if result.is_ok() {
-        let mails = std::mem::take(&mut *cx.mails.lock().expect("mail list"));
-        crate::notify::outbox::send_now(services, &mails).await;
-    }
+    let mails = match result {
+        Ok(_) => std::mem::take(&mut *cx.mails.lock().expect("mail list")),
+        Err(_) => Vec::new(),
+    };
     Ran {
         vouched: cx.vouched.load(std::sync::atomic::Ordering::Relaxed),
         result,
+        mails,
     }
 }
 

@@ -1,7 +1,8 @@
 //! `password_reset`: asks for a mail with a link to choose a new password
-//! (`POST /auth/password-reset`). The reply is the same whether or not an account has the
-//! address, so it reveals none; requests are throttled per source address. The same request
-//! delivered twice mails once.
+//! (`POST /auth/password-reset`). The link goes only to an account's verified address: an address
+//! someone set without proving it is theirs never receives one. The reply is the same whether or
+//! not an account has the address, and as fast (the mail goes after the reply), so it reveals
+//! none; requests are throttled per source address. The same request delivered twice mails once.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -50,7 +51,7 @@ impl Route for Request {
         accounts::throttle(
             &tx,
             "password_reset",
-            &cx.call.source,
+            cx.call.source.as_str(),
             cx.services.anonymous.resets_per_source,
             None,
         )
@@ -58,7 +59,7 @@ impl Route for Request {
         cx.vouch();
         let user = tx
             .query_opt(
-                "SELECT id, username FROM users WHERE email = $1 AND deleted_at IS NULL",
+                "SELECT id, username FROM users WHERE email = $1 AND email_verified AND deleted_at IS NULL",
                 &[&self.email],
             )
             .await?;

@@ -72,10 +72,14 @@ impl Route for Request {
                 if !accounts::use_email_token(tx, &token.hash).await? {
                     return Err(bad_token("password reset"));
                 }
+                // Good only for the address it was mailed to, while that is the account's
+                // verified address.
                 let username: Option<String> = tx
                     .query_opt(
-                        "SELECT username FROM users WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
-                        &[&token.user.0],
+                        "SELECT username FROM users
+                         WHERE id = $1 AND deleted_at IS NULL AND email = $2 AND email_verified
+                         FOR UPDATE",
+                        &[&token.user.0, &token.email],
                     )
                     .await?
                     .and_then(|r| r.get(0));

@@ -88,7 +88,7 @@ impl Route for Request {
         accounts::throttle(
             &tx,
             "signup",
-            &cx.call.source,
+            cx.call.source.as_str(),
             limits.signups_per_source,
             Some(limits.signups),
         )
@@ -100,7 +100,10 @@ impl Route for Request {
         policy::check(self.password.expose_secret(), &[&self.username, local])
             .map_err(|e| HandlerError::rejected(ErrorCode::InvalidRequest, e.0))?;
         let owner: Option<i64> = tx
-            .query_opt("SELECT id FROM users WHERE email = $1", &[&self.email])
+            .query_opt(
+                "SELECT id FROM users WHERE email = $1 AND email_verified",
+                &[&self.email],
+            )
             .await?
             .map(|r| r.get(0));
         let email = owner.is_none().then_some(self.email.as_str());

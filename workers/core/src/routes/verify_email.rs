@@ -78,7 +78,18 @@ impl Route for Request {
                     "UPDATE users SET email_verified = true WHERE id = $1 AND email = $2 AND deleted_at IS NULL",
                     &[&token.user.0, &token.email],
                 )
-                .await?;
+                .await
+                .map_err(|e| {
+                    // An address counts as taken once verified: another account verified it first.
+                    if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                        HandlerError::rejected(
+                            ErrorCode::Conflict,
+                            "this address was verified by another account; choose another",
+                        )
+                    } else {
+                        e.into()
+                    }
+                })?;
             if verified == 0 {
                 return Err(HandlerError::rejected(
                     ErrorCode::Conflict,

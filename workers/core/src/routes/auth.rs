@@ -1,8 +1,6 @@
 //! `auth`: checks a username and password and issues a token bound to the client's reply queue,
 //! with the apartments the user owns, and a refresh token that starts a new session (see the
-//! `refresh` route). Attempts go through the [`throttle`] first.
-
-pub mod throttle;
+//! `refresh` route). Attempts go through the login [`throttle`] first.
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
@@ -10,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{page_len, to_data};
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, body};
+use crate::accounts::throttle;
 use crate::cache::CacheKey;
 use crate::call::Path;
 use crate::services::Services;
