@@ -571,3 +571,67 @@ async fn a_deleted_account_leaves_its_name_address_and_display_name_nowhere() {
         found.join("\n")
     );
 }
+
+#[tokio::test]
+async fn a_refresh_is_answered_again_only_while_what_it_minted_is_unused_and_briefly() {
+    let f = Fixture::new().await;
+    let (_, name, _, _) = household(&f).await;
+    let login = || async {
+        let reply = anonymous(
+            &f,
+            "auth",
+            json!({ "username": name, "password": PASSWORD }),
+            "198.51.100.28",
+        )
+        .await;
+        reply["data"]["refresh_token"].as_str().unwrap().to_owned()
+    };
+    let refresh = |request_id: Uuid, token: String| {
+        let f = &f;
+        async move {
+            let mut inbound = addressed(
+                f,
+                "refresh",
+                json!({ "refresh_token": token }),
+                "198.51.100.28",
+            );
+            let mut body: Value = serde_json::from_str(&inbound.body).unwrap();
+            body["request_id"] = json!(request_id);
+            inbound.body = body.to_string();
+            f.send(inbound).await
+        }
+    };
+
+    let first = login().await;
+    let rotation = Uuid::new_v4();
+    let second = refresh(rotation, first.clone()).await;
+    let minted = second["data"]["refresh_token"].as_str().unwrap().to_owned();
+    // Delivered again at once, before its new token was used: the same answer.
+    let again = refresh(rotation, first.clone()).await;
+    assert_eq!(again["data"]["refresh_token"], minted.as_str(), "{again}");
+    // Its new token used, the old token and request id together are a replay: the family ends.
+    let third = refresh(Uuid::new_v4(), minted.clone()).await;
+    let newest = third["data"]["refresh_token"].as_str().unwrap().to_owned();
+    let replayed = refresh(rotation, first).await;
+    assert_eq!(replayed["error"]["code"], "unauthorized", "{replayed}");
+    let family = refresh(Uuid::new_v4(), newest).await;
+    assert_eq!(family["error"]["code"], "unauthorized", "{family}");
+
+    // Later than a few minutes after the rotation, even an unused one is not answered again.
+    let first = login().await;
+    let rotation = Uuid::new_v4();
+    let ok = refresh(rotation, first.clone()).await;
+    assert_eq!(ok["status"], "ok", "{ok}");
+    f.db.pool
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE refresh_tokens SET rotated_at = now() - interval '10 minutes' WHERE rotated_by = $1",
+            &[&rotation],
+        )
+        .await
+        .unwrap();
+    let late = refresh(rotation, first).await;
+    assert_eq!(late["error"]["code"], "unauthorized", "{late}");
+}

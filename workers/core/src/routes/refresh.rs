@@ -5,7 +5,10 @@
 //! used means a copy of it is in someone else's hands: its whole family (every token descended
 //! from the same login) is revoked, and both holders must log in again (OAuth 2.0 security best
 //! current practice, refresh token rotation). The same request delivered twice is not a reuse: it
-//! gets the same new refresh token again, which is derived from the request and the old token.
+//! gets the same new refresh token again, which is derived from the request and the old token,
+//! but only while that new token is unused and for [`REDELIVERY_WINDOW`] after the rotation. A
+//! "redelivery" later than that, or after the new token was used, is a replay of an old token
+//! and its request id (both can leak together): it counts as reuse, and the family is revoked.
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -38,6 +41,9 @@ pub fn parse_refresh_token(raw: String) -> Result<SecretString, ParseError> {
     Ok(raw.into())
 }
 
+/// How long after a rotation the same request, delivered again, is answered again.
+pub const REDELIVERY_WINDOW: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
 fn refused(why: &str) -> HandlerError {
     HandlerError::rejected(
         ErrorCode::Unauthorized,
@@ -61,9 +67,10 @@ impl Route for Request {
         let tx = client.transaction().await?;
         let Some(token) = tx
             .query_opt(
-                "SELECT user_id, family, epoch, expires_at > now(), rotated_by, revoked_at IS NOT NULL
+                "SELECT user_id, family, epoch, expires_at > now(), rotated_by, revoked_at IS NOT NULL,
+                        rotated_at > now() - make_interval(secs => $2)
                  FROM refresh_tokens WHERE hash = $1 FOR UPDATE",
-                &[&hash],
+                &[&hash, &REDELIVERY_WINDOW.as_secs_f64()],
             )
             .await?
         else {
@@ -74,8 +81,8 @@ impl Route for Request {
         let user = UserId(token.get(0));
         let family: Uuid = token.get(1);
         let epoch: i32 = token.get(2);
-        let (live, rotated_by, revoked): (bool, Option<Uuid>, bool) =
-            (token.get(3), token.get(4), token.get(5));
+        let (live, rotated_by, revoked, lately): (bool, Option<Uuid>, bool, Option<bool>) =
+            (token.get(3), token.get(4), token.get(5), token.get(6));
         let row = tx
             .query_opt(
                 "SELECT id, password_hash, role, provider_id, apartments_version, session_epoch, username
@@ -89,8 +96,25 @@ impl Route for Request {
         if revoked || !live || row.get::<_, i32>(5) != epoch {
             return Err(refused("this session has ended"));
         }
+        let next = cx.services.tokens.derive(
+            "refresh-rotation",
+            &[cx.call.request_id.0.as_bytes().as_slice(), &hash].concat(),
+        );
+        // This request delivered again: answered again only while what it minted is unused, and
+        // not for long.
+        let redelivered = match rotated_by {
+            Some(by) if by == cx.call.request_id.0 && lately == Some(true) => tx
+                .query_opt(
+                    "SELECT 1 FROM refresh_tokens
+                     WHERE hash = $1 AND rotated_at IS NULL AND revoked_at IS NULL",
+                    &[&accounts::sha256(&next)],
+                )
+                .await?
+                .is_some(),
+            _ => false,
+        };
         match rotated_by {
-            Some(by) if by == cx.call.request_id.0 => {} // this request, delivered again
+            Some(_) if redelivered => {}
             Some(_) => {
                 tx.execute(
                     "UPDATE refresh_tokens SET revoked_at = now() WHERE family = $1 AND revoked_at IS NULL",
@@ -114,10 +138,6 @@ impl Route for Request {
                 .await?;
             }
         }
-        let next = cx.services.tokens.derive(
-            "refresh-rotation",
-            &[cx.call.request_id.0.as_bytes().as_slice(), &hash].concat(),
-        );
         let refresh = accounts::issue_refresh(&tx, user, epoch, Some(family), next).await?;
         tx.commit().await?;
         let username: String = row.get(6);
