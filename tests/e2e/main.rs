@@ -14,6 +14,7 @@ mod logs;
 mod metrics;
 mod pool;
 mod reply_queues;
+mod restore;
 mod sizes;
 mod sweeper;
 mod walkthrough;

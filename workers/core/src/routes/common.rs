@@ -312,7 +312,7 @@ pub async fn bump_apartments(
     }
     client
         .execute(
-            "UPDATE apartments SET version = version + 1
+            "UPDATE apartments SET version = cache_version()
              WHERE id IN (SELECT id FROM apartments WHERE id = ANY($1) ORDER BY id FOR UPDATE)",
             &[&apartments],
         )

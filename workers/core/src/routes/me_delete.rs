@@ -115,7 +115,7 @@ impl Route for Request {
                 "UPDATE users SET username = NULL, password_hash = NULL, email = NULL, email_verified = false,
                         display_name = NULL, notification_preferences = '{}', cognito_sub = NULL,
                         deleted_at = now(), session_epoch = session_epoch + 1,
-                        apartments_version = apartments_version + 1
+                        apartments_version = cache_version()
                  WHERE id = $1",
                 &[&user.0],
             )

@@ -242,7 +242,7 @@ const SETTLE: &str =
     "UPDATE bills SET status = 'paid', payment_id = ($2::uuid[])[array_position($1::bigint[], id)]
     WHERE id = ANY($1)";
 
-const BUMP: &str = "UPDATE apartments SET version = version + 1 WHERE id = $1";
+const BUMP: &str = "UPDATE apartments SET version = cache_version() WHERE id = $1";
 
 const RECORD: &str = "UPDATE processed_requests SET reply = $2 WHERE request_id = $1";
 
