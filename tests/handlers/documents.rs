@@ -521,3 +521,28 @@ async fn the_receipt_mail_links_the_receipt_document() {
         1
     );
 }
+
+#[tokio::test]
+async fn an_apartment_gets_twenty_new_statements_a_day_and_any_issued_one_again() {
+    let f = Fixture::new().await;
+    let window = |day: u32| json!({ "kind": "statement", "format": "csv", "from": "2026-05-01", "to": format!("2026-06-{day:02}") });
+    let first = f.issued(1, window(1)).await;
+    for day in 2..=qbill_core::documents::NEW_STATEMENTS_PER_DAY as u32 {
+        f.issued(1, window(day)).await;
+    }
+    // Each new window is a new file kept in S3: not without bound.
+    let more = f.document(DEMO, 1, window(25)).await;
+    assert_eq!(error_code(&more), "forbidden", "{more}");
+    assert_eq!(
+        f.db.count(
+            "SELECT count(*) FROM documents WHERE apartment_id = 1 AND kind = 'statement'",
+            &[]
+        )
+        .await,
+        qbill_core::documents::NEW_STATEMENTS_PER_DAY
+    );
+    // One issued already is given again, and another apartment has its own bound.
+    let again = f.issued(1, window(1)).await;
+    assert_eq!(again["document_id"], first["document_id"]);
+    f.issued(2, window(25)).await;
+}

@@ -116,6 +116,9 @@ pub async fn issue(
         tx.commit().await?;
         return issued(kind, format, &row);
     }
+    if kind == Kind::Statement {
+        bound_statements(&tx, apartment).await?;
+    }
 
     let bytes = tokio::task::spawn_blocking(move || render::render(&document, format))
         .await
@@ -167,6 +170,43 @@ pub async fn issue(
     tx.commit().await?;
     tracing::info!(document.id = %id, document.kind = kind.as_str(), document.format = format.as_str(), document.bytes = size, "document issued");
     issued(kind, format, &row)
+}
+
+/// New statements of one apartment a day. Receipts and bills are bounded by the payments and
+/// bills there are; a statement's window is anyone's choice, and each new one is a new file kept
+/// in S3, so each apartment gets this many new windows a day (asking again for one issued already
+/// is free).
+pub const NEW_STATEMENTS_PER_DAY: i64 = 20;
+
+/// Refuses a new statement of `apartment` once [`NEW_STATEMENTS_PER_DAY`] were issued in the last
+/// day; new statements of one apartment take turns, so concurrent ones cannot pass the bound.
+async fn bound_statements(
+    tx: &tokio_postgres::Transaction<'_>,
+    apartment: ApartmentId,
+) -> Result<(), HandlerError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&format!("new statements of {apartment}")],
+    )
+    .await?;
+    let issued: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM documents
+             WHERE apartment_id = $1 AND kind = 'statement' AND created_at > now() - interval '1 day'",
+            &[&apartment.0],
+        )
+        .await?
+        .get(0);
+    if issued >= NEW_STATEMENTS_PER_DAY {
+        return Err(HandlerError::rejected(
+            ErrorCode::Forbidden,
+            format!(
+                "apartment {apartment} had {NEW_STATEMENTS_PER_DAY} new statements in the last day; \
+                 ask again tomorrow, or for a statement issued already"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn issued(kind: Kind, format: Format, row: &tokio_postgres::Row) -> Result<Issued, HandlerError> {
