@@ -30,6 +30,7 @@ export const routes = {
   "/auth": "auth",
   "/auth/signup": "signup",
   "/auth/verify-email": "verify_email",
+  "/auth/email-undo": "email_undo",
   "/auth/password-reset": "password_reset",
   "/auth/password-reset/confirm": "password_reset_confirm",
   "/auth/refresh": "auth",

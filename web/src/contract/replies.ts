@@ -151,6 +151,13 @@ export interface VerifyEmailData {
   email_verified: boolean;
 }
 
+/** The old address back, verified; every session of the account has ended. */
+export interface EmailUndoData {
+  email: string;
+  email_verified: true;
+  message: string;
+}
+
 export interface PasswordResetData {
   message: string;
 }
@@ -224,6 +231,7 @@ export interface ReplyData {
   user: UserData;
   signup: SignupData;
   verify_email: VerifyEmailData;
+  email_undo: EmailUndoData;
   password_reset: PasswordResetData;
   password_reset_confirm: PasswordResetConfirmData;
   logout: LogoutData;
