@@ -37,6 +37,13 @@ export class ReplyError extends Error {
 /** The gateway refused the request before it reached the engine (a 400), or never answered. */
 export class GatewayError extends Error {}
 
+/**
+ * The request was taken, sent again, and never answered. The engine answers a request that proves
+ * nothing (no valid token, an unknown link) only on a reply queue that exists already, so a tab's
+ * first request with a used or expired link ends here rather than in an error reply.
+ */
+export class NoReplyError extends GatewayError {}
+
 export interface Waiting {
   /** Requests sent and not yet answered. */
   pending: number;
@@ -128,7 +135,10 @@ export class Gateway {
       const headers: Record<string, string> = { "Content-Type": "application/json" };
       if (!pending.anonymous) {
         pending.token = await this.token();
-        if (pending.token) headers.Authorization = `Bearer ${pending.token}`;
+        // The gateway refuses a token route without its header (a 400, which LocalStack sends
+        // without CORS headers): a request left over from a session that ended is not sent.
+        if (!pending.token) throw new GatewayError("Your session is not valid any more: try again in a moment, or log in again.");
+        headers.Authorization = `Bearer ${pending.token}`;
       }
       let status = 0;
       let message = "";
@@ -166,7 +176,7 @@ export class Gateway {
     pending.timer = window.setTimeout(() => {
       if (this.pending.get(requestId) !== pending) return;
       if (pending.resends >= MAX_RESENDS) {
-        this.settle(requestId, new GatewayError("No reply came. Try again in a moment."));
+        this.settle(requestId, new NoReplyError("No reply came. Try again in a moment."));
         return;
       }
       pending.resends += 1;
