@@ -8,6 +8,8 @@ export interface App {
   go(route: string): void;
   /** Says something to screen readers (and shows it in the status line). */
   announce(message: string): void;
+  /** Draws the navigation again, after the login changed outside of logging in and out. */
+  redrawNav(): void;
 }
 
 /** A sentence for people from whatever a call failed with. */

@@ -1,11 +1,11 @@
 // The household web app: boots from /config.json (the gateway's URL), keeps one reply queue per
-// browser session, and routes `#/…` to a view. The mails' links arrive as /verify-email?token=…
-// and /reset-password?token=…, which the host serves with this same page.
+// browser session, and routes `#/…` to a view. The mails' links arrive as /verify-email?token=…,
+// /reset-password?token=… and /undo-email?token=…, which the host serves with this same page.
 import type { App } from "./app";
 import { h, replace } from "./dom";
 import type { Config, Waiting } from "./gateway";
 import { AFTER_LOGIN, Session, claimQueue } from "./session";
-import { forgotView, inboxView, loginView, resetView, signupView, verifyView } from "./views/account";
+import { forgotView, inboxView, loginView, resetView, signupView, undoEmailView, verifyView } from "./views/account";
 import { apartmentsView, linkView } from "./views/apartments";
 import { billView } from "./views/bill";
 import { debtsView } from "./views/debts";
@@ -27,6 +27,11 @@ async function boot(): Promise<void> {
   // are the same paths after `#`.
   if (/^\/(apartments\/\d+\/bills\/\d+|profile)$/.test(location.pathname)) {
     history.replaceState(null, "", `/#${location.pathname}`);
+  }
+  // The security mails say "reset your password at /reset-password", with no token: that is the
+  // page that asks for one.
+  if (location.pathname === "/reset-password" && !new URLSearchParams(location.search).has("token")) {
+    history.replaceState(null, "", "/#/forgot");
   }
   await claimQueue();
   const session = new Session(config);
@@ -59,6 +64,9 @@ async function boot(): Promise<void> {
     },
     announce(message) {
       live.textContent = message;
+    },
+    redrawNav() {
+      renderNav();
     },
   };
   session.onEnded = (message) => {
@@ -99,6 +107,8 @@ async function boot(): Promise<void> {
       content = verifyView(app, token);
     } else if (location.pathname === "/reset-password" && token) {
       content = resetView(app, token);
+    } else if (location.pathname === "/undo-email" && token) {
+      content = undoEmailView(app, token);
     } else {
       content = route(app, location.hash || "#/", notice);
       notice = undefined;

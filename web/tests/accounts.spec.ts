@@ -1,6 +1,7 @@
 // A household on its own, in the browser: it signs up, confirms its address from the mail's link,
 // links a provider's account with the activation code of the paper bill, hears of the next bill
-// in its inbox, and sets a new password from a reset mail.
+// in its inbox, sets a new password from a reset mail, and changes its address, which the old
+// address's mail puts back.
 import { type Page, expect, test } from "@playwright/test";
 import { Client, expectAccessible, linkIn, mailTo } from "./support";
 
@@ -150,4 +151,89 @@ test("sets a new password from the reset mail, and logs in with it; other sessio
   await expectAccessible(other);
   await other.screenshot({ path: "test-results/screens/26-session-ended.png", fullPage: true });
   await other.close();
+});
+
+test("changes the address with its password; the old address's mail puts it back and signs every device out", async ({ browser }) => {
+  const password = "Quiet-Harbour-Violet-91";
+  const moved = `${name}-new@example.com`;
+  await page.goto("/profile");
+  await expect(page.getByRole("heading", { name: "Your account" })).toBeVisible();
+  // The password is asked for only when the address changes.
+  await expect(page.getByLabel("Current password")).toBeHidden();
+  await page.getByLabel("Email address").fill(moved);
+  const current = page.getByLabel("Current password");
+  await expect(current).toBeVisible();
+  await expect(current).toHaveAttribute("autocomplete", "current-password");
+
+  await current.fill("not-the-password-at-all");
+  await page.getByRole("button", { name: "Save" }).click();
+  await expect(page.getByRole("alert")).toHaveText("Nothing was changed: the current password is wrong.");
+  await expect(current).toBeFocused();
+  await expect(current).toHaveValue("");
+  await expectAccessible(page);
+  await page.screenshot({ path: "test-results/screens/27-address-wrong-password.png", fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+  await page.screenshot({ path: "test-results/screens/27-address-wrong-password-phone.png", fullPage: true });
+  await page.setViewportSize({ width: 1100, height: 900 });
+
+  await current.fill(password);
+  await page.getByRole("button", { name: "Save" }).click();
+  await expect(page.getByRole("status").filter({ hasText: `We sent a link to ${moved} to confirm it.` })).toContainText(
+    `${email} was told of the change, with a link that puts it back within 7 days.`,
+  );
+  await expect(page.getByText("address not confirmed yet")).toBeVisible();
+  await expect(current).toBeHidden();
+  await expectAccessible(page);
+  await page.screenshot({ path: "test-results/screens/28-address-changed.png", fullPage: true });
+  linkIn(await mailTo(moved, "Verify"), "verify-email");
+
+  // The old address's mail, opened on a phone that was never logged in.
+  const undo = linkIn(await mailTo(email, "The email address of your qbill account was changed"), "undo-email");
+  const phone = await (await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true })).newPage();
+  phone.on("console", (m) => {
+    if (m.type() === "error") errors.push(m.text());
+  });
+  phone.on("pageerror", (e) => errors.push(String(e)));
+  await phone.goto(undo);
+  await expect(phone.getByRole("heading", { name: "Undo the address change", level: 1 })).toBeFocused();
+  const form = phone.getByRole("form", { name: "Put your previous address back and sign out every device?" });
+  await expect(form).toBeVisible();
+  expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+  await expectAccessible(phone);
+  await phone.screenshot({ path: "test-results/screens/29-undo-email.png", fullPage: true });
+  await form.getByRole("button", { name: "Put it back and sign out" }).click();
+  await expect(phone.getByRole("status").filter({ hasText: `${email} is your account's address again` })).toContainText("Every device was signed out.");
+  await expect(phone.getByRole("status").filter({ hasText: "address again" })).toBeFocused();
+  const reset = phone.getByRole("link", { name: "Reset your password" });
+  await expect(reset).toBeVisible();
+  expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+  await expectAccessible(phone);
+  await phone.screenshot({ path: "test-results/screens/30-undo-email-done.png", fullPage: true });
+  await reset.click();
+  await expect(phone.getByRole("heading", { name: "Forgot your password?" })).toBeVisible();
+  await phone.close();
+
+  // The tab that made the change was signed out with every other device.
+  await page.getByRole("link", { name: "Inbox" }).click();
+  await expect(page.getByRole("heading", { name: "Log in" })).toBeVisible();
+  await expect(page.getByText(/Your session has ended/)).toBeVisible();
+  await logIn(password);
+  await page.goto("/profile");
+  await expect(page.getByLabel("Email address")).toHaveValue(email);
+  await expect(page.getByText("address confirmed")).toBeVisible();
+
+  // Wrong passwords count like failed logins: after a few, the server refuses for a while, and
+  // says how long.
+  await page.getByLabel("Email address").fill(moved);
+  const alert = page.getByRole("alert");
+  for (let attempt = 1; attempt <= 8; attempt++) {
+    await current.fill(`wrong-password-${attempt}`);
+    await page.getByRole("button", { name: "Save" }).click();
+    await expect(alert).toHaveText(/^Nothing was changed: (the current password is wrong|too many failed logins)/);
+    if ((await alert.textContent())?.includes("too many failed logins")) break;
+  }
+  await expect(alert).toHaveText(/^Nothing was changed: too many failed logins .*; try again later \(in \d+ min\)\.$/);
+  await expectAccessible(page);
+  await page.screenshot({ path: "test-results/screens/31-address-locked.png", fullPage: true });
 });

@@ -1,7 +1,8 @@
-// Logging in, signing up, the mailed links (verify the address, reset the password), and the
-// inbox of notifications.
+// Logging in, signing up, the mailed links (verify the address, reset the password, undo an
+// address change), and the inbox of notifications.
 import { explain, type App } from "../app";
 import { h } from "../dom";
+import { NoReplyError, ReplyError } from "../gateway";
 import { formatInstant } from "../money";
 import { AFTER_LOGIN } from "../session";
 import { errorBox, field, heading, onSubmit } from "./common";
@@ -111,6 +112,66 @@ export function resetView(app: App, token: string): HTMLElement {
     }
   });
   return h("section", {}, heading("Set a new password"), form);
+}
+
+/**
+ * The link of the security mail an address change sends to the old, verified address:
+ * `/undo-email?token=…`. Which address comes back is known only once it has, and putting it back
+ * signs every device out, so the page asks first.
+ */
+export function undoEmailView(app: App, token: string): HTMLElement {
+  const status = h("div", { class: "form-status" });
+  const form = h(
+    "form",
+    { class: "card narrow", "aria-labelledby": "undo-question" },
+    h(
+      "p",
+      {},
+      "The email address of your qbill account was changed, and this link went to the address it had before. " +
+        "If you did not make the change, put that address back: every device signed in to the account is signed out, " +
+        "whoever made the change too. If you made it yourself, there is nothing to do.",
+    ),
+    h("p", { class: "strong", id: "undo-question" }, "Put your previous address back and sign out every device?"),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Put it back and sign out"), h("a", { href: "#/", class: "button" }, "Keep the new address")),
+    status,
+  );
+  onSubmit(form, status, async () => {
+    let email: string;
+    try {
+      ({ email } = await app.session.gateway.call("/auth/email-undo", {}, { token }));
+    } catch (error) {
+      throw new Error(undoRefusal(error));
+    }
+    // This tab's session, if it had one, ended with every other.
+    if (app.session.user) {
+      app.session.end();
+      app.redrawNav();
+    }
+    const done = h("p", { class: "notice", role: "status", tabindex: "-1" }, `${email} is your account's address again, and confirmed. Every device was signed out.`);
+    form.replaceWith(
+      done,
+      h(
+        "div",
+        { class: "card narrow next" },
+        h("h2", {}, "Now set a new password"),
+        h("p", {}, `Whoever changed the address may know your password. Choose a new one: the link goes to ${email}.`),
+        h("a", { href: "#/forgot", class: "button primary" }, "Reset your password"),
+      ),
+      h("p", { class: "links" }, h("a", { href: "#/login" }, "Log in")),
+    );
+    done.focus();
+  });
+  return h("section", {}, heading("Undo the address change"), form);
+}
+
+function undoRefusal(error: unknown): string {
+  if (error instanceof ReplyError && error.code === "invalid_request") {
+    return `This link no longer works: it was used already, is more than 7 days old, or was cut short. (${error.message})`;
+  }
+  if (error instanceof ReplyError && error.code === "conflict") return `The address cannot be put back: ${error.message}.`;
+  // The engine answers an unknown link only on a reply queue that exists, and this tab's may not.
+  if (error instanceof NoReplyError) return "No reply came. If the link was used already or is more than 7 days old, it no longer works; otherwise try again.";
+  return explain(error, "The link");
 }
 
 export function inboxView(app: App): HTMLElement {

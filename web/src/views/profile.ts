@@ -1,8 +1,10 @@
 // The account (`/profile`, where the mails send people to choose their notifications): name,
-// address, and which events reach them by mail and in the inbox.
+// address (a new one takes the current password), and which events reach them by mail and in the
+// inbox.
 import { explain, type App } from "../app";
 import type { MeData, RequestFields } from "../contract";
 import { h } from "../dom";
+import { ReplyError } from "../gateway";
 import { errorBox, field, heading, onSubmit } from "./common";
 
 const EVENTS: Record<string, string> = {
@@ -32,6 +34,27 @@ export function profileView(app: App): HTMLElement {
 function renderProfile(app: App, me: MeData): HTMLElement {
   const name = h("input", { name: "display-name", autocomplete: "name", maxlength: 100, value: me.user.display_name ?? "" });
   const email = h("input", { name: "email", type: "email", autocomplete: "email", value: me.user.email ?? "" });
+  // Asked for only when the address changes: a stolen session alone cannot move the account to
+  // another mailbox.
+  const password = h("input", { name: "current-password", type: "password", autocomplete: "current-password" });
+  const passwordField = field("Current password", password, "Changing the address takes your password.");
+  const about = h("p", { class: "meta" });
+  const paintAbout = () =>
+    (about.textContent = `Username ${me.user.username ?? ""} · ${me.user.email_verified ? "address confirmed" : "address not confirmed yet"}`);
+  paintAbout();
+  /** The address typed, as the engine stores it, or null if it is no change. */
+  const newEmail = (): string | null => {
+    const typed = email.value.trim().toLowerCase();
+    return typed !== "" && typed !== (me.user.email ?? "") ? typed : null;
+  };
+  const askPassword = () => {
+    const asking = newEmail() !== null;
+    passwordField.hidden = !asking;
+    password.required = asking;
+    if (!asking) password.value = "";
+  };
+  email.addEventListener("input", askPassword);
+  askPassword();
   const boxes: { event: string; channel: "email" | "inbox"; box: HTMLInputElement }[] = [];
   const rows = Object.entries(me.notification_preferences).map(([event, channels]) =>
     h(
@@ -51,9 +74,10 @@ function renderProfile(app: App, me: MeData): HTMLElement {
   const form = h(
     "form",
     { class: "card" },
-    h("p", { class: "meta" }, `Username ${me.user.username ?? ""} · ${me.user.email_verified ? "address confirmed" : "address not confirmed yet"}`),
+    about,
     field("Name", name),
-    field("Email address", email, "A new address is confirmed again by mail."),
+    field("Email address", email, "A new address is confirmed again by mail, and the old one is told."),
+    passwordField,
     h(
       "table",
       { class: "preferences" },
@@ -70,21 +94,37 @@ function renderProfile(app: App, me: MeData): HTMLElement {
       if (box.checked !== me.notification_preferences[event][channel]) (preferences[event] ??= {})[channel] = box.checked;
     }
     const newName = name.value.trim() === "" ? null : name.value.trim();
+    const address = newEmail();
     const changes: RequestFields<"/me/profile"> = {
       ...(newName !== me.user.display_name ? { display_name: newName } : {}),
-      ...(email.value.trim() !== (me.user.email ?? "") && email.value.trim() !== "" ? { email: email.value.trim() } : {}),
+      ...(address !== null ? { email: address, password: password.value } : {}),
       ...(Object.keys(preferences).length > 0 ? { notification_preferences: preferences } : {}),
     };
     if (Object.keys(changes).length === 0) {
       status.replaceChildren(h("p", { class: "notice", role: "status" }, "Nothing to save."));
       return;
     }
+    const before = me.user;
     try {
       me = await app.session.gateway.call("/me/profile", {}, changes);
     } catch (error) {
+      if (address !== null && error instanceof ReplyError && error.code === "unauthorized") {
+        // The wrong password, or too many wrong ones (the server says for how long).
+        password.value = "";
+        password.focus();
+        throw new Error(`Nothing was changed: ${explain(error).replace(/^./, (c) => c.toLowerCase())}`);
+      }
       throw new Error(explain(error, "The change"));
     }
-    status.replaceChildren(h("p", { class: "notice", role: "status" }, "Saved."));
+    paintAbout();
+    email.value = me.user.email ?? "";
+    askPassword();
+    const said: string[] = ["Saved."];
+    if (address !== null) {
+      said.push(`We sent a link to ${address} to confirm it.`);
+      if (before.email && before.email_verified) said.push(`${before.email} was told of the change, with a link that puts it back within 7 days.`);
+    }
+    status.replaceChildren(h("p", { class: "notice", role: "status" }, said.join(" ")));
   });
   return form;
 }
