@@ -99,6 +99,16 @@ async fn a_household_signs_up_links_pays_resets_and_deletes_its_account() {
         )
         .await;
     let bill_id = second["data"]["bills"][0]["bill_id"].as_i64().unwrap();
+    // The link spent the code: the provider's next reply carries the account's new one.
+    assert_eq!(
+        second["data"]["rotated_codes"][0]["account_number"],
+        account.as_str(),
+        "{second}"
+    );
+    assert_ne!(
+        second["data"]["rotated_codes"][0]["activation_code"],
+        code.as_str()
+    );
     let mails = wait_for_mails(&email, 2).await;
     assert_eq!(mails.len(), 2, "{mails:?}");
     let created = &mails[1];

@@ -549,6 +549,220 @@ async fn failed_links_are_throttled_per_user_and_a_wrong_code_looks_like_no_acco
     assert_eq!(linked["status"], "ok", "{linked}");
 }
 
+/// `qbill admin move-account`, the real binary against the pool's database: an account moves
+/// between households only by an operator, leaving the bills it had (and their debts) behind.
+#[tokio::test]
+async fn an_operator_moves_an_account_and_its_earlier_bills_stay_with_the_household_that_had_it() {
+    let db = db_pool(&served().admin_url);
+    let mut ops = Session::login("ops", "ops-password").await;
+    let (provider, mut sender) = new_provider(&mut ops).await;
+    let (_, mut first) = new_household(&mut ops).await;
+    let (_, mut second) = new_household(&mut ops).await;
+    let path = format!("/providers/{provider}/bills");
+    let (account, other) = (unique("ACC"), unique("ACC"));
+    let ingest = sender
+        .ask(
+            &path,
+            json!({ "bills": [bill("M-1", &account, "20.00", "2026-12-01"),
+                              bill("M-2", &other, "5.00", "2026-12-01")] }),
+        )
+        .await;
+    let code = |number: &str| {
+        ingest["data"]["new_accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["account_number"] == number)
+            .unwrap_or_else(|| panic!("{ingest}"))["activation_code"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let link = |number: &str, code: String| json!({ "provider_id": provider, "account_number": number, "activation_code": code });
+    let from = first
+        .ask("/apartments/link", link(&account, code(&account)))
+        .await;
+    let from = from["data"]["apartment"]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{from}"));
+    let to = second
+        .ask("/apartments/link", link(&other, code(&other)))
+        .await;
+    let to = to["data"]["apartment"]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{to}"));
+
+    let qbill = |args: &[String]| {
+        let output = std::process::Command::new(qbill_tests::qbill_binary())
+            .args([
+                "admin",
+                "move-account",
+                "--provider-id",
+                &provider.to_string(),
+            ])
+            .args(args)
+            .envs(qbill_tests::database_env(
+                &served().db_url,
+                &served().admin_url,
+            ))
+            .output()
+            .expect("qbill runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.success(), stdout, stderr)
+    };
+    let to_args = |number: &str, apartment: i64| {
+        vec![
+            "--account-number".to_owned(),
+            number.to_owned(),
+            "--to-apartment".to_owned(),
+            apartment.to_string(),
+        ]
+    };
+    let (ok, out, err) = qbill(&to_args(&account, to));
+    assert!(ok, "{out}{err}");
+    let moved: Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(moved["outcome"], "moved", "{moved}");
+    assert_eq!(moved["from_apartment"], from);
+    assert_eq!(moved["to_apartment"], to);
+    let request = moved["request_id"].as_str().unwrap().to_owned();
+
+    // Audited under the command's own request id, as the operator's command.
+    let audited = |db: &deadpool_postgres::Pool| {
+        let (db, request) = (db.clone(), request.clone());
+        async move {
+            count(
+                &db,
+                "SELECT count(*) FROM audit_events WHERE entity = 'account' AND action = 'moved'
+                 AND request_id::text = $1 AND actor_user IS NULL
+                 AND new_state->>'via' = 'qbill admin move-account'
+                 AND (old_state->>'apartment_id')::bigint = $2 AND (new_state->>'apartment_id')::bigint = $3",
+                &[&request, &from, &to],
+            )
+            .await
+        }
+    };
+    assert_eq!(audited(&db).await, 1);
+
+    // Again: nothing changes.
+    let (ok, out, err) = qbill(&to_args(&account, to));
+    assert!(ok, "{out}{err}");
+    let again: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(again["outcome"], "unchanged", "{again}");
+    assert_eq!(again["request_id"], Value::Null);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM audit_events WHERE entity = 'account' AND entity_id = $1 AND action = 'moved'",
+            &[&moved["account_id"].as_i64().unwrap().to_string()],
+        )
+        .await,
+        1
+    );
+
+    // Its bill from before stays with the first household; the next goes to the second, and the
+    // provider's reply carries the account's new code.
+    let later = sender
+        .ask(
+            &path,
+            json!({ "bills": [bill("M-3", &account, "7.00", "2027-01-01")] }),
+        )
+        .await;
+    assert_eq!(
+        later["data"]["rotated_codes"][0]["account_number"],
+        account.as_str(),
+        "{later}"
+    );
+    let listed = |reply: &Value| -> Vec<String> {
+        reply["data"]["bills"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{reply}"))
+            .iter()
+            .map(|b| b["amount"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let theirs = first
+        .ask(&format!("/apartments/{from}/utils"), json!({}))
+        .await;
+    assert_eq!(listed(&theirs), ["20.00"], "the old debt stays: {theirs}");
+    let ours = second
+        .ask(&format!("/apartments/{to}/utils"), json!({}))
+        .await;
+    let mut amounts = listed(&ours);
+    amounts.sort();
+    assert_eq!(amounts, ["5.00", "7.00"], "{ours}");
+
+    // Refused: what does not exist, and an apartment of another currency.
+    let username = unique("prov");
+    let dollars = ops
+        .ask(
+            "/providers",
+            json!({ "name": unique("Provider"), "currency": "USD", "username": username,
+                    "password": "provider-password" }),
+        )
+        .await;
+    let dollars_provider = dollars["data"]["provider_id"].as_i64().unwrap();
+    let mut dollars_sender = Session::login(&username, "provider-password").await;
+    let usd_account = unique("ACC");
+    let mut usd_bill = bill("U-1", &usd_account, "3.00", "2026-12-01");
+    usd_bill["currency"] = json!("USD");
+    let usd = dollars_sender
+        .ask(
+            &format!("/providers/{dollars_provider}/bills"),
+            json!({ "bills": [usd_bill] }),
+        )
+        .await;
+    let usd_code = usd["data"]["new_accounts"][0]["activation_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let usd_link = second
+        .ask(
+            "/apartments/link",
+            json!({ "provider_id": dollars_provider, "account_number": usd_account, "activation_code": usd_code }),
+        )
+        .await;
+    let usd_apartment = usd_link["data"]["apartment"]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{usd_link}"));
+    for (args, says) in [
+        (to_args("NO-SUCH-ACCOUNT", to), "has no account"),
+        (to_args(&account, 999_999_999), "no apartment 999999999"),
+        (to_args(&account, usd_apartment), "billed in USD"),
+    ] {
+        let (ok, out, err) = qbill(&args);
+        assert!(!ok, "{args:?}: {out}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let output = std::process::Command::new(qbill_tests::qbill_binary())
+        .args([
+            "admin",
+            "move-account",
+            "--provider-id",
+            "999999999",
+            "--account-number",
+            &account,
+        ])
+        .envs(qbill_tests::database_env(
+            &served().db_url,
+            &served().admin_url,
+        ))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no provider 999999999"));
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM service_accounts WHERE provider_id = $1 AND account_number = $2 AND apartment_id = $3",
+            &[&provider, &account, &to],
+        )
+        .await,
+        1,
+        "the refusals changed nothing"
+    );
+}
+
 /// The hostile catalogue, grown with the bodies of the provider routes: each case gets the
 /// gateway's 400 or the right error reply, and no row changes.
 #[tokio::test]

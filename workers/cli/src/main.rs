@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use qbill::client::GatewayClient;
 use qbill_core::config::{DatabaseConfig, EngineConfig};
-use qbill_core::types::{ProviderId, Role};
+use qbill_core::types::{ApartmentId, ProviderId, Role};
 use qbill_core::{Engine, seed, store};
 use qbill_sqs::{SqsConfig, WorkerPool};
 use serde_json::json;
@@ -98,6 +98,20 @@ enum AdminCommand {
         provider_id: Option<i64>,
         #[arg(long)]
         username: String,
+    },
+    /// Unlinks a provider's account from its household's apartment and, with --to-apartment,
+    /// links it to that one (households cannot: an account linked already refuses every code).
+    /// The bills it had stay with the apartment they are in; its code is voided, and the
+    /// provider's next ingest naming it carries a new one. Prints what it did as a JSON line;
+    /// run again, it changes nothing.
+    MoveAccount {
+        #[arg(long)]
+        provider_id: i64,
+        #[arg(long)]
+        account_number: String,
+        /// The apartment its bills go to from now on; without it, the account is nobody's.
+        #[arg(long)]
+        to_apartment: Option<i64>,
     },
 }
 
@@ -432,23 +446,44 @@ fn password_from_stdin() -> anyhow::Result<String> {
 }
 
 async fn admin(command: AdminCommand) -> anyhow::Result<()> {
-    let AdminCommand::CreateUser {
-        role,
-        provider_id,
-        username,
-    } = command;
     migrate().await?;
     let pool = store::connect(&DatabaseConfig::from_env()?.for_migrations()?, 2).await?;
-    let role = Role::parse(&role)?;
-    let created = qbill_core::admin::create_user(
-        &pool,
-        &username,
-        password_from_stdin()?.into(),
-        role,
-        provider_id.map(ProviderId),
-    )
-    .await?;
-    println!("{}", serde_json::to_string(&created)?);
+    let done = match command {
+        AdminCommand::CreateUser {
+            role,
+            provider_id,
+            username,
+        } => {
+            let role = Role::parse(&role)?;
+            let created = qbill_core::admin::create_user(
+                &pool,
+                &username,
+                password_from_stdin()?.into(),
+                role,
+                provider_id.map(ProviderId),
+            )
+            .await?;
+            serde_json::to_string(&created)?
+        }
+        AdminCommand::MoveAccount {
+            provider_id,
+            account_number,
+            to_apartment,
+        } => {
+            let to = to_apartment
+                .map(|id| ApartmentId::from_body("--to-apartment", id))
+                .transpose()?;
+            let moved = qbill_core::admin::move_account(
+                &pool,
+                ProviderId::from_body("--provider-id", provider_id)?,
+                &account_number,
+                to,
+            )
+            .await?;
+            serde_json::to_string(&moved)?
+        }
+    };
+    println!("{done}");
     Ok(())
 }
 

@@ -2,12 +2,15 @@
 //! a new apartment at the account's address (`POST /apartments/link`), with the activation code
 //! printed on the provider's bill.
 //!
-//! A wrong code and an unknown account get the same `not_found`. Failed attempts are counted per
-//! user: [`MAX_FAILURES`] within [`WINDOW`] refuse further attempts until the window has passed,
-//! like failed logins. An account is linked to one apartment at a time; linking it again moves it,
-//! with its bills that are not paid (a paid bill stays in the history of the apartment that paid
-//! it). The apartments involved get their versions bumped, and the user's apartment list too, so
-//! the login reply and every apartment route see the change at once.
+//! A code works once. An unknown account, a wrong code and an account linked already (whatever
+//! the code) get the same `not_found`, and count as a failed attempt; the owners of an account's
+//! apartment are told of every attempt on it (`account.security`, `link_attempt`), and it stays
+//! theirs: moving an account is an operator's command (`qbill admin move-account`). Failed
+//! attempts are counted per user: [`MAX_FAILURES`] within [`WINDOW`] refuse further attempts until
+//! the window has passed, like failed logins. A link voids the code (the next ingest that names the
+//! account gives the provider a new one) and brings the account's bills that have no apartment
+//! yet. The apartment gets its version bumped, and the user's apartment list too, so the login
+//! reply and every apartment route see the change at once.
 
 use std::time::Duration;
 
@@ -19,7 +22,8 @@ use super::common::{bump_apartments, to_data};
 use super::idempotency::{self, Claim};
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::call::Path;
-use crate::types::{ApartmentId, ParseError, ProviderId, Role};
+use crate::notify::{self, Event};
+use crate::types::{ApartmentId, ParseError, ProviderId, Role, UserId};
 
 /// Failed attempts of one user that stop its attempts for the rest of the window.
 pub const MAX_FAILURES: i64 = 5;
@@ -105,6 +109,18 @@ impl Route for Request {
             &[&user.0.to_string()],
         )
         .await?;
+        let fingerprint = idempotency::fingerprint(Kind::ApartmentsLink, self);
+        // A repeat of a link that succeeded gets its reply, though its code is spent. (A repeat
+        // delivered at the same moment waited on the lock above for the first to commit.)
+        let earlier = tx
+            .query_opt(
+                "SELECT user_id, kind, fingerprint, reply FROM processed_requests WHERE request_id = $1",
+                &[&cx.call.request_id.0],
+            )
+            .await?;
+        if let Some(row) = earlier {
+            return idempotency::judge(&row, user, Kind::ApartmentsLink, &fingerprint);
+        }
         let window = WINDOW.as_secs_f64();
         tx.execute(
             "DELETE FROM link_failures WHERE user_id = $1 AND failed_at <= now() - make_interval(secs => $2)",
@@ -130,9 +146,10 @@ impl Route for Request {
         }
         let account = tx
             .query_opt(
-                "SELECT s.id, s.address, s.apartment_id, p.currency FROM service_accounts s
-                 JOIN providers p ON p.id = s.provider_id
-                 WHERE s.provider_id = $1 AND s.account_number = $2 AND s.activation_code_hash = $3
+                "SELECT s.id, s.address, s.apartment_id, p.currency, p.name AS provider,
+                        coalesce(s.activation_code_hash = $3, false) AS code_matches
+                 FROM service_accounts s JOIN providers p ON p.id = s.provider_id
+                 WHERE s.provider_id = $1 AND s.account_number = $2
                  FOR UPDATE OF s",
                 &[
                     &self.provider_id.0,
@@ -141,28 +158,43 @@ impl Route for Request {
                 ],
             )
             .await?;
-        let Some(account) = account else {
+        let linked_to: Option<(i64, String)> = account.as_ref().and_then(|a| {
+            a.get::<_, Option<i64>>("apartment_id")
+                .map(|apartment| (apartment, a.get("provider")))
+        });
+        let Some(account) =
+            account.filter(|a| linked_to.is_none() && a.get::<_, bool>("code_matches"))
+        else {
+            // No such account, a wrong code, or an account linked already: one answer, one
+            // failure, and the owners of a linked account hear of it.
             tx.execute(
                 "INSERT INTO link_failures (user_id) VALUES ($1)",
                 &[&user.0],
             )
             .await?;
+            let mails = match linked_to {
+                Some((apartment, provider)) => {
+                    self.tell_owners(cx, &tx, apartment, &provider).await?
+                }
+                None => Vec::new(),
+            };
             tx.commit().await?;
+            for mail in mails {
+                cx.mail_after_commit(Some(mail));
+            }
             return Err(HandlerError::rejected(
                 ErrorCode::NotFound,
                 "no account of that provider has this number and activation code",
             ));
         };
-        let fingerprint = idempotency::fingerprint(Kind::ApartmentsLink, self);
         if let Claim::Replay(reply) =
             idempotency::claim(&tx, cx.call, user, Kind::ApartmentsLink, &fingerprint).await?
         {
             return Ok(reply);
         }
-        let account_id: i64 = account.get(0);
-        let address: String = account.get(1);
-        let previous: Option<i64> = account.get(2);
-        let currency: String = account.get(3);
+        let account_id: i64 = account.get("id");
+        let address: String = account.get("address");
+        let currency: String = account.get("currency");
 
         let apartment = match self.apartment_id {
             Some(apartment) => {
@@ -214,23 +246,20 @@ impl Route for Request {
             }
         };
 
-        if previous != Some(apartment.id.0) {
-            tx.execute(
-                "UPDATE service_accounts SET apartment_id = $2, linked_at = now() WHERE id = $1",
-                &[&account_id, &apartment.id.0],
-            )
-            .await?;
-            tx.execute(
-                "UPDATE bills SET apartment_id = $2
-                 WHERE id IN (SELECT id FROM bills WHERE account_id = $1 AND status <> 'paid' ORDER BY id FOR UPDATE)",
-                &[&account_id, &apartment.id.0],
-            )
-            .await?;
-        }
-        let mut touched: Vec<i64> = previous.into_iter().chain([apartment.id.0]).collect();
-        touched.sort_unstable();
-        touched.dedup();
-        bump_apartments(&tx, &touched).await?;
+        // The link voids the code (a trigger does, for every change of the link), and the bills
+        // that came while the account was nobody's become the apartment's.
+        tx.execute(
+            "UPDATE service_accounts SET apartment_id = $2, linked_at = now() WHERE id = $1",
+            &[&account_id, &apartment.id.0],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE bills SET apartment_id = $2
+             WHERE id IN (SELECT id FROM bills WHERE account_id = $1 AND apartment_id IS NULL ORDER BY id FOR UPDATE)",
+            &[&account_id, &apartment.id.0],
+        )
+        .await?;
+        bump_apartments(&tx, &[apartment.id.0]).await?;
         tx.execute(
             "UPDATE users SET apartments_version = apartments_version + 1 WHERE id = $1",
             &[&user.0],
@@ -244,5 +273,36 @@ impl Route for Request {
         idempotency::record(&tx, cx.call, &data).await?;
         tx.commit().await?;
         Ok(data)
+    }
+}
+
+impl Request {
+    /// Records a `link_attempt` security notification for each owner of `apartment`, which the
+    /// account is linked to, keyed by the request (a redelivery records it once). Returns the
+    /// mails to send.
+    async fn tell_owners(
+        &self,
+        cx: &Context<'_>,
+        tx: &deadpool_postgres::Transaction<'_>,
+        apartment: i64,
+        provider: &str,
+    ) -> Result<Vec<i64>, HandlerError> {
+        let owners = tx
+            .query(
+                "SELECT user_id FROM apartment_owners WHERE apartment_id = $1 ORDER BY user_id",
+                &[&apartment],
+            )
+            .await?;
+        let mut data = notify::security("link_attempt");
+        data["provider"] = provider.into();
+        data["account_number"] = self.account_number.clone().into();
+        let mut mails = Vec::new();
+        for owner in owners {
+            let owner = UserId(owner.get(0));
+            let key = format!("link_attempt:{}:{owner}", cx.call.request_id);
+            let mail = notify::record(tx, owner, Event::AccountSecurity, &key, &data, None).await?;
+            mails.extend(mail);
+        }
+        Ok(mails)
     }
 }

@@ -4,8 +4,16 @@
 //! index. Each bill is known by the provider's own id for it (`external_id`): the same item sent
 //! again is `unchanged`, the same id with other content is `conflict` (void it and send a new one
 //! instead). The first bill of an account the engine does not know creates the account, with the
-//! activation code the provider prints on its paper bill; a household links the account to an
-//! apartment with that code (`apartments_link`), and the account's bills are that apartment's.
+//! activation code the provider prints on its paper bill (`new_accounts`); a household links the
+//! account to an apartment with that code (`apartments_link`), and the account's bills are that
+//! apartment's. A code works once: linking voids it, and the next batch that names the account
+//! issues a new one (`rotated_codes`), once.
+//!
+//! Codes are never stored. A code is derived from the account and a nonce under the signing key
+//! ([`activation_code`]); the account keeps the code's hash and the nonce, and the reply kept for
+//! repeats keeps the nonce ([`Kept`]), from which the reply the client gets is made afresh each
+//! time ([`reveal`]): a repeat gets the same codes, or none for a code that is no longer the
+//! account's.
 //!
 //! Rows are locked in one order, accounts (by number), then bills (by external id), then
 //! apartments (by id), as linking and paying do, so concurrent batches never deadlock; the same
@@ -29,6 +37,7 @@ use super::idempotency;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::call::Path;
 use crate::notify::{self, Event};
+use crate::token::Tokens;
 use crate::types::{ApartmentId, BillId, ParseError, ProviderId, Role};
 
 /// The most bills one request carries.
@@ -54,26 +63,59 @@ struct Body {
     bills: Vec<Value>,
 }
 
-/// The reply's data, kind `bills_ingest`.
+/// The reply's data, kind `bills_ingest`: the kept reply's ([`Kept`]) with its codes derived.
 #[derive(Debug, Serialize)]
 pub struct IngestData {
     pub provider_id: ProviderId,
     pub bills: Vec<Ingested>,
-    pub new_accounts: Vec<NewAccount>,
+    /// The accounts this request created, with their codes.
+    pub new_accounts: Vec<AccountCode>,
+    /// The accounts whose code was used or voided since they were last named, with their new codes.
+    pub rotated_codes: Vec<AccountCode>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Ingested {
     pub external_id: String,
     pub bill_id: BillId,
-    pub status: &'static str,
+    pub status: String,
 }
 
+/// An account's code as the client gets it.
 #[derive(Debug, Serialize)]
-pub struct NewAccount {
+pub struct AccountCode {
     pub account_number: String,
-    pub activation_code: String,
+    /// `None` on a repeat when the code is no longer the account's (used since, or the signing
+    /// key rotated): never a code that does not work.
+    pub activation_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
 }
+
+/// What the reply kept for repeats holds: the reply, with what derives each code instead of it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Kept {
+    pub provider_id: ProviderId,
+    pub bills: Vec<Ingested>,
+    pub new_accounts: Vec<KeptCode>,
+    /// Absent from replies kept before codes rotated.
+    #[serde(default)]
+    pub rotated_codes: Vec<KeptCode>,
+}
+
+/// An account's code as a kept reply holds it: the account and the code's nonce, never the code
+/// (replies kept before codes were derived have neither).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeptCode {
+    pub account_number: String,
+    #[serde(default)]
+    pub account_id: Option<i64>,
+    #[serde(default)]
+    pub code_nonce: Option<String>,
+}
+
+/// The note of a code a repeat cannot give again.
+pub const CODE_GONE: &str = "this code is no longer the account's (it was used, or replaced, since); a later reply carries the new one";
 
 impl Route for Request {
     const CALLERS: Callers = Callers::Roles(&[Role::Provider, Role::Operator]);
@@ -106,7 +148,7 @@ impl Route for Request {
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
         let mut mails = Vec::new();
-        let data = idempotency::once(cx, Kind::BillsIngest, self, async |tx| {
+        let kept = idempotency::once(cx, Kind::BillsIngest, self, async |tx| {
             let provider = provider_access(cx, tx, self.provider_id).await?;
             let invalid = |index: usize, message: String| {
                 HandlerError::rejected(
@@ -145,8 +187,10 @@ impl Route for Request {
                 ));
             }
 
-            let (accounts, new_accounts) = accounts(tx, &self.bills, self.provider_id).await?;
+            let (accounts, created) = accounts(tx, &self.bills, self.provider_id).await?;
             let ingested = bills(tx, &self.bills, self.provider_id, &accounts).await?;
+            let (new_accounts, rotated_codes) =
+                issue_codes(tx, &cx.services.tokens, &accounts, &created).await?;
 
             // Every apartment that gained a bill: its version is bumped, so no cached read of its
             // bills outlives this commit.
@@ -155,7 +199,7 @@ impl Route for Request {
                 .iter()
                 .zip(&ingested)
                 .filter(|(_, i)| i.status == "created")
-                .filter_map(|(item, _)| accounts[&item.account_number].1)
+                .filter_map(|(item, _)| accounts[&item.account_number].apartment)
                 .map(|a| a.0)
                 .collect();
             super::common::bump_apartments(tx, &touched.into_iter().collect::<Vec<_>>()).await?;
@@ -168,28 +212,29 @@ impl Route for Request {
                 .collect();
             mails = notify::bills(tx, Event::BillCreated, &created).await?;
 
-            let data = to_data(&IngestData {
+            to_data(&Kept {
                 provider_id: self.provider_id,
                 bills: ingested,
                 new_accounts,
-            })?;
-            Ok(data)
+                rotated_codes,
+            })
         })
         .await?;
         for mail in mails {
             cx.mail_after_commit(Some(mail));
         }
-        Ok(data)
+        reveal(cx, kept).await
     }
 }
 
 /// The accounts of the batch by number, with their ids and apartments, creating those the
-/// engine does not know (with their activation codes), locked against a concurrent link.
+/// engine does not know (without a code yet: [`issue_codes`] gives it), and the numbers of those
+/// it created. They are locked against a concurrent link, and for their codes to be issued.
 async fn accounts(
     tx: &tokio_postgres::Transaction<'_>,
     items: &[Item],
     provider: ProviderId,
-) -> Result<(HashMap<String, (i64, Option<ApartmentId>)>, Vec<NewAccount>), HandlerError> {
+) -> Result<(BTreeMap<String, Account>, BTreeSet<String>), HandlerError> {
     // The first item of an account gives its address.
     let mut addresses: BTreeMap<&str, &str> = BTreeMap::new();
     for item in items {
@@ -198,23 +243,22 @@ async fn accounts(
             .or_insert(item.address.as_str());
     }
     let numbers: Vec<&str> = addresses.keys().copied().collect();
-    let codes: Vec<String> = numbers.iter().map(|_| activation_code()).collect();
-    let hashes: Vec<Vec<u8>> = codes.iter().map(|c| code_hash(c)).collect();
     let addresses: Vec<&str> = addresses.values().copied().collect();
     let created = tx
         .query(
-            "INSERT INTO service_accounts (provider_id, account_number, address, activation_code_hash)
-             SELECT $1, n, a, h FROM unnest($2::text[], $3::text[], $4::bytea[]) AS t(n, a, h) ORDER BY n
+            "INSERT INTO service_accounts (provider_id, account_number, address)
+             SELECT $1, n, a FROM unnest($2::text[], $3::text[]) AS t(n, a) ORDER BY n
              ON CONFLICT (provider_id, account_number) DO NOTHING
              RETURNING account_number",
-            &[&provider.0, &numbers, &addresses, &hashes],
+            &[&provider.0, &numbers, &addresses],
         )
         .await?;
     let created: BTreeSet<String> = created.iter().map(|r| r.get(0)).collect();
     let rows = tx
         .query(
-            "SELECT account_number, id, apartment_id FROM service_accounts
-             WHERE provider_id = $1 AND account_number = ANY($2) ORDER BY account_number FOR SHARE",
+            "SELECT account_number, id, apartment_id, activation_code_hash IS NULL AS voided
+             FROM service_accounts
+             WHERE provider_id = $1 AND account_number = ANY($2) ORDER BY account_number FOR NO KEY UPDATE",
             &[&provider.0, &numbers],
         )
         .await?;
@@ -222,21 +266,124 @@ async fn accounts(
         .iter()
         .map(|r| {
             (
-                r.get::<_, String>(0),
-                (r.get(1), r.get::<_, Option<i64>>(2).map(ApartmentId)),
+                r.get::<_, String>("account_number"),
+                Account {
+                    id: r.get("id"),
+                    apartment: r.get::<_, Option<i64>>("apartment_id").map(ApartmentId),
+                    voided: r.get("voided"),
+                },
             )
         })
         .collect();
-    let new_accounts = numbers
+    Ok((accounts, created))
+}
+
+/// An account a batch names, as it stood when the batch locked it.
+struct Account {
+    id: i64,
+    apartment: Option<ApartmentId>,
+    /// It has no code: created now, or its code was used or voided since it was last named.
+    voided: bool,
+}
+
+/// Issues a code to each account of the batch that has none, and says which (in the kept
+/// reply's form): those the batch created, and those whose code was rotated.
+async fn issue_codes(
+    tx: &tokio_postgres::Transaction<'_>,
+    tokens: &Tokens,
+    accounts: &BTreeMap<String, Account>,
+    created: &BTreeSet<String>,
+) -> Result<(Vec<KeptCode>, Vec<KeptCode>), HandlerError> {
+    let voided: Vec<(&String, &Account)> = accounts.iter().filter(|(_, a)| a.voided).collect();
+    if voided.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let ids: Vec<i64> = voided.iter().map(|(_, a)| a.id).collect();
+    let nonces: Vec<String> = voided
         .iter()
-        .zip(codes)
-        .filter(|(number, _)| created.contains(**number))
-        .map(|(number, activation_code)| NewAccount {
-            account_number: (*number).to_owned(),
-            activation_code,
-        })
+        .map(|_| crate::types::hex(&rand::random::<[u8; 16]>()))
         .collect();
-    Ok((accounts, new_accounts))
+    let hashes: Vec<Vec<u8>> = ids
+        .iter()
+        .zip(&nonces)
+        .map(|(id, nonce)| code_hash(&activation_code(tokens, *id, nonce)))
+        .collect();
+    let issued: BTreeSet<i64> = tx
+        .query(
+            "SELECT issue_activation_codes($1, $2, $3)",
+            &[&ids, &hashes, &nonces],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let (mut new_accounts, mut rotated) = (Vec::new(), Vec::new());
+    for ((number, account), nonce) in voided.into_iter().zip(nonces) {
+        if !issued.contains(&account.id) {
+            continue;
+        }
+        let kept = KeptCode {
+            account_number: number.clone(),
+            account_id: Some(account.id),
+            code_nonce: Some(nonce),
+        };
+        if created.contains(number) {
+            new_accounts.push(kept);
+        } else {
+            rotated.push(kept);
+        }
+    }
+    Ok((new_accounts, rotated))
+}
+
+/// The client's reply from the kept one, on the first run and on every repeat: each code derived
+/// again from its nonce, and given only if it is still the account's.
+async fn reveal(cx: &Context<'_>, kept: Value) -> HandlerResult {
+    let kept: Kept = serde_json::from_value(kept)
+        .map_err(|e| HandlerError::internal(anyhow::anyhow!("a kept ingest reply: {e}")))?;
+    let ids: Vec<i64> = kept
+        .new_accounts
+        .iter()
+        .chain(&kept.rotated_codes)
+        .filter_map(|k| k.account_id)
+        .collect();
+    let current: HashMap<i64, Option<Vec<u8>>> = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        let client = crate::store::client(&cx.services.store).await?;
+        client
+            .query(
+                "SELECT id, activation_code_hash FROM service_accounts WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get("id"), r.get("activation_code_hash")))
+            .collect()
+    };
+    let show = |codes: Vec<KeptCode>| -> Vec<AccountCode> {
+        codes
+            .into_iter()
+            .map(|k| {
+                let code = k.account_id.zip(k.code_nonce).and_then(|(id, nonce)| {
+                    let code = activation_code(&cx.services.tokens, id, &nonce);
+                    let hash = current.get(&id)?.as_deref()?;
+                    (hash == code_hash(&code).as_slice()).then_some(code)
+                });
+                AccountCode {
+                    account_number: k.account_number,
+                    note: code.is_none().then_some(CODE_GONE),
+                    activation_code: code,
+                }
+            })
+            .collect()
+    };
+    to_data(&IngestData {
+        provider_id: kept.provider_id,
+        bills: kept.bills,
+        new_accounts: show(kept.new_accounts),
+        rotated_codes: show(kept.rotated_codes),
+    })
 }
 
 /// Stores the bills not stored yet, in the order of their external ids, and says of each item
@@ -246,7 +393,7 @@ async fn bills(
     tx: &tokio_postgres::Transaction<'_>,
     items: &[Item],
     provider: ProviderId,
-    accounts: &HashMap<String, (i64, Option<ApartmentId>)>,
+    accounts: &BTreeMap<String, Account>,
 ) -> Result<Vec<Ingested>, HandlerError> {
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by(|a, b| items[*a].external_id.cmp(&items[*b].external_id));
@@ -254,11 +401,11 @@ async fn bills(
     let external: Vec<&str> = order.iter().map(|i| pick(i).external_id.as_str()).collect();
     let account: Vec<i64> = order
         .iter()
-        .map(|i| accounts[&pick(i).account_number].0)
+        .map(|i| accounts[&pick(i).account_number].id)
         .collect();
     let apartment: Vec<Option<i64>> = order
         .iter()
-        .map(|i| accounts[&pick(i).account_number].1.map(|a| a.0))
+        .map(|i| accounts[&pick(i).account_number].apartment.map(|a| a.0))
         .collect();
     let utility: Vec<&str> = order.iter().map(|i| pick(i).utility.as_str()).collect();
     let start: Vec<NaiveDate> = order.iter().map(|i| pick(i).period_start).collect();
@@ -344,18 +491,25 @@ async fn bills(
             Ok(Ingested {
                 external_id: item.external_id.clone(),
                 bill_id,
-                status,
+                status: status.to_owned(),
             })
         })
         .collect()
 }
 
-/// A fresh activation code, `XXXX-XXXX-XXXX` of 32 letters and digits that are hard to confuse
-/// (60 bits).
-fn activation_code() -> String {
+/// The activation code of account `account` with nonce `nonce`: `XXXX-XXXX-XXXX` of 32 letters
+/// and digits that are hard to confuse (60 bits), derived under the signing key, so that only its
+/// holder can make it from what the database keeps.
+pub fn activation_code(tokens: &Tokens, account: i64, nonce: &str) -> String {
+    use base64::Engine as _;
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let derived = tokens.derive("activation-code", format!("{account}:{nonce}").as_bytes());
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(derived)
+        .expect("derive gives URL-safe base64");
+    let bits = u64::from_be_bytes(bytes[..8].try_into().expect("an HMAC has 32 bytes"));
     let chars: Vec<char> = (0..12)
-        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .map(|i| ALPHABET[((bits >> (59 - 5 * i)) & 31) as usize] as char)
         .collect();
     chars
         .chunks(4)
