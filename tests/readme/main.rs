@@ -60,6 +60,10 @@ async fn the_readme_walkthrough_runs_verbatim() {
 
     let out = run(&block("cli"), &url);
     assert!(out.contains("\"kind\": \"bill_void\""), "{out}");
+    assert!(
+        out.contains("\"code\": \"not_found\"") && out.contains("exit 2"),
+        "the code worked once: {out}"
+    );
     let one = |sql: &'static str| {
         let db = db.clone();
         async move { count(&db, sql, &[]).await }
@@ -91,21 +95,41 @@ async fn the_readme_walkthrough_runs_verbatim() {
     );
 
     let out = run(&block("curl"), &url);
-    for kind in ["utils", "bill", "payments", "bill_void"] {
+    for kind in ["utils", "bill", "payments", "bill_void", "notifications"] {
         assert!(
             out.contains(&format!("\"kind\":\"{kind}\",\"status\":\"ok\"")),
             "{kind}: {out}"
         );
     }
-    assert_eq!(
-        one("SELECT count(*) FROM bills WHERE id = 9002 AND status = 'paid'").await,
-        1,
-        "the late fee, paid with curl"
+    assert!(
+        out.contains("'activation_code': '"),
+        "a rotated code: {out}"
+    );
+    assert!(
+        out.contains("\"change\":\"link_attempt\""),
+        "demo2 heard of demo's attempt: {out}"
     );
     assert_eq!(
-        one("SELECT count(*) FROM bills WHERE external_id = 'NW-INV-9102' AND status = 'void'")
-            .await,
+        one(
+            "SELECT count(*) FROM bills b JOIN service_accounts s ON s.id = b.account_id
+             JOIN apartment_owners o ON o.apartment_id = b.apartment_id AND o.user_id = 2
+             WHERE s.account_number <> 'NW-20417' AND b.utility = 'gas' AND b.status = 'paid'"
+        )
+        .await,
+        1,
+        "the new account's first bill, paid with curl"
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM bills b JOIN service_accounts s ON s.id = b.account_id
+             WHERE s.account_number <> 'NW-20417' AND s.provider_id = 1 AND b.utility = 'electricity'
+             AND b.status = 'void'")
+        .await,
         1
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM bills WHERE id = 9002 AND status <> 'paid'").await,
+        1,
+        "NW-20417 stayed with the apartment the CLI linked it to"
     );
 
     // A household on its own: signup to deletion, reading mail from LocalStack's SES.
@@ -162,6 +186,36 @@ async fn the_readme_walkthrough_runs_verbatim() {
         one("SELECT count(*) FROM documents WHERE apartment_id = 1").await,
         3,
         "the receipt, the statement and the bill"
+    );
+
+    // `qbill seed demo --reset` puts NW-20417 back unlinked, with its printed code, its bills
+    // unpaid and in no apartment: the walkthrough runs again.
+    let reset = Command::new(qbill_binary())
+        .args(["seed", "demo", "--reset"])
+        .envs(database_env(&served.db_url, &served.admin_url))
+        .output()
+        .expect("qbill runs");
+    assert!(reset.status.success(), "{reset:?}");
+    assert_eq!(
+        one(
+            "SELECT count(*) FROM service_accounts WHERE id = 1 AND apartment_id IS NULL
+             AND activation_code_hash = sha256('NWNDDEMO2026') AND activation_code_nonce IS NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM bills WHERE account_id = 1 AND apartment_id IS NULL AND payment_id IS NULL
+             AND ((id = 9001 AND status = 'overdue') OR (id = 9002 AND status = 'open') OR id NOT IN (9001, 9002))")
+        .await,
+        one("SELECT count(*) FROM bills WHERE account_id = 1").await,
+    );
+    let out = run(&block("cli"), &url);
+    assert!(out.contains("\"kind\": \"bill_void\""), "{out}");
+    assert_eq!(
+        one("SELECT count(*) FROM bills WHERE id = 9001 AND status = 'paid'").await,
+        1,
+        "paid again, after the reset"
     );
 }
 

@@ -74,7 +74,8 @@ fn month_bounds(month: u32) -> (NaiveDate, NaiveDate, NaiveDate) {
 }
 
 /// Inserts what is missing of the demo set; existing rows, paid bills included, are left alone.
-/// With `reset`, the demo apartments are first put back as seeded: payments made since are undone.
+/// With `reset`, the demo apartments are first put back as seeded: payments made since are undone,
+/// and Northwind's demo account is nobody's again, with its printed code ([`reset_demo_account`]).
 pub async fn demo(pool: &Pool, reset: bool) -> anyhow::Result<()> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -114,6 +115,7 @@ pub async fn demo(pool: &Pool, reset: bool) -> anyhow::Result<()> {
             &[&apartments],
         )
         .await?;
+        reset_demo_account(&tx).await?;
     }
     for DemoUser {
         id: user_id,
@@ -177,6 +179,78 @@ pub const DEMO_ACTIVATION_CODE: &str = "NWND-DEMO-2026";
 /// The account's overdue bill and the late fee charged on it.
 pub const DEMO_OVERDUE_BILL: i64 = 9001;
 pub const DEMO_LATE_FEE: i64 = 9002;
+
+/// Puts Northwind's demo account back as seeded, so that the walkthroughs run again: its bills
+/// unpaid (the payments made on them undone) and in no apartment, 9001 overdue and 9002 open, and
+/// the account linked to none, with [`DEMO_ACTIVATION_CODE`] (which a link voided).
+async fn reset_demo_account(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Result<()> {
+    let account = DEMO_ACCOUNT.0;
+    let payments: Vec<Uuid> = tx
+        .query(
+            "SELECT DISTINCT payment_id FROM bills WHERE account_id = $1 AND payment_id IS NOT NULL",
+            &[&account],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    tx.execute(
+        "UPDATE bills SET status = 'open', payment_id = NULL WHERE payment_id = ANY($1)",
+        &[&payments],
+    )
+    .await?;
+    tx.execute("DELETE FROM payments WHERE id = ANY($1)", &[&payments])
+        .await?;
+    tx.execute(
+        "UPDATE bills SET status = CASE WHEN id = $1 THEN 'overdue' ELSE 'open' END,
+                          voided_at = NULL, void_reason = NULL
+         WHERE id IN ($1, $2)",
+        &[&DEMO_OVERDUE_BILL, &DEMO_LATE_FEE],
+    )
+    .await?;
+    let left: Vec<i64> = tx
+        .query(
+            "SELECT DISTINCT apartment_id FROM bills WHERE account_id = $1 AND apartment_id IS NOT NULL
+             UNION SELECT apartment_id FROM service_accounts WHERE id = $1 AND apartment_id IS NOT NULL",
+            &[&account],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    tx.execute(
+        "UPDATE bills SET apartment_id = NULL WHERE account_id = $1 AND apartment_id IS NOT NULL",
+        &[&account],
+    )
+    .await?;
+    // Unlinking voids the code (a trigger does); the printed one is then put back.
+    tx.execute(
+        "UPDATE service_accounts SET apartment_id = NULL, linked_at = NULL WHERE id = $1",
+        &[&account],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE service_accounts SET activation_code_hash = $2, activation_code_nonce = NULL
+         WHERE id = $1 AND activation_code_hash IS DISTINCT FROM $2",
+        &[
+            &account,
+            &crate::routes::bills_ingest::code_hash(DEMO_ACTIVATION_CODE),
+        ],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE apartments SET version = version + 1 WHERE id = ANY($1)",
+        &[&left],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE users SET apartments_version = apartments_version + 1
+         WHERE id IN (SELECT user_id FROM apartment_owners WHERE apartment_id = ANY($1))",
+        &[&left],
+    )
+    .await?;
+    Ok(())
+}
 
 /// What the bill lifecycle adds to the demo set: an operator, a provider's user, Northwind's
 /// policy (10 days of grace, a late fee of 5 % capped at 15.00) and an account no household has
