@@ -11,8 +11,12 @@
 //! | username | one username, from anywhere | [`LIMITS`]`.username` (100) |
 //!
 //! So guessing from one place locks that place out of that account after 5 tries and out of every
-//! account after 50, while the owner elsewhere still logs in; guesses spread over many places are
-//! still bounded, at 100 a window per account. A source is what the gateway saw
+//! account after 50, while the owner elsewhere still logs in. The username's scope never locks:
+//! guesses spread over many places get 100 checks a window, and past that ceiling the username's
+//! attempts are checked one at a time, each only once a delay has passed since the last failure,
+//! a second doubling with every failure up to [`SLOWDOWN_MAX`]. So the guessing slows to a
+//! crawl, and the count stays while it goes on, but the owner's right password is never refused
+//! for good: it waits its turn (`sql/V18__login_slowdown.sql`). A source is what the gateway saw
 //! ([`crate::types::Source`]).
 //!
 //! A check under way holds a lease, and an attempt may start one only while, in every scope,
@@ -47,8 +51,10 @@ pub const LIMITS: Limits = Limits {
 };
 /// Failures count within this long of the first one.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
-/// How long a scope that reached its limit stays locked.
+/// How long a scope that reached its limit stays locked (not the username's, which slows down).
 pub const LOCKOUT: Duration = Duration::from_secs(15 * 60);
+/// Past the username's ceiling, the longest wait between two of its checks.
+pub const SLOWDOWN_MAX: Duration = Duration::from_secs(60);
 /// A check under way counts for at most this long (a worker that died mid-check frees its lease
 /// then). Far longer than a check takes, queueing for a slot included.
 const LEASE: Duration = Duration::from_secs(60);
@@ -57,8 +63,8 @@ pub const WAIT_AT_MOST: Duration = Duration::from_secs(10);
 
 const RESERVE: &str = "SELECT verdict, scope, until
                        FROM login_reserve($1, $2, $3, $4, make_interval(secs => $5), make_interval(secs => $6))";
-const SETTLE: &str =
-    "SELECT login_settle($1, $2, $3, $4, $5, make_interval(secs => $6), make_interval(secs => $7))";
+const SETTLE: &str = "SELECT login_settle($1, $2, $3, $4, $5, make_interval(secs => $6),
+                                           make_interval(secs => $7), make_interval(secs => $8))";
 /// The user's row, as [`super::run`] reads it.
 const USER: &str = "SELECT id, password_hash, role, provider_id, apartments_version, session_epoch FROM users WHERE username = $1";
 
@@ -123,6 +129,21 @@ pub async fn reserve(
                 let until: DateTime<Utc> = verdict.get(2);
                 return Err(locked(&scope, until));
             }
+            // Past the username's ceiling: wait for the next turn if it comes soon enough,
+            // else say when it does (the attempt is not counted).
+            "slow" => {
+                let until: DateTime<Utc> = verdict.get(2);
+                let ahead = (until - Utc::now()).to_std().unwrap_or_default();
+                if !held {
+                    held = true;
+                    services.metrics.login_held();
+                }
+                if started.elapsed() + ahead > WAIT_AT_MOST {
+                    services.metrics.login_locked();
+                    return Err(slowed(until));
+                }
+                tokio::time::sleep(ahead + Duration::from_millis(rand::random_range(0..=50))).await;
+            }
             _ => {
                 if !held {
                     held = true;
@@ -149,7 +170,12 @@ pub async fn settle(
     right: bool,
 ) -> Result<(), HandlerError> {
     let settle = client.prepare_cached(SETTLE).await?;
-    let (limits, window, lockout) = (limits(), WINDOW.as_secs_f64(), LOCKOUT.as_secs_f64());
+    let (limits, window, lockout, slowdown) = (
+        limits(),
+        WINDOW.as_secs_f64(),
+        LOCKOUT.as_secs_f64(),
+        SLOWDOWN_MAX.as_secs_f64(),
+    );
     let row = client
         .query_one(
             &settle,
@@ -161,6 +187,7 @@ pub async fn settle(
                 &limits,
                 &window,
                 &lockout,
+                &slowdown,
             ],
         )
         .await?;
@@ -174,10 +201,20 @@ pub async fn settle(
     Ok(())
 }
 
+fn slowed(until: DateTime<Utc>) -> HandlerError {
+    let seconds = (until - Utc::now()).num_seconds().max(1);
+    HandlerError::rejected(
+        ErrorCode::Unauthorized,
+        format!(
+            "too many failed logins for this username; its next attempt is checked in {seconds} s, try again then"
+        ),
+    )
+}
+
 fn locked(scope: &str, until: DateTime<Utc>) -> HandlerError {
     let whose = match scope {
-        "pair" => "for this username from your address",
-        "source" => "from your address",
+        "pair" => "for this username from your network address",
+        "source" => "from your network address",
         _ => "for this username",
     };
     let minutes = ((until - Utc::now()).num_seconds().max(0) + 59) / 60;
