@@ -448,7 +448,9 @@ async fn the_profile_changes_address_name_and_preferences_and_the_password_chang
         json!({ "notification_preferences": { "account.security": { "email": false } } }),
         json!({ "notification_preferences": { "bill.paid": { "email": false } } }),
         json!({ "display_name": 42 }),
-        json!({ "email": "not-an-address@" }),
+        json!({ "email": "not-an-address@", "password": PASSWORD }),
+        // A new address takes the current password.
+        json!({ "email": format!("{}@example.org", unique("bare")) }),
     ];
     for body in refused {
         // By the gateway's schema (400, nothing queued) or by the worker (an error reply).
@@ -473,7 +475,7 @@ async fn the_profile_changes_address_name_and_preferences_and_the_password_chang
     let changed = home
         .ask(
             "/me/profile",
-            json!({ "email": new_email, "display_name": "Omar K.",
+            json!({ "email": new_email, "password": PASSWORD, "display_name": "Omar K.",
                     "notification_preferences": { "bill.created": { "email": false } } }),
         )
         .await;

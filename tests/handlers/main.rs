@@ -12,8 +12,8 @@ mod histories;
 mod notify;
 mod overdue;
 mod pages;
-mod takeover;
 mod payments;
+mod takeover;
 mod utils;
 
 use qbill_core::types::QueueName;

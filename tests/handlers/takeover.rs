@@ -261,7 +261,7 @@ async fn a_password_change_or_an_address_change_ends_every_unused_link() {
     ask_reset().await;
     let before_change = link_token(&newest(&email, "Reset", 2).await);
     let changed = me(
-        &f,
+        f,
         "me_password",
         &token,
         json!({ "password": PASSWORD, "new_password": NEW_PASSWORD }),
@@ -300,7 +300,7 @@ async fn a_password_change_or_an_address_change_ends_every_unused_link() {
         .unwrap();
     let token = token_for(id, &name, f.queue);
     let moved = me(
-        &f,
+        f,
         "me_profile",
         &token,
         json!({ "email": format!("{}@example.com", unique("moved")), "password": NEW_PASSWORD }),

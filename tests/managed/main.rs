@@ -369,3 +369,30 @@ async fn the_redis_auth_token_from_secrets_manager_opens_the_cache() {
         "the cache authenticated with the token"
     );
 }
+
+/// The engine's pool refuses a login that could hide a missing grant: the owner of the tables or
+/// a superuser. Every engine of the tests, the local stack and AWS runs on such a pool.
+#[tokio::test]
+async fn the_engine_refuses_to_connect_as_an_owner_or_a_superuser() {
+    let db = TestDb::fresh().await;
+    let as_owner = store::application_pool(&db.admin_url, 1).unwrap();
+    let refused = match as_owner.get().await {
+        Ok(_) => panic!("the owner's login was accepted"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(refused.contains("qbill_application"), "{refused}");
+    let as_application = store::application_pool(&db.url, 1).unwrap();
+    let client = as_application.get().await.expect("the application's login");
+    let (superuser, member): (bool, bool) = {
+        let row = client
+            .query_one(
+                "SELECT rolsuper, pg_has_role(current_user, 'qbill_application', 'MEMBER')
+                 FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(!superuser && member);
+}

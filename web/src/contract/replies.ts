@@ -108,10 +108,20 @@ export interface ApartmentsLinkData {
   account_number: string;
 }
 
+/** An account's activation code; `null` on a repeat when it is no longer the account's. */
+export interface AccountCode {
+  account_number: string;
+  activation_code: string | null;
+  note?: string;
+}
+
 export interface BillsIngestData {
   provider_id: number;
   bills: { external_id: string; bill_id: number; status: "created" | "unchanged" }[];
-  new_accounts: { account_number: string; activation_code: string }[];
+  /** The accounts this request created. */
+  new_accounts: AccountCode[];
+  /** Accounts whose code was used or voided since they were last named, with their new codes. */
+  rotated_codes: AccountCode[];
 }
 
 export interface BillVoidData {

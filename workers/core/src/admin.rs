@@ -180,7 +180,7 @@ pub async fn move_account(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     tx.execute(
-        "UPDATE users SET apartments_version = apartments_version + 1
+        "UPDATE users SET apartments_version = cache_version()
          WHERE id IN (SELECT user_id FROM apartment_owners WHERE apartment_id = ANY($1))",
         &[&touched],
     )

@@ -111,7 +111,7 @@ pub async fn demo(pool: &Pool, reset: bool) -> anyhow::Result<()> {
         )
         .await?;
         tx.execute(
-            "UPDATE apartments SET version = version + 1 WHERE id = ANY($1)",
+            "UPDATE apartments SET version = cache_version() WHERE id = ANY($1)",
             &[&apartments],
         )
         .await?;
@@ -239,12 +239,12 @@ async fn reset_demo_account(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Res
     )
     .await?;
     tx.execute(
-        "UPDATE apartments SET version = version + 1 WHERE id = ANY($1)",
+        "UPDATE apartments SET version = cache_version() WHERE id = ANY($1)",
         &[&left],
     )
     .await?;
     tx.execute(
-        "UPDATE users SET apartments_version = apartments_version + 1
+        "UPDATE users SET apartments_version = cache_version()
          WHERE id IN (SELECT user_id FROM apartment_owners WHERE apartment_id = ANY($1))",
         &[&left],
     )

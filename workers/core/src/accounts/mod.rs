@@ -295,7 +295,10 @@ pub async fn check_current_password(
         return Ok((username, email));
     };
     let granted = throttle::reserve(services, name, source).await?;
-    let right = services.passwords.verify(password.clone(), Some(hash)).await?;
+    let right = services
+        .passwords
+        .verify(password.clone(), Some(hash))
+        .await?;
     throttle::settle(
         &*crate::store::client(&services.store).await?,
         granted.lease,

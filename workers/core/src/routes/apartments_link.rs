@@ -261,7 +261,7 @@ impl Route for Request {
         .await?;
         bump_apartments(&tx, &[apartment.id.0]).await?;
         tx.execute(
-            "UPDATE users SET apartments_version = apartments_version + 1 WHERE id = $1",
+            "UPDATE users SET apartments_version = cache_version() WHERE id = $1",
             &[&user.0],
         )
         .await?;

@@ -217,9 +217,7 @@ async fn change_email(
                 .await?;
         let mut data = notify::security("email_changed");
         data["undo_nonce"] = Value::String(nonce);
-        mails.push(
-            notify::record(tx, user, Event::AccountSecurity, &key, &data, Some(old)).await?,
-        );
+        mails.push(notify::record(tx, user, Event::AccountSecurity, &key, &data, Some(old)).await?);
     }
     Ok(mails)
 }

@@ -100,9 +100,9 @@ pub struct Ran {
     /// Any other reply goes only to a queue that exists, so nobody makes queues with requests
     /// that prove nothing.
     pub vouched: bool,
-    /// The mails its transaction recorded, to send once the reply is on its way: the reply never
-    /// waits for the mail, so its timing tells nothing of whether there was one to send (a reset
-    /// requested for an address no account has answers as fast as one that mails).
+    /// The mails its committed transactions recorded, to send once the reply is on its way:
+    /// the reply never waits for them, so its timing tells nothing of whether there was one to
+    /// send (a reset requested for an address no account has answers as fast as one that mails).
     pub mails: Vec<i64>,
 }
 
@@ -116,8 +116,9 @@ impl Context<'_> {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Sends this outbox mail right after the route succeeds (its transaction committed) and its
-    /// reply is sent; if the route fails, its transaction rolled the mail back and nothing is sent.
+    /// Sends this outbox mail once the route's reply is sent. A route calls it once the
+    /// transaction that recorded the mail committed, which may be a refusal's (a failed link's
+    /// notice to the account's owner); a transaction rolled back takes its mail with it.
     pub fn mail_after_commit(&self, id: Option<i64>) {
         if let Some(id) = id {
             self.mails.lock().expect("mail list").push(id);
@@ -339,10 +340,7 @@ async fn run<R: Route>(request: &R, services: &Services, call: &Call) -> Ran {
             "the route answered without checking the session epoch"
         )));
     }
-    let mails = match result {
-        Ok(_) => std::mem::take(&mut *cx.mails.lock().expect("mail list")),
-        Err(_) => Vec::new(),
-    };
+    let mails = std::mem::take(&mut *cx.mails.lock().expect("mail list"));
     Ran {
         vouched: cx.vouched.load(std::sync::atomic::Ordering::Relaxed),
         result,
