@@ -201,27 +201,7 @@ async fn a_login_to_a_user_without_a_password_panics_no_poller_and_the_pool_goes
         login("c-0b5a7c1e", "any-password-at-all"),
         login("demo", "demo-password"),
     ] {
-        let attributes = m
-            .attributes
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    aws_sdk_sqs::types::MessageAttributeValue::builder()
-                        .data_type("String")
-                        .string_value(v)
-                        .build()
-                        .unwrap(),
-                )
-            })
-            .collect();
-        sqs.send_message()
-            .queue_url(&queue)
-            .message_body(&m.body)
-            .set_message_attributes(Some(attributes))
-            .send()
-            .await
-            .unwrap();
+        qbill_tests::enqueue(&sqs, &queue, &m).await;
         // One at a time, so that the second is received after the first was handled.
         let got = drain_replies(&sqs, &replies_url, 1, Duration::from_secs(30)).await;
         assert_eq!(got.len(), 1, "answered, so the poller lives");

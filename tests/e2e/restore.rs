@@ -51,27 +51,7 @@ async fn a_database_made_again_under_a_running_cache_and_pool_is_never_served_fr
                 attribute::SOURCE_IP.into(),
                 format!("{SOURCE_IP_MARKER}198.51.100.70"),
             );
-            let attributes = m
-                .attributes
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        aws_sdk_sqs::types::MessageAttributeValue::builder()
-                            .data_type("String")
-                            .string_value(v)
-                            .build()
-                            .unwrap(),
-                    )
-                })
-                .collect();
-            sqs.send_message()
-                .queue_url(&queue)
-                .message_body(&m.body)
-                .set_message_attributes(Some(attributes))
-                .send()
-                .await
-                .unwrap();
+            qbill_tests::enqueue(&sqs, &queue, &m).await;
             let got = drain_replies(&sqs, &replies, 1, Duration::from_secs(30)).await;
             assert_eq!(got.len(), 1, "{route} answered");
             got[0].clone()

@@ -372,6 +372,30 @@ pub async fn count(
         .get(0)
 }
 
+/// Puts `message` on the request queue `queue_url` as the gateway would: its body, and its
+/// attributes as string message attributes.
+pub async fn enqueue(sqs: &aws_sdk_sqs::Client, queue_url: &str, message: &InboundMessage) {
+    let attributes = message
+        .attributes
+        .iter()
+        .map(|(name, value)| {
+            let value = aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .expect("an attribute");
+            (name.clone(), value)
+        })
+        .collect();
+    sqs.send_message()
+        .queue_url(queue_url)
+        .message_body(&message.body)
+        .set_message_attributes(Some(attributes))
+        .send()
+        .await
+        .expect("enqueue");
+}
+
 /// Puts one payment request per unpaid bill of `users` on `queue_url`, shaped as the gateway
 /// shapes them, all answering to `reply_to`. Returns the request ids.
 pub async fn enqueue_payments(
