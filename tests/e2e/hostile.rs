@@ -78,6 +78,32 @@ async fn forty_odd_hostile_requests_each_get_the_right_error_and_change_nothing(
             Gateway400,
         ),
         ("a JSON array", "/auth".into(), "[]".into(), Gateway400),
+        // The link that puts an old address back: its token bounded by the schema, and one that
+        // was never mailed refused.
+        (
+            "an undo link without a token",
+            "/auth/email-undo".into(),
+            body(json!({ "token": "" })),
+            Gateway400,
+        ),
+        (
+            "an undo link with an over-long token",
+            "/auth/email-undo".into(),
+            body(json!({ "token": "t".repeat(201) })),
+            Gateway400,
+        ),
+        (
+            "an undo link never mailed",
+            "/auth/email-undo".into(),
+            body(json!({ "token": "not-a-mailed-token" })),
+            Reply("invalid_request"),
+        ),
+        (
+            "a new address without the current password",
+            "/me/profile".into(),
+            body(json!({ "email": "someone@example.org" })),
+            Gateway400,
+        ),
         (
             "a JSON string",
             "/auth".into(),
