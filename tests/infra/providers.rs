@@ -134,12 +134,17 @@ fn the_committed_lock_file_pins_a_version_of_each_provider_that_versions_tf_admi
                 .collect(),
             other => panic!("{address}: hashes is not a list: {other:?}"),
         };
-        locked.insert(address, (pinned, hashes));
+        // The lock file names each provider by its full source address (host/namespace/type);
+        // versions.tf by namespace/type.
+        let (_host, source) = address
+            .split_once('/')
+            .unwrap_or_else(|| panic!("{address}: not a host/namespace/type address"));
+        locked.insert(source.to_owned(), (pinned, hashes));
     }
 
     let expected: Vec<String> = required
         .values()
-        .map(|(source, _)| format!("registry.terraform.io/{source}"))
+        .map(|(source, _)| source.clone())
         .collect();
     assert_eq!(
         locked.keys().cloned().collect::<Vec<_>>(),
@@ -152,7 +157,7 @@ fn the_committed_lock_file_pins_a_version_of_each_provider_that_versions_tf_admi
     );
 
     for (name, (source, constraint)) in &required {
-        let (pinned, hashes) = &locked[&format!("registry.terraform.io/{source}")];
+        let (pinned, hashes) = &locked[source];
         assert!(
             satisfies(pinned, constraint),
             "{name} {pinned} does not satisfy versions.tf's {constraint}"
@@ -188,11 +193,11 @@ fn the_committed_lock_file_pins_a_version_of_each_provider_that_versions_tf_admi
     }
     // The exact versions the README names.
     assert_eq!(
-        locked["registry.terraform.io/hashicorp/aws"].0, "5.100.0",
+        locked["hashicorp/aws"].0, "5.100.0",
         "the aws provider the README names"
     );
     assert_eq!(
-        locked["registry.terraform.io/hashicorp/random"].0, "3.6.3",
+        locked["hashicorp/random"].0, "3.6.3",
         "the random provider the README names"
     );
     assert!(satisfies("5.100.0", ">= 5.27, < 6.0") && !satisfies("6.0.0", ">= 5.27, < 6.0"));
