@@ -1,5 +1,31 @@
-# Sourced by scripts/bench, scripts/loadtest and scripts/chaos, not run: what they share to run the
+# Sourced by the scripts, not run: `source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"`.
+# The one copy of what they share: messages with the script's name in front, running as root, and
+# installing Debian packages; and, for bench, loadtest, chaos and lambda-duration, running the
 # engine on a database of its own.
+
+# log MESSAGE: to standard error, after the running script's name ([local-stack], [fauxqs], …).
+log() { printf '\033[1m[%s]\033[0m %s\n' "${0##*/}" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# as_root COMMAND…: runs it as root, through sudo unless this is root already.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# apt_install PACKAGE…: installs Debian packages, updating the package lists once per run first.
+apt_updated=""
+apt_install() {
+  command -v apt-get >/dev/null || die "cannot install $*: no apt-get (install it by hand)"
+  if [ -z "$apt_updated" ]; then
+    log "apt-get update"
+    as_root apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+  log "installing $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- The engine on a database of its own ---------------------------------------------------------
 
 # Trust auth ignores the password; a server that checks it gets this one (scripts/local-stack).
 PG_BASE="${QBILL_PG_BASE:-postgres://postgres:postgres@127.0.0.1:5432}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Serves the built web app (web/dist) for one local profile, as CloudFront serves it on AWS.
 
-    scripts/web-serve.py --port 4580 --gateway-url URL [--dist web/dist]
+    scripts/lib/web-serve.py --port 4580 --gateway-url URL [--dist web/dist]
 
 - `/config.json` is the app's configuration: `{"gateway_url": URL}` (on AWS, Terraform writes it);
 - a path that is no file (the mails' `/verify-email?token=…`, `/reset-password?token=…`) gets
@@ -22,7 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--gateway-url", required=True)
-    parser.add_argument("--dist", default=str(pathlib.Path(__file__).resolve().parent.parent / "web" / "dist"))
+    parser.add_argument("--dist", default=str(pathlib.Path(__file__).resolve().parents[2] / "web" / "dist"))
     parser.add_argument("--resend-after-ms", type=int, help="how long the app waits for a reply before sending again")
     args = parser.parse_args()
 
