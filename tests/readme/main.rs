@@ -1,4 +1,4 @@
-//! The README's walkthroughs (a provider's bills; a household on its own; documents), run verbatim: their shell blocks (between the
+//! The walkthroughs of docs/walkthroughs.md (a provider's bills; a household on its own; documents), run verbatim: their shell blocks (between the
 //! `<!-- walkthrough:... -->` markers) go to bash, against the `test` profile's gateway and a
 //! worker pool of this binary's own over a fresh demo database, with `target/release/qbill`
 //! standing for this build's `qbill`. A binary of its own, so that its overdue job touches no
@@ -11,14 +11,15 @@ use qbill_tests::database_env;
 use qbill_tests::{count, db_pool, env, qbill_binary, serve};
 use secrecy::ExposeSecret;
 
-/// The shell of the README block between `<!-- walkthrough:{name} -->` and its end marker.
+/// The shell of the docs/walkthroughs.md block between `<!-- walkthrough:{name} -->` and its end marker.
 fn block(name: &str) -> String {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .expect("the README");
+    let page = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/walkthroughs.md"),
+    )
+    .expect("docs/walkthroughs.md");
     let start = format!("<!-- walkthrough:{name} -->");
     let end = format!("<!-- /walkthrough:{name} -->");
-    let (_, rest) = readme.split_once(&start).expect("the block's start marker");
+    let (_, rest) = page.split_once(&start).expect("the block's start marker");
     let (block, _) = rest.split_once(&end).expect("the block's end marker");
     let block = block.trim();
     block
@@ -219,7 +220,7 @@ async fn the_readme_walkthrough_runs_verbatim() {
     );
 }
 
-/// `qbill admin create-user`, as the README documents it: the password on standard input.
+/// `qbill admin create-user`, as docs/contract.md documents it: the password on standard input.
 #[tokio::test]
 async fn admin_create_user_reads_the_password_from_standard_input_and_runs_once() {
     use std::io::Write;
