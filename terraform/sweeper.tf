@@ -5,7 +5,7 @@
 # ({"qbill": "sweep-shard", "prefix": ..., "next_token": ...}): it sweeps ListQueues pages of
 # its shard until the shard is done or its time is nearly up, then sends the continuation task.
 # So a sweep of any size finishes, a page at a time. A reply queue's last reply is stamped in
-# Redis by the worker and read here (README.md of the repository, "reply queues").
+# Redis by the worker and read here (docs/reliability.md, "Reply queues do not pile up").
 
 # ---------------------------------------------------------------------------------------------
 # The sweep queue and its dead-letter queue

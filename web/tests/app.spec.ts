@@ -131,7 +131,7 @@ test("the debts of an apartment, grouped, with totals and the chart", async () =
   await expect(chart.locator("rect")).toHaveCount(4 * shown.length);
   await expect(chart).toHaveAttribute("aria-label", /last twelve months by utility/);
   await shot("debts");
-  // What the README shows: the first screen of it.
+  // What web/README.md shows: the first screen of it.
   await shot("debts-first-screen", page, false);
 });
 
