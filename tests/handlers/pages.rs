@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
+use qbill_core::common::PAGE_ITEMS;
 use qbill_core::reply::MAX_REPLY_BYTES;
-use qbill_core::routes::common::PAGE_ITEMS;
 use qbill_core::seed;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};

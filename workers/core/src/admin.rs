@@ -9,9 +9,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::accounts::credentials::{insert, parse_new_password, parse_new_username};
+use crate::common::bump_apartments;
 use crate::password;
-use crate::routes::common::bump_apartments;
-use crate::routes::user::{insert, parse_new_password, parse_new_username};
 use crate::types::{ApartmentId, ProviderId, Role, UserId};
 
 /// What [`create_user`] did.

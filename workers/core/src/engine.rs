@@ -250,7 +250,7 @@ impl Engine {
         match request {
             // A Cognito identity is checked against the pool, one request at a time.
             Request::Payments(request) if self.services.cognito.is_none() => {
-                match crate::routes::verify(&self.services, &call) {
+                match crate::accounts::session::verify(&self.services, &call) {
                     Ok(session) => Step::Pay {
                         call,
                         request,

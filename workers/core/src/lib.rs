@@ -14,8 +14,11 @@
 //!   and says what the transport must do with the message.
 //! - [`routes`]: one module per operation (its body, parsing, handler and reply data), each
 //!   running its work as one Postgres transaction ([`store`]), checking the caller's token
-//!   ([`token`]) and role, and reading through the optional Redis [`cache`]; they share the
-//!   [`services`] built once per process.
+//!   ([`token`]) and role ([`accounts::session`]), and reading through the optional Redis
+//!   [`cache`]; they share the [`services`] built once per process. A route imports no other
+//!   route: what several share lives below them, in [`common`] (access checks, bill views,
+//!   pages), [`idempotency`] (request ids claimed, replies kept for repeats), [`accounts`]
+//!   (credentials, signing in, the profile, sessions) and [`activation`] (providers' codes).
 //! - [`reply`]: the JSON that goes back on the client's queue.
 //!
 //! Around them: [`jobs`] (the overdue, due-soon and notify jobs, run on a schedule), [`notify`]
@@ -30,16 +33,19 @@
 //! load-test data).
 
 pub mod accounts;
+pub mod activation;
 pub mod admin;
 pub mod cache;
 pub mod call;
 pub mod cognito;
+pub mod common;
 pub mod config;
 pub mod documents;
 pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod format;
+pub mod idempotency;
 pub mod jobs;
 pub mod mail;
 pub mod managed;

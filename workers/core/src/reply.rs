@@ -3,9 +3,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
+pub use crate::common::MAX_REPLY_BYTES;
 pub use crate::error::ErrorCode;
 pub use crate::routes::Kind;
-pub use crate::routes::common::MAX_REPLY_BYTES;
 use crate::types::RequestId;
 
 /// Error messages are cut to this many characters: a parse error may quote the client's input.

@@ -234,7 +234,7 @@ async fn reset_demo_account(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Res
          WHERE id = $1 AND activation_code_hash IS DISTINCT FROM $2",
         &[
             &account,
-            &crate::routes::bills_ingest::code_hash(DEMO_ACTIVATION_CODE),
+            &crate::activation::code_hash(DEMO_ACTIVATION_CODE),
         ],
     )
     .await?;
@@ -289,7 +289,7 @@ async fn demo_lifecycle(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Result<
             &PROVIDERS[0].0,
             &number,
             &address,
-            &crate::routes::bills_ingest::code_hash(DEMO_ACTIVATION_CODE),
+            &crate::activation::code_hash(DEMO_ACTIVATION_CODE),
         ],
     )
     .await?;

@@ -153,6 +153,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role: each has an account (`me`, its profile, password, inbox).
+    pub const EVERYONE: &[Role] = &[Role::Household, Role::Provider, Role::Operator];
+
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         match raw {
             "household" => Ok(Self::Household),

@@ -5,7 +5,11 @@
 //! Secrets are never stored: a mailed token and a rotated refresh token are derived from the
 //! signing key ([`crate::token::Tokens::derive`]) and only their SHA-256 is kept.
 
+pub mod credentials;
 pub mod policy;
+pub mod profile;
+pub mod session;
+pub mod sign_in;
 pub mod throttle;
 
 use chrono::{DateTime, Duration, Utc};

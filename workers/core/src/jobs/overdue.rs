@@ -83,7 +83,7 @@ pub async fn run(pool: &Pool) -> anyhow::Result<Report> {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        crate::routes::common::bump_apartments(&tx, &apartments).await?;
+        crate::common::bump_apartments(&tx, &apartments).await?;
         // The households hear of it; the sender mails them.
         let fee_ids: Vec<i64> = tx
             .query(

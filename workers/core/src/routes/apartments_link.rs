@@ -17,11 +17,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::bills_ingest::code_hash;
-use super::common::{bump_apartments, to_data};
-use super::idempotency::{self, Claim};
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
+use crate::activation::code_hash;
 use crate::call::Path;
+use crate::common::{bump_apartments, to_data};
+use crate::idempotency::{self, Claim};
 use crate::notify::{self, Event};
 use crate::types::{ApartmentId, ParseError, ProviderId, Role, UserId};
 
@@ -78,10 +78,10 @@ impl Route for Request {
             ));
         }
         let number = b.account_number.trim();
-        if number.is_empty() || number.len() > super::bills_ingest::MAX_ID_CHARS {
+        if number.is_empty() || number.len() > crate::activation::MAX_ID_CHARS {
             return Err(ParseError::new(format!(
                 "`account_number` must be 1 to {} characters",
-                super::bills_ingest::MAX_ID_CHARS
+                crate::activation::MAX_ID_CHARS
             )));
         }
         Ok(Self {

@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::common::{BILL_COLUMNS, BillView, authorize, to_data};
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, body};
 use crate::call::Path;
+use crate::common::{BILL_COLUMNS, BillView, authorize, to_data};
 use crate::types::{ApartmentId, BillId, ParseError, Role};
 
 #[derive(Debug)]

@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::common::{bump_apartments, provider_access, text, to_data};
-use super::idempotency;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::call::Path;
+use crate::common::{bump_apartments, provider_access, text, to_data};
+use crate::idempotency;
 use crate::types::{BillId, ParseError, ProviderId, Role};
 
 /// The longest reason, in characters.

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::common::{authorize, to_data};
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, body};
 use crate::call::Path;
+use crate::common::{authorize, to_data};
 use crate::documents::{self, Format, Kind, Subject};
 use crate::types::{ApartmentId, BillId, ParseError, Role, hex, parse_date};
 

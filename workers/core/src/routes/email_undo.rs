@@ -10,12 +10,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio_postgres::error::SqlState;
 
-use super::common::to_data;
-use super::idempotency;
-use super::verify_email::{bad_token, parse_token};
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
+use crate::accounts::credentials::{bad_token, parse_token};
 use crate::accounts::{self, Purpose};
 use crate::call::Path;
+use crate::common::to_data;
+use crate::idempotency;
 use crate::notify::{self, Event};
 use crate::types::{ParseError, hex};
 

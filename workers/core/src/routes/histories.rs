@@ -7,7 +7,7 @@
 //! just after midnight yesterday too, can still gain payments, so their settled bills come again
 //! in every sync until the day is safely over. Clients de-duplicate by `bill_id`.
 //!
-//! The bills come in pages of at most [`super::common::PAGE_ITEMS`], in the order of payment time and bill
+//! The bills come in pages of at most [`crate::common::PAGE_ITEMS`], in the order of payment time and bill
 //! id; a reply with more to come carries a `next_cursor`, which the client sends back as `cursor`
 //! (with the same `date_down` and `date_up`) for the next page. Every page names the same window,
 //! the one of the first page, and the client holds it once it has the last page.
@@ -19,10 +19,10 @@ use deadpool_postgres::GenericClient;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::common::{Access, BILL_COLUMNS, BillView, page_after, read_versioned, to_data};
 use super::{Callers, Context, HandlerError, HandlerResult, Route, body};
 use crate::cache::CacheKey;
 use crate::call::Path;
+use crate::common::{Access, BILL_COLUMNS, BillView, page_after, read_versioned, to_data};
 use crate::types::{ApartmentId, BillId, Currency, ParseError, Role, parse_date};
 
 #[derive(Debug)]

@@ -6,11 +6,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::common::to_data;
-use super::refresh::parse_refresh_token;
 use super::{Callers, Context, HandlerResult, Route, body};
 use crate::accounts;
+use crate::accounts::credentials::parse_refresh_token;
 use crate::call::Path;
+use crate::common::to_data;
 use crate::types::ParseError;
 
 #[derive(Debug)]

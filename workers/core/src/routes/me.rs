@@ -1,23 +1,13 @@
 //! `me`: the caller's account (`POST /me`): who they are, their apartments and their
 //! notification preferences, every event with both channels spelled out.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, Utc};
-use deadpool_postgres::GenericClient;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::auth::Apartment;
-use super::common::to_data;
-use super::{Callers, Context, HandlerError, HandlerResult, Route, body};
+use super::{Callers, Context, HandlerResult, Route, body};
+use crate::accounts::profile::data;
 use crate::call::Path;
-use crate::notify::Event;
-use crate::services::Services;
-use crate::types::{ParseError, Role, UserId};
-
-/// Every role has an account.
-pub const EVERYONE: &[Role] = &[Role::Household, Role::Provider, Role::Operator];
+use crate::types::{ParseError, Role};
 
 #[derive(Debug, Serialize)]
 pub struct Request {}
@@ -26,35 +16,8 @@ pub struct Request {}
 #[serde(deny_unknown_fields)]
 struct Body {}
 
-#[derive(Debug, Serialize)]
-pub struct MeData {
-    pub user: MeUser,
-    pub apartments: Vec<Apartment>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub more_apartments: bool,
-    pub notification_preferences: BTreeMap<&'static str, Channels>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct MeUser {
-    pub id: UserId,
-    pub username: Option<String>,
-    pub email: Option<String>,
-    pub email_verified: bool,
-    pub display_name: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub role: Role,
-}
-
-/// Whether an event is mailed and shown in the inbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Channels {
-    pub email: bool,
-    pub inbox: bool,
-}
-
 impl Route for Request {
-    const CALLERS: Callers = Callers::Roles(EVERYONE);
+    const CALLERS: Callers = Callers::Roles(Role::EVERYONE);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
         let _: Body = body(raw)?;
@@ -65,57 +28,4 @@ impl Route for Request {
         let client = crate::store::client(&cx.services.store).await?;
         data(&*client, cx.services, cx.caller()?.user_id).await
     }
-}
-
-/// The preferences as stored (`{"<event>": {"email": bool, "inbox": bool}}`, missing means on),
-/// spelled out for every event; security mail is always on.
-pub fn preferences(stored: &Value) -> BTreeMap<&'static str, Channels> {
-    Event::PREFERABLE
-        .iter()
-        .map(|event| {
-            let set = |channel: &str| {
-                stored
-                    .get(event.as_str())
-                    .and_then(|e| e.get(channel))
-                    .and_then(Value::as_bool)
-                    .unwrap_or(true)
-            };
-            let email = *event == Event::AccountSecurity || set("email");
-            (
-                event.as_str(),
-                Channels {
-                    email,
-                    inbox: set("inbox"),
-                },
-            )
-        })
-        .collect()
-}
-
-/// The reply of `me` for `user`, read on `client` (inside a transaction, it sees its changes).
-pub async fn data(client: &impl GenericClient, services: &Services, user: UserId) -> HandlerResult {
-    let row = client
-        .query_one(
-            "SELECT username, email, email_verified, display_name, created_at, role,
-                    notification_preferences, apartments_version
-             FROM users WHERE id = $1",
-            &[&user.0],
-        )
-        .await?;
-    let (apartments, more_apartments) =
-        super::auth::apartments_page(services, user, row.get(7)).await?;
-    to_data(&MeData {
-        user: MeUser {
-            id: user,
-            username: row.get(0),
-            email: row.get(1),
-            email_verified: row.get(2),
-            display_name: row.get(3),
-            created_at: row.get(4),
-            role: Role::parse(row.get(5)).map_err(HandlerError::internal)?,
-        },
-        apartments,
-        more_apartments,
-        notification_preferences: preferences(&row.get(6)),
-    })
 }

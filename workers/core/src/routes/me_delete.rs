@@ -14,13 +14,13 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::common::{bump_apartments, to_data};
-use super::idempotency;
-use super::me::EVERYONE;
 use super::{Callers, Context, HandlerResult, Kind, Route, body};
+use crate::accounts::credentials;
 use crate::call::Path;
+use crate::common::{bump_apartments, to_data};
+use crate::idempotency;
 use crate::notify::{self, Event};
-use crate::types::{ParseError, UserId};
+use crate::types::{ParseError, Role, UserId};
 
 #[derive(Debug, Serialize)]
 pub struct Request {
@@ -42,12 +42,12 @@ pub struct DeletedData {
 }
 
 impl Route for Request {
-    const CALLERS: Callers = Callers::Roles(EVERYONE);
+    const CALLERS: Callers = Callers::Roles(Role::EVERYONE);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
         let b: Body = body(raw)?;
         Ok(Self {
-            password: super::auth::parse_password(b.password)?,
+            password: credentials::parse_password(b.password)?,
         })
     }
 
@@ -129,7 +129,7 @@ impl Route for Request {
             tx.execute(
                 "UPDATE processed_requests SET reply = $2
                  WHERE user_id = $1 AND kind NOT IN ('payments', 'me_delete') AND reply IS NOT NULL",
-                &[&user.0, &super::idempotency::erased()],
+                &[&user.0, &crate::idempotency::erased()],
             )
             .await?;
             to_data(&DeletedData {

@@ -8,13 +8,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::common::to_data;
-use super::idempotency;
-use super::me::EVERYONE;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
-use crate::accounts::{self, policy};
+use crate::accounts::{self, credentials, policy};
 use crate::call::Path;
+use crate::common::to_data;
+use crate::idempotency;
 use crate::types::ParseError;
+use crate::types::Role;
 
 #[derive(Debug, Serialize)]
 pub struct Request {
@@ -38,15 +38,15 @@ pub struct PasswordData {
 }
 
 impl Route for Request {
-    const CALLERS: Callers = Callers::Roles(EVERYONE);
+    const CALLERS: Callers = Callers::Roles(Role::EVERYONE);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
         let b: Body = body(raw)?;
-        let new_password = super::auth::parse_password(b.new_password)
+        let new_password = credentials::parse_password(b.new_password)
             .map_err(|_| ParseError::new("`new_password` must be 1 to 1024 bytes"))?;
         policy::check(new_password.expose_secret(), &[])?;
         Ok(Self {
-            password: super::auth::parse_password(b.password)?,
+            password: credentials::parse_password(b.password)?,
             new_password,
         })
     }
@@ -71,7 +71,7 @@ impl Route for Request {
             ],
         )
         .map_err(|e| HandlerError::rejected(ErrorCode::InvalidRequest, e.0))?;
-        let hash = super::user::hash(cx, &self.new_password).await?;
+        let hash = credentials::hash(cx.services, &self.new_password).await?;
         let mut mail = None;
         // The fingerprint holds neither password: a repeat of this request id replays.
         let data = idempotency::once(cx, Kind::MePassword, self, async |tx| {

@@ -15,14 +15,13 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::common::text;
-use super::idempotency;
-use super::me::EVERYONE;
 use super::{Callers, Context, HandlerError, HandlerResult, Kind, Route, body};
 use crate::accounts::{self, Purpose};
 use crate::call::Path;
+use crate::common::text;
+use crate::idempotency;
 use crate::notify::{self, Event};
-use crate::types::{ParseError, UserId};
+use crate::types::{ParseError, Role, UserId};
 
 /// A display name has at most this many characters.
 pub const MAX_DISPLAY_NAME: usize = 100;
@@ -55,7 +54,7 @@ struct Body {
 }
 
 impl Route for Request {
-    const CALLERS: Callers = Callers::Roles(EVERYONE);
+    const CALLERS: Callers = Callers::Roles(Role::EVERYONE);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
         let names_display = raw.contains_key("display_name");
@@ -82,7 +81,10 @@ impl Route for Request {
                 "name at least one of `email`, `display_name` and `notification_preferences`",
             ));
         }
-        let password = b.password.map(super::auth::parse_password).transpose()?;
+        let password = b
+            .password
+            .map(crate::accounts::credentials::parse_password)
+            .transpose()?;
         if email.is_some() && password.is_none() {
             return Err(ParseError::new(
                 "changing `email` takes your current `password` too",
@@ -138,7 +140,7 @@ impl Route for Request {
                 )
                 .await?;
             }
-            super::me::data(tx, cx.services, user).await
+            crate::accounts::profile::data(tx, cx.services, user).await
         })
         .await?;
         for mail in mails {

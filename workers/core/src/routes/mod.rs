@@ -14,11 +14,9 @@ pub mod auth;
 pub mod bill;
 pub mod bill_void;
 pub mod bills_ingest;
-pub mod common;
 pub mod document;
 pub mod email_undo;
 pub mod histories;
-pub mod idempotency;
 pub mod logout;
 pub mod me;
 pub mod me_delete;
@@ -36,10 +34,10 @@ pub mod user;
 pub mod utils;
 pub mod verify_email;
 
-use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::accounts::session;
 use crate::call::{Call, Path};
 pub use crate::error::{ErrorCode, HandlerError, HandlerResult};
 use crate::services::Services;
@@ -301,9 +299,9 @@ async fn run<R: Route>(request: &R, services: &Services, call: &Call) -> Ran {
         Callers::Anyone => None,
         Callers::Roles(roles) => {
             let session = if at_access {
-                verify(services, call)
+                session::verify(services, call)
             } else {
-                session(services, call).await
+                session::check(services, call).await
             };
             let session = match session {
                 Ok(session) => session,
@@ -316,7 +314,7 @@ async fn run<R: Route>(request: &R, services: &Services, call: &Call) -> Ran {
                 }
             };
             // A valid token for this queue: whatever comes next may be answered on it.
-            if let Err(e) = admit(roles, &session) {
+            if let Err(e) = session::admit(roles, &session) {
                 return Ran {
                     result: Err(e),
                     vouched: true,
@@ -346,76 +344,4 @@ async fn run<R: Route>(request: &R, services: &Services, call: &Call) -> Ran {
         result,
         mails,
     }
-}
-
-/// Whether the caller's role may call a route open to `roles`.
-pub(crate) fn admit(roles: &[Role], session: &Session) -> Result<(), HandlerError> {
-    if roles.contains(&session.role) {
-        return Ok(());
-    }
-    Err(HandlerError::rejected(
-        ErrorCode::Forbidden,
-        format!(
-            "this route is not open to the {} role; it takes {}",
-            session.role,
-            roles
-                .iter()
-                .map(Role::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    ))
-}
-
-/// Checks the token: its signature and expiry, that it was issued for this reply queue, and that
-/// its session was not ended since (a password reset or change, a deletion) and the user still
-/// exists. With a Cognito pool as identity, checks the pool's ID token instead.
-async fn session(services: &Services, call: &Call) -> Result<Session, HandlerError> {
-    let token = call.token.as_ref().map(|t| t.expose_secret());
-    if let Some(cognito) = &services.cognito {
-        return crate::accounts::cognito_session(services, cognito, call, token).await;
-    }
-    let session = verify(services, call)?;
-    let client = crate::store::client(&services.store).await?;
-    let statement = client.prepare_cached(SESSION_EPOCH).await?;
-    let epoch: Option<i32> = client
-        .query_opt(&statement, &[&session.user_id.0])
-        .await?
-        .map(|r| r.get(0));
-    still_open(&session, epoch)?;
-    Ok(session)
-}
-
-/// The user's current session epoch (no row: the user was deleted), which a token's must match.
-pub(crate) const SESSION_EPOCH: &str =
-    "SELECT session_epoch FROM users WHERE id = $1 AND deleted_at IS NULL";
-
-/// The part of [`session`] that needs no database: the token's signature and expiry, and that
-/// it was issued for this reply queue. The caller still checks the epoch ([`still_open`]).
-pub(crate) fn verify(services: &Services, call: &Call) -> Result<Session, HandlerError> {
-    let token = call.token.as_ref().map(|t| t.expose_secret());
-    let session = services
-        .tokens
-        .verify_at(token, call.requested_at)
-        .map_err(|e| {
-            tracing::info!(auth.refused = %e, "token refused");
-            HandlerError::unauthorized()
-        })?;
-    if !session.bound_to(call.reply_to) {
-        return Err(HandlerError::WrongQueue);
-    }
-    Ok(session)
-}
-
-/// Whether the session is still the user's: `epoch` is the user's current session epoch (none
-/// when the user was deleted).
-pub(crate) fn still_open(session: &Session, epoch: Option<i32>) -> Result<(), HandlerError> {
-    if epoch == Some(session.epoch) {
-        return Ok(());
-    }
-    tracing::info!(auth.refused = "session ended", "token refused");
-    Err(HandlerError::rejected(
-        ErrorCode::Unauthorized,
-        "this session has ended (the password was changed or reset, or the account deleted); log in again at /auth",
-    ))
 }

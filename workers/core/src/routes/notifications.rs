@@ -6,12 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::common::to_data;
-use super::me::EVERYONE;
 use super::{Callers, Context, HandlerError, HandlerResult, Route, body};
 use crate::call::Path;
+use crate::common::to_data;
 use crate::notify::{Event, templates};
 use crate::types::ParseError;
+use crate::types::Role;
 
 /// Notifications in one reply at most.
 pub const PAGE: i64 = 50;
@@ -46,7 +46,7 @@ pub struct Notification {
 }
 
 impl Route for Request {
-    const CALLERS: Callers = Callers::Roles(EVERYONE);
+    const CALLERS: Callers = Callers::Roles(Role::EVERYONE);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
         let b: Body = body(raw)?;

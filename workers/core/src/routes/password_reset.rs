@@ -7,10 +7,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::common::to_data;
 use super::{Callers, Context, HandlerResult, Route, body};
 use crate::accounts::{self, Purpose};
 use crate::call::Path;
+use crate::common::to_data;
 use crate::notify::{self, Event};
 use crate::types::{ParseError, UserId};
 

@@ -7,12 +7,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::common::to_data;
-use super::idempotency;
-use super::verify_email::{bad_token, parse_token};
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
-use crate::accounts::{self, Purpose, policy};
+use crate::accounts::credentials::{bad_token, parse_token};
+use crate::accounts::{self, Purpose, credentials, policy};
 use crate::call::Path;
+use crate::common::to_data;
+use crate::idempotency;
 use crate::types::{ParseError, hex};
 
 #[derive(Debug)]
@@ -39,7 +39,7 @@ impl Route for Request {
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
         let b: Body = body(raw)?;
-        let new_password = super::auth::parse_password(b.new_password)
+        let new_password = credentials::parse_password(b.new_password)
             .map_err(|_| ParseError::new("`new_password` must be 1 to 1024 bytes"))?;
         Ok(Self {
             token: parse_token(b.token)?,
@@ -60,7 +60,7 @@ impl Route for Request {
         cx.vouch();
         policy::check(self.new_password.expose_secret(), &[])
             .map_err(|e| HandlerError::rejected(ErrorCode::InvalidRequest, e.0))?;
-        let hash = super::user::hash(cx, &self.new_password).await?;
+        let hash = credentials::hash(cx.services, &self.new_password).await?;
         let fingerprint = hex(&token.hash);
         let mut mail = None;
         let data = idempotency::once_as(

@@ -18,13 +18,12 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
-use super::common::{ACCESS, Access, access, to_data};
-use super::{
-    Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, SESSION_EPOCH, admit,
-    body, idempotency, still_open,
-};
+use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
+use crate::accounts::session::{SESSION_EPOCH, admit, still_open};
 use crate::cache::CacheKey;
 use crate::call::{Call, Path};
+use crate::common::{ACCESS, Access, access, to_data};
+use crate::idempotency;
 use crate::services::Services;
 use crate::token::Session;
 use crate::types::{ApartmentId, BillId, Currency, ParseError, Role, amount};

@@ -5,10 +5,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::common::{parse_amount, provider_access, to_data};
-use super::idempotency;
 use super::{Callers, Context, HandlerResult, Kind, Route, body};
 use crate::call::Path;
+use crate::common::{parse_amount, provider_access, to_data};
+use crate::idempotency;
 use crate::types::{ParseError, ProviderId, Role, amount};
 
 /// The most grace days a policy gives.

@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio_postgres::error::SqlState;
 
-use super::common::{text, to_data};
-use super::idempotency;
-use super::user::{hash, insert, parse_new_password, parse_new_username};
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
+use crate::accounts::credentials::{hash, insert, parse_new_password, parse_new_username};
 use crate::call::Path;
+use crate::common::{text, to_data};
+use crate::idempotency;
 use crate::types::{Currency, ParseError, ProviderId, Role};
 
 /// The longest provider name.
@@ -57,7 +57,7 @@ impl Route for Request {
     }
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
-        let hash = hash(cx, &self.password).await?;
+        let hash = hash(cx.services, &self.password).await?;
         idempotency::once(cx, Kind::Provider, self, async |tx| {
             let inserted = tx
                 .query_one(

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, body};
 use crate::accounts;
+use crate::accounts::credentials::parse_refresh_token;
 use crate::call::Path;
 use crate::types::{ParseError, UserId};
 
@@ -29,16 +30,6 @@ pub struct Request {
 #[serde(deny_unknown_fields)]
 struct Body {
     refresh_token: String,
-}
-
-/// A refresh token as it arrives: 1 to 200 characters.
-pub fn parse_refresh_token(raw: String) -> Result<SecretString, ParseError> {
-    if raw.is_empty() || raw.len() > 200 {
-        return Err(ParseError::new(
-            "`refresh_token` must be 1 to 200 characters",
-        ));
-    }
-    Ok(raw.into())
 }
 
 /// How long after a rotation the same request, delivered again, is answered again.
@@ -141,7 +132,14 @@ impl Route for Request {
         let refresh = accounts::issue_refresh(&tx, user, epoch, Some(family), next).await?;
         tx.commit().await?;
         let username: String = row.get(6);
-        let (holder, apartments_version) = super::auth::row_holder(&row, &username)?;
-        super::auth::signed_in(cx.services, cx.call, &holder, apartments_version, refresh).await
+        let (holder, apartments_version) = crate::accounts::sign_in::row_holder(&row, &username)?;
+        crate::accounts::sign_in::signed_in(
+            cx.services,
+            cx.call,
+            &holder,
+            apartments_version,
+            refresh,
+        )
+        .await
     }
 }

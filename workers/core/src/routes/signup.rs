@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio_postgres::error::SqlState;
 
-use super::common::to_data;
-use super::idempotency::{self, Claim};
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
-use crate::accounts::{self, Purpose, policy};
+use crate::accounts::{self, Purpose, credentials, policy};
 use crate::call::Path;
+use crate::common::to_data;
+use crate::idempotency::{self, Claim};
 use crate::notify::{self, Event};
 use crate::types::{ParseError, UserId};
 
@@ -53,9 +53,9 @@ impl Route for Request {
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
         let b: Body = body(raw)?;
-        let username = super::user::parse_new_username(&b.username)?;
+        let username = credentials::parse_new_username(&b.username)?;
         let email = accounts::parse_email(&b.email)?;
-        let password = super::auth::parse_password(b.password)?;
+        let password = credentials::parse_password(b.password)?;
         Ok(Self {
             username,
             email,
@@ -64,7 +64,7 @@ impl Route for Request {
     }
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
-        let hash = super::user::hash(cx, &self.password).await?;
+        let hash = credentials::hash(cx.services, &self.password).await?;
         let fingerprint = idempotency::fingerprint(Kind::Signup, self);
         let mut client = crate::store::client(&cx.services.store).await?;
         let tx = client.transaction().await?;

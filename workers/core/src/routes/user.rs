@@ -1,19 +1,16 @@
 //! `user`: an operator adds a user of any role (`POST /users`). A provider's user names the
 //! provider it acts for; a taken username is `conflict`.
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio_postgres::error::SqlState;
 
-use super::common::to_data;
-use super::idempotency;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
+use crate::accounts::credentials::{hash, insert, parse_new_password, parse_new_username};
 use crate::call::Path;
+use crate::common::to_data;
+use crate::idempotency;
 use crate::types::{ParseError, ProviderId, Role, UserId};
-
-/// A new user's password: at least this many characters.
-pub const MIN_PASSWORD_CHARS: usize = 10;
 
 #[derive(Debug, Serialize)]
 pub struct Request {
@@ -68,7 +65,7 @@ impl Route for Request {
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
         // The slow hash first, holding no connection.
-        let hash = hash(cx, &self.password).await?;
+        let hash = hash(cx.services, &self.password).await?;
         idempotency::once(cx, Kind::User, self, async |tx| {
             if let Some(provider) = self.provider_id {
                 let exists = tx
@@ -91,72 +88,5 @@ impl Route for Request {
             Ok(data)
         })
         .await
-    }
-}
-
-/// A username a new user may take: 2 to 63 characters of `a-z`, `0-9`, `.`, `_` and `-`,
-/// starting with a letter or digit (what the database accepts), in lower case.
-pub fn parse_new_username(raw: &str) -> Result<String, ParseError> {
-    let username = raw.trim().to_ascii_lowercase();
-    let bytes = username.as_bytes();
-    let valid = (2..=63).contains(&bytes.len())
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(b));
-    if !valid {
-        return Err(ParseError::new(
-            "`username` must be 2 to 63 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit",
-        ));
-    }
-    if username.starts_with(crate::accounts::COGNITO_PREFIX) {
-        return Err(ParseError::new(format!(
-            "usernames starting with `{}` are kept for the users of a Cognito pool",
-            crate::accounts::COGNITO_PREFIX
-        )));
-    }
-    Ok(username)
-}
-
-/// A new password: [`MIN_PASSWORD_CHARS`] characters to the most a login takes.
-pub fn parse_new_password(raw: String) -> Result<SecretString, ParseError> {
-    if raw.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(ParseError::new(format!(
-            "`password` must be at least {MIN_PASSWORD_CHARS} characters"
-        )));
-    }
-    super::auth::parse_password(raw)
-}
-
-/// The Argon2 hash of a new password, computed in one of the bounded password slots.
-pub async fn hash(cx: &Context<'_>, password: &SecretString) -> Result<String, HandlerError> {
-    cx.services
-        .passwords
-        .hash(password.expose_secret().to_owned().into())
-        .await
-        .map_err(HandlerError::from)
-}
-
-/// Inserts a user; a taken username is `conflict`.
-pub async fn insert(
-    client: &impl deadpool_postgres::GenericClient,
-    username: &str,
-    hash: &str,
-    role: Role,
-    provider: Option<ProviderId>,
-) -> Result<UserId, HandlerError> {
-    let inserted = client
-        .query_one(
-            "INSERT INTO users (username, password_hash, role, provider_id) VALUES ($1, $2, $3, $4) RETURNING id",
-            &[&username, &hash, &role.as_str(), &provider.map(|p| p.0)],
-        )
-        .await;
-    match inserted {
-        Ok(row) => Ok(UserId(row.get(0))),
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(HandlerError::rejected(
-            ErrorCode::Conflict,
-            format!("the username {username} is taken"),
-        )),
-        Err(e) => Err(e.into()),
     }
 }

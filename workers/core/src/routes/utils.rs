@@ -1,6 +1,6 @@
 //! `utils`: the apartment's unpaid bills with totals by utility, by provider and overall.
 //!
-//! The bills come in pages of at most [`super::common::PAGE_ITEMS`], in the order of due date and id; a
+//! The bills come in pages of at most [`crate::common::PAGE_ITEMS`], in the order of due date and id; a
 //! reply with more to come carries a `next_cursor`, which the client sends back as `cursor` for
 //! the next page. Every page carries the totals of all the unpaid bills as they stand.
 
@@ -12,10 +12,10 @@ use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Access, BILL_COLUMNS, BillView, page_after, read_versioned, to_data};
 use super::{Callers, Context, HandlerError, HandlerResult, Route, body};
 use crate::cache::CacheKey;
 use crate::call::Path;
+use crate::common::{Access, BILL_COLUMNS, BillView, page_after, read_versioned, to_data};
 use crate::types::{ApartmentId, BillId, Currency, ParseError, Role, amount_string};
 
 #[derive(Debug)]

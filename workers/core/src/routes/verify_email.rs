@@ -7,11 +7,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::common::to_data;
-use super::idempotency;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
+use crate::accounts::credentials::{bad_token, parse_token};
 use crate::accounts::{self, Purpose};
 use crate::call::Path;
+use crate::common::to_data;
+use crate::idempotency;
 use crate::types::{ParseError, UserId, hex};
 
 #[derive(Debug)]
@@ -30,22 +31,6 @@ pub struct VerifiedData {
     pub user_id: UserId,
     pub email: String,
     pub email_verified: bool,
-}
-
-/// A mailed token as it arrives: 1 to 200 characters.
-pub fn parse_token(raw: String) -> Result<SecretString, ParseError> {
-    if raw.is_empty() || raw.len() > 200 {
-        return Err(ParseError::new("`token` must be 1 to 200 characters"));
-    }
-    Ok(raw.into())
-}
-
-/// The reply to a token that is unknown, used or expired.
-pub fn bad_token(what: &str) -> HandlerError {
-    HandlerError::rejected(
-        ErrorCode::InvalidRequest,
-        format!("this {what} link is invalid, was used already or has expired; ask for a new one"),
-    )
 }
 
 impl Route for Request {

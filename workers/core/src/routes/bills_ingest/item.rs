@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{MAX_ADDRESS_CHARS, MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, MAX_LINES, MAX_UTILITY_CHARS};
-use crate::routes::common::{parse_amount, text};
+use crate::common::{parse_amount, text};
 use crate::types::{Currency, ParseError, amount, parse_date};
 
 /// One bill as the provider sent it, parsed.

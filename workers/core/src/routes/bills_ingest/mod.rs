@@ -10,7 +10,7 @@
 //! issues a new one (`rotated_codes`), once.
 //!
 //! Codes are never stored. A code is derived from the account and a nonce under the signing key
-//! ([`activation_code`]); the account keeps the code's hash and the nonce, and the reply kept for
+//! ([`crate::activation::activation_code`]); the account keeps the code's hash and the nonce, and the reply kept for
 //! repeats keeps the nonce ([`Kept`]), from which the reply the client gets is made afresh each
 //! time ([`reveal`]): a repeat gets the same codes, or none for a code that is no longer the
 //! account's.
@@ -25,17 +25,17 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 mod item;
 
 pub use item::{Item, Line};
 use item::{content_hash, parse_item};
 
-use super::common::{provider_access, to_data};
-use super::idempotency;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
+use crate::activation::{activation_code, code_hash};
 use crate::call::Path;
+use crate::common::{provider_access, to_data};
+use crate::idempotency;
 use crate::notify::{self, Event};
 use crate::token::Tokens;
 use crate::types::{ApartmentId, BillId, ParseError, ProviderId, Role};
@@ -46,7 +46,7 @@ pub const MAX_BILLS: usize = 100;
 pub const MAX_LINES: usize = 5;
 /// Bounds of the texts, in characters. With these, the largest valid request in compact JSON is
 /// under 256 KiB whatever the texts hold (see `gateway-config/openapi.yaml`).
-pub const MAX_ID_CHARS: usize = 40;
+pub use crate::activation::MAX_ID_CHARS;
 pub const MAX_ADDRESS_CHARS: usize = 120;
 pub const MAX_DESCRIPTION_CHARS: usize = 60;
 pub const MAX_UTILITY_CHARS: usize = 32;
@@ -202,7 +202,7 @@ impl Route for Request {
                 .filter_map(|(item, _)| accounts[&item.account_number].apartment)
                 .map(|a| a.0)
                 .collect();
-            super::common::bump_apartments(tx, &touched.into_iter().collect::<Vec<_>>()).await?;
+            crate::common::bump_apartments(tx, &touched.into_iter().collect::<Vec<_>>()).await?;
 
             // `bill.created` for the households of linked accounts.
             let created: Vec<i64> = ingested
@@ -495,36 +495,4 @@ async fn bills(
             })
         })
         .collect()
-}
-
-/// The activation code of account `account` with nonce `nonce`: `XXXX-XXXX-XXXX` of 32 letters
-/// and digits that are hard to confuse (60 bits), derived under the signing key, so that only its
-/// holder can make it from what the database keeps.
-pub fn activation_code(tokens: &Tokens, account: i64, nonce: &str) -> String {
-    use base64::Engine as _;
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let derived = tokens.derive("activation-code", format!("{account}:{nonce}").as_bytes());
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(derived)
-        .expect("derive gives URL-safe base64");
-    let bits = u64::from_be_bytes(bytes[..8].try_into().expect("an HMAC has 32 bytes"));
-    let chars: Vec<char> = (0..12)
-        .map(|i| ALPHABET[((bits >> (59 - 5 * i)) & 31) as usize] as char)
-        .collect();
-    chars
-        .chunks(4)
-        .map(|c| c.iter().collect::<String>())
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
-/// What is stored of an activation code: the SHA-256 of its letters and digits in upper case, so
-/// that `abcd-efgh-jkmn` and `ABCDEFGHJKMN` are the same code.
-pub fn code_hash(code: &str) -> Vec<u8> {
-    let normalised: String = code
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    Sha256::digest(normalised.as_bytes()).to_vec()
 }

@@ -13,8 +13,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio_postgres::Transaction;
 
-use super::{Context, ErrorCode, HandlerError, Kind};
 use crate::call::Call;
+use crate::error::{ErrorCode, HandlerError};
+use crate::routes::{Context, Kind};
 use crate::types::UserId;
 
 /// What the claim found.

@@ -7,9 +7,9 @@ use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::Context;
 use crate::cache::CacheKey;
 use crate::error::{ErrorCode, HandlerError, HandlerResult};
+use crate::routes::Context;
 use crate::types::{ApartmentId, BillId, Currency, ParseError, ProviderId, Role, amount};
 
 /// An apartment the caller may act on, as it stands now.
@@ -86,7 +86,7 @@ pub async fn authorize(
     let row = client
         .query_one(&statement, &[&apartment.0, &session.user_id.0])
         .await?;
-    super::still_open(session, row.get(4))?;
+    crate::accounts::session::still_open(session, row.get(4))?;
     cx.epoch_checked();
     let present: bool = row.get(5);
     access(apartment, session.role, present.then_some(row))
