@@ -33,40 +33,48 @@ TERRAFORM_LIKE = {
     # A web app served from CloudFront, as a deployment would allow.
     "allowed_origin": "https://d111111abcdef8.cloudfront.net",
 }
-CONTRACT = {
-    "/auth": ["post"],
-    "/apartments/{apartment_id}/utils": ["post"],
-    "/apartments/{apartment_id}/histories": ["post"],
-    "/apartments/{apartment_id}/payments": ["post"],
-    "/auth/{queue_name}": ["get"],
-    "/apartments/{apartment_id}/utils/{queue_name}": ["get"],
-    "/apartments/{apartment_id}/histories/{queue_name}": ["get"],
-    "/apartments/{apartment_id}/payments/{queue_name}": ["get"],
-    "/replies/{queue_name}": ["get"],
-    "/apartments/{apartment_id}/bills/{bill_id}": ["post"],
-    "/apartments/link": ["post"],
-    "/providers/{provider_id}/bills": ["post"],
-    "/providers/{provider_id}/bills/{bill_id}/void": ["post"],
-    "/providers/{provider_id}/policy": ["post"],
-    "/providers": ["post"],
-    "/users": ["post"],
-    "/auth/signup": ["post"],
-    "/auth/verify-email": ["post"],
-    "/auth/password-reset": ["post"],
-    "/auth/password-reset/confirm": ["post"],
-    "/auth/email-undo": ["post"],
-    "/auth/refresh": ["post"],
-    "/auth/logout": ["post"],
-    "/me": ["post"],
-    "/me/profile": ["post"],
-    "/me/password": ["post"],
-    "/me/delete": ["post"],
-    "/me/notifications": ["post"],
+# contract:begin
+# Written by `qbill contract` from the routes: every POST route, and those that take no token.
+ROUTES = {
+    "/auth": "auth",
+    "/apartments/{apartment_id}/utils": "utils",
+    "/apartments/{apartment_id}/histories": "histories",
+    "/apartments/{apartment_id}/payments": "payments",
+    "/apartments/{apartment_id}/bills/{bill_id}": "bill",
+    "/apartments/link": "apartments_link",
+    "/providers/{provider_id}/bills": "bills_ingest",
+    "/providers/{provider_id}/bills/{bill_id}/void": "bill_void",
+    "/providers/{provider_id}/policy": "policy",
+    "/providers": "provider",
+    "/users": "user",
+    "/auth/signup": "signup",
+    "/auth/verify-email": "verify_email",
+    "/auth/password-reset": "password_reset",
+    "/auth/password-reset/confirm": "password_reset_confirm",
+    "/auth/email-undo": "email_undo",
+    "/auth/refresh": "refresh",
+    "/auth/logout": "logout",
+    "/me": "me",
+    "/me/profile": "me_profile",
+    "/me/password": "me_password",
+    "/me/delete": "me_delete",
+    "/me/notifications": "notifications",
+    "/apartments/{apartment_id}/documents": "document",
 }
-# The routes taken without a token: they pass no Authorization header; every other route passes
-# the header and requires it (a request without one is refused by the gateway, never enqueued).
-# Every route passes the caller's address (for the throttles).
 TOKENLESS = {"auth", "signup", "verify_email", "password_reset", "password_reset_confirm", "email_undo", "refresh", "logout"}
+# contract:end
+# The reply queues, polled with a GET; with the routes' POSTs, the whole contract.
+POLLS = [
+    "/auth/{queue_name}",
+    "/apartments/{apartment_id}/utils/{queue_name}",
+    "/apartments/{apartment_id}/histories/{queue_name}",
+    "/apartments/{apartment_id}/payments/{queue_name}",
+    "/replies/{queue_name}",
+]
+CONTRACT = {**{path: ["post"] for path in ROUTES}, **{path: ["get"] for path in POLLS}}
+# The routes taken without a token (TOKENLESS) pass no Authorization header; every other route
+# passes the header and requires it (a request without one is refused by the gateway, never
+# enqueued). Every route passes the caller's address (for the throttles).
 ROUTE_ATTRIBUTE = re.compile(r"&MessageAttribute\.1\.Name=route&MessageAttribute\.1\.Value\.DataType=String&MessageAttribute\.1\.Value\.StringValue=(\w+)&")
 
 

@@ -13,281 +13,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Log in; the reply (kind `auth`) carries a token bound to this queue_name. */
+        /** Log in; the reply carries a token bound to this queue_name (reply kind `auth`; no token). */
         post: operations["auth"];
-        delete?: never;
-        /** CORS preflight, answered by the gateway. */
-        options: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
-                200: {
-                    headers: {
-                        "Access-Control-Allow-Origin"?: string;
-                        "Access-Control-Allow-Methods"?: string;
-                        "Access-Control-Allow-Headers"?: string;
-                        "Access-Control-Max-Age"?: string;
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/auth/signup": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Opens an account with a username, an email address and a password; the address is confirmed with `/auth/verify-email` (reply kind `signup`; no token). */
-        post: operations["signup"];
-        delete?: never;
-        /** CORS preflight, answered by the gateway. */
-        options: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
-                200: {
-                    headers: {
-                        "Access-Control-Allow-Origin"?: string;
-                        "Access-Control-Allow-Methods"?: string;
-                        "Access-Control-Allow-Headers"?: string;
-                        "Access-Control-Max-Age"?: string;
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/auth/verify-email": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Confirms an email address with the token sent to it (reply kind `verify_email`; no token). */
-        post: operations["verify_email"];
-        delete?: never;
-        /** CORS preflight, answered by the gateway. */
-        options: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
-                200: {
-                    headers: {
-                        "Access-Control-Allow-Origin"?: string;
-                        "Access-Control-Allow-Methods"?: string;
-                        "Access-Control-Allow-Headers"?: string;
-                        "Access-Control-Max-Age"?: string;
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/auth/email-undo": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Puts back the verified address a change replaced, with the link mailed to it (reply kind `email_undo`; no token). */
-        post: operations["email_undo"];
-        delete?: never;
-        /** CORS preflight, answered by the gateway. */
-        options: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
-                200: {
-                    headers: {
-                        "Access-Control-Allow-Origin"?: string;
-                        "Access-Control-Allow-Methods"?: string;
-                        "Access-Control-Allow-Headers"?: string;
-                        "Access-Control-Max-Age"?: string;
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/auth/password-reset": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Asks for a password-reset token to be sent to the address; the reply is the same whether or not an account has it (reply kind `password_reset`; no token). */
-        post: operations["password_reset"];
-        delete?: never;
-        /** CORS preflight, answered by the gateway. */
-        options: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
-                200: {
-                    headers: {
-                        "Access-Control-Allow-Origin"?: string;
-                        "Access-Control-Allow-Methods"?: string;
-                        "Access-Control-Allow-Headers"?: string;
-                        "Access-Control-Max-Age"?: string;
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/auth/password-reset/confirm": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Sets a new password with the reset token sent by email (reply kind `password_reset_confirm`; no token). */
-        post: operations["password_reset_confirm"];
-        delete?: never;
-        /** CORS preflight, answered by the gateway. */
-        options: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
-                200: {
-                    headers: {
-                        "Access-Control-Allow-Origin"?: string;
-                        "Access-Control-Allow-Methods"?: string;
-                        "Access-Control-Allow-Headers"?: string;
-                        "Access-Control-Max-Age"?: string;
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/auth/refresh": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Exchanges a refresh token for a new token bound to this queue_name (reply kind `refresh`; no token). */
-        post: operations["refresh"];
-        delete?: never;
-        /** CORS preflight, answered by the gateway. */
-        options: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
-                200: {
-                    headers: {
-                        "Access-Control-Allow-Origin"?: string;
-                        "Access-Control-Allow-Methods"?: string;
-                        "Access-Control-Allow-Headers"?: string;
-                        "Access-Control-Max-Age"?: string;
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/auth/logout": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Ends the session of a refresh token, which can no longer be exchanged (reply kind `logout`; no token). */
-        post: operations["logout"];
         delete?: never;
         /** CORS preflight, answered by the gateway. */
         options: {
@@ -325,7 +52,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** The apartment's unpaid bills with totals (reply kind `utils`). */
+        /** The apartment's unpaid bills with totals (reply kind `utils`; households, operators). */
         post: operations["utils"];
         delete?: never;
         /** CORS preflight, answered by the gateway. */
@@ -366,7 +93,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Settled bills the client lacks, by payment-date window (reply kind `histories`). */
+        /** Settled bills the client lacks, by payment-date window (reply kind `histories`; households, operators). */
         post: operations["histories"];
         delete?: never;
         /** CORS preflight, answered by the gateway. */
@@ -407,7 +134,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Pays the chosen bills, all or none (reply kind `payments`, a receipt). */
+        /** Pays the chosen bills, all or none; the reply is a receipt (reply kind `payments`; households). */
         post: operations["payments"];
         delete?: never;
         /** CORS preflight, answered by the gateway. */
@@ -448,7 +175,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** One bill of the apartment with its lines and events (reply kind `bill`; owner or operator). */
+        /** One bill of the apartment with its lines and events (reply kind `bill`; households, operators). */
         post: operations["bill"];
         delete?: never;
         /** CORS preflight, answered by the gateway. */
@@ -459,47 +186,6 @@ export interface paths {
                 path: {
                     apartment_id: string;
                     bill_id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
-                200: {
-                    headers: {
-                        "Access-Control-Allow-Origin"?: string;
-                        "Access-Control-Allow-Methods"?: string;
-                        "Access-Control-Allow-Headers"?: string;
-                        "Access-Control-Max-Age"?: string;
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/apartments/{apartment_id}/documents": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** A receipt, a bill or a statement as PDF or CSV, with a link valid 15 minutes (reply kind `document`; owner or operator). */
-        post: operations["document"];
-        delete?: never;
-        /** CORS preflight, answered by the gateway. */
-        options: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    apartment_id: string;
                 };
                 cookie?: never;
             };
@@ -570,7 +256,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** A provider sends 1 to 100 bills, all stored or none (reply kind `bills_ingest`; that provider or an operator). */
+        /** A provider sends 1 to 100 bills, all stored or none (reply kind `bills_ingest`; providers, operators). */
         post: operations["bills_ingest"];
         delete?: never;
         /** CORS preflight, answered by the gateway. */
@@ -611,7 +297,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Voids an open or overdue bill (reply kind `bill_void`; that provider or an operator). */
+        /** Voids an open or overdue bill (reply kind `bill_void`; providers, operators). */
         post: operations["bill_void"];
         delete?: never;
         /** CORS preflight, answered by the gateway. */
@@ -653,7 +339,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Sets grace days and late fee (reply kind `policy`; that provider or an operator). */
+        /** Sets grace days and late fee (reply kind `policy`; providers, operators). */
         post: operations["policy"];
         delete?: never;
         /** CORS preflight, answered by the gateway. */
@@ -763,6 +449,279 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/auth/signup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Opens an account with a username, an email address and a password; the address is confirmed with `/auth/verify-email` (reply kind `signup`; no token). */
+        post: operations["signup"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/verify-email": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Confirms an email address with the token sent to it (reply kind `verify_email`; no token). */
+        post: operations["verify_email"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/password-reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Asks for a password-reset token to be sent to the address; the reply is the same whether or not an account has it (reply kind `password_reset`; no token). */
+        post: operations["password_reset"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/password-reset/confirm": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Sets a new password with the reset token sent by email (reply kind `password_reset_confirm`; no token). */
+        post: operations["password_reset_confirm"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/email-undo": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Puts back the verified address a change replaced, with the link mailed to it (reply kind `email_undo`; no token). */
+        post: operations["email_undo"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/refresh": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Exchanges a refresh token for a new token bound to this queue_name (reply kind `auth`; no token). */
+        post: operations["refresh"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Ends the session of a refresh token, which can no longer be exchanged (reply kind `logout`; no token). */
+        post: operations["logout"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/me": {
         parameters: {
             query?: never;
@@ -811,7 +770,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Changes the caller's email address, display name (null clears it) or notification preferences, at least one of them (reply kind `me_profile`; any caller with a token). */
+        /** Changes the caller's email address (given the current password), display name (null clears it) or notification preferences, at least one of them (reply kind `me`; any caller with a token). */
         post: operations["me_profile"];
         delete?: never;
         /** CORS preflight, answered by the gateway. */
@@ -937,6 +896,47 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/apartments/{apartment_id}/documents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A receipt, a bill or a statement as PDF or CSV, with a link valid 15 minutes (reply kind `document`; households, operators). */
+        post: operations["document"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    apartment_id: string;
+                };
                 cookie?: never;
             };
             requestBody?: never;
@@ -1413,26 +1413,142 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        Uuid: string;
+        Amount: string;
+        BillItem: {
+            account_number: components["schemas"]["ProviderIdentifier"];
+            address: string;
+            amount: components["schemas"]["Amount"];
+            currency: components["schemas"]["Currency"];
+            due_date: components["schemas"]["Date"];
+            external_id: components["schemas"]["ProviderIdentifier"];
+            lines?: components["schemas"]["BillLine"][];
+            period_end: components["schemas"]["Date"];
+            period_start: components["schemas"]["Date"];
+            utility: string;
+        };
+        BillLine: {
+            description: string;
+            amount: components["schemas"]["LineAmount"];
+            quantity: components["schemas"]["Quantity"];
+            unit_price: components["schemas"]["Quantity"];
+        };
+        Currency: string;
+        Cursor: string;
         Date: string;
-        Username: string;
-        Password: string;
         Email: string;
         IssuedToken: string;
+        LineAmount: string;
+        NewPassword: string;
+        NewUsername: string;
+        NotificationChannels: {
+            email?: boolean;
+            inbox?: boolean;
+        };
+        NotificationPreferences: {
+            "account.security"?: components["schemas"]["NotificationChannels"];
+            "bill.created"?: components["schemas"]["NotificationChannels"];
+            "bill.due_soon"?: components["schemas"]["NotificationChannels"];
+            "bill.overdue"?: components["schemas"]["NotificationChannels"];
+            "late_fee.created"?: components["schemas"]["NotificationChannels"];
+            "payment.succeeded"?: components["schemas"]["NotificationChannels"];
+        };
+        Password: string;
+        ProviderIdentifier: string;
+        Quantity: string;
+        Username: string;
+        Uuid: string;
         AuthRequest: {
+            password: components["schemas"]["Password"];
             queue_name: components["schemas"]["Uuid"];
             request_id: components["schemas"]["Uuid"];
             username: components["schemas"]["Username"];
-            password: components["schemas"]["Password"];
+        };
+        UtilsRequest: {
+            cursor?: components["schemas"]["Cursor"];
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+        };
+        HistoriesRequest: {
+            cursor?: components["schemas"]["Cursor"];
+            date_down?: components["schemas"]["Date"];
+            date_up?: components["schemas"]["Date"];
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+        };
+        PaymentsRequest: {
+            bills_id: number[];
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+        };
+        BillRequest: {
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+        };
+        ApartmentsLinkRequest: {
+            account_number: components["schemas"]["ProviderIdentifier"];
+            activation_code: string;
+            apartment_id?: number;
+            provider_id: number;
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+        };
+        BillsIngestRequest: {
+            bills: components["schemas"]["BillItem"][];
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+        };
+        BillVoidRequest: {
+            queue_name: components["schemas"]["Uuid"];
+            reason: string;
+            request_id: components["schemas"]["Uuid"];
+        };
+        PolicyRequest: {
+            grace_days: number;
+            late_fee: {
+                cap?: components["schemas"]["Amount"];
+                /** @enum {string} */
+                kind: "fixed" | "percent";
+                value: components["schemas"]["Amount"];
+            };
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+        };
+        ProviderRequest: {
+            currency: components["schemas"]["Currency"];
+            name: string;
+            password: components["schemas"]["NewPassword"];
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+            username: components["schemas"]["NewUsername"];
+        };
+        UserRequest: {
+            password: components["schemas"]["NewPassword"];
+            provider_id?: number;
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+            /** @enum {string} */
+            role: "household" | "provider" | "operator";
+            username: components["schemas"]["NewUsername"];
         };
         SignupRequest: {
+            email: components["schemas"]["Email"];
+            password: components["schemas"]["Password"];
             queue_name: components["schemas"]["Uuid"];
             request_id: components["schemas"]["Uuid"];
             username: components["schemas"]["Username"];
-            email: components["schemas"]["Email"];
-            password: components["schemas"]["Password"];
         };
         VerifyEmailRequest: {
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+            token: components["schemas"]["IssuedToken"];
+        };
+        PasswordResetRequest: {
+            email: components["schemas"]["Email"];
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+        };
+        PasswordResetConfirmRequest: {
+            new_password: components["schemas"]["Password"];
             queue_name: components["schemas"]["Uuid"];
             request_id: components["schemas"]["Uuid"];
             token: components["schemas"]["IssuedToken"];
@@ -1442,169 +1558,55 @@ export interface components {
             request_id: components["schemas"]["Uuid"];
             token: components["schemas"]["IssuedToken"];
         };
-        PasswordResetRequest: {
-            queue_name: components["schemas"]["Uuid"];
-            request_id: components["schemas"]["Uuid"];
-            email: components["schemas"]["Email"];
-        };
-        PasswordResetConfirmRequest: {
-            queue_name: components["schemas"]["Uuid"];
-            request_id: components["schemas"]["Uuid"];
-            token: components["schemas"]["IssuedToken"];
-            new_password: components["schemas"]["Password"];
-        };
         RefreshRequest: {
             queue_name: components["schemas"]["Uuid"];
-            request_id: components["schemas"]["Uuid"];
             refresh_token: components["schemas"]["IssuedToken"];
+            request_id: components["schemas"]["Uuid"];
         };
         LogoutRequest: {
             queue_name: components["schemas"]["Uuid"];
-            request_id: components["schemas"]["Uuid"];
             refresh_token: components["schemas"]["IssuedToken"];
-        };
-        Cursor: string;
-        UtilsRequest: {
-            queue_name: components["schemas"]["Uuid"];
             request_id: components["schemas"]["Uuid"];
-            cursor?: components["schemas"]["Cursor"];
-        };
-        HistoriesRequest: {
-            queue_name: components["schemas"]["Uuid"];
-            request_id: components["schemas"]["Uuid"];
-            date_down?: components["schemas"]["Date"];
-            date_up?: components["schemas"]["Date"];
-            cursor?: components["schemas"]["Cursor"];
-        };
-        PaymentsRequest: {
-            queue_name: components["schemas"]["Uuid"];
-            request_id: components["schemas"]["Uuid"];
-            bills_id: number[];
-        };
-        Amount: string;
-        Currency: string;
-        NewUsername: string;
-        NewPassword: string;
-        ProviderIdentifier: string;
-        BillRequest: {
-            queue_name: components["schemas"]["Uuid"];
-            request_id: components["schemas"]["Uuid"];
-        };
-        DocumentRequest: {
-            queue_name: components["schemas"]["Uuid"];
-            request_id: components["schemas"]["Uuid"];
-            /** @enum {string} */
-            kind: "receipt" | "bill" | "statement";
-            /** @enum {string} */
-            format: "pdf" | "csv";
-            payment_id?: components["schemas"]["Uuid"];
-            bill_id?: number;
-            from?: components["schemas"]["Date"];
-            to?: components["schemas"]["Date"];
-        };
-        ApartmentsLinkRequest: {
-            queue_name: components["schemas"]["Uuid"];
-            request_id: components["schemas"]["Uuid"];
-            provider_id: number;
-            account_number: components["schemas"]["ProviderIdentifier"];
-            activation_code: string;
-            apartment_id?: number;
-        };
-        BillsIngestRequest: {
-            queue_name: components["schemas"]["Uuid"];
-            request_id: components["schemas"]["Uuid"];
-            bills: components["schemas"]["BillItem"][];
-        };
-        BillItem: {
-            external_id: components["schemas"]["ProviderIdentifier"];
-            account_number: components["schemas"]["ProviderIdentifier"];
-            address: string;
-            utility: string;
-            period_start: components["schemas"]["Date"];
-            period_end: components["schemas"]["Date"];
-            due_date: components["schemas"]["Date"];
-            amount: components["schemas"]["Amount"];
-            currency: components["schemas"]["Currency"];
-            lines?: components["schemas"]["BillLine"][];
-        };
-        BillLine: {
-            description: string;
-            quantity: string;
-            unit_price: string;
-            amount: string;
-        };
-        BillVoidRequest: {
-            queue_name: components["schemas"]["Uuid"];
-            request_id: components["schemas"]["Uuid"];
-            reason: string;
-        };
-        PolicyRequest: {
-            queue_name: components["schemas"]["Uuid"];
-            request_id: components["schemas"]["Uuid"];
-            grace_days: number;
-            late_fee: {
-                /** @enum {string} */
-                kind: "fixed" | "percent";
-                value: components["schemas"]["Amount"];
-                cap?: components["schemas"]["Amount"];
-            };
-        };
-        ProviderRequest: {
-            queue_name: components["schemas"]["Uuid"];
-            request_id: components["schemas"]["Uuid"];
-            name: string;
-            currency: components["schemas"]["Currency"];
-            username: components["schemas"]["NewUsername"];
-            password: components["schemas"]["NewPassword"];
-        };
-        UserRequest: {
-            queue_name: components["schemas"]["Uuid"];
-            request_id: components["schemas"]["Uuid"];
-            username: components["schemas"]["NewUsername"];
-            password: components["schemas"]["NewPassword"];
-            /** @enum {string} */
-            role: "household" | "provider" | "operator";
-            provider_id?: number;
         };
         MeRequest: {
             queue_name: components["schemas"]["Uuid"];
             request_id: components["schemas"]["Uuid"];
         };
         MeProfileRequest: {
-            queue_name: components["schemas"]["Uuid"];
-            request_id: components["schemas"]["Uuid"];
-            email?: components["schemas"]["Email"];
-            password?: components["schemas"]["Password"];
             display_name?: unknown;
+            email?: components["schemas"]["Email"];
             notification_preferences?: components["schemas"]["NotificationPreferences"];
-        } & ((unknown | unknown | unknown) & (unknown | unknown));
-        NotificationPreferences: {
-            "bill.created"?: components["schemas"]["NotificationChannels"];
-            "bill.due_soon"?: components["schemas"]["NotificationChannels"];
-            "bill.overdue"?: components["schemas"]["NotificationChannels"];
-            "late_fee.created"?: components["schemas"]["NotificationChannels"];
-            "payment.succeeded"?: components["schemas"]["NotificationChannels"];
-            "account.security"?: components["schemas"]["NotificationChannels"];
-        };
-        NotificationChannels: {
-            email?: boolean;
-            inbox?: boolean;
-        };
-        MePasswordRequest: {
+            password?: components["schemas"]["Password"];
             queue_name: components["schemas"]["Uuid"];
             request_id: components["schemas"]["Uuid"];
-            password: components["schemas"]["Password"];
+        } & ((unknown | unknown | unknown) & (unknown | unknown));
+        MePasswordRequest: {
             new_password: components["schemas"]["Password"];
+            password: components["schemas"]["Password"];
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
         };
         MeDeleteRequest: {
+            password: components["schemas"]["Password"];
             queue_name: components["schemas"]["Uuid"];
             request_id: components["schemas"]["Uuid"];
-            password: components["schemas"]["Password"];
         };
         NotificationsRequest: {
             queue_name: components["schemas"]["Uuid"];
             request_id: components["schemas"]["Uuid"];
             since_id?: number;
+        };
+        DocumentRequest: {
+            bill_id?: number;
+            /** @enum {string} */
+            format: "pdf" | "csv";
+            from?: components["schemas"]["Date"];
+            /** @enum {string} */
+            kind: "receipt" | "bill" | "statement";
+            payment_id?: components["schemas"]["Uuid"];
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+            to?: components["schemas"]["Date"];
         };
         Replies: {
             replies?: Record<string, never>[];
@@ -1628,279 +1630,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["AuthRequest"];
-            };
-        };
-        responses: {
-            /** @description Enqueued; poll the reply queue. */
-            202: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
-            400: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The request could not be enqueued. */
-            502: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-        };
-    };
-    signup: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["SignupRequest"];
-            };
-        };
-        responses: {
-            /** @description Enqueued; poll the reply queue. */
-            202: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
-            400: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The request could not be enqueued. */
-            502: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-        };
-    };
-    verify_email: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["VerifyEmailRequest"];
-            };
-        };
-        responses: {
-            /** @description Enqueued; poll the reply queue. */
-            202: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
-            400: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The request could not be enqueued. */
-            502: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-        };
-    };
-    email_undo: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["EmailUndoRequest"];
-            };
-        };
-        responses: {
-            /** @description Enqueued; poll the reply queue. */
-            202: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
-            400: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The request could not be enqueued. */
-            502: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-        };
-    };
-    password_reset: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["PasswordResetRequest"];
-            };
-        };
-        responses: {
-            /** @description Enqueued; poll the reply queue. */
-            202: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
-            400: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The request could not be enqueued. */
-            502: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-        };
-    };
-    password_reset_confirm: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["PasswordResetConfirmRequest"];
-            };
-        };
-        responses: {
-            /** @description Enqueued; poll the reply queue. */
-            202: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
-            400: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The request could not be enqueued. */
-            502: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-        };
-    };
-    refresh: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["RefreshRequest"];
-            };
-        };
-        responses: {
-            /** @description Enqueued; poll the reply queue. */
-            202: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
-            400: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The request could not be enqueued. */
-            502: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-        };
-    };
-    logout: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["LogoutRequest"];
             };
         };
         responses: {
@@ -2074,49 +1803,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["BillRequest"];
-            };
-        };
-        responses: {
-            /** @description Enqueued; poll the reply queue. */
-            202: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
-            400: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The request could not be enqueued. */
-            502: {
-                headers: {
-                    "Access-Control-Allow-Origin"?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-        };
-    };
-    document: {
-        parameters: {
-            query?: never;
-            header: {
-                Authorization: string;
-            };
-            path: {
-                apartment_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["DocumentRequest"];
             };
         };
         responses: {
@@ -2399,6 +2085,279 @@ export interface operations {
             };
         };
     };
+    signup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SignupRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    verify_email: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VerifyEmailRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    password_reset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordResetRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    password_reset_confirm: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordResetConfirmRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    email_undo: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EmailUndoRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    refresh: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RefreshRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    logout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LogoutRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     me: {
         parameters: {
             query?: never;
@@ -2575,6 +2534,49 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["NotificationsRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    document: {
+        parameters: {
+            query?: never;
+            header: {
+                Authorization: string;
+            };
+            path: {
+                apartment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DocumentRequest"];
             };
         };
         responses: {

@@ -5,4 +5,5 @@
 //! HTTP client the end-to-end tests and the load tester use.
 
 pub mod client;
+pub mod contract;
 pub mod status;

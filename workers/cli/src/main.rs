@@ -45,6 +45,13 @@ enum Command {
     Status(StatusArgs),
     /// Applies the numbered migrations of `sql/` that the database lacks.
     Migrate,
+    /// Writes the contract from the routes: the gateway's paths and request models, the gateway
+    /// check's lists, the web app's route map and the docs' table of routes.
+    Contract {
+        /// Writes nothing; fails, naming each file and line, if any of them drifted.
+        #[arg(long)]
+        check: bool,
+    },
     /// Loads seed data.
     #[command(subcommand)]
     Seed(SeedCommand),
@@ -393,6 +400,7 @@ async fn main() -> anyhow::Result<()> {
             metrics_addr,
         } => work(workers, migrate, metrics_addr).await,
         Command::Status(args) => status(args).await,
+        Command::Contract { check } => qbill::contract::run(&qbill::contract::find_root()?, check),
         Command::Migrate => {
             let applied = migrate().await?;
             let names = if applied.is_empty() {

@@ -40,6 +40,7 @@ pub mod call;
 pub mod cognito;
 pub mod common;
 pub mod config;
+pub mod contract;
 pub mod documents;
 pub mod engine;
 pub mod envelope;

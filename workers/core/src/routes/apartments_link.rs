@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -21,6 +22,7 @@ use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Rout
 use crate::activation::code_hash;
 use crate::call::Path;
 use crate::common::{bump_apartments, to_data};
+use crate::contract;
 use crate::idempotency::{self, Claim};
 use crate::notify::{self, Event};
 use crate::types::{ApartmentId, ParseError, ProviderId, Role, UserId};
@@ -39,14 +41,18 @@ pub struct Request {
     pub apartment_id: Option<ApartmentId>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    provider_id: i64,
-    account_number: String,
-    activation_code: String,
+pub struct Body {
+    #[schemars(range(min = 1))]
+    pub provider_id: i64,
+    #[schemars(with = "contract::ProviderIdentifier")]
+    pub account_number: String,
+    #[schemars(regex(pattern = "^[A-Za-z0-9 -]{1,32}$"))]
+    pub activation_code: String,
     #[serde(default)]
-    apartment_id: Option<i64>,
+    #[schemars(range(min = 1))]
+    pub apartment_id: Option<i64>,
 }
 
 /// The reply's data, kind `apartments_link`.
@@ -64,6 +70,9 @@ pub struct LinkedApartment {
 }
 
 impl Route for Request {
+    const PATH: &str = "/apartments/link";
+    const SUMMARY: &str = "Links a provider account to an apartment with its activation code.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Roles(&[Role::Household]);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

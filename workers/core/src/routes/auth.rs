@@ -2,6 +2,7 @@
 //! with the apartments the user owns, and a refresh token that starts a new session (see the
 //! `refresh` route). Attempts go through the login [`throttle`] first.
 
+use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -10,6 +11,7 @@ use crate::accounts::credentials::{parse_password, parse_username};
 use crate::accounts::sign_in::{row_holder, signed_in};
 use crate::accounts::throttle;
 use crate::call::Path;
+use crate::contract;
 use crate::types::ParseError;
 
 #[derive(Debug)]
@@ -19,14 +21,19 @@ pub struct Request {
     pub password: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    username: String,
-    password: String,
+pub struct Body {
+    #[schemars(with = "contract::Username")]
+    pub username: String,
+    #[schemars(with = "contract::Password")]
+    pub password: String,
 }
 
 impl Route for Request {
+    const PATH: &str = "/auth";
+    const SUMMARY: &str = "Log in; the reply carries a token bound to this queue_name.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Anyone;
 
     fn parse(

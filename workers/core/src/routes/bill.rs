@@ -3,6 +3,7 @@
 //! lines and its events from the audit trail.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -17,9 +18,9 @@ pub struct Request {
     pub bill_id: BillId,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {}
+pub struct Body {}
 
 /// The reply's data, kind `bill`.
 #[derive(Debug, Serialize)]
@@ -38,6 +39,9 @@ pub struct Event {
 }
 
 impl Route for Request {
+    const PATH: &str = "/apartments/{apartment_id}/bills/{bill_id}";
+    const SUMMARY: &str = "One bill of the apartment with its lines and events.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Roles(&[Role::Household, Role::Operator]);
     /// Its access check is the first thing it asks the database.
     const EPOCH_AT_ACCESS: bool = true;

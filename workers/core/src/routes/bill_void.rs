@@ -5,6 +5,7 @@
 //! should go too.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -24,10 +25,11 @@ pub struct Request {
     pub reason: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    reason: String,
+pub struct Body {
+    #[schemars(length(min = 1, max = 200))]
+    pub reason: String,
 }
 
 /// The reply's data, kind `bill_void`.
@@ -39,6 +41,9 @@ pub struct VoidData {
 }
 
 impl Route for Request {
+    const PATH: &str = "/providers/{provider_id}/bills/{bill_id}/void";
+    const SUMMARY: &str = "Voids an open or overdue bill.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Roles(&[Role::Provider, Role::Operator]);
 
     fn parse(path: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

@@ -6,6 +6,7 @@
 //! and format gives the same document, with the same `sha256`, and a fresh link.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -13,6 +14,7 @@ use uuid::Uuid;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, body};
 use crate::call::Path;
 use crate::common::{authorize, to_data};
+use crate::contract;
 use crate::documents::{self, Format, Kind, Subject};
 use crate::types::{ApartmentId, BillId, ParseError, Role, hex, parse_date};
 
@@ -26,19 +28,25 @@ pub struct Request {
     pub format: Format,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    kind: String,
-    format: String,
+pub struct Body {
+    #[schemars(extend("enum" = ["receipt", "bill", "statement"]))]
+    pub kind: String,
+    #[schemars(extend("enum" = ["pdf", "csv"]))]
+    pub format: String,
     #[serde(default)]
-    payment_id: Option<String>,
+    #[schemars(with = "contract::Uuid")]
+    pub payment_id: Option<String>,
     #[serde(default)]
-    bill_id: Option<i64>,
+    #[schemars(range(min = 1))]
+    pub bill_id: Option<i64>,
     #[serde(default)]
-    from: Option<String>,
+    #[schemars(with = "contract::Date")]
+    pub from: Option<String>,
     #[serde(default)]
-    to: Option<String>,
+    #[schemars(with = "contract::Date")]
+    pub to: Option<String>,
 }
 
 /// The reply's data, kind `document`.
@@ -57,6 +65,10 @@ pub struct DocumentData {
 }
 
 impl Route for Request {
+    const PATH: &str = "/apartments/{apartment_id}/documents";
+    const SUMMARY: &str =
+        "A receipt, a bill or a statement as PDF or CSV, with a link valid 15 minutes.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Roles(&[Role::Household, Role::Operator]);
 
     fn parse(path: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

@@ -5,6 +5,7 @@
 //! unused verification and reset link ends, so a reset can then go only to this address.
 //! Single use; a password change or another address change does not end it.
 
+use schemars::JsonSchema;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -15,6 +16,7 @@ use crate::accounts::credentials::{bad_token, parse_token};
 use crate::accounts::{self, Purpose};
 use crate::call::Path;
 use crate::common::to_data;
+use crate::contract;
 use crate::idempotency;
 use crate::notify::{self, Event};
 use crate::types::{ParseError, hex};
@@ -24,10 +26,11 @@ pub struct Request {
     pub token: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    token: String,
+pub struct Body {
+    #[schemars(with = "contract::IssuedToken")]
+    pub token: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -38,6 +41,10 @@ pub struct UndoneData {
 }
 
 impl Route for Request {
+    const PATH: &str = "/auth/email-undo";
+    const SUMMARY: &str =
+        "Puts back the verified address a change replaced, with the link mailed to it.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Anyone;
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

@@ -16,6 +16,7 @@ use std::fmt;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use deadpool_postgres::GenericClient;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -23,6 +24,7 @@ use super::{Callers, Context, HandlerError, HandlerResult, Route, body};
 use crate::cache::CacheKey;
 use crate::call::Path;
 use crate::common::{Access, BILL_COLUMNS, BillView, page_after, read_versioned, to_data};
+use crate::contract;
 use crate::types::{ApartmentId, BillId, Currency, ParseError, Role, parse_date};
 
 #[derive(Debug)]
@@ -40,18 +42,24 @@ pub struct DateWindow {
     pub date_up: NaiveDate,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
+pub struct Body {
     #[serde(default)]
-    date_down: Option<String>,
+    #[schemars(with = "contract::Date")]
+    pub date_down: Option<String>,
     #[serde(default)]
-    date_up: Option<String>,
+    #[schemars(with = "contract::Date")]
+    pub date_up: Option<String>,
     #[serde(default)]
-    cursor: Option<String>,
+    #[schemars(with = "contract::Cursor")]
+    pub cursor: Option<String>,
 }
 
 impl Route for Request {
+    const PATH: &str = "/apartments/{apartment_id}/histories";
+    const SUMMARY: &str = "Settled bills the client lacks, by payment-date window.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Roles(&[Role::Household, Role::Operator]);
     /// Its access check is the first thing it asks the database.
     const EPOCH_AT_ACCESS: bool = true;

@@ -2,6 +2,7 @@
 //! is revoked. Access tokens already issued stay valid until they expire, which is soon. The reply
 //! is the same for a token that is unknown or ended already.
 
+use schemars::JsonSchema;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -11,6 +12,7 @@ use crate::accounts;
 use crate::accounts::credentials::parse_refresh_token;
 use crate::call::Path;
 use crate::common::to_data;
+use crate::contract;
 use crate::types::ParseError;
 
 #[derive(Debug)]
@@ -18,10 +20,11 @@ pub struct Request {
     pub refresh_token: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    refresh_token: String,
+pub struct Body {
+    #[schemars(with = "contract::IssuedToken")]
+    pub refresh_token: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -30,6 +33,9 @@ pub struct LogoutData {
 }
 
 impl Route for Request {
+    const PATH: &str = "/auth/logout";
+    const SUMMARY: &str = "Ends the session of a refresh token, which can no longer be exchanged.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Anyone;
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

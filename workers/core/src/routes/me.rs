@@ -1,6 +1,7 @@
 //! `me`: the caller's account (`POST /me`): who they are, their apartments and their
 //! notification preferences, every event with both channels spelled out.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -12,11 +13,14 @@ use crate::types::{ParseError, Role};
 #[derive(Debug, Serialize)]
 pub struct Request {}
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {}
+pub struct Body {}
 
 impl Route for Request {
+    const PATH: &str = "/me";
+    const SUMMARY: &str = "The caller's own account.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Roles(Role::EVERYONE);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

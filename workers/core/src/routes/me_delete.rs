@@ -10,6 +10,7 @@
 //! address, which the outbox forgets once it is sent. A second call changes nothing: the token is
 //! refused, and the same request id replays.
 
+use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -18,6 +19,7 @@ use super::{Callers, Context, HandlerResult, Kind, Route, body};
 use crate::accounts::credentials;
 use crate::call::Path;
 use crate::common::{bump_apartments, to_data};
+use crate::contract;
 use crate::idempotency;
 use crate::notify::{self, Event};
 use crate::types::{ParseError, Role, UserId};
@@ -28,10 +30,11 @@ pub struct Request {
     pub password: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    password: String,
+pub struct Body {
+    #[schemars(with = "contract::Password")]
+    pub password: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -42,6 +45,9 @@ pub struct DeletedData {
 }
 
 impl Route for Request {
+    const PATH: &str = "/me/delete";
+    const SUMMARY: &str = "Deletes the caller's account, given its password.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Roles(Role::EVERYONE);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

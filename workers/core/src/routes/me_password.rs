@@ -4,6 +4,7 @@
 //! included (log in again), every unused verification and reset link with it, and a security mail
 //! says so.
 
+use schemars::JsonSchema;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -12,6 +13,7 @@ use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Rout
 use crate::accounts::{self, credentials, policy};
 use crate::call::Path;
 use crate::common::to_data;
+use crate::contract;
 use crate::idempotency;
 use crate::types::ParseError;
 use crate::types::Role;
@@ -24,11 +26,13 @@ pub struct Request {
     pub new_password: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    password: String,
-    new_password: String,
+pub struct Body {
+    #[schemars(with = "contract::Password")]
+    pub password: String,
+    #[schemars(with = "contract::Password")]
+    pub new_password: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -38,6 +42,9 @@ pub struct PasswordData {
 }
 
 impl Route for Request {
+    const PATH: &str = "/me/password";
+    const SUMMARY: &str = "Changes the caller's password, given the current one.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Roles(Role::EVERYONE);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

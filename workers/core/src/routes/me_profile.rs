@@ -11,6 +11,7 @@
 //! address counts as taken only once verified, and if it is, its owner gets a mail saying someone
 //! tried, and no verification link goes out, so the route reveals no address.
 
+use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -19,6 +20,7 @@ use super::{Callers, Context, HandlerError, HandlerResult, Kind, Route, body};
 use crate::accounts::{self, Purpose};
 use crate::call::Path;
 use crate::common::text;
+use crate::contract;
 use crate::idempotency;
 use crate::notify::{self, Event};
 use crate::types::{ParseError, Role, UserId};
@@ -40,20 +42,43 @@ pub struct Request {
     pub notification_preferences: Option<Map<String, Value>>,
 }
 
-#[derive(Deserialize)]
+/// `null` (clears it) or a text of at most 100 characters; no `type`, so that null passes, as
+/// with a policy's late fee. The worker refuses anything else.
+fn display_name_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "maxLength": 100 })
+}
+
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
+// At least one change (the envelope's fields make minProperties useless here), and a new address
+// takes the current password.
+#[schemars(extend("allOf" = [
+    { "anyOf": [
+        { "required": ["email"] },
+        { "required": ["display_name"] },
+        { "required": ["notification_preferences"] },
+    ] },
+    { "anyOf": [{ "not": { "required": ["email"] } }, { "required": ["password"] }] },
+]))]
+pub struct Body {
     #[serde(default)]
-    email: Option<String>,
+    #[schemars(with = "contract::Email")]
+    pub email: Option<String>,
     #[serde(default)]
-    password: Option<String>,
+    #[schemars(with = "contract::Password")]
+    pub password: Option<String>,
     #[serde(default)]
-    display_name: Option<Value>,
+    #[schemars(schema_with = "display_name_schema")]
+    pub display_name: Option<Value>,
     #[serde(default)]
-    notification_preferences: Option<Map<String, Value>>,
+    #[schemars(with = "contract::NotificationPreferences")]
+    pub notification_preferences: Option<Map<String, Value>>,
 }
 
 impl Route for Request {
+    const PATH: &str = "/me/profile";
+    const SUMMARY: &str = "Changes the caller's email address (given the current password), display name (null clears it) or notification preferences, at least one of them.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Roles(Role::EVERYONE);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

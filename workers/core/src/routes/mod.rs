@@ -2,12 +2,16 @@
 //! handler and its reply data. The same word names the gateway route, the `route` attribute of
 //! the envelope, the module, the reply's `kind` and the test file.
 //!
-//! Adding an operation is: its gateway entry (`gateway-config/openapi.yaml`), its module here,
-//! one line in `routes!` below, its SQL (`sql/`), its tests.
+//! Adding an operation is: its module here, one line in `routes!` below, its SQL (`sql/`), its
+//! tests; then `qbill contract` writes its gateway entry, the web app's route map and the docs'
+//! table from the module (CI runs `qbill contract --check`).
 //!
-//! Each module's `Request` implements [`Route`]: who may call it ([`Route::CALLERS`]), how it is
-//! read from the path and the body ([`Route::parse`]) and what it does ([`Route::run`]). The
-//! token is checked, and the caller's role, before `run` is called.
+//! Each module's `Request` implements [`Route`]: its path ([`Route::PATH`]), who may call it
+//! ([`Route::CALLERS`]), its body type ([`Route::Body`], whose JSON Schema the gateway checks),
+//! how it is read from the path and the body ([`Route::parse`]) and what it does
+//! ([`Route::run`]). The token is checked, and the caller's role, before `run` is called. A
+//! route imports no other route: what several share lives below them ([`crate::common`],
+//! [`crate::idempotency`], [`crate::accounts`]).
 
 pub mod apartments_link;
 pub mod auth;
@@ -55,7 +59,14 @@ pub enum Callers {
 
 /// One operation's request.
 pub trait Route: Sized {
+    /// The gateway path of its POST, such as `/apartments/{apartment_id}/payments`.
+    const PATH: &'static str;
+    /// What it does, in a sentence of the contract (the gateway's summary, the docs' table).
+    const SUMMARY: &'static str;
     const CALLERS: Callers;
+    /// The body as the client sends it, less `queue_name` and `request_id`, which the envelope
+    /// reads: its JSON Schema is the gateway's request model ([`crate::contract`]).
+    type Body: schemars::JsonSchema;
 
     /// Reads the request from the path and the body (without `queue_name` and `request_id`, which
     /// the envelope read).
@@ -177,6 +188,17 @@ macro_rules! routes {
                     Self::Unknown => "unknown",
                 }
             }
+        }
+
+        /// Every route of the contract, in the order of this list.
+        pub fn operations() -> Vec<crate::contract::Operation> {
+            vec![$(crate::contract::Operation {
+                kind: Kind::$variant,
+                path: <$module::Request as Route>::PATH,
+                summary: <$module::Request as Route>::SUMMARY,
+                callers: <$module::Request as Route>::CALLERS,
+                body: <<$module::Request as Route>::Body as schemars::JsonSchema>::json_schema,
+            },)*]
         }
 
         /// A parsed request of any route.

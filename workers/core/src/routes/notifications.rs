@@ -3,6 +3,7 @@
 //! when it happened, its subject and plain-text body (the mail's templates) and its data.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -21,11 +22,17 @@ pub struct Request {
     pub since_id: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
+pub struct Body {
     #[serde(default)]
-    since_id: Option<Value>,
+    #[schemars(schema_with = "since_id_schema")]
+    pub since_id: Option<Value>,
+}
+
+/// A whole number from 0; any other value the worker refuses, saying why.
+fn since_id_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "integer", "minimum": 0 })
 }
 
 #[derive(Debug, Serialize)]
@@ -46,6 +53,9 @@ pub struct Notification {
 }
 
 impl Route for Request {
+    const PATH: &str = "/me/notifications";
+    const SUMMARY: &str = "The caller's notifications, those after `since_id` when it is given.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Roles(Role::EVERYONE);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

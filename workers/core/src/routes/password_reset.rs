@@ -4,6 +4,7 @@
 //! not an account has the address, and as fast (the mail goes after the reply), so it reveals
 //! none; requests are throttled per source address. The same request delivered twice mails once.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -11,6 +12,7 @@ use super::{Callers, Context, HandlerResult, Route, body};
 use crate::accounts::{self, Purpose};
 use crate::call::Path;
 use crate::common::to_data;
+use crate::contract;
 use crate::notify::{self, Event};
 use crate::types::{ParseError, UserId};
 
@@ -19,10 +21,11 @@ pub struct Request {
     pub email: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    email: String,
+pub struct Body {
+    #[schemars(with = "contract::Email")]
+    pub email: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -31,6 +34,9 @@ pub struct ResetData {
 }
 
 impl Route for Request {
+    const PATH: &str = "/auth/password-reset";
+    const SUMMARY: &str = "Asks for a password-reset token to be sent to the address; the reply is the same whether or not an account has it.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Anyone;
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

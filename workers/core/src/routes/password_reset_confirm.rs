@@ -3,6 +3,7 @@
 //! before are refused from the next request on, refresh tokens are revoked), and a security mail
 //! says so.
 
+use schemars::JsonSchema;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -12,6 +13,7 @@ use crate::accounts::credentials::{bad_token, parse_token};
 use crate::accounts::{self, Purpose, credentials, policy};
 use crate::call::Path;
 use crate::common::to_data;
+use crate::contract;
 use crate::idempotency;
 use crate::types::{ParseError, hex};
 
@@ -21,11 +23,13 @@ pub struct Request {
     pub new_password: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    token: String,
-    new_password: String,
+pub struct Body {
+    #[schemars(with = "contract::IssuedToken")]
+    pub token: String,
+    #[schemars(with = "contract::Password")]
+    pub new_password: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -35,6 +39,9 @@ pub struct ResetDoneData {
 }
 
 impl Route for Request {
+    const PATH: &str = "/auth/password-reset/confirm";
+    const SUMMARY: &str = "Sets a new password with the reset token sent by email.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Anyone;
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -38,13 +39,17 @@ pub struct Request {
     pub bills_id: Vec<BillId>,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    bills_id: Vec<i64>,
+pub struct Body {
+    #[schemars(length(min = 1, max = 100), extend("uniqueItems" = true), inner(range(min = 1)))]
+    pub bills_id: Vec<i64>,
 }
 
 impl Route for Request {
+    const PATH: &str = "/apartments/{apartment_id}/payments";
+    const SUMMARY: &str = "Pays the chosen bills, all or none; the reply is a receipt.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Roles(&[Role::Household]);
 
     fn parse(path: &Path, raw: serde_json::Map<String, Value>) -> Result<Self, ParseError> {

@@ -1,6 +1,7 @@
 //! `provider`: an operator adds a provider and its first API user (`POST /providers`), in one
 //! transaction. A taken name or username is `conflict`.
 
+use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -10,6 +11,7 @@ use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Rout
 use crate::accounts::credentials::{hash, insert, parse_new_password, parse_new_username};
 use crate::call::Path;
 use crate::common::{text, to_data};
+use crate::contract;
 use crate::idempotency;
 use crate::types::{Currency, ParseError, ProviderId, Role};
 
@@ -25,13 +27,17 @@ pub struct Request {
     pub password: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    name: String,
-    currency: String,
-    username: String,
-    password: String,
+pub struct Body {
+    #[schemars(length(min = 1, max = 100))]
+    pub name: String,
+    #[schemars(with = "contract::Currency")]
+    pub currency: String,
+    #[schemars(with = "contract::NewUsername")]
+    pub username: String,
+    #[schemars(with = "contract::NewPassword")]
+    pub password: String,
 }
 
 /// The reply's data, kind `provider`.
@@ -44,6 +50,9 @@ pub struct ProviderData {
 }
 
 impl Route for Request {
+    const PATH: &str = "/providers";
+    const SUMMARY: &str = "Adds a provider and its first user.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Roles(&[Role::Operator]);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

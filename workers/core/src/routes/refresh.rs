@@ -10,6 +10,7 @@
 //! "redelivery" later than that, or after the new token was used, is a replay of an old token
 //! and its request id (both can leak together): it counts as reuse, and the family is revoked.
 
+use schemars::JsonSchema;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -19,6 +20,7 @@ use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, bod
 use crate::accounts;
 use crate::accounts::credentials::parse_refresh_token;
 use crate::call::Path;
+use crate::contract;
 use crate::types::{ParseError, UserId};
 
 #[derive(Debug)]
@@ -26,10 +28,11 @@ pub struct Request {
     pub refresh_token: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    refresh_token: String,
+pub struct Body {
+    #[schemars(with = "contract::IssuedToken")]
+    pub refresh_token: String,
 }
 
 /// How long after a rotation the same request, delivered again, is answered again.
@@ -43,6 +46,9 @@ fn refused(why: &str) -> HandlerError {
 }
 
 impl Route for Request {
+    const PATH: &str = "/auth/refresh";
+    const SUMMARY: &str = "Exchanges a refresh token for a new token bound to this queue_name.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Anyone;
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

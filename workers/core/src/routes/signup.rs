@@ -6,6 +6,7 @@
 //! tried. A taken username is `conflict`. Signups are throttled per source address and in all
 //! ([`crate::config::AnonymousLimits`]).
 
+use schemars::JsonSchema;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -15,6 +16,7 @@ use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Rout
 use crate::accounts::{self, Purpose, credentials, policy};
 use crate::call::Path;
 use crate::common::to_data;
+use crate::contract;
 use crate::idempotency::{self, Claim};
 use crate::notify::{self, Event};
 use crate::types::{ParseError, UserId};
@@ -27,12 +29,15 @@ pub struct Request {
     pub password: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    username: String,
-    email: String,
-    password: String,
+pub struct Body {
+    #[schemars(with = "contract::Username")]
+    pub username: String,
+    #[schemars(with = "contract::Email")]
+    pub email: String,
+    #[schemars(with = "contract::Password")]
+    pub password: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,6 +54,9 @@ pub struct NewUser {
 }
 
 impl Route for Request {
+    const PATH: &str = "/auth/signup";
+    const SUMMARY: &str = "Opens an account with a username, an email address and a password; the address is confirmed with `/auth/verify-email`.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Anyone;
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

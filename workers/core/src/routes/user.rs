@@ -1,6 +1,7 @@
 //! `user`: an operator adds a user of any role (`POST /users`). A provider's user names the
 //! provider it acts for; a taken username is `conflict`.
 
+use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -9,6 +10,7 @@ use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Rout
 use crate::accounts::credentials::{hash, insert, parse_new_password, parse_new_username};
 use crate::call::Path;
 use crate::common::to_data;
+use crate::contract;
 use crate::idempotency;
 use crate::types::{ParseError, ProviderId, Role, UserId};
 
@@ -21,14 +23,18 @@ pub struct Request {
     pub provider_id: Option<ProviderId>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    username: String,
-    password: String,
-    role: String,
+pub struct Body {
+    #[schemars(with = "contract::NewUsername")]
+    pub username: String,
+    #[schemars(with = "contract::NewPassword")]
+    pub password: String,
+    #[schemars(extend("enum" = ["household", "provider", "operator"]))]
+    pub role: String,
     #[serde(default)]
-    provider_id: Option<i64>,
+    #[schemars(range(min = 1))]
+    pub provider_id: Option<i64>,
 }
 
 /// The reply's data, kind `user`.
@@ -41,6 +47,9 @@ pub struct UserData {
 }
 
 impl Route for Request {
+    const PATH: &str = "/users";
+    const SUMMARY: &str = "Adds a user of any role.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Roles(&[Role::Operator]);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

@@ -10,12 +10,14 @@ use std::fmt;
 use chrono::NaiveDate;
 use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Callers, Context, HandlerError, HandlerResult, Route, body};
 use crate::cache::CacheKey;
 use crate::call::Path;
 use crate::common::{Access, BILL_COLUMNS, BillView, page_after, read_versioned, to_data};
+use crate::contract;
 use crate::types::{ApartmentId, BillId, Currency, ParseError, Role, amount_string};
 
 #[derive(Debug)]
@@ -25,14 +27,18 @@ pub struct Request {
     pub cursor: Option<Cursor>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
+pub struct Body {
     #[serde(default)]
-    cursor: Option<String>,
+    #[schemars(with = "contract::Cursor")]
+    pub cursor: Option<String>,
 }
 
 impl Route for Request {
+    const PATH: &str = "/apartments/{apartment_id}/utils";
+    const SUMMARY: &str = "The apartment's unpaid bills with totals.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Roles(&[Role::Household, Role::Operator]);
     /// Its access check is the first thing it asks the database.
     const EPOCH_AT_ACCESS: bool = true;

@@ -3,6 +3,7 @@
 //! [`crate::accounts::EMAIL_TOKEN_TTL`]; a token for an address the account no longer has does
 //! nothing.
 
+use schemars::JsonSchema;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -12,6 +13,7 @@ use crate::accounts::credentials::{bad_token, parse_token};
 use crate::accounts::{self, Purpose};
 use crate::call::Path;
 use crate::common::to_data;
+use crate::contract;
 use crate::idempotency;
 use crate::types::{ParseError, UserId, hex};
 
@@ -20,10 +22,11 @@ pub struct Request {
     pub token: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    token: String,
+pub struct Body {
+    #[schemars(with = "contract::IssuedToken")]
+    pub token: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -34,6 +37,9 @@ pub struct VerifiedData {
 }
 
 impl Route for Request {
+    const PATH: &str = "/auth/verify-email";
+    const SUMMARY: &str = "Confirms an email address with the token sent to it.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Anyone;
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

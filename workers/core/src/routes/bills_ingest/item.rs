@@ -3,12 +3,14 @@
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{MAX_ADDRESS_CHARS, MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, MAX_LINES, MAX_UTILITY_CHARS};
 use crate::common::{parse_amount, text};
+use crate::contract;
 use crate::types::{Currency, ParseError, amount, parse_date};
 
 /// One bill as the provider sent it, parsed.
@@ -29,27 +31,44 @@ pub struct Item {
 
 /// A line of a bill. Quantities and unit prices are decimals of up to six places, carried as
 /// strings; a line's amount may be negative (a credit).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "BillLine", extend("additionalProperties" = false))]
 pub struct Line {
+    #[schemars(length(min = 1, max = 60))]
     pub description: String,
+    #[schemars(with = "contract::Quantity")]
     pub quantity: String,
+    #[schemars(with = "contract::Quantity")]
     pub unit_price: String,
+    #[schemars(with = "contract::LineAmount")]
     pub amount: String,
 }
 
-#[derive(Deserialize)]
+/// A bill as a provider sends it (the gateway's `BillItem`).
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ItemBody {
+#[schemars(rename = "BillItem")]
+pub struct ItemBody {
+    #[schemars(with = "contract::ProviderIdentifier")]
     external_id: String,
+    #[schemars(with = "contract::ProviderIdentifier")]
     account_number: String,
+    #[schemars(length(min = 1, max = 120))]
     address: String,
+    #[schemars(regex(pattern = "^[a-z_]{1,32}$"))]
     utility: String,
+    #[schemars(with = "contract::Date")]
     period_start: String,
+    #[schemars(with = "contract::Date")]
     period_end: String,
+    #[schemars(with = "contract::Date")]
     due_date: String,
+    #[schemars(with = "contract::Amount")]
     amount: String,
+    #[schemars(with = "contract::Currency")]
     currency: String,
     #[serde(default)]
+    #[schemars(length(min = 1, max = 5))]
     lines: Option<Vec<Line>>,
 }
 

@@ -23,10 +23,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-mod item;
+pub mod item;
 
 pub use item::{Item, Line};
 use item::{content_hash, parse_item};
@@ -57,10 +58,11 @@ pub struct Request {
     pub bills: Vec<Item>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    bills: Vec<Value>,
+pub struct Body {
+    #[schemars(with = "Vec<item::ItemBody>", length(min = 1, max = 100))]
+    pub bills: Vec<Value>,
 }
 
 /// The reply's data, kind `bills_ingest`: the kept reply's ([`Kept`]) with its codes derived.
@@ -118,6 +120,9 @@ pub struct KeptCode {
 pub const CODE_GONE: &str = "this code is no longer the account's (it was used, or replaced, since); a later reply carries the new one";
 
 impl Route for Request {
+    const PATH: &str = "/providers/{provider_id}/bills";
+    const SUMMARY: &str = "A provider sends 1 to 100 bills, all stored or none.";
+    type Body = Body;
     const CALLERS: Callers = Callers::Roles(&[Role::Provider, Role::Operator]);
 
     fn parse(path: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {

@@ -1,0 +1,43 @@
+// The POST routes, written by `qbill contract` from the routes (workers/core/src/routes): edit the
+// route, not these lines; `qbill contract --check` fails when they drift.
+// contract:begin
+/** The reply kind of each POST route. */
+export const routes = {
+  "/auth": "auth",
+  "/apartments/{apartment_id}/utils": "utils",
+  "/apartments/{apartment_id}/histories": "histories",
+  "/apartments/{apartment_id}/payments": "payments",
+  "/apartments/{apartment_id}/bills/{bill_id}": "bill",
+  "/apartments/link": "apartments_link",
+  "/providers/{provider_id}/bills": "bills_ingest",
+  "/providers/{provider_id}/bills/{bill_id}/void": "bill_void",
+  "/providers/{provider_id}/policy": "policy",
+  "/providers": "provider",
+  "/users": "user",
+  "/auth/signup": "signup",
+  "/auth/verify-email": "verify_email",
+  "/auth/password-reset": "password_reset",
+  "/auth/password-reset/confirm": "password_reset_confirm",
+  "/auth/email-undo": "email_undo",
+  "/auth/refresh": "auth",
+  "/auth/logout": "logout",
+  "/me": "me",
+  "/me/profile": "me",
+  "/me/password": "me_password",
+  "/me/delete": "me_delete",
+  "/me/notifications": "notifications",
+  "/apartments/{apartment_id}/documents": "document",
+} as const;
+
+/** The routes that take no token: logging in and the account mails' links. */
+export const anonymous: ReadonlySet<string> = new Set([
+  "/auth",
+  "/auth/signup",
+  "/auth/verify-email",
+  "/auth/password-reset",
+  "/auth/password-reset/confirm",
+  "/auth/email-undo",
+  "/auth/refresh",
+  "/auth/logout",
+]);
+// contract:end
