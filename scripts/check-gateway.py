@@ -59,6 +59,7 @@ ROUTES = {
     "/me/password": "me_password",
     "/me/delete": "me_delete",
     "/me/notifications": "notifications",
+    "/me/sessions": "me_sessions",
     "/apartments/{apartment_id}/documents": "document",
 }
 TOKENLESS = {"auth", "signup", "verify_email", "password_reset", "password_reset_confirm", "email_undo", "refresh", "logout"}

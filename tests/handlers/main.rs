@@ -9,6 +9,7 @@ mod cognito;
 mod documents;
 mod envelope;
 mod histories;
+mod me_sessions;
 mod notify;
 mod overdue;
 mod pages;

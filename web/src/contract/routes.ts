@@ -26,6 +26,7 @@ export const routes = {
   "/me/password": "me_password",
   "/me/delete": "me_delete",
   "/me/notifications": "notifications",
+  "/me/sessions": "me_sessions",
   "/apartments/{apartment_id}/documents": "document",
 } as const;
 
@@ -40,4 +41,31 @@ export const anonymous: ReadonlySet<string> = new Set([
   "/auth/refresh",
   "/auth/logout",
 ]);
+
+/** Every reply kind. */
+export type Kind =
+  | "apartments_link"
+  | "auth"
+  | "bill"
+  | "bill_void"
+  | "bills_ingest"
+  | "document"
+  | "email_undo"
+  | "histories"
+  | "logout"
+  | "me"
+  | "me_delete"
+  | "me_password"
+  | "me_sessions"
+  | "notifications"
+  | "password_reset"
+  | "password_reset_confirm"
+  | "payments"
+  | "policy"
+  | "provider"
+  | "signup"
+  | "user"
+  | "utils"
+  | "verify_email"
+;
 // contract:end

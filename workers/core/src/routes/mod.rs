@@ -13,31 +13,6 @@
 //! route imports no other route: what several share lives below them ([`crate::common`],
 //! [`crate::idempotency`], [`crate::accounts`]).
 
-pub mod apartments_link;
-pub mod auth;
-pub mod bill;
-pub mod bill_void;
-pub mod bills_ingest;
-pub mod document;
-pub mod email_undo;
-pub mod histories;
-pub mod logout;
-pub mod me;
-pub mod me_delete;
-pub mod me_password;
-pub mod me_profile;
-pub mod notifications;
-pub mod password_reset;
-pub mod password_reset_confirm;
-pub mod payments;
-pub mod policy;
-pub mod provider;
-pub mod refresh;
-pub mod signup;
-pub mod user;
-pub mod utils;
-pub mod verify_email;
-
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -162,6 +137,8 @@ pub fn body<T: DeserializeOwned>(body: Map<String, Value>) -> Result<T, ParseErr
 
 macro_rules! routes {
     ($($(#[$doc:meta])* $variant:ident => $module:ident,)*) => {
+        $(pub mod $module;)*
+
         /// The operation a request asked for; the same word names the route, the envelope, the
         /// module and the reply.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -286,6 +263,8 @@ routes! {
     MeDelete => me_delete,
     /// The caller's inbox: `POST /me/notifications`.
     Notifications => notifications,
+    /// The caller's live sessions: `POST /me/sessions`.
+    MeSessions => me_sessions,
     /// A receipt, a bill or a statement as a file: `POST /apartments/{apartment_id}/documents`.
     Document => document,
 }
