@@ -3,7 +3,7 @@
 // and the kind of the reply it gets (./routes.ts, written by `qbill contract` from the routes;
 // ./replies.ts). `routes` must name every POST route of the gateway, or the type check fails.
 import type { paths } from "./openapi";
-import type { Kind, ReplyData } from "./replies";
+import type { DataOfKind, Kind } from "./replies";
 import { anonymous, routes as generatedRoutes } from "./routes";
 
 export * from "./replies";
@@ -30,7 +30,7 @@ export type RequestFields<P extends PostPath> = Omit<RequestBody<P>, "queue_name
 export const routes = generatedRoutes satisfies Record<PostPath, Kind>;
 
 export type KindOf<P extends PostPath> = (typeof routes)[P];
-export type DataOf<P extends PostPath> = ReplyData[KindOf<P>];
+export type DataOf<P extends PostPath> = DataOfKind<KindOf<P>>;
 
 /** The routes that take no token: logging in and the account mails' links. */
 export function isAnonymous(path: PostPath): boolean {

@@ -251,7 +251,12 @@ export interface ReplyData {
   notifications: NotificationsData;
 }
 
-export type Kind = keyof ReplyData;
+/** Every reply kind (./routes.ts, written from the routes). */
+export type { Kind } from "./routes";
+import type { Kind } from "./routes";
+
+/** The data of a reply of kind `K`: typed here for the replies the app reads, unknown otherwise. */
+export type DataOfKind<K extends Kind> = K extends keyof ReplyData ? ReplyData[K] : unknown;
 
 export type ErrorCode =
   | "invalid_request"
@@ -263,7 +268,7 @@ export type ErrorCode =
   | "internal";
 
 export type Reply<K extends Kind = Kind> =
-  | { request_id: Uuid | null; kind: K; status: "ok"; data: ReplyData[K] }
+  | { request_id: Uuid | null; kind: K; status: "ok"; data: DataOfKind<K> }
   | { request_id: Uuid | null; kind: K | string; status: "error"; error: { code: ErrorCode; message: string } };
 
 /** What a POST answers: the request is on the queue, the reply comes later. */

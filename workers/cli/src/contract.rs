@@ -552,7 +552,17 @@ fn web_routes(operations: &[Operation]) -> String {
     for op in operations.iter().filter(|op| !op.takes_token()) {
         let _ = writeln!(out, "  \"{}\",", op.path);
     }
-    out.push_str("]);\n");
+    out.push_str("]);\n\n/** Every reply kind. */\nexport type Kind =\n");
+    let mut kinds: Vec<&str> = operations
+        .iter()
+        .map(|op| op.kind.reply_kind().as_str())
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    for kind in kinds {
+        let _ = writeln!(out, "  | \"{kind}\"");
+    }
+    out.push_str(";\n");
     out
 }
 
