@@ -2,10 +2,32 @@
 //! refreshed, and only the caller's; a refresh keeps its session, a logout or a password change
 //! ends it; hostile bodies and refused tokens change and show nothing.
 
-use qbill_tests::token_for;
+use qbill_core::envelope::{AUTHORIZATION_MARKER, SOURCE_IP_MARKER, attribute};
+use qbill_tests::{message, token_for};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use crate::{DEMO, DEMO2, Fixture, error_code};
+
+/// A request of a `/me…` route as the gateway enqueues it: the Authorization header (when there
+/// is a token) and the caller's address as attributes, no apartment.
+async fn ask_me(f: &Fixture, route: &str, token: Option<&str>, fields: Value) -> Value {
+    let mut body = json!({ "queue_name": f.queue.to_string(), "request_id": Uuid::new_v4() });
+    body.as_object_mut()
+        .unwrap()
+        .extend(fields.as_object().cloned().unwrap_or_default());
+    let mut inbound = message(route, None, None, body);
+    inbound.attributes.insert(
+        attribute::SOURCE_IP.into(),
+        format!("{SOURCE_IP_MARKER}198.51.100.40"),
+    );
+    let header = token.map(|t| format!("Bearer {t}")).unwrap_or_default();
+    inbound.attributes.insert(
+        attribute::AUTHORIZATION.into(),
+        format!("{AUTHORIZATION_MARKER}{header}"),
+    );
+    f.send(inbound).await
+}
 
 async fn log_in(f: &Fixture, username: &str, password: &str) -> Value {
     let reply = f.log_in_from("198.51.100.40", username, password).await;
@@ -14,7 +36,7 @@ async fn log_in(f: &Fixture, username: &str, password: &str) -> Value {
 }
 
 async fn sessions(f: &Fixture, token: &str) -> Vec<Value> {
-    let reply = f.ask("me_sessions", None, Some(token), json!({})).await;
+    let reply = ask_me(f, "me_sessions", Some(token), json!({})).await;
     assert_eq!(reply["status"], "ok", "{reply}");
     assert_eq!(reply["kind"], "me_sessions", "{reply}");
     reply["data"]["sessions"].as_array().unwrap().clone()
@@ -67,7 +89,7 @@ async fn each_login_is_a_session_until_it_is_logged_out() {
 
     // demo2's sessions are demo2's only.
     let theirs = sessions(&f, &f.token(DEMO2)).await.len();
-    log_in(&f, "demo2", "demo-password").await;
+    log_in(&f, "demo2", "demo2-password").await;
     assert_eq!(sessions(&f, &f.token(DEMO2)).await.len(), theirs + 1);
     assert_eq!(sessions(&f, &token).await.len(), before + 1);
 }
@@ -80,17 +102,16 @@ async fn a_password_change_ends_every_session_and_its_token() {
     log_in(&f, "demo", "demo-password").await;
     assert!(sessions(&f, &token).await.len() >= 2);
 
-    let changed = f
-        .ask(
-            "me_password",
-            None,
-            Some(&token),
-            json!({ "password": "demo-password", "new_password": "Copper-Meadow-Lantern-47" }),
-        )
-        .await;
+    let changed = ask_me(
+        &f,
+        "me_password",
+        Some(&token),
+        json!({ "password": "demo-password", "new_password": "Copper-Meadow-Lantern-47" }),
+    )
+    .await;
     assert_eq!(changed["status"], "ok", "{changed}");
     // The old token is refused, and shows nothing.
-    let refused = f.ask("me_sessions", None, Some(&token), json!({})).await;
+    let refused = ask_me(&f, "me_sessions", Some(&token), json!({})).await;
     assert_eq!(error_code(&refused), "unauthorized", "{refused}");
     assert!(refused.get("data").is_none(), "{refused}");
     // The one session after the change is the new login's.
@@ -111,30 +132,27 @@ async fn hostile_bodies_and_refused_tokens_are_answered_and_show_nothing() {
             "an injection",
         ),
     ] {
-        let reply = f.ask("me_sessions", None, Some(&token), fields).await;
+        let reply = ask_me(&f, "me_sessions", Some(&token), fields).await;
         assert_eq!(error_code(&reply), "invalid_request", "{why}: {reply}");
         assert!(reply.get("data").is_none(), "{why}: {reply}");
     }
     // Without a token, with a forged one, and with a token for another reply queue.
-    let none = f.ask("me_sessions", None, None, json!({})).await;
+    let none = ask_me(&f, "me_sessions", None, json!({})).await;
     assert_eq!(error_code(&none), "unauthorized", "{none}");
-    let forged = f
-        .ask(
-            "me_sessions",
-            None,
-            Some("eyJhbGciOiJub25lIn0.e30."),
-            json!({}),
-        )
-        .await;
+    let forged = ask_me(
+        &f,
+        "me_sessions",
+        Some("eyJhbGciOiJub25lIn0.e30."),
+        json!({}),
+    )
+    .await;
     assert_eq!(error_code(&forged), "unauthorized", "{forged}");
     let elsewhere = token_for(
         DEMO.0,
         DEMO.1,
         qbill_core::types::QueueName::parse(&uuid::Uuid::new_v4().to_string()).unwrap(),
     );
-    let wrong_queue = f
-        .ask("me_sessions", None, Some(&elsewhere), json!({}))
-        .await;
+    let wrong_queue = ask_me(&f, "me_sessions", Some(&elsewhere), json!({})).await;
     assert_eq!(error_code(&wrong_queue), "unauthorized", "{wrong_queue}");
     // Still listed fine with the right token.
     sessions(&f, &token).await;
