@@ -1,262 +1,424 @@
-// The replies of the HTTP contract (README, "The HTTP contract"), by reply `kind`.
-// The requests' bodies are generated from gateway-config/openapi.yaml (./openapi.ts); replies
-// travel on the client's reply queue, which the gateway declares only as a list of objects, so
-// their shapes are written here. Amounts are decimal strings with two places, never numbers.
+// The replies of the HTTP contract (docs/contract.md), by reply `kind`. Replies travel on the
+// client's reply queue, which the gateway declares only as a list of objects: their data types
+// are written by `qbill contract` from the routes' reply types, between the markers (CI fails
+// when they drift); the envelope around them is below. Amounts are decimal strings with two
+// places, never numbers.
 
-/** A decimal amount as the engine writes it, e.g. "1234.50". */
-export type Amount = string;
-/** An ISO 4217 code, e.g. "EUR". */
-export type Currency = string;
 /** `YYYY-MM-DD`. */
 export type IsoDate = string;
 /** An RFC 3339 instant. */
 export type Instant = string;
 export type Uuid = string;
 
-export type Role = "household" | "provider" | "operator";
-
-export interface Apartment {
-  id: number;
-  address: string;
+// contract:begin
+/** An account's code as the client gets it. */
+export interface AccountCode {
+  account_number: string;
+  /**
+   * `None` on a repeat when the code is no longer the account's (used since, or the signing
+   * key rotated): never a code that does not work.
+   */
+  activation_code: string | null;
+  note?: string | null;
 }
 
+export type Amount = string;
+
+export interface Apartment {
+  address: string;
+  id: ApartmentId;
+}
+
+/** An apartment, as named in the request path. */
+export type ApartmentId = number;
+
 export interface AuthData {
+  /** By id; as many as one page carries (see [`crate::common::page_len`]). */
+  apartments: Apartment[];
+  expires_at: Instant;
+  /** The user owns more apartments than one page carries (500, fewer with long addresses). */
+  more_apartments?: boolean;
+  refresh_expires_at: Instant;
+  /** Trades for a new pair at `/auth/refresh`, once. */
+  refresh_token: string;
   token: string;
   token_type: string;
-  expires_at: Instant;
-  refresh_token: string;
-  refresh_expires_at: Instant;
-  user: { id: number; username: string; role: Role; provider_id: number | null };
-  apartments: Apartment[];
-  more_apartments?: boolean;
+  user: User;
+}
+
+/** A bill as clients see it, in `utils` and (with its payment) in `histories`. */
+export interface Bill {
+  amount: Amount;
+  bill_id: BillId;
+  currency: Currency;
+  /**
+   * Whole days since the due date for an overdue bill, else 0; counted when the bill is read
+   * (a cached copy keeps the 0 it was stored with, see [`BillView::count_days_overdue`]).
+   */
+  days_overdue: number;
+  due_date: IsoDate;
+  /** For a late fee: the bill it is charged on. */
+  late_fee_of: BillId | null;
+  period_end: IsoDate;
+  period_start: IsoDate;
+  provider: string;
+  /** `open`, `overdue`, `paid` or `void`. */
+  status: BillStatus;
+  utility: string;
+}
+
+/** The reply's data, kind `bill`. */
+export interface BillData {
+  amount: Amount;
+  bill_id: BillId;
+  currency: Currency;
+  /**
+   * Whole days since the due date for an overdue bill, else 0; counted when the bill is read
+   * (a cached copy keeps the 0 it was stored with, see [`BillView::count_days_overdue`]).
+   */
+  days_overdue: number;
+  due_date: IsoDate;
+  events: Event[];
+  /** For a late fee: the bill it is charged on. */
+  late_fee_of: BillId | null;
+  /** As the provider sent them. */
+  lines: BillLine[] | null;
+  period_end: IsoDate;
+  period_start: IsoDate;
+  provider: string;
+  /** `open`, `overdue`, `paid` or `void`. */
+  status: BillStatus;
+  utility: string;
+}
+
+/** A bill, as listed in `bills_id`. */
+export type BillId = number;
+
+/**
+ * A line of a bill. Quantities and unit prices are decimals of up to six places, carried as
+ * strings; a line's amount may be negative (a credit).
+ */
+export interface BillLine {
+  amount: LineAmount;
+  description: string;
+  quantity: Quantity;
+  unit_price: Quantity;
 }
 
 export type BillStatus = "open" | "overdue" | "paid" | "void";
 
-export interface Bill {
-  bill_id: number;
-  utility: string;
-  provider: string;
-  period_start: IsoDate;
-  period_end: IsoDate;
-  due_date: IsoDate;
-  amount: Amount;
-  currency: Currency;
-  status: BillStatus;
-  days_overdue: number;
-  late_fee_of: number | null;
+export type Currency = string;
+
+export interface DeletedData {
+  deleted: boolean;
+  /** The id payments and the audit trail keep. */
+  user_id: UserId;
 }
 
-export interface Totals {
-  by_utility: Record<string, Amount>;
-  by_provider: Record<string, Amount>;
-  total: Amount;
-  currency: Currency;
-}
-
-export interface UtilsData {
-  apartment_id: number;
-  currency: Currency;
-  bills: Bill[];
-  bills_count: number;
-  totals: Totals;
-  next_cursor: string | null;
-}
-
-export interface SettledBill extends Bill {
-  paid_at: Instant;
-  payment_id: Uuid;
-}
-
-export interface HistoriesData {
-  apartment_id: number;
-  currency: Currency;
-  settled: SettledBill[];
-  date_down: IsoDate | null;
-  date_up: IsoDate | null;
-  next_cursor: string | null;
-}
-
-export interface PaymentsData {
-  payment_id: Uuid;
-  apartment_id: number;
-  bills_id: number[];
-  total: Amount;
-  currency: Currency;
-  paid_at: Instant;
-}
-
-export interface BillData extends Bill {
-  lines: { description: string; quantity: string; unit_price: Amount; amount: Amount }[] | null;
-  events: { at: Instant; status: string }[];
-}
-
+/** The reply's data, kind `document`. */
 export interface DocumentData {
-  document_id: Uuid;
-  kind: "receipt" | "bill" | "statement";
-  format: "pdf" | "csv";
-  url: string;
-  expires_at: Instant;
-  sha256: string;
   bytes: number;
   created_at: Instant;
+  document_id: Uuid;
+  expires_at: Instant;
+  format: DocumentFormat;
+  kind: DocumentKind;
+  /** Of the file's bytes, in hex. */
+  sha256: string;
+  /** A presigned GET of the file. */
+  url: string;
 }
 
-export interface ApartmentsLinkData {
-  apartment: Apartment;
-  provider_id: number;
-  account_number: string;
+/** In which form. */
+export type DocumentFormat = "pdf" | "csv";
+
+/** Which document. */
+export type DocumentKind = "receipt" | "bill" | "statement";
+
+/** A change of the bill's status, as the audit trail recorded it. */
+export interface Event {
+  at: Instant;
+  status: string;
 }
 
-/** An account's activation code; `null` on a repeat when it is no longer the account's. */
-export interface AccountCode {
-  account_number: string;
-  activation_code: string | null;
-  note?: string;
+export type FeeKind = "fixed" | "percent";
+
+export interface HistoriesData {
+  apartment_id: ApartmentId;
+  currency: Currency;
+  date_down: IsoDate;
+  date_up: IsoDate;
+  /** Send it back as `cursor` for the next page; `null` on the last page. */
+  next_cursor: string | null;
+  settled: SettledBill[];
 }
 
-export interface BillsIngestData {
-  provider_id: number;
-  bills: { external_id: string; bill_id: number; status: "created" | "unchanged" }[];
-  /** The accounts this request created. */
+/** The reply's data, kind `bills_ingest`: the kept reply's ([`Kept`]) with its codes derived. */
+export interface IngestData {
+  bills: Ingested[];
+  /** The accounts this request created, with their codes. */
   new_accounts: AccountCode[];
-  /** Accounts whose code was used or voided since they were last named, with their new codes. */
+  provider_id: ProviderId;
+  /** The accounts whose code was used or voided since they were last named, with their new codes. */
   rotated_codes: AccountCode[];
 }
 
-export interface BillVoidData {
-  bill_id: number;
-  status: "void";
-  voided_at: Instant;
+export interface Ingested {
+  bill_id: BillId;
+  external_id: string;
+  status: string;
 }
 
-export interface PolicyData {
-  provider_id: number;
-  grace_days: number;
-  late_fee: { kind: "fixed" | "percent"; value: Amount; cap?: Amount | null } | null;
+/**
+ * What a bill costs once it is overdue: a fixed amount, or a percentage of the bill (rounded
+ * half away from zero to the cent), at most `cap` when given.
+ */
+export interface LateFee {
+  cap?: Amount | null;
+  kind: FeeKind;
+  value: Amount;
 }
 
-export interface ProviderData {
-  provider_id: number;
-  name: string;
-  currency: Currency;
-  username: string;
+export type LineAmount = string;
+
+/** The reply's data, kind `apartments_link`. */
+export interface LinkData {
+  account_number: string;
+  apartment: LinkedApartment;
+  provider_id: ProviderId;
 }
 
-export interface UserData {
-  id: number;
-  username: string;
-  role: Role;
-  provider_id: number | null;
+export interface LinkedApartment {
+  address: string;
+  id: ApartmentId;
 }
 
-export interface SignupData {
-  user: { id: number; username: string };
-  email_verification: "sent";
-}
-
-export interface VerifyEmailData {
-  user_id: number;
-  email: string;
-  email_verified: boolean;
-}
-
-/** The old address back, verified; every session of the account has ended. */
-export interface EmailUndoData {
-  email: string;
-  email_verified: true;
-  message: string;
-}
-
-export interface PasswordResetData {
-  message: string;
-}
-
-export interface PasswordResetConfirmData {
-  password_reset: boolean;
-  message: string;
+export interface LiveSession {
+  expires_at: Instant;
+  /** The session's own id (its refresh token family): it names the session, and opens nothing. */
+  id: Uuid;
+  refreshed_at: Instant;
+  started_at: Instant;
 }
 
 export interface LogoutData {
   logged_out: boolean;
 }
 
+export interface MeData {
+  apartments: Apartment[];
+  more_apartments?: boolean;
+  notification_preferences: Record<string, NotificationChannels>;
+  user: MeUser;
+}
+
+export interface MeUser {
+  created_at: Instant;
+  display_name: string | null;
+  email: string | null;
+  email_verified: boolean;
+  id: UserId;
+  role: Role;
+  username: string | null;
+}
+
+export interface NewUser {
+  id: UserId;
+  username: string;
+}
+
+export interface Notification {
+  at: Instant;
+  body: string;
+  data: unknown;
+  event: string;
+  id: number;
+  subject: string;
+}
+
+/** Whether an event is mailed and shown in the inbox. */
 export interface NotificationChannels {
   email: boolean;
   inbox: boolean;
 }
 
-export interface MeData {
-  user: {
-    id: number;
-    username: string | null;
-    email: string | null;
-    email_verified: boolean;
-    display_name: string | null;
-    created_at: Instant;
-    role: Role;
-  };
-  apartments: Apartment[];
-  more_apartments: boolean;
-  notification_preferences: Record<string, NotificationChannels>;
+export interface NotificationsData {
+  /** Pass it as `since_id` for the next page (the same as sent when nothing is new). */
+  next_since_id: number;
+  notifications: Notification[];
 }
 
-export interface MePasswordData {
+export interface PasswordData {
+  message: string;
   password_changed: boolean;
+}
+
+export interface PaymentsData {
+  apartment_id: ApartmentId;
+  bills_id: BillId[];
+  currency: Currency;
+  paid_at: Instant;
+  payment_id: Uuid;
+  total: Amount;
+}
+
+/** The reply's data, kind `policy`. */
+export interface PolicyData {
+  grace_days: number;
+  late_fee: LateFee | null;
+  provider_id: ProviderId;
+}
+
+/** The reply's data, kind `provider`. */
+export interface ProviderData {
+  currency: Currency;
+  name: string;
+  provider_id: ProviderId;
+  username: string;
+}
+
+/** A provider of utilities, as named in the path of a provider's route. */
+export type ProviderId = number;
+
+export type Quantity = string;
+
+export interface ResetData {
   message: string;
 }
 
-export interface MeDeleteData {
-  deleted: boolean;
-  user_id: number;
+export interface ResetDoneData {
+  message: string;
+  password_reset: boolean;
 }
 
-export interface Notification {
-  id: number;
-  event: string;
-  at: Instant;
-  subject: string;
-  body: string;
-  data: unknown;
+/** What a user may do; a token carries it. */
+export type Role = "household" | "provider" | "operator";
+
+export interface SessionsData {
+  more_sessions?: boolean;
+  sessions: LiveSession[];
 }
 
-export interface NotificationsData {
-  notifications: Notification[];
-  next_since_id: number;
+/** A bill as clients see it, in `utils` and (with its payment) in `histories`. */
+export interface SettledBill {
+  amount: Amount;
+  bill_id: BillId;
+  currency: Currency;
+  /**
+   * Whole days since the due date for an overdue bill, else 0; counted when the bill is read
+   * (a cached copy keeps the 0 it was stored with, see [`BillView::count_days_overdue`]).
+   */
+  days_overdue: number;
+  due_date: IsoDate;
+  /** For a late fee: the bill it is charged on. */
+  late_fee_of: BillId | null;
+  paid_at: Instant;
+  payment_id: Uuid;
+  period_end: IsoDate;
+  period_start: IsoDate;
+  provider: string;
+  /** `open`, `overdue`, `paid` or `void`. */
+  status: BillStatus;
+  utility: string;
+}
+
+export interface SignupData {
+  /** Always `sent`: whether the address was free is not told. */
+  email_verification: string;
+  user: NewUser;
+}
+
+export interface Totals {
+  by_provider: Record<string, string>;
+  by_utility: Record<string, string>;
+  currency: Currency;
+  total: string;
+}
+
+export interface UndoneData {
+  email: string;
+  email_verified: boolean;
+  message: string;
+}
+
+export interface User {
+  id: UserId;
+  provider_id: ProviderId | null;
+  role: Role;
+  username: string;
+}
+
+/** The reply's data, kind `user`. */
+export interface UserData {
+  id: UserId;
+  provider_id: ProviderId | null;
+  role: Role;
+  username: string;
+}
+
+/** A user, as carried in the token's `sub`. */
+export type UserId = number;
+
+/** One page of the reply. */
+export interface UtilsData {
+  apartment_id: ApartmentId;
+  bills: Bill[];
+  /** How many unpaid bills there are in all. */
+  bills_count: number;
+  currency: Currency;
+  /** Send it back as `cursor` for the next page; `null` on the last page. */
+  next_cursor: string | null;
+  /** Of every unpaid bill, not only this page's. */
+  totals: Totals;
+}
+
+export interface VerifiedData {
+  email: string;
+  email_verified: boolean;
+  user_id: UserId;
+}
+
+/** The reply's data, kind `bill_void`. */
+export interface VoidData {
+  bill_id: BillId;
+  status: string;
+  voided_at: Instant;
 }
 
 /** Each reply kind and its data. */
 export interface ReplyData {
+  apartments_link: LinkData;
   auth: AuthData;
-  utils: UtilsData;
-  histories: HistoriesData;
-  payments: PaymentsData;
   bill: BillData;
+  bill_void: VoidData;
+  bills_ingest: IngestData;
   document: DocumentData;
-  apartments_link: ApartmentsLinkData;
-  bills_ingest: BillsIngestData;
-  bill_void: BillVoidData;
-  policy: PolicyData;
-  provider: ProviderData;
-  user: UserData;
-  signup: SignupData;
-  verify_email: VerifyEmailData;
-  email_undo: EmailUndoData;
-  password_reset: PasswordResetData;
-  password_reset_confirm: PasswordResetConfirmData;
+  email_undo: UndoneData;
+  histories: HistoriesData;
   logout: LogoutData;
   me: MeData;
-  me_password: MePasswordData;
-  me_delete: MeDeleteData;
+  me_delete: DeletedData;
+  me_password: PasswordData;
+  me_sessions: SessionsData;
   notifications: NotificationsData;
+  password_reset: ResetData;
+  password_reset_confirm: ResetDoneData;
+  payments: PaymentsData;
+  policy: PolicyData;
+  provider: ProviderData;
+  signup: SignupData;
+  user: UserData;
+  utils: UtilsData;
+  verify_email: VerifiedData;
 }
+// contract:end
 
 /** Every reply kind (./routes.ts, written from the routes). */
 export type { Kind } from "./routes";
 import type { Kind } from "./routes";
 
-/** The data of a reply of kind `K`: typed here for the replies the app reads, unknown otherwise. */
-export type DataOfKind<K extends Kind> = K extends keyof ReplyData ? ReplyData[K] : unknown;
+/** The data of a reply of kind `K`. */
+export type DataOfKind<K extends Kind> = ReplyData[K];
 
 export type ErrorCode =
   | "invalid_request"

@@ -5,14 +5,14 @@
 //!   here in [`send_message`]) and the request models, from the routes' body types;
 //! - `scripts/check-gateway.py`: the routes it checks, and those that take no token;
 //! - `web/src/contract/routes.ts`: the web app's route map (path to reply kind, and no token);
+//! - `web/src/contract/replies.ts`: the web app's reply types, from the routes' reply types;
 //! - `docs/contract.md`: the table of routes.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use qbill_core::contract::Operation;
-use qbill_core::routes::{Callers, operations};
+use qbill_core::routes::{Callers, Operation, operations};
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value};
 
@@ -94,6 +94,12 @@ fn regions() -> anyhow::Result<Vec<Region>> {
             begin: "// contract:begin",
             end: "// contract:end",
             text: web_routes(&operations),
+        },
+        Region {
+            file: "web/src/contract/replies.ts",
+            begin: "// contract:begin",
+            end: "// contract:end",
+            text: web_replies(&operations)?,
         },
         Region {
             file: "docs/contract.md",
@@ -566,6 +572,171 @@ fn web_routes(operations: &[Operation]) -> String {
     out
 }
 
+/// The web app's reply types: each route's reply data ([`qbill_core::routes::Route::Reply`]) and
+/// the shapes it names, as TypeScript, and the map from reply kind to data.
+fn web_replies(operations: &[Operation]) -> anyhow::Result<String> {
+    let mut generator = SchemaSettings::draft2020_12()
+        .for_serialize()
+        .into_generator();
+    let mut types: std::collections::BTreeMap<String, Value> = Default::default();
+    let mut kinds: std::collections::BTreeMap<&str, String> = Default::default();
+    for op in operations {
+        let name = (op.reply_name)().into_owned();
+        let schema = (op.reply)(&mut generator).to_value();
+        if let Some(other) = types.get(&name).filter(|other| **other != schema) {
+            bail!("two reply types are named {name}: {other} and {schema}");
+        }
+        kinds.insert(op.kind.reply_kind().as_str(), name.clone());
+        types.insert(name, schema);
+    }
+    types.extend(generator.take_definitions(true));
+    let mut out = String::new();
+    for (name, schema) in &types {
+        doc_comment(&mut out, "", schema);
+        let is_interface = schema.get("properties").is_some() && schema.get("allOf").is_none();
+        if is_interface {
+            let _ = writeln!(out, "export interface {name} {}\n", ts_type(schema, "")?);
+        } else {
+            let _ = writeln!(out, "export type {name} = {};\n", ts_type(schema, "")?);
+        }
+    }
+    out.push_str("/** Each reply kind and its data. */\nexport interface ReplyData {\n");
+    for (kind, name) in kinds {
+        let _ = writeln!(out, "  {kind}: {name};");
+    }
+    out.push_str("}\n");
+    Ok(out)
+}
+
+/// A schema's description as a doc comment, indented by `indent`.
+fn doc_comment(out: &mut String, indent: &str, schema: &Value) {
+    let Some(text) = schema.get("description").and_then(Value::as_str) else {
+        return;
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    if let [line] = lines[..] {
+        let _ = writeln!(out, "{indent}/** {line} */");
+    } else {
+        let _ = writeln!(out, "{indent}/**");
+        for line in lines {
+            let _ = writeln!(out, "{}", format!("{indent} * {line}").trim_end());
+        }
+        let _ = writeln!(out, "{indent} */");
+    }
+}
+
+/// A JSON Schema (the part schemars writes for reply types) as a TypeScript type; `indent` is
+/// that of the line it starts on.
+fn ts_type(schema: &Value, indent: &str) -> anyhow::Result<String> {
+    let map = match schema {
+        Value::Bool(true) => return Ok("unknown".into()),
+        Value::Object(map) => map,
+        other => bail!("a reply schema that is not an object: {other}"),
+    };
+    if let Some(Value::String(to)) = map.get("$ref") {
+        return Ok(to.rsplit('/').next().unwrap_or(to).to_owned());
+    }
+    if let Some(value) = map.get("const") {
+        return Ok(value.to_string());
+    }
+    if let Some(Value::Array(values)) = map.get("enum") {
+        return Ok(values
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join(" | "));
+    }
+    for (key, joint) in [("anyOf", " | "), ("oneOf", " | "), ("allOf", " & ")] {
+        if let Some(Value::Array(parts)) = map.get(key) {
+            let parts = parts
+                .iter()
+                .map(|part| ts_type(part, indent).map(|t| grouped(&t)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            return Ok(parts.join(joint));
+        }
+    }
+    let types: Vec<&str> = match map.get("type") {
+        Some(Value::String(one)) => vec![one.as_str()],
+        Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+        _ => return Ok("unknown".into()),
+    };
+    let mut union = Vec::new();
+    for ty in types {
+        union.push(match ty {
+            "string" => match map.get("format").and_then(Value::as_str) {
+                Some("date-time") => "Instant".to_owned(),
+                Some("date") => "IsoDate".to_owned(),
+                Some("uuid") => "Uuid".to_owned(),
+                _ => "string".to_owned(),
+            },
+            "integer" | "number" => "number".to_owned(),
+            "boolean" => "boolean".to_owned(),
+            "null" => "null".to_owned(),
+            "array" => match map.get("items") {
+                Some(items) => format!("{}[]", grouped(&ts_type(items, indent)?)),
+                None => "unknown[]".to_owned(),
+            },
+            "object" => ts_object(map, indent)?,
+            other => bail!("a reply schema of type {other}"),
+        });
+    }
+    Ok(union.join(" | "))
+}
+
+/// An object schema: its properties, optional where not required, or a record of its values.
+fn ts_object(map: &Map<String, Value>, indent: &str) -> anyhow::Result<String> {
+    let Some(Value::Object(properties)) = map.get("properties") else {
+        return Ok(match map.get("additionalProperties") {
+            Some(values @ Value::Object(_)) => {
+                format!("Record<string, {}>", ts_type(values, indent)?)
+            }
+            _ => "Record<string, unknown>".to_owned(),
+        });
+    };
+    let required: Vec<&str> = map
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let inner = format!("{indent}  ");
+    let mut out = String::from("{\n");
+    for (name, schema) in properties {
+        doc_comment(&mut out, &inner, schema);
+        let optional = if required.contains(&name.as_str()) {
+            ""
+        } else {
+            "?"
+        };
+        let _ = writeln!(
+            out,
+            "{inner}{name}{optional}: {};",
+            ts_type(schema, &inner)?
+        );
+    }
+    out.push_str(indent);
+    out.push('}');
+    Ok(out)
+}
+
+/// A type in parentheses when it is a union or an intersection, to be an array's element.
+fn grouped(ty: &str) -> String {
+    let mut depth = 0i32;
+    let mut top_level_joint = false;
+    for (i, c) in ty.char_indices() {
+        match c {
+            '{' | '(' | '<' | '[' => depth += 1,
+            '}' | ')' | '>' | ']' => depth -= 1,
+            '|' | '&' if depth == 0 && i > 0 => top_level_joint = true,
+            _ => {}
+        }
+    }
+    if top_level_joint {
+        format!("({ty})")
+    } else {
+        ty.to_owned()
+    }
+}
+
 fn docs_table(operations: &[Operation]) -> anyhow::Result<String> {
     let mut generator = SchemaSettings::openapi3().into_generator();
     let mut out = String::from(
@@ -633,7 +804,7 @@ mod tests {
     }
 
     #[test]
-    fn a_path_a_model_or_a_route_map_that_drifted_fails_the_check() {
+    fn a_path_a_model_a_route_map_or_a_reply_type_that_drifted_fails_the_check() {
         for (file, from, to) in [
             (
                 "gateway-config/openapi.yaml",
@@ -656,6 +827,11 @@ mod tests {
                 "TOKENLESS = {",
             ),
             ("docs/contract.md", "| `POST /auth` |", "| `POST /login` |"),
+            (
+                "web/src/contract/replies.ts",
+                "  payment_id: Uuid;",
+                "  payment_id: number;",
+            ),
         ] {
             let dir = copy_of_the_files();
             let path = dir.path().join(file);

@@ -4,11 +4,12 @@
 use chrono::NaiveDate;
 use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheKey;
-use crate::error::{ErrorCode, HandlerError, HandlerResult};
+use crate::error::{ErrorCode, HandlerError};
 use crate::routes::Context;
 use crate::types::{ApartmentId, BillId, Currency, ParseError, ProviderId, Role, amount};
 
@@ -93,7 +94,8 @@ pub async fn authorize(
 }
 
 /// A bill as clients see it, in `utils` and (with its payment) in `histories`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "Bill")]
 pub struct BillView {
     pub bill_id: BillId,
     pub utility: String,
@@ -102,9 +104,11 @@ pub struct BillView {
     pub period_end: NaiveDate,
     pub due_date: NaiveDate,
     #[serde(with = "amount")]
+    #[schemars(with = "crate::contract::Amount")]
     pub amount: Decimal,
     pub currency: Currency,
     /// `open`, `overdue`, `paid` or `void`.
+    #[schemars(with = "crate::contract::BillStatus")]
     pub status: String,
     /// Whole days since the due date for an overdue bill, else 0; counted when the bill is read
     /// (a cached copy keeps the 0 it was stored with, see [`BillView::count_days_overdue`]).
@@ -112,6 +116,21 @@ pub struct BillView {
     pub days_overdue: i64,
     /// For a late fee: the bill it is charged on.
     pub late_fee_of: Option<BillId>,
+}
+
+/// A line of a bill. Quantities and unit prices are decimals of up to six places, carried as
+/// strings; a line's amount may be negative (a credit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
+pub struct BillLine {
+    #[schemars(length(min = 1, max = 60))]
+    pub description: String,
+    #[schemars(with = "crate::contract::Quantity")]
+    pub quantity: String,
+    #[schemars(with = "crate::contract::Quantity")]
+    pub unit_price: String,
+    #[schemars(with = "crate::contract::LineAmount")]
+    pub amount: String,
 }
 
 impl BillView {
@@ -225,11 +244,6 @@ pub fn json_len<T: Serialize>(value: &T) -> usize {
     // Writing to a counter cannot fail, and these values always serialise.
     let _ = serde_json::to_writer(&mut counter, value);
     counter.0
-}
-
-/// Serialises a handler's data for the reply.
-pub fn to_data<T: Serialize>(value: &T) -> HandlerResult {
-    serde_json::to_value(value).map_err(HandlerError::internal)
 }
 
 /// A provider as the provider routes need it.

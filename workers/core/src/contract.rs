@@ -1,6 +1,7 @@
-//! The contract as the routes declare it: each route's path, callers, summary and body type
-//! ([`crate::routes::Route`]), listed by [`crate::routes::operations`], and the named shapes their
-//! bodies share, whose JSON Schemas become the gateway's request models. `qbill contract` writes
+//! The named shapes of the contract: what the routes' bodies and replies share, whose JSON Schemas
+//! become the gateway's request models and the web app's types. Each route declares its path,
+//! callers, summary, body and reply types ([`crate::routes::Route`]), listed by
+//! [`crate::routes::operations`]. `qbill contract` writes
 //! `gateway-config/openapi.yaml`'s routes and models, check-gateway's lists, the web app's route
 //! map and the docs' table from them; `qbill contract --check` fails on any drift.
 //!
@@ -16,34 +17,8 @@ use std::borrow::Cow;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 use crate::notify::Event;
-use crate::routes::{Callers, Kind};
-
-/// One POST route of the contract.
-#[derive(Debug, Clone)]
-pub struct Operation {
-    pub kind: Kind,
-    /// The gateway path, with `{apartment_id}`, `{provider_id}` and `{bill_id}` segments.
-    pub path: &'static str,
-    pub summary: &'static str,
-    pub callers: Callers,
-    /// The body's JSON Schema (without `queue_name` and `request_id`, which every body carries).
-    pub body: fn(&mut SchemaGenerator) -> Schema,
-}
-
-impl Operation {
-    /// Whether the route takes a token (and so requires the `Authorization` header).
-    pub fn takes_token(&self) -> bool {
-        matches!(self.callers, Callers::Roles(_))
-    }
-
-    /// The path's `{name}` segments, in order.
-    pub fn path_parameters(&self) -> Vec<&'static str> {
-        self.path
-            .split('/')
-            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .collect()
-    }
-}
+/// An ISO 4217 code: its schema is the type's own.
+pub use crate::types::Currency;
 
 /// A shape with a name of its own in `components/schemas`, which bodies refer to.
 macro_rules! named {
@@ -83,7 +58,6 @@ named! {
     /// A page's `next_cursor`, sent back for the next page: digits, dashes and dots.
     Cursor = { "type": "string", "pattern": "^[0-9][0-9.-]{0,63}$" };
     Amount = { "type": "string", "pattern": "^[0-9]{1,12}[.][0-9]{2}$" };
-    Currency = { "type": "string", "pattern": "^[A-Z]{3}$" };
     NewUsername = { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{1,62}$" };
     NewPassword = { "type": "string", "minLength": 10, "maxLength": 1024 };
     ProviderIdentifier = { "type": "string", "pattern": "^[A-Za-z0-9._:/-]{1,40}$" };
@@ -119,6 +93,11 @@ impl JsonSchema for NotificationPreferences {
             "properties": properties,
         })
     }
+}
+
+named! {
+    /// A bill's status, in replies.
+    BillStatus = { "type": "string", "enum": ["open", "overdue", "paid", "void"] };
 }
 
 named! {

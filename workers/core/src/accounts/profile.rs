@@ -6,17 +6,17 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::sign_in::{Apartment, apartments_page};
-use crate::common::to_data;
-use crate::error::{HandlerError, HandlerResult};
+use crate::error::HandlerError;
 use crate::notify::Event;
 use crate::services::Services;
 use crate::types::{Role, UserId};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct MeData {
     pub user: MeUser,
     pub apartments: Vec<Apartment>,
@@ -25,7 +25,7 @@ pub struct MeData {
     pub notification_preferences: BTreeMap<&'static str, Channels>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct MeUser {
     pub id: UserId,
     pub username: Option<String>,
@@ -37,7 +37,8 @@ pub struct MeUser {
 }
 
 /// Whether an event is mailed and shown in the inbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "NotificationChannels")]
 pub struct Channels {
     pub email: bool,
     pub inbox: bool,
@@ -69,7 +70,11 @@ pub fn preferences(stored: &Value) -> BTreeMap<&'static str, Channels> {
 }
 
 /// The reply of `me` for `user`, read on `client` (inside a transaction, it sees its changes).
-pub async fn data(client: &impl GenericClient, services: &Services, user: UserId) -> HandlerResult {
+pub async fn data(
+    client: &impl GenericClient,
+    services: &Services,
+    user: UserId,
+) -> Result<MeData, HandlerError> {
     let row = client
         .query_one(
             "SELECT username, email, email_verified, display_name, created_at, role,
@@ -79,7 +84,7 @@ pub async fn data(client: &impl GenericClient, services: &Services, user: UserId
         )
         .await?;
     let (apartments, more_apartments) = apartments_page(services, user, row.get(7)).await?;
-    to_data(&MeData {
+    Ok(MeData {
         user: MeUser {
             id: user,
             username: row.get(0),

@@ -3,16 +3,17 @@
 //! shown again by `me`.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheKey;
-use crate::common::{page_len, to_data};
-use crate::error::{HandlerError, HandlerResult};
+use crate::common::page_len;
+use crate::error::HandlerError;
 use crate::services::Services;
 use crate::token::Holder;
 use crate::types::{ApartmentId, ProviderId, Role, UserId};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct AuthData {
     pub token: String,
     pub token_type: &'static str,
@@ -28,7 +29,7 @@ pub struct AuthData {
     pub more_apartments: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct User {
     pub id: UserId,
     pub username: String,
@@ -36,7 +37,7 @@ pub struct User {
     pub provider_id: Option<ProviderId>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Apartment {
     pub id: ApartmentId,
     pub address: String,
@@ -50,14 +51,14 @@ pub async fn signed_in(
     holder: &Holder,
     apartments_version: i64,
     refresh: crate::accounts::Refresh,
-) -> HandlerResult {
+) -> Result<AuthData, HandlerError> {
     let user = holder.user_id;
     let (apartments, more_apartments) = apartments_page(services, user, apartments_version).await?;
     let (token, expires_at) = services
         .tokens
         .issue(holder, call.reply_to)
         .map_err(HandlerError::Internal)?;
-    to_data(&AuthData {
+    Ok(AuthData {
         token,
         token_type: "Bearer",
         expires_at,

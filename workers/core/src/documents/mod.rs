@@ -223,7 +223,8 @@ fn issued(kind: Kind, format: Format, row: &tokio_postgres::Row) -> Result<Issue
 }
 
 /// Which document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "DocumentKind")]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Receipt,
@@ -242,7 +243,8 @@ impl Kind {
 }
 
 /// In which form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "DocumentFormat")]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Pdf,

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::activation::code_hash;
 use crate::call::Path;
-use crate::common::{bump_apartments, to_data};
+use crate::common::bump_apartments;
 use crate::contract;
 use crate::idempotency::{self, Claim};
 use crate::notify::{self, Event};
@@ -32,7 +32,7 @@ pub const MAX_FAILURES: i64 = 5;
 /// Failures count for this long.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Request {
     pub provider_id: ProviderId,
     pub account_number: String,
@@ -56,14 +56,14 @@ pub struct Body {
 }
 
 /// The reply's data, kind `apartments_link`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct LinkData {
     pub apartment: LinkedApartment,
     pub provider_id: ProviderId,
     pub account_number: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct LinkedApartment {
     pub id: ApartmentId,
     pub address: String,
@@ -73,6 +73,7 @@ impl Route for Request {
     const PATH: &str = "/apartments/link";
     const SUMMARY: &str = "Links a provider account to an apartment with its activation code.";
     type Body = Body;
+    type Reply = LinkData;
     const CALLERS: Callers = Callers::Roles(&[Role::Household]);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -274,7 +275,7 @@ impl Route for Request {
             &[&user.0],
         )
         .await?;
-        let data = to_data(&LinkData {
+        let data = Request::reply(&LinkData {
             apartment,
             provider_id: self.provider_id,
             account_number: self.account_number.clone(),

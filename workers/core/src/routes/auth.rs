@@ -34,6 +34,7 @@ impl Route for Request {
     const PATH: &str = "/auth";
     const SUMMARY: &str = "Log in; the reply carries a token bound to this queue_name.";
     type Body = Body;
+    type Reply = crate::accounts::sign_in::AuthData;
     const CALLERS: Callers = Callers::Anyone;
 
     fn parse(
@@ -91,5 +92,5 @@ async fn run(cx: &Context<'_>, username: &str, password: &SecretString) -> Handl
         crate::accounts::random_token(),
     )
     .await?;
-    signed_in(services, call, &holder, apartments_version, refresh).await
+    Request::reply(&signed_in(services, call, &holder, apartments_version, refresh).await?)
 }

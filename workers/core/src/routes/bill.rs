@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, body};
 use crate::call::Path;
-use crate::common::{BILL_COLUMNS, BillView, authorize, to_data};
+use crate::common::{BILL_COLUMNS, BillView, authorize};
 use crate::types::{ApartmentId, BillId, ParseError, Role};
 
 #[derive(Debug)]
@@ -23,16 +23,18 @@ pub struct Request {
 pub struct Body {}
 
 /// The reply's data, kind `bill`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct BillData {
     #[serde(flatten)]
     pub bill: BillView,
+    /// As the provider sent them.
+    #[schemars(with = "Option<Vec<crate::common::BillLine>>")]
     pub lines: Option<Value>,
     pub events: Vec<Event>,
 }
 
 /// A change of the bill's status, as the audit trail recorded it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Event {
     pub at: DateTime<Utc>,
     pub status: String,
@@ -42,6 +44,7 @@ impl Route for Request {
     const PATH: &str = "/apartments/{apartment_id}/bills/{bill_id}";
     const SUMMARY: &str = "One bill of the apartment with its lines and events.";
     type Body = Body;
+    type Reply = BillData;
     const CALLERS: Callers = Callers::Roles(&[Role::Household, Role::Operator]);
     /// Its access check is the first thing it asks the database.
     const EPOCH_AT_ACCESS: bool = true;
@@ -94,7 +97,7 @@ impl Route for Request {
                 status: r.get(1),
             })
             .collect();
-        to_data(&BillData {
+        Request::reply(&BillData {
             bill,
             lines: row.get(10),
             events,

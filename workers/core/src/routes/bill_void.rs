@@ -11,14 +11,14 @@ use serde_json::{Map, Value};
 
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::call::Path;
-use crate::common::{bump_apartments, provider_access, text, to_data};
+use crate::common::{bump_apartments, provider_access, text};
 use crate::idempotency;
 use crate::types::{BillId, ParseError, ProviderId, Role};
 
 /// The longest reason, in characters.
 pub const MAX_REASON_CHARS: usize = 200;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Request {
     pub provider_id: ProviderId,
     pub bill_id: BillId,
@@ -33,7 +33,7 @@ pub struct Body {
 }
 
 /// The reply's data, kind `bill_void`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct VoidData {
     pub bill_id: BillId,
     pub status: &'static str,
@@ -44,6 +44,7 @@ impl Route for Request {
     const PATH: &str = "/providers/{provider_id}/bills/{bill_id}/void";
     const SUMMARY: &str = "Voids an open or overdue bill.";
     type Body = Body;
+    type Reply = VoidData;
     const CALLERS: Callers = Callers::Roles(&[Role::Provider, Role::Operator]);
 
     fn parse(path: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -95,7 +96,7 @@ impl Route for Request {
                 voided_at
             }
         };
-        let data = to_data(&VoidData {
+        let data = Request::reply(&VoidData {
             bill_id: bill,
             status: "void",
             voided_at,

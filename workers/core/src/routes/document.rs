@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, body};
 use crate::call::Path;
-use crate::common::{authorize, to_data};
+use crate::common::authorize;
 use crate::contract;
 use crate::documents::{self, Format, Kind, Subject};
 use crate::types::{ApartmentId, BillId, ParseError, Role, hex, parse_date};
@@ -50,7 +50,7 @@ pub struct Body {
 }
 
 /// The reply's data, kind `document`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct DocumentData {
     pub document_id: Uuid,
     pub kind: Kind,
@@ -69,6 +69,7 @@ impl Route for Request {
     const SUMMARY: &str =
         "A receipt, a bill or a statement as PDF or CSV, with a link valid 15 minutes.";
     type Body = Body;
+    type Reply = DocumentData;
     const CALLERS: Callers = Callers::Roles(&[Role::Household, Role::Operator]);
 
     fn parse(path: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -194,7 +195,7 @@ impl Route for Request {
             .link(&issued.object_key, files.config.url_lifetime)
             .await
             .map_err(HandlerError::Transient)?;
-        to_data(&DocumentData {
+        Request::reply(&DocumentData {
             document_id: issued.id,
             kind: issued.kind,
             format: issued.format,

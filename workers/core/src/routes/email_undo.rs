@@ -15,7 +15,6 @@ use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Rout
 use crate::accounts::credentials::{bad_token, parse_token};
 use crate::accounts::{self, Purpose};
 use crate::call::Path;
-use crate::common::to_data;
 use crate::contract;
 use crate::idempotency;
 use crate::notify::{self, Event};
@@ -33,7 +32,7 @@ pub struct Body {
     pub token: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct UndoneData {
     pub email: String,
     pub email_verified: bool,
@@ -45,6 +44,7 @@ impl Route for Request {
     const SUMMARY: &str =
         "Puts back the verified address a change replaced, with the link mailed to it.";
     type Body = Body;
+    type Reply = UndoneData;
     const CALLERS: Callers = Callers::Anyone;
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -101,7 +101,7 @@ impl Route for Request {
                 Some(&token.email),
             )
             .await?;
-            to_data(&UndoneData {
+            Request::reply(&UndoneData {
                 email: token.email.clone(),
                 email_verified: true,
                 message: "the address is the account's again; every session was ended. If someone else changed it, reset your password now",

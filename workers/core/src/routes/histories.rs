@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::{Callers, Context, HandlerError, HandlerResult, Route, body};
 use crate::cache::CacheKey;
 use crate::call::Path;
-use crate::common::{Access, BILL_COLUMNS, BillView, page_after, read_versioned, to_data};
+use crate::common::{Access, BILL_COLUMNS, BillView, page_after, read_versioned};
 use crate::contract;
 use crate::types::{ApartmentId, BillId, Currency, ParseError, Role, parse_date};
 
@@ -60,6 +60,7 @@ impl Route for Request {
     const PATH: &str = "/apartments/{apartment_id}/histories";
     const SUMMARY: &str = "Settled bills the client lacks, by payment-date window.";
     type Body = Body;
+    type Reply = HistoriesData;
     const CALLERS: Callers = Callers::Roles(&[Role::Household, Role::Operator]);
     /// Its access check is the first thing it asks the database.
     const EPOCH_AT_ACCESS: bool = true;
@@ -101,7 +102,7 @@ impl Route for Request {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SettledBill {
     #[serde(flatten)]
     pub bill: BillView,
@@ -109,14 +110,15 @@ pub struct SettledBill {
     pub payment_id: Uuid,
 }
 
-#[derive(Debug, Serialize)]
-pub struct HistoriesData<'a> {
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HistoriesData {
     pub apartment_id: ApartmentId,
     pub currency: Currency,
-    pub settled: &'a [&'a SettledBill],
+    pub settled: Vec<SettledBill>,
     pub date_down: NaiveDate,
     pub date_up: NaiveDate,
     /// Send it back as `cursor` for the next page; `null` on the last page.
+    #[schemars(with = "Option<String>")]
     pub next_cursor: Option<Cursor>,
 }
 
@@ -194,10 +196,10 @@ async fn run(
     let (page, more) = page_after(&delta.settled, |s| {
         cursor.is_some_and(|c| (s.paid_at, s.bill.bill_id) <= (c.paid_at, c.bill))
     });
-    to_data(&HistoriesData {
+    Request::reply(&HistoriesData {
         apartment_id: access.apartment,
         currency: access.currency,
-        settled: page,
+        settled: page.iter().map(|s| (*s).clone()).collect(),
         date_down: delta.date_down,
         date_up: delta.date_up,
         next_cursor: more.map(|last| Cursor {

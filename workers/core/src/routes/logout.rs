@@ -11,7 +11,6 @@ use super::{Callers, Context, HandlerResult, Route, body};
 use crate::accounts;
 use crate::accounts::credentials::parse_refresh_token;
 use crate::call::Path;
-use crate::common::to_data;
 use crate::contract;
 use crate::types::ParseError;
 
@@ -27,7 +26,7 @@ pub struct Body {
     pub refresh_token: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct LogoutData {
     pub logged_out: bool,
 }
@@ -36,6 +35,7 @@ impl Route for Request {
     const PATH: &str = "/auth/logout";
     const SUMMARY: &str = "Ends the session of a refresh token, which can no longer be exchanged.";
     type Body = Body;
+    type Reply = LogoutData;
     const CALLERS: Callers = Callers::Anyone;
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -61,6 +61,6 @@ impl Route for Request {
         if known.is_some() {
             cx.vouch();
         }
-        to_data(&LogoutData { logged_out: true })
+        Request::reply(&LogoutData { logged_out: true })
     }
 }

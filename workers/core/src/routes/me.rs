@@ -10,7 +10,7 @@ use crate::accounts::profile::data;
 use crate::call::Path;
 use crate::types::{ParseError, Role};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Request {}
 
 #[derive(Deserialize, JsonSchema)]
@@ -21,6 +21,7 @@ impl Route for Request {
     const PATH: &str = "/me";
     const SUMMARY: &str = "The caller's own account.";
     type Body = Body;
+    type Reply = crate::accounts::profile::MeData;
     const CALLERS: Callers = Callers::Roles(Role::EVERYONE);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -30,6 +31,6 @@ impl Route for Request {
 
     async fn run(&self, cx: &Context<'_>) -> HandlerResult {
         let client = crate::store::client(&cx.services.store).await?;
-        data(&*client, cx.services, cx.caller()?.user_id).await
+        Self::reply(&data(&*client, cx.services, cx.caller()?.user_id).await?)
     }
 }

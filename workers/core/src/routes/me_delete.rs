@@ -18,13 +18,13 @@ use serde_json::{Map, Value};
 use super::{Callers, Context, HandlerResult, Kind, Route, body};
 use crate::accounts::credentials;
 use crate::call::Path;
-use crate::common::{bump_apartments, to_data};
+use crate::common::bump_apartments;
 use crate::contract;
 use crate::idempotency;
 use crate::notify::{self, Event};
 use crate::types::{ParseError, Role, UserId};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Request {
     #[serde(skip)]
     pub password: SecretString,
@@ -37,7 +37,7 @@ pub struct Body {
     pub password: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct DeletedData {
     pub deleted: bool,
     /// The id payments and the audit trail keep.
@@ -48,6 +48,7 @@ impl Route for Request {
     const PATH: &str = "/me/delete";
     const SUMMARY: &str = "Deletes the caller's account, given its password.";
     type Body = Body;
+    type Reply = DeletedData;
     const CALLERS: Callers = Callers::Roles(Role::EVERYONE);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -138,7 +139,7 @@ impl Route for Request {
                 &[&user.0, &crate::idempotency::erased()],
             )
             .await?;
-            to_data(&DeletedData {
+            Request::reply(&DeletedData {
                 deleted: true,
                 user_id: user,
             })

@@ -12,13 +12,12 @@ use serde_json::{Map, Value};
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::accounts::{self, credentials, policy};
 use crate::call::Path;
-use crate::common::to_data;
 use crate::contract;
 use crate::idempotency;
 use crate::types::ParseError;
 use crate::types::Role;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Request {
     #[serde(skip)]
     pub password: SecretString,
@@ -35,7 +34,7 @@ pub struct Body {
     pub new_password: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct PasswordData {
     pub password_changed: bool,
     pub message: &'static str,
@@ -45,6 +44,7 @@ impl Route for Request {
     const PATH: &str = "/me/password";
     const SUMMARY: &str = "Changes the caller's password, given the current one.";
     type Body = Body;
+    type Reply = PasswordData;
     const CALLERS: Callers = Callers::Roles(Role::EVERYONE);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -84,7 +84,7 @@ impl Route for Request {
         let data = idempotency::once(cx, Kind::MePassword, self, async |tx| {
             mail = accounts::set_password(tx, user, &hash, "password_changed", cx.call.request_id)
                 .await?;
-            to_data(&PasswordData {
+            Request::reply(&PasswordData {
                 password_changed: true,
                 message: "the password is changed; every session was ended, log in again",
             })

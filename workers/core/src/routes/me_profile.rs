@@ -30,7 +30,7 @@ pub const MAX_DISPLAY_NAME: usize = 100;
 /// Address changes of one user an hour.
 pub const EMAIL_CHANGES_PER_HOUR: i64 = 5;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Request {
     pub email: Option<String>,
     /// The current password, required with `email`.
@@ -79,6 +79,7 @@ impl Route for Request {
     const PATH: &str = "/me/profile";
     const SUMMARY: &str = "Changes the caller's email address (given the current password), display name (null clears it) or notification preferences, at least one of them.";
     type Body = Body;
+    type Reply = crate::accounts::profile::MeData;
     const CALLERS: Callers = Callers::Roles(Role::EVERYONE);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -165,7 +166,7 @@ impl Route for Request {
                 )
                 .await?;
             }
-            crate::accounts::profile::data(tx, cx.services, user).await
+            Self::reply(&crate::accounts::profile::data(tx, cx.services, user).await?)
         })
         .await?;
         for mail in mails {

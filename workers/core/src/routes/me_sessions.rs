@@ -13,7 +13,6 @@ use uuid::Uuid;
 
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, body};
 use crate::call::Path;
-use crate::common::to_data;
 use crate::types::{ParseError, Role};
 
 /// The most sessions one reply lists; an account with more says so (`more_sessions`).
@@ -26,14 +25,14 @@ pub struct Request {}
 #[serde(deny_unknown_fields)]
 pub struct Body {}
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct SessionsData {
     pub sessions: Vec<LiveSession>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub more_sessions: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct LiveSession {
     /// The session's own id (its refresh token family): it names the session, and opens nothing.
     pub id: Uuid,
@@ -57,6 +56,7 @@ impl Route for Request {
     const PATH: &str = "/me/sessions";
     const SUMMARY: &str = "The caller's live sessions (logins that can still be refreshed), newest first.";
     type Body = Body;
+    type Reply = SessionsData;
     const CALLERS: Callers = Callers::Roles(Role::EVERYONE);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -88,7 +88,7 @@ impl Route for Request {
                 expires_at: row.get("expires_at"),
             })
             .collect();
-        to_data(&SessionsData {
+        Request::reply(&SessionsData {
             sessions,
             more_sessions,
         })

@@ -32,6 +32,37 @@ pub enum Callers {
     Roles(&'static [Role]),
 }
 
+/// One POST route of the contract.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    pub kind: Kind,
+    /// The gateway path, with `{apartment_id}`, `{provider_id}` and `{bill_id}` segments.
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub callers: Callers,
+    /// The body's JSON Schema (without `queue_name` and `request_id`, which every body carries).
+    pub body: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    /// The JSON Schema of its `ok` reply's data ([`crate::routes::Route::Reply`]), and that
+    /// type's name (the web app's name for it).
+    pub reply: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    pub reply_name: fn() -> std::borrow::Cow<'static, str>,
+}
+
+impl Operation {
+    /// Whether the route takes a token (and so requires the `Authorization` header).
+    pub fn takes_token(&self) -> bool {
+        matches!(self.callers, Callers::Roles(_))
+    }
+
+    /// The path's `{name}` segments, in order.
+    pub fn path_parameters(&self) -> Vec<&'static str> {
+        self.path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .collect()
+    }
+}
+
 /// One operation's request.
 pub trait Route: Sized {
     /// The gateway path of its POST, such as `/apartments/{apartment_id}/payments`.
@@ -42,6 +73,10 @@ pub trait Route: Sized {
     /// The body as the client sends it, less `queue_name` and `request_id`, which the envelope
     /// reads: its JSON Schema is the gateway's request model ([`crate::contract`]).
     type Body: schemars::JsonSchema;
+    /// The data of its `ok` reply: its JSON Schema gives the web app's reply types
+    /// ([`crate::contract`]), and every reply of the route is built by [`Route::reply`] from
+    /// one of these.
+    type Reply: schemars::JsonSchema + serde::Serialize;
 
     /// Reads the request from the path and the body (without `queue_name` and `request_id`, which
     /// the envelope read).
@@ -59,6 +94,12 @@ pub trait Route: Sized {
     const EPOCH_AT_ACCESS: bool = false;
 
     fn run(&self, cx: &Context<'_>) -> impl Future<Output = HandlerResult> + Send;
+
+    /// The reply's data: the one way a route turns its [`Route::Reply`] into the JSON it sends,
+    /// so that what the contract declares is what the route answers.
+    fn reply(data: &Self::Reply) -> HandlerResult {
+        serde_json::to_value(data).map_err(HandlerError::internal)
+    }
 }
 
 /// What a route runs with: the services, the request's [`Call`] and, for routes that take a
@@ -168,13 +209,15 @@ macro_rules! routes {
         }
 
         /// Every route of the contract, in the order of this list.
-        pub fn operations() -> Vec<crate::contract::Operation> {
-            vec![$(crate::contract::Operation {
+        pub fn operations() -> Vec<Operation> {
+            vec![$(Operation {
                 kind: Kind::$variant,
                 path: <$module::Request as Route>::PATH,
                 summary: <$module::Request as Route>::SUMMARY,
                 callers: <$module::Request as Route>::CALLERS,
                 body: <<$module::Request as Route>::Body as schemars::JsonSchema>::json_schema,
+                reply: <<$module::Request as Route>::Reply as schemars::JsonSchema>::json_schema,
+                reply_name: <<$module::Request as Route>::Reply as schemars::JsonSchema>::schema_name,
             },)*]
         }
 

@@ -9,7 +9,6 @@ use serde_json::{Map, Value};
 
 use super::{Callers, Context, HandlerError, HandlerResult, Route, body};
 use crate::call::Path;
-use crate::common::to_data;
 use crate::notify::{Event, templates};
 use crate::types::ParseError;
 use crate::types::Role;
@@ -17,7 +16,7 @@ use crate::types::Role;
 /// Notifications in one reply at most.
 pub const PAGE: i64 = 50;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Request {
     pub since_id: i64,
 }
@@ -35,14 +34,14 @@ fn since_id_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": "integer", "minimum": 0 })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct NotificationsData {
     pub notifications: Vec<Notification>,
     /// Pass it as `since_id` for the next page (the same as sent when nothing is new).
     pub next_since_id: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Notification {
     pub id: i64,
     pub event: String,
@@ -56,6 +55,7 @@ impl Route for Request {
     const PATH: &str = "/me/notifications";
     const SUMMARY: &str = "The caller's notifications, those after `since_id` when it is given.";
     type Body = Body;
+    type Reply = NotificationsData;
     const CALLERS: Callers = Callers::Roles(Role::EVERYONE);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -108,7 +108,7 @@ impl Route for Request {
             });
         }
         let next_since_id = notifications.last().map_or(self.since_id, |n| n.id);
-        to_data(&NotificationsData {
+        Request::reply(&NotificationsData {
             notifications,
             next_since_id,
         })

@@ -11,7 +11,6 @@ use serde_json::{Map, Value, json};
 use super::{Callers, Context, HandlerResult, Route, body};
 use crate::accounts::{self, Purpose};
 use crate::call::Path;
-use crate::common::to_data;
 use crate::contract;
 use crate::notify::{self, Event};
 use crate::types::{ParseError, UserId};
@@ -28,7 +27,7 @@ pub struct Body {
     pub email: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ResetData {
     pub message: &'static str,
 }
@@ -37,6 +36,7 @@ impl Route for Request {
     const PATH: &str = "/auth/password-reset";
     const SUMMARY: &str = "Asks for a password-reset token to be sent to the address; the reply is the same whether or not an account has it.";
     type Body = Body;
+    type Reply = ResetData;
     const CALLERS: Callers = Callers::Anyone;
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -99,7 +99,7 @@ impl Route for Request {
         }
         tx.commit().await?;
         cx.mail_after_commit(mail);
-        to_data(&ResetData {
+        Request::reply(&ResetData {
             message: "if an account has this address, a mail with a link to choose a new password is on its way",
         })
     }

@@ -12,7 +12,6 @@ use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Rout
 use crate::accounts::credentials::{bad_token, parse_token};
 use crate::accounts::{self, Purpose, credentials, policy};
 use crate::call::Path;
-use crate::common::to_data;
 use crate::contract;
 use crate::idempotency;
 use crate::types::{ParseError, hex};
@@ -32,7 +31,7 @@ pub struct Body {
     pub new_password: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ResetDoneData {
     pub password_reset: bool,
     pub message: &'static str,
@@ -42,6 +41,7 @@ impl Route for Request {
     const PATH: &str = "/auth/password-reset/confirm";
     const SUMMARY: &str = "Sets a new password with the reset token sent by email.";
     type Body = Body;
+    type Reply = ResetDoneData;
     const CALLERS: Callers = Callers::Anyone;
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -104,7 +104,7 @@ impl Route for Request {
                     cx.call.request_id,
                 )
                 .await?;
-                to_data(&ResetDoneData {
+                Request::reply(&ResetDoneData {
                     password_reset: true,
                     message: "the password is set; every session was ended, log in again",
                 })

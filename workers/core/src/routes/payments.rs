@@ -23,7 +23,7 @@ use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Rout
 use crate::accounts::session::{SESSION_EPOCH, admit, still_open};
 use crate::cache::CacheKey;
 use crate::call::{Call, Path};
-use crate::common::{ACCESS, Access, access, to_data};
+use crate::common::{ACCESS, Access, access};
 use crate::idempotency;
 use crate::services::Services;
 use crate::token::Session;
@@ -50,6 +50,7 @@ impl Route for Request {
     const PATH: &str = "/apartments/{apartment_id}/payments";
     const SUMMARY: &str = "Pays the chosen bills, all or none; the reply is a receipt.";
     type Body = Body;
+    type Reply = Receipt;
     const CALLERS: Callers = Callers::Roles(&[Role::Household]);
 
     fn parse(path: &Path, raw: serde_json::Map<String, Value>) -> Result<Self, ParseError> {
@@ -100,12 +101,14 @@ impl Route for Request {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "PaymentsData")]
 pub struct Receipt {
     pub payment_id: Uuid,
     pub apartment_id: ApartmentId,
     pub bills_id: Vec<BillId>,
     #[serde(with = "amount")]
+    #[schemars(with = "crate::contract::Amount")]
     pub total: Decimal,
     pub currency: Currency,
     pub paid_at: DateTime<Utc>,
@@ -503,7 +506,7 @@ async fn in_one_transaction(
         )?;
         let mut data = Vec::with_capacity(accepted.len());
         for (_, receipt) in &accepted {
-            data.push(to_data(receipt)?);
+            data.push(Request::reply(receipt)?);
         }
         let payment_ids: Vec<Uuid> = accepted.iter().map(|(_, r)| r.payment_id).collect();
         let payers: Vec<i64> = accepted.iter().map(|(i, _)| users[*i]).collect();

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::{Callers, Context, HandlerResult, Kind, Route, body};
 use crate::call::Path;
-use crate::common::{parse_amount, provider_access, to_data};
+use crate::common::{parse_amount, provider_access};
 use crate::contract;
 use crate::idempotency;
 use crate::types::{ParseError, ProviderId, Role, amount};
@@ -25,20 +25,22 @@ pub struct Request {
 
 /// What a bill costs once it is overdue: a fixed amount, or a percentage of the bill (rounded
 /// half away from zero to the cent), at most `cap` when given.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LateFee {
     pub kind: FeeKind,
     #[serde(with = "amount")]
+    #[schemars(with = "crate::contract::Amount")]
     pub value: Decimal,
     #[serde(
         default,
         with = "optional_amount",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<crate::contract::Amount>")]
     pub cap: Option<Decimal>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FeeKind {
     Fixed,
@@ -88,17 +90,18 @@ fn late_fee_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schem
 }
 
 /// The reply's data, kind `policy`.
-#[derive(Debug, Serialize)]
-pub struct PolicyData<'a> {
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PolicyData {
     pub provider_id: ProviderId,
     pub grace_days: i32,
-    pub late_fee: &'a Option<LateFee>,
+    pub late_fee: Option<LateFee>,
 }
 
 impl Route for Request {
     const PATH: &str = "/providers/{provider_id}/policy";
     const SUMMARY: &str = "Sets grace days and late fee.";
     type Body = Body;
+    type Reply = PolicyData;
     const CALLERS: Callers = Callers::Roles(&[Role::Provider, Role::Operator]);
 
     fn parse(path: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -152,10 +155,10 @@ impl Route for Request {
             ],
         )
         .await?;
-        let data = to_data(&PolicyData {
+        let data = Request::reply(&PolicyData {
             provider_id: self.provider_id,
             grace_days: self.grace_days,
-            late_fee: &self.late_fee,
+            late_fee: self.late_fee.clone(),
         })?;
         Ok(data)
         })

@@ -10,7 +10,7 @@ use tokio_postgres::error::SqlState;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::accounts::credentials::{hash, insert, parse_new_password, parse_new_username};
 use crate::call::Path;
-use crate::common::{text, to_data};
+use crate::common::text;
 use crate::contract;
 use crate::idempotency;
 use crate::types::{Currency, ParseError, ProviderId, Role};
@@ -18,7 +18,7 @@ use crate::types::{Currency, ParseError, ProviderId, Role};
 /// The longest provider name.
 pub const MAX_NAME_CHARS: usize = 100;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Request {
     pub name: String,
     pub currency: Currency,
@@ -41,7 +41,7 @@ pub struct Body {
 }
 
 /// The reply's data, kind `provider`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ProviderData {
     pub provider_id: ProviderId,
     pub name: String,
@@ -53,6 +53,7 @@ impl Route for Request {
     const PATH: &str = "/providers";
     const SUMMARY: &str = "Adds a provider and its first user.";
     type Body = Body;
+    type Reply = ProviderData;
     const CALLERS: Callers = Callers::Roles(&[Role::Operator]);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -85,7 +86,7 @@ impl Route for Request {
                 Err(e) => return Err(e.into()),
             };
             insert(tx, &self.username, &hash, Role::Provider, Some(provider)).await?;
-            let data = to_data(&ProviderData {
+            let data = Request::reply(&ProviderData {
                 provider_id: provider,
                 name: self.name.clone(),
                 currency: self.currency,

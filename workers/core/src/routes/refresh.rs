@@ -49,6 +49,7 @@ impl Route for Request {
     const PATH: &str = "/auth/refresh";
     const SUMMARY: &str = "Exchanges a refresh token for a new token bound to this queue_name.";
     type Body = Body;
+    type Reply = crate::accounts::sign_in::AuthData;
     const CALLERS: Callers = Callers::Anyone;
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -139,13 +140,14 @@ impl Route for Request {
         tx.commit().await?;
         let username: String = row.get(6);
         let (holder, apartments_version) = crate::accounts::sign_in::row_holder(&row, &username)?;
-        crate::accounts::sign_in::signed_in(
+        let data = crate::accounts::sign_in::signed_in(
             cx.services,
             cx.call,
             &holder,
             apartments_version,
             refresh,
         )
-        .await
+        .await?;
+        Self::reply(&data)
     }
 }

@@ -15,13 +15,12 @@ use tokio_postgres::error::SqlState;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::accounts::{self, Purpose, credentials, policy};
 use crate::call::Path;
-use crate::common::to_data;
 use crate::contract;
 use crate::idempotency::{self, Claim};
 use crate::notify::{self, Event};
 use crate::types::{ParseError, UserId};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Request {
     pub username: String,
     pub email: String,
@@ -40,14 +39,14 @@ pub struct Body {
     pub password: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct SignupData {
     pub user: NewUser,
     /// Always `sent`: whether the address was free is not told.
     pub email_verification: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct NewUser {
     pub id: UserId,
     pub username: String,
@@ -57,6 +56,7 @@ impl Route for Request {
     const PATH: &str = "/auth/signup";
     const SUMMARY: &str = "Opens an account with a username, an email address and a password; the address is confirmed with `/auth/verify-email`.";
     type Body = Body;
+    type Reply = SignupData;
     const CALLERS: Callers = Callers::Anyone;
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -177,7 +177,7 @@ impl Route for Request {
                 .await?
             }
         };
-        let data = to_data(&SignupData {
+        let data = Request::reply(&SignupData {
             user: NewUser {
                 id: user,
                 username: self.username.clone(),

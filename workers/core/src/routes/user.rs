@@ -9,12 +9,11 @@ use serde_json::{Map, Value};
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::accounts::credentials::{hash, insert, parse_new_password, parse_new_username};
 use crate::call::Path;
-use crate::common::to_data;
 use crate::contract;
 use crate::idempotency;
 use crate::types::{ParseError, ProviderId, Role, UserId};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Request {
     pub username: String,
     #[serde(skip)]
@@ -38,7 +37,7 @@ pub struct Body {
 }
 
 /// The reply's data, kind `user`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct UserData {
     pub id: UserId,
     pub username: String,
@@ -50,6 +49,7 @@ impl Route for Request {
     const PATH: &str = "/users";
     const SUMMARY: &str = "Adds a user of any role.";
     type Body = Body;
+    type Reply = UserData;
     const CALLERS: Callers = Callers::Roles(&[Role::Operator]);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -88,7 +88,7 @@ impl Route for Request {
                 }
             }
             let id = insert(tx, &self.username, &hash, self.role, self.provider_id).await?;
-            let data = to_data(&UserData {
+            let data = Request::reply(&UserData {
                 id,
                 username: self.username.clone(),
                 role: self.role,

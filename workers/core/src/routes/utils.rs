@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{Callers, Context, HandlerError, HandlerResult, Route, body};
 use crate::cache::CacheKey;
 use crate::call::Path;
-use crate::common::{Access, BILL_COLUMNS, BillView, page_after, read_versioned, to_data};
+use crate::common::{Access, BILL_COLUMNS, BillView, page_after, read_versioned};
 use crate::contract;
 use crate::types::{ApartmentId, BillId, Currency, ParseError, Role, amount_string};
 
@@ -39,6 +39,7 @@ impl Route for Request {
     const PATH: &str = "/apartments/{apartment_id}/utils";
     const SUMMARY: &str = "The apartment's unpaid bills with totals.";
     type Body = Body;
+    type Reply = UtilsPage;
     const CALLERS: Callers = Callers::Roles(&[Role::Household, Role::Operator]);
     /// Its access check is the first thing it asks the database.
     const EPOCH_AT_ACCESS: bool = true;
@@ -69,12 +70,12 @@ impl Route for Request {
         for bill in &mut data.bills {
             bill.count_days_overdue(today);
         }
-        to_data(&page(&data, self.cursor))
+        Request::reply(&page(&data, self.cursor))
     }
 }
 
 /// Every unpaid bill of the apartment with their totals: what is read and cached.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct UtilsData {
     pub apartment_id: ApartmentId,
     pub currency: Currency,
@@ -82,7 +83,7 @@ pub struct UtilsData {
     pub totals: Totals,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Totals {
     pub by_utility: BTreeMap<String, String>,
     pub by_provider: BTreeMap<String, String>,
@@ -91,16 +92,18 @@ pub struct Totals {
 }
 
 /// One page of the reply.
-#[derive(Debug, Serialize)]
-pub struct UtilsPage<'a> {
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "UtilsData")]
+pub struct UtilsPage {
     pub apartment_id: ApartmentId,
     pub currency: Currency,
-    pub bills: &'a [BillView],
+    pub bills: Vec<BillView>,
     /// Of every unpaid bill, not only this page's.
-    pub totals: &'a Totals,
+    pub totals: Totals,
     /// How many unpaid bills there are in all.
     pub bills_count: usize,
     /// Send it back as `cursor` for the next page; `null` on the last page.
+    #[schemars(with = "Option<String>")]
     pub next_cursor: Option<Cursor>,
 }
 
@@ -146,7 +149,7 @@ impl Serialize for Cursor {
 }
 
 /// The page after `cursor` (the first without one).
-fn page(data: &UtilsData, cursor: Option<Cursor>) -> UtilsPage<'_> {
+fn page(data: &UtilsData, cursor: Option<Cursor>) -> UtilsPage {
     // Bills are in the order of due date and id, as the cursor counts.
     let (bills, more) = page_after(&data.bills, |b| {
         cursor.is_some_and(|c| (b.due_date, b.bill_id) <= (c.due_date, c.bill))
@@ -154,8 +157,8 @@ fn page(data: &UtilsData, cursor: Option<Cursor>) -> UtilsPage<'_> {
     UtilsPage {
         apartment_id: data.apartment_id,
         currency: data.currency,
-        bills,
-        totals: &data.totals,
+        bills: bills.to_vec(),
+        totals: data.totals.clone(),
         bills_count: data.bills.len(),
         next_cursor: more.map(Cursor::after),
     }

@@ -12,7 +12,6 @@ use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Rout
 use crate::accounts::credentials::{bad_token, parse_token};
 use crate::accounts::{self, Purpose};
 use crate::call::Path;
-use crate::common::to_data;
 use crate::contract;
 use crate::idempotency;
 use crate::types::{ParseError, UserId, hex};
@@ -29,7 +28,7 @@ pub struct Body {
     pub token: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct VerifiedData {
     pub user_id: UserId,
     pub email: String,
@@ -40,6 +39,7 @@ impl Route for Request {
     const PATH: &str = "/auth/verify-email";
     const SUMMARY: &str = "Confirms an email address with the token sent to it.";
     type Body = Body;
+    type Reply = VerifiedData;
     const CALLERS: Callers = Callers::Anyone;
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -87,7 +87,7 @@ impl Route for Request {
                     "this address is no longer the account's; verify the account's current address",
                 ));
             }
-            to_data(&VerifiedData {
+            Request::reply(&VerifiedData {
                 user_id: token.user,
                 email: token.email.clone(),
                 email_verified: true,

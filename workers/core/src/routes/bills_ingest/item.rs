@@ -11,10 +11,11 @@ use sha2::{Digest, Sha256};
 use super::{MAX_ADDRESS_CHARS, MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, MAX_LINES, MAX_UTILITY_CHARS};
 use crate::common::{parse_amount, text};
 use crate::contract;
+use crate::common::BillLine;
 use crate::types::{Currency, ParseError, amount, parse_date};
 
 /// One bill as the provider sent it, parsed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Item {
     pub external_id: String,
     pub account_number: String,
@@ -24,24 +25,10 @@ pub struct Item {
     pub period_end: NaiveDate,
     pub due_date: NaiveDate,
     #[serde(with = "amount")]
+    #[schemars(with = "crate::contract::Amount")]
     pub amount: Decimal,
     pub currency: Currency,
-    pub lines: Option<Vec<Line>>,
-}
-
-/// A line of a bill. Quantities and unit prices are decimals of up to six places, carried as
-/// strings; a line's amount may be negative (a credit).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[schemars(rename = "BillLine", extend("additionalProperties" = false))]
-pub struct Line {
-    #[schemars(length(min = 1, max = 60))]
-    pub description: String,
-    #[schemars(with = "contract::Quantity")]
-    pub quantity: String,
-    #[schemars(with = "contract::Quantity")]
-    pub unit_price: String,
-    #[schemars(with = "contract::LineAmount")]
-    pub amount: String,
+    pub lines: Option<Vec<BillLine>>,
 }
 
 /// A bill as a provider sends it (the gateway's `BillItem`).
@@ -69,7 +56,7 @@ pub struct ItemBody {
     currency: String,
     #[serde(default)]
     #[schemars(length(min = 1, max = 5))]
-    lines: Option<Vec<Line>>,
+    lines: Option<Vec<BillLine>>,
 }
 
 pub fn parse_item(raw: Value) -> Result<Item, ParseError> {
@@ -107,7 +94,7 @@ pub fn parse_item(raw: Value) -> Result<Item, ParseError> {
     Ok(item)
 }
 
-fn parse_lines(lines: Vec<Line>) -> Result<Vec<Line>, ParseError> {
+fn parse_lines(lines: Vec<BillLine>) -> Result<Vec<BillLine>, ParseError> {
     if lines.is_empty() || lines.len() > MAX_LINES {
         return Err(ParseError::new(format!(
             "`lines`, when given, must hold 1 to {MAX_LINES} lines"
@@ -118,7 +105,7 @@ fn parse_lines(lines: Vec<Line>) -> Result<Vec<Line>, ParseError> {
         .enumerate()
         .map(|(i, line)| {
             let at = |e: ParseError| ParseError::new(format!("lines[{i}]: {}", e.0));
-            Ok(Line {
+            Ok(BillLine {
                 description: text("description", &line.description, MAX_DESCRIPTION_CHARS)
                     .map_err(at)?,
                 quantity: decimal("quantity", &line.quantity, 6, false).map_err(at)?,

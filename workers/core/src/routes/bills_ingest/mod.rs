@@ -29,13 +29,13 @@ use serde_json::{Map, Value};
 
 pub mod item;
 
-pub use item::{Item, Line};
+pub use item::Item;
 use item::{content_hash, parse_item};
 
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::activation::{activation_code, code_hash};
 use crate::call::Path;
-use crate::common::{provider_access, to_data};
+use crate::common::provider_access;
 use crate::idempotency;
 use crate::notify::{self, Event};
 use crate::token::Tokens;
@@ -52,7 +52,7 @@ pub const MAX_ADDRESS_CHARS: usize = 120;
 pub const MAX_DESCRIPTION_CHARS: usize = 60;
 pub const MAX_UTILITY_CHARS: usize = 32;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Request {
     pub provider_id: ProviderId,
     pub bills: Vec<Item>,
@@ -66,7 +66,7 @@ pub struct Body {
 }
 
 /// The reply's data, kind `bills_ingest`: the kept reply's ([`Kept`]) with its codes derived.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct IngestData {
     pub provider_id: ProviderId,
     pub bills: Vec<Ingested>,
@@ -76,7 +76,7 @@ pub struct IngestData {
     pub rotated_codes: Vec<AccountCode>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Ingested {
     pub external_id: String,
     pub bill_id: BillId,
@@ -84,7 +84,7 @@ pub struct Ingested {
 }
 
 /// An account's code as the client gets it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct AccountCode {
     pub account_number: String,
     /// `None` on a repeat when the code is no longer the account's (used since, or the signing
@@ -95,7 +95,7 @@ pub struct AccountCode {
 }
 
 /// What the reply kept for repeats holds: the reply, with what derives each code instead of it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Kept {
     pub provider_id: ProviderId,
     pub bills: Vec<Ingested>,
@@ -107,7 +107,7 @@ pub struct Kept {
 
 /// An account's code as a kept reply holds it: the account and the code's nonce, never the code
 /// (replies kept before codes were derived have neither).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct KeptCode {
     pub account_number: String,
     #[serde(default)]
@@ -123,6 +123,7 @@ impl Route for Request {
     const PATH: &str = "/providers/{provider_id}/bills";
     const SUMMARY: &str = "A provider sends 1 to 100 bills, all stored or none.";
     type Body = Body;
+    type Reply = IngestData;
     const CALLERS: Callers = Callers::Roles(&[Role::Provider, Role::Operator]);
 
     fn parse(path: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
@@ -217,12 +218,13 @@ impl Route for Request {
                 .collect();
             mails = notify::bills(tx, Event::BillCreated, &created).await?;
 
-            to_data(&Kept {
+            serde_json::to_value(&Kept {
                 provider_id: self.provider_id,
                 bills: ingested,
                 new_accounts,
                 rotated_codes,
             })
+            .map_err(HandlerError::internal)
         })
         .await?;
         for mail in mails {
@@ -383,7 +385,7 @@ async fn reveal(cx: &Context<'_>, kept: Value) -> HandlerResult {
             })
             .collect()
     };
-    to_data(&IngestData {
+    Request::reply(&IngestData {
         provider_id: kept.provider_id,
         bills: kept.bills,
         new_accounts: show(kept.new_accounts),
