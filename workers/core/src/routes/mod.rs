@@ -8,6 +8,7 @@
 //!
 //! Each module's `Request` implements [`Route`]: its path ([`Route::PATH`]), who may call it
 //! ([`Route::CALLERS`]), its body type ([`Route::Body`], whose JSON Schema the gateway checks),
+//! its reply type ([`Route::Reply`], whose JSON Schema gives the web app's types),
 //! how it is read from the path and the body ([`Route::parse`]) and what it does
 //! ([`Route::run`]). The token is checked, and the caller's role, before `run` is called. A
 //! route imports no other route: what several share lives below them ([`crate::common`],
