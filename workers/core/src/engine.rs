@@ -13,7 +13,7 @@ use crate::config::EngineConfig;
 use crate::envelope::{Envelope, InboundMessage};
 use crate::error::{HandlerError, HandlerResult};
 use crate::reply::{ErrorCode, Reply, Status};
-use crate::routes::{Kind, Ran, Request, payments};
+use crate::routes::{Admission, Batched, Kind, Ran, Request, admit_to_batch};
 use crate::services::Services;
 use crate::token::{Session, Tokens};
 use crate::types::QueueName;
@@ -77,9 +77,11 @@ impl Engine {
     /// Handles the messages of one receive together: one outcome each, in their order. Logs once
     /// per message, in its own span, with its outcome.
     ///
-    /// Payments (with the engine's own tokens) are settled together, in one transaction with an
-    /// outcome per payment ([`payments::settle`]); every other request runs on its own, all at
-    /// once, each on its own connection from the pool (whose size bounds how many run at once).
+    /// The requests of a route that batches ([`crate::routes::Route::BATCHES`], the payments),
+    /// with the engine's own tokens, are settled together, in one transaction per route with an
+    /// outcome each ([`crate::routes::Route::run_batch`]); every other request runs on its own,
+    /// all at once, each on its own connection from the pool (whose size bounds how many run at
+    /// once).
     pub async fn handle_batch(
         &self,
         messages: &[InboundMessage],
@@ -119,53 +121,75 @@ impl Engine {
         let now = answered_already
             .into_iter()
             .map(|(i, answered)| finish(i, Ok(answered)));
-        // The payments, together; each answered once the batch committed.
-        let (payers, batch): (Vec<usize>, Vec<payments::Payment<'_>>) = pending
+        // The batches, one per route, together; each request answered once its batch committed.
+        let mut routes: Vec<Kind> = pending
             .iter()
-            .filter_map(|(i, step)| match step {
-                Step::Pay {
-                    call,
-                    request,
-                    session,
-                } => Some((
-                    *i,
-                    payments::Payment {
-                        call,
-                        request,
-                        session: session.clone(),
-                        epoch_checked: false,
-                    },
-                )),
+            .filter_map(|(_, step)| match step {
+                Step::Batch { request, .. } => Some(request.kind()),
                 _ => None,
             })
-            .unzip();
-        let settled = async {
-            if batch.is_empty() {
-                return Vec::new();
-            }
-            let span = tracing::info_span!("payments", billing.batch = batch.len());
-            let results = match caught(payments::settle(&self.services, &batch))
-                .instrument(span)
-                .await
-            {
-                Ok(results) => results,
-                Err(e) => batch
+            .collect();
+        routes.sort_unstable();
+        routes.dedup();
+        let groups: Vec<(Kind, Vec<usize>, Vec<Batched<'_, Request>>)> = routes
+            .into_iter()
+            .map(|route| {
+                let (members, batch) = pending
                     .iter()
-                    .map(|_| Err(HandlerError::internal(anyhow::anyhow!("{e:#}"))))
-                    .collect(),
-            };
-            let answers = payers
-                .iter()
-                .zip(&batch)
-                .zip(results)
-                .map(|((&i, payment), result)| {
-                    // Each payment's token was checked for its queue before the batch.
-                    let answered =
-                        spans[i].in_scope(|| conclude(payment.call, Kind::Payments, result, true));
-                    finish(i, answered)
+                    .filter_map(|(i, step)| match step {
+                        Step::Batch {
+                            call,
+                            request,
+                            session,
+                        } if request.kind() == route => Some((
+                            *i,
+                            Batched {
+                                call,
+                                request,
+                                session: session.clone(),
+                                epoch_checked: false,
+                            },
+                        )),
+                        _ => None,
+                    })
+                    .unzip();
+                (route, members, batch)
+            })
+            .collect();
+        let settled =
+            async {
+                let runs = groups.iter().map(|(route, _, batch)| {
+                    let span = tracing::info_span!(
+                        "batch",
+                        billing.kind = route.as_str(),
+                        billing.batch = batch.len()
+                    );
+                    caught(Request::run_batch(&self.services, batch)).instrument(span)
                 });
-            futures::future::join_all(answers).await
-        };
+                let results = futures::future::join_all(runs).await;
+                let answers =
+                    groups
+                        .iter()
+                        .zip(results)
+                        .flat_map(|((route, members, batch), results)| {
+                            let results = results.unwrap_or_else(|e| {
+                                batch
+                                    .iter()
+                                    .map(|_| Err(HandlerError::internal(anyhow::anyhow!("{e:#}"))))
+                                    .collect()
+                            });
+                            members.iter().zip(batch).zip(results).map(
+                                move |((&i, member), result)| {
+                                    // Each one's token was checked for its queue before the batch.
+                                    let answered = spans[i].in_scope(|| {
+                                        conclude(member.call, route.reply_kind(), result, true)
+                                    });
+                                    finish(i, answered)
+                                },
+                            )
+                        });
+                futures::future::join_all(answers).await
+            };
         // Everything else, at once, each answered as soon as it is done.
         let alone = pending.iter().filter_map(|(i, step)| match step {
             Step::Run {
@@ -208,8 +232,8 @@ impl Engine {
             .collect()
     }
 
-    /// Reads a message: answered already if it does not parse (or its payment's token is
-    /// refused), else what is left to do.
+    /// Reads a message: answered already if it does not parse (or, for a route that batches,
+    /// its token or role is refused), else what is left to do.
     fn read(&self, message: &InboundMessage) -> Step {
         let span = tracing::Span::current();
         let envelope = match Envelope::parse(message) {
@@ -247,26 +271,23 @@ impl Engine {
         if let Some(apartment) = request.apartment() {
             span.record("billing.apartment_id", apartment.0);
         }
-        match request {
-            // A Cognito identity is checked against the pool, one request at a time.
-            Request::Payments(request) if self.services.cognito.is_none() => {
-                match crate::accounts::session::verify(&self.services, &call) {
-                    Ok(session) => Step::Pay {
-                        call,
-                        request,
-                        session,
-                    },
-                    Err(e) => match conclude(&call, Kind::Payments, Err(e), false) {
-                        Ok(answered) => Step::Done(answered),
-                        Err(_) => unreachable!("checking a token is never transient"),
-                    },
-                }
-            }
-            request => Step::Run {
+        match admit_to_batch(&self.services, &call, &request) {
+            Admission::Alone => Step::Run {
                 call,
                 kind: kind.reply_kind(),
                 request,
             },
+            Admission::Batch(session) => Step::Batch {
+                call,
+                request,
+                session,
+            },
+            Admission::Refused { error, vouched } => {
+                match conclude(&call, kind.reply_kind(), Err(error), vouched) {
+                    Ok(answered) => Step::Done(answered),
+                    Err(_) => unreachable!("checking a token is never transient"),
+                }
+            }
         }
     }
 
@@ -317,7 +338,7 @@ struct Answer {
     create_queue: bool,
 }
 
-/// Runs a request (or a batch of payments), turning a panic into an error: a panic is a bug in
+/// Runs a request (or a batch), turning a panic into an error: a panic is a bug in
 /// what ran, which is answered `internal` (on a queue that exists), and the worker goes on.
 async fn caught<T>(run: impl Future<Output = T>) -> Result<T, anyhow::Error> {
     AssertUnwindSafe(run).catch_unwind().await.map_err(|panic| {
@@ -332,12 +353,14 @@ async fn caught<T>(run: impl Future<Output = T>) -> Result<T, anyhow::Error> {
 
 /// Where a message of a batch stands.
 enum Step {
-    /// Answered already (nothing: dropped): it did not parse, or its payment's token was refused.
+    /// Answered already (nothing: dropped): it did not parse, or its token or role was refused
+    /// before a batch.
     Done(Option<Answer>),
-    /// A payment whose token checked out, to settle with the batch's others.
-    Pay {
+    /// A request of a route that batches, its token and role admitted, to settle with the
+    /// others of its route.
+    Batch {
         call: Call,
-        request: payments::Request,
+        request: Request,
         session: Session,
     },
     /// Any other request, to run on its own; `kind` is its reply's.

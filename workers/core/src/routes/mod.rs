@@ -96,10 +96,81 @@ pub trait Route: Sized {
 
     fn run(&self, cx: &Context<'_>) -> impl Future<Output = HandlerResult> + Send;
 
+    /// Whether the requests of this route that one receive brings are settled together, in one
+    /// transaction with an outcome each ([`Route::run_batch`]), rather than each on its own
+    /// connection. The engine checks each one's token and role first ([`admit_to_batch`]); the
+    /// batch checks the session epochs ([`Batched::epoch_checked`]) with its first reads.
+    const BATCHES: bool = false;
+
+    /// Settles a batch of this route's requests, one result each, in their order, as if each had
+    /// run alone: one's refusal never fails or delays the others. Only for a route that
+    /// [`Route::BATCHES`].
+    fn run_batch(
+        services: &Services,
+        batch: &[Batched<'_, Self>],
+    ) -> impl Future<Output = Vec<HandlerResult>> + Send {
+        let _ = services;
+        let refused = batch
+            .iter()
+            .map(|_| {
+                Err(HandlerError::internal(anyhow::anyhow!(
+                    "a route that does not batch was given a batch"
+                )))
+            })
+            .collect();
+        std::future::ready(refused)
+    }
+
     /// The reply's data: the one way a route turns its [`Route::Reply`] into the JSON it sends,
     /// so that what the contract declares is what the route answers.
     fn reply(data: &Self::Reply) -> HandlerResult {
         serde_json::to_value(data).map_err(HandlerError::internal)
+    }
+}
+
+/// One request of a batch ([`Route::run_batch`]): its call, its request and the caller its token
+/// names, admitted to the route's roles.
+pub struct Batched<'a, R> {
+    pub call: &'a Call,
+    pub request: &'a R,
+    pub session: Session,
+    /// Whether the session's epoch was checked already; if not, the batch checks it.
+    pub epoch_checked: bool,
+}
+
+/// What the engine does with a request: run it on its own, or settle it in a batch of its
+/// route's requests with its caller's token checked for the queue and its role admitted (or
+/// refused: the reply may create the queue when the token was good for it).
+pub enum Admission {
+    Alone,
+    Batch(Session),
+    Refused { error: HandlerError, vouched: bool },
+}
+
+/// Whether `request` goes into a batch ([`Route::BATCHES`], and tokens of the engine's own: a
+/// Cognito identity is checked against the pool, one request at a time), and if so its caller.
+pub fn admit_to_batch(services: &Services, call: &Call, request: &Request) -> Admission {
+    let Callers::Roles(roles) = request.callers() else {
+        return Admission::Alone;
+    };
+    if !request.batches() || services.cognito.is_some() {
+        return Admission::Alone;
+    }
+    let session = match session::verify(services, call) {
+        Ok(session) => session,
+        Err(error) => {
+            return Admission::Refused {
+                error,
+                vouched: false,
+            };
+        }
+    };
+    match session::admit(roles, &session) {
+        Ok(()) => Admission::Batch(session),
+        Err(error) => Admission::Refused {
+            error,
+            vouched: true,
+        },
     }
 }
 
@@ -248,11 +319,54 @@ macro_rules! routes {
                 }
             }
 
-            /// Checks the caller against the route's [`Route::CALLERS`], then runs it.
-            pub async fn run(&self, services: &Services, call: &Call) -> Ran {
+            /// Checks the caller against the route's [`Route::CALLERS`], then runs it. (Boxed,
+            /// as [`Request::run_batch`]: the routes' futures are proven `Send` here, once, not by
+            /// every caller that spawns the engine's work.)
+            pub fn run<'a>(&'a self, services: &'a Services, call: &'a Call) -> futures::future::BoxFuture<'a, Ran> {
                 match self {
-                    $(Self::$variant(r) => run(r, services, call).await,)*
+                    $(Self::$variant(r) => Box::pin(run(r, services, call)),)*
                 }
+            }
+
+            pub fn callers(&self) -> Callers {
+                match self {
+                    $(Self::$variant(_) => <$module::Request as Route>::CALLERS,)*
+                }
+            }
+
+            /// Whether its route settles its requests in batches ([`Route::BATCHES`]).
+            pub fn batches(&self) -> bool {
+                match self {
+                    $(Self::$variant(_) => <$module::Request as Route>::BATCHES,)*
+                }
+            }
+
+            /// Settles a batch of requests of one route ([`Route::run_batch`]), each admitted
+            /// by [`admit_to_batch`]: one result each, in their order.
+            /// (Boxed: one allocation a batch, and a future whose type does not grow with the
+            /// number of routes.)
+            pub fn run_batch<'a>(
+                services: &'a Services,
+                batch: &'a [Batched<'a, Request>],
+            ) -> futures::future::BoxFuture<'a, Vec<HandlerResult>> {
+                Box::pin(async move { match batch.first().map(|b| b.request) {
+                    None => Vec::new(),
+                    $(Some(Self::$variant(_)) => {
+                        let typed: Vec<Batched<'_, $module::Request>> = batch
+                            .iter()
+                            .map(|b| match b.request {
+                                Self::$variant(request) => Batched {
+                                    call: b.call,
+                                    request,
+                                    session: b.session.clone(),
+                                    epoch_checked: b.epoch_checked,
+                                },
+                                _ => unreachable!("a batch holds requests of one route"),
+                            })
+                            .collect();
+                        <$module::Request as Route>::run_batch(services, &typed).await
+                    })*
+                } })
             }
         }
     };
