@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use qbill_core::routes::{Route, auth, histories, payments, utils};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -51,6 +52,20 @@ impl GatewayClient {
 
     pub fn set_token(&mut self, token: Option<String>) {
         self.token = token;
+    }
+
+    /// Sends route `R`'s own body to its path (its `{name}` segments from `params`) and waits
+    /// for the reply.
+    pub async fn send<R: Route>(
+        &mut self,
+        params: Params<'_>,
+        body: &R::Body,
+        request_id: Uuid,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        let path = fill_path(R::PATH, params)?;
+        let fields = serde_json::to_value(body).context("a body that is not JSON")?;
+        self.request(&path, request_id, fields, timeout).await
     }
 
     /// POSTs `fields` plus `queue_name` and `request_id` to `path`, with the bearer token if any.
@@ -173,13 +188,12 @@ impl GatewayClient {
         password: &str,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
+        let body = auth::Body {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        };
         let reply = self
-            .request(
-                "/auth",
-                Uuid::new_v4(),
-                json!({ "username": username, "password": password }),
-                timeout,
-            )
+            .send::<auth::Request>(&[], &body, Uuid::new_v4(), timeout)
             .await?;
         if let Some(token) = reply["data"]["token"].as_str() {
             self.token = Some(token.to_owned());
@@ -205,17 +219,11 @@ impl GatewayClient {
         request_id: Uuid,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
-        let fields = match cursor {
-            Some(cursor) => json!({ "cursor": cursor }),
-            None => json!({}),
+        let body = utils::Body {
+            cursor: cursor.map(str::to_owned),
         };
-        self.request(
-            &format!("/apartments/{apartment}/utils"),
-            request_id,
-            fields,
-            timeout,
-        )
-        .await
+        self.send::<utils::Request>(&[("apartment_id", &apartment)], &body, request_id, timeout)
+            .await
     }
 
     /// `histories` of an apartment (its first page), under `request_id`; `window` is the
@@ -241,20 +249,13 @@ impl GatewayClient {
         request_id: Uuid,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
-        let mut fields = match window {
-            Some((down, up)) => json!({ "date_down": down, "date_up": up }),
-            None => json!({}),
+        let body = histories::Body {
+            date_down: window.map(|(down, _)| down.to_owned()),
+            date_up: window.map(|(_, up)| up.to_owned()),
+            cursor: cursor.map(str::to_owned),
         };
-        if let Some(cursor) = cursor {
-            fields["cursor"] = json!(cursor);
-        }
-        self.request(
-            &format!("/apartments/{apartment}/histories"),
-            request_id,
-            fields,
-            timeout,
-        )
-        .await
+        self.send::<histories::Request>(&[("apartment_id", &apartment)], &body, request_id, timeout)
+            .await
     }
 
     /// Pays `bills` of an apartment under `request_id` (reuse it to repeat the payment safely).
@@ -265,12 +266,31 @@ impl GatewayClient {
         request_id: Uuid,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
-        self.request(
-            &format!("/apartments/{apartment}/payments"),
-            request_id,
-            json!({ "bills_id": bills }),
-            timeout,
-        )
-        .await
+        let body = payments::Body {
+            bills_id: bills.to_vec(),
+        };
+        self.send::<payments::Request>(&[("apartment_id", &apartment)], &body, request_id, timeout)
+            .await
     }
+}
+
+/// A path's `{name}` segments and their values.
+pub type Params<'a> = &'a [(&'a str, &'a (dyn std::fmt::Display + Sync))];
+
+/// `path` with its `{name}` segments filled from `params` (ids: numbers and UUIDs).
+pub fn fill_path(path: &str, params: Params<'_>) -> anyhow::Result<String> {
+    let mut filled = Vec::new();
+    for segment in path.split('/') {
+        match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(name) => {
+                let (_, value) = params
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .with_context(|| format!("the path {path} needs {name}"))?;
+                filled.push(value.to_string());
+            }
+            None => filled.push(segment.to_owned()),
+        }
+    }
+    Ok(filled.join("/"))
 }

@@ -5,12 +5,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use qbill::client::GatewayClient;
+use qbill::client::{GatewayClient, Params};
 use qbill_core::config::{DatabaseConfig, EngineConfig};
+use qbill_core::routes::{
+    apartments_link, auth, bill, bill_void, bills_ingest, document, email_undo, logout, me,
+    me_delete, me_password, me_profile, notifications, password_reset, password_reset_confirm,
+    policy, provider, refresh, signup, user, verify_email,
+};
 use qbill_core::types::{ApartmentId, ProviderId, Role};
 use qbill_core::{Engine, seed, store};
+
 use qbill_sqs::{SqsConfig, WorkerPool};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -697,13 +702,12 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
         ClientRequest::Auth {
             username, password, ..
         } => {
+            let body = auth::Body {
+                username: username.clone(),
+                password: password.clone(),
+            };
             client
-                .request(
-                    "/auth",
-                    request_id,
-                    json!({ "username": username, "password": password }),
-                    timeout,
-                )
+                .send::<auth::Request>(&[], &body, request_id, timeout)
                 .await?
         }
         ClientRequest::Utils { apartment, cursor } => {
@@ -726,9 +730,9 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
             client.pay(*apartment, bills, request_id, timeout).await?
         }
         ClientRequest::Bill { apartment, bill } => {
-            let path = format!("/apartments/{apartment}/bills/{bill}");
+            let params: Params = &[("apartment_id", apartment), ("bill_id", bill)];
             client
-                .request(&path, request_id, json!({}), timeout)
+                .send::<bill::Request>(params, &bill::Body {}, request_id, timeout)
                 .await?
         }
         ClientRequest::ApartmentsLink {
@@ -737,16 +741,14 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
             activation_code,
             apartment_id,
         } => {
-            let mut body = json!({
-                "provider_id": provider_id,
-                "account_number": account_number,
-                "activation_code": activation_code,
-            });
-            if let Some(apartment) = apartment_id {
-                body["apartment_id"] = json!(apartment);
-            }
+            let body = apartments_link::Body {
+                provider_id: *provider_id,
+                account_number: account_number.clone(),
+                activation_code: activation_code.clone(),
+                apartment_id: *apartment_id,
+            };
             client
-                .request("/apartments/link", request_id, body, timeout)
+                .send::<apartments_link::Request>(&[], &body, request_id, timeout)
                 .await?
         }
         ClientRequest::BillsIngest { provider, file } => {
@@ -755,19 +757,29 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
             } else {
                 std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?
             };
-            let body: serde_json::Value =
-                serde_json::from_str(&raw).with_context(|| format!("{file} is not JSON"))?;
-            let path = format!("/providers/{provider}/bills");
-            client.request(&path, request_id, body, timeout).await?
+            let body: bills_ingest::Body = serde_json::from_str(&raw).with_context(|| {
+                format!("{file} is not a body of bills (`{{\"bills\": [...]}}`)")
+            })?;
+            client
+                .send::<bills_ingest::Request>(
+                    &[("provider_id", provider)],
+                    &body,
+                    request_id,
+                    timeout,
+                )
+                .await?
         }
         ClientRequest::BillVoid {
             provider,
             bill,
             reason,
         } => {
-            let path = format!("/providers/{provider}/bills/{bill}/void");
+            let params: Params = &[("provider_id", provider), ("bill_id", bill)];
+            let body = bill_void::Body {
+                reason: reason.clone(),
+            };
             client
-                .request(&path, request_id, json!({ "reason": reason }), timeout)
+                .send::<bill_void::Request>(params, &body, request_id, timeout)
                 .await?
         }
         ClientRequest::Policy {
@@ -777,30 +789,41 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
             late_fee_value,
             late_fee_cap,
         } => {
-            let late_fee = late_fee_kind.as_ref().map(|kind| {
-                let mut fee = json!({ "kind": kind, "value": late_fee_value });
-                if let Some(cap) = late_fee_cap {
-                    fee["cap"] = json!(cap);
-                }
-                fee
-            });
-            let path = format!("/providers/{provider}/policy");
-            let body = json!({ "grace_days": grace_days, "late_fee": late_fee });
-            client.request(&path, request_id, body, timeout).await?
+            let late_fee = match late_fee_kind {
+                Some(kind) => Some(policy::FeeBody {
+                    kind: match kind.as_str() {
+                        "fixed" => policy::FeeKind::Fixed,
+                        "percent" => policy::FeeKind::Percent,
+                        other => anyhow::bail!("--late-fee-kind is fixed or percent, not {other}"),
+                    },
+                    value: late_fee_value
+                        .clone()
+                        .context("--late-fee-value goes with --late-fee-kind")?,
+                    cap: late_fee_cap.clone(),
+                }),
+                None => None,
+            };
+            let body = policy::Body {
+                grace_days: *grace_days,
+                late_fee,
+            };
+            client
+                .send::<policy::Request>(&[("provider_id", provider)], &body, request_id, timeout)
+                .await?
         }
         ClientRequest::Provider {
             name,
             currency,
             username,
         } => {
-            let body = json!({
-                "name": name,
-                "currency": currency,
-                "username": username,
-                "password": password_from_stdin()?,
-            });
+            let body = provider::Body {
+                name: name.clone(),
+                currency: currency.clone(),
+                username: username.clone(),
+                password: password_from_stdin()?,
+            };
             client
-                .request("/providers", request_id, body, timeout)
+                .send::<provider::Request>(&[], &body, request_id, timeout)
                 .await?
         }
         ClientRequest::User {
@@ -808,70 +831,78 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
             role,
             provider_id,
         } => {
-            let mut body = json!({
-                "username": username,
-                "password": password_from_stdin()?,
-                "role": role,
-            });
-            if let Some(provider) = provider_id {
-                body["provider_id"] = json!(provider);
-            }
-            client.request("/users", request_id, body, timeout).await?
+            let body = user::Body {
+                username: username.clone(),
+                password: password_from_stdin()?,
+                role: role.clone(),
+                provider_id: *provider_id,
+            };
+            client
+                .send::<user::Request>(&[], &body, request_id, timeout)
+                .await?
         }
         ClientRequest::Signup { username, email } => {
-            let body =
-                json!({ "username": username, "email": email, "password": password_from_stdin()? });
+            let body = signup::Body {
+                username: username.clone(),
+                email: email.clone(),
+                password: password_from_stdin()?,
+            };
             client
-                .request("/auth/signup", request_id, body, timeout)
+                .send::<signup::Request>(&[], &body, request_id, timeout)
                 .await?
         }
         ClientRequest::VerifyEmail { token } => {
+            let body = verify_email::Body {
+                token: token.clone(),
+            };
             client
-                .request(
-                    "/auth/verify-email",
-                    request_id,
-                    json!({ "token": token }),
-                    timeout,
-                )
+                .send::<verify_email::Request>(&[], &body, request_id, timeout)
                 .await?
         }
         ClientRequest::EmailUndo { token } => {
+            let body = email_undo::Body {
+                token: token.clone(),
+            };
             client
-                .request(
-                    "/auth/email-undo",
-                    request_id,
-                    json!({ "token": token }),
-                    timeout,
-                )
+                .send::<email_undo::Request>(&[], &body, request_id, timeout)
                 .await?
         }
         ClientRequest::PasswordReset { email } => {
+            let body = password_reset::Body {
+                email: email.clone(),
+            };
             client
-                .request(
-                    "/auth/password-reset",
-                    request_id,
-                    json!({ "email": email }),
-                    timeout,
-                )
+                .send::<password_reset::Request>(&[], &body, request_id, timeout)
                 .await?
         }
         ClientRequest::PasswordResetConfirm { token } => {
-            let body = json!({ "token": token, "new_password": password_from_stdin()? });
+            let body = password_reset_confirm::Body {
+                token: token.clone(),
+                new_password: password_from_stdin()?,
+            };
             client
-                .request("/auth/password-reset/confirm", request_id, body, timeout)
+                .send::<password_reset_confirm::Request>(&[], &body, request_id, timeout)
                 .await?
         }
-        ClientRequest::Refresh { refresh_token } | ClientRequest::Logout { refresh_token } => {
-            let path = match &args.request {
-                ClientRequest::Refresh { .. } => "/auth/refresh",
-                _ => "/auth/logout",
+        ClientRequest::Refresh { refresh_token } => {
+            let body = refresh::Body {
+                refresh_token: refresh_token.clone(),
             };
-            let body = json!({ "refresh_token": refresh_token });
-            client.request(path, request_id, body, timeout).await?
+            client
+                .send::<refresh::Request>(&[], &body, request_id, timeout)
+                .await?
+        }
+        ClientRequest::Logout { refresh_token } => {
+            let body = logout::Body {
+                refresh_token: refresh_token.clone(),
+            };
+            client
+                .send::<logout::Request>(&[], &body, request_id, timeout)
+                .await?
         }
         ClientRequest::Me => {
             client
-                .request("/me", request_id, json!({}), timeout)
+                .send::<me::Request>(&[], &me::Body {}, request_id, timeout)
                 .await?
         }
         ClientRequest::MeProfile {
@@ -880,45 +911,54 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
             clear_display_name,
             preferences,
         } => {
-            let mut body = json!({});
-            if let Some(email) = email {
-                body["email"] = json!(email);
-                body["password"] = json!(password_from_stdin()?);
-            }
-            if let Some(name) = display_name {
-                body["display_name"] = json!(name);
-            } else if *clear_display_name {
-                body["display_name"] = serde_json::Value::Null;
-            }
-            if let Some(raw) = preferences {
-                body["notification_preferences"] =
-                    serde_json::from_str(raw).context("--preferences is not JSON")?;
-            }
+            let password = match email {
+                Some(_) => Some(password_from_stdin()?),
+                None => None,
+            };
+            let display_name = match display_name {
+                Some(name) => Some(serde_json::Value::String(name.clone())),
+                None if *clear_display_name => Some(serde_json::Value::Null),
+                None => None,
+            };
+            let notification_preferences = match preferences {
+                Some(raw) => {
+                    Some(serde_json::from_str(raw).context("--preferences is not a JSON object")?)
+                }
+                None => None,
+            };
+            let body = me_profile::Body {
+                email: email.clone(),
+                password,
+                display_name,
+                notification_preferences,
+            };
             client
-                .request("/me/profile", request_id, body, timeout)
+                .send::<me_profile::Request>(&[], &body, request_id, timeout)
                 .await?
         }
         ClientRequest::MePassword => {
-            let password = password_from_stdin()?;
-            let new_password = password_from_stdin()?;
-            let body = json!({ "password": password, "new_password": new_password });
+            let body = me_password::Body {
+                password: password_from_stdin()?,
+                new_password: password_from_stdin()?,
+            };
             client
-                .request("/me/password", request_id, body, timeout)
+                .send::<me_password::Request>(&[], &body, request_id, timeout)
                 .await?
         }
         ClientRequest::MeDelete => {
-            let body = json!({ "password": password_from_stdin()? });
+            let body = me_delete::Body {
+                password: password_from_stdin()?,
+            };
             client
-                .request("/me/delete", request_id, body, timeout)
+                .send::<me_delete::Request>(&[], &body, request_id, timeout)
                 .await?
         }
         ClientRequest::Notifications { since_id } => {
-            let mut body = json!({});
-            if let Some(since) = since_id {
-                body["since_id"] = json!(since);
-            }
+            let body = notifications::Body {
+                since_id: since_id.map(serde_json::Value::from),
+            };
             client
-                .request("/me/notifications", request_id, body, timeout)
+                .send::<notifications::Request>(&[], &body, request_id, timeout)
                 .await?
         }
         ClientRequest::Document {
@@ -931,19 +971,26 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
             to,
             ..
         } => {
-            let mut body = json!({ "kind": kind, "format": format });
-            if let Some(payment) = payment_id {
-                body["payment_id"] = json!(payment);
-            }
-            if let Some(bill) = bill_id {
-                body["bill_id"] = json!(bill);
-            }
-            if let (Some(from), Some(to)) = (from, to) {
-                body["from"] = json!(from);
-                body["to"] = json!(to);
-            }
-            let path = format!("/apartments/{apartment}/documents");
-            client.request(&path, request_id, body, timeout).await?
+            let (from, to) = match (from, to) {
+                (Some(from), Some(to)) => (Some(from.clone()), Some(to.clone())),
+                _ => (None, None),
+            };
+            let body = document::Body {
+                kind: kind.clone(),
+                format: format.clone(),
+                payment_id: payment_id.map(|p| p.to_string()),
+                bill_id: *bill_id,
+                from,
+                to,
+            };
+            client
+                .send::<document::Request>(
+                    &[("apartment_id", apartment)],
+                    &body,
+                    request_id,
+                    timeout,
+                )
+                .await?
         }
     };
     if let (ClientRequest::Document { out: Some(out), .. }, "ok") =

@@ -68,7 +68,7 @@ named! {
 }
 
 /// The empty body: only `queue_name` and `request_id`.
-#[derive(serde::Deserialize, JsonSchema)]
+#[derive(serde::Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 

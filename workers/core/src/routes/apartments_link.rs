@@ -41,7 +41,7 @@ pub struct Request {
     pub apartment_id: Option<ApartmentId>,
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Body {
     #[schemars(range(min = 1))]
@@ -50,7 +50,7 @@ pub struct Body {
     pub account_number: String,
     #[schemars(regex(pattern = "^[A-Za-z0-9 -]{1,32}$"))]
     pub activation_code: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub apartment_id: Option<i64>,
 }

@@ -4,7 +4,7 @@
 
 use schemars::JsonSchema;
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, body};
 use crate::accounts::credentials::{parse_password, parse_username};
@@ -21,7 +21,7 @@ pub struct Request {
     pub password: SecretString,
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Body {
     #[schemars(with = "contract::Username")]

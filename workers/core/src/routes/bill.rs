@@ -18,7 +18,7 @@ pub struct Request {
     pub bill_id: BillId,
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Body {}
 

@@ -25,7 +25,7 @@ pub struct Request {
     pub reason: String,
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Body {
     #[schemars(length(min = 1, max = 200))]

@@ -28,23 +28,23 @@ pub struct Request {
     pub format: Format,
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Body {
     #[schemars(extend("enum" = ["receipt", "bill", "statement"]))]
     pub kind: String,
     #[schemars(extend("enum" = ["pdf", "csv"]))]
     pub format: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "contract::Uuid")]
     pub payment_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub bill_id: Option<i64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "contract::Date")]
     pub from: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "contract::Date")]
     pub to: Option<String>,
 }

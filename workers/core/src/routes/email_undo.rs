@@ -25,7 +25,7 @@ pub struct Request {
     pub token: SecretString,
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Body {
     #[schemars(with = "contract::IssuedToken")]

@@ -13,7 +13,7 @@ use crate::types::{ParseError, Role};
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Request {}
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Body {}
 

@@ -48,7 +48,7 @@ fn display_name_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "maxLength": 100 })
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 // At least one change (the envelope's fields make minProperties useless here), and a new address
 // takes the current password.
@@ -61,16 +61,16 @@ fn display_name_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     { "anyOf": [{ "not": { "required": ["email"] } }, { "required": ["password"] }] },
 ]))]
 pub struct Body {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "contract::Email")]
     pub email: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "contract::Password")]
     pub password: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "display_name_schema")]
     pub display_name: Option<Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "contract::NotificationPreferences")]
     pub notification_preferences: Option<Map<String, Value>>,
 }

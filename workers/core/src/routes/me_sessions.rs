@@ -21,7 +21,7 @@ pub const MAX_SESSIONS: i64 = 100;
 #[derive(Debug)]
 pub struct Request {}
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Body {}
 

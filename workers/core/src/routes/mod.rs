@@ -72,8 +72,9 @@ pub trait Route: Sized {
     const SUMMARY: &'static str;
     const CALLERS: Callers;
     /// The body as the client sends it, less `queue_name` and `request_id`, which the envelope
-    /// reads: its JSON Schema is the gateway's request model ([`crate::contract`]).
-    type Body: schemars::JsonSchema;
+    /// reads: its JSON Schema is the gateway's request model ([`crate::contract`]), and clients
+    /// in Rust (the CLI) send it as it is.
+    type Body: schemars::JsonSchema + serde::Serialize;
     /// The data of its `ok` reply: its JSON Schema gives the web app's reply types
     /// ([`crate::contract`]), and every reply of the route is built by [`Route::reply`] from
     /// one of these.

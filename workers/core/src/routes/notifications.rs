@@ -21,10 +21,10 @@ pub struct Request {
     pub since_id: i64,
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Body {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "since_id_schema")]
     pub since_id: Option<Value>,
 }

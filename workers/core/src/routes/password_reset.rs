@@ -20,7 +20,7 @@ pub struct Request {
     pub email: String,
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Body {
     #[schemars(with = "contract::Email")]

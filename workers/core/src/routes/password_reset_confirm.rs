@@ -22,7 +22,7 @@ pub struct Request {
     pub new_password: SecretString,
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Body {
     #[schemars(with = "contract::IssuedToken")]

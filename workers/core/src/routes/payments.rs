@@ -38,7 +38,7 @@ pub struct Request {
     pub bills_id: Vec<BillId>,
 }
 
-#[derive(serde::Deserialize, JsonSchema)]
+#[derive(serde::Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Body {
     #[schemars(length(min = 1, max = 100), extend("uniqueItems" = true), inner(range(min = 1)))]

@@ -56,7 +56,7 @@ impl FeeKind {
     }
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Body {
     #[schemars(range(min = 0, max = 365))]
@@ -65,12 +65,12 @@ pub struct Body {
     pub late_fee: Option<FeeBody>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeeBody {
     pub kind: FeeKind,
     pub value: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cap: Option<String>,
 }
 

@@ -22,7 +22,7 @@ pub struct Request {
     pub provider_id: Option<ProviderId>,
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Body {
     #[schemars(with = "contract::NewUsername")]
@@ -31,7 +31,7 @@ pub struct Body {
     pub password: String,
     #[schemars(extend("enum" = ["household", "provider", "operator"]))]
     pub role: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub provider_id: Option<i64>,
 }

@@ -27,10 +27,10 @@ pub struct Request {
     pub cursor: Option<Cursor>,
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Body {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "contract::Cursor")]
     pub cursor: Option<String>,
 }

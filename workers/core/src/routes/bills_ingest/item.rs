@@ -32,7 +32,7 @@ pub struct Item {
 }
 
 /// A bill as a provider sends it (the gateway's `BillItem`).
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "BillItem")]
 pub struct ItemBody {
@@ -54,7 +54,7 @@ pub struct ItemBody {
     amount: String,
     #[schemars(with = "contract::Currency")]
     currency: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 5))]
     lines: Option<Vec<BillLine>>,
 }

@@ -58,7 +58,7 @@ pub struct Request {
     pub bills: Vec<Item>,
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Body {
     #[schemars(with = "Vec<item::ItemBody>", length(min = 1, max = 100))]
