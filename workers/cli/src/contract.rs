@@ -6,7 +6,7 @@
 //! - `scripts/check-gateway.py`: the routes it checks, and those that take no token;
 //! - `web/src/contract/routes.ts`: the web app's route map (path to reply kind, and no token);
 //! - `web/src/contract/replies.ts`: the web app's reply types, from the routes' reply types;
-//! - `docs/contract.md`: the table of routes.
+//! - `docs/contract.md`: the table of routes, and the fields of each reply's data.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -106,6 +106,12 @@ fn regions() -> anyhow::Result<Vec<Region>> {
             begin: "<!-- contract:routes:begin -->",
             end: "<!-- contract:routes:end -->",
             text: docs_table(&operations)?,
+        },
+        Region {
+            file: "docs/contract.md",
+            begin: "<!-- contract:replies:begin -->",
+            end: "<!-- contract:replies:end -->",
+            text: docs_replies(&operations),
         },
     ])
 }
@@ -608,6 +614,54 @@ fn web_replies(operations: &[Operation]) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// The docs' table of replies: each reply kind, its data type (as `replies.ts` names it) and the
+/// data's fields, those that may be left out marked so.
+fn docs_replies(operations: &[Operation]) -> String {
+    let mut generator = SchemaSettings::draft2020_12()
+        .for_serialize()
+        .into_generator();
+    let mut out = String::from(
+        "| reply `kind` | data type | its fields (? when it may be left out) |\n|---|---|---|\n",
+    );
+    let mut seen = std::collections::HashSet::new();
+    for op in operations {
+        let kind = op.kind.reply_kind();
+        if !seen.insert(kind) {
+            continue;
+        }
+        let schema = (op.reply)(&mut generator).to_value();
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let fields: Vec<String> = schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|properties| {
+                properties
+                    .keys()
+                    .map(|name| {
+                        let optional = if required.contains(&name.as_str()) {
+                            ""
+                        } else {
+                            "?"
+                        };
+                        format!("`{name}`{optional}")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| `{kind}` | `{}` | {} |",
+            (op.reply_name)(),
+            fields.join(", ")
+        );
+    }
+    out
+}
+
 /// A schema's description as a doc comment, indented by `indent`.
 fn doc_comment(out: &mut String, indent: &str, schema: &Value) {
     let Some(text) = schema.get("description").and_then(Value::as_str) else {
@@ -827,6 +881,11 @@ mod tests {
                 "TOKENLESS = {",
             ),
             ("docs/contract.md", "| `POST /auth` |", "| `POST /login` |"),
+            (
+                "docs/contract.md",
+                "`payment_id`, `total`",
+                "`payment_id`, `sum`",
+            ),
             (
                 "web/src/contract/replies.ts",
                 "  payment_id: Uuid;",
