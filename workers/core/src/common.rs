@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheKey;
 use crate::error::{ErrorCode, HandlerError};
+use crate::money::Money;
 use crate::routes::Context;
-use crate::types::{ApartmentId, BillId, Currency, ParseError, ProviderId, Role, amount};
+use crate::types::{ApartmentId, BillId, Currency, ParseError, ProviderId, Role};
 
 /// An apartment the caller may act on, as it stands now.
 pub struct Access {
@@ -103,10 +104,9 @@ pub struct BillView {
     pub period_start: NaiveDate,
     pub period_end: NaiveDate,
     pub due_date: NaiveDate,
-    #[serde(with = "amount")]
-    #[schemars(with = "crate::contract::Amount")]
-    pub amount: Decimal,
-    pub currency: Currency,
+    /// `amount` and `currency`.
+    #[serde(flatten)]
+    pub money: Money,
     /// `open`, `overdue`, `paid` or `void`.
     #[schemars(with = "crate::contract::BillStatus")]
     pub status: String,
@@ -153,8 +153,10 @@ impl BillView {
             period_start: row.get(3),
             period_end: row.get(4),
             due_date: row.get(5),
-            amount: row.get(6),
-            currency: Currency::parse(row.get(7)).map_err(|e| HandlerError::Internal(e.into()))?,
+            money: Money::new(
+                row.get(6),
+                Currency::parse(row.get(7)).map_err(|e| HandlerError::Internal(e.into()))?,
+            ),
             status: row.get(8),
             days_overdue: 0,
             late_fee_of: row.get::<_, Option<i64>>(9).map(BillId),

@@ -51,6 +51,7 @@ pub mod jobs;
 pub mod mail;
 pub mod managed;
 pub mod metrics;
+pub mod money;
 pub mod notify;
 pub mod password;
 pub mod reply;

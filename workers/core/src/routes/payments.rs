@@ -25,6 +25,7 @@ use crate::cache::CacheKey;
 use crate::call::Path;
 use crate::common::{ACCESS, Access, access};
 use crate::idempotency;
+use crate::money::Money;
 use crate::services::Services;
 use crate::types::{ApartmentId, BillId, Currency, ParseError, Role, amount};
 
@@ -228,7 +229,7 @@ const CLAIMED: &str =
 
 /// The bills, locked in id order, with what the receipts name of them.
 const LOCK_BILLS: &str =
-    "SELECT b.id, b.apartment_id, b.status, b.amount, v.name, replace(b.utility, '_', ' ')
+    "SELECT b.id, b.apartment_id, b.status, b.amount, v.name, replace(b.utility, '_', ' '), b.currency
     FROM bills b JOIN providers v ON v.id = b.provider_id
     WHERE b.id = ANY($1) ORDER BY b.id FOR UPDATE OF b";
 
@@ -282,7 +283,7 @@ async fn each<const N: usize>(
 struct Held {
     apartment: Option<i64>,
     status: String,
-    amount: Decimal,
+    money: Money,
     provider: String,
     utility: String,
 }
@@ -489,18 +490,19 @@ async fn lock(tx: &deadpool_postgres::Client, keys: &Keys) -> Result<Locked, Han
     let bills: HashMap<i64, Held> = bill_rows
         .iter()
         .map(|r| {
-            (
+            let currency = Currency::parse(r.get(6)).map_err(HandlerError::internal)?;
+            Ok((
                 r.get(0),
                 Held {
                     apartment: r.get(1),
                     status: r.get::<_, String>(2),
-                    amount: r.get(3),
+                    money: Money::new(r.get(3), currency),
                     provider: r.get(4),
                     utility: r.get(5),
                 },
-            )
+            ))
         })
-        .collect();
+        .collect::<Result<_, HandlerError>>()?;
     Ok(Locked {
         paid_at: now.get(0),
         epochs,
@@ -544,15 +546,15 @@ fn decide(batch: &[&Payment<'_>], keys: &Keys, locked: &mut Locked) -> Decided {
                     "request {request_id} was neither claimed now nor before"
                 ))),
             },
-            Ok(access) => price(payment.request, &mut locked.bills).map(|total| {
+            Ok(access) => price(payment.request, access.currency, &mut locked.bills).map(|total| {
                 accepted.push((
                     i,
                     Receipt {
                         payment_id: Uuid::new_v4(),
                         apartment_id: payment.request.apartment,
                         bills_id: payment.request.bills_id.clone(),
-                        total,
-                        currency: access.currency,
+                        total: total.amount(),
+                        currency: total.currency(),
                         paid_at: locked.paid_at,
                     },
                 ));
@@ -643,7 +645,7 @@ async fn write(
                             "id": id,
                             "provider": held.provider,
                             "utility": held.utility,
-                            "amount": held.amount.to_string(),
+                            "amount": held.money.amount().to_string(),
                         })
                     })
                     .collect(),
@@ -710,11 +712,17 @@ fn admitted(
     access(payment.request.apartment, session.role, access_row.cloned())
 }
 
-/// The payment's total, if every bill it names is an unpaid bill of its apartment; marks them
-/// paid in `bills` (what the batch holds locked) for the payments after it.
-fn price(request: &Request, bills: &mut HashMap<i64, Held>) -> Result<Decimal, HandlerError> {
+/// The payment's total in the apartment's `currency`, if every bill it names is an unpaid bill of
+/// its apartment; marks them paid in `bills` (what the batch holds locked) for the payments after
+/// it. A bill in another currency than its apartment's is a fault of the books: refused, never
+/// added.
+fn price(
+    request: &Request,
+    currency: Currency,
+    bills: &mut HashMap<i64, Held>,
+) -> Result<Money, HandlerError> {
     let apartment = request.apartment;
-    let mut total = Decimal::ZERO;
+    let mut total = Money::zero(currency);
     let mut paid = Vec::new();
     for bill in &request.bills_id {
         let Some(held) = bills.get(&bill.0) else {
@@ -739,7 +747,7 @@ fn price(request: &Request, bills: &mut HashMap<i64, Held>) -> Result<Decimal, H
             }
             _ => {}
         }
-        total += held.amount;
+        total = total.checked_add(held.money).map_err(HandlerError::internal)?;
     }
     if !paid.is_empty() {
         return Err(HandlerError::rejected(

@@ -9,7 +9,6 @@ use std::fmt;
 
 use chrono::NaiveDate;
 use deadpool_postgres::GenericClient;
-use rust_decimal::Decimal;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +16,7 @@ use super::{Callers, Context, HandlerError, HandlerResult, Route, body};
 use crate::cache::CacheKey;
 use crate::call::Path;
 use crate::common::{Access, BILL_COLUMNS, BillView, page_after, read_versioned};
+use crate::money::Money;
 use crate::contract;
 use crate::types::{ApartmentId, BillId, Currency, ParseError, Role, amount_string};
 
@@ -180,26 +180,36 @@ async fn load(client: &impl GenericClient, access: &Access) -> Result<UtilsData,
     Ok(UtilsData {
         apartment_id: access.apartment,
         currency: access.currency,
-        totals: totals(&bills, access.currency),
+        totals: totals(&bills, access.currency)?,
         bills,
     })
 }
 
-fn totals(bills: &[BillView], currency: Currency) -> Totals {
-    let mut by_utility: BTreeMap<String, Decimal> = BTreeMap::new();
-    let mut by_provider: BTreeMap<String, Decimal> = BTreeMap::new();
-    let mut total = Decimal::ZERO;
+/// The totals of `bills`, all of the apartment's `currency`: a bill in another is a fault of
+/// the books, refused rather than added.
+fn totals(bills: &[BillView], currency: Currency) -> Result<Totals, HandlerError> {
+    let mut by_utility: BTreeMap<String, Money> = BTreeMap::new();
+    let mut by_provider: BTreeMap<String, Money> = BTreeMap::new();
+    let mut total = Money::zero(currency);
+    let add = |sum: &mut Money, money: Money| -> Result<(), HandlerError> {
+        *sum = sum.checked_add(money).map_err(HandlerError::internal)?;
+        Ok(())
+    };
     for bill in bills {
-        *by_utility.entry(bill.utility.clone()).or_default() += bill.amount;
-        *by_provider.entry(bill.provider.clone()).or_default() += bill.amount;
-        total += bill.amount;
+        let zero = Money::zero(currency);
+        add(by_utility.entry(bill.utility.clone()).or_insert(zero), bill.money)?;
+        add(by_provider.entry(bill.provider.clone()).or_insert(zero), bill.money)?;
+        add(&mut total, bill.money)?;
     }
-    let strings =
-        |m: BTreeMap<String, Decimal>| m.into_iter().map(|(k, v)| (k, amount_string(v))).collect();
-    Totals {
+    let strings = |m: BTreeMap<String, Money>| {
+        m.into_iter()
+            .map(|(k, v)| (k, amount_string(v.amount())))
+            .collect()
+    };
+    Ok(Totals {
         by_utility: strings(by_utility),
         by_provider: strings(by_provider),
-        total: amount_string(total),
+        total: amount_string(total.amount()),
         currency,
-    }
+    })
 }

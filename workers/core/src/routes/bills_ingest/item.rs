@@ -9,10 +9,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{MAX_ADDRESS_CHARS, MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, MAX_LINES, MAX_UTILITY_CHARS};
-use crate::common::{parse_amount, text};
+use crate::common::text;
 use crate::contract;
 use crate::common::BillLine;
-use crate::types::{Currency, ParseError, amount, parse_date};
+use crate::money::Money;
+use crate::types::{Currency, ParseError, parse_date};
 
 /// One bill as the provider sent it, parsed.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -24,10 +25,9 @@ pub struct Item {
     pub period_start: NaiveDate,
     pub period_end: NaiveDate,
     pub due_date: NaiveDate,
-    #[serde(with = "amount")]
-    #[schemars(with = "crate::contract::Amount")]
-    pub amount: Decimal,
-    pub currency: Currency,
+    /// `amount` and `currency`.
+    #[serde(flatten)]
+    pub money: Money,
     pub lines: Option<Vec<BillLine>>,
 }
 
@@ -70,8 +70,7 @@ pub fn parse_item(raw: Value) -> Result<Item, ParseError> {
         period_start: parse_date("period_start", &b.period_start)?,
         period_end: parse_date("period_end", &b.period_end)?,
         due_date: parse_date("due_date", &b.due_date)?,
-        amount: parse_amount("amount", &b.amount)?,
-        currency: Currency::parse(&b.currency)?,
+        money: Money::parse("amount", &b.amount, Currency::parse(&b.currency)?)?,
         lines: b.lines.map(parse_lines).transpose()?,
     };
     if item.period_start > item.period_end {
@@ -84,10 +83,10 @@ pub fn parse_item(raw: Value) -> Result<Item, ParseError> {
             .iter()
             .map(|l| l.amount.parse::<Decimal>().unwrap_or_default())
             .sum();
-        if sum != item.amount {
+        if sum != item.money.amount() {
             return Err(ParseError::new(format!(
                 "the lines add up to {sum}, not to the bill's `amount` {}",
-                item.amount
+                item.money.amount()
             )));
         }
     }

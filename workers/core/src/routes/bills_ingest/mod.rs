@@ -163,12 +163,13 @@ impl Route for Request {
                 )
             };
             for (index, item) in self.bills.iter().enumerate() {
-                if item.currency != provider.currency {
+                if item.money.currency() != provider.currency {
                     return Err(invalid(
                         index,
                         format!(
                             "`currency` must be the provider's, {}, not {}",
-                            provider.currency, item.currency
+                            provider.currency,
+                            item.money.currency()
                         ),
                     ));
                 }
@@ -418,8 +419,10 @@ async fn bills(
     let start: Vec<NaiveDate> = order.iter().map(|i| pick(i).period_start).collect();
     let end: Vec<NaiveDate> = order.iter().map(|i| pick(i).period_end).collect();
     let due: Vec<NaiveDate> = order.iter().map(|i| pick(i).due_date).collect();
-    let amount: Vec<Decimal> = order.iter().map(|i| pick(i).amount).collect();
-    let currency: Vec<&str> = order.iter().map(|i| pick(i).currency.as_str()).collect();
+    let amount: Vec<Decimal> = order.iter().map(|i| pick(i).money.amount()).collect();
+    let currencies: Vec<crate::types::Currency> =
+        order.iter().map(|i| pick(i).money.currency()).collect();
+    let currency: Vec<&str> = currencies.iter().map(|c| c.as_str()).collect();
     let hash: Vec<Vec<u8>> = order.iter().map(|i| content_hash(pick(i))).collect();
     let lines: Vec<Option<Value>> = order
         .iter()
