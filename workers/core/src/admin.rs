@@ -45,13 +45,13 @@ pub async fn create_user(
         )
         .await?;
     if let Some(row) = existing {
-        let same = row.get::<_, &str>(1) == role.as_str()
-            && row.get::<_, Option<i64>>(2) == provider.map(|p| p.0);
+        let same = row.get::<_, &str>("role") == role.as_str()
+            && row.get::<_, Option<i64>>("provider_id") == provider.map(|p| p.0);
         if !same {
             anyhow::bail!("the user {username} exists with another role or provider");
         }
         return Ok(Created::Existed {
-            id: UserId(row.get(0)),
+            id: UserId(row.get("id")),
         });
     }
     let password = parse_new_password(password.expose_secret().to_owned())?;

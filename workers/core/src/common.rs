@@ -27,7 +27,8 @@ pub struct Access {
 /// The apartment's version and currency, whether user `$2` owns apartment `$1`, and the
 /// database's clock; [`access`] reads its row.
 pub const ACCESS: &str = "SELECT a.version, a.currency, EXISTS (SELECT 1 FROM apartment_owners o
-                              WHERE o.apartment_id = a.id AND o.user_id = $2), clock_timestamp()
+                              WHERE o.apartment_id = a.id AND o.user_id = $2) AS owned,
+                              clock_timestamp() AS db_now
                           FROM apartments a WHERE a.id = $1";
 
 /// Whether the apartment exists and `role` may act on it (its owner, or an operator), from the
@@ -43,18 +44,19 @@ pub fn access(
             format!("apartment {apartment} does not exist"),
         ));
     };
-    if !row.get::<_, bool>(2) && role != Role::Operator {
+    if !row.get::<_, bool>("owned") && role != Role::Operator {
         return Err(HandlerError::rejected(
             ErrorCode::Forbidden,
             format!("apartment {apartment} is not yours"),
         ));
     }
-    let currency = Currency::parse(row.get(1)).map_err(|e| HandlerError::Internal(e.into()))?;
+    let currency =
+        Currency::parse(row.get("currency")).map_err(|e| HandlerError::Internal(e.into()))?;
     Ok(Access {
         apartment,
-        version: row.get(0),
+        version: row.get("version"),
         currency,
-        db_now: row.get(3),
+        db_now: row.get("db_now"),
     })
 }
 
@@ -64,8 +66,9 @@ pub fn access(
 ///
 /// [`Route::EPOCH_AT_ACCESS`]: super::Route::EPOCH_AT_ACCESS
 pub const ACCESS_AND_EPOCH: &str = "SELECT a.version, a.currency, EXISTS (SELECT 1 FROM apartment_owners o
-                                       WHERE o.apartment_id = a.id AND o.user_id = $2), clock_timestamp(),
-                                   (SELECT session_epoch FROM users WHERE id = $2 AND deleted_at IS NULL),
+                                       WHERE o.apartment_id = a.id AND o.user_id = $2) AS owned,
+                                   clock_timestamp() AS db_now,
+                                   (SELECT session_epoch FROM users WHERE id = $2 AND deleted_at IS NULL) AS session_epoch,
                                    a.id IS NOT NULL AS present
                                FROM (SELECT) AS one LEFT JOIN apartments a ON a.id = $1";
 
@@ -88,9 +91,9 @@ pub async fn authorize(
     let row = client
         .query_one(&statement, &[&apartment.0, &session.user_id.0])
         .await?;
-    crate::accounts::session::still_open(session, row.get(4))?;
+    crate::accounts::session::still_open(session, row.get("session_epoch"))?;
     cx.epoch_checked();
-    let present: bool = row.get(5);
+    let present: bool = row.get("present");
     access(apartment, session.role, present.then_some(row))
 }
 
@@ -143,29 +146,27 @@ impl BillView {
         };
     }
 
-    /// Columns, in order: id, utility, provider name, period start, period end, due date, amount,
-    /// currency, status, the bill a late fee is on.
+    /// Reads the columns of [`BILL_COLUMNS`], by name.
     pub fn from_row(row: &tokio_postgres::Row) -> Result<Self, HandlerError> {
+        let currency =
+            Currency::parse(row.get("currency")).map_err(|e| HandlerError::Internal(e.into()))?;
         Ok(Self {
-            bill_id: BillId(row.get(0)),
-            utility: row.get(1),
-            provider: row.get(2),
-            period_start: row.get(3),
-            period_end: row.get(4),
-            due_date: row.get(5),
-            money: Money::new(
-                row.get(6),
-                Currency::parse(row.get(7)).map_err(|e| HandlerError::Internal(e.into()))?,
-            ),
-            status: row.get(8),
+            bill_id: BillId(row.get("bill_id")),
+            utility: row.get("utility"),
+            provider: row.get("provider"),
+            period_start: row.get("period_start"),
+            period_end: row.get("period_end"),
+            due_date: row.get("due_date"),
+            money: Money::new(row.get("amount"), currency),
+            status: row.get("status"),
             days_overdue: 0,
-            late_fee_of: row.get::<_, Option<i64>>(9).map(BillId),
+            late_fee_of: row.get::<_, Option<i64>>("late_fee_of").map(BillId),
         })
     }
 }
 
 /// The bill columns `BillView::from_row` reads, over `bills b JOIN providers p`.
-pub const BILL_COLUMNS: &str = "b.id, b.utility, p.name, b.period_start, b.period_end, b.due_date, b.amount, b.currency, b.status, b.late_fee_of";
+pub const BILL_COLUMNS: &str = "b.id AS bill_id, b.utility, p.name AS provider, b.period_start, b.period_end, b.due_date, b.amount, b.currency, b.status, b.late_fee_of";
 
 /// The largest reply the engine sends, in bytes of JSON. SQS takes messages of up to 1 MiB, but a
 /// poll through the gateway hands out up to ten replies in one HTTP response, and API Gateway's

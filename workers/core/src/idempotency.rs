@@ -86,9 +86,9 @@ pub fn judge(
     kind: Kind,
     fingerprint: &[u8],
 ) -> Result<Value, HandlerError> {
-    let same = row.get::<_, i64>(0) == user.0
-        && row.get::<_, &str>(1) == kind.as_str()
-        && row.get::<_, &[u8]>(2) == fingerprint;
+    let same = row.get::<_, i64>("user_id") == user.0
+        && row.get::<_, &str>("kind") == kind.as_str()
+        && row.get::<_, &[u8]>("fingerprint") == fingerprint;
     if !same {
         return Err(HandlerError::rejected(
             ErrorCode::Conflict,
@@ -99,7 +99,7 @@ pub fn judge(
         billing.replayed = true,
         "request seen before; replaying its reply"
     );
-    let reply = row.get::<_, Option<Value>>(3).ok_or_else(|| {
+    let reply = row.get::<_, Option<Value>>("reply").ok_or_else(|| {
         HandlerError::internal(anyhow::anyhow!("processed request without a stored reply"))
     })?;
     if reply == erased() {

@@ -269,12 +269,12 @@ pub async fn ensure_login(
 ) -> anyhow::Result<()> {
     let state = client
         .query_opt(
-            "SELECT rolcanlogin, pg_has_role(oid, 'qbill_application', 'MEMBER') FROM pg_roles
+            "SELECT rolcanlogin, pg_has_role(oid, 'qbill_application', 'MEMBER') AS member FROM pg_roles
              WHERE rolname = $1",
             &[&user],
         )
         .await?
-        .map(|r| (r.get::<_, bool>(0), r.get::<_, bool>(1)));
+        .map(|r| (r.get::<_, bool>("rolcanlogin"), r.get::<_, bool>("member")));
     let (login, member) = match state {
         Some(state) => state,
         None => {

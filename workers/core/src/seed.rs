@@ -478,9 +478,9 @@ pub async fn users(
     Ok(rows
         .iter()
         .map(|r| GeneratedUser {
-            user_id: r.get(0),
-            username: r.get(1),
-            apartment_id: r.get(2),
+            user_id: r.get("id"),
+            username: r.get("username"),
+            apartment_id: r.get("apartment_id"),
         })
         .collect())
 }

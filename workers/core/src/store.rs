@@ -224,17 +224,21 @@ pub async fn migrate_deployment(app: &DatabaseConfig) -> anyhow::Result<Vec<Stri
 pub async fn check_application_login(client: &tokio_postgres::Client) -> anyhow::Result<()> {
     let row = client
         .query_one(
-            "SELECT current_user::text, r.rolsuper,
-                    pg_has_role(current_user, 'qbill_application', 'MEMBER'),
+            "SELECT current_user::text AS login, r.rolsuper AS superuser,
+                    pg_has_role(current_user, 'qbill_application', 'MEMBER') AS member,
                     EXISTS (SELECT 1 FROM pg_class c
                             WHERE c.relowner = r.oid AND c.relkind = 'r'
-                              AND c.relnamespace = 'public'::regnamespace)
+                              AND c.relnamespace = 'public'::regnamespace) AS owner
              FROM pg_roles r WHERE r.rolname = current_user",
             &[],
         )
         .await?;
-    let (user, superuser, member, owner): (String, bool, bool, bool) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let (user, superuser, member, owner): (String, bool, bool, bool) = (
+        row.get("login"),
+        row.get("superuser"),
+        row.get("member"),
+        row.get("owner"),
+    );
     anyhow::ensure!(
         !superuser && !owner && member,
         "the engine must connect as a login that is a member of qbill_application and neither a \

@@ -54,11 +54,12 @@ pub async fn throttle(
     .await?;
     let row = tx
         .query_one(
-            "SELECT count(*) FILTER (WHERE source = $2), count(*) FROM anonymous_attempts WHERE action = $1",
+            "SELECT count(*) FILTER (WHERE source = $2) AS mine, count(*) AS all_sources
+             FROM anonymous_attempts WHERE action = $1",
             &[&action, &source],
         )
         .await?;
-    let (mine, all): (i64, i64) = (row.get(0), row.get(1));
+    let (mine, all): (i64, i64) = (row.get("mine"), row.get("all_sources"));
     if mine >= per_source || global.is_some_and(|g| all >= g) {
         return Err(HandlerError::rejected(
             crate::error::ErrorCode::Forbidden,
@@ -146,16 +147,16 @@ pub async fn find_email_token(
     let hash = sha256(token);
     let row = client
         .query_opt(
-            "SELECT user_id, email, used_at IS NULL AND expires_at > now() FROM email_tokens
+            "SELECT user_id, email, used_at IS NULL AND expires_at > now() AS usable FROM email_tokens
              WHERE hash = $1 AND purpose = $2",
             &[&hash, &purpose.as_str()],
         )
         .await?;
     Ok(row.map(|r| EmailToken {
         hash,
-        user: UserId(r.get(0)),
-        email: r.get(1),
-        usable: r.get(2),
+        user: UserId(r.get("user_id")),
+        email: r.get("email"),
+        usable: r.get("usable"),
     }))
 }
 
@@ -293,8 +294,11 @@ pub async fn check_current_password(
             &[&user.0],
         )
         .await?;
-    let (username, email, hash): (Option<String>, Option<String>, Option<String>) =
-        (row.get(0), row.get(1), row.get(2));
+    let (username, email, hash): (Option<String>, Option<String>, Option<String>) = (
+        row.get("username"),
+        row.get("email"),
+        row.get("password_hash"),
+    );
     let (Some(name), Some(hash)) = (username.as_deref(), hash) else {
         return Ok((username, email));
     };
@@ -402,11 +406,13 @@ pub async fn cognito_session(
         }
     };
     Ok(crate::token::Session {
-        user_id: UserId(row.get(0)),
-        username: row.get(1),
+        user_id: UserId(row.get("id")),
+        username: row.get("username"),
         queue_hash: crate::token::queue_hash(call.reply_to),
-        role: crate::types::Role::parse(row.get(2)).map_err(HandlerError::internal)?,
-        provider: row.get::<_, Option<i64>>(3).map(crate::types::ProviderId),
-        epoch: row.get(4),
+        role: crate::types::Role::parse(row.get("role")).map_err(HandlerError::internal)?,
+        provider: row
+            .get::<_, Option<i64>>("provider_id")
+            .map(crate::types::ProviderId),
+        epoch: row.get("session_epoch"),
     })
 }

@@ -83,19 +83,20 @@ pub async fn data(
             &[&user.0],
         )
         .await?;
-    let (apartments, more_apartments) = apartments_page(services, user, row.get(7)).await?;
+    let (apartments, more_apartments) =
+        apartments_page(services, user, row.get("apartments_version")).await?;
     Ok(MeData {
         user: MeUser {
             id: user,
-            username: row.get(0),
-            email: row.get(1),
-            email_verified: row.get(2),
-            display_name: row.get(3),
-            created_at: row.get(4),
-            role: Role::parse(row.get(5)).map_err(HandlerError::internal)?,
+            username: row.get("username"),
+            email: row.get("email"),
+            email_verified: row.get("email_verified"),
+            display_name: row.get("display_name"),
+            created_at: row.get("created_at"),
+            role: Role::parse(row.get("role")).map_err(HandlerError::internal)?,
         },
         apartments,
         more_apartments,
-        notification_preferences: preferences(&row.get(6)),
+        notification_preferences: preferences(&row.get("notification_preferences")),
     })
 }

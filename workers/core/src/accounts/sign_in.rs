@@ -75,21 +75,22 @@ pub async fn signed_in(
     })
 }
 
-/// Whom the token is for, and the version of the user's apartment list, from the user's row.
+/// Whom the token is for, and the version of the user's apartment list, from the user's row
+/// (its `id`, `role`, `provider_id`, `apartments_version` and `session_epoch`, by name).
 pub fn row_holder(
     row: &tokio_postgres::Row,
     username: &str,
 ) -> Result<(Holder, i64), HandlerError> {
-    let role = Role::parse(row.get(2)).map_err(HandlerError::internal)?;
+    let role = Role::parse(row.get("role")).map_err(HandlerError::internal)?;
     Ok((
         Holder {
-            user_id: UserId(row.get(0)),
+            user_id: UserId(row.get("id")),
             username: username.to_owned(),
             role,
-            provider: row.get::<_, Option<i64>>(3).map(ProviderId),
-            epoch: row.get(5),
+            provider: row.get::<_, Option<i64>>("provider_id").map(ProviderId),
+            epoch: row.get("session_epoch"),
         },
-        row.get(4),
+        row.get("apartments_version"),
     ))
 }
 
@@ -131,8 +132,8 @@ async fn apartments(
     let apartments: Vec<Apartment> = rows
         .iter()
         .map(|r| Apartment {
-            id: ApartmentId(r.get(0)),
-            address: r.get(1),
+            id: ApartmentId(r.get("id")),
+            address: r.get("address"),
         })
         .collect();
     services

@@ -121,18 +121,18 @@ pub async fn reserve(
             client.query_opt(&user, &user_params),
         )?;
         drop(client);
-        match verdict.get::<_, &str>(0) {
+        match verdict.get::<_, &str>("verdict") {
             "go" => return Ok(Granted { lease, user: row }),
             "locked" => {
                 services.metrics.login_locked();
-                let scope: String = verdict.get(1);
-                let until: DateTime<Utc> = verdict.get(2);
+                let scope: String = verdict.get("scope");
+                let until: DateTime<Utc> = verdict.get("until");
                 return Err(locked(&scope, until));
             }
             // Past the username's ceiling: wait for the next turn if it comes soon enough,
             // else say when it does (the attempt is not counted).
             "slow" => {
-                let until: DateTime<Utc> = verdict.get(2);
+                let until: DateTime<Utc> = verdict.get("until");
                 let ahead = (until - Utc::now()).to_std().unwrap_or_default();
                 if !held {
                     held = true;

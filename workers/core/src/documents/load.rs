@@ -26,11 +26,11 @@ async fn apartment(
             &[&id.0],
         )
         .await?;
-    let currency = Currency::parse(row.get(1)).map_err(HandlerError::internal)?;
+    let currency = Currency::parse(row.get("currency")).map_err(HandlerError::internal)?;
     Ok((
         Apartment {
             id,
-            address: row.get(0),
+            address: row.get("address"),
         },
         currency,
     ))
@@ -59,7 +59,7 @@ pub async fn receipt(
     let (apartment, _) = apartment(client, apartment_id).await?;
     let bills = client
         .query(
-            "SELECT b.id, b.utility, v.name, b.period_start, b.period_end, b.amount
+            "SELECT b.id, b.utility, v.name AS provider, b.period_start, b.period_end, b.amount
              FROM bills b JOIN providers v ON v.id = b.provider_id
              WHERE b.payment_id = $1 ORDER BY b.id",
             &[&payment],
@@ -67,20 +67,20 @@ pub async fn receipt(
         .await?
         .iter()
         .map(|r| ReceiptBill {
-            bill_id: BillId(r.get(0)),
-            utility: utility(r.get(1)),
-            provider: r.get(2),
-            period_start: r.get(3),
-            period_end: r.get(4),
-            amount: r.get(5),
+            bill_id: BillId(r.get("id")),
+            utility: utility(r.get("utility")),
+            provider: r.get("provider"),
+            period_start: r.get("period_start"),
+            period_end: r.get("period_end"),
+            amount: r.get("amount"),
         })
         .collect();
     Ok(Some(Receipt {
         apartment,
         payment_id: payment,
-        paid_at: row.get(0),
-        currency: Currency::parse(row.get(2)).map_err(HandlerError::internal)?,
-        total: row.get(1),
+        paid_at: row.get("paid_at"),
+        currency: Currency::parse(row.get("currency")).map_err(HandlerError::internal)?,
+        total: row.get("total"),
         bills,
     }))
 }
@@ -93,7 +93,7 @@ pub async fn bill(
 ) -> Result<Option<Bill>, HandlerError> {
     let Some(row) = client
         .query_opt(
-            "SELECT v.name, s.account_number, b.utility, b.period_start, b.period_end, b.due_date,
+            "SELECT v.name AS provider, s.account_number, b.utility, b.period_start, b.period_end, b.due_date,
                     b.issued_at, b.status, b.currency, b.amount, b.late_fee_of, b.payment_id, b.lines
              FROM bills b JOIN providers v ON v.id = b.provider_id
                   LEFT JOIN service_accounts s ON s.id = b.account_id
@@ -105,10 +105,13 @@ pub async fn bill(
         return Ok(None);
     };
     let (apartment, _) = apartment(client, apartment_id).await?;
-    let code: String = row.get(2);
-    let (period_start, period_end, total): (NaiveDate, NaiveDate, Decimal) =
-        (row.get(3), row.get(4), row.get(9));
-    let lines = match row.get::<_, Option<serde_json::Value>>(12) {
+    let code: String = row.get("utility");
+    let (period_start, period_end, total): (NaiveDate, NaiveDate, Decimal) = (
+        row.get("period_start"),
+        row.get("period_end"),
+        row.get("amount"),
+    );
+    let lines = match row.get::<_, Option<serde_json::Value>>("lines") {
         Some(lines) => serde_json::from_value::<Vec<StoredLine>>(lines)
             .map_err(HandlerError::internal)?
             .into_iter()
@@ -131,18 +134,18 @@ pub async fn bill(
     Ok(Some(Bill {
         apartment,
         bill_id: bill,
-        provider: row.get(0),
-        account_number: row.get(1),
+        provider: row.get("provider"),
+        account_number: row.get("account_number"),
         utility: utility(&code),
         period_start,
         period_end,
-        due_date: row.get(5),
-        issued_at: row.get(6),
-        status: row.get(7),
-        currency: Currency::parse(row.get(8)).map_err(HandlerError::internal)?,
+        due_date: row.get("due_date"),
+        issued_at: row.get("issued_at"),
+        status: row.get("status"),
+        currency: Currency::parse(row.get("currency")).map_err(HandlerError::internal)?,
         total,
-        late_fee_of: row.get::<_, Option<i64>>(10).map(BillId),
-        payment_id: row.get(11),
+        late_fee_of: row.get::<_, Option<i64>>("late_fee_of").map(BillId),
+        payment_id: row.get("payment_id"),
         lines,
     }))
 }
@@ -160,7 +163,7 @@ struct StoredLine {
 /// voided, and each payment's part for each provider. In time order, then bills before voids
 /// before payments, then by reference.
 const CHANGES: &str = "
-    SELECT v.name, b.issued_at AS at, 0 AS kind, b.id::text AS reference, b.amount,
+    SELECT v.name AS provider, b.issued_at AS at, 0 AS kind, b.id::text AS reference, b.amount,
            b.utility, b.period_start, b.period_end, b.late_fee_of, NULL::text AS bills
     FROM bills b JOIN providers v ON v.id = b.provider_id
     WHERE b.apartment_id = $1 AND b.issued_at < $2
@@ -193,9 +196,9 @@ pub async fn statement(
     let rows = client.query(CHANGES, &[&apartment_id.0, &end]).await?;
     let mut accounts: BTreeMap<String, ProviderAccount> = BTreeMap::new();
     for row in &rows {
-        let provider: String = row.get(0);
-        let at: DateTime<Utc> = row.get(1);
-        let amount: Decimal = row.get(4);
+        let provider: String = row.get("provider");
+        let at: DateTime<Utc> = row.get("at");
+        let amount: Decimal = row.get("amount");
         let account = accounts
             .entry(provider.clone())
             .or_insert_with(|| ProviderAccount {
@@ -212,16 +215,16 @@ pub async fn statement(
             account.closing += amount;
             continue;
         }
-        let reference: String = row.get(3);
-        let (kind, description) = match row.get::<_, i32>(2) {
+        let reference: String = row.get("reference");
+        let (kind, description) = match row.get::<_, i32>("kind") {
             0 => {
                 account.charged += amount;
                 let what = format!(
                     "{}, {}",
-                    utility(row.get(5)),
-                    period(row.get(6), row.get(7))
+                    utility(row.get("utility")),
+                    period(row.get("period_start"), row.get("period_end"))
                 );
-                let description = match row.get::<_, Option<i64>>(8) {
+                let description = match row.get::<_, Option<i64>>("late_fee_of") {
                     Some(of) => format!("late fee on bill {of} ({what})"),
                     None => what,
                 };
@@ -233,7 +236,7 @@ pub async fn statement(
             }
             _ => {
                 account.paid -= amount;
-                let bills: String = row.get(9);
+                let bills: String = row.get("bills");
                 let noun = if bills.contains(',') { "bills" } else { "bill" };
                 (EntryKind::Payment, format!("payment of {noun} {bills}"))
             }

@@ -210,15 +210,15 @@ async fn bound_statements(
 }
 
 fn issued(kind: Kind, format: Format, row: &tokio_postgres::Row) -> Result<Issued, HandlerError> {
-    let sha256: &[u8] = row.get(2);
+    let sha256: &[u8] = row.get("sha256");
     Ok(Issued {
-        id: row.get(0),
+        id: row.get("id"),
         kind,
         format,
-        object_key: row.get(1),
+        object_key: row.get("object_key"),
         sha256: sha256.try_into().map_err(HandlerError::internal)?,
-        bytes: row.get(3),
-        created_at: row.get(4),
+        bytes: row.get("bytes"),
+        created_at: row.get("created_at"),
     })
 }
 

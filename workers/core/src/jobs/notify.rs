@@ -46,12 +46,12 @@ pub async fn failed(pool: &Pool, limit: i64) -> anyhow::Result<Vec<Failed>> {
     Ok(rows
         .iter()
         .map(|r| Failed {
-            id: r.get(0),
-            user_id: r.get(1),
-            event: r.get(2),
-            created_at: r.get(3),
-            attempts: r.get(4),
-            last_error: r.get(5),
+            id: r.get("id"),
+            user_id: r.get("user_id"),
+            event: r.get("event"),
+            created_at: r.get("created_at"),
+            attempts: r.get("attempts"),
+            last_error: r.get("last_error"),
         })
         .collect())
 }

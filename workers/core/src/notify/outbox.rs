@@ -60,7 +60,8 @@ const TAKE: &str = "WITH due AS (
     SET mail_status = 'sending', attempts = n.attempts + 1, next_attempt_at = now() + make_interval(secs => $3)
     FROM due WHERE n.id = due.id
     RETURNING n.id, n.event, n.data, n.mail_to, n.attempts,
-              (SELECT coalesce(u.display_name, u.username) FROM users u WHERE u.id = n.user_id), n.user_id";
+              (SELECT coalesce(u.display_name, u.username) FROM users u WHERE u.id = n.user_id) AS name,
+              n.user_id";
 
 const SENT: &str = "UPDATE notifications n
     SET mail_status = 'sent', sent_at = now(), message_id = $2, last_error = NULL, next_attempt_at = NULL,
@@ -136,13 +137,13 @@ async fn take(services: &Services, only: Option<&[i64]>) -> anyhow::Result<Vec<T
     Ok(rows
         .iter()
         .map(|r| Taken {
-            id: r.get(0),
-            event: r.get(1),
-            data: r.get(2),
-            to: r.get(3),
-            attempts: r.get(4),
-            name: r.get(5),
-            user: r.get(6),
+            id: r.get("id"),
+            event: r.get("event"),
+            data: r.get("data"),
+            to: r.get("mail_to"),
+            attempts: r.get("attempts"),
+            name: r.get("name"),
+            user: r.get("user_id"),
         })
         .collect())
 }

@@ -222,18 +222,18 @@ impl Route for Request {
                         format!("you have no apartment {apartment}"),
                     ));
                 };
-                if row.get::<_, String>(1) != currency {
+                if row.get::<_, String>("currency") != currency {
                     return Err(HandlerError::rejected(
                         ErrorCode::Conflict,
                         format!(
                             "apartment {apartment} is billed in {}, the provider bills in {currency}",
-                            row.get::<_, String>(1)
+                            row.get::<_, String>("currency")
                         ),
                     ));
                 }
                 LinkedApartment {
                     id: apartment,
-                    address: row.get(0),
+                    address: row.get("address"),
                 }
             }
             None => {

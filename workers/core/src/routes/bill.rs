@@ -84,7 +84,7 @@ impl Route for Request {
         // Rows written before bills had an `open` state call it `unpaid`.
         let events = client
             .query(
-                "SELECT occurred_at, CASE new_state->>'status' WHEN 'unpaid' THEN 'open' ELSE new_state->>'status' END
+                "SELECT occurred_at AS at, CASE new_state->>'status' WHEN 'unpaid' THEN 'open' ELSE new_state->>'status' END AS status
                  FROM audit_events
                  WHERE entity = 'bill' AND entity_id = $1 AND action IN ('created', 'status_changed')
                  ORDER BY id",
@@ -93,13 +93,13 @@ impl Route for Request {
             .await?
             .iter()
             .map(|r| Event {
-                at: r.get(0),
-                status: r.get(1),
+                at: r.get("at"),
+                status: r.get("status"),
             })
             .collect();
         Request::reply(&BillData {
             bill,
-            lines: row.get(10),
+            lines: row.get("lines"),
             events,
         })
     }

@@ -72,14 +72,14 @@ impl Route for Request {
                 format!("provider {} has no bill {bill}", self.provider_id),
             ));
         };
-        let voided_at: DateTime<Utc> = match row.get::<_, &str>(0) {
+        let voided_at: DateTime<Utc> = match row.get::<_, &str>("status") {
             "paid" => {
                 return Err(HandlerError::rejected(
                     ErrorCode::AlreadyPaid,
                     format!("bill {bill} is paid; a paid bill cannot be voided"),
                 ));
             }
-            "void" => row.get::<_, Option<DateTime<Utc>>>(1).ok_or_else(|| {
+            "void" => row.get::<_, Option<DateTime<Utc>>>("voided_at").ok_or_else(|| {
                 HandlerError::internal(anyhow::anyhow!("void bill {bill} without voided_at"))
             })?,
             _ => {
@@ -91,7 +91,7 @@ impl Route for Request {
                     )
                     .await?
                     .get(0);
-                let apartment: Option<i64> = row.get(2);
+                let apartment: Option<i64> = row.get("apartment_id");
                 bump_apartments(tx, &apartment.into_iter().collect::<Vec<_>>()).await?;
                 voided_at
             }

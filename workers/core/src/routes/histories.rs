@@ -257,7 +257,7 @@ async fn load(
 ) -> Result<Vec<SettledBill>, HandlerError> {
     let statement = client
         .prepare_cached(&format!(
-            "SELECT {BILL_COLUMNS}, pay.paid_at, pay.id
+            "SELECT {BILL_COLUMNS}, pay.paid_at, pay.id AS payment_id
              FROM bills b JOIN providers p ON p.id = b.provider_id JOIN payments pay ON pay.id = b.payment_id
              WHERE b.apartment_id = $1 AND b.status = 'paid'
              ORDER BY pay.paid_at, b.id"
@@ -268,8 +268,8 @@ async fn load(
         .map(|row| {
             Ok(SettledBill {
                 bill: BillView::from_row(row)?,
-                paid_at: row.get(10),
-                payment_id: row.get(11),
+                paid_at: row.get("paid_at"),
+                payment_id: row.get("payment_id"),
             })
         })
         .collect()

@@ -70,9 +70,9 @@ impl Route for Request {
                     &[&user.0],
                 )
                 .await?;
-            let username: Option<String> = row.get(0);
-            let email: Option<String> = row.get(1);
-            let verified: bool = row.get(2);
+            let username: Option<String> = row.get("username");
+            let email: Option<String> = row.get("email");
+            let verified: bool = row.get("email_verified");
             // The last mail, recorded while the account still has an address.
             mail = notify::record(
                 tx,

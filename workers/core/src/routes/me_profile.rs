@@ -137,9 +137,10 @@ impl Route for Request {
                     &[&user.0],
                 )
                 .await?;
-            let (old, verified): (Option<String>, bool) = (row.get(0), row.get(1));
-            let mut stored: Value = row.get(2);
-            let username: Option<String> = row.get(3);
+            let (old, verified): (Option<String>, bool) =
+                (row.get("email"), row.get("email_verified"));
+            let mut stored: Value = row.get("notification_preferences");
+            let username: Option<String> = row.get("username");
             if let Some(email) = self.email.as_ref().filter(|e| old.as_ref() != Some(*e)) {
                 accounts::throttle(
                     tx,

@@ -89,8 +89,8 @@ impl Route for Request {
         let web_url = &cx.services.mail.config.web_url;
         let mut notifications = Vec::with_capacity(rows.len());
         for row in rows {
-            let event: String = row.get(1);
-            let data: Value = row.get(3);
+            let event: String = row.get("event");
+            let data: Value = row.get("data");
             let rendered = templates::render(
                 Event::parse(&event).map_err(HandlerError::internal)?,
                 &data,
@@ -99,9 +99,9 @@ impl Route for Request {
             )
             .map_err(HandlerError::Internal)?;
             notifications.push(Notification {
-                id: row.get(0),
+                id: row.get("id"),
                 event,
-                at: row.get(2),
+                at: row.get("created_at"),
                 subject: rendered.subject,
                 body: rendered.text,
                 data,

@@ -71,7 +71,7 @@ impl Route for Request {
             .await?;
         let mut mail = None;
         if let Some(row) = user {
-            let (user, username) = (UserId(row.get(0)), row.get::<_, String>(1));
+            let (user, username) = (UserId(row.get("id")), row.get::<_, String>("username"));
             // Keyed by the request: the same request again records nothing new.
             let key = format!("reset:{}", cx.call.request_id);
             let seen = tx

@@ -229,7 +229,8 @@ const CLAIMED: &str =
 
 /// The bills, locked in id order, with what the receipts name of them.
 const LOCK_BILLS: &str =
-    "SELECT b.id, b.apartment_id, b.status, b.amount, v.name, replace(b.utility, '_', ' '), b.currency
+    "SELECT b.id, b.apartment_id, b.status, b.amount, b.currency, v.name AS provider,
+        replace(b.utility, '_', ' ') AS utility
     FROM bills b JOIN providers v ON v.id = b.provider_id
     WHERE b.id = ANY($1) ORDER BY b.id FOR UPDATE OF b";
 
@@ -470,7 +471,7 @@ async fn lock(tx: &deadpool_postgres::Client, keys: &Keys) -> Result<Locked, Han
         .zip(&epoch_rows)
         .filter_map(|(user, rows)| Some((*user, rows.first()?.get(0))))
         .collect();
-    let claimed_now: HashSet<Uuid> = claimed_now.iter().map(|r| r.get(0)).collect();
+    let claimed_now: HashSet<Uuid> = claimed_now.iter().map(|r| r.get("request_id")).collect();
     let earlier: Vec<Uuid> = keys
         .request_ids
         .iter()
@@ -490,15 +491,15 @@ async fn lock(tx: &deadpool_postgres::Client, keys: &Keys) -> Result<Locked, Han
     let bills: HashMap<i64, Held> = bill_rows
         .iter()
         .map(|r| {
-            let currency = Currency::parse(r.get(6)).map_err(HandlerError::internal)?;
+            let currency = Currency::parse(r.get("currency")).map_err(HandlerError::internal)?;
             Ok((
-                r.get(0),
+                r.get("id"),
                 Held {
-                    apartment: r.get(1),
-                    status: r.get::<_, String>(2),
-                    money: Money::new(r.get(3), currency),
-                    provider: r.get(4),
-                    utility: r.get(5),
+                    apartment: r.get("apartment_id"),
+                    status: r.get("status"),
+                    money: Money::new(r.get("amount"), currency),
+                    provider: r.get("provider"),
+                    utility: r.get("utility"),
                 },
             ))
         })

@@ -65,8 +65,9 @@ impl Route for Request {
         let tx = client.transaction().await?;
         let Some(token) = tx
             .query_opt(
-                "SELECT user_id, family, epoch, expires_at > now(), rotated_by, revoked_at IS NOT NULL,
-                        rotated_at > now() - make_interval(secs => $2)
+                "SELECT user_id, family, epoch, expires_at > now() AS live, rotated_by,
+                        revoked_at IS NOT NULL AS revoked,
+                        rotated_at > now() - make_interval(secs => $2) AS lately
                  FROM refresh_tokens WHERE hash = $1 FOR UPDATE",
                 &[&hash, &REDELIVERY_WINDOW.as_secs_f64()],
             )
@@ -76,11 +77,15 @@ impl Route for Request {
         };
         // A refresh token that was issued: the reply may make the queue.
         cx.vouch();
-        let user = UserId(token.get(0));
-        let family: Uuid = token.get(1);
-        let epoch: i32 = token.get(2);
-        let (live, rotated_by, revoked, lately): (bool, Option<Uuid>, bool, Option<bool>) =
-            (token.get(3), token.get(4), token.get(5), token.get(6));
+        let user = UserId(token.get("user_id"));
+        let family: Uuid = token.get("family");
+        let epoch: i32 = token.get("epoch");
+        let (live, rotated_by, revoked, lately): (bool, Option<Uuid>, bool, Option<bool>) = (
+            token.get("live"),
+            token.get("rotated_by"),
+            token.get("revoked"),
+            token.get("lately"),
+        );
         let row = tx
             .query_opt(
                 "SELECT id, password_hash, role, provider_id, apartments_version, session_epoch, username
@@ -91,7 +96,7 @@ impl Route for Request {
         let Some(row) = row else {
             return Err(refused("this account no longer exists"));
         };
-        if revoked || !live || row.get::<_, i32>(5) != epoch {
+        if revoked || !live || row.get::<_, i32>("session_epoch") != epoch {
             return Err(refused("this session has ended"));
         }
         let next = cx.services.tokens.derive(
@@ -138,7 +143,7 @@ impl Route for Request {
         }
         let refresh = accounts::issue_refresh(&tx, user, epoch, Some(family), next).await?;
         tx.commit().await?;
-        let username: String = row.get(6);
+        let username: String = row.get("username");
         let (holder, apartments_version) = crate::accounts::sign_in::row_holder(&row, &username)?;
         let data = crate::accounts::sign_in::signed_in(
             cx.services,

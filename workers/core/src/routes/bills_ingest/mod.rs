@@ -457,7 +457,7 @@ async fn bills(
         .await?;
     let mut ids: HashMap<String, (BillId, &'static str)> = created
         .iter()
-        .map(|r| (r.get(0), (BillId(r.get(1)), "created")))
+        .map(|r| (r.get("external_id"), (BillId(r.get("id")), "created")))
         .collect();
     let again: Vec<&str> = external
         .iter()
@@ -472,12 +472,14 @@ async fn bills(
             )
             .await?;
         for row in &stored {
-            let external_id: String = row.get(0);
+            let external_id: String = row.get("external_id");
             let index = items
                 .iter()
                 .position(|i| i.external_id == external_id)
                 .unwrap_or_default();
-            if row.get::<_, Option<&[u8]>>(2) != Some(content_hash(&items[index]).as_slice()) {
+            if row.get::<_, Option<&[u8]>>("content_hash")
+                != Some(content_hash(&items[index]).as_slice())
+            {
                 return Err(HandlerError::rejected(
                     ErrorCode::Conflict,
                     format!(
@@ -486,7 +488,7 @@ async fn bills(
                     ),
                 ));
             }
-            ids.insert(external_id, (BillId(row.get(1)), "unchanged"));
+            ids.insert(external_id, (BillId(row.get("id")), "unchanged"));
         }
     }
     items
