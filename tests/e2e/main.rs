@@ -15,6 +15,7 @@ mod metrics;
 mod pool;
 mod reply_queues;
 mod restore;
+mod sessions;
 mod sizes;
 mod sweeper;
 mod walkthrough;
