@@ -3,8 +3,7 @@
 //! account.
 
 use qbill_core::config::AnonymousLimits;
-use qbill_core::envelope::{SOURCE_IP_MARKER, attribute};
-use qbill_tests::{count, link_token, message, wait_for_mails};
+use qbill_tests::{count, link_token, wait_for_mails};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -18,16 +17,7 @@ fn unique(prefix: &str) -> String {
 
 /// An anonymous request from `address`, as the gateway enqueues it.
 async fn from(f: &Fixture, address: &str, route: &str, fields: Value) -> Value {
-    let mut body = json!({ "queue_name": f.queue.to_string(), "request_id": Uuid::new_v4() });
-    body.as_object_mut()
-        .unwrap()
-        .extend(fields.as_object().cloned().unwrap());
-    let mut inbound = message(route, None, None, body);
-    inbound.attributes.insert(
-        attribute::SOURCE_IP.into(),
-        format!("{SOURCE_IP_MARKER}{address}"),
-    );
-    f.send(inbound).await
+    f.send(f.addressed(route, None, fields, address)).await
 }
 
 fn signup() -> Value {

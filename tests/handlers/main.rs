@@ -77,6 +77,35 @@ impl Fixture {
         self.send(message(route, apartment, token, body)).await
     }
 
+    /// A request of a route without an apartment as the gateway enqueues it for a caller at
+    /// `address`: with the `Authorization` header when there is a token.
+    pub fn addressed(
+        &self,
+        route: &str,
+        token: Option<&str>,
+        fields: Value,
+        address: &str,
+    ) -> qbill_core::envelope::InboundMessage {
+        use qbill_core::envelope::{AUTHORIZATION_MARKER, SOURCE_IP_MARKER, attribute};
+        let mut body =
+            json!({ "queue_name": self.queue.to_string(), "request_id": Uuid::new_v4() });
+        body.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().cloned().unwrap_or_default());
+        let mut inbound = message(route, None, None, body);
+        inbound.attributes.insert(
+            attribute::SOURCE_IP.into(),
+            format!("{SOURCE_IP_MARKER}{address}"),
+        );
+        if let Some(token) = token {
+            inbound.attributes.insert(
+                attribute::AUTHORIZATION.into(),
+                format!("{AUTHORIZATION_MARKER}Bearer {token}"),
+            );
+        }
+        inbound
+    }
+
     /// A login as the gateway would enqueue it for a caller at `address`.
     pub fn login_message(
         &self,

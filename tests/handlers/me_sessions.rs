@@ -2,31 +2,15 @@
 //! refreshed, and only the caller's; a refresh keeps its session, a logout or a password change
 //! ends it; hostile bodies and refused tokens change and show nothing.
 
-use qbill_core::envelope::{AUTHORIZATION_MARKER, SOURCE_IP_MARKER, attribute};
-use qbill_tests::{message, token_for};
+use qbill_tests::token_for;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::{DEMO, DEMO2, Fixture, error_code};
 
-/// A request of a `/me…` route as the gateway enqueues it: the Authorization header (when there
-/// is a token) and the caller's address as attributes, no apartment.
+/// A request of a `/me…` route as the gateway enqueues it.
 async fn ask_me(f: &Fixture, route: &str, token: Option<&str>, fields: Value) -> Value {
-    let mut body = json!({ "queue_name": f.queue.to_string(), "request_id": Uuid::new_v4() });
-    body.as_object_mut()
-        .unwrap()
-        .extend(fields.as_object().cloned().unwrap_or_default());
-    let mut inbound = message(route, None, None, body);
-    inbound.attributes.insert(
-        attribute::SOURCE_IP.into(),
-        format!("{SOURCE_IP_MARKER}198.51.100.40"),
-    );
-    let header = token.map(|t| format!("Bearer {t}")).unwrap_or_default();
-    inbound.attributes.insert(
-        attribute::AUTHORIZATION.into(),
-        format!("{AUTHORIZATION_MARKER}{header}"),
-    );
-    f.send(inbound).await
+    f.send(f.addressed(route, token, fields, "198.51.100.40"))
+        .await
 }
 
 async fn log_in(f: &Fixture, username: &str, password: &str) -> Value {

@@ -4,8 +4,8 @@
 //! the profile route reveals no address, and a deletion leaves no stored reply with the person in
 //! it.
 
-use qbill_core::envelope::{AUTHORIZATION_MARKER, InboundMessage, SOURCE_IP_MARKER, attribute};
-use qbill_tests::{count, link_token, mails_to, message, token_for, wait_for_mails};
+use qbill_core::envelope::InboundMessage;
+use qbill_tests::{count, link_token, mails_to, token_for, wait_for_mails};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -19,16 +19,7 @@ fn unique(prefix: &str) -> String {
 }
 
 fn addressed(f: &Fixture, route: &str, fields: Value, address: &str) -> InboundMessage {
-    let mut body = json!({ "queue_name": f.queue.to_string(), "request_id": Uuid::new_v4() });
-    body.as_object_mut()
-        .unwrap()
-        .extend(fields.as_object().cloned().unwrap_or_default());
-    let mut inbound = message(route, None, None, body);
-    inbound.attributes.insert(
-        attribute::SOURCE_IP.into(),
-        format!("{SOURCE_IP_MARKER}{address}"),
-    );
-    inbound
+    f.addressed(route, None, fields, address)
 }
 
 /// A request of a route without a token, from `address`.
@@ -38,12 +29,8 @@ async fn anonymous(f: &Fixture, route: &str, fields: Value, address: &str) -> Va
 
 /// A request of a `/me…` route with `token`, from `address`.
 async fn me(f: &Fixture, route: &str, token: &str, fields: Value, address: &str) -> Value {
-    let mut inbound = addressed(f, route, fields, address);
-    inbound.attributes.insert(
-        attribute::AUTHORIZATION.into(),
-        format!("{AUTHORIZATION_MARKER}Bearer {token}"),
-    );
-    f.send(inbound).await
+    f.send(f.addressed(route, Some(token), fields, address))
+        .await
 }
 
 /// A household that signed up and verified its address: (id, username, email, token).
