@@ -630,11 +630,7 @@ fn docs_replies(operations: &[Operation]) -> String {
             continue;
         }
         let schema = (op.reply)(&mut generator).to_value();
-        let required: Vec<&str> = schema
-            .get("required")
-            .and_then(Value::as_array)
-            .map(|r| r.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+        let required = names(schema.get("required"));
         let fields: Vec<String> = schema
             .get("properties")
             .and_then(Value::as_object)
@@ -660,6 +656,14 @@ fn docs_replies(operations: &[Operation]) -> String {
         );
     }
     out
+}
+
+/// The names in an object schema's `required`, if it has one.
+fn names(required: Option<&Value>) -> Vec<&str> {
+    required
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
 }
 
 /// A schema's description as a doc comment, indented by `indent`.
@@ -747,11 +751,7 @@ fn ts_object(map: &Map<String, Value>, indent: &str) -> anyhow::Result<String> {
             _ => "Record<string, unknown>".to_owned(),
         });
     };
-    let required: Vec<&str> = map
-        .get("required")
-        .and_then(Value::as_array)
-        .map(|r| r.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let required = names(map.get("required"));
     let inner = format!("{indent}  ");
     let mut out = String::from("{\n");
     for (name, schema) in properties {
@@ -798,11 +798,7 @@ fn docs_table(operations: &[Operation]) -> anyhow::Result<String> {
     );
     for op in operations {
         let body = (op.body)(&mut generator).to_value();
-        let required: Vec<&str> = body
-            .get("required")
-            .and_then(Value::as_array)
-            .map(|r| r.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+        let required = names(body.get("required"));
         let mut fields: Vec<String> = Vec::new();
         if let Some(Value::Object(properties)) = body.get("properties") {
             let mut optional = Vec::new();
