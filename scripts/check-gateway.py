@@ -40,6 +40,7 @@ ROUTES = {
     "/apartments/{apartment_id}/utils": "utils",
     "/apartments/{apartment_id}/histories": "histories",
     "/apartments/{apartment_id}/payments": "payments",
+    "/apartments/{apartment_id}/payments/{payment_id}": "payment",
     "/apartments/{apartment_id}/bills/{bill_id}": "bill",
     "/apartments/link": "apartments_link",
     "/providers/{provider_id}/bills": "bills_ingest",
@@ -69,10 +70,15 @@ POLLS = [
     "/auth/{queue_name}",
     "/apartments/{apartment_id}/utils/{queue_name}",
     "/apartments/{apartment_id}/histories/{queue_name}",
-    "/apartments/{apartment_id}/payments/{queue_name}",
     "/replies/{queue_name}",
 ]
-CONTRACT = {**{path: ["post"] for path in ROUTES}, **{path: ["get"] for path in POLLS}}
+# The payments processor's webhooks: no token, no reply queue, the raw body and its signature.
+WEBHOOKS = {"/webhooks/stripe": "stripe_webhook"}
+CONTRACT = {
+    **{path: ["post"] for path in ROUTES},
+    **{path: ["get"] for path in POLLS},
+    **{path: ["post"] for path in WEBHOOKS},
+}
 # The routes taken without a token (TOKENLESS) pass no Authorization header; every other route
 # passes the header and requires it (a request without one is refused by the gateway, never
 # enqueued). Every route passes the caller's address (for the throttles).
@@ -96,6 +102,9 @@ def main() -> None:
     for path, item in document["paths"].items():
         operation = item.get("post")
         if not operation:
+            continue
+        if path in WEBHOOKS:
+            check_webhook(path, operation, WEBHOOKS[path])
             continue
         # One name per operation: the operationId is the route attribute the worker dispatches on.
         route = operation["operationId"]
@@ -126,6 +135,22 @@ def main() -> None:
         f"gateway-config: valid OpenAPI {document['openapi']} as Terraform renders it ({len(document['paths'])} paths, {operations} operations"
         f" of which {preflights} CORS preflights allowing {TERRAFORM_LIKE['allowed_origin']})"
     )
+
+
+def check_webhook(path: str, operation: dict, route: str) -> None:
+    """A webhook passes the body untouched and the signature header, takes no token, and is
+    answered 200 only once enqueued."""
+    assert operation["operationId"] == route, f"POST {path}: operationId"
+    templates = operation["x-amazon-apigateway-integration"]["requestTemplates"]
+    assert "application/json; charset=utf-8" in templates, f"POST {path}: the processor's content type"
+    for template in templates.values():
+        assert ROUTE_ATTRIBUTE.findall(template) == [route], f"POST {path}: route attribute"
+        assert "MessageBody=$util.urlEncode($input.body)&" in template, f"POST {path}: the raw body"
+        assert "Name=stripe_signature&" in template, f"POST {path}: the signature"
+        assert "Name=authorization&" not in template, f"POST {path}: takes no token"
+    responses = operation["x-amazon-apigateway-integration"]["responses"]
+    assert responses["default"]["statusCode"] == "200", f"POST {path}: 200 once enqueued"
+    assert any(r["statusCode"] == "502" for r in responses.values()), f"POST {path}: 502 when not enqueued"
 
 
 OVERRIDE = re.compile(r"#set\(\$context\.responseOverride\.status = (\d{3})\)")
@@ -316,6 +341,11 @@ def check_cors(document: dict, origin: str) -> None:
     no_wildcard(document, "")
 
     for path, item in document["paths"].items():
+        if path in WEBHOOKS:
+            # Server to server: no browser may call it, so no preflight and no CORS header.
+            assert "options" not in item, f"{path}: a webhook has no CORS preflight"
+            assert ALLOW_ORIGIN not in json.dumps(item), f"{path}: a webhook allows no origin"
+            continue
         methods = sorted(m.upper() for m in item if m != "options")
         assert "options" in item, f"{path} has no OPTIONS (CORS preflight)"
         for method, operation in item.items():

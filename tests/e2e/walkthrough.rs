@@ -33,7 +33,7 @@ async fn the_demo_walkthrough_works_through_the_gateway() {
     let (first, second) = (debts[0][0], debts[0][1]);
     let payment = Uuid::new_v4();
     let receipt = demo
-        .pay(1, &[first, second], payment, REPLY_TIMEOUT)
+        .pay(1, &[first, second], None, payment, REPLY_TIMEOUT)
         .await
         .unwrap();
     assert_eq!(receipt["status"], "ok", "{receipt}");
@@ -60,14 +60,14 @@ async fn the_demo_walkthrough_works_through_the_gateway() {
 
     // Paying one of them again.
     let again = demo
-        .pay(1, &[first], Uuid::new_v4(), REPLY_TIMEOUT)
+        .pay(1, &[first], None, Uuid::new_v4(), REPLY_TIMEOUT)
         .await
         .unwrap();
     assert_eq!(again["error"]["code"], "already_paid", "{again}");
 
     // The same payment request again: the same receipt, one charge.
     let resent = demo
-        .pay(1, &[first, second], payment, REPLY_TIMEOUT)
+        .pay(1, &[first, second], None, payment, REPLY_TIMEOUT)
         .await
         .unwrap();
     assert_eq!(resent, receipt);

@@ -35,7 +35,7 @@ async fn with_redis_stopped_every_route_still_answers_correctly() {
     let utils = demo.utils(2, Uuid::new_v4(), REPLY_TIMEOUT).await.unwrap();
     assert_eq!(bill_ids(&utils["data"]["bills"]).len(), 12, "{utils}");
     let paid = demo
-        .pay(2, &[2081, 2082], Uuid::new_v4(), REPLY_TIMEOUT)
+        .pay(2, &[2081, 2082], None, Uuid::new_v4(), REPLY_TIMEOUT)
         .await
         .unwrap();
     assert_eq!(paid["status"], "ok", "{paid}");
@@ -53,7 +53,7 @@ async fn with_redis_stopped_every_route_still_answers_correctly() {
     let forbidden = demo.utils(3, Uuid::new_v4(), REPLY_TIMEOUT).await.unwrap();
     assert_eq!(forbidden["error"]["code"], "forbidden");
     let again = demo
-        .pay(2, &[2081], Uuid::new_v4(), REPLY_TIMEOUT)
+        .pay(2, &[2081], None, Uuid::new_v4(), REPLY_TIMEOUT)
         .await
         .unwrap();
     assert_eq!(again["error"]["code"], "already_paid");

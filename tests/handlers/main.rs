@@ -5,6 +5,7 @@ mod accounts;
 mod apartments_link;
 mod auth;
 mod cache;
+mod card_payments;
 mod cognito;
 mod documents;
 mod envelope;

@@ -299,7 +299,8 @@ async fn every_payment_and_bill_change_is_audited_with_who_and_which_request() {
                 "created".into(),
                 Some(DEMO.0),
                 None,
-                None
+                // A payment of the ledger mode is settled when it is written.
+                Some("succeeded".into())
             ),
             (
                 "bill".into(),

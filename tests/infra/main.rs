@@ -370,6 +370,8 @@ fn queue_names_and_the_reply_prefix_agree_with_the_workers() {
         overdue_interval_seconds: 0,
         due_soon_interval_seconds: 0,
         notify_interval_seconds: 0,
+        expire_payments_interval_seconds: 0,
+        reconcile_interval_seconds: 0,
     };
     assert_eq!(
         stack.evaluate(stack.local("reply_queue_prefix")),

@@ -357,6 +357,7 @@ async fn the_redis_auth_token_from_secrets_manager_opens_the_cache() {
         cognito: None,
         anonymous: Default::default(),
         documents: Default::default(),
+        payments: Default::default(),
     };
     let engine = qbill_core::Engine::from_config(&config).await.unwrap();
     let key = qbill_core::cache::CacheKey::Apartments {

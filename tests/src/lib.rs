@@ -505,6 +505,8 @@ pub fn sqs_config(request_queue: &str) -> qbill_sqs::SqsConfig {
         overdue_interval_seconds: 0,
         due_soon_interval_seconds: 0,
         notify_interval_seconds: 0,
+        expire_payments_interval_seconds: 0,
+        reconcile_interval_seconds: 0,
     }
 }
 

@@ -8,9 +8,9 @@ import { anonymous, routes as generatedRoutes } from "./routes";
 
 export * from "./replies";
 
-/** The paths that take a POST. */
+/** The paths that take a client's POST (with a JSON body; not the processor's webhooks). */
 export type PostPath = {
-  [P in keyof paths]: paths[P] extends { post: object } ? P : never;
+  [P in keyof paths]: paths[P] extends { post: { requestBody: object } } ? P : never;
 }[keyof paths];
 
 /** The paths that are polled with a GET. */

@@ -166,6 +166,48 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/apartments/{apartment_id}/payments/{payment_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** One payment of the apartment, where it stands and its history (reply kind `payment`; households, operators). */
+        post: operations["payment"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    apartment_id: string;
+                    payment_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/apartments/{apartment_id}/bills/{bill_id}": {
         parameters: {
             query?: never;
@@ -997,6 +1039,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/webhooks/stripe": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The payments processor's events (Stripe's webhooks); verified and applied by the worker, never answered on a queue. */
+        post: operations["stripe_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/{queue_name}": {
         parameters: {
             query?: never;
@@ -1268,97 +1327,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/apartments/{apartment_id}/payments/{queue_name}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Long-polls the reply queue; each reply is handed out once. */
-        get: {
-            parameters: {
-                query?: {
-                    wait?: number;
-                };
-                header?: never;
-                path: {
-                    apartment_id: string;
-                    queue_name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The replies waiting on the queue, possibly none (also when the queue does not exist yet). */
-                200: {
-                    headers: {
-                        "Access-Control-Allow-Origin"?: string;
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Replies"];
-                    };
-                };
-                /** @description The queue name is not a lower-case UUID; no queue was read. */
-                400: {
-                    headers: {
-                        "Access-Control-Allow-Origin"?: string;
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-                /** @description SQS throttled the read; poll again later. */
-                429: {
-                    headers: {
-                        "Access-Control-Allow-Origin"?: string;
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-                /** @description The reply queue could not be read. */
-                502: {
-                    headers: {
-                        "Access-Control-Allow-Origin"?: string;
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        put?: never;
-        post?: never;
-        delete?: never;
-        /** CORS preflight, answered by the gateway. */
-        options: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    apartment_id: string;
-                    queue_name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
-                200: {
-                    headers: {
-                        "Access-Control-Allow-Origin"?: string;
-                        "Access-Control-Allow-Methods"?: string;
-                        "Access-Control-Allow-Headers"?: string;
-                        "Access-Control-Max-Age"?: string;
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/replies/{queue_name}": {
         parameters: {
             query?: never;
@@ -1516,6 +1484,11 @@ export interface components {
         };
         PaymentsRequest: {
             bills_id: number[];
+            payment_method?: string;
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+        };
+        PaymentRequest: {
             queue_name: components["schemas"]["Uuid"];
             request_id: components["schemas"]["Uuid"];
         };
@@ -1802,6 +1775,50 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["PaymentsRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    payment: {
+        parameters: {
+            query?: never;
+            header: {
+                Authorization: string;
+            };
+            path: {
+                apartment_id: string;
+                payment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PaymentRequest"];
             };
         };
         responses: {
@@ -2684,6 +2701,33 @@ export interface operations {
             502: {
                 headers: {
                     "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    stripe_webhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                "Stripe-Signature"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Enqueued. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not enqueued; the processor sends the event again. */
+            502: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content?: never;

@@ -62,7 +62,7 @@ export interface Bill {
   period_end: IsoDate;
   period_start: IsoDate;
   provider: string;
-  /** `open`, `overdue`, `paid` or `void`. */
+  /** `open`, `overdue`, `processing` (reserved by a card payment under way), `paid` or `void`. */
   status: BillStatus;
   utility: string;
 }
@@ -86,7 +86,7 @@ export interface BillData {
   period_end: IsoDate;
   period_start: IsoDate;
   provider: string;
-  /** `open`, `overdue`, `paid` or `void`. */
+  /** `open`, `overdue`, `processing` (reserved by a card payment under way), `paid` or `void`. */
   status: BillStatus;
   utility: string;
 }
@@ -105,7 +105,7 @@ export interface BillLine {
   unit_price: Quantity;
 }
 
-export type BillStatus = "open" | "overdue" | "paid" | "void";
+export type BillStatus = "open" | "overdue" | "processing" | "paid" | "void";
 
 export type Currency = string;
 
@@ -253,12 +253,55 @@ export interface PasswordData {
   password_changed: boolean;
 }
 
+/** The reply's data, kind `payment`. */
+export interface PaymentData {
+  apartment_id: ApartmentId;
+  bills_id: BillId[];
+  /** For Stripe.js, while the payment waits on the household. */
+  client_secret?: string | null;
+  currency: Currency;
+  /** The processor's decline code, for a refused card. */
+  failure_code?: string | null;
+  /** Why, in a sentence for people. */
+  failure_message?: string | null;
+  /** Its changes of status, oldest first. */
+  history: Step[];
+  /** When the money was captured; none until it was. */
+  paid_at: Instant | null;
+  payment_id: Uuid;
+  /**
+   * `succeeded` (the bills are paid), `pending` (waiting for the card: confirm it with
+   * `client_secret`), `requires_action` (the card's bank asks the household: `client_secret`),
+   * `processing` (the processor is at work; a webhook settles it), `failed` (the card was
+   * refused: `failure_code`, `failure_message`; the bills can be paid again) or `canceled`.
+   */
+  status: PaymentStatus;
+  total: Amount;
+}
+
+export type PaymentStatus = "pending" | "requires_action" | "processing" | "succeeded" | "failed" | "canceled";
+
+/** The reply's data, kind `payments`: the payment and where it stands. */
 export interface PaymentsData {
   apartment_id: ApartmentId;
   bills_id: BillId[];
+  /** For Stripe.js, while the payment waits on the household. */
+  client_secret?: string | null;
   currency: Currency;
-  paid_at: Instant;
+  /** The processor's decline code, for a refused card. */
+  failure_code?: string | null;
+  /** Why, in a sentence for people. */
+  failure_message?: string | null;
+  /** When the money was captured; none until it was. */
+  paid_at: Instant | null;
   payment_id: Uuid;
+  /**
+   * `succeeded` (the bills are paid), `pending` (waiting for the card: confirm it with
+   * `client_secret`), `requires_action` (the card's bank asks the household: `client_secret`),
+   * `processing` (the processor is at work; a webhook settles it), `failed` (the card was
+   * refused: `failure_code`, `failure_message`; the bills can be paid again) or `canceled`.
+   */
+  status: PaymentStatus;
   total: Amount;
 }
 
@@ -317,7 +360,7 @@ export interface SettledBill {
   period_end: IsoDate;
   period_start: IsoDate;
   provider: string;
-  /** `open`, `overdue`, `paid` or `void`. */
+  /** `open`, `overdue`, `processing` (reserved by a card payment under way), `paid` or `void`. */
   status: BillStatus;
   utility: string;
 }
@@ -326,6 +369,14 @@ export interface SignupData {
   /** Always `sent`: whether the address was free is not told. */
   email_verification: string;
   user: NewUser;
+}
+
+/** A change of the payment's status, as the audit trail recorded it. */
+export interface Step {
+  at: Instant;
+  status: PaymentStatus;
+  /** Who said so: `request`, `confirm`, `webhook`, `expiry` or `reconcile`. */
+  via: string;
 }
 
 export interface Totals {
@@ -403,6 +454,7 @@ export interface ReplyData {
   notifications: NotificationsData;
   password_reset: ResetData;
   password_reset_confirm: ResetDoneData;
+  payment: PaymentData;
   payments: PaymentsData;
   policy: PolicyData;
   provider: ProviderData;

@@ -7,6 +7,7 @@ export const routes = {
   "/apartments/{apartment_id}/utils": "utils",
   "/apartments/{apartment_id}/histories": "histories",
   "/apartments/{apartment_id}/payments": "payments",
+  "/apartments/{apartment_id}/payments/{payment_id}": "payment",
   "/apartments/{apartment_id}/bills/{bill_id}": "bill",
   "/apartments/link": "apartments_link",
   "/providers/{provider_id}/bills": "bills_ingest",
@@ -60,6 +61,7 @@ export type Kind =
   | "notifications"
   | "password_reset"
   | "password_reset_confirm"
+  | "payment"
   | "payments"
   | "policy"
   | "provider"

@@ -65,7 +65,7 @@ export function receiptView(app: App, apartmentId: number, paymentId: string): H
         h("dt", {}, "Payment"),
         h("dd", { class: "mono", "data-testid": "payment-id" }, receipt.payment_id),
         h("dt", {}, "Paid at"),
-        h("dd", {}, formatInstant(receipt.paid_at)),
+        h("dd", {}, receipt.paid_at ? formatInstant(receipt.paid_at) : `not yet (${receipt.status})`),
         h("dt", {}, "Apartment"),
         h("dd", {}, app.session.apartments.find((a) => a.id === receipt.apartment_id)?.address ?? String(receipt.apartment_id)),
       ),

@@ -258,16 +258,20 @@ impl GatewayClient {
             .await
     }
 
-    /// Pays `bills` of an apartment under `request_id` (reuse it to repeat the payment safely).
+    /// Pays `bills` of an apartment under `request_id` (reuse it to repeat the payment safely),
+    /// with the card `payment_method` if given (else the reply carries the `client_secret` for
+    /// Stripe.js).
     pub async fn pay(
         &mut self,
         apartment: i64,
         bills: &[i64],
+        payment_method: Option<String>,
         request_id: Uuid,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
         let body = payments::Body {
             bills_id: bills.to_vec(),
+            payment_method,
         };
         self.send::<payments::Request>(&[("apartment_id", &apartment)], &body, request_id, timeout)
             .await

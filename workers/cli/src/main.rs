@@ -77,6 +77,20 @@ enum Command {
     /// The notification outbox.
     #[command(subcommand)]
     Notifications(NotificationsCommand),
+    /// Card payments and the processor.
+    #[command(subcommand)]
+    Payments(PaymentsCommand),
+}
+
+#[derive(Subcommand)]
+enum PaymentsCommand {
+    /// Reconciles the processor's intents of the window with the books (settling what a lost
+    /// webhook left pending) and lists every other difference as JSON lines; exits 1 if any.
+    Discrepancies {
+        /// How far back to look, in hours.
+        #[arg(long, default_value_t = 72)]
+        since_hours: i64,
+    },
 }
 
 #[derive(Parser)]
@@ -135,6 +149,18 @@ enum JobsCommand {
     DueSoon,
     /// Sends the outbox's due mails (retrying failed ones whose backoff ran out), once.
     Notify,
+    /// Asks the processor about card payments waiting longer than `--after-minutes`: settles
+    /// those it captured, cancels the rest and releases their bills.
+    ExpirePayments {
+        #[arg(long, default_value_t = 30)]
+        after_minutes: i64,
+    },
+    /// Compares the processor's intents of the last `--since-hours` with the books: settles what a
+    /// lost webhook left pending, reports every other difference.
+    Reconcile {
+        #[arg(long, default_value_t = 72)]
+        since_hours: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -267,6 +293,10 @@ enum ClientRequest {
         apartment: i64,
         #[arg(required = true)]
         bills: Vec<i64>,
+        /// Pays with this test card: the CLI makes the card with the processor's API
+        /// (`QBILL_STRIPE_API_BASE`, `QBILL_STRIPE_PUBLISHABLE_KEY`), as Stripe.js would.
+        #[arg(long, value_name = "NUMBER")]
+        card: Option<String>,
     },
     /// One bill of the apartment, with its lines and events.
     Bill { apartment: i64, bill: i64 },
@@ -422,6 +452,18 @@ async fn main() -> anyhow::Result<()> {
         Command::Admin(command) => admin(command).await,
         Command::Jobs(command) => jobs(command).await,
         Command::Notifications(command) => notifications(command).await,
+        Command::Payments(PaymentsCommand::Discrepancies { since_hours }) => {
+            let engine = Engine::from_config(&EngineConfig::from_env()?).await?;
+            let since = chrono::Utc::now() - chrono::Duration::hours(since_hours);
+            let report = qbill_core::jobs::reconcile::run(&engine.services, since).await?;
+            for discrepancy in &report.discrepancies {
+                println!("{}", serde_json::to_string(discrepancy)?);
+            }
+            if !report.discrepancies.is_empty() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::SweepReplies => {
             let config = SqsConfig::from_env()?;
             let settings =
@@ -515,6 +557,18 @@ async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
             // Mails need the signing key (their links) and the sender: the engine's services.
             let engine = Engine::from_config(&EngineConfig::from_env()?).await?;
             let report = qbill_core::jobs::notify::run(&engine.services).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        JobsCommand::ExpirePayments { after_minutes } => {
+            let engine = Engine::from_config(&EngineConfig::from_env()?).await?;
+            let after = chrono::Duration::minutes(after_minutes);
+            let report = qbill_core::jobs::expire_payments::run(&engine.services, after).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        JobsCommand::Reconcile { since_hours } => {
+            let engine = Engine::from_config(&EngineConfig::from_env()?).await?;
+            let since = chrono::Utc::now() - chrono::Duration::hours(since_hours);
+            let report = qbill_core::jobs::reconcile::run(&engine.services, since).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
     }
@@ -726,8 +780,30 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
                 .histories_page(*apartment, window, cursor.as_deref(), request_id, timeout)
                 .await?
         }
-        ClientRequest::Pay { apartment, bills } => {
-            client.pay(*apartment, bills, request_id, timeout).await?
+        ClientRequest::Pay {
+            apartment,
+            bills,
+            card,
+        } => {
+            let method = match card {
+                Some(number) => Some(
+                    qbill_core::processor::stripe::Stripe::card(
+                        &std::env::var("QBILL_STRIPE_API_BASE")
+                            .unwrap_or_else(|_| "https://api.stripe.com".into()),
+                        &std::env::var("QBILL_STRIPE_PUBLISHABLE_KEY")
+                            .context("--card needs QBILL_STRIPE_PUBLISHABLE_KEY")?,
+                        number,
+                        12,
+                        2034,
+                        "123",
+                    )
+                    .await?,
+                ),
+                None => None,
+            };
+            client
+                .pay(*apartment, bills, method, request_id, timeout)
+                .await?
         }
         ClientRequest::Bill { apartment, bill } => {
             let params: Params = &[("apartment_id", apartment), ("bill_id", bill)];

@@ -25,6 +25,7 @@ pub struct Path {
     pub apartment_id: Option<String>,
     pub provider_id: Option<String>,
     pub bill_id: Option<String>,
+    pub payment_id: Option<String>,
 }
 
 impl Path {
@@ -57,5 +58,12 @@ impl Path {
 
     pub fn bill(&self) -> Result<crate::types::BillId, ParseError> {
         Self::get(&self.bill_id, "bill id", crate::types::BillId::parse)
+    }
+
+    pub fn payment(&self) -> Result<uuid::Uuid, ParseError> {
+        Self::get(&self.payment_id, "payment id", |raw| {
+            uuid::Uuid::parse_str(raw)
+                .map_err(|_| ParseError::new(format!("payment id {raw:?} is not a UUID")))
+        })
     }
 }

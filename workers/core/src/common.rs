@@ -110,7 +110,7 @@ pub struct BillView {
     /// `amount` and `currency`.
     #[serde(flatten)]
     pub money: Money,
-    /// `open`, `overdue`, `paid` or `void`.
+    /// `open`, `overdue`, `processing` (reserved by a card payment under way), `paid` or `void`.
     #[schemars(with = "crate::contract::BillStatus")]
     pub status: String,
     /// Whole days since the due date for an overdue bill, else 0; counted when the bill is read
@@ -166,7 +166,8 @@ impl BillView {
 }
 
 /// The bill columns `BillView::from_row` reads, over `bills b JOIN providers p`.
-pub const BILL_COLUMNS: &str = "b.id AS bill_id, b.utility, p.name AS provider, b.period_start, b.period_end, b.due_date, b.amount, b.currency, b.status, b.late_fee_of";
+pub const BILL_COLUMNS: &str = "b.id AS bill_id, b.utility, p.name AS provider, b.period_start, b.period_end, b.due_date, b.amount, b.currency,
+    CASE WHEN b.reserved_by IS NOT NULL THEN 'processing' ELSE b.status END AS status, b.late_fee_of";
 
 /// The largest reply the engine sends, in bytes of JSON. SQS takes messages of up to 1 MiB, but a
 /// poll through the gateway hands out up to ten replies in one HTTP response, and API Gateway's

@@ -71,6 +71,79 @@ pub struct EngineConfig {
     pub anonymous: AnonymousLimits,
     /// Where documents are kept.
     pub documents: DocumentsConfig,
+    /// How payments move money.
+    pub payments: PaymentsConfig,
+}
+
+/// How payments move money (`QBILL_PAYMENTS`).
+#[derive(Debug, Clone, Default)]
+pub enum PaymentsConfig {
+    /// No processor: a payment settles its bills when it is written. For the benchmark and
+    /// the engine's own tests only; refused on AWS.
+    #[default]
+    Ledger,
+    /// Cards through Stripe (or a server that speaks its API, such as localstripe).
+    Stripe(StripeConfig),
+}
+
+/// Where Stripe's API is and the secrets the worker holds for it.
+#[derive(Debug, Clone)]
+pub struct StripeConfig {
+    /// `https://api.stripe.com` on AWS; the fake's URL locally (`QBILL_STRIPE_API_BASE`).
+    pub api_base: String,
+    pub keys: StripeKeys,
+}
+
+/// The secret key and the webhook signing secrets: from the environment, or from a Secrets
+/// Manager secret read at start (`QBILL_STRIPE_SECRET_ARN`, a JSON object with `secret_key`,
+/// `webhook_secret` and, while one is being rotated in, `previous_webhook_secret`).
+#[derive(Debug, Clone)]
+pub enum StripeKeys {
+    Given {
+        secret_key: SecretString,
+        /// Every secret a webhook may be signed with: the current one, then the one being
+        /// rotated out.
+        webhook_secrets: Vec<SecretString>,
+    },
+    Secret {
+        arn: String,
+    },
+}
+
+impl PaymentsConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let optional = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        Ok(
+            match env_or("QBILL_PAYMENTS", "ledger".to_owned())?.as_str() {
+                "ledger" => Self::Ledger,
+                "stripe" => Self::Stripe(StripeConfig {
+                    api_base: env_or("QBILL_STRIPE_API_BASE", "https://api.stripe.com".to_owned())?
+                        .trim_end_matches('/')
+                        .to_owned(),
+                    keys: match optional("QBILL_STRIPE_SECRET_ARN") {
+                        Some(arn) => StripeKeys::Secret { arn },
+                        None => StripeKeys::Given {
+                            secret_key: env_required("QBILL_STRIPE_SECRET_KEY")?.into(),
+                            webhook_secrets: [
+                                "QBILL_STRIPE_WEBHOOK_SECRET",
+                                "QBILL_STRIPE_PREVIOUS_WEBHOOK_SECRET",
+                            ]
+                            .iter()
+                            .filter_map(|name| optional(name))
+                            .map(SecretString::from)
+                            .collect(),
+                        },
+                    },
+                }),
+                other => bail!("QBILL_PAYMENTS must be stripe or ledger, not {other:?}"),
+            },
+        )
+    }
 }
 
 /// Where Postgres is and how to log in to it.
@@ -285,6 +358,7 @@ impl EngineConfig {
             },
             anonymous: AnonymousLimits::from_env()?,
             documents: DocumentsConfig::from_env()?,
+            payments: PaymentsConfig::from_env()?,
         };
         if config.password_slots == 0 {
             bail!("QBILL_PASSWORD_CHECKS must be at least 1");

@@ -97,7 +97,15 @@ impl JsonSchema for NotificationPreferences {
 
 named! {
     /// A bill's status, in replies.
-    BillStatus = { "type": "string", "enum": ["open", "overdue", "paid", "void"] };
+    BillStatus = { "type": "string", "enum": ["open", "overdue", "processing", "paid", "void"] };
+}
+
+named! {
+    /// A payment's status, in replies.
+    PaymentStatus = {
+        "type": "string",
+        "enum": ["pending", "requires_action", "processing", "succeeded", "failed", "canceled"]
+    };
 }
 
 named! {

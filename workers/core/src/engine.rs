@@ -216,14 +216,41 @@ impl Engine {
             }),
             _ => None,
         });
-        let (now, settled, alone) = futures::join!(
+        // The processor's webhooks: applied, never answered.
+        let webhooks = pending.iter().filter_map(|(i, step)| match step {
+            Step::Webhook => Some(async move {
+                let handled = caught(crate::processor::webhook::handle(
+                    &self.services,
+                    &messages[*i],
+                ))
+                .instrument(spans[*i].clone())
+                .await
+                .unwrap_or_else(|e| Err(HandlerError::Internal(e)));
+                let outcome = match handled {
+                    Ok(_) => Ok(Outcome::Drop),
+                    Err(HandlerError::Transient(e)) => Err(Transient(e)),
+                    // A bug, or a database that refused: a retry may do better, and the
+                    // dead-letter queue keeps it if not.
+                    Err(e) => {
+                        spans[*i].in_scope(|| {
+                            tracing::error!(error = format!("{e:#}"), "a processor webhook failed");
+                        });
+                        Err(Transient(anyhow::anyhow!("{e:#}")))
+                    }
+                };
+                (*i, deliver(*i, outcome).await)
+            }),
+            _ => None,
+        });
+        let (now, settled, alone, webhooks) = futures::join!(
             futures::future::join_all(now),
             settled,
-            futures::future::join_all(alone)
+            futures::future::join_all(alone),
+            futures::future::join_all(webhooks)
         );
 
         let mut delivered: Vec<Option<D>> = (0..messages.len()).map(|_| None).collect();
-        for (i, d) in now.into_iter().chain(settled).chain(alone) {
+        for (i, d) in now.into_iter().chain(settled).chain(alone).chain(webhooks) {
             delivered[i] = Some(d);
         }
         delivered
@@ -236,6 +263,10 @@ impl Engine {
     /// its token or role is refused), else what is left to do.
     fn read(&self, message: &InboundMessage) -> Step {
         let span = tracing::Span::current();
+        if crate::processor::webhook::is_webhook(message) {
+            span.record("billing.kind", crate::processor::webhook::ROUTE);
+            return Step::Webhook;
+        }
         let envelope = match Envelope::parse(message) {
             Ok(envelope) => envelope,
             Err(rejection) => {
@@ -369,6 +400,8 @@ enum Step {
         kind: Kind,
         request: Request,
     },
+    /// A webhook of the payments processor: verified and applied, with no reply.
+    Webhook,
 }
 
 /// The span a message is handled in; its fields are filled as they become known.

@@ -20,6 +20,7 @@ pub mod attribute {
     pub const APARTMENT_ID: &str = "apartment_id";
     pub const PROVIDER_ID: &str = "provider_id";
     pub const BILL_ID: &str = "bill_id";
+    pub const PAYMENT_ID: &str = "payment_id";
     pub const AUTHORIZATION: &str = "authorization";
     pub const GATEWAY_REQUEST_ID: &str = "gateway_request_id";
     pub const REQUEST_TIME: &str = "request_time";
@@ -123,6 +124,7 @@ impl Envelope {
             apartment_id: message.attributes.get(attribute::APARTMENT_ID).cloned(),
             provider_id: message.attributes.get(attribute::PROVIDER_ID).cloned(),
             bill_id: message.attributes.get(attribute::BILL_ID).cloned(),
+            payment_id: message.attributes.get(attribute::PAYMENT_ID).cloned(),
         };
         let request = match kind {
             Kind::Unknown => Err(ParseError::new(format!(

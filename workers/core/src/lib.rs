@@ -21,7 +21,8 @@
 //!   (credentials, signing in, the profile, sessions) and [`activation`] (providers' codes).
 //! - [`reply`]: the JSON that goes back on the client's queue.
 //!
-//! Around them: [`jobs`] (the overdue, due-soon and notify jobs, run on a schedule), [`notify`]
+//! Around them: [`processor`] (card payments through Stripe: the intents, the processor's
+//! webhooks, and its word applied to the books), [`jobs`] (the overdue, due-soon and notify jobs, run on a schedule), [`notify`]
 //! (the outbox of notifications, written in the transaction of the change that causes them, mailed
 //! through SES by [`mail`] and kept as an inbox), [`accounts`] (a household's account on its own: mailed
 //! tokens, refresh tokens, ending sessions, the password policy), [`admin`] (creating users outside
@@ -54,6 +55,7 @@ pub mod metrics;
 pub mod money;
 pub mod notify;
 pub mod password;
+pub mod processor;
 pub mod reply;
 pub mod routes;
 pub mod seed;

@@ -15,6 +15,12 @@
 //! - `qbill_oldest_received_age_seconds`: how long the oldest message of the last receive had
 //!   waited (the pool's; SQS's own figure is a CloudWatch metric only);
 //! - `qbill_sweep_queues_total{action}`, `qbill_sweep_errors_total`: the reply-queue sweep;
+//! - `qbill_payments_total{status,via}`: card payments' changes of status, and who said so
+//!   (`confirm`, `webhook`, `expiry`, `reconcile`);
+//! - `qbill_payment_discrepancies_total{kind}`: what the processor said that the books could not
+//!   take (alarmed on AWS);
+//! - `qbill_webhooks_total{outcome}`: the processor's webhooks, `applied`, `repeat`, `ignored`,
+//!   `forged` or `stale`;
 //! - the password slots and the login throttle's counters of [`Metrics`].
 //!
 //! [`Metrics`] also keeps those last counters as cheap atomics, read as a [`Snapshot`]: the worker
@@ -40,6 +46,9 @@ pub const CACHE: &str = "qbill_cache_total";
 pub const OLDEST_RECEIVED_AGE_SECONDS: &str = "qbill_oldest_received_age_seconds";
 pub const SWEEP_QUEUES: &str = "qbill_sweep_queues_total";
 pub const SWEEP_ERRORS: &str = "qbill_sweep_errors_total";
+pub const PAYMENTS: &str = "qbill_payments_total";
+pub const PAYMENT_DISCREPANCIES: &str = "qbill_payment_discrepancies_total";
+pub const WEBHOOKS: &str = "qbill_webhooks_total";
 const PASSWORD_CHECKS: &str = "qbill_password_checks_total";
 const PASSWORD_WAIT_SECONDS: &str = "qbill_password_wait_seconds";
 const LOGINS_HELD: &str = "qbill_logins_held_total";
@@ -49,6 +58,21 @@ const REPLIES_WITHOUT_QUEUE: &str = "qbill_replies_without_queue_total";
 
 /// Gives every metric its unit and help text; an exporter calls it once it is installed.
 pub fn describe() {
+    describe_counter!(
+        PAYMENTS,
+        Unit::Count,
+        "Card payments' changes of status, by status and by who said so"
+    );
+    describe_counter!(
+        PAYMENT_DISCREPANCIES,
+        Unit::Count,
+        "What the payments processor said that the books could not take, by kind"
+    );
+    describe_counter!(
+        WEBHOOKS,
+        Unit::Count,
+        "The payments processor's webhooks, by outcome"
+    );
     describe_counter!(
         REPLIES,
         Unit::Count,
@@ -129,6 +153,21 @@ pub fn describe() {
 }
 
 /// A reply is ready: its kind, whether it is an error, and how long the engine took.
+/// A card payment changed status, as `via` said.
+pub fn payment_status(status: &str, via: &'static str) {
+    counter!(PAYMENTS, "status" => status.to_owned(), "via" => via).increment(1);
+}
+
+/// The processor said something the books could not take.
+pub fn payment_discrepancy(kind: &'static str) {
+    counter!(PAYMENT_DISCREPANCIES, "kind" => kind).increment(1);
+}
+
+/// A webhook of the processor, and what came of it.
+pub fn webhook(outcome: &'static str) {
+    counter!(WEBHOOKS, "outcome" => outcome).increment(1);
+}
+
 pub fn replied(kind: &'static str, ok: bool, took: Duration) {
     let outcome = if ok { "ok" } else { "error" };
     counter!(REPLIES, "kind" => kind, "outcome" => outcome).increment(1);

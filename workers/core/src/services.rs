@@ -7,11 +7,12 @@ use deadpool_postgres::Pool;
 
 use crate::cache::Cache;
 use crate::cognito::Cognito;
-use crate::config::{AnonymousLimits, DocumentsConfig, EngineConfig, MailConfig};
+use crate::config::{AnonymousLimits, DocumentsConfig, EngineConfig, MailConfig, PaymentsConfig};
 use crate::documents::Files;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::password::Passwords;
+use crate::processor::Processor;
 use crate::store;
 use crate::token::Tokens;
 
@@ -29,6 +30,8 @@ pub struct Services {
     pub anonymous: AnonymousLimits,
     /// Where documents are kept.
     pub files: Files,
+    /// The payments processor; `None` in the ledger mode, where a payment settles when written.
+    pub processor: Option<Arc<Processor>>,
 }
 
 impl Services {
@@ -54,6 +57,9 @@ impl Services {
         .with_mail(config.mail.clone())
         .with_documents(config.documents.clone());
         services.anonymous = config.anonymous;
+        if let PaymentsConfig::Stripe(stripe) = &config.payments {
+            services = services.with_processor(Processor::from_config(stripe).await?);
+        }
         if let Some(cognito) = &config.cognito {
             services = services.with_cognito(Cognito::new(cognito.clone(), reqwest::Client::new()));
         }
@@ -73,7 +79,14 @@ impl Services {
             cognito: None,
             anonymous: AnonymousLimits::default(),
             files: Files::new(DocumentsConfig::default()),
+            processor: None,
         }
+    }
+
+    /// The same services, moving money through `processor`.
+    pub fn with_processor(mut self, processor: Processor) -> Self {
+        self.processor = Some(Arc::new(processor));
+        self
     }
 
     /// The same services, keeping documents as `config` says.

@@ -9,7 +9,8 @@
 //!   batch is deleted and one bad message never holds up the others. Rejected input got its
 //!   error reply and counts as done. EventBridge rules invoke it for the jobs:
 //!   `{"qbill": "overdue"}` marks overdue bills and charges late fees, `{"qbill": "due-soon"}`
-//!   records the due-soon notifications and `{"qbill": "notify"}` sends the outbox's mails.
+//!   records the due-soon notifications and `{"qbill": "notify"}` sends the outbox's mails;
+//!   `{"qbill": "expire-payments"}` and `{"qbill": "reconcile"}` ask the payments processor.
 //! - **admin**: run by an operator only, from inside the VPC: `{"qbill": "migrate"}` applies the
 //!   migrations and `{"qbill": "create-operator"}` creates the first operator from its generated
 //!   secret, both as the database's master user, whose secret only this function can read.
@@ -91,6 +92,17 @@ impl Worker {
                 let report = qbill_core::jobs::notify::run(&self.engine.services).await?;
                 Ok(serde_json::to_value(report)?)
             }
+            Some("expire-payments") => {
+                let after = qbill_core::jobs::expire_payments::AFTER;
+                let report =
+                    qbill_core::jobs::expire_payments::run(&self.engine.services, after).await?;
+                Ok(serde_json::to_value(report)?)
+            }
+            Some("reconcile") => {
+                let since = chrono::Utc::now() - qbill_core::jobs::reconcile::WINDOW;
+                let report = qbill_core::jobs::reconcile::run(&self.engine.services, since).await?;
+                Ok(serde_json::to_value(report)?)
+            }
             Some(command @ ("migrate" | "create-operator")) => anyhow::bail!(
                 "{command:?} is the admin function's (QBILL_FUNCTION=admin), not the worker's"
             ),
@@ -100,7 +112,7 @@ impl Worker {
                 )
             }
             _ => anyhow::bail!(
-                "unknown event: the worker takes an SQS batch or {{\"qbill\": \"overdue\" | \"due-soon\" | \"notify\"}}"
+                "unknown event: the worker takes an SQS batch or {{\"qbill\": \"overdue\" | \"due-soon\" | \"notify\" | \"expire-payments\" | \"reconcile\"}}"
             ),
         }
     }

@@ -32,6 +32,12 @@ pub struct SqsConfig {
     /// it off. Mails go out right after their commit anyway; this retries the ones that failed
     /// and sends those the jobs recorded.
     pub notify_interval_seconds: u64,
+    /// How often each pool runs the card payments' expiry job
+    /// (`qbill_core::jobs::expire_payments`); 0 turns it off.
+    pub expire_payments_interval_seconds: u64,
+    /// How often each pool reconciles the processor's intents with the books
+    /// (`qbill_core::jobs::reconcile`, over its window); 0 turns it off.
+    pub reconcile_interval_seconds: u64,
 }
 
 impl SqsConfig {
@@ -50,6 +56,11 @@ impl SqsConfig {
             overdue_interval_seconds: env_or("QBILL_OVERDUE_INTERVAL_SECONDS", 3600)?,
             due_soon_interval_seconds: env_or("QBILL_DUE_SOON_INTERVAL_SECONDS", 3600)?,
             notify_interval_seconds: env_or("QBILL_NOTIFY_INTERVAL_SECONDS", 10)?,
+            expire_payments_interval_seconds: env_or(
+                "QBILL_EXPIRE_PAYMENTS_INTERVAL_SECONDS",
+                300,
+            )?,
+            reconcile_interval_seconds: env_or("QBILL_RECONCILE_INTERVAL_SECONDS", 3600)?,
         };
         config.validate()?;
         Ok(config)

@@ -169,6 +169,22 @@ impl WorkerPool {
                 async move || shared.notify().await,
             ));
         }
+        if config.expire_payments_interval_seconds > 0 {
+            let shared = self.shared.clone();
+            pollers.spawn(now_and_then(
+                config.expire_payments_interval_seconds,
+                shutdown.clone(),
+                async move || shared.expire_payments().await,
+            ));
+        }
+        if config.reconcile_interval_seconds > 0 {
+            let shared = self.shared.clone();
+            pollers.spawn(now_and_then(
+                config.reconcile_interval_seconds,
+                shutdown.clone(),
+                async move || shared.reconcile().await,
+            ));
+        }
         tracing::info!(workers, queue = %self.shared.queue_url, "worker pool started");
         while let Some(joined) = pollers.join_next().await {
             if let Err(e) = joined {
@@ -303,6 +319,30 @@ impl Shared {
             tracing::warn!(
                 error = format!("{e:#}"),
                 "the notify job failed; it runs again at the next interval"
+            );
+        }
+    }
+
+    /// Expires the card payments that waited too long (two pools at once change each payment
+    /// once).
+    async fn expire_payments(&self) {
+        let after = qbill_core::jobs::expire_payments::AFTER;
+        if let Err(e) = qbill_core::jobs::expire_payments::run(&self.engine.services, after).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "the payments' expiry job failed; it runs again at the next interval"
+            );
+        }
+    }
+
+    /// Reconciles the processor's intents of the window with the books (two pools at once
+    /// settle each payment once).
+    async fn reconcile(&self) {
+        let since = chrono::Utc::now() - qbill_core::jobs::reconcile::WINDOW;
+        if let Err(e) = qbill_core::jobs::reconcile::run(&self.engine.services, since).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "the reconciliation failed; it runs again at the next interval"
             );
         }
     }

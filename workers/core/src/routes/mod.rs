@@ -382,6 +382,8 @@ routes! {
     Histories => histories,
     /// Pay bills: `POST /apartments/{apartment_id}/payments`.
     Payments => payments,
+    /// One payment and its history: `POST /apartments/{apartment_id}/payments/{payment_id}`.
+    Payment => payment,
     /// One bill with its lines and events: `POST /apartments/{apartment_id}/bills/{bill_id}`.
     Bill => bill,
     /// Attach a provider's account to an apartment: `POST /apartments/link`.

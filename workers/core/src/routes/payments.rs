@@ -1,4 +1,9 @@
-//! `payments`: settles the chosen bills of one apartment in one transaction, all or none.
+//! `payments`: pays the chosen bills of one apartment, all or none.
+//!
+//! With a processor (`QBILL_PAYMENTS=stripe`), the transaction records the payment `pending`
+//! and reserves its bills (a reserved bill cannot be in a second payment); after the commit the
+//! processor is asked for the money ([`crate::processor::charge`]), and its answer settles or
+//! releases them. In the ledger mode (the benchmark's) the transaction settles the bills itself.
 //!
 //! Payments are settled in batches (the messages of one receive, up to ten), each payment with
 //! its own outcome; see [`settle`]. The request id is claimed first, inside the transaction: a
@@ -12,7 +17,6 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use schemars::JsonSchema;
-use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio_postgres::types::ToSql;
@@ -26,8 +30,9 @@ use crate::call::Path;
 use crate::common::{ACCESS, Access, access};
 use crate::idempotency;
 use crate::money::Money;
+pub use crate::processor::book::Receipt;
 use crate::services::Services;
-use crate::types::{ApartmentId, BillId, Currency, ParseError, Role, amount};
+use crate::types::{ApartmentId, BillId, Currency, ParseError, Role};
 
 /// How many bills one payment may settle.
 pub const MAX_BILLS_PER_PAYMENT: usize = 100;
@@ -37,6 +42,9 @@ pub struct Request {
     pub apartment: ApartmentId,
     /// Distinct, in the order the client listed them.
     pub bills_id: Vec<BillId>,
+    /// The card to confirm with at once (a PaymentMethod id), or none: the reply then carries
+    /// the `client_secret` for Stripe.js to confirm with.
+    pub payment_method: Option<String>,
 }
 
 #[derive(serde::Deserialize, serde::Serialize, JsonSchema)]
@@ -44,6 +52,11 @@ pub struct Request {
 pub struct Body {
     #[schemars(length(min = 1, max = 100), extend("uniqueItems" = true), inner(range(min = 1)))]
     pub bills_id: Vec<i64>,
+    /// A PaymentMethod the client made with Stripe.js or Stripe's API (`pm_…`), or a card's id
+    /// (`card_…`, from a token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 4, max = 255), regex(pattern = r"^(pm|card)_[A-Za-z0-9_]+$"))]
+    pub payment_method: Option<String>,
 }
 
 impl Route for Request {
@@ -76,9 +89,17 @@ impl Route for Request {
             }
             bills_id.push(id);
         }
+        if let Some(method) = &b.payment_method
+            && !valid_method(method)
+        {
+            return Err(ParseError::new(
+                "`payment_method` must be a PaymentMethod id (pm_ or card_, then letters, digits or _)",
+            ));
+        }
         Ok(Self {
             apartment: path.apartment()?,
             bills_id,
+            payment_method: b.payment_method,
         })
     }
 
@@ -108,17 +129,14 @@ impl Route for Request {
     }
 }
 
-#[derive(Debug, Serialize, JsonSchema)]
-#[schemars(rename = "PaymentsData")]
-pub struct Receipt {
-    pub payment_id: Uuid,
-    pub apartment_id: ApartmentId,
-    pub bills_id: Vec<BillId>,
-    #[serde(with = "amount")]
-    #[schemars(with = "crate::contract::Amount")]
-    pub total: Decimal,
-    pub currency: Currency,
-    pub paid_at: DateTime<Utc>,
+/// Whether `method` looks like a PaymentMethod id (`pm_`) or a card's (`card_`, from a token),
+/// then letters, digits or `_`.
+fn valid_method(method: &str) -> bool {
+    method.len() <= 255
+        && method
+            .strip_prefix("pm_")
+            .or_else(|| method.strip_prefix("card_"))
+            .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
 }
 
 /// One payment of a batch: the call, the request and the caller its token names.
@@ -229,7 +247,7 @@ const CLAIMED: &str =
 
 /// The bills, locked in id order, with what the receipts name of them.
 const LOCK_BILLS: &str =
-    "SELECT b.id, b.apartment_id, b.status, b.amount, b.currency, v.name AS provider,
+    "SELECT b.id, b.apartment_id, b.status, b.reserved_by, b.amount, b.currency, v.name AS provider,
         replace(b.utility, '_', ' ') AS utility
     FROM bills b JOIN providers v ON v.id = b.provider_id
     WHERE b.id = ANY($1) ORDER BY b.id FOR UPDATE OF b";
@@ -241,8 +259,17 @@ const LOCK_APARTMENT: &str = "SELECT 1 FROM apartments WHERE id = $1 FOR NO KEY 
 
 const CLOCK: &str = "SELECT clock_timestamp()";
 
-const INSERT_PAYMENTS: &str = "INSERT INTO payments (id, apartment_id, user_id, request_id, total, currency, paid_at)
-    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::uuid[], $5::numeric[], $6::text[], $7::timestamptz[])";
+/// The payments: `succeeded` in the ledger mode, `pending` with a processor (`$8`: its name, or
+/// `ledger`); each one's bills as a `{…}` array literal.
+const INSERT_PAYMENTS: &str = "INSERT INTO payments (id, apartment_id, user_id, request_id, total, currency, paid_at,
+                                                    created_at, status, processor, bills)
+    SELECT i, a, u, r, t, c, p, p, CASE WHEN $8 = 'ledger' THEN 'succeeded' ELSE 'pending' END, $8, b::bigint[]
+    FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::uuid[], $5::numeric[], $6::text[], $7::timestamptz[], $9::text[])
+         AS x(i, a, u, r, t, c, p, b)";
+
+/// A card payment's bills, reserved by it: `$1` the bills, `$2` the payment of each.
+const RESERVE: &str =
+    "UPDATE bills SET reserved_by = ($2::uuid[])[array_position($1::bigint[], id)] WHERE id = ANY($1)";
 
 /// Every bill of the batch's payments, in one statement (its audit trigger runs once): `$1` the
 /// bills, `$2` the payment of each.
@@ -284,6 +311,8 @@ async fn each<const N: usize>(
 struct Held {
     apartment: Option<i64>,
     status: String,
+    /// The card payment under way that holds it, if any.
+    reserved_by: Option<Uuid>,
     money: Money,
     provider: String,
     utility: String,
@@ -296,16 +325,26 @@ async fn together(
 ) -> Result<Vec<HandlerResult>, HandlerError> {
     let mut client = crate::store::client(&services.store).await?;
     client.set_in_transaction(true);
-    let settled = in_one_transaction(&client, batch).await;
+    let card = services.processor.is_some();
+    let settled = in_one_transaction(&client, batch, card).await;
     if settled.is_ok() || client.batch_execute("ROLLBACK").await.is_ok() {
         client.set_in_transaction(false);
     }
     let Settled {
-        results,
+        mut results,
         mails,
         paid,
     } = settled?;
     drop(client);
+    if let Some(processor) = &services.processor {
+        // After the commit: the processor asked for each card payment's money (a repeat of a
+        // request asks again, and gets the same intent), together.
+        let charges = batch.iter().zip(results.iter_mut()).map(|(payment, result)| async move {
+            let Ok(data) = result else { return };
+            *result = charge(services, processor, data, payment.request.payment_method.as_deref()).await;
+        });
+        futures::future::join_all(charges).await;
+    }
 
     // Only after the commit: the receipts' mails, and the cached reads of the apartments paid
     // for (readers already ignore the old version; this just frees the memory).
@@ -325,6 +364,24 @@ async fn together(
     Ok(results)
 }
 
+/// Asks the processor for the money of the card payment whose reply (recorded, or replayed) is
+/// `data`, and answers with where the payment stands then.
+async fn charge(
+    services: &Services,
+    processor: &crate::processor::Processor,
+    data: &Value,
+    payment_method: Option<&str>,
+) -> HandlerResult {
+    let receipt: Receipt = serde_json::from_value(data.clone()).map_err(HandlerError::internal)?;
+    let client = crate::store::client(&services.store).await?;
+    let payment = crate::processor::book::load(&*client, receipt.payment_id)
+        .await?
+        .ok_or_else(|| HandlerError::internal(anyhow::anyhow!("payment {} is gone", receipt.payment_id)))?;
+    drop(client);
+    let charged = crate::processor::charge(services, processor, payment, payment_method).await?;
+    Request::reply(&Receipt::of(&charged.payment, charged.client_secret))
+}
+
 /// What a batch's transaction did: an outcome per payment, the receipts' mails to send and the
 /// apartments paid for.
 struct Settled {
@@ -338,6 +395,7 @@ struct Settled {
 async fn in_one_transaction(
     tx: &deadpool_postgres::Client,
     batch: &[&Payment<'_>],
+    card: bool,
 ) -> Result<Settled, HandlerError> {
     let keys = Keys::of(batch);
     let mut locked = lock(tx, &keys).await?;
@@ -345,12 +403,21 @@ async fn in_one_transaction(
         mut results,
         accepted,
         released,
-    } = decide(batch, &keys, &mut locked);
+    } = decide(batch, &keys, &mut locked, card);
     let mut mails = Vec::new();
     if accepted.is_empty() && released.is_empty() {
         tx.batch_execute("COMMIT").await?;
     } else {
-        let written = write(tx, &keys, &locked.bills, &accepted, &released).await?;
+        let written = write(
+            tx,
+            &keys,
+            &locked.bills,
+            &accepted,
+            &released,
+            card,
+            locked.paid_at,
+        )
+        .await?;
         mails = written.mails;
         for ((i, _), reply) in accepted.iter().zip(written.data) {
             results[*i] = Some(Ok(reply));
@@ -401,10 +468,7 @@ impl Keys {
         sorted_apartments.sort_unstable();
         sorted_apartments.dedup();
         Self {
-            fingerprints: batch
-                .iter()
-                .map(|p| fingerprint(p.request.apartment, &p.request.bills_id))
-                .collect(),
+            fingerprints: batch.iter().map(|p| fingerprint(p.request)).collect(),
             request_ids: batch.iter().map(|p| p.call.request_id.0).collect(),
             users: batch.iter().map(|p| p.session.user_id.0).collect(),
             apartments,
@@ -497,6 +561,7 @@ async fn lock(tx: &deadpool_postgres::Client, keys: &Keys) -> Result<Locked, Han
                 Held {
                     apartment: r.get("apartment_id"),
                     status: r.get("status"),
+                    reserved_by: r.get("reserved_by"),
                     money: Money::new(r.get("amount"), currency),
                     provider: r.get("provider"),
                     utility: r.get("utility"),
@@ -522,9 +587,9 @@ struct Decided {
     released: Vec<Uuid>,
 }
 
-/// Phase two: each payment's outcome, in the order they came, as if each ran alone: a bill paid by
-/// an earlier payment of the batch is paid for the later ones.
-fn decide(batch: &[&Payment<'_>], keys: &Keys, locked: &mut Locked) -> Decided {
+/// Phase two: each payment's outcome, in the order they came, as if each ran alone: a bill paid (or
+/// reserved, with a processor: `card`) by an earlier payment of the batch is so for the later ones.
+fn decide(batch: &[&Payment<'_>], keys: &Keys, locked: &mut Locked, card: bool) -> Decided {
     let mut results: Vec<Option<HandlerResult>> = Vec::with_capacity(batch.len());
     let mut accepted: Vec<(usize, Receipt)> = Vec::new();
     let mut released: Vec<Uuid> = Vec::new();
@@ -547,20 +612,28 @@ fn decide(batch: &[&Payment<'_>], keys: &Keys, locked: &mut Locked) -> Decided {
                     "request {request_id} was neither claimed now nor before"
                 ))),
             },
-            Ok(access) => price(payment.request, access.currency, &mut locked.bills).map(|total| {
-                accepted.push((
-                    i,
-                    Receipt {
-                        payment_id: Uuid::new_v4(),
-                        apartment_id: payment.request.apartment,
-                        bills_id: payment.request.bills_id.clone(),
-                        total: total.amount(),
-                        currency: total.currency(),
-                        paid_at: locked.paid_at,
-                    },
-                ));
-                None
-            }),
+            Ok(access) => {
+                let payment_id = Uuid::new_v4();
+                let reserve = card.then_some(payment_id);
+                price(payment.request, access.currency, &mut locked.bills, reserve).map(|total| {
+                    accepted.push((
+                        i,
+                        Receipt {
+                            payment_id,
+                            apartment_id: payment.request.apartment,
+                            bills_id: payment.request.bills_id.clone(),
+                            total: total.amount(),
+                            currency: total.currency(),
+                            status: if card { "pending" } else { "succeeded" }.to_owned(),
+                            paid_at: (!card).then_some(locked.paid_at),
+                            client_secret: None,
+                            failure_code: None,
+                            failure_message: None,
+                        },
+                    ));
+                    None
+                })
+            }
         };
         match outcome {
             Ok(replayed) => results.push(replayed.map(Ok)),
@@ -585,19 +658,21 @@ struct Written {
     mails: Vec<i64>,
 }
 
-/// Phase three: the payments, the bills settled, the versions bumped, the receipts kept for
-/// repeats, the refused requests' claims released, the receipts' notifications recorded, and the
-/// commit, in one round trip.
+/// Phase three: the payments, the bills settled (or, with a processor: `card`, reserved), the
+/// versions bumped, the replies kept for repeats, the refused requests' claims released, the
+/// receipts' notifications recorded (once settled), and the commit, in one round trip.
 async fn write(
     tx: &deadpool_postgres::Client,
     keys: &Keys,
     bills: &HashMap<i64, Held>,
     accepted: &[(usize, Receipt)],
     released: &[Uuid],
+    card: bool,
+    now: DateTime<Utc>,
 ) -> Result<Written, HandlerError> {
     let (insert, settle_bills, bump, record, release, receipt) = tokio::try_join!(
         tx.prepare_cached(INSERT_PAYMENTS),
-        tx.prepare_cached(SETTLE),
+        tx.prepare_cached(if card { RESERVE } else { SETTLE }),
         tx.prepare_cached(BUMP),
         tx.prepare_cached(RECORD),
         tx.prepare_cached(RELEASE),
@@ -613,7 +688,18 @@ async fn write(
     let paid_requests: Vec<Uuid> = accepted.iter().map(|(i, _)| keys.request_ids[*i]).collect();
     let totals: Vec<Decimal> = accepted.iter().map(|(_, r)| r.total).collect();
     let currencies: Vec<&str> = accepted.iter().map(|(_, r)| r.currency.as_str()).collect();
-    let times: Vec<DateTime<Utc>> = accepted.iter().map(|(_, r)| r.paid_at).collect();
+    let times: Vec<DateTime<Utc>> = accepted
+        .iter()
+        .map(|(_, r)| r.paid_at.unwrap_or(now))
+        .collect();
+    let processor = if card { "stripe" } else { "ledger" };
+    let bill_lists: Vec<String> = accepted
+        .iter()
+        .map(|(_, r)| {
+            let ids: Vec<String> = r.bills_id.iter().map(|b| b.0.to_string()).collect();
+            format!("{{{}}}", ids.join(","))
+        })
+        .collect();
     let (settled_ids, settled_by): (Vec<i64>, Vec<Uuid>) = accepted
         .iter()
         .flat_map(|(_, r)| r.bills_id.iter().map(|b| (b.0, r.payment_id)))
@@ -621,7 +707,7 @@ async fn write(
     let mut bumped = paid_apartments.clone();
     bumped.sort_unstable();
     bumped.dedup();
-    let insert_params: Params<7> = [
+    let insert_params: Params<9> = [
         &payment_ids,
         &paid_apartments,
         &payers,
@@ -629,11 +715,15 @@ async fn write(
         &totals,
         &currencies,
         &times,
+        &processor,
+        &bill_lists,
     ];
     let settle_params: Params<2> = [&settled_ids, &settled_by];
     let release_params: Params<1> = [&released];
-    // What each receipt lists of its bills, as the receipt's mail and inbox entry show them.
-    let receipt_bills: Vec<Value> = accepted
+    // What each receipt lists of its bills, as the receipt's mail and inbox entry show them. A
+    // card payment's receipt waits for the money (`processor::book`).
+    let receipted = if card { &[][..] } else { accepted };
+    let receipt_bills: Vec<Value> = receipted
         .iter()
         .map(|(_, r)| {
             let mut ids: Vec<i64> = r.bills_id.iter().map(|b| b.0).collect();
@@ -653,13 +743,16 @@ async fn write(
             )
         })
         .collect();
+    let n = receipted.len();
+    let (r_payers, r_payments, r_apartments) = (&payers[..n], &payment_ids[..n], &paid_apartments[..n]);
+    let (r_totals, r_currencies, r_times) = (&totals[..n], &currencies[..n], &times[..n]);
     let receipt_params: Params<7> = [
-        &payers,
-        &payment_ids,
-        &paid_apartments,
-        &totals,
-        &currencies,
-        &times,
+        &r_payers,
+        &r_payments,
+        &r_apartments,
+        &r_totals,
+        &r_currencies,
+        &r_times,
         &receipt_bills,
     ];
     let (inserted, settled, _, _, _, receipts, _) = tokio::try_join!(
@@ -721,6 +814,7 @@ fn price(
     request: &Request,
     currency: Currency,
     bills: &mut HashMap<i64, Held>,
+    reserve: Option<Uuid>,
 ) -> Result<Money, HandlerError> {
     let apartment = request.apartment;
     let mut total = Money::zero(currency);
@@ -736,6 +830,14 @@ fn price(
             return Err(HandlerError::rejected(
                 ErrorCode::NotFound,
                 format!("bill {bill} is not a bill of apartment {apartment}"),
+            ));
+        }
+        if let Some(other) = held.reserved_by {
+            return Err(HandlerError::rejected(
+                ErrorCode::Conflict,
+                format!(
+                    "bill {bill} is being paid by payment {other}; wait for its outcome (it is released if the card is refused)"
+                ),
             ));
         }
         match held.status.as_str() {
@@ -761,16 +863,23 @@ fn price(
     }
     for bill in &request.bills_id {
         if let Some(held) = bills.get_mut(&bill.0) {
-            held.status = "paid".into();
+            match reserve {
+                Some(payment) => held.reserved_by = Some(payment),
+                None => held.status = "paid".into(),
+            }
         }
     }
     Ok(total)
 }
 
-/// The request's canonical form, hashed: the apartment and the set of bills.
-fn fingerprint(apartment: ApartmentId, bills: &[BillId]) -> [u8; 32] {
-    let mut sorted: Vec<i64> = bills.iter().map(|b| b.0).collect();
+/// The request's canonical form, hashed: the apartment, the set of bills and the card.
+fn fingerprint(request: &Request) -> [u8; 32] {
+    let mut sorted: Vec<i64> = request.bills_id.iter().map(|b| b.0).collect();
     sorted.sort_unstable();
-    let canonical = format!("payments\n{apartment}\n{sorted:?}");
+    let mut canonical = format!("payments\n{}\n{sorted:?}", request.apartment);
+    if let Some(method) = &request.payment_method {
+        canonical.push('\n');
+        canonical.push_str(method);
+    }
     Sha256::digest(canonical.as_bytes()).into()
 }

@@ -1,0 +1,587 @@
+//! Card payments against the local processor (localstripe, started by `scripts/local-stack`):
+//! the payment reserves its bills, the processor's answer (the confirm's, a webhook's, the jobs')
+//! settles or releases them, once and only forward. Webhooks are made here as the processor makes
+//! them (its intent, signed), so that they can be forged, repeated and reordered.
+
+use qbill_core::Engine;
+use qbill_core::envelope::{InboundMessage, attribute};
+use qbill_core::processor::webhook::{ROUTE, SIGNATURE, SIGNATURE_MARKER};
+use qbill_core::processor::{Processor, signature, stripe::Stripe};
+use qbill_tests::{env, message};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{DEMO, DEMO2, Fixture, bill_ids, error_code};
+
+const WEBHOOK_SECRET: &str = "whsec_handler_tests_of_card_payments";
+const GOOD_CARD: &str = "4242424242424242";
+/// Declined by localstripe when charged (card_declined).
+const DECLINED_CARD: &str = "4000000000000341";
+
+/// A fixture whose engine moves money through the local processor.
+async fn card_fixture() -> Fixture {
+    let mut f = Fixture::new().await;
+    let stripe = Stripe::new(
+        &env("QBILL_STRIPE_API_BASE"),
+        env("QBILL_STRIPE_SECRET_KEY").into(),
+    )
+    .unwrap();
+    let services = std::mem::replace(
+        &mut f.engine,
+        Engine::new(
+            f.db.app_pool.clone(),
+            qbill_core::cache::Cache::disabled(),
+            qbill_tests::tokens(),
+            1,
+        ),
+    )
+    .services;
+    f.engine = Engine {
+        services: services.with_processor(Processor::new(stripe, vec![WEBHOOK_SECRET.into()])),
+    };
+    f
+}
+
+/// A card made the way the CLI makes one (a token's card, with the publishable key).
+async fn card(number: &str) -> String {
+    Stripe::card(
+        &env("QBILL_STRIPE_API_BASE"),
+        &env("QBILL_STRIPE_PUBLISHABLE_KEY"),
+        number,
+        12,
+        2034,
+        "123",
+    )
+    .await
+    .expect("localstripe makes a card")
+}
+
+/// Calls the processor's API as the household's browser would, with the secret key.
+async fn processor(method: reqwest::Method, path: &str, form: &[(&str, &str)]) -> Value {
+    let response = reqwest::Client::new()
+        .request(method, format!("{}{path}", env("QBILL_STRIPE_API_BASE")))
+        .basic_auth(env("QBILL_STRIPE_SECRET_KEY"), Some(""))
+        .form(form)
+        .send()
+        .await
+        .expect("localstripe answers");
+    let status = response.status();
+    let body: Value = response.json().await.expect("JSON");
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body
+}
+
+async fn intent(id: &str) -> Value {
+    processor(
+        reqwest::Method::GET,
+        &format!("/v1/payment_intents/{id}"),
+        &[],
+    )
+    .await
+}
+
+/// Confirms a pending payment's intent at the processor with a good card, as Stripe.js does in
+/// the browser; the books hear of it only from a webhook or the jobs.
+async fn confirm_at_processor(intent_id: &str) -> Value {
+    let method = processor(
+        reqwest::Method::POST,
+        "/v1/payment_methods",
+        &[
+            ("type", "card"),
+            ("card[number]", GOOD_CARD),
+            ("card[exp_month]", "12"),
+            ("card[exp_year]", "2034"),
+            ("card[cvc]", "123"),
+        ],
+    )
+    .await;
+    let path = format!("/v1/payment_intents/{intent_id}");
+    processor(
+        reqwest::Method::POST,
+        &path,
+        &[("payment_method", method["id"].as_str().unwrap())],
+    )
+    .await;
+    processor(reqwest::Method::POST, &format!("{path}/confirm"), &[]).await
+}
+
+/// The webhook the processor sends for `intent` as event `event`, signed with `secret` at `time`.
+fn webhook(event: &str, kind: &str, intent: &Value, secret: &str, time: i64) -> InboundMessage {
+    let body = serde_json::to_string_pretty(&json!({
+        "id": event,
+        "object": "event",
+        "type": kind,
+        "created": time,
+        "data": { "object": intent },
+    }))
+    .unwrap();
+    InboundMessage {
+        message_id: Uuid::new_v4().to_string(),
+        attributes: [
+            (attribute::ROUTE.to_owned(), ROUTE.to_owned()),
+            (
+                SIGNATURE.to_owned(),
+                format!("{SIGNATURE_MARKER}{}", signature::sign(&body, secret, time)),
+            ),
+        ]
+        .into(),
+        body,
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+async fn deliver(f: &Fixture, webhook: &InboundMessage) {
+    let outcome = f
+        .engine
+        .handle(webhook)
+        .await
+        .expect("no transient failure");
+    assert!(
+        matches!(outcome, qbill_core::Outcome::Drop),
+        "a webhook is never answered on a queue: {outcome:?}"
+    );
+}
+
+async fn pay_with(f: &Fixture, apartment: i64, bills: &[i64], method: Option<&str>) -> Value {
+    let mut fields = json!({ "bills_id": bills });
+    if let Some(method) = method {
+        fields["payment_method"] = json!(method);
+    }
+    f.ask("payments", Some(apartment), Some(&f.token(DEMO)), fields)
+        .await
+}
+
+async fn payment_row(f: &Fixture, id: &str) -> tokio_postgres::Row {
+    f.db.pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT status, intent_id, total::text AS total, currency,
+                    (SELECT count(*) FROM bills WHERE payment_id = p.id) AS paid,
+                    (SELECT count(*) FROM bills WHERE reserved_by = p.id) AS reserved
+             FROM payments p WHERE id = $1",
+            &[&Uuid::parse_str(id).unwrap()],
+        )
+        .await
+        .unwrap()
+}
+
+async fn open_bills(f: &Fixture, apartment: i64) -> Vec<Value> {
+    f.demo_utils(apartment).await["bills"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn a_good_card_settles_at_once_and_the_processor_charged_the_ledgers_amount() {
+    let f = card_fixture().await;
+    let bills = bill_ids(&f.demo_utils(1).await["bills"]);
+    let chosen = &bills[..2];
+    let reply = pay_with(&f, 1, chosen, Some(&card(GOOD_CARD).await)).await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    let data = &reply["data"];
+    assert_eq!(data["status"], "succeeded", "{reply}");
+    assert!(data["paid_at"].is_string(), "{reply}");
+    assert!(data.get("client_secret").is_none(), "{reply}");
+    let row = payment_row(&f, data["payment_id"].as_str().unwrap()).await;
+    assert_eq!(row.get::<_, String>("status"), "succeeded");
+    assert_eq!(row.get::<_, i64>("paid"), 2);
+    assert_eq!(row.get::<_, i64>("reserved"), 0);
+    // What the processor charged is the ledger's total in minor units, in its currency, for
+    // this payment.
+    let charged = intent(row.get::<_, Option<&str>>("intent_id").unwrap()).await;
+    let total: rust_decimal::Decimal = row.get::<_, String>("total").parse().unwrap();
+    assert_eq!(
+        charged["amount"].as_i64().unwrap(),
+        i64::try_from(total * rust_decimal::Decimal::from(100)).unwrap(),
+        "{charged}"
+    );
+    assert_eq!(charged["currency"], "eur");
+    assert_eq!(charged["metadata"]["payment_id"], data["payment_id"]);
+    assert_eq!(charged["status"], "succeeded");
+    let open: Vec<i64> = bill_ids(&json!(open_bills(&f, 1).await));
+    assert!(
+        chosen.iter().all(|b| !open.contains(b)),
+        "paid bills left the open list"
+    );
+}
+
+#[tokio::test]
+async fn a_declined_card_fails_in_words_and_releases_its_bills() {
+    let f = card_fixture().await;
+    let bills = bill_ids(&f.demo_utils(1).await["bills"]);
+    let reply = pay_with(&f, 1, &bills[..1], Some(&card(DECLINED_CARD).await)).await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    let data = &reply["data"];
+    assert_eq!(data["status"], "failed", "{reply}");
+    assert_eq!(data["failure_code"], "card_declined", "{reply}");
+    assert!(
+        data["failure_message"]
+            .as_str()
+            .unwrap()
+            .contains("declined"),
+        "{reply}"
+    );
+    assert!(data["paid_at"].is_null());
+    let row = payment_row(&f, data["payment_id"].as_str().unwrap()).await;
+    assert_eq!(row.get::<_, String>("status"), "failed");
+    assert_eq!(row.get::<_, i64>("reserved"), 0, "its bills were released");
+    // The bill is payable again, and a good card pays it.
+    let again = pay_with(&f, 1, &bills[..1], Some(&card(GOOD_CARD).await)).await;
+    assert_eq!(again["data"]["status"], "succeeded", "{again}");
+}
+
+#[tokio::test]
+async fn without_a_card_the_bills_are_reserved_until_the_webhook_settles_them() {
+    let f = card_fixture().await;
+    let bills = bill_ids(&f.demo_utils(1).await["bills"]);
+    let reply = pay_with(&f, 1, &bills[..2], None).await;
+    let data = &reply["data"];
+    assert_eq!(data["status"], "pending", "{reply}");
+    let secret = data["client_secret"].as_str().expect("a client secret");
+    assert!(secret.starts_with("pi_"), "{secret}");
+    // `utils` shows the reserved bills as processing, and a second payment cannot take them.
+    let shown = open_bills(&f, 1).await;
+    for bill in &bills[..2] {
+        let b = shown.iter().find(|b| b["bill_id"] == json!(bill)).unwrap();
+        assert_eq!(b["status"], "processing", "{b}");
+    }
+    let second = pay_with(&f, 1, &bills[1..3], Some(&card(GOOD_CARD).await)).await;
+    assert_eq!(error_code(&second), "conflict", "{second}");
+    assert!(
+        second["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is being paid"),
+        "{second}"
+    );
+    // The browser confirms at the processor; the webhook settles.
+    let payment_id = data["payment_id"].as_str().unwrap();
+    let intent_id = payment_row(&f, payment_id)
+        .await
+        .get::<_, Option<String>>("intent_id")
+        .unwrap();
+    let confirmed = confirm_at_processor(&intent_id).await;
+    assert_eq!(confirmed["status"], "succeeded");
+    deliver(
+        &f,
+        &webhook(
+            "evt_ok_1",
+            "payment_intent.succeeded",
+            &confirmed,
+            WEBHOOK_SECRET,
+            now(),
+        ),
+    )
+    .await;
+    let row = payment_row(&f, payment_id).await;
+    assert_eq!(row.get::<_, String>("status"), "succeeded");
+    assert_eq!(row.get::<_, i64>("paid"), 2);
+    // The household reads it back, with its history.
+    let mut read = message(
+        "payment",
+        Some(1),
+        Some(&f.token(DEMO)),
+        json!({ "queue_name": f.queue.to_string(), "request_id": Uuid::new_v4() }),
+    );
+    read.attributes
+        .insert(attribute::PAYMENT_ID.into(), payment_id.to_owned());
+    let shown = f.send(read).await;
+    assert_eq!(shown["kind"], "payment", "{shown}");
+    assert_eq!(shown["data"]["status"], "succeeded", "{shown}");
+    let steps: Vec<(&str, &str)> = shown["data"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["status"].as_str().unwrap(), s["via"].as_str().unwrap()))
+        .collect();
+    assert_eq!(steps, [("pending", "request"), ("succeeded", "webhook")]);
+    // The receipt is in the household's inbox, once.
+    let receipts = f
+        .db
+        .count(
+            "SELECT count(*) FROM notifications WHERE key = 'payment.succeeded:' || $1 AND in_inbox",
+            &[&payment_id],
+        )
+        .await;
+    assert_eq!(receipts, 1);
+}
+
+#[tokio::test]
+async fn the_same_request_twice_is_one_payment_and_one_intent() {
+    let f = card_fixture().await;
+    let bills = bill_ids(&f.demo_utils(1).await["bills"]);
+    let request_id = Uuid::new_v4();
+    let fields = json!({ "bills_id": &bills[..1] });
+    let first = f
+        .ask_as(
+            request_id,
+            "payments",
+            Some(1),
+            Some(&f.token(DEMO)),
+            fields.clone(),
+        )
+        .await;
+    let second = f
+        .ask_as(
+            request_id,
+            "payments",
+            Some(1),
+            Some(&f.token(DEMO)),
+            fields,
+        )
+        .await;
+    assert_eq!(first["data"]["payment_id"], second["data"]["payment_id"]);
+    assert_eq!(
+        first["data"]["client_secret"],
+        second["data"]["client_secret"]
+    );
+    let count =
+        f.db.count(
+            "SELECT count(*) FROM payments WHERE request_id = $1",
+            &[&request_id],
+        )
+        .await;
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn a_forged_or_stale_webhook_changes_nothing() {
+    let f = card_fixture().await;
+    let bills = bill_ids(&f.demo_utils(1).await["bills"]);
+    let data = pay_with(&f, 1, &bills[..1], None).await["data"].clone();
+    let payment_id = data["payment_id"].as_str().unwrap().to_owned();
+    let intent_id = payment_row(&f, &payment_id)
+        .await
+        .get::<_, Option<String>>("intent_id")
+        .unwrap();
+    // What a forger would claim: the intent succeeded.
+    let mut claimed = intent(&intent_id).await;
+    claimed["status"] = json!("succeeded");
+    for forged in [
+        webhook(
+            "evt_forged",
+            "payment_intent.succeeded",
+            &claimed,
+            "whsec_not_ours",
+            now(),
+        ),
+        webhook(
+            "evt_stale",
+            "payment_intent.succeeded",
+            &claimed,
+            WEBHOOK_SECRET,
+            now() - 600,
+        ),
+    ] {
+        deliver(&f, &forged).await;
+    }
+    // A genuine webhook's body altered after it was signed.
+    let mut altered = webhook(
+        "evt_altered",
+        "payment_intent.succeeded",
+        &intent(&intent_id).await,
+        WEBHOOK_SECRET,
+        now(),
+    );
+    altered.body = altered.body.replace("requires_payment_method", "succeeded");
+    deliver(&f, &altered).await;
+    let row = payment_row(&f, &payment_id).await;
+    assert_eq!(row.get::<_, String>("status"), "pending");
+    assert_eq!(row.get::<_, i64>("paid"), 0);
+    assert_eq!(
+        f.db.count("SELECT count(*) FROM processor_events", &[])
+            .await,
+        0,
+        "no refused event was recorded as applied"
+    );
+}
+
+#[tokio::test]
+async fn an_event_twice_and_a_late_failure_settle_once_and_never_undo_it() {
+    let f = card_fixture().await;
+    let bills = bill_ids(&f.demo_utils(1).await["bills"]);
+    let data = pay_with(&f, 1, &bills[..2], None).await["data"].clone();
+    let payment_id = data["payment_id"].as_str().unwrap().to_owned();
+    let intent_id = payment_row(&f, &payment_id)
+        .await
+        .get::<_, Option<String>>("intent_id")
+        .unwrap();
+    let confirmed = confirm_at_processor(&intent_id).await;
+    let succeeded = webhook(
+        "evt_twice",
+        "payment_intent.succeeded",
+        &confirmed,
+        WEBHOOK_SECRET,
+        now(),
+    );
+    deliver(&f, &succeeded).await;
+    deliver(&f, &succeeded).await;
+    // A failure that happened before, delivered after.
+    let mut failed_intent = confirmed.clone();
+    failed_intent["status"] = json!("requires_payment_method");
+    failed_intent["last_payment_error"] =
+        json!({ "code": "card_declined", "message": "Your card was declined." });
+    deliver(
+        &f,
+        &webhook(
+            "evt_late_failure",
+            "payment_intent.payment_failed",
+            &failed_intent,
+            WEBHOOK_SECRET,
+            now(),
+        ),
+    )
+    .await;
+    let row = payment_row(&f, &payment_id).await;
+    assert_eq!(row.get::<_, String>("status"), "succeeded");
+    assert_eq!(row.get::<_, i64>("paid"), 2);
+    let settled_changes =
+        f.db.count(
+            "SELECT count(*) FROM audit_events WHERE entity = 'payment' AND entity_id = $1
+             AND action = 'status_changed' AND new_state->>'status' = 'succeeded'",
+            &[&payment_id],
+        )
+        .await;
+    assert_eq!(settled_changes, 1, "settled once");
+    let receipts =
+        f.db.count(
+            "SELECT count(*) FROM notifications WHERE key = 'payment.succeeded:' || $1",
+            &[&payment_id],
+        )
+        .await;
+    assert_eq!(receipts, 1, "one receipt");
+}
+
+#[tokio::test]
+async fn reconcile_settles_what_a_lost_webhook_left_pending() {
+    let f = card_fixture().await;
+    let bills = bill_ids(&f.demo_utils(1).await["bills"]);
+    let started = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let data = pay_with(&f, 1, &bills[..1], None).await["data"].clone();
+    let payment_id = data["payment_id"].as_str().unwrap().to_owned();
+    let intent_id = payment_row(&f, &payment_id)
+        .await
+        .get::<_, Option<String>>("intent_id")
+        .unwrap();
+    confirm_at_processor(&intent_id).await;
+    // Its webhook never came to this engine.
+    assert_eq!(
+        payment_row(&f, &payment_id)
+            .await
+            .get::<_, String>("status"),
+        "pending"
+    );
+    let report = qbill_core::jobs::reconcile::run(&f.engine.services, started)
+        .await
+        .unwrap();
+    assert_eq!(report.healed, 1, "{report:?}");
+    assert!(report.discrepancies.is_empty(), "{report:?}");
+    assert_eq!(
+        payment_row(&f, &payment_id)
+            .await
+            .get::<_, String>("status"),
+        "succeeded"
+    );
+    // Twice is the same.
+    let again = qbill_core::jobs::reconcile::run(&f.engine.services, started)
+        .await
+        .unwrap();
+    assert_eq!(again.healed, 0, "{again:?}");
+}
+
+#[tokio::test]
+async fn an_abandoned_payment_is_expired_and_its_bills_released() {
+    let f = card_fixture().await;
+    let bills = bill_ids(&f.demo_utils(1).await["bills"]);
+    let data = pay_with(&f, 1, &bills[..1], None).await["data"].clone();
+    let payment_id = data["payment_id"].as_str().unwrap().to_owned();
+    // Not old enough yet: left alone.
+    let early =
+        qbill_core::jobs::expire_payments::run(&f.engine.services, chrono::Duration::minutes(30))
+            .await
+            .unwrap();
+    assert_eq!(early.expired, 0);
+    let report =
+        qbill_core::jobs::expire_payments::run(&f.engine.services, chrono::Duration::zero())
+            .await
+            .unwrap();
+    assert!(report.expired >= 1, "{report:?}");
+    let row = payment_row(&f, &payment_id).await;
+    assert_eq!(row.get::<_, String>("status"), "canceled");
+    assert_eq!(row.get::<_, i64>("reserved"), 0);
+    assert_eq!(
+        intent(row.get::<_, Option<&str>>("intent_id").unwrap()).await["status"],
+        "canceled"
+    );
+    let again = pay_with(&f, 1, &bills[..1], Some(&card(GOOD_CARD).await)).await;
+    assert_eq!(again["data"]["status"], "succeeded", "{again}");
+}
+
+#[tokio::test]
+async fn hostile_payment_methods_and_other_households_are_refused() {
+    let f = card_fixture().await;
+    let bills = bill_ids(&f.demo_utils(1).await["bills"]);
+    for hostile in [
+        json!(""),
+        json!("pm_"),
+        json!("tok_visa"),
+        json!("pm_abc'; DROP TABLE payments; --"),
+        json!(format!("pm_{}", "a".repeat(300))),
+        json!(42),
+        json!(["pm_a"]),
+    ] {
+        let reply = f
+            .ask(
+                "payments",
+                Some(1),
+                Some(&f.token(DEMO)),
+                json!({ "bills_id": &bills[..1], "payment_method": hostile }),
+            )
+            .await;
+        assert_eq!(error_code(&reply), "invalid_request", "{hostile}: {reply}");
+    }
+    assert_eq!(
+        f.db.count(
+            "SELECT count(*) FROM payments WHERE processor = 'stripe'",
+            &[]
+        )
+        .await,
+        0,
+        "no card payment was recorded"
+    );
+    // Another household may neither pay for the apartment nor read its payments.
+    let data = pay_with(&f, 1, &bills[..1], None).await["data"].clone();
+    let mut read = message(
+        "payment",
+        Some(1),
+        Some(&f.token(DEMO2)),
+        json!({ "queue_name": f.queue.to_string(), "request_id": Uuid::new_v4() }),
+    );
+    read.attributes.insert(
+        attribute::PAYMENT_ID.into(),
+        data["payment_id"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(error_code(&f.send(read).await), "forbidden");
+    // A payment id that is not a UUID, or one of no payment of the apartment.
+    for id in ["not-a-uuid".to_owned(), Uuid::new_v4().to_string()] {
+        let mut read = message(
+            "payment",
+            Some(1),
+            Some(&f.token(DEMO)),
+            json!({ "queue_name": f.queue.to_string(), "request_id": Uuid::new_v4() }),
+        );
+        read.attributes
+            .insert(attribute::PAYMENT_ID.into(), id.clone());
+        let code = error_code(&f.send(read).await).to_owned();
+        assert!(
+            ["invalid_request", "not_found"].contains(&code.as_str()),
+            "{id}: {code}"
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! `POST /webhooks/stripe`: the processor's events, through the same gateway and queue as every
+//! request, without a token and without a reply (the gateway answers the processor `200` once
+//! the event is enqueued). The gateway passes the raw body as the message's body and the
+//! `Stripe-Signature` header as an attribute; the body is verified as it came, byte for byte,
+//! before it is read.
+//!
+//! Each event is applied once ([`super::book::apply_event`] claims its id in the transaction that
+//! applies it): `payment_intent.succeeded` settles the payment, `payment_intent.payment_failed`
+//! and `payment_intent.canceled` release its bills, `payment_intent.processing` and
+//! `payment_intent.requires_action` are recorded. Events arrive twice, late and out of order; the
+//! books only move forward, so none is applied twice and a late failure never undoes a success.
+//! A forged or stale signature changes nothing and is logged and counted; so is an event for no
+//! payment of ours. A database that fails leaves the message for a retry.
+
+use serde::Deserialize;
+
+use super::book::{self, Via};
+use super::signature;
+use super::stripe::Intent;
+use crate::envelope::InboundMessage;
+use crate::error::HandlerError;
+use crate::services::Services;
+
+/// The `route` attribute the gateway gives the processor's webhooks.
+pub const ROUTE: &str = "stripe_webhook";
+/// The attribute holding the `Stripe-Signature` header (prefixed with [`SIGNATURE_MARKER`], so
+/// that it is never empty).
+pub const SIGNATURE: &str = "stripe_signature";
+pub const SIGNATURE_MARKER: &str = "header:";
+
+/// The event types that move a payment.
+pub const EVENTS: [&str; 5] = [
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+    "payment_intent.processing",
+    "payment_intent.requires_action",
+];
+
+#[derive(Debug, Deserialize)]
+struct Event {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    data: EventData,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventData {
+    object: serde_json::Value,
+}
+
+/// What came of a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    Applied,
+    /// Its event was applied before.
+    Repeat,
+    /// Not an event that moves a payment of ours.
+    Ignored,
+    /// The signature did not verify; nothing was read.
+    Refused,
+}
+
+/// Whether `message` is a webhook of the processor rather than a request.
+pub fn is_webhook(message: &InboundMessage) -> bool {
+    message
+        .attributes
+        .get(crate::envelope::attribute::ROUTE)
+        .map(String::as_str)
+        == Some(ROUTE)
+}
+
+/// Verifies and applies one webhook. `Err` only for a transient failure: the message stays for
+/// a retry.
+pub async fn handle(
+    services: &Services,
+    message: &InboundMessage,
+) -> Result<Handled, HandlerError> {
+    let Some(processor) = &services.processor else {
+        tracing::warn!("a processor webhook came to a worker without a processor; dropped");
+        crate::metrics::webhook("ignored");
+        return Ok(Handled::Ignored);
+    };
+    let header = message
+        .attributes
+        .get(SIGNATURE)
+        .map(|h| h.strip_prefix(SIGNATURE_MARKER).unwrap_or(h))
+        .unwrap_or("");
+    let now = chrono::Utc::now().timestamp();
+    if let Err(refused) = signature::verify(header, &message.body, processor.webhook_secrets(), now)
+    {
+        let outcome = match refused {
+            signature::Refused::Stale => "stale",
+            _ => "forged",
+        };
+        crate::metrics::webhook(outcome);
+        tracing::warn!(webhook.refused = %refused, "a processor webhook was refused; nothing changed");
+        return Ok(Handled::Refused);
+    }
+    let event: Event = match serde_json::from_str(&message.body) {
+        Ok(event) => event,
+        Err(e) => {
+            crate::metrics::webhook("ignored");
+            tracing::warn!(error = %e, "a signed processor webhook we cannot read; dropped");
+            return Ok(Handled::Ignored);
+        }
+    };
+    if !EVENTS.contains(&event.kind.as_str()) {
+        crate::metrics::webhook("ignored");
+        tracing::info!(event = %event.id, event.kind = %event.kind, "processor event not for payments");
+        return Ok(Handled::Ignored);
+    }
+    let intent: Intent = match serde_json::from_value(event.data.object) {
+        Ok(intent) => intent,
+        Err(e) => {
+            crate::metrics::webhook("ignored");
+            tracing::warn!(event = %event.id, error = %e, "a payment event without a readable intent");
+            return Ok(Handled::Ignored);
+        }
+    };
+    let payment = match intent.payment_id() {
+        Some(id) => Some(id),
+        None => by_intent(services, &intent.id).await?,
+    };
+    let Some(payment) = payment else {
+        crate::metrics::webhook("ignored");
+        tracing::warn!(event = %event.id, intent = %intent.id, "a payment event for no payment of ours");
+        return Ok(Handled::Ignored);
+    };
+    if book::load(&*crate::store::client(&services.store).await?, payment)
+        .await?
+        .is_none()
+    {
+        crate::metrics::webhook("ignored");
+        tracing::warn!(event = %event.id, %payment, "a payment event naming a payment we do not have");
+        return Ok(Handled::Ignored);
+    }
+    let applied = book::apply_event(
+        services,
+        payment,
+        &intent,
+        Via::Webhook,
+        false,
+        Some((&event.id, &event.kind)),
+    )
+    .await?;
+    let handled = match applied {
+        Some(payment) => {
+            tracing::info!(event = %event.id, event.kind = %event.kind, payment = %payment.id, status = %payment.status, "processor event applied");
+            Handled::Applied
+        }
+        None => {
+            tracing::info!(event = %event.id, "processor event applied before; nothing done");
+            Handled::Repeat
+        }
+    };
+    crate::metrics::webhook(match handled {
+        Handled::Applied => "applied",
+        _ => "repeat",
+    });
+    Ok(handled)
+}
+
+async fn by_intent(services: &Services, intent: &str) -> Result<Option<uuid::Uuid>, HandlerError> {
+    let client = crate::store::client(&services.store).await?;
+    Ok(client
+        .query_opt("SELECT id FROM payments WHERE intent_id = $1", &[&intent])
+        .await?
+        .map(|r| r.get(0)))
+}
