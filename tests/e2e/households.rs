@@ -144,7 +144,8 @@ async fn a_household_signs_up_links_pays_resets_and_deletes_its_account() {
 
     // Paying sends the receipt, once even when the request is sent twice.
     let request_id = Uuid::new_v4();
-    let pay_body = json!({ "bills_id": [bill_id] });
+    let pay_body =
+        json!({ "bills_id": [bill_id], "payment_method": qbill_tests::test_card().await });
     let path = format!("/apartments/{apartment}/payments");
     let paid = home.ask_as(&path, request_id, pay_body.clone()).await;
     assert_eq!(paid["status"], "ok", "{paid}");

@@ -343,10 +343,11 @@ async fn a_provider_sends_bills_a_household_links_and_pays_and_the_provider_void
     let paid = home
         .ask(
             &format!("/apartments/{apartment}/payments"),
-            json!({ "bills_id": [bills[0]] }),
+            json!({ "bills_id": [bills[0]], "payment_method": qbill_tests::test_card().await }),
         )
         .await;
     assert_eq!(paid["status"], "ok", "{paid}");
+    assert_eq!(paid["data"]["status"], "succeeded", "{paid}");
     let void_path = format!("/providers/{provider}/bills/{}/void", bills[1]);
     let void = sender
         .ask(&void_path, json!({ "reason": "meter misread" }))

@@ -58,7 +58,13 @@ async fn a_household_with_6000_open_bills_reads_and_pays_them_page_by_page_throu
     // Paying a page's worth, a hundred bills at a time, leaves the rest to read.
     for chunk in seen[..500].chunks(100) {
         let receipt = c
-            .pay(apartment, chunk, None, Uuid::new_v4(), REPLY_TIMEOUT)
+            .pay(
+                apartment,
+                chunk,
+                Some(qbill_tests::test_card().await),
+                Uuid::new_v4(),
+                REPLY_TIMEOUT,
+            )
             .await
             .unwrap();
         assert_eq!(receipt["status"], "ok", "{receipt}");

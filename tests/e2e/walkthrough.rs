@@ -32,11 +32,19 @@ async fn the_demo_walkthrough_works_through_the_gateway() {
     // Pay two bills of apartment 1.
     let (first, second) = (debts[0][0], debts[0][1]);
     let payment = Uuid::new_v4();
+    let card = qbill_tests::test_card().await;
     let receipt = demo
-        .pay(1, &[first, second], None, payment, REPLY_TIMEOUT)
+        .pay(
+            1,
+            &[first, second],
+            Some(card.clone()),
+            payment,
+            REPLY_TIMEOUT,
+        )
         .await
         .unwrap();
     assert_eq!(receipt["status"], "ok", "{receipt}");
+    assert_eq!(receipt["data"]["status"], "succeeded", "{receipt}");
     assert_eq!(receipt["data"]["bills_id"], json!([first, second]));
     assert!(receipt["data"]["total"].is_string());
 
@@ -67,7 +75,7 @@ async fn the_demo_walkthrough_works_through_the_gateway() {
 
     // The same payment request again: the same receipt, one charge.
     let resent = demo
-        .pay(1, &[first, second], None, payment, REPLY_TIMEOUT)
+        .pay(1, &[first, second], Some(card), payment, REPLY_TIMEOUT)
         .await
         .unwrap();
     assert_eq!(resent, receipt);

@@ -35,7 +35,13 @@ async fn with_redis_stopped_every_route_still_answers_correctly() {
     let utils = demo.utils(2, Uuid::new_v4(), REPLY_TIMEOUT).await.unwrap();
     assert_eq!(bill_ids(&utils["data"]["bills"]).len(), 12, "{utils}");
     let paid = demo
-        .pay(2, &[2081, 2082], None, Uuid::new_v4(), REPLY_TIMEOUT)
+        .pay(
+            2,
+            &[2081, 2082],
+            Some(qbill_tests::test_card().await),
+            Uuid::new_v4(),
+            REPLY_TIMEOUT,
+        )
         .await
         .unwrap();
     assert_eq!(paid["status"], "ok", "{paid}");

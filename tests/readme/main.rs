@@ -133,6 +133,18 @@ async fn the_readme_walkthrough_runs_verbatim() {
         "NW-20417 stayed with the apartment the CLI linked it to"
     );
 
+    // A card whose bank asks for confirmation: settled by the processor's webhook, through the
+    // gateway.
+    let out = run(&block("card"), &url);
+    assert!(out.contains("\"status\":\"requires_action\""), "{out}");
+    assert!(out.contains("\"kind\":\"payment\""), "{out}");
+    let last = out.lines().last().unwrap_or_default();
+    assert!(last.contains("\"status\":\"succeeded\""), "settled: {out}");
+    assert!(
+        last.contains("\"via\":\"webhook\""),
+        "by the webhook: {out}"
+    );
+
     // A household on its own: signup to deletion, reading mail from LocalStack's SES.
     let out = run(&block("households"), &url);
     for kind in [

@@ -334,7 +334,10 @@ pub fn serve(redis_url: Option<String>, workers: usize) -> Served {
         let runtime = tokio::runtime::Runtime::new().expect("a runtime");
         runtime.block_on(async move {
             let db = TestDb::fresh().await;
-            let engine = Arc::new(engine(&db, redis_url.as_deref()));
+            let mut engine = engine(&db, redis_url.as_deref());
+            // Cards through the local processor, whose webhooks come through the gateway.
+            engine.services = engine.services.with_processor(processor());
+            let engine = Arc::new(engine);
             let config = sqs_config(&env("QBILL_REQUEST_QUEUE"));
             let pool = qbill_sqs::WorkerPool::new(engine, sqs().await, config)
                 .await
@@ -352,6 +355,39 @@ pub fn serve(redis_url: Option<String>, workers: usize) -> Served {
         admin_url,
         gateway: env("QBILL_GATEWAY_URL"),
     }
+}
+
+/// The local processor of the test profile (`scripts/local-stack env test`): localstripe, with
+/// the webhook secret it signs the test gateway's webhooks with.
+pub fn processor() -> qbill_core::processor::Processor {
+    qbill_core::processor::Processor::new(
+        qbill_core::processor::stripe::Stripe::new(
+            &env("QBILL_STRIPE_API_BASE"),
+            env("QBILL_STRIPE_SECRET_KEY").into(),
+        )
+        .expect("a processor client"),
+        vec![env("QBILL_STRIPE_WEBHOOK_SECRET").into()],
+    )
+}
+
+/// A card that pays (Stripe's test card 4242…), made as the CLI makes one: its id is what a
+/// payment's `payment_method` takes.
+pub async fn test_card() -> String {
+    card("4242424242424242").await
+}
+
+/// A card of this test number, made with the publishable key.
+pub async fn card(number: &str) -> String {
+    qbill_core::processor::stripe::Stripe::card(
+        &env("QBILL_STRIPE_API_BASE"),
+        &env("QBILL_STRIPE_PUBLISHABLE_KEY"),
+        number,
+        12,
+        2034,
+        "123",
+    )
+    .await
+    .expect("the local processor makes a card")
 }
 
 /// A small pool of connections to `url`, for a test's own queries.
