@@ -2,6 +2,7 @@
 //! → the test request queue → a worker pool → Postgres and Redis → the client's reply queue →
 //! GET through the gateway.
 
+mod cards;
 mod contract;
 mod cors;
 mod dead_letters;
