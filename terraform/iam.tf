@@ -173,6 +173,7 @@ data "aws_iam_policy_document" "worker" {
       aws_secretsmanager_secret.jwt.arn,
       aws_secretsmanager_secret.redis_auth.arn,
       aws_secretsmanager_secret.database_password.arn,
+      aws_secretsmanager_secret.stripe.arn,
     ]
   }
 

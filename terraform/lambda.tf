@@ -81,6 +81,8 @@ resource "aws_lambda_function" "worker" {
       QBILL_IDENTITY                     = var.identity
       QBILL_DOCUMENTS_BUCKET             = aws_s3_bucket.documents.bucket
       QBILL_DOCUMENT_URL_SECONDS         = tostring(var.document_url_seconds)
+      QBILL_PAYMENTS                     = "stripe"
+      QBILL_STRIPE_SECRET_ARN            = aws_secretsmanager_secret.stripe.arn
     }, local.worker_cognito_environment)
   }
 

@@ -1,7 +1,9 @@
-# A VPC with private subnets only: no internet gateway, no NAT. The worker reaches SQS, Secrets
-# Manager, the SES API (mail) and, with identity = "cognito", Cognito (the user pool's JWKS)
-# through interface endpoints, and the documents bucket through S3's gateway endpoint; RDS and
-# ElastiCache live in the same subnets.
+# A VPC whose workloads live in private subnets. The worker reaches SQS, Secrets Manager, the SES
+# API (mail) and, with identity = "cognito", Cognito (the user pool's JWKS) through interface
+# endpoints, and the documents bucket through S3's gateway endpoint; RDS and ElastiCache live in
+# the same subnets. The one way out to the internet is for the payments processor
+# (api.stripe.com, which offers no private endpoint): a NAT gateway in a public subnet of its own,
+# and the worker's security group lets it out on 443 only (see "worker -> the payments processor").
 # (The SQS event source mapping is polled by the Lambda service outside the VPC, and CloudWatch
 # Logs and X-Ray are written by the Lambda service, so neither needs an endpoint.)
 
@@ -44,7 +46,8 @@ resource "aws_subnet" "private" {
   }
 }
 
-# The implicit local route and the S3 gateway endpoint's (below): no way out of the VPC.
+# The implicit local route, the S3 gateway endpoint's (below) and the NAT gateway's: out of the
+# VPC only through the NAT gateway, to the payments processor.
 resource "aws_route_table" "private" {
   vpc_id = aws_vpc.qbill.id
 
@@ -58,6 +61,77 @@ resource "aws_route_table_association" "private" {
 
   subnet_id      = aws_subnet.private[count.index].id
   route_table_id = aws_route_table.private.id
+}
+
+# ---------------------------------------------------------------------------------------------
+# The way out to the payments processor: one public subnet, an internet gateway and a NAT gateway
+# ---------------------------------------------------------------------------------------------
+# One NAT gateway, in the first zone: about 33 USD a month plus 0.045 USD per GB in most regions
+# (a card payment's calls are a few KB). If that zone fails, card payments wait (pending) and the
+# expiry job settles or cancels them once it is back; a NAT gateway per zone, with a private route
+# table per zone, is the step up (three times the hourly cost with three zones).
+
+resource "aws_subnet" "public" {
+  #checkov:skip=CKV_AWS_130:Nothing is launched in it but the NAT gateway, which has its own Elastic IP; no address is assigned on launch.
+  vpc_id                  = aws_vpc.qbill.id
+  availability_zone       = local.azs[0]
+  cidr_block              = cidrsubnet(var.vpc_cidr, 20 - tonumber(split("/", var.vpc_cidr)[1]), 15)
+  map_public_ip_on_launch = false
+
+  tags = {
+    Name = "${var.name}-public-nat-${local.azs[0]}"
+  }
+}
+
+resource "aws_internet_gateway" "qbill" {
+  vpc_id = aws_vpc.qbill.id
+
+  tags = {
+    Name = var.name
+  }
+}
+
+resource "aws_route_table" "public" {
+  vpc_id = aws_vpc.qbill.id
+
+  route {
+    cidr_block = "0.0.0.0/0"
+    gateway_id = aws_internet_gateway.qbill.id
+  }
+
+  tags = {
+    Name = "${var.name}-public"
+  }
+}
+
+resource "aws_route_table_association" "public" {
+  subnet_id      = aws_subnet.public.id
+  route_table_id = aws_route_table.public.id
+}
+
+resource "aws_eip" "nat" {
+  domain = "vpc"
+
+  tags = {
+    Name = "${var.name}-nat"
+  }
+
+  depends_on = [aws_internet_gateway.qbill]
+}
+
+resource "aws_nat_gateway" "qbill" {
+  allocation_id = aws_eip.nat.id
+  subnet_id     = aws_subnet.public.id
+
+  tags = {
+    Name = var.name
+  }
+}
+
+resource "aws_route" "private_to_nat" {
+  route_table_id         = aws_route_table.private.id
+  destination_cidr_block = "0.0.0.0/0"
+  nat_gateway_id         = aws_nat_gateway.qbill.id
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -321,6 +395,20 @@ resource "aws_security_group_rule" "worker_to_s3" {
   from_port         = 443
   to_port           = 443
   prefix_list_ids   = [aws_vpc_endpoint.s3.prefix_list_id]
+}
+
+# worker -> the payments processor (api.stripe.com), through the NAT gateway. Stripe publishes
+# its API's addresses but changes them; the rule names the port, TLS and the processor's
+# certificate do the rest (the worker verifies it), and the flow logs record every connection.
+resource "aws_security_group_rule" "worker_to_processor" {
+  #checkov:skip=CKV_AWS_382:Egress to the internet on 443 only, for the payments processor, whose addresses are not fixed.
+  type              = "egress"
+  description       = "HTTPS to the payments processor (api.stripe.com) through the NAT gateway"
+  security_group_id = aws_security_group.worker.id
+  protocol          = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_blocks       = ["0.0.0.0/0"]
 }
 
 # worker -> VPC endpoints

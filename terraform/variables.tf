@@ -761,6 +761,61 @@ variable "due_soon_schedule" {
   }
 }
 
+variable "expire_payments_schedule" {
+  description = "EventBridge schedule of the payments' expiry job (the worker invoked with {\"qbill\": \"expire-payments\"}: card payments waiting on the processor for 30 minutes are settled if it captured them, else cancelled and their bills released)."
+  type        = string
+  default     = "rate(5 minutes)"
+
+  validation {
+    condition     = can(regex("^(cron|rate)\\(.+\\)$", var.expire_payments_schedule))
+    error_message = "expire_payments_schedule must be an EventBridge schedule expression, cron(...) or rate(...)."
+  }
+}
+
+variable "reconcile_schedule" {
+  description = "EventBridge schedule of the reconciliation (the worker invoked with {\"qbill\": \"reconcile\"}: the processor's intents of the last 3 days against the books; a lost webhook is healed, any other difference alarms)."
+  type        = string
+  default     = "rate(1 hour)"
+
+  validation {
+    condition     = can(regex("^(cron|rate)\\(.+\\)$", var.reconcile_schedule))
+    error_message = "reconcile_schedule must be an EventBridge schedule expression, cron(...) or rate(...)."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Payments (payments.tf)
+# ---------------------------------------------------------------------------------------------
+
+variable "stripe_secret_key" {
+  description = "Stripe secret API key (sk_live_... or sk_test_..., or a restricted key allowing PaymentIntents write). Kept in Secrets Manager; only the worker reads it."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = can(regex("^(sk|rk)_(live|test)_[A-Za-z0-9]+$", var.stripe_secret_key))
+    error_message = "stripe_secret_key must be a Stripe secret or restricted key (sk_... or rk_...)."
+  }
+}
+
+variable "stripe_webhook_secret" {
+  description = "Signing secret (whsec_...) of the Stripe webhook endpoint pointed at <api_url>/webhooks/stripe, for the events payment_intent.succeeded, payment_intent.payment_failed and payment_intent.canceled."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = can(regex("^whsec_[A-Za-z0-9+/=_-]+$", var.stripe_webhook_secret))
+    error_message = "stripe_webhook_secret must be a Stripe webhook signing secret (whsec_...)."
+  }
+}
+
+variable "stripe_previous_webhook_secret" {
+  description = "While the webhook signing secret is rotated: the old one, still accepted; empty otherwise (payments.tf says how to rotate)."
+  type        = string
+  sensitive   = true
+  default     = ""
+}
+
 # ---------------------------------------------------------------------------------------------
 # Identity and mail
 # ---------------------------------------------------------------------------------------------

@@ -41,10 +41,13 @@ fresh_database() {
 # engine_database NAME QBILL: a fresh database NAME, migrated with the `qbill` binary QBILL, and the
 # environment an engine needs on it: DATABASE_URL (the workers' login), QBILL_MIGRATION_DATABASE_URL
 # (the owner's, for migrations and the harness's own users and checks), a JWT key of its own, and
-# Redis (REDIS_URL, the machine's by default) under a cache prefix of this run's.
+# Redis (REDIS_URL, the machine's by default) under a cache prefix of this run's. Its payments
+# settle without a processor (QBILL_PAYMENTS=ledger): the load harnesses measure the engine and
+# the database, and the ledger mode is kept for them alone.
 engine_database() {
   fresh_database "$1"
   export DATABASE_URL="$APP_PG_BASE/$1" QBILL_MIGRATION_DATABASE_URL="$PG_BASE/$1"
+  export QBILL_PAYMENTS=ledger
   export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
   export QBILL_CACHE_PREFIX="qbill-$1-$$" QBILL_JWT_SECRET
   QBILL_JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '/+=\n' | head -c 64)

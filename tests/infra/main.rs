@@ -22,6 +22,7 @@ mod hardening;
 mod identity;
 mod mail;
 mod monitoring;
+mod payments;
 mod providers;
 mod web;
 
@@ -538,7 +539,7 @@ fn variables_read_by_the_lambda() -> BTreeSet<String> {
 }
 
 /// Read by the code but rightly left to their defaults (or meaningless) on Lambda.
-const NOT_SET_ON_LAMBDA: [(&str, &str); 23] = [
+const NOT_SET_ON_LAMBDA: [(&str, &str); 29] = [
     (
         "DATABASE_URL",
         "only for QBILL_DATABASE_AUTH=url, the local mode",
@@ -607,6 +608,30 @@ const NOT_SET_ON_LAMBDA: [(&str, &str); 23] = [
         "the default password reset throttle",
     ),
     (
+        "QBILL_STRIPE_API_BASE",
+        "the default is Stripe's own API; only the local fake needs another",
+    ),
+    (
+        "QBILL_STRIPE_SECRET_KEY",
+        "a local key; the Lambda reads QBILL_STRIPE_SECRET_ARN",
+    ),
+    (
+        "QBILL_STRIPE_WEBHOOK_SECRET",
+        "a local secret; the Lambda reads QBILL_STRIPE_SECRET_ARN",
+    ),
+    (
+        "QBILL_STRIPE_PREVIOUS_WEBHOOK_SECRET",
+        "a local secret; the secret's previous_webhook_secret plays its part",
+    ),
+    (
+        "QBILL_EXPIRE_PAYMENTS_INTERVAL_SECONDS",
+        "the worker pool's; on Lambda an EventBridge schedule runs the expiry job",
+    ),
+    (
+        "QBILL_RECONCILE_INTERVAL_SECONDS",
+        "the worker pool's; on Lambda an EventBridge schedule reconciles",
+    ),
+    (
         "QBILL_MAIL_DOCUMENT_URL_SECONDS",
         "the default 7 days; a Lambda's own credentials end the link sooner, and the mail says when",
     ),
@@ -669,7 +694,7 @@ fn every_environment_variable_the_lambda_reads_is_set_or_rightly_defaulted() {
 /// The sweep runs in the sweeper, the billing jobs in the worker; nothing schedules the admin
 /// function.
 #[test]
-fn schedules_invoke_the_sweeper_with_the_sweep_and_the_worker_with_overdue_notify_and_due_soon() {
+fn schedules_invoke_the_sweeper_with_the_sweep_and_the_worker_with_the_billing_and_payment_jobs() {
     let stack = Stack::load();
     let mut statement_ids = BTreeMap::<String, BTreeSet<String>>::new();
     let jobs = [
@@ -677,6 +702,13 @@ fn schedules_invoke_the_sweeper_with_the_sweep_and_the_worker_with_overdue_notif
         ("overdue", "var.overdue_schedule", "overdue", "worker"),
         ("notify", "var.notify_schedule", "notify", "worker"),
         ("due_soon", "var.due_soon_schedule", "due-soon", "worker"),
+        (
+            "expire_payments",
+            "var.expire_payments_schedule",
+            "expire-payments",
+            "worker",
+        ),
+        ("reconcile", "var.reconcile_schedule", "reconcile", "worker"),
     ];
     // No rule without its job: every rule of the stack is one of these.
     let rules: BTreeSet<_> = stack

@@ -78,8 +78,10 @@ pub struct EngineConfig {
 /// How payments move money (`QBILL_PAYMENTS`).
 #[derive(Debug, Clone, Default)]
 pub enum PaymentsConfig {
-    /// No processor: a payment settles its bills when it is written. For the benchmark and
-    /// the engine's own tests only; refused on AWS.
+    /// No processor: a payment settles its bills when it is written. Only when asked for
+    /// (`QBILL_PAYMENTS=ledger`), for the benchmark and the load harnesses; the AWS stack sets
+    /// `stripe` and the Lambda refuses anything else. (The default of the struct, for engines
+    /// built in code; from the environment, the default is `stripe`.)
     #[default]
     Ledger,
     /// Cards through Stripe (or a server that speaks its API, such as localstripe).
@@ -119,7 +121,7 @@ impl PaymentsConfig {
                 .filter(|v| !v.is_empty())
         };
         Ok(
-            match env_or("QBILL_PAYMENTS", "ledger".to_owned())?.as_str() {
+            match env_or("QBILL_PAYMENTS", "stripe".to_owned())?.as_str() {
                 "ledger" => Self::Ledger,
                 "stripe" => Self::Stripe(StripeConfig {
                     api_base: env_or("QBILL_STRIPE_API_BASE", "https://api.stripe.com".to_owned())?

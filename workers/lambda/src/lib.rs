@@ -63,6 +63,15 @@ impl Worker {
     /// The worker as the function's environment configures it.
     pub async fn from_env() -> anyhow::Result<Self> {
         let config = EngineConfig::from_env()?;
+        // Money moves through the processor on AWS: the ledger mode (payments settled without
+        // one) is the benchmark's, never a deployment's.
+        anyhow::ensure!(
+            matches!(
+                config.payments,
+                qbill_core::config::PaymentsConfig::Stripe(_)
+            ),
+            "QBILL_PAYMENTS=ledger is refused in the Lambda: payments move through the processor (stripe)"
+        );
         let sqs = SqsConfig::from_env()?;
         let engine = Engine::from_config(&config).await?;
         let replies = ReplyQueues::new(qbill_sqs::client().await, &sqs);
