@@ -4,7 +4,8 @@
 # time. The API's own throttles (apigateway.tf) cap the stage as a whole; these rules cap one
 # source address.
 #   tokenless-post    counts and labels (qbill:tokenless-post) every POST whose Authorization
-#                     header is not "Bearer ..." (or that has none); blocks nothing by itself
+#                     header is not "Bearer ..." (or that has none), but the payments
+#                     processor's webhooks (/webhooks/stripe); blocks nothing by itself
 #   tokenless-per-ip  POSTs so labelled and POSTs to an /auth* path: waf_auth_rate_limit per
 #                     source IP in 5 minutes
 #   requests-per-ip   any request: waf_rate_limit per source IP in 5 minutes
@@ -81,6 +82,30 @@ resource "aws_wafv2_web_acl" "qbill" {
                 text_transformation {
                   priority = 0
                   type     = "LOWERCASE"
+                }
+              }
+            }
+          }
+        }
+
+        # The payments processor's webhooks carry no token but a signature, checked by the
+        # worker; they make no reply queue and check no password, and the processor sends them
+        # from a few addresses, which the tighter rule would block at volume. requests-per-ip
+        # still bounds them.
+        statement {
+          not_statement {
+            statement {
+              byte_match_statement {
+                search_string         = "/webhooks/stripe"
+                positional_constraint = "ENDS_WITH"
+
+                field_to_match {
+                  uri_path {}
+                }
+
+                text_transformation {
+                  priority = 0
+                  type     = "NONE"
                 }
               }
             }

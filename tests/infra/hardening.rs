@@ -264,7 +264,23 @@ fn a_web_acl_guards_the_stage_by_default_with_a_tighter_limit_on_posts_without_a
         .blocks()
         .filter(|b| b.identifier() == "statement")
         .collect();
-    assert_eq!(parts.len(), 2, "POST and no bearer token: {tokenless_text}");
+    assert_eq!(
+        parts.len(),
+        3,
+        "POST, no bearer token, not a processor's webhook: {tokenless_text}"
+    );
+    // The payments processor's webhooks (signed, checked by the worker, making no queue) are
+    // left to the per-address rule over everything.
+    let webhook = nested(
+        nested(nested(parts[2], "not_statement"), "statement"),
+        "byte_match_statement",
+    );
+    assert_eq!(text(attr(webhook, "search_string")), "\"/webhooks/stripe\"");
+    assert_eq!(
+        text(attr(webhook, "positional_constraint")),
+        "\"ENDS_WITH\""
+    );
+    nested(nested(webhook, "field_to_match"), "uri_path");
     let method = hcl::format::to_string(parts[0].body()).unwrap();
     assert!(
         method.contains("search_string = \"POST\"") && method.contains("method {"),

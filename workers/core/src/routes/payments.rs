@@ -872,14 +872,12 @@ fn price(
     Ok(total)
 }
 
-/// The request's canonical form, hashed: the apartment, the set of bills and the card.
+/// The request's canonical form, hashed: the apartment and the set of bills. Not the card: a
+/// client that sends its request again may have made the card again (a new token for the same
+/// card), and the repeat gets the first one's payment, charged with the first one's card.
 fn fingerprint(request: &Request) -> [u8; 32] {
     let mut sorted: Vec<i64> = request.bills_id.iter().map(|b| b.0).collect();
     sorted.sort_unstable();
-    let mut canonical = format!("payments\n{}\n{sorted:?}", request.apartment);
-    if let Some(method) = &request.payment_method {
-        canonical.push('\n');
-        canonical.push_str(method);
-    }
+    let canonical = format!("payments\n{}\n{sorted:?}", request.apartment);
     Sha256::digest(canonical.as_bytes()).into()
 }
