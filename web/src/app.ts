@@ -1,8 +1,10 @@
 // What every view gets: the session, navigation, and a way to tell the user what happened.
 import type { Session } from "./session";
-import { GatewayError, ReplyError } from "./gateway";
+import { type Config, GatewayError, ReplyError } from "./gateway";
 
 export interface App {
+  /** The app's configuration (/config.json). */
+  config: Config;
   session: Session;
   /** Goes to a `#/…` route. */
   go(route: string): void;

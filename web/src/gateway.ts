@@ -22,6 +22,10 @@ export interface Config {
   resend_after_ms?: number;
   /** How long one poll may wait on the reply queue (0 to 20 s). */
   poll_wait_seconds?: number;
+  /** The card processor's publishable key (Stripe's `pk_…`), for Stripe.js. */
+  stripe_publishable_key?: string;
+  /** Where Stripe.js comes from: `https://js.stripe.com/v3/` (locally, localstripe's stand-in). */
+  stripe_js_url?: string;
 }
 
 /** The engine answered with an error reply. */

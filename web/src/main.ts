@@ -10,6 +10,7 @@ import { apartmentsView, linkView } from "./views/apartments";
 import { billView } from "./views/bill";
 import { debtsView } from "./views/debts";
 import { historyView } from "./views/history";
+import { paymentView } from "./views/pay";
 import { profileView } from "./views/profile";
 import { receiptView } from "./views/receipt";
 
@@ -57,6 +58,7 @@ async function boot(): Promise<void> {
 
   let notice: string | undefined;
   const app: App = {
+    config,
     session,
     go(route) {
       if (location.hash === route) render();
@@ -149,6 +151,7 @@ function route(app: App, hash: string, notice?: string): HTMLElement {
   if ((m = path.match(/^\/apartments\/(\d+)\/history$/))) return historyView(app, Number(m[1]));
   if ((m = path.match(/^\/apartments\/(\d+)\/bills\/(\d+)$/))) return billView(app, Number(m[1]), Number(m[2]));
   if ((m = path.match(/^\/apartments\/(\d+)\/receipts\/([0-9a-f-]{36})$/))) return receiptView(app, Number(m[1]), m[2]);
+  if ((m = path.match(/^\/apartments\/(\d+)\/payments\/([0-9a-f-]{36})$/))) return paymentView(app, Number(m[1]), m[2]);
   return h("section", {}, h("h1", { tabindex: "-1" }, "Not found"), h("p", {}, h("a", { href: "#/" }, "Back to your apartments")));
 }
 

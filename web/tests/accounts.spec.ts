@@ -3,7 +3,7 @@
 // in its inbox, sets a new password from a reset mail, and changes its address, which the old
 // address's mail puts back.
 import { type Page, expect, test } from "@playwright/test";
-import { Client, expectAccessible, linkIn, mailTo } from "./support";
+import { CARDS, Client, expectAccessible, fillCard, linkIn, mailTo } from "./support";
 
 test.describe.configure({ mode: "serial" });
 
@@ -101,9 +101,25 @@ test("the bill mail's link opens the bill, which is paid from there", async () =
   await expect(page.getByTestId("bill-status")).toHaveText("Open");
   await expectAccessible(page);
   await page.screenshot({ path: "test-results/screens/24-bill.png", fullPage: true });
+  const payments: Record<string, unknown>[] = [];
+  page.on("request", (r) => {
+    if (r.method() === "POST" && new URL(r.url()).pathname.endsWith("/payments")) payments.push(JSON.parse(r.postData() ?? "{}"));
+  });
   await page.getByRole("button", { name: "Pay €1,234.50" }).click();
+  const form = page.getByRole("region", { name: "Confirm the payment" });
+  await expect(form).toContainText("Pay this bill, €1,234.50?");
+  await fillCard(form, CARDS.good);
+  await expectAccessible(page);
+  await page.screenshot({ path: "test-results/screens/24-bill-card.png", fullPage: true });
+  await form.getByRole("button", { name: "Confirm: pay €1,234.50" }).click();
   await expect(page.getByRole("heading", { name: "Receipt" })).toBeVisible();
   await expect(page.getByTestId("receipt-total")).toHaveText("€1,234.50");
+  await expect(page.getByTestId("paid-at")).not.toHaveText(/not yet/);
+  expect(payments.length).toBeGreaterThan(0);
+  expect(payments[0].payment_method).toMatch(/^card_/);
+  // The bill's page says it is paid.
+  await page.goBack();
+  await expect(page.getByTestId("bill-status")).toHaveText("Paid");
 });
 
 test("chooses its notifications on the profile page the mails link to", async () => {

@@ -3,7 +3,7 @@
 // `qbill seed demo`). One session goes through the screens in order; each screen is kept as a
 // screenshot in test-results/screens/.
 import { type Page, type Request, expect, test } from "@playwright/test";
-import { expectAccessible } from "./support";
+import { CARDS, Client, expectAccessible, fillCard } from "./support";
 
 test.describe.configure({ mode: "serial" });
 
@@ -17,11 +17,12 @@ async function shot(name: string, target: Page = page, fullPage = true): Promise
   await target.screenshot({ path: `test-results/screens/${String(shots).padStart(2, "0")}-${name}.png`, fullPage });
 }
 
-/** The JSON bodies of the POSTs to a route, as the browser sent them. */
-function posts(target: Page, pathEnd: string): Record<string, unknown>[] {
+/** The JSON bodies of the POSTs to a route (its path's end, or a pattern), as the browser sent them. */
+function posts(target: Page, pathEnd: string | RegExp): Record<string, unknown>[] {
   const seen: Record<string, unknown>[] = [];
   target.on("request", (request: Request) => {
-    if (request.method() === "POST" && new URL(request.url()).pathname.endsWith(pathEnd)) {
+    const path = new URL(request.url()).pathname;
+    if (request.method() === "POST" && (typeof pathEnd === "string" ? path.endsWith(pathEnd) : pathEnd.test(path))) {
       seen.push(JSON.parse(request.postData() ?? "{}") as Record<string, unknown>);
     }
   });
@@ -137,7 +138,28 @@ test("the debts of an apartment, grouped, with totals and the chart", async () =
 
 let paymentId = "";
 
-test("pays two bills, chosen by keyboard, and sees the receipt", async () => {
+/** Chooses the first `count` bills of the debts page: their ids, and the total the Pay button says. */
+async function choose(count: number): Promise<{ chosen: number[]; total: string }> {
+  const boxes = page.getByRole("checkbox");
+  const chosen: number[] = [];
+  for (let i = 0; i < count; i++) {
+    await boxes.nth(i).check();
+    chosen.push(Number(await boxes.nth(i).getAttribute("value")));
+  }
+  await expect(page.getByText(new RegExp(`^${count} bills? chosen: €`))).toBeVisible();
+  const total = (await page.getByRole("button", { name: /^Pay €/ }).textContent())!.replace("Pay ", "");
+  return { chosen, total };
+}
+
+/** The form that pays by card. */
+const cardForm = () => page.getByRole("region", { name: "Confirm the payment" });
+
+/** The bill numbers the receipt on screen lists. */
+async function receiptBills(): Promise<number[]> {
+  return (await page.locator(".receipt tbody tr td:first-child").allTextContents()).map(Number);
+}
+
+test("pays two bills, chosen by keyboard, by card, and sees the receipt", async () => {
   const payments = posts(page, "/payments");
   const boxes = page.getByRole("checkbox");
   await boxes.nth(0).focus();
@@ -149,13 +171,25 @@ test("pays two bills, chosen by keyboard, and sees the receipt", async () => {
   const pay = page.getByRole("button", { name: /^Pay €/ });
   const total = (await pay.textContent())!.replace("Pay ", "");
   await pay.click();
-  await page.getByRole("button", { name: `Confirm: pay ${total}` }).click();
+  // The card form: Stripe.js's card element (localstripe's stand-in), loaded as the CSP allows.
+  const form = cardForm();
+  await expect(form.getByRole("group", { name: "Card" })).toBeVisible();
+  await fillCard(form, CARDS.good);
+  await shot("card-form");
+  await form.getByRole("button", { name: `Confirm: pay ${total}` }).click();
   await expect(page.getByRole("heading", { name: "Receipt" })).toBeVisible();
   await expect(page.getByTestId("receipt-total")).toHaveText(total);
+  // The card was charged at once: the receipt says when.
+  await expect(page.getByTestId("paid-at")).not.toHaveText(/not yet/);
+  await expect(page.getByTestId("paid-at")).toHaveText(/\d{4}/);
+  expect(await receiptBills()).toEqual(chosen);
   paymentId = (await page.getByTestId("payment-id").textContent())!;
   expect(paymentId).toMatch(/^[0-9a-f-]{36}$/);
   expect(new Set(payments.map((p) => p.request_id)).size).toBe(1);
   expect(payments[0].bills_id).toEqual(chosen);
+  // The card went as the token's card, never as its number.
+  expect(payments[0].payment_method).toMatch(/^card_[A-Za-z0-9_]+$/);
+  expect(JSON.stringify(payments)).not.toContain(CARDS.good);
   await shot("receipt");
 
   await page.getByRole("button", { name: "Get the receipt as a PDF" }).click();
@@ -205,6 +239,143 @@ test("the payment is in the history, which the browser keeps and brings up to da
   await shot("history-statement", page, false);
 });
 
+test("a declined card is refused in words; its bills stay payable, and another card pays them", async () => {
+  await page.goto("/#/apartments/1");
+  // 12 unpaid, 2 paid above.
+  await expect(page.getByText("10 unpaid bills")).toBeVisible();
+  const payments = posts(page, "/payments");
+  const { chosen, total } = await choose(2);
+  await page.getByRole("button", { name: `Pay ${total}` }).click();
+  await fillCard(cardForm(), CARDS.declined);
+  await cardForm().getByRole("button", { name: `Confirm: pay ${total}` }).click();
+
+  // The refusal, in words, beside a fresh card form; read out and focused.
+  const refused = cardForm().getByTestId("card-refused");
+  await expect(refused).toHaveText("The card was declined by its bank. Try another card, or ask the bank why.");
+  await expect(refused).toHaveAttribute("role", "alert");
+  await expect(refused).toBeFocused();
+  await expect(cardForm().getByRole("group", { name: "Another card" })).toBeVisible();
+  await expect(cardForm().getByTestId("card-element").getByPlaceholder("number")).toHaveValue("");
+  // The bills were shown afresh from the server: still unpaid, not reserved, still chosen.
+  await expect(page.getByText("10 unpaid bills")).toBeVisible();
+  await expect(page.getByText("A payment of it is under way")).toHaveCount(0);
+  for (const id of chosen) {
+    await expect(page.locator(`#bill-${id}`)).toBeChecked();
+    await expect(page.locator(`#bill-${id}`)).toBeEnabled();
+  }
+  expect(payments.map((p) => p.bills_id)).toContainEqual(chosen);
+  await shot("card-declined");
+  await page.setViewportSize({ width: 390, height: 844 });
+  expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+  await refused.scrollIntoViewIfNeeded();
+  await shot("card-declined-phone", page, false);
+  await page.setViewportSize({ width: 1100, height: 900 });
+
+  // Another card pays the same bills.
+  await fillCard(cardForm(), CARDS.good);
+  await cardForm().getByRole("button", { name: `Confirm: pay ${total}` }).click();
+  await expect(page.getByRole("heading", { name: "Receipt" })).toBeVisible();
+  await expect(page.getByTestId("receipt-total")).toHaveText(total);
+  expect(await receiptBills()).toEqual(chosen);
+  // Two payments, each a request and a card of its own: the refused one is not sent again.
+  const requests = new Set(payments.map((p) => p.request_id));
+  expect(requests.size).toBe(2);
+  const methods = new Set(payments.map((p) => p.payment_method));
+  expect(methods.size).toBe(2);
+  for (const m of methods) expect(m).toMatch(/^card_/);
+  await page.getByRole("link", { name: "Back to the bills" }).click();
+  await expect(page.getByText("8 unpaid bills")).toBeVisible();
+});
+
+test("a card whose bank asks: its check, then processing until the webhook settles it, found again after a lost reply and a reload", async () => {
+  await page.goto("/#/apartments/1");
+  await expect(page.getByText("8 unpaid bills")).toBeVisible();
+  const payments = posts(page, "/payments");
+  const reads = posts(page, /\/payments\/[0-9a-f-]{36}$/);
+  // The payment's first reply is lost on the way: the app sends the same request again.
+  let lost = false;
+  await page.route("**/replies/**", async (route) => {
+    const response = await route.fetch();
+    const body = await response.text();
+    if (!lost && body.includes('"kind":"payments"')) {
+      lost = true;
+      await route.fulfill({ response, body: '{"replies": []}' });
+      return;
+    }
+    await route.fulfill({ response, body });
+  });
+  const { chosen, total } = await choose(2);
+  await page.getByRole("button", { name: `Pay ${total}` }).click();
+  await fillCard(cardForm(), CARDS.threeDSecure);
+  await cardForm().getByRole("button", { name: `Confirm: pay ${total}` }).click();
+
+  // The bank's check (localstripe's stand-in of Stripe's 3-D Secure page).
+  const complete = page.getByRole("button", { name: "Complete authentication" });
+  await expect(complete).toBeVisible();
+  await expect(page.getByRole("button", { name: "Fail authentication" })).toBeVisible();
+  expect(lost).toBe(true);
+  expect(payments.length).toBeGreaterThanOrEqual(2);
+  expect(new Set(payments.map((p) => p.request_id)).size).toBe(1);
+  expect(new Set(payments.map((p) => p.payment_method)).size).toBe(1);
+  await shot("card-3d-secure");
+  await page.unroute("**/replies/**");
+
+  // From here the payment route's answers are held back, so that the app still waits when the
+  // webhook has settled the payment.
+  let held = 0;
+  await page.route("**/replies/**", async (route) => {
+    const response = await route.fetch();
+    const body = await response.text();
+    if (body.includes('"kind":"payment"')) {
+      held += 1;
+      await route.fulfill({ response, body: '{"replies": []}' });
+      return;
+    }
+    await route.fulfill({ response, body });
+  });
+  await complete.click();
+  await expect(page.getByRole("heading", { name: "Payment", level: 1 })).toBeVisible();
+  const state = page.getByTestId("payment-state");
+  await expect(state).toHaveAttribute("data-status", "processing");
+  await expect(state.getByRole("status")).toHaveText(/^Processing the payment/);
+  const id = page.url().match(/\/payments\/([0-9a-f-]{36})$/)?.[1];
+  expect(id, page.url()).toBeTruthy();
+  await shot("card-processing");
+
+  // The processor's webhook settles it (the household's payment, read from outside the browser).
+  const outside = new Client();
+  await outside.logIn("demo", "demo-password");
+  let settled: Record<string, any> = {};
+  await expect
+    .poll(async () => (settled = await outside.call(`/apartments/1/payments/${id}`)).status, { timeout: 30_000, message: "the webhook settles the payment" })
+    .toBe("succeeded");
+  expect(settled.history.at(-1).via).toBe("webhook");
+  expect(settled.history.map((s: { status: string }) => s.status)).toContain("requires_action");
+  expect(settled.bills_id).toEqual(chosen);
+  // The app has not heard of it yet: still processing.
+  await expect.poll(() => held).toBeGreaterThan(0);
+  await expect(state).toHaveAttribute("data-status", "processing");
+  await expect(page.getByRole("heading", { name: "Receipt" })).toHaveCount(0);
+
+  // Reloaded, the app asks the payment route and finds the payment settled. (A poll held at the
+  // reload is cut short with the page: its handler's end is of no interest.)
+  await page.unrouteAll({ behavior: "ignoreErrors" });
+  const readsBefore = reads.length;
+  await page.reload();
+  await expect(page.getByRole("heading", { name: "Receipt" })).toBeVisible();
+  expect(reads.length).toBeGreaterThan(readsBefore);
+  expect(page.url()).toContain(`/receipts/${id}`);
+  await expect(page.getByTestId("payment-id")).toHaveText(id!);
+  await expect(page.getByTestId("receipt-total")).toHaveText(total);
+  await expect(page.getByTestId("paid-at")).not.toHaveText(/not yet/);
+  expect(await receiptBills()).toEqual(chosen);
+  // One payment for it all: paid once.
+  expect(new Set(payments.map((p) => p.request_id)).size).toBe(1);
+  await shot("card-3d-secure-receipt");
+  await page.getByRole("link", { name: "Back to the bills" }).click();
+  await expect(page.getByText("6 unpaid bills")).toBeVisible();
+});
+
 test("a reply lost on the way is asked for again with the same request_id, and paid once", async () => {
   await page.goto("/#/apartments/2");
   await expect(page.getByText("12 unpaid bills")).toBeVisible();
@@ -223,12 +394,16 @@ test("a reply lost on the way is asked for again with the same request_id, and p
   });
   await page.getByRole("checkbox").first().check();
   await page.getByRole("button", { name: /^Pay €/ }).click();
+  await fillCard(cardForm(), CARDS.good);
   await page.getByRole("button", { name: /^Confirm: pay/ }).click();
   await expect(page.getByRole("heading", { name: "Receipt" })).toBeVisible();
   await page.unroute("**/replies/**");
   expect(dropped).toBe(true);
   expect(payments.length).toBeGreaterThanOrEqual(2);
   expect(new Set(payments.map((p) => p.request_id)).size).toBe(1);
+  // Sent again as it was: the same card, which the engine does not charge twice.
+  expect(new Set(payments.map((p) => p.payment_method)).size).toBe(1);
+  expect(payments[0].payment_method).toMatch(/^card_/);
   const receipt = (await page.getByTestId("payment-id").textContent())!;
   await page.getByRole("link", { name: "Payment history" }).click();
   await expect(page.locator(`[data-payment-id="${receipt}"] .bill`)).toHaveCount(1);
@@ -266,5 +441,11 @@ test("usable on a phone", async ({ browser }) => {
   await phone.getByRole("button", { name: "Gas" }).click();
   await expect(phone.getByText(/bills chosen: €/)).toBeVisible();
   await shot("phone-debts", phone);
+  // The card form fits the screen too.
+  await phone.getByRole("button", { name: /^Pay €/ }).click();
+  const form = phone.getByRole("region", { name: "Confirm the payment" });
+  await expect(form.getByTestId("card-element").getByPlaceholder("postal_code")).toBeVisible();
+  expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+  await shot("phone-card-form", phone);
   await phone.close();
 });

@@ -79,3 +79,25 @@ export async function expectAccessible(page: import("@playwright/test").Page): P
   const found = results.violations.map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
   expect(found, "accessibility violations").toEqual([]);
 }
+
+/** The processor's test cards (localstripe knows them as Stripe does). */
+export const CARDS = {
+  good: "4242424242424242",
+  declined: "4000000000000341",
+  threeDSecure: "4000002500003155",
+} as const;
+
+/**
+ * Types a card into the card form of `scope` (a payment panel). Locally Stripe.js is localstripe's
+ * stand-in, whose card element is five plain inputs named by their placeholders; the year takes two
+ * digits.
+ */
+export async function fillCard(scope: import("@playwright/test").Locator, number: string): Promise<void> {
+  const card = scope.getByTestId("card-element");
+  await expect(card.getByPlaceholder("number")).toBeVisible();
+  await card.getByPlaceholder("number").fill(number);
+  await card.getByPlaceholder("exp_month").fill("12");
+  await card.getByPlaceholder("exp_year").fill("34");
+  await card.getByPlaceholder("cvc").fill("123");
+  await card.getByPlaceholder("postal_code").fill("10115");
+}

@@ -1,33 +1,37 @@
 // One bill, as the mails link to it (`/apartments/{id}/bills/{bill_id}`): what it is for, its
-// lines, what happened to it, its PDF, and paying it.
+// lines, what happened to it, its PDF, and paying it by card. A refused card shows the bill
+// afresh (payable again) with the refusal beside the card form.
 import { explain, type App } from "../app";
 import type { BillData } from "../contract";
 import { h } from "../dom";
 import { formatDate, formatInstant, formatMoney, formatMonth, utilityName } from "../money";
 import { errorBox, heading } from "./common";
-import { keepReceipt } from "./receipt";
+import { cardPanel } from "./pay";
 
-const STATUS: Record<string, string> = { open: "Open", overdue: "Overdue", paid: "Paid", void: "Void" };
+const STATUS: Record<string, string> = { open: "Open", overdue: "Overdue", processing: "Payment under way", paid: "Paid", void: "Void" };
 
 export function billView(app: App, apartmentId: number, billId: number): HTMLElement {
   const body = h("div", { "aria-busy": "true" }, h("p", { class: "loading" }, "Loading the bill…"));
   const title = heading(`Bill ${billId}`);
-  app.session.gateway.call("/apartments/{apartment_id}/bills/{bill_id}", { apartment_id: apartmentId, bill_id: billId }, {}).then(
-    (bill) => {
-      body.removeAttribute("aria-busy");
-      title.textContent = `${utilityName(bill.utility)} bill, ${formatMonth(bill.period_start)}`;
-      document.title = `${title.textContent} · qbill`;
-      body.replaceChildren(...renderBill(app, apartmentId, bill));
-    },
-    (error: unknown) => {
-      body.removeAttribute("aria-busy");
-      body.replaceChildren(errorBox(explain(error, "This bill")));
-    },
-  );
+  const load = (refused?: string) =>
+    app.session.gateway.call("/apartments/{apartment_id}/bills/{bill_id}", { apartment_id: apartmentId, bill_id: billId }, {}).then(
+      (bill) => {
+        body.removeAttribute("aria-busy");
+        title.textContent = `${utilityName(bill.utility)} bill, ${formatMonth(bill.period_start)}`;
+        document.title = `${title.textContent} · qbill`;
+        body.replaceChildren(...renderBill(app, apartmentId, bill, load, refused));
+      },
+      (error: unknown) => {
+        body.removeAttribute("aria-busy");
+        // A refusal is still said when the bill cannot be shown again.
+        body.replaceChildren(...(refused ? [errorBox(refused)] : []), errorBox(explain(error, "This bill")));
+      },
+    );
+  void load();
   return h("section", {}, title, body, h("p", { class: "links" }, h("a", { href: `#/apartments/${apartmentId}` }, "All the bills of this apartment")));
 }
 
-function renderBill(app: App, apartmentId: number, bill: BillData): HTMLElement[] {
+function renderBill(app: App, apartmentId: number, bill: BillData, reload: (refused?: string) => void, refused?: string): HTMLElement[] {
   const money = (amount: string) => formatMoney(amount, bill.currency);
   const facts = h(
     "article",
@@ -67,25 +71,37 @@ function renderBill(app: App, apartmentId: number, bill: BillData): HTMLElement[
 
   const actions = h("div", { class: "actions" });
   const status = h("div", {});
+  const paySlot = h("div", {});
   if (bill.status === "open" || bill.status === "overdue") {
     const pay = h("button", { type: "button", class: "primary" }, `Pay ${money(bill.amount)}`);
-    // One request id for this bill's page: paying again after no reply cannot pay twice.
-    const requestId = crypto.randomUUID();
-    pay.addEventListener("click", () => {
+    const open = (failure?: string) => {
       pay.disabled = true;
-      status.replaceChildren(h("p", { role: "status" }, "Paying…"));
-      app.session.gateway
-        .call("/apartments/{apartment_id}/payments", { apartment_id: apartmentId }, { bills_id: [bill.bill_id] }, requestId)
-        .then((receipt) => {
-          keepReceipt(receipt, [bill]);
-          app.go(`#/apartments/${apartmentId}/receipts/${receipt.payment_id}`);
-        })
-        .catch((error: unknown) => {
-          status.replaceChildren(errorBox(explain(error, "This bill")));
-          pay.disabled = false;
-        });
-    });
+      paySlot.replaceChildren(
+        cardPanel(app, {
+          apartmentId,
+          bills: [bill],
+          total: bill.amount,
+          currency: bill.currency,
+          question: `Pay this bill, ${money(bill.amount)}?`,
+          back: `#/apartments/${apartmentId}/bills/${bill.bill_id}`,
+          what: "This bill",
+          refused: failure,
+          // The refused card released the bill: shown afresh, with the refusal.
+          onRefused: (message) => reload(message),
+          reload: { label: "Load the bill again", run: () => reload() },
+          onCancel: () => {
+            paySlot.replaceChildren();
+            pay.disabled = false;
+            pay.focus();
+          },
+        }),
+      );
+    };
+    pay.addEventListener("click", () => open());
     actions.append(pay);
+    if (refused) open(refused);
+  } else if (bill.status === "processing") {
+    status.append(h("p", { class: "notice" }, "A payment of this bill is under way: it shows as paid once the card's processor confirms it."));
   }
   const pdf = h("button", { type: "button" }, "Get the bill as a PDF");
   pdf.addEventListener("click", () => {
@@ -99,5 +115,5 @@ function renderBill(app: App, apartmentId: number, bill: BillData): HTMLElement[
       });
   });
   actions.append(pdf);
-  return [facts, actions, status];
+  return [facts, actions, paySlot, status];
 }

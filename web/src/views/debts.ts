@@ -1,15 +1,21 @@
 // An apartment's unpaid bills grouped by provider and utility, with totals, the last twelve
 // months as a chart, and paying: choose bills (all of a utility, of a provider, of a period, or
-// one by one), confirm, and get the receipt.
+// one by one), pay them by card, and get the receipt. A refused card shows the bills afresh,
+// still chosen, with the refusal beside the card form.
 import { explain, type App } from "../app";
 import { monthlyChart } from "../chart";
-import type { Bill, PaymentsData, UtilsData } from "../contract";
+import type { Bill, UtilsData } from "../contract";
 import { h } from "../dom";
 import { syncHistory } from "../history";
 import { formatDate, formatMoney, formatMonth, sum, utilityName } from "../money";
-import { GatewayError } from "../gateway";
 import { errorBox, heading } from "./common";
-import { keepReceipt } from "./receipt";
+import { cardPanel } from "./pay";
+
+/** A card refused: the bills that were chosen, and why. */
+interface Refused {
+  chosen: number[];
+  message: string;
+}
 
 /** How many bills one payment may settle (the gateway's schema, `bills_id`'s maxItems). */
 const MAX_BILLS_PER_PAYMENT = 100;
@@ -46,18 +52,23 @@ export function debtsView(app: App, apartmentId: number): HTMLElement {
     body,
   );
 
-  const utils = loadUtils(app, apartmentId);
-  utils.then(
-    (data) => {
-      body.removeAttribute("aria-busy");
-      const [totals, ...rest] = renderDebts(app, data);
-      body.replaceChildren(totals, chartSlot, ...rest);
-    },
-    (error: unknown) => {
-      body.removeAttribute("aria-busy");
-      body.replaceChildren(errorBox(explain(error, "This apartment")));
-    },
-  );
+  const load = (refused?: Refused) => {
+    const utils = loadUtils(app, apartmentId);
+    utils.then(
+      (data) => {
+        body.removeAttribute("aria-busy");
+        const [totals, ...rest] = renderDebts(app, data, (again) => load(again), refused);
+        body.replaceChildren(totals, chartSlot, ...rest);
+      },
+      (error: unknown) => {
+        body.removeAttribute("aria-busy");
+        // A refusal is still said when the bills cannot be shown again.
+        body.replaceChildren(...(refused ? [errorBox(refused.message)] : []), errorBox(explain(error, "This apartment")));
+      },
+    );
+    return utils;
+  };
+  const utils = load();
   // The chart needs the settled bills too: the history, from the browser's store plus the delta.
   Promise.all([utils, syncHistory(app.session, apartmentId)]).then(
     ([data, history]) => {
@@ -69,12 +80,14 @@ export function debtsView(app: App, apartmentId: number): HTMLElement {
   return section;
 }
 
-function renderDebts(app: App, data: UtilsData): HTMLElement[] {
+function renderDebts(app: App, data: UtilsData, reload: (refused?: Refused) => void, refused?: Refused): HTMLElement[] {
   const currency = data.currency;
   const money = (amount: string) => formatMoney(amount, currency);
   if (data.bills.length === 0) {
     return [h("p", { class: "notice", role: "status" }, "Nothing to pay: every bill of this apartment is paid.")];
   }
+  // A bill reserved by a payment under way cannot be chosen until that payment is settled.
+  const payable = data.bills.filter((b) => b.status !== "processing");
 
   const selected = new Set<number>();
   const checkboxes = new Map<number, HTMLInputElement>();
@@ -84,10 +97,10 @@ function renderDebts(app: App, data: UtilsData): HTMLElement[] {
   const confirmSlot = h("div", {});
 
   const refresh = () => {
-    const chosen = data.bills.filter((b) => selected.has(b.bill_id));
+    const chosen = payable.filter((b) => selected.has(b.bill_id));
     for (const [id, box] of checkboxes) box.checked = selected.has(id);
     for (const { button, bills } of groupButtons) {
-      button.setAttribute("aria-pressed", String(bills.every((b) => selected.has(b.bill_id))));
+      button.setAttribute("aria-pressed", String(bills.length > 0 && bills.every((b) => selected.has(b.bill_id))));
     }
     const tooMany = chosen.length > MAX_BILLS_PER_PAYMENT;
     payButton.disabled = chosen.length === 0 || tooMany;
@@ -100,8 +113,9 @@ function renderDebts(app: App, data: UtilsData): HTMLElement[] {
     confirmSlot.replaceChildren();
   };
 
-  const groupButton = (label: string, bills: Bill[]) => {
-    const button = h("button", { type: "button", class: "chip", "aria-pressed": "false" }, label);
+  const groupButton = (label: string, all: Bill[]) => {
+    const bills = all.filter((b) => b.status !== "processing");
+    const button = h("button", { type: "button", class: "chip", "aria-pressed": "false", disabled: bills.length === 0 }, label);
     button.addEventListener("click", () => {
       const all = bills.every((b) => selected.has(b.bill_id));
       for (const b of bills) {
@@ -140,7 +154,8 @@ function renderDebts(app: App, data: UtilsData): HTMLElement[] {
             "ul",
             { class: "bills" },
             bills.map((bill) => {
-              const box = h("input", { type: "checkbox", id: `bill-${bill.bill_id}`, value: String(bill.bill_id) });
+              const reserved = bill.status === "processing";
+              const box = h("input", { type: "checkbox", id: `bill-${bill.bill_id}`, value: String(bill.bill_id), disabled: reserved });
               box.addEventListener("change", () => {
                 if (box.checked) selected.add(bill.bill_id);
                 else selected.delete(bill.bill_id);
@@ -155,7 +170,15 @@ function renderDebts(app: App, data: UtilsData): HTMLElement[] {
                   "label",
                   { for: box.id },
                   h("span", { class: "bill-period" }, formatMonth(bill.period_start), bill.late_fee_of ? ` · late fee on bill ${bill.late_fee_of}` : ""),
-                  h("span", { class: "bill-due" }, bill.status === "overdue" ? `Overdue ${bill.days_overdue} days (due ${formatDate(bill.due_date)})` : `Due ${formatDate(bill.due_date)}`),
+                  h(
+                    "span",
+                    { class: "bill-due" },
+                    reserved
+                      ? "A payment of it is under way"
+                      : bill.status === "overdue"
+                        ? `Overdue ${bill.days_overdue} days (due ${formatDate(bill.due_date)})`
+                        : `Due ${formatDate(bill.due_date)}`,
+                  ),
                   h("span", { class: "amount" }, formatMoney(bill.amount, bill.currency)),
                 ),
                 h("a", { href: `#/apartments/${data.apartment_id}/bills/${bill.bill_id}`, class: "details", "aria-label": `Details of the ${utilityName(bill.utility)} bill of ${formatMonth(bill.period_start)}` }, "Details"),
@@ -167,52 +190,30 @@ function renderDebts(app: App, data: UtilsData): HTMLElement[] {
     ),
   );
 
-  payButton.addEventListener("click", () => {
-    const chosen = data.bills.filter((b) => selected.has(b.bill_id));
+  const openPanel = (failure?: string) => {
+    const chosen = payable.filter((b) => selected.has(b.bill_id));
+    if (chosen.length === 0) return;
     const total = sum(chosen.map((b) => b.amount));
-    const confirm = h("button", { type: "button", class: "primary" }, `Confirm: pay ${money(total)}`);
-    const cancel = h("button", { type: "button" }, "Cancel");
-    const status = h("div", {});
-    // One request id for this choice of bills: trying again after no reply cannot pay twice.
-    const requestId = crypto.randomUUID();
-    const panel = h(
-      "div",
-      { class: "confirm card", role: "region", "aria-label": "Confirm the payment" },
-      h("p", {}, `Pay ${chosen.length} ${chosen.length === 1 ? "bill" : "bills"} for ${money(total)}? They are paid together, or none is.`),
-      h("div", { class: "actions" }, confirm, cancel),
-      status,
-    );
-    cancel.addEventListener("click", () => {
-      confirmSlot.replaceChildren();
-      payButton.focus();
-    });
-    confirm.addEventListener("click", () => {
-      confirm.disabled = true;
-      cancel.disabled = true;
-      status.replaceChildren(h("p", { role: "status" }, "Paying…"));
-      app.session.gateway
-        .call("/apartments/{apartment_id}/payments", { apartment_id: data.apartment_id }, { bills_id: chosen.map((b) => b.bill_id) }, requestId)
-        .then((receipt: PaymentsData) => {
-          keepReceipt(receipt, chosen);
-          app.announce(`Paid ${money(receipt.total)}.`);
-          app.go(`#/apartments/${data.apartment_id}/receipts/${receipt.payment_id}`);
-        })
-        .catch((error: unknown) => {
-          const again = h("button", { type: "button" }, "Load the bills again");
-          again.addEventListener("click", () => app.go(`#/apartments/${data.apartment_id}`));
-          status.replaceChildren(errorBox(explain(error, "A chosen bill")), again);
-          cancel.disabled = false;
-          // No answer is not a refusal: the same payment may be tried again, and is paid once.
-          if (error instanceof GatewayError) {
-            confirm.disabled = false;
-            confirm.textContent = `Try again: pay ${money(total)}`;
-          }
-          again.focus();
-        });
+    const panel = cardPanel(app, {
+      apartmentId: data.apartment_id,
+      bills: chosen,
+      total,
+      currency,
+      question: `Pay ${chosen.length} ${chosen.length === 1 ? "bill" : "bills"} for ${money(total)}? They are paid together, or none is.`,
+      back: `#/apartments/${data.apartment_id}`,
+      what: "A chosen bill",
+      refused: failure,
+      // The refused card released its bills: shown afresh, still chosen, with the refusal.
+      onRefused: (message) => reload({ chosen: chosen.map((b) => b.bill_id), message }),
+      reload: { label: "Load the bills again", run: () => app.go(`#/apartments/${data.apartment_id}`) },
+      onCancel: () => {
+        confirmSlot.replaceChildren();
+        payButton.focus();
+      },
     });
     confirmSlot.replaceChildren(panel);
-    confirm.focus();
-  });
+  };
+  payButton.addEventListener("click", () => openPanel());
 
   const totals = h(
     "section",
@@ -225,6 +226,12 @@ function renderDebts(app: App, data: UtilsData): HTMLElement[] {
       Object.entries(data.totals.by_utility).map(([u, amount]) => [h("dt", {}, utilityName(u)), h("dd", { class: "amount" }, money(amount))]),
     ),
   );
+
+  if (refused) {
+    for (const b of payable) if (refused.chosen.includes(b.bill_id)) selected.add(b.bill_id);
+    refresh();
+    openPanel(refused.message);
+  }
 
   return [
     totals,

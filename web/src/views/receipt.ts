@@ -6,16 +6,25 @@ import { h } from "../dom";
 import { formatInstant, formatMoney, formatMonth, utilityName } from "../money";
 import { errorBox, heading } from "./common";
 
+/** What a receipt shows of each bill it paid. */
+export type ReceiptBill = Pick<Bill, "bill_id" | "utility" | "provider" | "period_start" | "amount" | "currency">;
+
 interface Kept {
   receipt: PaymentsData;
-  bills: Pick<Bill, "bill_id" | "utility" | "provider" | "period_start" | "amount" | "currency">[];
+  bills: ReceiptBill[];
 }
 
 const key = (paymentId: string) => `qbill.receipt.${paymentId}`;
 
+/** What a receipt keeps of a bill. */
+export function receiptBill(b: ReceiptBill): ReceiptBill {
+  return { bill_id: b.bill_id, utility: b.utility, provider: b.provider, period_start: b.period_start, amount: b.amount, currency: b.currency };
+}
+
 /** Keeps a receipt for this tab, with the bills it paid, to show it after navigating. */
-export function keepReceipt(receipt: PaymentsData, bills: Bill[]): void {
-  const kept: Kept = { receipt, bills: bills.filter((b) => receipt.bills_id.includes(b.bill_id)) };
+export function keepReceipt(receipt: PaymentsData, bills: ReceiptBill[]): void {
+  // A client secret is of no use once the payment is settled: not kept.
+  const kept: Kept = { receipt: { ...receipt, client_secret: null }, bills: bills.filter((b) => receipt.bills_id.includes(b.bill_id)).map(receiptBill) };
   sessionStorage.setItem(key(receipt.payment_id), JSON.stringify(kept));
 }
 
@@ -65,7 +74,7 @@ export function receiptView(app: App, apartmentId: number, paymentId: string): H
         h("dt", {}, "Payment"),
         h("dd", { class: "mono", "data-testid": "payment-id" }, receipt.payment_id),
         h("dt", {}, "Paid at"),
-        h("dd", {}, receipt.paid_at ? formatInstant(receipt.paid_at) : `not yet (${receipt.status})`),
+        h("dd", { "data-testid": "paid-at" }, receipt.paid_at ? formatInstant(receipt.paid_at) : `not yet (${receipt.status})`),
         h("dt", {}, "Apartment"),
         h("dd", {}, app.session.apartments.find((a) => a.id === receipt.apartment_id)?.address ?? String(receipt.apartment_id)),
       ),
@@ -77,9 +86,13 @@ export function receiptView(app: App, apartmentId: number, paymentId: string): H
         h(
           "tbody",
           {},
-          bills.map((b) =>
-            h("tr", {}, h("td", {}, String(b.bill_id)), h("td", {}, utilityName(b.utility)), h("td", {}, b.provider), h("td", {}, formatMonth(b.period_start)), h("td", { class: "amount" }, formatMoney(b.amount, b.currency))),
-          ),
+          receipt.bills_id.map((id) => {
+            // A payment followed from another tab knows its bills by number only.
+            const b = bills.find((kept) => kept.bill_id === id);
+            return b
+              ? h("tr", {}, h("td", {}, String(b.bill_id)), h("td", {}, utilityName(b.utility)), h("td", {}, b.provider), h("td", {}, formatMonth(b.period_start)), h("td", { class: "amount" }, formatMoney(b.amount, b.currency)))
+              : h("tr", {}, h("td", {}, String(id)), h("td", { colspan: 4 }, h("a", { href: `#/apartments/${apartmentId}/bills/${id}` }, "The bill's details")));
+          }),
         ),
         h("tfoot", {}, h("tr", {}, h("th", { scope: "row", colspan: 4 }, "Total"), h("td", { class: "amount", "data-testid": "receipt-total" }, money(receipt.total)))),
       ),
