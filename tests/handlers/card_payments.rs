@@ -585,3 +585,42 @@ async fn hostile_payment_methods_and_other_households_are_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_payment_refused_for_a_reserved_bill_is_refused_again_when_delivered_again() {
+    let f = card_fixture().await;
+    let bills = bill_ids(&f.demo_utils(1).await["bills"]);
+    let first = pay_with(&f, 1, &bills[..1], None).await;
+    assert_eq!(first["data"]["status"], "pending", "{first}");
+    let request = Uuid::new_v4();
+    let fields = json!({ "bills_id": &bills[..1] });
+    let refused = f
+        .ask_as(
+            request,
+            "payments",
+            Some(1),
+            Some(&f.token(DEMO)),
+            fields.clone(),
+        )
+        .await;
+    assert_eq!(error_code(&refused), "conflict", "{refused}");
+    // The first payment is abandoned and its bill released...
+    qbill_core::jobs::expire_payments::run(&f.engine.services, chrono::Duration::zero())
+        .await
+        .unwrap();
+    assert_eq!(open_bills(&f, 1).await[0]["status"], "open");
+    // ...but the refused request, delivered again, is the same request: refused the same way,
+    // and nothing is paid for it.
+    let again = f
+        .ask_as(request, "payments", Some(1), Some(&f.token(DEMO)), fields)
+        .await;
+    assert_eq!(again["error"], refused["error"], "{again}");
+    assert_eq!(
+        f.db.count(
+            "SELECT count(*) FROM payments WHERE request_id = $1",
+            &[&request]
+        )
+        .await,
+        0
+    );
+}

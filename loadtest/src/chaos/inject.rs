@@ -20,6 +20,8 @@ pub struct Targets {
     /// In front of SQS, for the workers (the clients reach SQS directly).
     pub sqs: Proxy,
     pub redis: RedisServer,
+    /// In front of the payments processor, for the workers (none in the ledger mode).
+    pub processor: Option<Proxy>,
 }
 
 /// A fault as it was carried out.
@@ -145,6 +147,19 @@ async fn apply(targets: &Targets, fault: &Fault, seed: u64) -> Option<String> {
             targets.sqs.delay(DELAY.0, DELAY.1, seed);
             tokio::time::sleep(fault.lasts).await;
             targets.sqs.restore();
+            None
+        }
+        FaultKind::CutProcessor | FaultKind::SlowProcessor => {
+            let Some(processor) = &targets.processor else {
+                return Some("no payments processor in this run".to_owned());
+            };
+            if fault.kind == FaultKind::CutProcessor {
+                processor.cut();
+            } else {
+                processor.delay(DELAY.0, DELAY.1, seed);
+            }
+            tokio::time::sleep(fault.lasts).await;
+            processor.restore();
             None
         }
         FaultKind::KillRedis => {

@@ -15,6 +15,7 @@
 
 pub mod inject;
 pub mod processes;
+pub mod processor;
 pub mod proxy;
 pub mod queues;
 pub mod redis;
@@ -57,8 +58,8 @@ pub struct ChaosArgs {
     pub rate: f64,
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
-    /// Faults to inject; from six on, at least one of each kind. Default: one per 15 s, at
-    /// least six.
+    /// Faults to inject; from as many as there are kinds on (eight with a processor, six
+    /// without), at least one of each kind. Default: one per 15 s, at least that many.
     #[arg(long)]
     pub faults: Option<usize>,
     /// The seed of the fault schedule (printed; the same seed, duration and faults give the same
@@ -85,6 +86,9 @@ pub struct ChaosArgs {
     /// The `qbill` binary; by default the one beside this binary.
     #[arg(long)]
     pub qbill: Option<PathBuf>,
+    /// Pay without a processor (the ledger mode) even when the environment names one.
+    #[arg(long)]
+    pub ledger: bool,
     /// Where chaos.json, chaos.svg, chaos.html and the workers' logs go.
     #[arg(long, default_value = "target/chaos")]
     pub out: PathBuf,
@@ -97,11 +101,24 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
         None => schedule::seed_from_env_or_random()?,
     };
     let duration = Duration::try_from_secs_f64(args.duration).context("--duration")?;
+    let visibility = Duration::from_secs(u64::from(args.visibility));
+    // Cards through the local processor when the environment names one (scripts/chaos does),
+    // else the ledger mode.
+    let card = match (
+        std::env::var("QBILL_STRIPE_API_BASE"),
+        std::env::var("QBILL_STRIPE_SECRET_KEY"),
+    ) {
+        (Ok(base), Ok(key)) if !args.ledger => Some(processor::Processor::new(&base, &key)),
+        _ => None,
+    };
+    let kinds: &[schedule::FaultKind] = match card {
+        Some(_) => &schedule::FaultKind::ALL,
+        None => &schedule::FaultKind::WITHOUT_PROCESSOR,
+    };
     let faults = args
         .faults
-        .unwrap_or_else(|| ((args.duration / 15.0) as usize).max(6));
-    let visibility = Duration::from_secs(u64::from(args.visibility));
-    let schedule = schedule::schedule(seed, duration, faults, WORKERS, visibility);
+        .unwrap_or_else(|| ((args.duration / 15.0) as usize).max(kinds.len()));
+    let schedule = schedule::schedule(seed, duration, faults, WORKERS, visibility, kinds);
     println!(
         "chaos: seed {seed}: {} faults over {:.0} s (replay with --seed {seed})",
         schedule.len(),
@@ -159,7 +176,18 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
     let sqs_proxy =
         Proxy::start(endpoint.trim_start_matches("http://").trim_end_matches('/')).await?;
     let redis = RedisServer::start().await?;
-    let env = vec![
+    let processor_proxy = match &card {
+        Some(card) => Some(
+            Proxy::start(
+                card.base
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/'),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let mut env = vec![
         (
             "DATABASE_URL".to_owned(),
             through(&database, postgres.addr())?,
@@ -184,7 +212,36 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
             "QBILL_LOG".to_owned(),
             "warn,qbill_core::metrics=info".to_owned(),
         ),
+        (
+            "QBILL_EXPIRE_PAYMENTS_INTERVAL_SECONDS".to_owned(),
+            "0".to_owned(),
+        ),
+        (
+            "QBILL_RECONCILE_INTERVAL_SECONDS".to_owned(),
+            "0".to_owned(),
+        ),
     ];
+    // The jobs at the end reach the database and the processor directly.
+    let mut direct = vec![("REDIS_URL".to_owned(), redis.url())];
+    match (&card, &processor_proxy) {
+        (Some(card), Some(proxy)) => {
+            for (list, base) in [
+                (&mut env, format!("http://{}", proxy.addr())),
+                (&mut direct, card.base.clone()),
+            ] {
+                list.extend([
+                    ("QBILL_PAYMENTS".to_owned(), "stripe".to_owned()),
+                    ("QBILL_STRIPE_API_BASE".to_owned(), base),
+                    ("QBILL_STRIPE_SECRET_KEY".to_owned(), card.key.clone()),
+                    (
+                        "QBILL_STRIPE_WEBHOOK_SECRET".to_owned(),
+                        card.secret.clone(),
+                    ),
+                ]);
+            }
+        }
+        _ => env.push(("QBILL_PAYMENTS".to_owned(), "ledger".to_owned())),
+    }
     let qbill = match &args.qbill {
         Some(path) => path.clone(),
         None => crate::scale::qbill_binary()?,
@@ -202,6 +259,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
         postgres,
         sqs: sqs_proxy,
         redis,
+        processor: processor_proxy,
     });
 
     // The load, and the faults from the moment its clock starts.
@@ -217,6 +275,19 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
             }
         }
     });
+    // The households at the processor and the webhooks' faulty way back, while the load runs.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let carrier = card.clone().map(|card| {
+        tokio::spawn(processor::run(
+            card,
+            db.clone(),
+            sqs.clone(),
+            queues.url.clone(),
+            apartments.clone(),
+            seed,
+            stop.clone(),
+        ))
+    });
     let outcome = load::run_with(
         transport.clone(),
         plan,
@@ -229,6 +300,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
     .await;
     let applied = injector.await.context("the fault injector")?;
     let outcome = outcome?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let carried = match carrier {
+        Some(carrier) => Some(carrier.await.context("the webhook carrier")?),
+        None => None,
+    };
 
     // The backlog drains (repeats of answered requests too), then the last replies are read.
     let drained = queues::drain(&sqs, &queues.url, Duration::from_secs_f64(args.drain)).await?;
@@ -249,11 +325,52 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
         }
         peak_rss_mib.push(worker.peak_rss_kib() as f64 / 1024.0);
     }
+    // What no webhook said, the jobs ask the processor: lost webhooks healed, abandoned payments
+    // expired.
+    let mut jobs = Vec::new();
+    if card.is_some() {
+        for job in [
+            vec!["jobs", "reconcile", "--since-hours", "1"],
+            vec!["jobs", "expire-payments", "--after-minutes", "0"],
+        ] {
+            let out = tokio::process::Command::new(&qbill)
+                .args(&job)
+                .env("DATABASE_URL", database.expose_secret())
+                .envs(direct.iter().cloned())
+                .env("QBILL_LOG", "warn")
+                .output()
+                .await?;
+            let report = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if !out.status.success() {
+                bail!(
+                    "qbill {} failed: {}",
+                    job.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            jobs.push(format!("{}: {report}", job[1]));
+        }
+    }
     let dead = queues::dead_letters(&sqs, &queues.dead_letter_url).await?;
     let deadlocks = deadlocks(&db).await? - deadlocks_before;
     let (sent, read) = journal.take();
     let mut verdict =
         verdict::check(&db, &sent, &read, &dead, &apartments, deadlocks, &died).await?;
+    let mut processor_line = None;
+    if let (Some(card), Some(carried)) = (&card, &carried) {
+        let (captured, ledger) = processor::check(card, &db, &apartments, &mut verdict).await?;
+        processor_line = Some(format!(
+            "chaos: processor: confirmed {} declined {} abandoned {}; webhooks {} (dropped {}, duplicated {}, delayed {}); {}; captured {captured} cents, settled {ledger}",
+            carried.confirmed,
+            carried.declined,
+            carried.abandoned,
+            carried.events,
+            carried.dropped,
+            carried.duplicated,
+            carried.delayed,
+            jobs.join("; "),
+        ));
+    }
     if !drained {
         verdict.violations.push(verdict::Violation {
             what: format!(
@@ -281,6 +398,9 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
         "chaos: connections through the proxies: Postgres {} ({} cut), SQS {} ({} cut)",
         pg.accepted, pg.cut, sq.accepted, sq.cut
     );
+    if let Some(line) = &processor_line {
+        println!("{line}");
+    }
     println!("{}", report::verdict_text(&verdict));
     let held = verdict.violations.is_empty();
     report::write(

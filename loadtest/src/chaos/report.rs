@@ -104,6 +104,8 @@ fn fault_colour(kind: FaultKind) -> RGBAColor {
         FaultKind::KillRedis => RGBColor(140, 86, 75),
         FaultKind::CutSqs => RGBColor(31, 119, 180),
         FaultKind::DelayReplies => RGBColor(44, 160, 44),
+        FaultKind::CutProcessor => RGBColor(227, 119, 194),
+        FaultKind::SlowProcessor => RGBColor(188, 189, 34),
     };
     rgb.mix(0.25)
 }
@@ -256,6 +258,6 @@ mod tests {
         println!("timeline: {}", written.display());
         let table = faults_table(&faults);
         assert!(table.contains("pause_worker        1       4.0"), "{table}");
-        assert!(table.contains("all                 6      24.0"), "{table}");
+        assert!(table.contains("all                 8      32.0"), "{table}");
     }
 }

@@ -42,10 +42,27 @@ pub enum FaultKind {
     /// The workers' traffic to SQS waits a different time per connection, so that calls made
     /// later overtake calls made earlier.
     DelayReplies,
+    /// Every connection of the workers to the payments processor is reset, and new ones refused,
+    /// for a while.
+    CutProcessor,
+    /// The workers' calls to the payments processor wait a different time per connection.
+    SlowProcessor,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 8] = [
+        FaultKind::KillWorker,
+        FaultKind::PauseWorker,
+        FaultKind::CutPostgres,
+        FaultKind::KillRedis,
+        FaultKind::CutSqs,
+        FaultKind::DelayReplies,
+        FaultKind::CutProcessor,
+        FaultKind::SlowProcessor,
+    ];
+
+    /// The kinds of a run without a payments processor (the ledger mode).
+    pub const WITHOUT_PROCESSOR: [FaultKind; 6] = [
         FaultKind::KillWorker,
         FaultKind::PauseWorker,
         FaultKind::CutPostgres,
@@ -62,6 +79,8 @@ impl FaultKind {
             FaultKind::KillRedis => "kill_redis",
             FaultKind::CutSqs => "cut_sqs",
             FaultKind::DelayReplies => "delay_replies",
+            FaultKind::CutProcessor => "cut_processor",
+            FaultKind::SlowProcessor => "slow_processor",
         }
     }
 
@@ -79,6 +98,7 @@ impl FaultKind {
             FaultKind::CutPostgres => Target::Postgres,
             FaultKind::KillRedis => Target::Redis,
             FaultKind::CutSqs | FaultKind::DelayReplies => Target::Sqs,
+            FaultKind::CutProcessor | FaultKind::SlowProcessor => Target::Processor,
         }
     }
 
@@ -94,7 +114,8 @@ impl FaultKind {
             FaultKind::PauseWorker => visibility + between(rng, 1_000, 4_000),
             FaultKind::CutPostgres | FaultKind::CutSqs => between(rng, 2_000, 6_000),
             FaultKind::KillRedis => between(rng, 1_000, 5_000),
-            FaultKind::DelayReplies => between(rng, 3_000, 8_000),
+            FaultKind::DelayReplies | FaultKind::SlowProcessor => between(rng, 3_000, 8_000),
+            FaultKind::CutProcessor => between(rng, 2_000, 6_000),
         }
     }
 }
@@ -111,6 +132,7 @@ enum Target {
     Postgres,
     Redis,
     Sqs,
+    Processor,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,8 +169,8 @@ impl fmt::Display for Fault {
     }
 }
 
-/// `faults` faults over a run of `run`, sorted by start, the same for the same arguments. With
-/// six or more, every kind is among them. `workers` is the number of worker processes (at least
+/// `faults` faults of `kinds` over a run of `run`, sorted by start, the same for the same
+/// arguments. With as many as there are kinds or more, every kind is among them. `workers` is the number of worker processes (at least
 /// one is assumed); `visibility` the request queue's visibility timeout, which a pause outlasts.
 ///
 /// Faults of one kind, or on one thing, never overlap: one that would is moved later, or to the
@@ -161,6 +183,7 @@ pub fn schedule(
     faults: usize,
     workers: usize,
     visibility: Duration,
+    kinds: &[FaultKind],
 ) -> Vec<Fault> {
     let mut rng = StdRng::seed_from_u64(seed);
     let last_start = run.saturating_sub(LAST_START_BEFORE_END);
@@ -168,12 +191,13 @@ pub fn schedule(
     if faults == 0 || last_start < FIRST {
         return Vec::new();
     }
-    // One of each kind in a random order, then random kinds: the first six are placed first.
-    let mut kinds = FaultKind::ALL.to_vec();
+    // One of each kind in a random order, then random kinds: one of each is placed first.
+    let all = kinds;
+    let mut kinds = all.to_vec();
     kinds.shuffle(&mut rng);
     kinds.truncate(faults);
     while kinds.len() < faults {
-        kinds.push(FaultKind::ALL[rng.random_range(0..FaultKind::ALL.len())]);
+        kinds.push(all[rng.random_range(0..all.len())]);
     }
     let wanted: Vec<Fault> = kinds
         .into_iter()
@@ -197,7 +221,7 @@ pub fn schedule(
     // The one of each kind first, and within each part the longest first: a long pause is the
     // hardest to fit between the faults already placed.
     let (mut firsts, mut extras) = (wanted, Vec::new());
-    extras.extend(firsts.drain(FaultKind::ALL.len().min(faults)..));
+    extras.extend(firsts.drain(all.len().min(faults)..));
     firsts.sort_by_key(|f| std::cmp::Reverse(f.lasts));
     extras.sort_by_key(|f| std::cmp::Reverse(f.lasts));
     let mut placed: Vec<Fault> = Vec::with_capacity(faults);
@@ -293,11 +317,11 @@ mod tests {
     /// The CI run's settings and a long run's, with a short and a long visibility timeout, over
     /// many seeds.
     fn runs() -> impl Iterator<Item = Run> {
-        let settings = [(60, 6, 5), (60, 6, 30), (600, 40, 5), (600, 40, 30)];
+        let settings = [(60, 8, 5), (60, 8, 30), (600, 40, 5), (600, 40, 30)];
         settings.into_iter().flat_map(|(run, faults, visibility)| {
             (0..300).map(move |seed| {
                 let (run, visibility) = (run * SECOND, visibility * SECOND);
-                let plan = schedule(seed, run, faults, 2, visibility);
+                let plan = schedule(seed, run, faults, 2, visibility, &FaultKind::ALL);
                 Run {
                     seed,
                     run,
@@ -311,13 +335,19 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_schedule_and_another_seed_another() {
-        let one = schedule(7, 600 * SECOND, 40, 2, 5 * SECOND);
-        assert_eq!(one, schedule(7, 600 * SECOND, 40, 2, 5 * SECOND));
-        assert_ne!(one, schedule(8, 600 * SECOND, 40, 2, 5 * SECOND));
+        let one = schedule(7, 600 * SECOND, 40, 2, 5 * SECOND, &FaultKind::ALL);
+        assert_eq!(
+            one,
+            schedule(7, 600 * SECOND, 40, 2, 5 * SECOND, &FaultKind::ALL)
+        );
+        assert_ne!(
+            one,
+            schedule(8, 600 * SECOND, 40, 2, 5 * SECOND, &FaultKind::ALL)
+        );
     }
 
     #[test]
-    fn a_one_minute_run_holds_six_faults_and_a_ten_minute_run_forty() {
+    fn a_one_minute_run_holds_eight_faults_and_a_ten_minute_run_forty() {
         for Run {
             seed, faults, plan, ..
         } in runs()
@@ -328,7 +358,7 @@ mod tests {
     }
 
     #[test]
-    fn with_six_faults_or_more_every_kind_appears() {
+    fn with_as_many_faults_as_kinds_every_kind_appears() {
         for Run { seed, plan, .. } in runs() {
             for kind in FaultKind::ALL {
                 assert!(
@@ -390,12 +420,27 @@ mod tests {
 
     #[test]
     fn too_few_faults_or_too_short_a_run_give_what_fits() {
-        let three = schedule(1, 60 * SECOND, 3, 2, 5 * SECOND);
+        let all = &FaultKind::ALL;
+        let three = schedule(1, 60 * SECOND, 3, 2, 5 * SECOND, all);
         assert_eq!(three.len(), 3);
-        assert!(schedule(1, 14 * SECOND, 6, 2, 5 * SECOND).is_empty());
-        assert!(schedule(1, 60 * SECOND, 0, 2, 5 * SECOND).is_empty());
+        assert!(schedule(1, 14 * SECOND, 6, 2, 5 * SECOND, all).is_empty());
+        assert!(schedule(1, 60 * SECOND, 0, 2, 5 * SECOND, all).is_empty());
+        // Without a processor, no fault is on it.
+        let ledger = schedule(
+            1,
+            60 * SECOND,
+            12,
+            2,
+            5 * SECOND,
+            &FaultKind::WITHOUT_PROCESSOR,
+        );
+        assert!(
+            ledger
+                .iter()
+                .all(|f| !matches!(f.kind, FaultKind::CutProcessor | FaultKind::SlowProcessor))
+        );
         // A pause longer than the window is shortened to fit it.
-        let long = schedule(1, 20 * SECOND, 6, 1, 60 * SECOND);
+        let long = schedule(1, 20 * SECOND, 6, 1, 60 * SECOND, all);
         assert!(long.iter().all(|f| f.ends() <= 15 * SECOND));
     }
 

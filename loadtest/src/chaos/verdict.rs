@@ -72,9 +72,13 @@ struct Booked {
     request: Uuid,
     apartment: i64,
     total: Decimal,
-    /// Sorted.
+    /// The bills it was for, sorted.
     bills: Vec<i64>,
-    /// What its bills add up to now.
+    /// Whether its money was taken (a card payment may have failed or been cancelled).
+    settled: bool,
+    /// The bills it settled, sorted.
+    paid: Vec<i64>,
+    /// What those bills add up to now.
     bills_sum: Decimal,
 }
 
@@ -156,17 +160,19 @@ pub async fn check(
     // One request, one answer: a repeat of a payment gets the same receipt or the same refusal.
     let mut receipts: HashMap<Uuid, (Uuid, Decimal)> = HashMap::new();
     let mut refused: HashSet<Uuid> = HashSet::new();
-    let mut differing = Vec::new();
+    let mut differing: Vec<String> = Vec::new();
     for (id, replies) in &answers {
         if sent[id].op != Op::Payments {
             continue;
         }
-        let outcomes: BTreeSet<(bool, Option<Uuid>, Option<&str>)> = replies
-            .iter()
-            .map(|r| (r.ok, r.payment_id, r.code.as_deref()))
-            .collect();
+        // Whether it paid, and which payment: the same every time. A refused request's claim is
+        // given back, so a repeat is judged afresh and its refusal may say something else (a
+        // bill reserved by a card payment then, paid by it now); it must still be a refusal.
+        let outcomes: BTreeSet<(bool, Option<Uuid>)> =
+            replies.iter().map(|r| (r.ok, r.payment_id)).collect();
         if outcomes.len() > 1 {
-            differing.push(*id);
+            let codes: BTreeSet<Option<&str>> = replies.iter().map(|r| r.code.as_deref()).collect();
+            differing.push(format!("{id} {outcomes:?} {codes:?}"));
         }
         for reply in replies {
             match (reply.ok, reply.payment_id, reply.total) {
@@ -181,7 +187,7 @@ pub async fn check(
     }
     if !differing.is_empty() {
         verdict.violated(
-            "payment requests answered differently when repeated",
+            "payment requests answered differently when repeated (paid once, refused another time, or two payments)",
             &differing,
         );
     }
@@ -193,7 +199,9 @@ pub async fn check(
         .query(
             "SELECT p.id, p.request_id, p.apartment_id, p.total,
                     coalesce(array_agg(b.id ORDER BY b.id) FILTER (WHERE b.id IS NOT NULL), '{}'),
-                    coalesce(sum(b.amount), 0)
+                    coalesce(sum(b.amount), 0),
+                    (SELECT coalesce(array_agg(x ORDER BY x), '{}') FROM unnest(p.bills) AS x),
+                    p.status = 'succeeded'
              FROM payments p LEFT JOIN bills b ON b.payment_id = p.id
              WHERE p.apartment_id = ANY($1)
              GROUP BY p.id",
@@ -207,8 +215,10 @@ pub async fn check(
             request: r.get(1),
             apartment: r.get(2),
             total: r.get(3),
-            bills: r.get(4),
+            paid: r.get(4),
             bills_sum: r.get(5),
+            bills: r.get(6),
+            settled: r.get(7),
         })
         .collect();
     verdict.payments = booked.len();
@@ -265,9 +275,16 @@ pub async fn check(
     // No bill paid twice: a payment whose bills another payment took has bills that no longer
     // add up to its total, and two receipts may name one bill.
     let mut twice: BTreeSet<i64> = BTreeSet::new();
-    let short: Vec<&Booked> = booked.iter().filter(|b| b.bills_sum != b.total).collect();
+    let short: Vec<&Booked> = booked
+        .iter()
+        .filter(|b| b.settled && (b.bills_sum != b.total || b.paid != b.bills))
+        .collect();
     let mut claimed: BTreeMap<i64, BTreeSet<Uuid>> = BTreeMap::new();
     for (id, (payment, _)) in &receipts {
+        // A card payment that failed or was cancelled took no money: its bills are free again.
+        if !by_request.get(id).is_some_and(|b| b.settled) {
+            continue;
+        }
         for bill in &sent[id].bills {
             claimed.entry(*bill).or_default().insert(*payment);
         }
@@ -275,7 +292,7 @@ pub async fn check(
     twice.extend(claimed.iter().filter(|(_, p)| p.len() > 1).map(|(b, _)| *b));
     for payment in &short {
         for (bill, payments) in &claimed {
-            if payments.contains(&payment.id) && !payment.bills.contains(bill) {
+            if payments.contains(&payment.id) && !payment.paid.contains(bill) {
                 twice.insert(*bill);
             }
         }
@@ -294,7 +311,7 @@ pub async fn check(
     // The sum of payments equals the sum of paid bills.
     let sums = client
         .query_one(
-            "SELECT (SELECT coalesce(sum(total), 0) FROM payments WHERE apartment_id = ANY($1)),
+            "SELECT (SELECT coalesce(sum(total), 0) FROM payments WHERE apartment_id = ANY($1) AND status = 'succeeded'),
                     (SELECT coalesce(sum(amount), 0) FROM bills WHERE apartment_id = ANY($1) AND status = 'paid')",
             &[&apartments],
         )

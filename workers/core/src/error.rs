@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::store;
 
 /// Error codes of the contract. Clients branch on these; the message is for people.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     InvalidRequest,

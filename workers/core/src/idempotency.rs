@@ -108,7 +108,21 @@ pub fn judge(
             "the account this request belonged to was deleted",
         ));
     }
+    if let Some(refused) = reply.get("refused") {
+        let code: ErrorCode = serde_json::from_value(refused["code"].clone())
+            .map_err(|e| HandlerError::internal(anyhow::anyhow!("a kept refusal's code: {e}")))?;
+        let message = refused["message"].as_str().unwrap_or_default().to_owned();
+        return Err(HandlerError::rejected(code, message));
+    }
     Ok(reply)
+}
+
+/// A refusal kept for repeats, as its stored reply: most refused requests give their claim back
+/// and are judged afresh if they come again, but one whose answer could change while it waits
+/// for a redelivery (a bill reserved by a card payment under way, paid or released later) keeps
+/// it, so that one request id has one outcome.
+pub fn kept_refusal(code: ErrorCode, message: &str) -> Value {
+    serde_json::json!({ "refused": { "code": code, "message": message } })
 }
 
 /// What a stored reply becomes when its account is deleted (`me_delete`).

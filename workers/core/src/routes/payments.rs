@@ -399,27 +399,23 @@ async fn in_one_transaction(
 ) -> Result<Settled, HandlerError> {
     let keys = Keys::of(batch);
     let mut locked = lock(tx, &keys).await?;
-    let Decided {
-        mut results,
-        accepted,
-        released,
-    } = decide(batch, &keys, &mut locked, card);
+    let mut decided = decide(batch, &keys, &mut locked, card);
+    let mut results = std::mem::take(&mut decided.results);
     let mut mails = Vec::new();
-    if accepted.is_empty() && released.is_empty() {
+    if decided.accepted.is_empty() && decided.released.is_empty() && decided.kept.is_empty() {
         tx.batch_execute("COMMIT").await?;
     } else {
         let written = write(
             tx,
             &keys,
             &locked.bills,
-            &accepted,
-            &released,
+            &decided,
             card,
             locked.paid_at,
         )
         .await?;
         mails = written.mails;
-        for ((i, _), reply) in accepted.iter().zip(written.data) {
+        for ((i, _), reply) in decided.accepted.iter().zip(written.data) {
             results[*i] = Some(Ok(reply));
         }
     }
@@ -429,7 +425,7 @@ async fn in_one_transaction(
             .map(|r| r.expect("every payment has an outcome"))
             .collect(),
         mails,
-        paid: accepted.iter().map(|(_, r)| r.apartment_id).collect(),
+        paid: decided.accepted.iter().map(|(_, r)| r.apartment_id).collect(),
     })
 }
 
@@ -585,6 +581,8 @@ struct Decided {
     results: Vec<Option<HandlerResult>>,
     accepted: Vec<(usize, Receipt)>,
     released: Vec<Uuid>,
+    /// Refusals kept for repeats ([`idempotency::kept_refusal`]): the request and its reply.
+    kept: Vec<(Uuid, Value)>,
 }
 
 /// Phase two: each payment's outcome, in the order they came, as if each ran alone: a bill paid (or
@@ -593,6 +591,7 @@ fn decide(batch: &[&Payment<'_>], keys: &Keys, locked: &mut Locked, card: bool) 
     let mut results: Vec<Option<HandlerResult>> = Vec::with_capacity(batch.len());
     let mut accepted: Vec<(usize, Receipt)> = Vec::new();
     let mut released: Vec<Uuid> = Vec::new();
+    let mut kept: Vec<(Uuid, Value)> = Vec::new();
     for (i, payment) in batch.iter().enumerate() {
         let request_id = payment.call.request_id.0;
         let ours = locked.claimed_now.contains(&request_id);
@@ -612,6 +611,19 @@ fn decide(batch: &[&Payment<'_>], keys: &Keys, locked: &mut Locked, card: bool) 
                     "request {request_id} was neither claimed now nor before"
                 ))),
             },
+            // A bill reserved by a card payment under way: refused, and the refusal kept, since
+            // by a redelivery the bill may be paid or free.
+            Ok(_) if reserved(payment.request, &locked.bills).is_some() => {
+                let (bill, other) = reserved(payment.request, &locked.bills).expect("checked");
+                let message = format!(
+                    "bill {bill} is being paid by payment {other}; wait for its outcome (it is released if the card is refused), then pay with a new request"
+                );
+                kept.push((
+                    request_id,
+                    idempotency::kept_refusal(ErrorCode::Conflict, &message),
+                ));
+                Err(HandlerError::rejected(ErrorCode::Conflict, message))
+            }
             Ok(access) => {
                 let payment_id = Uuid::new_v4();
                 let reserve = card.then_some(payment_id);
@@ -638,7 +650,7 @@ fn decide(batch: &[&Payment<'_>], keys: &Keys, locked: &mut Locked, card: bool) 
         match outcome {
             Ok(replayed) => results.push(replayed.map(Ok)),
             Err(e) => {
-                if ours {
+                if ours && kept.last().is_none_or(|(kept, _)| *kept != request_id) {
                     released.push(request_id);
                 }
                 results.push(Some(Err(e)));
@@ -649,6 +661,7 @@ fn decide(batch: &[&Payment<'_>], keys: &Keys, locked: &mut Locked, card: bool) 
         results,
         accepted,
         released,
+        kept,
     }
 }
 
@@ -665,11 +678,11 @@ async fn write(
     tx: &deadpool_postgres::Client,
     keys: &Keys,
     bills: &HashMap<i64, Held>,
-    accepted: &[(usize, Receipt)],
-    released: &[Uuid],
+    decided: &Decided,
     card: bool,
     now: DateTime<Utc>,
 ) -> Result<Written, HandlerError> {
+    let (accepted, released, kept) = (&decided.accepted, &decided.released, &decided.kept);
     let (insert, settle_bills, bump, record, release, receipt) = tokio::try_join!(
         tx.prepare_cached(INSERT_PAYMENTS),
         tx.prepare_cached(if card { RESERVE } else { SETTLE }),
@@ -766,6 +779,7 @@ async fn write(
                 .iter()
                 .zip(&data)
                 .map(|(r, d)| [r as _, d as _])
+                .chain(kept.iter().map(|(r, d)| [r as _, d as _]))
                 .collect()
         ),
         tx.execute(&release, &release_params),
@@ -832,14 +846,6 @@ fn price(
                 format!("bill {bill} is not a bill of apartment {apartment}"),
             ));
         }
-        if let Some(other) = held.reserved_by {
-            return Err(HandlerError::rejected(
-                ErrorCode::Conflict,
-                format!(
-                    "bill {bill} is being paid by payment {other}; wait for its outcome (it is released if the card is refused)"
-                ),
-            ));
-        }
         match held.status.as_str() {
             "paid" => paid.push(bill.to_string()),
             "void" => {
@@ -870,6 +876,14 @@ fn price(
         }
     }
     Ok(total)
+}
+
+/// The first bill of `request` that a card payment under way holds, and that payment.
+fn reserved(request: &Request, bills: &HashMap<i64, Held>) -> Option<(BillId, Uuid)> {
+    request
+        .bills_id
+        .iter()
+        .find_map(|b| Some((*b, bills.get(&b.0)?.reserved_by?)))
 }
 
 /// The request's canonical form, hashed: the apartment and the set of bills. Not the card: a
