@@ -809,6 +809,16 @@ variable "stripe_webhook_secret" {
   }
 }
 
+variable "stripe_publishable_key" {
+  description = "Stripe publishable key (pk_live_... or pk_test_...), for Stripe.js in the web app (written to its config.json; not a secret)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^pk_(live|test)_[A-Za-z0-9]+$", var.stripe_publishable_key))
+    error_message = "stripe_publishable_key must be a Stripe publishable key (pk_...)."
+  }
+}
+
 variable "stripe_previous_webhook_secret" {
   description = "While the webhook signing secret is rotated: the old one, still accepted; empty otherwise (payments.tf says how to rotate)."
   type        = string

@@ -32,14 +32,18 @@ locals {
   # Content-Security-Policy of every response. The app is same-origin scripts and styles only
   # (no inline code, no eval), images may be data: URLs, and it talks to this stack's gateway and
   # nothing else. Documents are opened by following presigned S3 links: a navigation, which connect-src
-  # does not govern. No plugins, no <base>, forms post to the app only, no framing.
+  # does not govern. No plugins, no <base>, forms post to the app only, no framing. The one
+  # exception is the card: Stripe.js, from js.stripe.com, draws the card field and the bank's
+  # 3-D Secure page in frames of its own (js.stripe.com, hooks.stripe.com) and calls
+  # api.stripe.com, so that card numbers never reach qbill (docs/payments.md).
   web_content_security_policy = join("; ", [
     "default-src 'none'",
-    "script-src 'self'",
+    "script-src 'self' https://js.stripe.com",
     "style-src 'self'",
     "img-src 'self' data:",
     "font-src 'self'",
-    "connect-src 'self' ${local.web_gateway_source}",
+    "connect-src 'self' ${local.web_gateway_source} https://api.stripe.com",
+    "frame-src https://js.stripe.com https://hooks.stripe.com",
     "manifest-src 'self'",
     "base-uri 'none'",
     "form-action 'self'",
@@ -188,9 +192,13 @@ resource "aws_s3_bucket_policy" "web" {
 # this object; the deploy's sync leaves it alone (--exclude config.json). no-cache: browsers and
 # the distribution (its config.json behaviour caches nothing) ask again every time.
 resource "aws_s3_object" "web_config" {
-  bucket        = aws_s3_bucket.web.id
-  key           = "config.json"
-  content       = jsonencode({ gateway_url = aws_api_gateway_stage.qbill.invoke_url })
+  bucket = aws_s3_bucket.web.id
+  key    = "config.json"
+  content = jsonencode({
+    gateway_url            = aws_api_gateway_stage.qbill.invoke_url
+    stripe_publishable_key = var.stripe_publishable_key
+    stripe_js_url          = "https://js.stripe.com/v3/"
+  })
   content_type  = "application/json"
   cache_control = "no-cache"
 

@@ -32,11 +32,12 @@ override_resource {
 }
 
 variables {
-  web_url               = "https://billing.example.com"
-  mail_from_address     = "billing@example.com"
-  lambda_package        = "README.md"
-  stripe_secret_key     = "sk_test_plan"
-  stripe_webhook_secret = "whsec_plan"
+  web_url                = "https://billing.example.com"
+  mail_from_address      = "billing@example.com"
+  lambda_package         = "README.md"
+  stripe_secret_key      = "sk_test_plan"
+  stripe_webhook_secret  = "whsec_plan"
+  stripe_publishable_key = "pk_test_plan"
 }
 
 run "the_documents_bucket_is_private_encrypted_versioned_and_kept_ten_years" {

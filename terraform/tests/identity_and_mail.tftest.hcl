@@ -37,9 +37,10 @@ variables {
   web_url           = "https://billing.example.com"
   mail_from_address = "billing@example.com"
   # Any existing file: the plan only hashes it, and the mocked provider uploads nothing.
-  lambda_package        = "README.md"
-  stripe_secret_key     = "sk_test_plan"
-  stripe_webhook_secret = "whsec_plan"
+  lambda_package         = "README.md"
+  stripe_secret_key      = "sk_test_plan"
+  stripe_webhook_secret  = "whsec_plan"
+  stripe_publishable_key = "pk_test_plan"
 }
 
 run "builtin_identity_keeps_the_auth_routes_and_mails_as_the_address" {

@@ -324,7 +324,8 @@ fn every_response_carries_the_csp_hsts_nosniff_no_framing_and_a_referrer_policy(
         .collect();
     let expected: BTreeMap<&str, Vec<&str>> = [
         ("default-src", vec!["'none'"]),
-        ("script-src", vec!["'self'"]),
+        // Stripe.js, which keeps card numbers away from qbill, and nothing else.
+        ("script-src", vec!["'self'", "https://js.stripe.com"]),
         ("style-src", vec!["'self'"]),
         ("img-src", vec!["'self'", "data:"]),
         ("font-src", vec!["'self'"]),
@@ -334,7 +335,13 @@ fn every_response_carries_the_csp_hsts_nosniff_no_framing_and_a_referrer_policy(
             vec![
                 "'self'",
                 "https://a1b2c3d4e5.execute-api.eu-central-1.amazonaws.com",
+                "https://api.stripe.com",
             ],
+        ),
+        // The card field and the bank's 3-D Secure page, in Stripe.js's own frames.
+        (
+            "frame-src",
+            vec!["https://js.stripe.com", "https://hooks.stripe.com"],
         ),
         ("manifest-src", vec!["'self'"]),
         ("base-uri", vec!["'none'"]),
@@ -395,9 +402,14 @@ fn config_json_names_the_gateway_and_is_never_cached() {
         "qbill",
         &[("invoke_url", invoke_url)],
     );
+    let var: hcl::Value = [("stripe_publishable_key", "pk_live_abc")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), hcl::Value::from(v)))
+        .collect();
     assert_eq!(
-        stack.json(attr(object, "content"), &[(&kind, stage)]),
-        serde_json::json!({ "gateway_url": invoke_url })
+        stack.json(attr(object, "content"), &[(&kind, stage), ("var", var)]),
+        serde_json::json!({ "gateway_url": invoke_url, "stripe_publishable_key": "pk_live_abc",
+                            "stripe_js_url": "https://js.stripe.com/v3/" })
     );
     // The gateway_url output is the same URL.
     assert_eq!(
