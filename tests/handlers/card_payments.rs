@@ -624,3 +624,51 @@ async fn a_payment_refused_for_a_reserved_bill_is_refused_again_when_delivered_a
         0
     );
 }
+
+#[tokio::test]
+async fn two_expiry_jobs_and_two_reconciliations_at_once_change_each_payment_once() {
+    let f = card_fixture().await;
+    let bills = bill_ids(&f.demo_utils(1).await["bills"]);
+    let started = chrono::Utc::now() - chrono::Duration::minutes(1);
+    // One payment the processor captured without a webhook, one abandoned.
+    let captured = pay_with(&f, 1, &bills[..1], None).await["data"]["payment_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let abandoned = pay_with(&f, 1, &bills[1..2], None).await["data"]["payment_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let intent_id = payment_row(&f, &captured)
+        .await
+        .get::<_, Option<String>>("intent_id")
+        .unwrap();
+    confirm_at_processor(&intent_id).await;
+    let services = &f.engine.services;
+    let (a, b) = tokio::join!(
+        qbill_core::jobs::reconcile::run(services, started),
+        qbill_core::jobs::reconcile::run(services, started)
+    );
+    assert_eq!(a.unwrap().healed + b.unwrap().healed, 1, "healed once");
+    let after = chrono::Duration::zero();
+    let (a, b) = tokio::join!(
+        qbill_core::jobs::expire_payments::run(services, after),
+        qbill_core::jobs::expire_payments::run(services, after)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.expired + b.expired, 1, "expired once: {a:?} {b:?}");
+    for (payment, status) in [(&captured, "succeeded"), (&abandoned, "canceled")] {
+        assert_eq!(
+            payment_row(&f, payment).await.get::<_, String>("status"),
+            status
+        );
+        let changes =
+            f.db.count(
+                "SELECT count(*) FROM audit_events WHERE entity = 'payment' AND entity_id = $1
+                 AND new_state->>'status' = $2",
+                &[payment, &status],
+            )
+            .await;
+        assert_eq!(changes, 1, "{payment} became {status} once");
+    }
+}

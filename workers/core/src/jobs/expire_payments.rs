@@ -60,8 +60,9 @@ pub async fn run(services: &Services, after: chrono::Duration) -> anyhow::Result
     for (payment, intent) in waiting {
         report.examined += 1;
         let Some(intent) = intent else {
-            book::cancel(services, payment, Via::Expiry).await?;
-            report.expired += 1;
+            if book::cancel(services, payment, Via::Expiry).await?.1 {
+                report.expired += 1;
+            }
             continue;
         };
         let found = match processor.stripe.retrieve_intent(&intent).await {
@@ -85,8 +86,10 @@ pub async fn run(services: &Services, after: chrono::Duration) -> anyhow::Result
                 Err(e) => return Err(e.into()),
             },
         };
-        let after = book::apply(services, payment, &found, Via::Expiry, false).await?;
+        let (after, changed) = book::applied(services, payment, &found, Via::Expiry, false).await?;
+        // Counted by the run that changed it (another may have, at the same moment).
         match after.status.as_str() {
+            _ if !changed && after.is_final() => {}
             "succeeded" => report.settled += 1,
             "canceled" | "failed" => report.expired += 1,
             _ => report.left += 1,

@@ -108,8 +108,11 @@ pub async fn run(
             .as_deref()
             .is_none_or(|id| id == intent.id);
         if succeeded && ours && !payment.is_final() {
-            payment = book::apply(services, payment.id, &intent, Via::Reconcile, false).await?;
-            if payment.status == "succeeded" {
+            let changed;
+            (payment, changed) =
+                book::applied(services, payment.id, &intent, Via::Reconcile, false).await?;
+            // Counted by the run that settled it (another may have, at the same moment).
+            if changed && payment.status == "succeeded" {
                 report.healed += 1;
             }
         }

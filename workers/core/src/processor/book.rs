@@ -176,9 +176,30 @@ pub async fn apply(
     via: Via,
     confirmed: bool,
 ) -> Result<Payment, HandlerError> {
-    apply_event(services, id, intent, via, confirmed, None)
+    applied(services, id, intent, via, confirmed)
         .await
-        .map(|p| p.expect("no event to repeat"))
+        .map(|(payment, _)| payment)
+}
+
+/// [`apply`], saying whether this call changed the payment (a job's count: two runs at once
+/// change each payment once, and only the one that did counts it).
+pub async fn applied(
+    services: &Services,
+    id: Uuid,
+    intent: &Intent,
+    via: Via,
+    confirmed: bool,
+) -> Result<(Payment, bool), HandlerError> {
+    change(
+        services,
+        id,
+        Some(&intent.id),
+        via,
+        None,
+        decide_from(intent, confirmed),
+    )
+    .await
+    .map(|p| p.expect("no event to repeat"))
 }
 
 /// [`apply`], claiming the processor's event `(id, type)` in the same transaction: `None` when
@@ -191,7 +212,21 @@ pub async fn apply_event(
     confirmed: bool,
     event: Option<(&str, &str)>,
 ) -> Result<Option<Payment>, HandlerError> {
-    change(services, id, Some(&intent.id), via, event, |payment| {
+    change(
+        services,
+        id,
+        Some(&intent.id),
+        via,
+        event,
+        decide_from(intent, confirmed),
+    )
+    .await
+    .map(|p| p.map(|(payment, _)| payment))
+}
+
+/// What `intent` asks of a payment (`confirmed`: see [`apply`]).
+fn decide_from(intent: &Intent, confirmed: bool) -> impl FnOnce(&Payment) -> Change + '_ {
+    move |payment| {
         let currency_matches = intent
             .currency
             .eq_ignore_ascii_case(payment.total.currency().as_str());
@@ -231,8 +266,7 @@ pub async fn apply_event(
             }
             _ => Change::Nothing,
         }
-    })
-    .await
+    }
 }
 
 /// Records that the processor refused the payment's card: the payment `failed`, its bills
@@ -253,12 +287,16 @@ pub async fn fail(
         }
     })
     .await
-    .map(|p| p.expect("no event to repeat"))
+    .map(|p| p.expect("no event to repeat").0)
 }
 
 /// Cancels a payment the processor never took money for (the expiry job, after cancelling its
-/// intent or finding none): its bills released.
-pub async fn cancel(services: &Services, id: Uuid, via: Via) -> Result<Payment, HandlerError> {
+/// intent or finding none): its bills released; whether this call changed it.
+pub async fn cancel(
+    services: &Services,
+    id: Uuid,
+    via: Via,
+) -> Result<(Payment, bool), HandlerError> {
     change(services, id, None, via, None, |_| Change::Release {
         status: "canceled",
         code: Some("expired".into()),
@@ -277,7 +315,7 @@ async fn change(
     via: Via,
     event: Option<(&str, &str)>,
     decide: impl FnOnce(&Payment) -> Change,
-) -> Result<Option<Payment>, HandlerError> {
+) -> Result<Option<(Payment, bool)>, HandlerError> {
     let mut client = crate::store::client(&services.store).await?;
     let tx = client.transaction().await?;
     tx.execute("SELECT set_config('qbill.via', $1, true)", &[&via.as_str()])
@@ -404,7 +442,7 @@ async fn change(
     if let Some(mail) = mail {
         crate::notify::outbox::send_now(services, &[mail]).await;
     }
-    Ok(Some(after))
+    Ok(Some((after, changed)))
 }
 
 /// The receipt: the `payment.succeeded` notification of a settled payment, with its bills as the
