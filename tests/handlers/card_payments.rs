@@ -672,3 +672,58 @@ async fn two_expiry_jobs_and_two_reconciliations_at_once_change_each_payment_onc
         assert_eq!(changes, 1, "{payment} became {status} once");
     }
 }
+
+/// An apartment of demo's in `currency` with one open bill of `amount`; returns (apartment, bill).
+async fn apartment_in(f: &Fixture, currency: &str, amount: &str) -> (i64, i64) {
+    let client = f.db.pool.get().await.unwrap();
+    let apartment: i64 = client
+        .query_one(
+            "INSERT INTO apartments (address, currency) VALUES ('1 Exponent Lane', $1) RETURNING id",
+            &[&currency],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "INSERT INTO apartment_owners (apartment_id, user_id) VALUES ($1, $2)",
+            &[&apartment, &DEMO.0],
+        )
+        .await
+        .unwrap();
+    let bill: i64 = client
+        .query_one(
+            "INSERT INTO bills (apartment_id, provider_id, utility, period_start, period_end, due_date, amount, currency)
+             VALUES ($1, 1, 'electricity', '2026-11-01', '2026-11-30', '2026-12-20', $2::text::numeric, $3)
+             RETURNING id",
+            &[&apartment, &amount, &currency],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    (apartment, bill)
+}
+
+#[tokio::test]
+async fn the_processor_is_charged_in_each_currencys_minor_units() {
+    let f = card_fixture().await;
+    // ISO 4217 exponents 0 (yen), 2 (euro) and 3 (dinar).
+    for (currency, amount, minor) in [
+        ("JPY", "1234", 1234),
+        ("EUR", "12.34", 1234),
+        ("KWD", "12.34", 12340),
+    ] {
+        let (apartment, bill) = apartment_in(&f, currency, amount).await;
+        let reply = pay_with(&f, apartment, &[bill], Some(&card(GOOD_CARD).await)).await;
+        assert_eq!(reply["data"]["status"], "succeeded", "{currency}: {reply}");
+        assert_eq!(reply["data"]["currency"], currency);
+        let row = payment_row(&f, reply["data"]["payment_id"].as_str().unwrap()).await;
+        let charged = intent(row.get::<_, Option<&str>>("intent_id").unwrap()).await;
+        assert_eq!(charged["amount"], minor, "{currency}: {charged}");
+        assert_eq!(
+            charged["currency"],
+            currency.to_ascii_lowercase(),
+            "{currency}"
+        );
+    }
+}
