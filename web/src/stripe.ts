@@ -1,8 +1,9 @@
 // Stripe.js, as much of it as the app uses, loaded once from where /config.json says
 // (`stripe_js_url`: https://js.stripe.com/v3/ on AWS, localstripe's stand-in locally, which works
 // out its server from its own address). The card's number never reaches the app's code or the
-// gateway: Stripe.js turns the card element into a token at the processor, and the app sends the
-// token's card (`card_…`) as the payment's `payment_method`.
+// gateway: Stripe.js turns the card element into a PaymentMethod at the processor (`pm_…`), or,
+// with localstripe's stand-in, which makes none, into a token whose card (`card_…`) the app sends
+// as the payment's `payment_method` instead.
 import type { Config } from "./gateway";
 
 /** What Stripe.js says went wrong (a card incomplete or refused, the processor unreachable). */
@@ -24,6 +25,8 @@ export interface CardElement {
 
 export interface StripeJs {
   elements(): { create(type: "card", options?: Record<string, unknown>): CardElement };
+  /** Real Stripe.js makes a PaymentMethod (`pm_…`); localstripe's stand-in answers nothing. */
+  createPaymentMethod?(data: { type: "card"; card: CardElement }): Promise<{ paymentMethod?: { id: string }; error?: StripeError } | undefined>;
   createToken(card: CardElement): Promise<{ token?: { id: string; card?: { id: string } }; error?: StripeError }>;
   confirmCardPayment(clientSecret: string): Promise<{ paymentIntent?: { id: string; status: string }; error?: StripeError }>;
 }
@@ -69,4 +72,16 @@ export function stripeMessage(error: StripeError | undefined, fallback: string):
   const message = error?.message?.trim();
   if (!message) return fallback;
   return /[.!?]$/.test(message) ? message : `${message}.`;
+}
+
+/** The card as a `payment_method`: a PaymentMethod where Stripe.js makes one, else a token's card. */
+export async function cardMethod(stripe: StripeJs, card: CardElement): Promise<{ id?: string; error?: StripeError }> {
+  // The stand-in's is a plain function returning nothing, not a promise.
+  const method = await Promise.resolve()
+    .then(() => stripe.createPaymentMethod?.({ type: "card", card }))
+    .catch(() => undefined);
+  if (method?.paymentMethod?.id) return { id: method.paymentMethod.id };
+  if (method?.error) return { error: method.error };
+  const made = await stripe.createToken(card).catch(() => ({ token: undefined, error: undefined }));
+  return { id: made.token?.card?.id, error: made.error };
 }

@@ -1,6 +1,6 @@
 // Paying by card. The form holds Stripe Elements' card element (Stripe.js, from /config.json);
-// the card becomes a token at the processor (`createToken`) and the token's card (`card_…`) goes
-// to the payments route as `payment_method`. What the payment's status says comes next:
+// the card becomes a PaymentMethod at the processor (`pm_…`; with localstripe, a token's card,
+// `card_…`) and goes to the payments route as `payment_method`. What the payment's status says comes next:
 // - `succeeded`: the receipt;
 // - `failed` (or `canceled`): the refusal in words beside the form; its bills are payable again;
 // - `requires_action`: the card's bank asks the household (3-D Secure, `confirmCardPayment`), then
@@ -14,7 +14,7 @@ import type { PaymentData, PaymentsData } from "../contract";
 import { h } from "../dom";
 import { GatewayError, ReplyError } from "../gateway";
 import { formatMoney } from "../money";
-import { type CardElement, type StripeJs, loadStripe, stripeMessage } from "../stripe";
+import { type CardElement, type StripeJs, cardMethod, loadStripe, stripeMessage } from "../stripe";
 import { errorBox, heading } from "./common";
 import { type ReceiptBill, keepReceipt, receiptBill } from "./receipt";
 
@@ -134,8 +134,8 @@ export function cardPanel(app: App, p: CardPayment): HTMLElement {
     status.replaceChildren(h("p", { role: "status" }, "Paying…"));
     try {
       if (!attempt) {
-        const made = await stripe.createToken(card).catch(() => ({ token: undefined, error: undefined }));
-        const cardId = made.token?.card?.id;
+        const made = await cardMethod(stripe, card);
+        const cardId = made.id;
         if (!cardId) throw new CardNotTaken(stripeMessage(made.error, "Enter the card's number, expiry month and year, security code and postal code."));
         attempt = { requestId: crypto.randomUUID(), paymentMethod: cardId };
       }
