@@ -1,34 +1,22 @@
-"""Runs localstripe (a stateful fake of Stripe's API) with its store in a file of our own.
+"""Runs localstripe (a stateful fake of Stripe's API) with its store in memory only.
 
-localstripe keeps everything it knows in one fixed file of the system's temporary directory;
-two of them on one machine (two checkouts, CI beside a session) would overwrite each other's.
-This launcher points the store at LOCALSTRIPE_STORE, then starts the server with the arguments
-it was given (`--port N`, `--from-scratch`). Run by scripts/local-stack.
+localstripe keeps everything it knows in one fixed file of the system's temporary directory and
+writes the whole of it again after every change: two of them on one machine (two checkouts, CI
+beside a session) would overwrite each other's, and a long run (the chaos run's ten minutes) makes
+every write slower than the last. The processor's state is the tests' and runs' own, so this
+launcher keeps it in memory: it starts empty and ends with the process. Run by scripts/local-stack
+with the arguments it was given (`--port N`).
 """
-
-import os
-import pickle
 
 from localstripe import resources, server
 
-STORE = os.environ["LOCALSTRIPE_STORE"]
-
 
 def dump_to_disk(self):
-    tmp = STORE + ".tmp"
-    with open(tmp, "wb") as f:
-        pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, STORE)
+    pass
 
 
 def try_load_from_disk(self):
-    try:
-        with open(STORE, "rb") as f:
-            old = pickle.load(f)
-    except FileNotFoundError:
-        return
-    self.clear()
-    self.update(old)
+    pass
 
 
 resources.Store.dump_to_disk = dump_to_disk

@@ -252,11 +252,15 @@ async fn carrier(
     let ours: HashSet<String> = apartments.iter().map(|a| a.to_string()).collect();
     let mut seen: HashSet<String> = HashSet::new();
     let mut held: BTreeMap<Instant, Vec<String>> = BTreeMap::new();
-    let since = format!("&created[gte]={}", chrono::Utc::now().timestamp() - 5);
+    // Events from a little before the newest seen on: each poll reads what is new, not the run's
+    // every event again.
+    let mut newest = chrono::Utc::now().timestamp() - 5;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
+        let since = format!("&created[gte]={}", newest - 2);
         if let Ok(events) = processor.list("/v1/events", &since).await {
             for event in events {
+                newest = newest.max(event["created"].as_i64().unwrap_or(newest));
                 let id = event["id"].as_str().unwrap_or_default().to_owned();
                 let apartment = event["data"]["object"]["metadata"]["apartment_id"]
                     .as_str()
