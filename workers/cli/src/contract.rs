@@ -879,8 +879,8 @@ mod tests {
             ("docs/contract.md", "| `POST /auth` |", "| `POST /login` |"),
             (
                 "docs/contract.md",
-                "`payment_id`, `total`",
-                "`payment_id`, `sum`",
+                "`payment_id`, `status`, `total`",
+                "`payment_id`, `status`, `sum`",
             ),
             (
                 "web/src/contract/replies.ts",
