@@ -17,7 +17,7 @@ use crate::services::Services;
 
 /// How long a payment may wait for its card before it is expired.
 pub const AFTER: chrono::Duration = chrono::Duration::minutes(30);
-/// Payments looked at per run.
+/// Payments looked at per batch (a run goes on until none is left).
 pub const BATCH: i64 = 500;
 
 /// What one run did.
@@ -43,21 +43,52 @@ pub async fn run(services: &Services, after: chrono::Duration) -> anyhow::Result
         );
         return Ok(report);
     };
-    let client = crate::store::client(&services.store).await?;
-    let waiting: Vec<(Uuid, Option<String>)> = client
-        .query(
-            "SELECT id, intent_id FROM payments
-             WHERE status IN ('pending', 'requires_action', 'processing')
-               AND created_at < clock_timestamp() - make_interval(secs => $1)
-             ORDER BY created_at LIMIT $2",
-            &[&(after.num_seconds() as f64), &BATCH],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get("id"), r.get("intent_id")))
-        .collect();
-    drop(client);
-    for (payment, intent) in waiting {
+    // Batch after batch, in the order they were made, until none is left that waited too long
+    // (a batch's payments that stay, still at work at the processor, are passed by the next).
+    let mut from = (chrono::DateTime::<chrono::Utc>::UNIX_EPOCH, Uuid::nil());
+    loop {
+        let client = crate::store::client(&services.store).await?;
+        let waiting: Vec<(Uuid, Option<String>, chrono::DateTime<chrono::Utc>)> = client
+            .query(
+                "SELECT id, intent_id, created_at FROM payments
+                 WHERE status IN ('pending', 'requires_action', 'processing')
+                   AND created_at < clock_timestamp() - make_interval(secs => $1)
+                   AND (created_at, id) > ($3, $4)
+                 ORDER BY created_at, id LIMIT $2",
+                &[&(after.num_seconds() as f64), &BATCH, &from.0, &from.1],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get("id"), r.get("intent_id"), r.get("created_at")))
+            .collect();
+        drop(client);
+        let Some(last) = waiting.last() else { break };
+        from = (last.2, last.0);
+        let full = waiting.len() as i64 == BATCH;
+        expire(services, processor, waiting, &mut report).await?;
+        if !full {
+            break;
+        }
+    }
+    tracing::info!(
+        job = "expire-payments",
+        examined = report.examined,
+        settled = report.settled,
+        expired = report.expired,
+        left = report.left,
+        "expiry job done"
+    );
+    Ok(report)
+}
+
+/// One batch of [`run`].
+async fn expire(
+    services: &Services,
+    processor: &crate::processor::Processor,
+    waiting: Vec<(Uuid, Option<String>, chrono::DateTime<chrono::Utc>)>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    for (payment, intent, _) in waiting {
         report.examined += 1;
         let Some(intent) = intent else {
             if book::cancel(services, payment, Via::Expiry).await?.1 {
@@ -95,13 +126,5 @@ pub async fn run(services: &Services, after: chrono::Duration) -> anyhow::Result
             _ => report.left += 1,
         }
     }
-    tracing::info!(
-        job = "expire-payments",
-        examined = report.examined,
-        settled = report.settled,
-        expired = report.expired,
-        left = report.left,
-        "expiry job done"
-    );
-    Ok(report)
+    Ok(())
 }
