@@ -154,6 +154,19 @@ async fn pay_with(f: &Fixture, apartment: i64, bills: &[i64], method: Option<&st
         .await
 }
 
+/// `user` reads payment `id` of apartment 1 (the `payment` route).
+async fn read_payment(f: &Fixture, user: (i64, &str), id: &str) -> Value {
+    let mut read = message(
+        "payment",
+        Some(1),
+        Some(&f.token(user)),
+        json!({ "queue_name": f.queue.to_string(), "request_id": Uuid::new_v4() }),
+    );
+    read.attributes
+        .insert(attribute::PAYMENT_ID.into(), id.to_owned());
+    f.send(read).await
+}
+
 async fn payment_row(f: &Fixture, id: &str) -> tokio_postgres::Row {
     f.db.pool
         .get()
@@ -283,15 +296,7 @@ async fn without_a_card_the_bills_are_reserved_until_the_webhook_settles_them() 
     assert_eq!(row.get::<_, String>("status"), "succeeded");
     assert_eq!(row.get::<_, i64>("paid"), 2);
     // The household reads it back, with its history.
-    let mut read = message(
-        "payment",
-        Some(1),
-        Some(&f.token(DEMO)),
-        json!({ "queue_name": f.queue.to_string(), "request_id": Uuid::new_v4() }),
-    );
-    read.attributes
-        .insert(attribute::PAYMENT_ID.into(), payment_id.to_owned());
-    let shown = f.send(read).await;
+    let shown = read_payment(&f, DEMO, payment_id).await;
     assert_eq!(shown["kind"], "payment", "{shown}");
     assert_eq!(shown["data"]["status"], "succeeded", "{shown}");
     let steps: Vec<(&str, &str)> = shown["data"]["history"]
@@ -557,28 +562,11 @@ async fn hostile_payment_methods_and_other_households_are_refused() {
     );
     // Another household may neither pay for the apartment nor read its payments.
     let data = pay_with(&f, 1, &bills[..1], None).await["data"].clone();
-    let mut read = message(
-        "payment",
-        Some(1),
-        Some(&f.token(DEMO2)),
-        json!({ "queue_name": f.queue.to_string(), "request_id": Uuid::new_v4() }),
-    );
-    read.attributes.insert(
-        attribute::PAYMENT_ID.into(),
-        data["payment_id"].as_str().unwrap().to_owned(),
-    );
-    assert_eq!(error_code(&f.send(read).await), "forbidden");
+    let read = read_payment(&f, DEMO2, data["payment_id"].as_str().unwrap()).await;
+    assert_eq!(error_code(&read), "forbidden");
     // A payment id that is not a UUID, or one of no payment of the apartment.
     for id in ["not-a-uuid".to_owned(), Uuid::new_v4().to_string()] {
-        let mut read = message(
-            "payment",
-            Some(1),
-            Some(&f.token(DEMO)),
-            json!({ "queue_name": f.queue.to_string(), "request_id": Uuid::new_v4() }),
-        );
-        read.attributes
-            .insert(attribute::PAYMENT_ID.into(), id.clone());
-        let code = error_code(&f.send(read).await).to_owned();
+        let code = error_code(&read_payment(&f, DEMO, &id).await).to_owned();
         assert!(
             ["invalid_request", "not_found"].contains(&code.as_str()),
             "{id}: {code}"
