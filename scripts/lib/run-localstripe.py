@@ -6,9 +6,16 @@ beside a session) would overwrite each other's, and a long run (the chaos run's 
 every write slower than the last. The processor's state is the tests' and runs' own, so this
 launcher keeps it in memory: it starts empty and ends with the process. Run by scripts/local-stack
 with the arguments it was given (`--port N`).
+
+It adds one fault for the tests, as a network that drops a delivery would:
+`POST /_config/lost_webhooks` with `payment_id=<uuid>` makes every later webhook of the intents made
+for that qbill payment (their `metadata[payment_id]`) be lost on the way. The event itself is kept,
+as Stripe keeps it: `/v1/events` and the intent tell the truth, which is what reconciliation reads.
 """
 
-from localstripe import resources, server
+from aiohttp import web
+from localstripe import resources, server, webhooks
+from localstripe.errors import UserError
 
 
 def dump_to_disk(self):
@@ -21,4 +28,26 @@ def try_load_from_disk(self):
 
 resources.Store.dump_to_disk = dump_to_disk
 resources.Store.try_load_from_disk = try_load_from_disk
+
+lost = set()
+
+
+def schedule_webhook(event):
+    metadata = event.data.get("object", {}).get("metadata") or {}
+    if metadata.get("payment_id") in lost:
+        return
+    webhooks.schedule_webhook(event)
+
+
+async def lose_webhooks(request):
+    data = await server.get_post_data(request) or {}
+    payment = data.get("payment_id")
+    if not isinstance(payment, str) or not payment:
+        raise UserError(400, "Bad request: payment_id is required")
+    lost.add(payment)
+    return web.Response()
+
+
+resources.schedule_webhook = schedule_webhook
+server.app.router.add_post("/_config/lost_webhooks", lose_webhooks)
 server.start()

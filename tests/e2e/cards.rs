@@ -12,6 +12,62 @@ use uuid::Uuid;
 
 use crate::{REPLY_TIMEOUT, served};
 
+/// The reconciliation settles whatever intent of the window succeeded without its webhook having
+/// come yet, whichever test's payment it is: a test that waits for a webhook to settle its
+/// payment holds this for reading, the test that runs the reconciliation for writing.
+static WEBHOOKS_AWAITED: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// The jobs an operator runs, over the pool's database and the local processor.
+fn operator() -> qbill_core::services::Services {
+    let store = qbill_core::store::application_pool(&served().db_url, 2).unwrap();
+    let engine = qbill_tests::engine_on(&store, None);
+    engine.services.with_processor(qbill_tests::processor())
+}
+
+/// Makes the processor lose every webhook of `payment`'s intents on the way (the local
+/// processor's launcher, scripts/lib/run-localstripe.py, has this one fault).
+async fn lose_webhooks_of(payment: &str) {
+    let lost = reqwest::Client::new()
+        .post(format!(
+            "{}/_config/lost_webhooks",
+            env("QBILL_STRIPE_API_BASE")
+        ))
+        .form(&[("payment_id", payment)])
+        .send()
+        .await
+        .unwrap();
+    assert!(lost.status().is_success(), "{}", lost.status());
+}
+
+/// The household passes its bank's check (localstripe's stand-in of the page Stripe.js shows).
+async fn authenticate(client_secret: &str) {
+    let intent = client_secret.split("_secret_").next().unwrap();
+    let authenticated = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/payment_intents/{intent}/_authenticate",
+            env("QBILL_STRIPE_API_BASE")
+        ))
+        .form(&[
+            ("key", env("QBILL_STRIPE_PUBLISHABLE_KEY")),
+            ("client_secret", client_secret.to_owned()),
+            ("success", "true".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(authenticated.status().is_success());
+}
+
+/// The `via` of each step of a payment's history, as the household reads it.
+fn vias(read: &Value) -> Vec<String> {
+    read["data"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["via"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// A household of its own, logged in on a client of its own: (client, apartment, its bills).
 async fn household(prefix: &str) -> (GatewayClient, i64, Vec<i64>) {
     let db = db_pool(&served().admin_url);
@@ -102,6 +158,7 @@ async fn post_webhook(body: &str, header: &str) -> u16 {
 
 #[tokio::test]
 async fn a_card_whose_bank_asks_is_settled_by_the_webhook_through_the_gateway() {
+    let _awaiting = WEBHOOKS_AWAITED.read().await;
     let (mut client, apartment, bills) = household("card-3ds").await;
     let reply = pay(
         &mut client,
@@ -113,30 +170,13 @@ async fn a_card_whose_bank_asks_is_settled_by_the_webhook_through_the_gateway() 
     assert_eq!(reply["data"]["status"], "requires_action", "{reply}");
     let secret = reply["data"]["client_secret"].as_str().unwrap().to_owned();
     let id = reply["data"]["payment_id"].as_str().unwrap().to_owned();
-    // The household passes its bank's check (localstripe's stand-in of the page Stripe.js shows).
-    let intent = secret.split("_secret_").next().unwrap();
-    let authenticated = reqwest::Client::new()
-        .post(format!(
-            "{}/v1/payment_intents/{intent}/_authenticate",
-            env("QBILL_STRIPE_API_BASE")
-        ))
-        .form(&[
-            ("key", env("QBILL_STRIPE_PUBLISHABLE_KEY")),
-            ("client_secret", secret.clone()),
-            ("success", "true".into()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(authenticated.status().is_success());
+    authenticate(&secret).await;
     let settled = until_status(&mut client, apartment, &id, "succeeded").await;
-    let vias: Vec<&str> = settled["data"]["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["via"].as_str().unwrap())
-        .collect();
-    assert_eq!(vias.last(), Some(&"webhook"), "{settled}");
+    assert_eq!(
+        vias(&settled).last().map(String::as_str),
+        Some("webhook"),
+        "{settled}"
+    );
     let utils = client
         .utils(apartment, Uuid::new_v4(), REPLY_TIMEOUT)
         .await
@@ -146,6 +186,109 @@ async fn a_card_whose_bank_asks_is_settled_by_the_webhook_through_the_gateway() 
         !open.contains(&bills[0]) && !open.contains(&bills[1]),
         "{open:?}"
     );
+}
+
+#[tokio::test]
+async fn a_webhook_lost_on_the_way_is_healed_by_reconcile() {
+    let _reconciling = WEBHOOKS_AWAITED.write().await;
+    let since = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let (mut client, apartment, bills) = household("card-lost").await;
+    let reply = pay(
+        &mut client,
+        apartment,
+        &bills[..1],
+        Some(card("4000002500003155").await),
+    )
+    .await;
+    assert_eq!(reply["data"]["status"], "requires_action", "{reply}");
+    let id = reply["data"]["payment_id"].as_str().unwrap().to_owned();
+    lose_webhooks_of(&id).await;
+    authenticate(reply["data"]["client_secret"].as_str().unwrap()).await;
+    // The money was captured, but nothing told the books: localstripe sends a webhook a second
+    // after the event, and this one never comes.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let waiting = payment(&mut client, apartment, &id).await;
+    assert_eq!(waiting["data"]["status"], "requires_action", "{waiting}");
+
+    let report = qbill_core::jobs::reconcile::run(&operator(), since)
+        .await
+        .unwrap();
+    assert!(report.healed >= 1, "{report:?}");
+    let healed = payment(&mut client, apartment, &id).await;
+    assert_eq!(healed["data"]["status"], "succeeded", "{healed}");
+    assert_eq!(
+        vias(&healed).last().map(String::as_str),
+        Some("reconcile"),
+        "{healed}"
+    );
+    let utils = client
+        .utils(apartment, Uuid::new_v4(), REPLY_TIMEOUT)
+        .await
+        .unwrap();
+    assert!(!qbill_tests::bill_ids(&utils["data"]["bills"]).contains(&bills[0]));
+    // Run again, nothing more happens to it.
+    qbill_core::jobs::reconcile::run(&operator(), since)
+        .await
+        .unwrap();
+    let db = db_pool(&served().admin_url);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM audit_events WHERE entity = 'payment' AND entity_id = $1
+             AND new_state->>'status' = 'succeeded'",
+            &[&id],
+        )
+        .await,
+        1,
+        "settled once"
+    );
+}
+
+#[tokio::test]
+async fn an_abandoned_payment_is_expired_and_its_bills_released_through_the_gateway() {
+    let (mut client, apartment, bills) = household("card-abandoned").await;
+    let reply = pay(&mut client, apartment, &bills[..1], None).await;
+    assert_eq!(reply["data"]["status"], "pending", "{reply}");
+    assert!(reply["data"]["client_secret"].is_string(), "{reply}");
+    let id = reply["data"]["payment_id"].as_str().unwrap().to_owned();
+    // The household never confirms. The expiry job leaves a payment younger than its limit alone.
+    let services = operator();
+    let expire =
+        || qbill_core::jobs::expire_payments::run(&services, chrono::Duration::minutes(30));
+    expire().await.unwrap();
+    assert_eq!(
+        payment(&mut client, apartment, &id).await["data"]["status"],
+        "pending"
+    );
+    // Half an hour later (this payment's clock only: the pool's other payments are left young).
+    let db = db_pool(&served().admin_url);
+    db.get()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE payments SET created_at = created_at - interval '31 minutes'
+             WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let report = expire().await.unwrap();
+    assert!(report.expired >= 1, "{report:?}");
+    let expired = payment(&mut client, apartment, &id).await;
+    assert_eq!(expired["data"]["status"], "canceled", "{expired}");
+    assert_eq!(
+        vias(&expired).last().map(String::as_str),
+        Some("expiry"),
+        "{expired}"
+    );
+    // Its bill is payable again, and is paid.
+    let utils = client
+        .utils(apartment, Uuid::new_v4(), REPLY_TIMEOUT)
+        .await
+        .unwrap();
+    assert!(qbill_tests::bill_ids(&utils["data"]["bills"]).contains(&bills[0]));
+    let again = pay(&mut client, apartment, &bills[..1], Some(test_card().await)).await;
+    assert_eq!(again["data"]["status"], "succeeded", "{again}");
 }
 
 #[tokio::test]
