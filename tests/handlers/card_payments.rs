@@ -464,6 +464,48 @@ async fn an_event_twice_and_a_late_failure_settle_once_and_never_undo_it() {
 }
 
 #[tokio::test]
+async fn a_signed_event_for_no_payment_of_ours_is_dropped_and_not_retried() {
+    let f = card_fixture().await;
+    let event = format!("evt_for_nobody_{}", Uuid::new_v4().simple());
+    // Signed with our secret (another deployment on the same account, say), naming a payment
+    // these books never had, then an intent without one.
+    for metadata in [
+        json!({ "payment_id": Uuid::new_v4().to_string() }),
+        json!({}),
+    ] {
+        let intent = json!({ "id": format!("pi_nobody_{}", Uuid::new_v4().simple()), "object": "payment_intent",
+            "status": "succeeded", "amount": 1000, "currency": "eur", "metadata": metadata });
+        deliver(
+            &f,
+            &webhook(
+                &event,
+                "payment_intent.succeeded",
+                &intent,
+                WEBHOOK_SECRET,
+                now(),
+            ),
+        )
+        .await;
+    }
+    assert_eq!(
+        f.db.count(
+            "SELECT count(*) FROM processor_events WHERE id = $1",
+            &[&event]
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        f.db.count(
+            "SELECT count(*) FROM payments WHERE intent_id LIKE 'pi_nobody_%'",
+            &[]
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
 async fn reconcile_settles_what_a_lost_webhook_left_pending() {
     let f = card_fixture().await;
     let bills = bill_ids(&f.demo_utils(1).await["bills"]);

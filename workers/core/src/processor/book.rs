@@ -155,6 +155,40 @@ pub async fn load(client: &impl GenericClient, id: Uuid) -> Result<Option<Paymen
         .transpose()
 }
 
+/// What came of [`change`].
+enum Changed {
+    /// The payment as it stands after, and whether this call changed it.
+    Done(Payment, bool),
+    /// The event was claimed before: nothing was done.
+    Repeat,
+    /// No payment has that id: nothing was done.
+    Missing,
+}
+
+impl Changed {
+    /// For a change that claims no event, of a payment that exists.
+    fn done(self, id: Uuid) -> Result<(Payment, bool), HandlerError> {
+        match self {
+            Self::Done(payment, changed) => Ok((payment, changed)),
+            Self::Repeat => unreachable!("no event was claimed"),
+            Self::Missing => Err(HandlerError::internal(anyhow::anyhow!(
+                "payment {id} does not exist"
+            ))),
+        }
+    }
+}
+
+/// What became of an event of the processor ([`apply_event`]).
+#[derive(Debug)]
+pub enum Applied {
+    /// Applied now; the payment as it stands after.
+    Now(Payment),
+    /// Applied before: nothing was done.
+    Before,
+    /// No payment of ours has that id.
+    NoPayment,
+}
+
 /// What to do to a payment.
 enum Change {
     Settle,
@@ -198,12 +232,12 @@ pub async fn applied(
         None,
         decide_from(intent, confirmed),
     )
-    .await
-    .map(|p| p.expect("no event to repeat"))
+    .await?
+    .done(id)
 }
 
-/// [`apply`], claiming the processor's event `(id, type)` in the same transaction: `None` when
-/// the event was applied before (nothing is done twice).
+/// [`apply`], claiming the processor's event `(id, type)` in the same transaction (nothing is
+/// done twice).
 pub async fn apply_event(
     services: &Services,
     id: Uuid,
@@ -211,17 +245,23 @@ pub async fn apply_event(
     via: Via,
     confirmed: bool,
     event: Option<(&str, &str)>,
-) -> Result<Option<Payment>, HandlerError> {
-    change(
-        services,
-        id,
-        Some(&intent.id),
-        via,
-        event,
-        decide_from(intent, confirmed),
+) -> Result<Applied, HandlerError> {
+    Ok(
+        match change(
+            services,
+            id,
+            Some(&intent.id),
+            via,
+            event,
+            decide_from(intent, confirmed),
+        )
+        .await?
+        {
+            Changed::Done(payment, _) => Applied::Now(payment),
+            Changed::Repeat => Applied::Before,
+            Changed::Missing => Applied::NoPayment,
+        },
     )
-    .await
-    .map(|p| p.map(|(payment, _)| payment))
 }
 
 /// What `intent` asks of a payment (`confirmed`: see [`apply`]).
@@ -286,8 +326,9 @@ pub async fn fail(
             code: Some(code.clone()),
         }
     })
-    .await
-    .map(|p| p.expect("no event to repeat").0)
+    .await?
+    .done(id)
+    .map(|(payment, _)| payment)
 }
 
 /// Cancels a payment the processor never took money for (the expiry job, after cancelling its
@@ -302,12 +343,13 @@ pub async fn cancel(
         code: Some("expired".into()),
         message: Some("The payment was not completed in time; its bills can be paid again.".into()),
     })
-    .await
-    .map(|p| p.expect("no event to repeat"))
+    .await?
+    .done(id)
 }
 
 /// One change of a payment, with it locked: `decide` sees the payment as it stands. With an
-/// `event`, claims it first: `None` if it was claimed before.
+/// `event`, claims it once the payment is locked (two deliveries of one event wait on the lock;
+/// the second finds it claimed).
 async fn change(
     services: &Services,
     id: Uuid,
@@ -315,23 +357,11 @@ async fn change(
     via: Via,
     event: Option<(&str, &str)>,
     decide: impl FnOnce(&Payment) -> Change,
-) -> Result<Option<(Payment, bool)>, HandlerError> {
+) -> Result<Changed, HandlerError> {
     let mut client = crate::store::client(&services.store).await?;
     let tx = client.transaction().await?;
     tx.execute("SELECT set_config('qbill.via', $1, true)", &[&via.as_str()])
         .await?;
-    if let Some((event, kind)) = event {
-        let claimed = tx
-            .execute(
-                "INSERT INTO processor_events (id, type, payment_id) VALUES ($1, $2, $3)
-                 ON CONFLICT (id) DO NOTHING",
-                &[&event, &kind, &id],
-            )
-            .await?;
-        if claimed == 0 {
-            return Ok(None);
-        }
-    }
     let row = tx
         .query_opt(
             &format!(
@@ -342,11 +372,21 @@ async fn change(
         )
         .await?;
     let Some(row) = row else {
-        return Err(HandlerError::internal(anyhow::anyhow!(
-            "payment {id} does not exist"
-        )));
+        return Ok(Changed::Missing);
     };
     let payment = Payment::from_row(&row)?;
+    if let Some((event, kind)) = event {
+        let claimed = tx
+            .execute(
+                "INSERT INTO processor_events (id, type, payment_id) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO NOTHING",
+                &[&event, &kind, &id],
+            )
+            .await?;
+        if claimed == 0 {
+            return Ok(Changed::Repeat);
+        }
+    }
     // The intent's id is the books' from the first answer on.
     if payment.intent_id.is_none()
         && let Some(intent) = intent_id
@@ -442,7 +482,7 @@ async fn change(
     if let Some(mail) = mail {
         crate::notify::outbox::send_now(services, &[mail]).await;
     }
-    Ok(Some((after, changed)))
+    Ok(Changed::Done(after, changed))
 }
 
 /// The receipt: the `payment.succeeded` notification of a settled payment, with its bills as the

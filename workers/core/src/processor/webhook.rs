@@ -14,7 +14,7 @@
 
 use serde::Deserialize;
 
-use super::book::{self, Via};
+use super::book::{self, Applied, Via};
 use super::signature;
 use super::stripe::Intent;
 use crate::envelope::InboundMessage;
@@ -128,14 +128,6 @@ pub async fn handle(
         tracing::warn!(event = %event.id, intent = %intent.id, "a payment event for no payment of ours");
         return Ok(Handled::Ignored);
     };
-    if book::load(&*crate::store::client(&services.store).await?, payment)
-        .await?
-        .is_none()
-    {
-        crate::metrics::webhook("ignored");
-        tracing::warn!(event = %event.id, %payment, "a payment event naming a payment we do not have");
-        return Ok(Handled::Ignored);
-    }
     let applied = book::apply_event(
         services,
         payment,
@@ -146,18 +138,23 @@ pub async fn handle(
     )
     .await?;
     let handled = match applied {
-        Some(payment) => {
+        Applied::Now(payment) => {
             tracing::info!(event = %event.id, event.kind = %event.kind, payment = %payment.id, status = %payment.status, "processor event applied");
             Handled::Applied
         }
-        None => {
+        Applied::Before => {
             tracing::info!(event = %event.id, "processor event applied before; nothing done");
             Handled::Repeat
+        }
+        Applied::NoPayment => {
+            tracing::warn!(event = %event.id, %payment, "a payment event naming a payment we do not have");
+            Handled::Ignored
         }
     };
     crate::metrics::webhook(match handled {
         Handled::Applied => "applied",
-        _ => "repeat",
+        Handled::Repeat => "repeat",
+        _ => "ignored",
     });
     Ok(handled)
 }
