@@ -158,7 +158,7 @@ pub async fn load(client: &impl GenericClient, id: Uuid) -> Result<Option<Paymen
 /// What came of [`change`].
 enum Changed {
     /// The payment as it stands after, and whether this call changed it.
-    Done(Payment, bool),
+    Done(Box<Payment>, bool),
     /// The event was claimed before: nothing was done.
     Repeat,
     /// No payment has that id: nothing was done.
@@ -169,7 +169,7 @@ impl Changed {
     /// For a change that claims no event, of a payment that exists.
     fn done(self, id: Uuid) -> Result<(Payment, bool), HandlerError> {
         match self {
-            Self::Done(payment, changed) => Ok((payment, changed)),
+            Self::Done(payment, changed) => Ok((*payment, changed)),
             Self::Repeat => unreachable!("no event was claimed"),
             Self::Missing => Err(HandlerError::internal(anyhow::anyhow!(
                 "payment {id} does not exist"
@@ -182,7 +182,7 @@ impl Changed {
 #[derive(Debug)]
 pub enum Applied {
     /// Applied now; the payment as it stands after.
-    Now(Payment),
+    Now(Box<Payment>),
     /// Applied before: nothing was done.
     Before,
     /// No payment of ours has that id.
@@ -482,7 +482,7 @@ async fn change(
     if let Some(mail) = mail {
         crate::notify::outbox::send_now(services, &[mail]).await;
     }
-    Ok(Changed::Done(after, changed))
+    Ok(Changed::Done(Box::new(after), changed))
 }
 
 /// The receipt: the `payment.succeeded` notification of a settled payment, with its bills as the
