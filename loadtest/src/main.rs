@@ -10,7 +10,7 @@
 //! - [`books`]: the users (from the seed generator), and the receipts checked against the books.
 //! - [`report`]: the summary table, JSON, and HTML with SVG plots.
 //! - [`scale`]: the same load against `qbill work` pools of 1, 2, 4, 8 workers.
-//! - [`echo`] and [`payment_path`]: the subjects of `scripts/bench`; [`memory`], of
+//! - [`echo`], [`payment_path`] and [`settle_path`]: the subjects of `scripts/bench`; [`memory`], of
 //!   `scripts/bench memory`.
 //! - [`chaos`]: the chaos bank run (`scripts/chaos`), over [`journal`], the record of every
 //!   request and reply.
@@ -26,6 +26,7 @@ mod payment_path;
 mod record;
 mod report;
 mod scale;
+mod settle_path;
 mod transport;
 
 use std::path::PathBuf;
@@ -125,6 +126,11 @@ enum Command {
         /// Unpaid bills to seed; the run fails if it runs out.
         #[arg(long, default_value_t = 240_000)]
         bills: u32,
+        /// Pay by card instead, through a processor stand-in that answers at once, then settle
+        /// every payment by its webhook, in batches as for the payments. Prints
+        /// `card_payment_path_tps <x>` and `settle_path_tps <y>` last.
+        #[arg(long)]
+        card: bool,
     },
 }
 
@@ -447,25 +453,34 @@ async fn main() -> anyhow::Result<()> {
             batch,
             seconds,
             bills,
+            card,
         } => {
             let mut config = EngineConfig::from_env()?;
             config.database_pool_size = clients;
-            let engine = Arc::new(Engine::from_config(&config).await?);
             let db = database()?;
             let count = (clients as u32 * 8).max(1);
             let prefix = format!("pp-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
             let periods = bills.div_ceil(count * 4).max(1);
             let users = books::users(&db, &prefix, count, periods).await?;
-            let figures = payment_path::run(engine, users, clients, batch.into(), seconds).await?;
-            println!(
-                "payment path: {} payments in {:.2} s by {clients} clients in batches of {batch}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms (a batch's time)",
-                figures.payments,
-                figures.seconds,
-                figures.per_second,
-                figures.p50_ms,
-                figures.p99_ms
-            );
-            println!("payment_path_tps {:.1}", figures.per_second);
+            let batch = usize::from(batch);
+            let show = |what: &str, f: &payment_path::Figures| {
+                println!(
+                    "{what}: {} in {:.2} s by {clients} clients in batches of {batch}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms (a batch's time)",
+                    f.payments, f.seconds, f.per_second, f.p50_ms, f.p99_ms
+                )
+            };
+            if card {
+                let figures = settle_path::run(config, &db, users, clients, batch, seconds).await?;
+                show("card payments (pending, intent created)", &figures.card);
+                show("settle path (their webhooks)", &figures.settle);
+                println!("card_payment_path_tps {:.1}", figures.card.per_second);
+                println!("settle_path_tps {:.1}", figures.settle.per_second);
+            } else {
+                let engine = Arc::new(Engine::from_config(&config).await?);
+                let figures = payment_path::run(engine, users, clients, batch, seconds).await?;
+                show("payment path (ledger)", &figures);
+                println!("payment_path_tps {:.1}", figures.per_second);
+            }
         }
     }
     Ok(())
