@@ -13,6 +13,7 @@ mod lifecycle;
 mod loadtest;
 mod logs;
 mod metrics;
+mod payments_external;
 mod pool;
 mod reply_queues;
 mod restore;

@@ -15,6 +15,7 @@ mod notify;
 mod overdue;
 mod pages;
 mod payments;
+mod payments_external;
 mod takeover;
 mod utils;
 

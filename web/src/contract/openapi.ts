@@ -208,6 +208,47 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/apartments/{apartment_id}/payments/external": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Records a payment made outside qbill (a transfer, cash, a cheque) that settles the chosen bills, all or none (reply kind `payments_external`; providers, operators). */
+        post: operations["payments_external"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    apartment_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/apartments/{apartment_id}/bills/{bill_id}": {
         parameters: {
             query?: never;
@@ -1443,6 +1484,8 @@ export interface components {
         Cursor: string;
         Date: string;
         Email: string;
+        /** @enum {string} */
+        ExternalMethod: "bank_transfer" | "cash" | "cheque" | "other";
         IssuedToken: string;
         LineAmount: string;
         NewPassword: string;
@@ -1490,6 +1533,14 @@ export interface components {
         };
         PaymentRequest: {
             queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+        };
+        PaymentsExternalRequest: {
+            bills_id: number[];
+            method: components["schemas"]["ExternalMethod"];
+            queue_name: components["schemas"]["Uuid"];
+            received_on: components["schemas"]["Date"];
+            reference: string;
             request_id: components["schemas"]["Uuid"];
         };
         BillRequest: {
@@ -1819,6 +1870,49 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["PaymentRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    payments_external: {
+        parameters: {
+            query?: never;
+            header: {
+                Authorization: string;
+            };
+            path: {
+                apartment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PaymentsExternalRequest"];
             };
         };
         responses: {

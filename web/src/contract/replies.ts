@@ -109,6 +109,8 @@ export type BillStatus = "open" | "overdue" | "processing" | "paid" | "void";
 
 export type Currency = string;
 
+export type Date = string;
+
 export interface DeletedData {
   deleted: boolean;
   /** The id payments and the audit trail keep. */
@@ -140,6 +142,17 @@ export interface Event {
   at: Instant;
   status: string;
 }
+
+/** How a payment made outside qbill came. */
+export interface External {
+  method: ExternalMethod;
+  received_on: Date;
+  /** The payer's reference: the transfer's, the cheque's number, the cash receipt's. */
+  reference: string;
+}
+
+/** How money paid outside qbill came. */
+export type ExternalMethod = "bank_transfer" | "cash" | "cheque" | "other";
 
 export type FeeKind = "fixed" | "percent";
 
@@ -260,6 +273,11 @@ export interface PaymentData {
   /** For Stripe.js, while the payment waits on the household. */
   client_secret?: string | null;
   currency: Currency;
+  /**
+   * For a payment made elsewhere and recorded by an operator or the provider: how the money
+   * came, the payer's reference and the day it was received.
+   */
+  external?: External | null;
   /** The processor's decline code, for a refused card. */
   failure_code?: string | null;
   /** Why, in a sentence for people. */
@@ -288,6 +306,11 @@ export interface PaymentsData {
   /** For Stripe.js, while the payment waits on the household. */
   client_secret?: string | null;
   currency: Currency;
+  /**
+   * For a payment made elsewhere and recorded by an operator or the provider: how the money
+   * came, the payer's reference and the day it was received.
+   */
+  external?: External | null;
   /** The processor's decline code, for a refused card. */
   failure_code?: string | null;
   /** Why, in a sentence for people. */
@@ -456,6 +479,7 @@ export interface ReplyData {
   password_reset_confirm: ResetDoneData;
   payment: PaymentData;
   payments: PaymentsData;
+  payments_external: PaymentsData;
   policy: PolicyData;
   provider: ProviderData;
   signup: SignupData;

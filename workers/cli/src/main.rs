@@ -10,7 +10,7 @@ use qbill_core::config::{DatabaseConfig, EngineConfig};
 use qbill_core::routes::{
     apartments_link, auth, bill, bill_void, bills_ingest, document, email_undo, logout, me,
     me_delete, me_password, me_profile, notifications, password_reset, password_reset_confirm,
-    policy, provider, refresh, signup, user, verify_email,
+    payments_external, policy, provider, refresh, signup, user, verify_email,
 };
 use qbill_core::types::{ApartmentId, ProviderId, Role};
 use qbill_core::{Engine, seed, store};
@@ -297,6 +297,21 @@ enum ClientRequest {
         /// (`QBILL_STRIPE_API_BASE`, `QBILL_STRIPE_PUBLISHABLE_KEY`), as Stripe.js would.
         #[arg(long, value_name = "NUMBER")]
         card: Option<String>,
+    },
+    /// Records a payment made outside qbill that settles bills of the apartment, all or none
+    /// (operators, or the provider of the bills): a bank transfer, cash, a cheque.
+    PayExternal {
+        apartment: i64,
+        #[arg(required = true)]
+        bills: Vec<i64>,
+        #[arg(long, value_parser = ["bank_transfer", "cash", "cheque", "other"])]
+        method: String,
+        /// The payer's reference: the transfer's, the cheque's number, the cash receipt's.
+        #[arg(long)]
+        reference: String,
+        /// The day the money came (YYYY-MM-DD); today (UTC) if not given.
+        #[arg(long)]
+        received_on: Option<chrono::NaiveDate>,
     },
     /// One bill of the apartment, with its lines and events.
     Bill { apartment: i64, bill: i64 },
@@ -803,6 +818,24 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
             };
             client
                 .pay(*apartment, bills, method, request_id, timeout)
+                .await?
+        }
+        ClientRequest::PayExternal {
+            apartment,
+            bills,
+            method,
+            reference,
+            received_on,
+        } => {
+            let params: Params = &[("apartment_id", apartment)];
+            let body = payments_external::Body {
+                bills_id: bills.clone(),
+                method: serde_json::from_value(serde_json::Value::String(method.clone()))?,
+                reference: reference.clone(),
+                received_on: received_on.unwrap_or_else(|| chrono::Utc::now().date_naive()),
+            };
+            client
+                .send::<payments_external::Request>(params, &body, request_id, timeout)
                 .await?
         }
         ClientRequest::Bill { apartment, bill } => {

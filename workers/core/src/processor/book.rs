@@ -69,6 +69,48 @@ pub struct Receipt {
     /// Why, in a sentence for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_message: Option<String>,
+    /// For a payment made elsewhere and recorded by an operator or the provider: how the money
+    /// came, the payer's reference and the day it was received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<External>,
+}
+
+/// How a payment made outside qbill came.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, JsonSchema)]
+pub struct External {
+    pub method: ExternalMethod,
+    /// The payer's reference: the transfer's, the cheque's number, the cash receipt's.
+    #[schemars(length(min = 1, max = 100))]
+    pub reference: String,
+    #[schemars(with = "crate::contract::Date")]
+    pub received_on: chrono::NaiveDate,
+}
+
+/// How money paid outside qbill came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExternalMethod {
+    BankTransfer,
+    Cash,
+    Cheque,
+    Other,
+}
+
+impl ExternalMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BankTransfer => "bank_transfer",
+            Self::Cash => "cash",
+            Self::Cheque => "cheque",
+            Self::Other => "other",
+        }
+    }
+
+    fn parse(raw: &str) -> Option<Self> {
+        [Self::BankTransfer, Self::Cash, Self::Cheque, Self::Other]
+            .into_iter()
+            .find(|m| m.as_str() == raw)
+    }
 }
 
 impl Receipt {
@@ -85,6 +127,7 @@ impl Receipt {
             client_secret,
             failure_code: payment.failure_code.clone(),
             failure_message: payment.failure_message.clone(),
+            external: payment.external.clone(),
         }
     }
 }
@@ -104,6 +147,8 @@ pub struct Payment {
     pub created_at: DateTime<Utc>,
     /// When the money was captured (for a settled payment).
     pub paid_at: Option<DateTime<Utc>>,
+    /// For a payment made elsewhere.
+    pub external: Option<External>,
 }
 
 impl Payment {
@@ -114,7 +159,8 @@ impl Payment {
 
     pub const COLUMNS: &str =
         "id, apartment_id, user_id, status, intent_id, total, currency, bills,
-        failure_code, failure_message, created_at, paid_at";
+        failure_code, failure_message, created_at, paid_at, external_method, external_reference,
+        received_on";
 
     pub fn from_row(row: &tokio_postgres::Row) -> Result<Self, HandlerError> {
         let currency: String = row.get("currency");
@@ -135,6 +181,16 @@ impl Payment {
             created_at: row.get("created_at"),
             paid_at: (status == "succeeded").then_some(paid_at),
             status,
+            external: match row.get::<_, Option<&str>>("external_method") {
+                Some(method) => Some(External {
+                    method: ExternalMethod::parse(method).ok_or_else(|| {
+                        HandlerError::internal(anyhow::anyhow!("unknown payment method {method}"))
+                    })?,
+                    reference: row.get("external_reference"),
+                    received_on: row.get("received_on"),
+                }),
+                None => None,
+            },
         })
     }
 }
@@ -487,7 +543,7 @@ async fn change(
 
 /// The receipt: the `payment.succeeded` notification of a settled payment, with its bills as the
 /// mail and the inbox list them; the mail to send, if any.
-const RECEIPT: &str = "SELECT notify(p.user_id, 'payment.succeeded', 'payment.succeeded:' || p.id,
+pub(crate) const RECEIPT: &str = "SELECT notify(p.user_id, 'payment.succeeded', 'payment.succeeded:' || p.id,
         jsonb_build_object('payment_id', p.id, 'apartment_id', p.apartment_id, 'total', p.total::text,
                            'currency', p.currency, 'paid_at', p.paid_at,
                            'bills', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', b.id, 'provider', v.name,

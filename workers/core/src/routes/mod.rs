@@ -384,6 +384,9 @@ routes! {
     Payments => payments,
     /// One payment and its history: `POST /apartments/{apartment_id}/payments/{payment_id}`.
     Payment => payment,
+    /// A payment made elsewhere, recorded by an operator or the provider:
+    /// `POST /apartments/{apartment_id}/payments/external`.
+    PaymentsExternal => payments_external,
     /// One bill with its lines and events: `POST /apartments/{apartment_id}/bills/{bill_id}`.
     Bill => bill,
     /// Attach a provider's account to an apartment: `POST /apartments/link`.

@@ -647,6 +647,7 @@ fn decide(batch: &[&Payment<'_>], keys: &Keys, locked: &mut Locked, card: bool) 
                             client_secret: None,
                             failure_code: None,
                             failure_message: None,
+                            external: None,
                         },
                     ));
                     None
