@@ -74,10 +74,16 @@ async fn the_readme_walkthrough_runs_verbatim() {
         1
     );
     assert_eq!(
-        one("SELECT count(*) FROM bills WHERE id = 9002 AND status <> 'paid'").await,
+        one(
+            "SELECT count(*) FROM bills b JOIN payments p ON p.id = b.payment_id
+             WHERE b.id = 9002 AND p.processor = 'external' AND p.external_method = 'cash'
+             AND p.recorded_by = 4 AND p.user_id = 2"
+        )
+        .await,
         1,
-        "the fee stays"
+        "the fee stayed for the card payment, and Northwind recorded demo2's cash for it"
     );
+    assert!(out.contains("\"kind\": \"payments_external\""), "{out}");
     assert_eq!(
         one("SELECT count(*) FROM bills WHERE external_id = 'NW-INV-9101' AND status = 'void'")
             .await,
@@ -128,9 +134,15 @@ async fn the_readme_walkthrough_runs_verbatim() {
         1
     );
     assert_eq!(
-        one("SELECT count(*) FROM bills WHERE id = 9002 AND status <> 'paid'").await,
+        one(
+            "SELECT count(*) FROM bills b JOIN service_accounts s ON s.id = b.account_id
+             JOIN payments p ON p.id = b.payment_id
+             WHERE b.id = 9002 AND s.account_number = 'NW-20417' AND b.apartment_id = s.apartment_id
+             AND p.processor = 'external'"
+        )
+        .await,
         1,
-        "NW-20417 stayed with the apartment the CLI linked it to"
+        "NW-20417 stayed with the apartment the CLI linked it to, its fee paid in cash only"
     );
 
     // A card whose bank asks for confirmation: settled by the processor's webhook, through the
