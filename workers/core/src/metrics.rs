@@ -16,7 +16,8 @@
 //!   waited (the pool's; SQS's own figure is a CloudWatch metric only);
 //! - `qbill_sweep_queues_total{action}`, `qbill_sweep_errors_total`: the reply-queue sweep;
 //! - `qbill_payments_total{status,via}`: card payments' changes of status, and who said so
-//!   (`confirm`, `webhook`, `expiry`, `reconcile`);
+//!   (`confirm`, `webhook`, `expiry`, `reconcile`), and payments made elsewhere as recorded
+//!   (`external`);
 //! - `qbill_payment_discrepancies_total{kind}`: what the processor said that the books could not
 //!   take (alarmed on AWS);
 //! - `qbill_webhooks_total{outcome}`: the processor's webhooks, `applied`, `repeat`, `ignored`,

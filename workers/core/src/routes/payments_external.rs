@@ -219,6 +219,8 @@ impl Route for Request {
                 mail = tx.query_one(RECEIPT, &[&payment_id]).await?.get(0);
             }
             bump_apartments(tx, &[self.apartment.0]).await?;
+            // Counted here, where a repeat (answered from the stored reply) never comes.
+            crate::metrics::payment_status("succeeded", "external");
             Self::reply(&Receipt {
                 payment_id,
                 apartment_id: self.apartment,
@@ -247,7 +249,6 @@ impl Route for Request {
                 CacheKey::Histories { apartment },
             ])
             .await;
-        crate::metrics::payment_status("succeeded", "external");
         Ok(data)
     }
 }
