@@ -58,6 +58,17 @@ async fn authenticate(client_secret: &str) {
     assert!(authenticated.status().is_success());
 }
 
+/// How many times the audit trail saw payment `id` become `succeeded`.
+async fn times_settled(id: &str) -> i64 {
+    count(
+        &db_pool(&served().admin_url),
+        "SELECT count(*) FROM audit_events WHERE entity = 'payment' AND entity_id = $1
+         AND new_state->>'status' = 'succeeded'",
+        &[&id],
+    )
+    .await
+}
+
 /// The `via` of each step of a payment's history, as the household reads it.
 fn vias(read: &Value) -> Vec<String> {
     read["data"]["history"]
@@ -230,18 +241,7 @@ async fn a_webhook_lost_on_the_way_is_healed_by_reconcile() {
     qbill_core::jobs::reconcile::run(&operator(), since)
         .await
         .unwrap();
-    let db = db_pool(&served().admin_url);
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM audit_events WHERE entity = 'payment' AND entity_id = $1
-             AND new_state->>'status' = 'succeeded'",
-            &[&id],
-        )
-        .await,
-        1,
-        "settled once"
-    );
+    assert_eq!(times_settled(&id).await, 1, "settled once");
 }
 
 #[tokio::test]
@@ -447,17 +447,7 @@ async fn the_same_request_twice_is_one_intent_and_a_forged_or_repeated_webhook_c
     assert_eq!(post_webhook(&confirmed, &header).await, 200);
     until_status(&mut client, apartment, &id, "succeeded").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM audit_events WHERE entity = 'payment' AND entity_id = $1
-             AND new_state->>'status' = 'succeeded'",
-            &[&id],
-        )
-        .await,
-        1,
-        "settled once"
-    );
+    assert_eq!(times_settled(&id).await, 1, "settled once");
 }
 
 #[tokio::test]

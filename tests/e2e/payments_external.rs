@@ -35,6 +35,16 @@ async fn household() -> (Session, i64, Vec<(i64, i64)>) {
     (session, me.apartment_id, bills)
 }
 
+/// The payments in the books for `apartment`.
+async fn payments_of(apartment: i64) -> i64 {
+    count(
+        &db_pool(&crate::served().admin_url),
+        "SELECT count(*) FROM payments WHERE apartment_id = $1",
+        &[&apartment],
+    )
+    .await
+}
+
 #[tokio::test]
 async fn an_operator_records_a_transfer_and_the_household_sees_its_bills_paid() {
     let (mut home, apartment, bills) = household().await;
@@ -52,16 +62,7 @@ async fn an_operator_records_a_transfer_and_the_household_sees_its_bills_paid() 
     // Sent again (a client that lost the reply): the same receipt, one payment.
     let again = ops.ask_as(&path, request, body).await;
     assert_eq!(again["data"], reply["data"]);
-    let db = db_pool(&crate::served().admin_url);
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM payments WHERE apartment_id = $1",
-            &[&apartment]
-        )
-        .await,
-        1
-    );
+    assert_eq!(payments_of(apartment).await, 1);
 
     let utils = home
         .client
@@ -120,10 +121,9 @@ async fn a_provider_records_only_its_own_bills_and_a_household_none() {
         )
         .await;
     assert_eq!(recorded["status"], "ok", "{recorded}");
-    let db = db_pool(&crate::served().admin_url);
     assert_eq!(
         count(
-            &db,
+            &db_pool(&crate::served().admin_url),
             "SELECT count(*) FROM payments WHERE $1 = ANY(bills)",
             &[&other.0]
         )
@@ -166,14 +166,5 @@ async fn hostile_bodies_of_payments_made_elsewhere_are_refused_by_the_gateway() 
         let accepted = ops.client.post_raw(&path, body.to_string()).await.unwrap();
         assert_eq!(accepted.status, 400, "{body}: {}", accepted.body);
     }
-    let db = db_pool(&crate::served().admin_url);
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM payments WHERE apartment_id = $1",
-            &[&apartment]
-        )
-        .await,
-        0
-    );
+    assert_eq!(payments_of(apartment).await, 0);
 }

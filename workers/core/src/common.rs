@@ -287,6 +287,35 @@ pub async fn provider_access(
     })
 }
 
+/// How many bills one payment may settle (by card, or made elsewhere).
+pub const MAX_BILLS_PER_PAYMENT: usize = 100;
+
+/// The bills a payment names, as listed: 1 to [`MAX_BILLS_PER_PAYMENT`] of them, each a positive
+/// id, none twice.
+pub fn bills_to_pay(raw: &[i64]) -> Result<Vec<BillId>, ParseError> {
+    if raw.is_empty() {
+        return Err(ParseError::new("`bills_id` must name at least one bill"));
+    }
+    if raw.len() > MAX_BILLS_PER_PAYMENT {
+        return Err(ParseError::new(format!(
+            "one payment settles at most {MAX_BILLS_PER_PAYMENT} bills"
+        )));
+    }
+    let mut bills: Vec<BillId> = Vec::with_capacity(raw.len());
+    for &id in raw {
+        if id <= 0 {
+            return Err(ParseError::new(format!(
+                "bill id {id} is not a positive whole number"
+            )));
+        }
+        if bills.contains(&BillId(id)) {
+            return Err(ParseError::new(format!("bill {id} is listed twice")));
+        }
+        bills.push(BillId(id));
+    }
+    Ok(bills)
+}
+
 /// An amount as the contract carries it: a decimal string with exactly two places, above zero
 /// and below the largest the database holds.
 pub fn parse_amount(field: &str, raw: &str) -> Result<Decimal, ParseError> {

@@ -27,15 +27,14 @@ use super::{Batched, Callers, Context, ErrorCode, HandlerError, HandlerResult, K
 use crate::accounts::session::{SESSION_EPOCH, still_open};
 use crate::cache::CacheKey;
 use crate::call::Path;
-use crate::common::{ACCESS, Access, access};
+use crate::common::{ACCESS, Access, access, bills_to_pay};
 use crate::idempotency;
 use crate::money::Money;
 pub use crate::processor::book::Receipt;
 use crate::services::Services;
 use crate::types::{ApartmentId, BillId, Currency, ParseError, Role};
 
-/// How many bills one payment may settle.
-pub const MAX_BILLS_PER_PAYMENT: usize = 100;
+pub use crate::common::MAX_BILLS_PER_PAYMENT;
 
 #[derive(Debug)]
 pub struct Request {
@@ -68,27 +67,7 @@ impl Route for Request {
 
     fn parse(path: &Path, raw: serde_json::Map<String, Value>) -> Result<Self, ParseError> {
         let b: Body = body(raw)?;
-        if b.bills_id.is_empty() {
-            return Err(ParseError::new("`bills_id` must name at least one bill"));
-        }
-        if b.bills_id.len() > MAX_BILLS_PER_PAYMENT {
-            return Err(ParseError::new(format!(
-                "one payment settles at most {MAX_BILLS_PER_PAYMENT} bills"
-            )));
-        }
-        let mut bills_id = Vec::with_capacity(b.bills_id.len());
-        for id in b.bills_id {
-            if id <= 0 {
-                return Err(ParseError::new(format!(
-                    "bill id {id} is not a positive whole number"
-                )));
-            }
-            let id = BillId(id);
-            if bills_id.contains(&id) {
-                return Err(ParseError::new(format!("bill {id} is listed twice")));
-            }
-            bills_id.push(id);
-        }
+        let bills_id = bills_to_pay(&b.bills_id)?;
         if let Some(method) = &b.payment_method
             && !valid_method(method)
         {

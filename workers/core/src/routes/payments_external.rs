@@ -16,11 +16,10 @@ use uuid::Uuid;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::cache::CacheKey;
 use crate::call::Path;
-use crate::common::{bump_apartments, text};
+use crate::common::{bills_to_pay, bump_apartments, text};
 use crate::idempotency;
 use crate::money::Money;
 use crate::processor::book::{External, ExternalMethod, RECEIPT, Receipt};
-use crate::routes::payments::MAX_BILLS_PER_PAYMENT;
 use crate::types::{ApartmentId, BillId, Currency, ParseError, Role};
 
 /// The longest reference, in characters.
@@ -65,23 +64,7 @@ impl Route for Request {
 
     fn parse(path: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
         let b: Body = body(raw)?;
-        if b.bills_id.is_empty() || b.bills_id.len() > MAX_BILLS_PER_PAYMENT {
-            return Err(ParseError::new(format!(
-                "`bills_id` must name 1 to {MAX_BILLS_PER_PAYMENT} bills"
-            )));
-        }
-        let mut bills_id: Vec<BillId> = Vec::with_capacity(b.bills_id.len());
-        for id in b.bills_id {
-            if id <= 0 {
-                return Err(ParseError::new(format!(
-                    "bill id {id} is not a positive whole number"
-                )));
-            }
-            if bills_id.contains(&BillId(id)) {
-                return Err(ParseError::new(format!("bill {id} is listed twice")));
-            }
-            bills_id.push(BillId(id));
-        }
+        let bills_id = bills_to_pay(&b.bills_id)?;
         let today = chrono::Utc::now().date_naive();
         if b.received_on > today {
             return Err(ParseError::new(format!(
