@@ -166,5 +166,26 @@ async fn hostile_bodies_of_payments_made_elsewhere_are_refused_by_the_gateway() 
         let accepted = ops.client.post_raw(&path, body.to_string()).await.unwrap();
         assert_eq!(accepted.status, 400, "{body}: {}", accepted.body);
     }
+    // No token: the gateway takes no request without the header. A token that is not one gets
+    // through the gateway and is refused by the worker.
+    let mut anonymous = qbill::client::GatewayClient::new(&crate::served().gateway, Uuid::new_v4());
+    let accepted = anonymous.post_raw(&path, base().to_string()).await.unwrap();
+    assert_eq!(accepted.status, 400, "{}", accepted.body);
+    anonymous.set_token(Some("not-a-token".to_owned()));
+    qbill_tests::reply_queue_url(
+        &qbill_tests::sqs().await,
+        qbill_core::types::QueueName::parse(&anonymous.queue().to_string()).unwrap(),
+    )
+    .await;
+    let forged = anonymous
+        .request(
+            &path,
+            Uuid::new_v4(),
+            json!({ "bills_id": [b], "method": "cash", "reference": "r", "received_on": "2026-12-01" }),
+            REPLY_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(error(&forged), "unauthorized", "{forged}");
     assert_eq!(payments_of(apartment).await, 0);
 }
