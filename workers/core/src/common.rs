@@ -290,6 +290,14 @@ pub async fn provider_access(
 /// How many bills one payment may settle (by card, or made elsewhere).
 pub const MAX_BILLS_PER_PAYMENT: usize = 100;
 
+/// The refusal of a payment naming a bill its provider voided.
+pub fn voided(bill: BillId) -> HandlerError {
+    HandlerError::rejected(
+        ErrorCode::Conflict,
+        format!("bill {bill} was voided by its provider and cannot be paid"),
+    )
+}
+
 /// The bills a payment names, as listed: 1 to [`MAX_BILLS_PER_PAYMENT`] of them, each a positive
 /// id, none twice.
 pub fn bills_to_pay(raw: &[i64]) -> Result<Vec<BillId>, ParseError> {

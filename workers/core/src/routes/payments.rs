@@ -27,7 +27,7 @@ use super::{Batched, Callers, Context, ErrorCode, HandlerError, HandlerResult, K
 use crate::accounts::session::{SESSION_EPOCH, still_open};
 use crate::cache::CacheKey;
 use crate::call::Path;
-use crate::common::{ACCESS, Access, access, bills_to_pay};
+use crate::common::{ACCESS, Access, access, bills_to_pay, voided};
 use crate::idempotency;
 use crate::money::Money;
 pub use crate::processor::book::Receipt;
@@ -834,12 +834,7 @@ fn price(
         }
         match held.status.as_str() {
             "paid" => paid.push(bill.to_string()),
-            "void" => {
-                return Err(HandlerError::rejected(
-                    ErrorCode::Conflict,
-                    format!("bill {bill} was voided by its provider and cannot be paid"),
-                ));
-            }
+            "void" => return Err(voided(*bill)),
             _ => {}
         }
         total = total.checked_add(held.money).map_err(HandlerError::internal)?;

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Kind, Route, body};
 use crate::cache::CacheKey;
 use crate::call::Path;
-use crate::common::{bills_to_pay, bump_apartments, text};
+use crate::common::{bills_to_pay, bump_apartments, text, voided};
 use crate::idempotency;
 use crate::money::Money;
 use crate::processor::book::{External, ExternalMethod, RECEIPT, Receipt};
@@ -143,12 +143,7 @@ impl Route for Request {
                 }
                 match row.get::<_, &str>("status") {
                     "paid" => paid.push(bill.to_string()),
-                    "void" => {
-                        return Err(HandlerError::rejected(
-                            ErrorCode::Conflict,
-                            format!("bill {bill} was voided by its provider and cannot be paid"),
-                        ));
-                    }
+                    "void" => return Err(voided(*bill)),
                     _ => {}
                 }
                 if let Some(card) = row.get::<_, Option<Uuid>>("reserved_by") {
