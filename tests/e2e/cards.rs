@@ -391,25 +391,36 @@ async fn the_same_request_twice_is_one_intent_and_a_forged_or_repeated_webhook_c
         .await
         .unwrap()
         .get(0);
-    // The processor holds one intent for the payment.
-    let listed: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/v1/payment_intents?limit=1000",
-            env("QBILL_STRIPE_API_BASE")
-        ))
-        .basic_auth(env("QBILL_STRIPE_SECRET_KEY"), Some(""))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mine = listed["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["metadata"]["payment_id"] == id.as_str())
-        .count();
+    // The processor holds one intent for the payment: every page of its intents read (the
+    // processor is the machine's, with every earlier run's intents too).
+    let mut mine = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", "100".to_owned())];
+        query.extend(after.clone().map(|a| ("starting_after", a)));
+        let page: Value = reqwest::Client::new()
+            .get(format!(
+                "{}/v1/payment_intents",
+                env("QBILL_STRIPE_API_BASE")
+            ))
+            .query(&query)
+            .basic_auth(env("QBILL_STRIPE_SECRET_KEY"), Some(""))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let intents = page["data"].as_array().unwrap();
+        mine += intents
+            .iter()
+            .filter(|i| i["metadata"]["payment_id"] == id.as_str())
+            .count();
+        after = intents.last().map(|i| i["id"].as_str().unwrap().to_owned());
+        if page["has_more"] != true || after.is_none() {
+            break;
+        }
+    }
     assert_eq!(mine, 1, "one intent for the payment");
 
     // What the processor charges for it, in cents.
