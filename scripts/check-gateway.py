@@ -42,6 +42,7 @@ ROUTES = {
     "/apartments/{apartment_id}/payments": "payments",
     "/apartments/{apartment_id}/payments/{payment_id}": "payment",
     "/apartments/{apartment_id}/payments/external": "payments_external",
+    "/payments/{payment_id}/refund": "refund",
     "/apartments/{apartment_id}/bills/{bill_id}": "bill",
     "/apartments/link": "apartments_link",
     "/providers/{provider_id}/bills": "bills_ingest",

@@ -799,7 +799,7 @@ variable "stripe_secret_key" {
 }
 
 variable "stripe_webhook_secret" {
-  description = "Signing secret (whsec_...) of the Stripe webhook endpoint pointed at <api_url>/webhooks/stripe, for the events payment_intent.succeeded, payment_intent.payment_failed and payment_intent.canceled."
+  description = "Signing secret (whsec_...) of the Stripe webhook endpoint pointed at <api_url>/webhooks/stripe, for the events payment_intent.succeeded, payment_intent.payment_failed, payment_intent.canceled, charge.refunded, refund.updated and refund.failed."
   type        = string
   sensitive   = true
 

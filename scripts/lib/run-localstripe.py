@@ -11,6 +11,11 @@ It adds one fault for the tests, as a network that drops a delivery would:
 `POST /_config/lost_webhooks` with `payment_id=<uuid>` makes every later webhook of the intents made
 for that qbill payment (their `metadata[payment_id]`) be lost on the way. The event itself is kept,
 as Stripe keeps it: `/v1/events` and the intent tell the truth, which is what reconciliation reads.
+
+And it makes one list answer as its others do: localstripe's refunds list fails with a server
+error when asked for a window (`created[gte]`, which Stripe takes), where its intents list refuses
+the parameter plainly; the refunds list now refuses it the same way, and the engine's client reads
+the whole list and filters it, as it does for intents.
 """
 
 from aiohttp import web
@@ -48,6 +53,16 @@ async def lose_webhooks(request):
     return web.Response()
 
 
+_list_refunds = resources.Refund._api_list_all.__func__
+
+
+def list_refunds(cls, url, created=None, **kwargs):
+    if created is not None:
+        raise UserError(400, "Unexpected created")
+    return _list_refunds(cls, url, **kwargs)
+
+
+resources.Refund._api_list_all = classmethod(list_refunds)
 resources.schedule_webhook = schedule_webhook
 server.app.router.add_post("/_config/lost_webhooks", lose_webhooks)
 server.start()

@@ -13,13 +13,13 @@ use uuid::Uuid;
 
 use super::{DEMO, DEMO2, Fixture, bill_ids, error_code};
 
-const WEBHOOK_SECRET: &str = "whsec_handler_tests_of_card_payments";
-const GOOD_CARD: &str = "4242424242424242";
+pub(crate) const WEBHOOK_SECRET: &str = "whsec_handler_tests_of_card_payments";
+pub(crate) const GOOD_CARD: &str = "4242424242424242";
 /// Declined by localstripe when charged (card_declined).
 const DECLINED_CARD: &str = "4000000000000341";
 
 /// A fixture whose engine moves money through the local processor.
-async fn card_fixture() -> Fixture {
+pub(crate) async fn card_fixture() -> Fixture {
     let mut f = Fixture::new().await;
     let stripe = Stripe::new(
         &env("QBILL_STRIPE_API_BASE"),
@@ -43,7 +43,7 @@ async fn card_fixture() -> Fixture {
 }
 
 /// A card made the way the CLI makes one (a token's card, with the publishable key).
-async fn card(number: &str) -> String {
+pub(crate) async fn card(number: &str) -> String {
     Stripe::card(
         &env("QBILL_STRIPE_API_BASE"),
         &env("QBILL_STRIPE_PUBLISHABLE_KEY"),
@@ -57,7 +57,7 @@ async fn card(number: &str) -> String {
 }
 
 /// Calls the processor's API as the household's browser would, with the secret key.
-async fn processor(method: reqwest::Method, path: &str, form: &[(&str, &str)]) -> Value {
+pub(crate) async fn processor(method: reqwest::Method, path: &str, form: &[(&str, &str)]) -> Value {
     let response = reqwest::Client::new()
         .request(method, format!("{}{path}", env("QBILL_STRIPE_API_BASE")))
         .basic_auth(env("QBILL_STRIPE_SECRET_KEY"), Some(""))
@@ -106,7 +106,13 @@ async fn confirm_at_processor(intent_id: &str) -> Value {
 }
 
 /// The webhook the processor sends for `intent` as event `event`, signed with `secret` at `time`.
-fn webhook(event: &str, kind: &str, intent: &Value, secret: &str, time: i64) -> InboundMessage {
+pub(crate) fn webhook(
+    event: &str,
+    kind: &str,
+    intent: &Value,
+    secret: &str,
+    time: i64,
+) -> InboundMessage {
     let body = serde_json::to_string_pretty(&json!({
         "id": event,
         "object": "event",
@@ -129,11 +135,11 @@ fn webhook(event: &str, kind: &str, intent: &Value, secret: &str, time: i64) -> 
     }
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-async fn deliver(f: &Fixture, webhook: &InboundMessage) {
+pub(crate) async fn deliver(f: &Fixture, webhook: &InboundMessage) {
     let outcome = f
         .engine
         .handle(webhook)
@@ -145,7 +151,12 @@ async fn deliver(f: &Fixture, webhook: &InboundMessage) {
     );
 }
 
-async fn pay_with(f: &Fixture, apartment: i64, bills: &[i64], method: Option<&str>) -> Value {
+pub(crate) async fn pay_with(
+    f: &Fixture,
+    apartment: i64,
+    bills: &[i64],
+    method: Option<&str>,
+) -> Value {
     let mut fields = json!({ "bills_id": bills });
     if let Some(method) = method {
         fields["payment_method"] = json!(method);
@@ -155,7 +166,7 @@ async fn pay_with(f: &Fixture, apartment: i64, bills: &[i64], method: Option<&st
 }
 
 /// `user` reads payment `id` of apartment 1 (the `payment` route).
-async fn read_payment(f: &Fixture, user: (i64, &str), id: &str) -> Value {
+pub(crate) async fn read_payment(f: &Fixture, user: (i64, &str), id: &str) -> Value {
     let mut read = message(
         "payment",
         Some(1),

@@ -16,6 +16,7 @@ mod overdue;
 mod pages;
 mod payments;
 mod payments_external;
+mod refunds;
 mod takeover;
 mod utils;
 

@@ -249,6 +249,47 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/payments/{payment_id}/refund": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Gives back all or part of a settled card payment; a payment refunded whole has its bills due again (reply kind `refund`; operators). */
+        post: operations["refund"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    payment_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/apartments/{apartment_id}/bills/{bill_id}": {
         parameters: {
             query?: never;
@@ -1501,6 +1542,7 @@ export interface components {
             "bill.overdue"?: components["schemas"]["NotificationChannels"];
             "late_fee.created"?: components["schemas"]["NotificationChannels"];
             "payment.succeeded"?: components["schemas"]["NotificationChannels"];
+            "refund.succeeded"?: components["schemas"]["NotificationChannels"];
         };
         Password: string;
         ProviderIdentifier: string;
@@ -1541,6 +1583,12 @@ export interface components {
             queue_name: components["schemas"]["Uuid"];
             received_on: components["schemas"]["Date"];
             reference: string;
+            request_id: components["schemas"]["Uuid"];
+        };
+        RefundRequest: {
+            amount?: components["schemas"]["Amount"];
+            queue_name: components["schemas"]["Uuid"];
+            reason: string;
             request_id: components["schemas"]["Uuid"];
         };
         BillRequest: {
@@ -1913,6 +1961,49 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["PaymentsExternalRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    refund: {
+        parameters: {
+            query?: never;
+            header: {
+                Authorization: string;
+            };
+            path: {
+                payment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RefundRequest"];
             };
         };
         responses: {

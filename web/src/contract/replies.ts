@@ -163,6 +163,11 @@ export interface HistoriesData {
   date_up: IsoDate;
   /** Send it back as `cursor` for the next page; `null` on the last page. */
   next_cursor: string | null;
+  /**
+   * The refunds that went back outside the window the client holds (by the day they went
+   * back), on the first page only.
+   */
+  refunds: RefundedPayment[];
   settled: SettledBill[];
 }
 
@@ -287,6 +292,10 @@ export interface PaymentData {
   /** When the money was captured; none until it was. */
   paid_at: Instant | null;
   payment_id: Uuid;
+  /** What of it was given back (its succeeded refunds). */
+  refunded: Amount;
+  /** Its refunds, oldest first, whatever became of them. */
+  refunds: RefundLine[];
   /**
    * `succeeded` (the bills are paid), `pending` (waiting for the card: confirm it with
    * `client_secret`), `requires_action` (the card's bank asks the household: `client_secret`),
@@ -347,6 +356,71 @@ export interface ProviderData {
 export type ProviderId = number;
 
 export type Quantity = string;
+
+/** The reply's data, kind `refund`. */
+export interface RefundData {
+  amount: Amount;
+  apartment_id: ApartmentId;
+  /** The bills due again, once the payment was refunded whole. */
+  bills_reopened: BillId[];
+  created_at: Instant;
+  currency: Currency;
+  /** Why the processor refused it, for a `failed` refund. */
+  failure_reason?: string | null;
+  payment_id: Uuid;
+  /** What of the payment was given back so far (succeeded refunds). */
+  payment_refunded: Amount;
+  payment_total: Amount;
+  reason: string;
+  refund_id: Uuid;
+  /** When the money went back; none until it did. */
+  refunded_at: Instant | null;
+  /**
+   * `pending` (the processor is at work), `succeeded` (the money went back), `failed` or
+   * `canceled` (it did not; the amount can be refunded again).
+   */
+  status: RefundStatus;
+}
+
+/** A refund as a payment's reply and the history list it. */
+export interface RefundLine {
+  amount: Amount;
+  created_at: Instant;
+  currency: Currency;
+  reason: string;
+  refund_id: Uuid;
+  /** When the money went back; none until it did. */
+  refunded_at: Instant | null;
+  /**
+   * `pending` (the processor is at work), `succeeded` (the money went back), `failed` or
+   * `canceled` (it did not; the amount can be refunded again).
+   */
+  status: RefundStatus;
+}
+
+export type RefundStatus = "pending" | "succeeded" | "failed" | "canceled";
+
+/** Money of a payment given back. */
+export interface RefundedPayment {
+  amount: Amount;
+  created_at: Instant;
+  currency: Currency;
+  payment_id: Uuid;
+  reason: string;
+  refund_id: Uuid;
+  /** When the money went back; none until it did. */
+  refunded_at: Instant | null;
+  /**
+   * `pending` (the processor is at work), `succeeded` (the money went back), `failed` or
+   * `canceled` (it did not; the amount can be refunded again).
+   */
+  status: RefundStatus;
+  /**
+   * Whether this refund made the payment refunded whole, its bills due again (they leave the
+   * settled bills from this reply on; a client drops them by `payment_id`).
+   */
+  whole: boolean;
+}
 
 export interface ResetData {
   message: string;
@@ -482,6 +556,7 @@ export interface ReplyData {
   payments_external: PaymentsData;
   policy: PolicyData;
   provider: ProviderData;
+  refund: RefundData;
   signup: SignupData;
   user: UserData;
   utils: UtilsData;

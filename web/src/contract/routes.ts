@@ -9,6 +9,7 @@ export const routes = {
   "/apartments/{apartment_id}/payments": "payments",
   "/apartments/{apartment_id}/payments/{payment_id}": "payment",
   "/apartments/{apartment_id}/payments/external": "payments_external",
+  "/payments/{payment_id}/refund": "refund",
   "/apartments/{apartment_id}/bills/{bill_id}": "bill",
   "/apartments/link": "apartments_link",
   "/providers/{provider_id}/bills": "bills_ingest",
@@ -67,6 +68,7 @@ export type Kind =
   | "payments_external"
   | "policy"
   | "provider"
+  | "refund"
   | "signup"
   | "user"
   | "utils"

@@ -13,6 +13,7 @@ const EVENTS: Record<string, string> = {
   "bill.overdue": "A bill overdue",
   "late_fee.created": "A late fee",
   "payment.succeeded": "A payment's receipt",
+  "refund.succeeded": "A refund",
   "account.security": "Changes to the account (always by mail)",
 };
 

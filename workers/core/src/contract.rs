@@ -109,6 +109,14 @@ named! {
 }
 
 named! {
+    /// A refund's status, in replies.
+    RefundStatus = {
+        "type": "string",
+        "enum": ["pending", "succeeded", "failed", "canceled"]
+    };
+}
+
+named! {
     NotificationChannels = {
         "type": "object",
         "additionalProperties": false,

@@ -48,6 +48,7 @@ pub const OLDEST_RECEIVED_AGE_SECONDS: &str = "qbill_oldest_received_age_seconds
 pub const SWEEP_QUEUES: &str = "qbill_sweep_queues_total";
 pub const SWEEP_ERRORS: &str = "qbill_sweep_errors_total";
 pub const PAYMENTS: &str = "qbill_payments_total";
+pub const REFUNDS: &str = "qbill_refunds_total";
 pub const PAYMENT_DISCREPANCIES: &str = "qbill_payment_discrepancies_total";
 pub const WEBHOOKS: &str = "qbill_webhooks_total";
 const PASSWORD_CHECKS: &str = "qbill_password_checks_total";
@@ -63,6 +64,11 @@ pub fn describe() {
         PAYMENTS,
         Unit::Count,
         "Card payments' changes of status, by status and by who said so"
+    );
+    describe_counter!(
+        REFUNDS,
+        Unit::Count,
+        "Refunds' changes of status, by status and by who said so"
     );
     describe_counter!(
         PAYMENT_DISCREPANCIES,
@@ -157,6 +163,11 @@ pub fn describe() {
 /// A card payment changed status, as `via` said.
 pub fn payment_status(status: &str, via: &'static str) {
     counter!(PAYMENTS, "status" => status.to_owned(), "via" => via).increment(1);
+}
+
+/// A refund's change of status, and who said so.
+pub fn refund_status(status: &str, via: &'static str) {
+    counter!(REFUNDS, "status" => status.to_owned(), "via" => via).increment(1);
 }
 
 /// The processor said something the books could not take.

@@ -160,8 +160,10 @@ struct StoredLine {
 }
 
 /// Every change of what the apartment owes, before `until`, by provider: bills issued, bills
-/// voided, and each payment's part for each provider. In time order, then bills before voids
-/// before payments, then by reference.
+/// voided, each payment's part for each provider, and each refund's (money given back; a refund
+/// of a payment not refunded whole comes with its credit, since its bills stay paid). In time
+/// order, then bills before voids before payments before refunds before credits, then by
+/// reference.
 const CHANGES: &str = "
     SELECT v.name AS provider, b.issued_at AS at, 0 AS kind, b.id::text AS reference, b.amount,
            b.utility, b.period_start, b.period_end, b.late_fee_of, NULL::text AS bills
@@ -178,6 +180,14 @@ const CHANGES: &str = "
     FROM payments p JOIN bills b ON b.payment_id = p.id JOIN providers v ON v.id = b.provider_id
     WHERE p.apartment_id = $1 AND p.paid_at < $2
     GROUP BY v.name, p.id, p.paid_at
+    UNION ALL
+    SELECT v.name, r.succeeded_at, k.kind, r.id::text, k.sign * rp.amount, NULL, NULL, NULL, NULL,
+           p.id::text || ' ' || r.reason
+    FROM payments p JOIN refunds r ON r.payment_id = p.id JOIN refund_parts rp ON rp.refund_id = r.id
+         JOIN providers v ON v.id = rp.provider_id
+         -- A partial refund is a credit too: the bills it gave money back for stay paid.
+         CROSS JOIN LATERAL (VALUES (3, 1), (4, -1)) AS k(kind, sign)
+    WHERE p.apartment_id = $1 AND r.succeeded_at < $2 AND (k.kind = 3 OR p.refunded < p.total)
     ORDER BY at, kind, reference";
 
 /// The apartment's statement over the whole UTC days `from` to `to`.
@@ -234,11 +244,27 @@ pub async fn statement(
                 account.credited -= amount;
                 (EntryKind::Void, format!("bill {reference} voided"))
             }
-            _ => {
+            2 => {
                 account.paid -= amount;
                 let bills: String = row.get("bills");
                 let noun = if bills.contains(',') { "bills" } else { "bill" };
                 (EntryKind::Payment, format!("payment of {noun} {bills}"))
+            }
+            kind => {
+                // `bills` holds the payment's id, then the reason.
+                let text: String = row.get("bills");
+                let (payment, reason) = text.split_once(' ').unwrap_or((&text, ""));
+                let payment = payment.get(..8).unwrap_or(payment);
+                if kind == 3 {
+                    account.paid -= amount;
+                    (
+                        EntryKind::Refund,
+                        format!("refund of payment {payment}: {reason}"),
+                    )
+                } else {
+                    account.credited -= amount;
+                    (EntryKind::Credit, format!("credit: {reason}"))
+                }
             }
         };
         account.closing += amount;

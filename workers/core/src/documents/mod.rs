@@ -427,7 +427,7 @@ pub struct ProviderAccount {
 pub struct Entry {
     pub at: DateTime<Utc>,
     pub kind: EntryKind,
-    /// The bill's id (bills, voids) or the payment's (payments).
+    /// The bill's id (bills, voids), the payment's (payments) or the refund's (refunds, credits).
     pub reference: String,
     /// For people: `electricity, 1 Nov – 30 Nov 2026`, `bill 100042 voided`, `payment of bills
     /// 100042, 100043`.
@@ -449,4 +449,9 @@ pub enum EntryKind {
     Void,
     /// The part of a payment that settled this provider's bills.
     Payment,
+    /// Money of a payment given back (its part for this provider): owed more, unless a credit
+    /// goes with it.
+    Refund,
+    /// What a partial refund takes off the bills it gave money back for: the bills stay paid.
+    Credit,
 }

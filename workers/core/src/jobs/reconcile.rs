@@ -2,7 +2,8 @@
 //! An intent that succeeded for a payment the books still hold pending is settled (its webhook
 //! was lost); any other difference is reported and changes nothing: money captured for a payment
 //! the books released or never had, an amount other than the ledger's, a payment the books call
-//! settled whose intent did not succeed. Each difference is logged, counted
+//! settled whose intent did not succeed. The processor's refunds of the window are compared the
+//! same way: a refund the books hold pending is settled, any other difference reported. Each difference is logged, counted
 //! (`qbill_payment_discrepancies_total`, alarmed on AWS) and listed in the report
 //! (`qbill jobs reconcile`, `qbill payments discrepancies`).
 //!
@@ -14,7 +15,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::processor::book::{self, Via};
-use crate::processor::stripe::IntentStatus;
+use crate::processor::refund;
+use crate::processor::stripe::{IntentStatus, RefundStatus};
 use crate::services::Services;
 
 /// The window a scheduled run looks at.
@@ -26,7 +28,8 @@ pub struct Discrepancy {
     pub intent: String,
     pub payment: Option<Uuid>,
     /// `captured_after_release`, `captured_unknown`, `captured_twice`, `amount_differs`,
-    /// `settled_without_capture`.
+    /// `settled_without_capture`; for refunds `refund_unknown` (made outside qbill),
+    /// `refund_differs`, `refund_without_processor`.
     pub kind: &'static str,
     pub detail: String,
 }
@@ -44,6 +47,14 @@ pub struct Report {
     pub captured: HashMap<String, i64>,
     /// The books' settled card payments of those intents, in minor units by currency.
     pub settled: HashMap<String, i64>,
+    /// The processor's refunds of the window.
+    pub refunds: u64,
+    /// Refunds settled from the processor's word (their webhook lost, or never sent).
+    pub refunds_healed: u64,
+    /// The processor's refunded total in the window, in minor units by currency.
+    pub refunded: HashMap<String, i64>,
+    /// The books' succeeded refunds of those, in minor units by currency.
+    pub refunded_in_books: HashMap<String, i64>,
     pub discrepancies: Vec<Discrepancy>,
 }
 
@@ -163,12 +174,151 @@ pub async fn run(
             });
         }
     }
+    refunds(services, processor, since, &mut report).await?;
     tracing::info!(
         job = "reconcile",
         intents = report.intents,
+        refunds = report.refunds,
         healed = report.healed,
         discrepancies = report.discrepancies.len(),
         "reconciliation done"
     );
     Ok(report)
+}
+
+/// The processor's refunds created since `since`, side by side with the books': a refund the
+/// books hold pending is settled from the processor's word; one the books do not know (made in
+/// the processor's dashboard), or whose outcome differs, is a discrepancy. So is a refund the
+/// books say succeeded that the processor does not list.
+async fn refunds(
+    services: &Services,
+    processor: &crate::processor::Processor,
+    since: chrono::DateTime<chrono::Utc>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let mut listed = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = processor
+            .stripe
+            .list_refunds(since.timestamp(), after.as_deref())
+            .await?;
+        listed.extend(page.data);
+        if !page.has_more || page.last.is_none() {
+            break;
+        }
+        after = page.last;
+    }
+    let mut seen = Vec::new();
+    for answer in listed {
+        report.refunds += 1;
+        let succeeded = answer.status == RefundStatus::Succeeded;
+        if succeeded {
+            *report
+                .refunded
+                .entry(answer.currency.to_ascii_uppercase())
+                .or_default() += answer.amount;
+        }
+        let client = crate::store::client(&services.store).await?;
+        let ours = match answer.refund_id() {
+            Some(id) => refund::load(&*client, id).await?,
+            None => None,
+        };
+        let intent_is_ours = match &answer.payment_intent {
+            Some(intent) => client
+                .query_opt("SELECT 1 FROM payments WHERE intent_id = $1", &[intent])
+                .await?
+                .is_some(),
+            None => false,
+        };
+        drop(client);
+        let Some(mut ours) = ours else {
+            if intent_is_ours && succeeded {
+                report.push(
+                    answer.payment_intent.clone().unwrap_or_default(),
+                    None,
+                    "refund_unknown",
+                    format!(
+                        "refund {} of {} {} was made outside qbill",
+                        answer.id, answer.amount, answer.currency
+                    ),
+                );
+            } else {
+                report.foreign += 1;
+            }
+            continue;
+        };
+        seen.push(ours.id);
+        if !ours.is_final()
+            && answer.status != RefundStatus::Pending
+            && let refund::Applied::Now(after) =
+                refund::apply(services, ours.id, &answer, Via::Reconcile, None).await?
+        {
+            if after.status != ours.status && after.status == "succeeded" {
+                report.refunds_healed += 1;
+            }
+            ours = *after;
+        }
+        let intent = ours.intent_id.clone().unwrap_or_default();
+        match (succeeded, ours.status.as_str()) {
+            (true, "succeeded") => {
+                *report
+                    .refunded_in_books
+                    .entry(ours.amount.currency().as_str().to_owned())
+                    .or_default() += ours.amount.minor_units().unwrap_or_default();
+            }
+            (true, status) => report.push(
+                intent,
+                Some(ours.payment_id),
+                "refund_differs",
+                format!(
+                    "refund {} went back at the processor, the books say {status}",
+                    ours.id
+                ),
+            ),
+            (false, "succeeded") => report.push(
+                intent,
+                Some(ours.payment_id),
+                "refund_differs",
+                format!(
+                    "refund {} succeeded in the books, the processor says {:?}",
+                    ours.id, answer.status
+                ),
+            ),
+            _ => {}
+        }
+    }
+    // Succeeded in the books, unknown to the processor.
+    let client = crate::store::client(&services.store).await?;
+    let missing = client
+        .query(
+            "SELECT r.id, r.payment_id, p.intent_id FROM refunds r JOIN payments p ON p.id = r.payment_id
+             WHERE r.status = 'succeeded' AND r.created_at >= $1 AND NOT r.id = ANY($2)",
+            &[&since, &seen],
+        )
+        .await?;
+    for row in missing {
+        let id: Uuid = row.get("id");
+        report.push(
+            row.get::<_, Option<String>>("intent_id")
+                .unwrap_or_default(),
+            Some(row.get("payment_id")),
+            "refund_without_processor",
+            format!("refund {id} succeeded in the books, the processor does not list it"),
+        );
+    }
+    Ok(())
+}
+
+impl Report {
+    fn push(&mut self, intent: String, payment: Option<Uuid>, kind: &'static str, detail: String) {
+        crate::metrics::payment_discrepancy(kind);
+        tracing::error!(job = "reconcile", %intent, ?payment, discrepancy = kind, "{detail}");
+        self.discrepancies.push(Discrepancy {
+            intent,
+            payment,
+            kind,
+            detail,
+        });
+    }
 }

@@ -34,6 +34,9 @@ pub enum Event {
     /// The receipt.
     #[serde(rename = "payment.succeeded")]
     PaymentSucceeded,
+    /// Money of a payment given back.
+    #[serde(rename = "refund.succeeded")]
+    RefundSucceeded,
     /// The password changed or was reset, the email changed, the account was deleted, or
     /// someone tried to sign up with the user's address. Its mail cannot be turned off.
     #[serde(rename = "account.security")]
@@ -54,6 +57,7 @@ impl Event {
         Self::BillOverdue,
         Self::LateFeeCreated,
         Self::PaymentSucceeded,
+        Self::RefundSucceeded,
         Self::AccountSecurity,
     ];
 
@@ -64,6 +68,7 @@ impl Event {
             Self::BillOverdue => "bill.overdue",
             Self::LateFeeCreated => "late_fee.created",
             Self::PaymentSucceeded => "payment.succeeded",
+            Self::RefundSucceeded => "refund.succeeded",
             Self::AccountSecurity => "account.security",
             Self::VerifyEmail => "account.verify_email",
             Self::PasswordReset => "account.password_reset",
@@ -77,6 +82,7 @@ impl Event {
         Self::BillOverdue,
         Self::LateFeeCreated,
         Self::PaymentSucceeded,
+        Self::RefundSucceeded,
         Self::AccountSecurity,
         Self::VerifyEmail,
         Self::PasswordReset,

@@ -33,6 +33,8 @@ const FILES: &[(&str, &str)] = files![
     "late_fee.created.html",
     "payment.succeeded.txt",
     "payment.succeeded.html",
+    "refund.succeeded.txt",
+    "refund.succeeded.html",
     "account.security.txt",
     "account.security.html",
     "account.verify_email.txt",
@@ -125,7 +127,9 @@ mod tests {
             "paid_at": "2026-11-30T10:00:00Z", "bills": [{"id": 9001, "provider": "Northwind <Energy>",
             "utility": "electricity", "amount": "1234.50"}], "change": "password_changed",
             "at": "2026-11-30T10:00:00Z", "link": "http://localhost:8080/verify-email?token=abc",
-            "username": "jane",
+            "username": "jane", "refund_id": "5b1e0f4e-0000-4000-8000-000000000000",
+            "reason": "meter misread", "refunded_at": "2026-12-02T09:00:00Z",
+            "payment_total": "1234.50", "refunded": "100.00", "whole": false,
         });
         for &event in Event::ALL {
             let r = render(event, &bill, "Jane", "http://localhost:8080/").unwrap();
@@ -146,5 +150,51 @@ mod tests {
                 assert!(r.html.contains("€1,234.50"), "{event:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_whole_refund_names_the_bills_due_again_and_a_partial_one_what_stays_paid() {
+        let mut data = json!({
+            "refund_id": "5b1e0f4e-0000-4000-8000-000000000000", "payment_id": "8a6e0f4e-0000-4000-8000-000000000000",
+            "apartment_id": 1, "amount": "30.00", "currency": "EUR", "reason": "moved <out>",
+            "refunded_at": "2026-12-02T09:00:00Z", "payment_total": "130.00", "refunded": "30.00",
+            "whole": false, "bills": [],
+        });
+        let partial = render(
+            Event::RefundSucceeded,
+            &data,
+            "Jane",
+            "http://localhost:8080/",
+        )
+        .unwrap();
+        assert_eq!(partial.subject, "Refund: €30.00 back to your card");
+        assert!(
+            partial.text.contains("Refunded so far: €30.00 of €130.00"),
+            "{}",
+            partial.text
+        );
+        assert!(
+            partial.html.contains("moved &lt;out&gt;"),
+            "{}",
+            partial.html
+        );
+        data["whole"] = json!(true);
+        data["refunded"] = json!("130.00");
+        data["bills"] = json!([9001, 9002]);
+        let whole = render(
+            Event::RefundSucceeded,
+            &data,
+            "Jane",
+            "http://localhost:8080/",
+        )
+        .unwrap();
+        assert!(
+            whole
+                .text
+                .contains("bills are due again: bill 9001, bill 9002."),
+            "{}",
+            whole.text
+        );
+        assert!(!whole.text.contains("Refunded so far"), "{}", whole.text);
     }
 }

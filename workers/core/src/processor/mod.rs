@@ -11,6 +11,7 @@
 //! (the request's redelivery, or the expiry job, finishes it).
 
 pub mod book;
+pub mod refund;
 pub mod signature;
 pub mod stripe;
 pub mod webhook;

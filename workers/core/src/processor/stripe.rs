@@ -106,10 +106,59 @@ pub enum Error {
     Refused(anyhow::Error),
 }
 
-/// A page of intents.
+/// A refund, as far as refunds read it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Refund {
+    pub id: String,
+    pub status: RefundStatus,
+    /// In the currency's minor units.
+    pub amount: i64,
+    pub currency: String,
+    #[serde(default)]
+    pub payment_intent: Option<String>,
+    #[serde(default)]
+    pub metadata: HashMap<String, String>,
+    #[serde(default)]
+    pub failure_reason: Option<String>,
+    #[serde(default)]
+    pub created: i64,
+}
+
+impl Refund {
+    /// The qbill refund it was made for (its metadata's `refund_id`).
+    pub fn refund_id(&self) -> Option<uuid::Uuid> {
+        self.metadata
+            .get("refund_id")
+            .and_then(|p| uuid::Uuid::parse_str(p).ok())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    Pending,
+    RequiresAction,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+/// What to refund.
+pub struct NewRefund<'a> {
+    pub refund_id: uuid::Uuid,
+    pub payment_id: uuid::Uuid,
+    pub intent: &'a str,
+    /// In the currency's minor units.
+    pub amount: i64,
+    /// The operator's words; Stripe's own `reason` takes three fixed values, so it goes in the
+    /// metadata.
+    pub reason: &'a str,
+}
+
+/// A page of the processor's objects (intents, refunds).
 #[derive(Debug, Deserialize)]
-pub struct Page {
-    pub data: Vec<Intent>,
+pub struct Page<T = Intent> {
+    pub data: Vec<T>,
     #[serde(default)]
     pub has_more: bool,
     /// The cursor for the next page.
@@ -219,29 +268,97 @@ impl Stripe {
     /// intent `after`. A server that cannot filter by creation time (localstripe) is asked for
     /// every intent, and the page is filtered here.
     pub async fn list_intents(&self, since: i64, after: Option<&str>) -> Result<Page, Error> {
+        self.list(
+            "/v1/payment_intents",
+            since,
+            after,
+            |i: &Intent| i.created,
+            |i| &i.id,
+        )
+        .await
+    }
+
+    /// A page of a list endpoint's objects created at or after `since`.
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        since: i64,
+        after: Option<&str>,
+        created: impl Fn(&T) -> i64,
+        id: impl Fn(&T) -> &String,
+    ) -> Result<Page<T>, Error> {
         let mut query = vec![("limit", "100".to_owned())];
         if let Some(after) = after {
             query.push(("starting_after", after.to_owned()));
         }
         let mut filtered = query.clone();
         filtered.push(("created[gte]", since.to_string()));
-        let url = self.url("/v1/payment_intents");
+        let url = self.url(path);
         match self
-            .send::<Page>(self.http.get(&url).query(&filtered), None)
+            .send::<Page<T>>(self.http.get(&url).query(&filtered), None)
             .await
         {
             Err(Error::Refused(e)) if format!("{e}").contains("Unexpected created") => {
-                let mut page: Page = self.send(self.http.get(&url).query(&query), None).await?;
-                // The cursor is the page's last intent, whether or not it is in the window.
-                page.last = page.data.last().map(|i| i.id.clone());
-                page.data.retain(|i| i.created >= since);
+                let mut page: Page<T> = self.send(self.http.get(&url).query(&query), None).await?;
+                // The cursor is the page's last object, whether or not it is in the window.
+                page.last = page.data.last().map(|i| id(i).clone());
+                page.data.retain(|i| created(i) >= since);
                 Ok(page)
             }
             other => other.map(|mut page| {
-                page.last = page.data.last().map(|i| i.id.clone());
+                page.last = page.data.last().map(|i| id(i).clone());
                 page
             }),
         }
+    }
+
+    /// Refunds `amount` of the intent. The idempotency key is the refund's: the same refund asked
+    /// twice is one.
+    pub async fn create_refund(&self, new: &NewRefund<'_>) -> Result<Refund, Error> {
+        let refund = new.refund_id.to_string();
+        let form = vec![
+            ("payment_intent", new.intent.to_owned()),
+            ("amount", new.amount.to_string()),
+            ("metadata[refund_id]", refund.clone()),
+            ("metadata[payment_id]", new.payment_id.to_string()),
+            ("metadata[reason]", new.reason.to_owned()),
+        ];
+        self.post(
+            "/v1/refunds",
+            &form,
+            Some(&format!("qbill-refund-{refund}")),
+        )
+        .await
+    }
+
+    /// The refunds of an intent, newest first (at most 100: a payment takes fewer).
+    pub async fn intent_refunds(&self, intent: &str) -> Result<Vec<Refund>, Error> {
+        let page: Page<Refund> = self
+            .send(
+                self.http
+                    .get(self.url("/v1/refunds"))
+                    .query(&[("payment_intent", intent), ("limit", "100")]),
+                None,
+            )
+            .await?;
+        Ok(page.data)
+    }
+
+    /// The refunds created at or after `since` (Unix seconds), a page of up to 100 after the
+    /// refund `after`; filtered here where the server cannot (localstripe), as intents are.
+    pub async fn list_refunds(
+        &self,
+        since: i64,
+        after: Option<&str>,
+    ) -> Result<Page<Refund>, Error> {
+        self.list(
+            "/v1/refunds",
+            since,
+            after,
+            |r: &Refund| r.created,
+            |r| &r.id,
+        )
+        .await
     }
 
     /// A card to pay with, from its number, made with the publishable `key` as Stripe.js makes

@@ -15,8 +15,10 @@
 use serde::Deserialize;
 
 use super::book::{self, Applied, Via};
+use super::refund;
 use super::signature;
 use super::stripe::Intent;
+use super::stripe::Refund;
 use crate::envelope::InboundMessage;
 use crate::error::HandlerError;
 use crate::services::Services;
@@ -27,6 +29,15 @@ pub const ROUTE: &str = "stripe_webhook";
 /// that it is never empty).
 pub const SIGNATURE: &str = "stripe_signature";
 pub const SIGNATURE_MARKER: &str = "header:";
+
+/// The event types that move a refund: the refund itself is the event's object, or (for
+/// `charge.refunded`) the charge, whose intent's refunds are then read from the processor.
+pub const REFUND_EVENTS: [&str; 4] = [
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
+    "charge.refunded",
+];
 
 /// The event types that move a payment.
 pub const EVENTS: [&str; 5] = [
@@ -106,6 +117,15 @@ pub async fn handle(
             return Ok(Handled::Ignored);
         }
     };
+    if REFUND_EVENTS.contains(&event.kind.as_str()) {
+        let handled = refund_event(services, processor, &event).await?;
+        crate::metrics::webhook(match handled {
+            Handled::Applied => "applied",
+            Handled::Repeat => "repeat",
+            _ => "ignored",
+        });
+        return Ok(handled);
+    }
     if !EVENTS.contains(&event.kind.as_str()) {
         crate::metrics::webhook("ignored");
         tracing::info!(event = %event.id, event.kind = %event.kind, "processor event not for payments");
@@ -156,6 +176,65 @@ pub async fn handle(
         Handled::Repeat => "repeat",
         _ => "ignored",
     });
+    Ok(handled)
+}
+
+/// A refund's event: the refunds it names (the event's refund, or the charge's intent's refunds)
+/// applied, the event claimed with the first of ours.
+async fn refund_event(
+    services: &Services,
+    processor: &super::Processor,
+    event: &Event,
+) -> Result<Handled, HandlerError> {
+    let refunds: Vec<Refund> = if event.kind == "charge.refunded" {
+        #[derive(Deserialize)]
+        struct Charge {
+            payment_intent: Option<String>,
+        }
+        let intent = serde_json::from_value::<Charge>(event.data.object.clone())
+            .ok()
+            .and_then(|c| c.payment_intent);
+        let Some(intent) = intent else {
+            tracing::warn!(event = %event.id, "a refunded charge without its intent");
+            return Ok(Handled::Ignored);
+        };
+        match processor.stripe.intent_refunds(&intent).await {
+            Ok(refunds) => refunds,
+            Err(super::stripe::Error::Unavailable(e)) => return Err(HandlerError::Transient(e)),
+            Err(e) => return Err(HandlerError::internal(e)),
+        }
+    } else {
+        match serde_json::from_value(event.data.object.clone()) {
+            Ok(refund) => vec![refund],
+            Err(e) => {
+                tracing::warn!(event = %event.id, error = %e, "a refund event without a readable refund");
+                return Ok(Handled::Ignored);
+            }
+        }
+    };
+    let mut handled = Handled::Ignored;
+    for answer in &refunds {
+        let Some(id) = answer.refund_id() else {
+            continue;
+        };
+        // The event is claimed once, with the first refund of ours it names.
+        let claim =
+            (handled == Handled::Ignored).then_some((event.id.as_str(), event.kind.as_str()));
+        match refund::apply(services, id, answer, Via::Webhook, claim).await? {
+            refund::Applied::Now(refund) => {
+                tracing::info!(event = %event.id, event.kind = %event.kind, refund = %refund.id, status = %refund.status, "processor refund event applied");
+                handled = Handled::Applied;
+            }
+            refund::Applied::Before => {
+                tracing::info!(event = %event.id, "processor event applied before; nothing done");
+                return Ok(Handled::Repeat);
+            }
+            refund::Applied::Missing => {}
+        }
+    }
+    if handled == Handled::Ignored {
+        tracing::warn!(event = %event.id, event.kind = %event.kind, "a refund event for no refund of ours");
+    }
     Ok(handled)
 }
 

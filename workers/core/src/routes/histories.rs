@@ -25,6 +25,7 @@ use crate::cache::CacheKey;
 use crate::call::Path;
 use crate::common::{Access, BILL_COLUMNS, BillView, page_after, read_versioned};
 use crate::contract;
+use crate::processor::refund::RefundLine;
 use crate::types::{ApartmentId, BillId, Currency, ParseError, Role, parse_date};
 
 #[derive(Debug)]
@@ -110,11 +111,32 @@ pub struct SettledBill {
     pub payment_id: Uuid,
 }
 
+/// Money of a payment given back.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RefundedPayment {
+    #[serde(flatten)]
+    pub refund: RefundLine,
+    pub payment_id: Uuid,
+    /// Whether this refund made the payment refunded whole, its bills due again (they leave the
+    /// settled bills from this reply on; a client drops them by `payment_id`).
+    pub whole: bool,
+}
+
+/// An apartment's history as it is cached: settled bills and refunds.
+#[derive(Debug, Serialize, Deserialize)]
+struct History {
+    settled: Vec<SettledBill>,
+    refunds: Vec<RefundedPayment>,
+}
+
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct HistoriesData {
     pub apartment_id: ApartmentId,
     pub currency: Currency,
     pub settled: Vec<SettledBill>,
+    /// The refunds that went back outside the window the client holds (by the day they went
+    /// back), on the first page only.
+    pub refunds: Vec<RefundedPayment>,
     pub date_down: NaiveDate,
     pub date_up: NaiveDate,
     /// Send it back as `cursor` for the next page; `null` on the last page.
@@ -184,14 +206,15 @@ async fn run(
     cursor: Option<Cursor>,
 ) -> HandlerResult {
     let key = CacheKey::Histories { apartment };
-    let (access, settled) = read_versioned(cx, apartment, key, async |client, access| {
+    let (access, history) = read_versioned(cx, apartment, key, async |client, access| {
         load(client, access).await
     })
     .await?;
+    let History { settled, refunds } = history;
     // A day counts as over ten minutes after it ended: the margin for a payment written just
     // before midnight whose transaction commits just after.
     let today = (access.db_now - chrono::Duration::minutes(10)).date_naive();
-    let delta = delta(&settled, held, today, cursor);
+    let delta = delta(&settled, &refunds, held, today, cursor);
     // Bills are in the order of payment time and id, as the cursor counts.
     let (page, more) = page_after(&delta.settled, |s| {
         cursor.is_some_and(|c| (s.paid_at, s.bill.bill_id) <= (c.paid_at, c.bill))
@@ -200,6 +223,11 @@ async fn run(
         apartment_id: access.apartment,
         currency: access.currency,
         settled: page.iter().map(|s| (*s).clone()).collect(),
+        refunds: if cursor.is_none() {
+            delta.refunds.into_iter().cloned().collect()
+        } else {
+            Vec::new()
+        },
         date_down: delta.date_down,
         date_up: delta.date_up,
         next_cursor: more.map(|last| Cursor {
@@ -212,17 +240,19 @@ async fn run(
 
 struct Delta<'a> {
     settled: Vec<&'a SettledBill>,
+    refunds: Vec<&'a RefundedPayment>,
     date_down: NaiveDate,
     date_up: NaiveDate,
 }
 
 /// What the client lacks, given what it holds, on `today` (or, paging on, as of the first page).
-fn delta(
-    settled: &[SettledBill],
+fn delta<'a>(
+    settled: &'a [SettledBill],
+    refunds: &'a [RefundedPayment],
     held: Option<DateWindow>,
     today: NaiveDate,
     cursor: Option<Cursor>,
-) -> Delta<'_> {
+) -> Delta<'a> {
     let complete_through = today.checked_sub_days(Days::new(1)).unwrap_or(today);
     // Later pages keep the first page's window: a day that ended since may still have gained a
     // payment before the cursor, which those pages would not carry.
@@ -235,7 +265,12 @@ fn delta(
         })
         .filter(|w| w.date_down <= w.date_up);
     let holds = |day: NaiveDate| held.is_some_and(|w| w.date_down <= day && day <= w.date_up);
-    let earliest = settled.iter().map(|s| s.paid_at.date_naive()).min();
+    let refunded_on = |r: &RefundedPayment| r.refund.refunded_at.map(|at| at.date_naive());
+    let earliest = settled
+        .iter()
+        .map(|s| s.paid_at.date_naive())
+        .chain(refunds.iter().filter_map(refunded_on))
+        .min();
     let date_down = [held.map(|w| w.date_down), earliest, Some(complete_through)]
         .into_iter()
         .flatten()
@@ -246,12 +281,54 @@ fn delta(
             .iter()
             .filter(|s| !holds(s.paid_at.date_naive()))
             .collect(),
+        refunds: refunds
+            .iter()
+            .filter(|r| refunded_on(r).is_some_and(|day| !holds(day)))
+            .collect(),
         date_down,
         date_up: complete_through,
     }
 }
 
-async fn load(
+async fn load(client: &impl GenericClient, access: &Access) -> Result<History, HandlerError> {
+    let refunds = client
+        .prepare_cached(
+            "SELECT r.id, r.payment_id, r.amount, r.currency, r.reason, r.status, r.created_at,
+                    r.succeeded_at, r.succeeded_at = max(r.succeeded_at) OVER (PARTITION BY r.payment_id)
+                                    AND pay.refunded = pay.total AS whole
+             FROM payments pay JOIN refunds r ON r.payment_id = pay.id
+             WHERE pay.apartment_id = $1 AND r.status = 'succeeded'
+             ORDER BY r.succeeded_at, r.id",
+        )
+        .await?;
+    let refunds = client
+        .query(&refunds, &[&access.apartment.0])
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(RefundedPayment {
+                refund: RefundLine {
+                    refund_id: row.get("id"),
+                    amount: row.get("amount"),
+                    currency: Currency::parse(row.get::<_, &str>("currency"))
+                        .map_err(HandlerError::internal)?,
+                    reason: row.get("reason"),
+                    status: row.get("status"),
+                    created_at: row.get("created_at"),
+                    refunded_at: row.get("succeeded_at"),
+                },
+                payment_id: row.get("payment_id"),
+                whole: row.get("whole"),
+            })
+        })
+        .collect::<Result<_, HandlerError>>()?;
+    Ok(History {
+        settled: settled(client, access).await?,
+        refunds,
+    })
+}
+
+async fn settled(
     client: &impl GenericClient,
     access: &Access,
 ) -> Result<Vec<SettledBill>, HandlerError> {

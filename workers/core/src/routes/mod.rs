@@ -387,6 +387,8 @@ routes! {
     /// A payment made elsewhere, recorded by an operator or the provider:
     /// `POST /apartments/{apartment_id}/payments/external`.
     PaymentsExternal => payments_external,
+    /// A settled card payment given back, all or part: `POST /payments/{payment_id}/refund`.
+    Refund => refund,
     /// One bill with its lines and events: `POST /apartments/{apartment_id}/bills/{bill_id}`.
     Bill => bill,
     /// Attach a provider's account to an apartment: `POST /apartments/link`.

@@ -1,7 +1,8 @@
 //! `payment`: one payment of an apartment, for its owner or an operator
 //! (`POST /apartments/{apartment_id}/payments/{payment_id}`): where it stands, as `payments`
 //! answered it, and its history from the audit trail. For a client that lost the reply, or waits
-//! for the processor's webhook to settle a payment it confirmed with Stripe.js.
+//! for the processor's webhook to settle a payment it confirmed with Stripe.js; with the refunds
+//! of it and what they gave back.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -13,6 +14,9 @@ use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, bod
 use crate::call::Path;
 use crate::common::authorize;
 use crate::processor::book::{self, Receipt};
+use crate::processor::refund::{self, RefundLine};
+use crate::types::amount;
+use rust_decimal::Decimal;
 use crate::types::{ApartmentId, ParseError, Role};
 
 #[derive(Debug)]
@@ -32,6 +36,12 @@ pub struct PaymentData {
     pub payment: Receipt,
     /// Its changes of status, oldest first.
     pub history: Vec<Step>,
+    /// What of it was given back (its succeeded refunds).
+    #[serde(with = "amount")]
+    #[schemars(with = "crate::contract::Amount")]
+    pub refunded: Decimal,
+    /// Its refunds, oldest first, whatever became of them.
+    pub refunds: Vec<RefundLine>,
 }
 
 /// A change of the payment's status, as the audit trail recorded it.
@@ -98,7 +108,18 @@ impl Route for Request {
                 via: r.get("via"),
             })
             .collect();
+        let refunds: Vec<RefundLine> = refund::of_payment(&*client, self.payment)
+            .await?
+            .iter()
+            .map(RefundLine::of)
+            .collect();
         Request::reply(&PaymentData {
+            refunded: refunds
+                .iter()
+                .filter(|r| r.status == "succeeded")
+                .map(|r| r.amount)
+                .sum(),
+            refunds,
             payment: Receipt::of(&payment, None),
             history,
         })

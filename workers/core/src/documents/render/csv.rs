@@ -158,6 +158,8 @@ fn statement(out: &mut Out, s: &Statement) -> ::csv::Result<()> {
                     EntryKind::Bill => "bill",
                     EntryKind::Void => "void",
                     EntryKind::Payment => "payment",
+                    EntryKind::Refund => "refund",
+                    EntryKind::Credit => "credit",
                 },
                 &e.reference,
                 &text(&e.description),

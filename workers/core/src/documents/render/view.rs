@@ -255,6 +255,8 @@ fn account<'a>(a: &'a ProviderAccount, currency: &str) -> AccountView<'a> {
                     EntryKind::Bill => format!("bill {}", e.reference),
                     EntryKind::Void => format!("void of bill {}", e.reference),
                     EntryKind::Payment => format!("payment {}", e.reference),
+                    EntryKind::Refund => format!("refund {}", short(&e.reference)),
+                    EntryKind::Credit => format!("credit {}", short(&e.reference)),
                 },
                 description: &e.description,
                 amount: money(e.amount),
@@ -267,4 +269,9 @@ fn account<'a>(a: &'a ProviderAccount, currency: &str) -> AccountView<'a> {
 /// RFC 3339 in UTC to the second: `2026-12-03T14:05:09Z`.
 pub(super) fn instant(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The start of a refund's id, as a reference fits a statement's column (the CSV has it whole).
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
 }
