@@ -71,7 +71,7 @@ resource "aws_lambda_permission" "reconcile" {
   source_arn    = aws_cloudwatch_event_rule.reconcile.arn
 }
 
-# Every kind of difference the books could not take (processor::book, jobs::reconcile): one alarm
+# Every kind of difference the books could not take (processor::book, processor::refund, jobs::reconcile): one alarm
 # each, on the worker's EMF metric (dimensions: the function and the kind).
 resource "aws_cloudwatch_metric_alarm" "payment_discrepancies" {
   for_each = toset([
@@ -79,6 +79,11 @@ resource "aws_cloudwatch_metric_alarm" "payment_discrepancies" {
     "captured_after_release",
     "captured_twice",
     "captured_unknown",
+    "refund_amount_differs",
+    "refund_differs",
+    "refund_failed_after_success",
+    "refund_unknown",
+    "refund_without_processor",
     "settled_without_capture",
   ])
 

@@ -15,6 +15,7 @@ mod logs;
 mod metrics;
 mod payments_external;
 mod pool;
+mod refunds;
 mod reply_queues;
 mod restore;
 mod sessions;

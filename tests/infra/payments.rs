@@ -138,12 +138,21 @@ fn every_kind_of_discrepancy_alarms() {
         + &std::fs::read_to_string(
             std::path::Path::new(crate::ROOT).join("workers/core/src/processor/book.rs"),
         )
+        .unwrap()
+        + &std::fs::read_to_string(
+            std::path::Path::new(crate::ROOT).join("workers/core/src/processor/refund.rs"),
+        )
         .unwrap();
     for kind in [
         "amount_differs",
         "captured_after_release",
         "captured_twice",
         "captured_unknown",
+        "refund_amount_differs",
+        "refund_differs",
+        "refund_failed_after_success",
+        "refund_unknown",
+        "refund_without_processor",
         "settled_without_capture",
     ] {
         assert!(kinds.contains(kind), "no alarm on {kind}");

@@ -10,7 +10,7 @@ use qbill_core::config::{DatabaseConfig, EngineConfig};
 use qbill_core::routes::{
     apartments_link, auth, bill, bill_void, bills_ingest, document, email_undo, logout, me,
     me_delete, me_password, me_profile, notifications, password_reset, password_reset_confirm,
-    payments_external, policy, provider, refresh, signup, user, verify_email,
+    payments_external, policy, provider, refresh, refund, signup, user, verify_email,
 };
 use qbill_core::types::{ApartmentId, ProviderId, Role};
 use qbill_core::{Engine, seed, store};
@@ -312,6 +312,16 @@ enum ClientRequest {
         /// The day the money came (YYYY-MM-DD); today (UTC) if not given.
         #[arg(long)]
         received_on: Option<chrono::NaiveDate>,
+    },
+    /// Gives back all or part of a settled card payment (operators).
+    Refund {
+        payment: Uuid,
+        /// How much, like 12.50; all that is left if not given.
+        #[arg(long)]
+        amount: Option<String>,
+        /// Why, for the household's mail and the audit trail.
+        #[arg(long)]
+        reason: String,
     },
     /// One bill of the apartment, with its lines and events.
     Bill { apartment: i64, bill: i64 },
@@ -836,6 +846,20 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
             };
             client
                 .send::<payments_external::Request>(params, &body, request_id, timeout)
+                .await?
+        }
+        ClientRequest::Refund {
+            payment,
+            amount,
+            reason,
+        } => {
+            let params: Params = &[("payment_id", payment)];
+            let body = refund::Body {
+                amount: amount.clone(),
+                reason: reason.clone(),
+            };
+            client
+                .send::<refund::Request>(params, &body, request_id, timeout)
                 .await?
         }
         ClientRequest::Bill { apartment, bill } => {
