@@ -43,6 +43,8 @@ ROUTES = {
     "/apartments/{apartment_id}/payments/{payment_id}": "payment",
     "/apartments/{apartment_id}/payments/external": "payments_external",
     "/payments/{payment_id}/refund": "refund",
+    "/providers/{provider_id}/settlements": "settlements",
+    "/providers/{provider_id}/documents": "provider_documents",
     "/apartments/{apartment_id}/bills/{bill_id}": "bill",
     "/apartments/link": "apartments_link",
     "/providers/{provider_id}/bills": "bills_ingest",

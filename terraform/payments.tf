@@ -71,6 +71,29 @@ resource "aws_lambda_permission" "reconcile" {
   source_arn    = aws_cloudwatch_event_rule.reconcile.arn
 }
 
+# Each UTC day that is over, closed once into every provider's settlements (what it is owed:
+# payments, refunds, the processor's fees). Daily, a quarter past midnight; a run that finds the
+# processor unreachable leaves the day for the next run, and any run closes every day still open.
+resource "aws_cloudwatch_event_rule" "settle" {
+  name                = "${var.name}-settle"
+  description         = "Closes the days that are over into the providers' settlements"
+  schedule_expression = var.settle_schedule
+}
+
+resource "aws_cloudwatch_event_target" "settle" {
+  rule  = aws_cloudwatch_event_rule.settle.name
+  arn   = aws_lambda_function.worker.arn
+  input = jsonencode({ qbill = "settle" })
+}
+
+resource "aws_lambda_permission" "settle" {
+  statement_id  = "AllowSettleSchedule"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.worker.function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.settle.arn
+}
+
 # Every kind of difference the books could not take (processor::book, processor::refund, jobs::reconcile): one alarm
 # each, on the worker's EMF metric (dimensions: the function and the kind).
 resource "aws_cloudwatch_metric_alarm" "payment_discrepancies" {

@@ -772,6 +772,17 @@ variable "expire_payments_schedule" {
   }
 }
 
+variable "settle_schedule" {
+  description = "EventBridge schedule of the settle job (the worker invoked with {\"qbill\": \"settle\"}: each UTC day that is over is closed once into every provider's settlements)."
+  type        = string
+  default     = "cron(15 0 * * ? *)"
+
+  validation {
+    condition     = can(regex("^(cron|rate)\\(.+\\)$", var.settle_schedule))
+    error_message = "settle_schedule must be an EventBridge schedule expression, cron(...) or rate(...)."
+  }
+}
+
 variable "reconcile_schedule" {
   description = "EventBridge schedule of the reconciliation (the worker invoked with {\"qbill\": \"reconcile\"}: the processor's intents of the last 3 days against the books; a lost webhook is healed, any other difference alarms)."
   type        = string

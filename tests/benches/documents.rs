@@ -95,7 +95,9 @@ fn vary(document: &Document, i: usize) -> Document {
                 }
             }
         }
-        Document::Bill(_) => unreachable!("no bill is measured"),
+        Document::Bill(_) | Document::Settlement(_) => {
+            unreachable!("no bill or settlement is measured")
+        }
     }
     document
 }

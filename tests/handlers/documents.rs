@@ -242,6 +242,67 @@ async fn a_statement_csv_balances_for_every_provider_and_matches_the_books() {
 }
 
 #[tokio::test]
+async fn a_statement_as_a_spreadsheet_has_typed_cells_that_agree_with_its_csv() {
+    use calamine::{Data, Reader, Xlsx};
+    let f = Fixture::new().await;
+    let window =
+        |format: &str| json!({ "kind": "statement", "format": format, "from": FROM, "to": TO });
+    let rows = csv_rows(&download_document(&f.issued(1, window("csv")).await).await);
+    let data = f.issued(1, window("xlsx")).await;
+    assert_eq!(data["format"], "xlsx");
+    let bytes = download_document(&data).await;
+    let mut book: Xlsx<_> = Xlsx::new(std::io::Cursor::new(bytes)).expect("an XLSX file");
+    assert_eq!(
+        book.sheet_names(),
+        ["Summary", "Clearwater Utilities", "Northwind Energy"]
+    );
+    // The summary's closing column, per provider, is each provider's closing row of the CSV.
+    let summary = book.worksheet_range("Summary").unwrap();
+    assert_eq!(
+        summary.get_value((0, 5)),
+        Some(&Data::String("Closing".into()))
+    );
+    for row in 1..=2u32 {
+        let Some(Data::String(provider)) = summary.get_value((row, 0)) else {
+            panic!("a provider's name in row {row}");
+        };
+        let Some(Data::Float(closing)) = summary.get_value((row, 5)) else {
+            panic!("a number cell");
+        };
+        let csv_closing = rows
+            .iter()
+            .find(|r| &r["provider"] == provider && r["entry"] == "closing")
+            .map(|r| r["balance"].parse::<f64>().unwrap())
+            .unwrap();
+        assert!(
+            (closing - csv_closing).abs() < 0.005,
+            "{provider}: {closing} {csv_closing}"
+        );
+    }
+    // A provider's sheet: one row per CSV row of it, days as date cells, amounts as numbers.
+    let northwind = book.worksheet_range("Northwind Energy").unwrap();
+    let csv_rows_of = rows
+        .iter()
+        .filter(|r| r["provider"] == "Northwind Energy")
+        .count();
+    assert_eq!(northwind.height() - 1, csv_rows_of);
+    assert!(matches!(
+        northwind.get_value((2, 0)),
+        Some(Data::DateTime(_))
+    ));
+    assert!(matches!(northwind.get_value((2, 4)), Some(Data::Float(_))));
+    // A receipt has no spreadsheet.
+    let refused = f
+        .document(
+            DEMO,
+            1,
+            json!({ "kind": "receipt", "format": "xlsx", "payment_id": Uuid::new_v4() }),
+        )
+        .await;
+    assert_eq!(error_code(&refused), "invalid_request", "{refused}");
+}
+
+#[tokio::test]
 async fn a_bill_document_shows_its_lines_and_status_and_a_paid_bill_is_a_new_document() {
     let f = Fixture::new().await;
     let open = f

@@ -373,6 +373,7 @@ fn queue_names_and_the_reply_prefix_agree_with_the_workers() {
         notify_interval_seconds: 0,
         expire_payments_interval_seconds: 0,
         reconcile_interval_seconds: 0,
+        settle_interval_seconds: 0,
     };
     assert_eq!(
         stack.evaluate(stack.local("reply_queue_prefix")),
@@ -539,7 +540,7 @@ fn variables_read_by_the_lambda() -> BTreeSet<String> {
 }
 
 /// Read by the code but rightly left to their defaults (or meaningless) on Lambda.
-const NOT_SET_ON_LAMBDA: [(&str, &str); 29] = [
+const NOT_SET_ON_LAMBDA: [(&str, &str); 30] = [
     (
         "DATABASE_URL",
         "only for QBILL_DATABASE_AUTH=url, the local mode",
@@ -632,6 +633,10 @@ const NOT_SET_ON_LAMBDA: [(&str, &str); 29] = [
         "the worker pool's; on Lambda an EventBridge schedule reconciles",
     ),
     (
+        "QBILL_SETTLE_INTERVAL_SECONDS",
+        "the worker pool's; on Lambda an EventBridge schedule closes the settlements",
+    ),
+    (
         "QBILL_MAIL_DOCUMENT_URL_SECONDS",
         "the default 7 days; a Lambda's own credentials end the link sooner, and the mail says when",
     ),
@@ -709,6 +714,7 @@ fn schedules_invoke_the_sweeper_with_the_sweep_and_the_worker_with_the_billing_a
             "worker",
         ),
         ("reconcile", "var.reconcile_schedule", "reconcile", "worker"),
+        ("settle", "var.settle_schedule", "settle", "worker"),
     ];
     // No rule without its job: every rule of the stack is one of these.
     let rules: BTreeSet<_> = stack

@@ -543,6 +543,7 @@ pub fn sqs_config(request_queue: &str) -> qbill_sqs::SqsConfig {
         notify_interval_seconds: 0,
         expire_payments_interval_seconds: 0,
         reconcile_interval_seconds: 0,
+        settle_interval_seconds: 0,
     }
 }
 

@@ -290,6 +290,88 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/providers/{provider_id}/settlements": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** What the provider was owed each closed day of a window: payments, refunds, fees and net (reply kind `settlements`; providers, operators). */
+        post: operations["settlements"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    provider_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/providers/{provider_id}/documents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The provider's settlements over closed days as PDF, CSV or XLSX, with a link valid 15 minutes (reply kind `provider_documents`; providers, operators). */
+        post: operations["provider_documents"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    provider_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/apartments/{apartment_id}/bills/{bill_id}": {
         parameters: {
             query?: never;
@@ -1089,7 +1171,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** A receipt, a bill or a statement as PDF or CSV, with a link valid 15 minutes (reply kind `document`; households, operators). */
+        /** A receipt, a bill or a statement as PDF or CSV (a statement also XLSX), with a link valid 15 minutes (reply kind `document`; households, operators). */
         post: operations["document"];
         delete?: never;
         /** CORS preflight, answered by the gateway. */
@@ -1591,6 +1673,22 @@ export interface components {
             reason: string;
             request_id: components["schemas"]["Uuid"];
         };
+        SettlementsRequest: {
+            from: components["schemas"]["Date"];
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+            to: components["schemas"]["Date"];
+        };
+        ProviderDocumentsRequest: {
+            /** @enum {string} */
+            format: "pdf" | "csv" | "xlsx";
+            from: components["schemas"]["Date"];
+            /** @enum {string} */
+            kind: "settlement";
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+            to: components["schemas"]["Date"];
+        };
         BillRequest: {
             queue_name: components["schemas"]["Uuid"];
             request_id: components["schemas"]["Uuid"];
@@ -1714,7 +1812,7 @@ export interface components {
         DocumentRequest: {
             bill_id?: number;
             /** @enum {string} */
-            format: "pdf" | "csv";
+            format: "pdf" | "csv" | "xlsx";
             from?: components["schemas"]["Date"];
             /** @enum {string} */
             kind: "receipt" | "bill" | "statement";
@@ -2004,6 +2102,92 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["RefundRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    settlements: {
+        parameters: {
+            query?: never;
+            header: {
+                Authorization: string;
+            };
+            path: {
+                provider_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SettlementsRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    provider_documents: {
+        parameters: {
+            query?: never;
+            header: {
+                Authorization: string;
+            };
+            path: {
+                provider_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProviderDocumentsRequest"];
             };
         };
         responses: {

@@ -117,7 +117,10 @@ export interface DeletedData {
   user_id: UserId;
 }
 
-/** The reply's data, kind `document`. */
+/**
+ * The reply's data of the document routes, kind `document`: the document as issued, with a
+ * presigned link to it.
+ */
 export interface DocumentData {
   bytes: number;
   created_at: Instant;
@@ -132,10 +135,10 @@ export interface DocumentData {
 }
 
 /** In which form. */
-export type DocumentFormat = "pdf" | "csv";
+export type DocumentFormat = ("pdf" | "csv") | "xlsx";
 
 /** Which document. */
-export type DocumentKind = "receipt" | "bill" | "statement";
+export type DocumentKind = "receipt" | "bill" | "statement" | "settlement";
 
 /** A change of the bill's status, as the audit trail recorded it. */
 export interface Event {
@@ -462,6 +465,32 @@ export interface SettledBill {
   utility: string;
 }
 
+/** One provider's day in one currency. */
+export interface Settlement {
+  /** What of gross the provider received itself (payments made elsewhere). */
+  collected_elsewhere: Amount;
+  currency: Currency;
+  day: Date;
+  fees: Amount;
+  gross: Amount;
+  /** gross − refunds − fees (negative on a day of more refunds than payments). */
+  net: LineAmount;
+  payments: number;
+  refunds: Amount;
+  refunds_count: number;
+}
+
+/** The reply's data, kind `settlements`. */
+export interface SettlementsData {
+  from: Date;
+  /** The first day of the window not closed yet, if any: it and the days after are still open. */
+  open_from: Date | null;
+  provider_id: ProviderId;
+  /** The closed days with activity, oldest first. */
+  settlements: Settlement[];
+  to: Date;
+}
+
 export interface SignupData {
   /** Always `sent`: whether the address was free is not told. */
   email_verification: string;
@@ -556,7 +585,9 @@ export interface ReplyData {
   payments_external: PaymentsData;
   policy: PolicyData;
   provider: ProviderData;
+  provider_documents: DocumentData;
   refund: RefundData;
+  settlements: SettlementsData;
   signup: SignupData;
   user: UserData;
   utils: UtilsData;

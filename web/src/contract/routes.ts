@@ -10,6 +10,8 @@ export const routes = {
   "/apartments/{apartment_id}/payments/{payment_id}": "payment",
   "/apartments/{apartment_id}/payments/external": "payments_external",
   "/payments/{payment_id}/refund": "refund",
+  "/providers/{provider_id}/settlements": "settlements",
+  "/providers/{provider_id}/documents": "provider_documents",
   "/apartments/{apartment_id}/bills/{bill_id}": "bill",
   "/apartments/link": "apartments_link",
   "/providers/{provider_id}/bills": "bills_ingest",
@@ -68,7 +70,9 @@ export type Kind =
   | "payments_external"
   | "policy"
   | "provider"
+  | "provider_documents"
   | "refund"
+  | "settlements"
   | "signup"
   | "user"
   | "utils"

@@ -161,6 +161,13 @@ enum JobsCommand {
         #[arg(long, default_value_t = 72)]
         since_hours: i64,
     },
+    /// Closes each UTC day that is over (since the last closed one) into every provider's
+    /// settlements, once; a closed day never changes.
+    Settle {
+        /// The last day to close (YYYY-MM-DD); yesterday if not given.
+        #[arg(long)]
+        until: Option<chrono::NaiveDate>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -594,6 +601,11 @@ async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
             let engine = Engine::from_config(&EngineConfig::from_env()?).await?;
             let since = chrono::Utc::now() - chrono::Duration::hours(since_hours);
             let report = qbill_core::jobs::reconcile::run(&engine.services, since).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        JobsCommand::Settle { until } => {
+            let engine = Engine::from_config(&EngineConfig::from_env()?).await?;
+            let report = qbill_core::jobs::settle::run(&engine.services, until).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
     }

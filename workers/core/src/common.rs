@@ -375,6 +375,55 @@ pub async fn bump_apartments(
     Ok(())
 }
 
+/// The longest window of settlements, in days: a year and a day.
+pub const MAX_SETTLEMENT_DAYS: i64 = 366;
+
+/// A window of whole UTC days, `from` to `to`, at most [`MAX_SETTLEMENT_DAYS`] long.
+pub fn window(from: &str, to: &str) -> Result<(NaiveDate, NaiveDate), ParseError> {
+    let from = crate::types::parse_date("from", from)?;
+    let to = crate::types::parse_date("to", to)?;
+    if to < from {
+        return Err(ParseError::new(format!(
+            "`to` {to} is before `from` {from}"
+        )));
+    }
+    if (to - from).num_days() + 1 > MAX_SETTLEMENT_DAYS {
+        return Err(ParseError::new(format!(
+            "a window is at most {MAX_SETTLEMENT_DAYS} days; ask for several"
+        )));
+    }
+    Ok((from, to))
+}
+
+/// The first day of `from`..=`to` that is not closed, if any.
+pub async fn first_open(
+    client: &impl deadpool_postgres::GenericClient,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Option<NaiveDate>, HandlerError> {
+    Ok(client
+        .query_one(
+            "SELECT min(d)::date FROM generate_series($1::date, $2::date, interval '1 day') AS d
+             WHERE NOT EXISTS (SELECT 1 FROM settlement_days s WHERE s.day = d::date)",
+            &[&from, &to],
+        )
+        .await?
+        .get(0))
+}
+
+/// Refuses a window that runs past the last closed day (its documents would change later).
+pub fn closed_through(open_from: Option<NaiveDate>) -> Result<(), HandlerError> {
+    match open_from {
+        None => Ok(()),
+        Some(day) => Err(HandlerError::rejected(
+            ErrorCode::Conflict,
+            format!(
+                "{day} is not closed yet (the settle job closes each UTC day once it is over); ask for a window that ends before it"
+            ),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -400,6 +400,15 @@ async fn demo_bills(tx: &tokio_postgres::Transaction<'_>, apartment: i64) -> any
             )
             .await?;
         }
+        if settled {
+            // The payment names its bills, as every payment since card payments does.
+            tx.execute(
+                "UPDATE payments SET bills = ARRAY(SELECT id FROM bills WHERE payment_id = $1 ORDER BY id)
+                 WHERE id = $1 AND bills = '{}'",
+                &[&payment],
+            )
+            .await?;
+        }
     }
     Ok(())
 }

@@ -10,7 +10,8 @@
 //!   error reply and counts as done. EventBridge rules invoke it for the jobs:
 //!   `{"qbill": "overdue"}` marks overdue bills and charges late fees, `{"qbill": "due-soon"}`
 //!   records the due-soon notifications and `{"qbill": "notify"}` sends the outbox's mails;
-//!   `{"qbill": "expire-payments"}` and `{"qbill": "reconcile"}` ask the payments processor.
+//!   `{"qbill": "expire-payments"}` and `{"qbill": "reconcile"}` ask the payments processor;
+//!   `{"qbill": "settle"}` closes the days that are over into the providers' settlements.
 //! - **admin**: run by an operator only, from inside the VPC: `{"qbill": "migrate"}` applies the
 //!   migrations and `{"qbill": "create-operator"}` creates the first operator from its generated
 //!   secret, both as the database's master user, whose secret only this function can read.
@@ -112,6 +113,10 @@ impl Worker {
                 let report = qbill_core::jobs::reconcile::run(&self.engine.services, since).await?;
                 Ok(serde_json::to_value(report)?)
             }
+            Some("settle") => {
+                let report = qbill_core::jobs::settle::run(&self.engine.services, None).await?;
+                Ok(serde_json::to_value(report)?)
+            }
             Some(command @ ("migrate" | "create-operator")) => anyhow::bail!(
                 "{command:?} is the admin function's (QBILL_FUNCTION=admin), not the worker's"
             ),
@@ -121,7 +126,7 @@ impl Worker {
                 )
             }
             _ => anyhow::bail!(
-                "unknown event: the worker takes an SQS batch or {{\"qbill\": \"overdue\" | \"due-soon\" | \"notify\" | \"expire-payments\" | \"reconcile\"}}"
+                "unknown event: the worker takes an SQS batch or {{\"qbill\": \"overdue\" | \"due-soon\" | \"notify\" | \"expire-payments\" | \"reconcile\" | \"settle\"}}"
             ),
         }
     }

@@ -38,6 +38,9 @@ pub struct SqsConfig {
     /// How often each pool reconciles the processor's intents with the books
     /// (`qbill_core::jobs::reconcile`, over its window); 0 turns it off.
     pub reconcile_interval_seconds: u64,
+    /// How often each pool closes the days that are over into the providers' settlements
+    /// (`qbill_core::jobs::settle`); 0 turns it off.
+    pub settle_interval_seconds: u64,
 }
 
 impl SqsConfig {
@@ -61,6 +64,7 @@ impl SqsConfig {
                 300,
             )?,
             reconcile_interval_seconds: env_or("QBILL_RECONCILE_INTERVAL_SECONDS", 3600)?,
+            settle_interval_seconds: env_or("QBILL_SETTLE_INTERVAL_SECONDS", 3600)?,
         };
         config.validate()?;
         Ok(config)

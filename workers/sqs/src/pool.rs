@@ -185,6 +185,14 @@ impl WorkerPool {
                 async move || shared.reconcile().await,
             ));
         }
+        if config.settle_interval_seconds > 0 {
+            let shared = self.shared.clone();
+            pollers.spawn(now_and_then(
+                config.settle_interval_seconds,
+                shutdown.clone(),
+                async move || shared.settle().await,
+            ));
+        }
         tracing::info!(workers, queue = %self.shared.queue_url, "worker pool started");
         while let Some(joined) = pollers.join_next().await {
             if let Err(e) = joined {
@@ -343,6 +351,17 @@ impl Shared {
             tracing::warn!(
                 error = format!("{e:#}"),
                 "the reconciliation failed; it runs again at the next interval"
+            );
+        }
+    }
+
+    /// Closes the days that are over into the providers' settlements (two pools at once close
+    /// each day once).
+    async fn settle(&self) {
+        if let Err(e) = qbill_core::jobs::settle::run(&self.engine.services, None).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "closing the settlements failed; it runs again at the next interval"
             );
         }
     }

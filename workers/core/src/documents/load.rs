@@ -1,5 +1,5 @@
 //! What a document holds, read from the database: `None` when the apartment has no such payment
-//! or bill.
+//! or bill, or there is no such provider.
 
 use std::collections::BTreeMap;
 
@@ -9,11 +9,12 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::{
-    Apartment, Bill, BillLine, Entry, EntryKind, ProviderAccount, Receipt, ReceiptBill, Statement,
+    Apartment, Bill, BillLine, Entry, EntryKind, ProviderAccount, Receipt, ReceiptBill, Settlement,
+    SettlementDay, SettlementLine, SettlementTotals, Statement,
 };
 use crate::error::HandlerError;
 use crate::format::period;
-use crate::types::{ApartmentId, BillId, Currency};
+use crate::types::{ApartmentId, BillId, Currency, ProviderId};
 
 /// The apartment and its currency.
 async fn apartment(
@@ -287,4 +288,101 @@ pub async fn statement(
 /// Midnight UTC at the start of `day`.
 pub fn day_start(day: NaiveDate) -> DateTime<Utc> {
     day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
+}
+
+/// Provider `provider`'s settlements over the closed days `from` to `to`, with their lines;
+/// `None` if there is no such provider. The caller checked that every day is closed.
+pub async fn settlement(
+    client: &impl GenericClient,
+    provider: ProviderId,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Option<Settlement>, HandlerError> {
+    let Some(name) = client
+        .query_opt("SELECT name FROM providers WHERE id = $1", &[&provider.0])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let days = client
+        .query(
+            "SELECT day, currency, payments, refunds_count, gross, refunds, fees, net, collected_elsewhere
+             FROM settlements WHERE provider_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day, currency",
+            &[&provider.0, &from, &to],
+        )
+        .await?;
+    let lines = client
+        .query(
+            "SELECT day, currency, at, kind, payment_id, refund_id, via, amount, fee
+             FROM settlement_lines WHERE provider_id = $1 AND day BETWEEN $2 AND $3
+             ORDER BY day, currency, at, kind, payment_id, refund_id",
+            &[&provider.0, &from, &to],
+        )
+        .await?;
+    let mut days: Vec<SettlementDay> = days
+        .iter()
+        .map(|r| SettlementDay {
+            day: r.get("day"),
+            totals: SettlementTotals {
+                currency: r.get("currency"),
+                payments: r.get::<_, i32>("payments").into(),
+                refunds_count: r.get::<_, i32>("refunds_count").into(),
+                gross: r.get("gross"),
+                refunds: r.get("refunds"),
+                fees: r.get("fees"),
+                net: r.get("net"),
+                collected_elsewhere: r.get("collected_elsewhere"),
+            },
+            lines: Vec::new(),
+        })
+        .collect();
+    for row in &lines {
+        let (day, currency): (NaiveDate, &str) = (row.get("day"), row.get("currency"));
+        let Some(settled) = days
+            .iter_mut()
+            .find(|d| d.day == day && d.totals.currency == currency)
+        else {
+            return Err(HandlerError::internal(anyhow::anyhow!(
+                "a settlement line of {day} {currency} without its settlement"
+            )));
+        };
+        settled.lines.push(SettlementLine {
+            at: row.get("at"),
+            kind: row.get("kind"),
+            payment_id: row.get("payment_id"),
+            refund_id: row.get("refund_id"),
+            via: row.get("via"),
+            amount: row.get("amount"),
+            fee: row.get("fee"),
+        });
+    }
+    let mut totals: Vec<SettlementTotals> = Vec::new();
+    for d in &days {
+        let t = match totals.iter_mut().find(|t| t.currency == d.totals.currency) {
+            Some(t) => t,
+            None => {
+                totals.push(SettlementTotals {
+                    currency: d.totals.currency.clone(),
+                    ..SettlementTotals::default()
+                });
+                totals.last_mut().expect("just pushed")
+            }
+        };
+        t.payments += d.totals.payments;
+        t.refunds_count += d.totals.refunds_count;
+        t.gross += d.totals.gross;
+        t.refunds += d.totals.refunds;
+        t.fees += d.totals.fees;
+        t.net += d.totals.net;
+        t.collected_elsewhere += d.totals.collected_elsewhere;
+    }
+    totals.sort_by(|a, b| a.currency.cmp(&b.currency));
+    Ok(Some(Settlement {
+        provider_id: provider,
+        provider: name.get(0),
+        from,
+        to,
+        days,
+        totals,
+    }))
 }

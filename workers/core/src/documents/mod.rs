@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::{ErrorCode, HandlerError};
-use crate::types::{ApartmentId, BillId, Currency, UserId, amount};
+use crate::types::{ApartmentId, BillId, Currency, ProviderId, UserId, amount};
 pub use store::{Files, Link};
 
 /// What a document is about.
@@ -28,6 +28,24 @@ pub enum Subject {
     Bill(BillId),
     /// The apartment's account over whole UTC days, both included.
     Statement { from: NaiveDate, to: NaiveDate },
+    /// A provider's settlements over closed UTC days, both included.
+    Settlement { from: NaiveDate, to: NaiveDate },
+}
+
+/// Whose documents: an apartment's (receipts, bills, statements) or a provider's (settlements).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Apartment(ApartmentId),
+    Provider(ProviderId),
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Apartment(id) => write!(f, "apartment {id}"),
+            Self::Provider(id) => write!(f, "provider {id}"),
+        }
+    }
 }
 
 impl Subject {
@@ -36,7 +54,44 @@ impl Subject {
             Self::Receipt(_) => Kind::Receipt,
             Self::Bill(_) => Kind::Bill,
             Self::Statement { .. } => Kind::Statement,
+            Self::Settlement { .. } => Kind::Settlement,
         }
+    }
+}
+
+/// The reply's data of the document routes, kind `document`: the document as issued, with a
+/// presigned link to it.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct DocumentData {
+    pub document_id: Uuid,
+    pub kind: Kind,
+    pub format: Format,
+    /// A presigned GET of the file.
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+    /// Of the file's bytes, in hex.
+    pub sha256: String,
+    pub bytes: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+impl DocumentData {
+    /// `issued`, with a fresh link to its file.
+    pub async fn linked(files: &Files, issued: &Issued) -> Result<Self, HandlerError> {
+        let link = files
+            .link(&issued.object_key, files.config.url_lifetime)
+            .await
+            .map_err(HandlerError::Transient)?;
+        Ok(Self {
+            document_id: issued.id,
+            kind: issued.kind,
+            format: issued.format,
+            url: link.url,
+            expires_at: link.expires_at,
+            sha256: crate::types::hex(&issued.sha256),
+            bytes: issued.bytes,
+            created_at: issued.created_at,
+        })
     }
 }
 
@@ -63,33 +118,44 @@ pub struct Issued {
 pub async fn issue(
     files: &Files,
     client: &mut Object,
-    apartment: ApartmentId,
+    owner: Owner,
     user: UserId,
     subject: Subject,
     format: Format,
 ) -> Result<Issued, HandlerError> {
     let tx = client.transaction().await?;
     let missing = |what: String| {
-        HandlerError::rejected(
-            ErrorCode::NotFound,
-            format!("apartment {apartment} has no {what}"),
-        )
+        HandlerError::rejected(ErrorCode::NotFound, format!("{owner} has no {what}"))
     };
-    let (document, canonical) = match subject {
-        Subject::Receipt(payment) => {
+    let (document, canonical) = match (owner, subject) {
+        (Owner::Provider(provider), Subject::Settlement { from, to }) => (
+            Document::Settlement(
+                load::settlement(&tx, provider, from, to)
+                    .await?
+                    .ok_or_else(|| missing("such provider".to_owned()))?,
+            ),
+            format!("{from}/{to}"),
+        ),
+        (Owner::Provider(_), _) | (Owner::Apartment(_), Subject::Settlement { .. }) => {
+            return Err(HandlerError::internal(anyhow::anyhow!(
+                "{owner} has no {} documents",
+                subject.kind().as_str()
+            )));
+        }
+        (Owner::Apartment(apartment), Subject::Receipt(payment)) => {
             let receipt = load::receipt(&tx, apartment, payment)
                 .await?
                 .ok_or_else(|| missing(format!("payment {payment}")))?;
             (Document::Receipt(receipt), payment.to_string())
         }
-        Subject::Bill(bill) => {
+        (Owner::Apartment(apartment), Subject::Bill(bill)) => {
             let loaded = load::bill(&tx, apartment, bill)
                 .await?
                 .ok_or_else(|| missing(format!("bill {bill}")))?;
             let canonical = format!("{bill}:{}", loaded.status);
             (Document::Bill(loaded), canonical)
         }
-        Subject::Statement { from, to } => (
+        (Owner::Apartment(apartment), Subject::Statement { from, to }) => (
             Document::Statement(load::statement(&tx, apartment, from, to).await?),
             format!("{from}/{to}"),
         ),
@@ -98,25 +164,37 @@ pub async fn issue(
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
         &[&format!(
-            "document {apartment} {} {} {canonical}",
+            "document {owner} {} {} {canonical}",
             kind.as_str(),
             format.as_str()
         )],
     )
     .await?;
+    let (apartment_id, provider_id) = match owner {
+        Owner::Apartment(a) => (Some(a.0), None),
+        Owner::Provider(p) => (None, Some(p.0)),
+    };
     const FOUND: &str = "SELECT id, object_key, sha256, bytes, created_at FROM documents
-                         WHERE apartment_id = $1 AND kind = $2 AND format = $3 AND subject = $4";
+                         WHERE (apartment_id = $1 OR provider_id = $2) AND kind = $3 AND format = $4 AND subject = $5";
     let found = tx
         .query_opt(
             FOUND,
-            &[&apartment.0, &kind.as_str(), &format.as_str(), &canonical],
+            &[
+                &apartment_id,
+                &provider_id,
+                &kind.as_str(),
+                &format.as_str(),
+                &canonical,
+            ],
         )
         .await?;
     if let Some(row) = found {
         tx.commit().await?;
         return issued(kind, format, &row);
     }
-    if kind == Kind::Statement {
+    if let Owner::Apartment(apartment) = owner
+        && kind == Kind::Statement
+    {
         bound_statements(&tx, apartment).await?;
     }
 
@@ -126,7 +204,12 @@ pub async fn issue(
         .map_err(HandlerError::internal)?;
     let sha256: [u8; 32] = Sha256::digest(&bytes).into();
     let id = Uuid::new_v4();
-    let object_key = format!("documents/{apartment}/{id}.{}", format.as_str());
+    let object_key = match owner {
+        Owner::Apartment(apartment) => format!("documents/{apartment}/{id}.{}", format.as_str()),
+        Owner::Provider(provider) => {
+            format!("documents/providers/{provider}/{id}.{}", format.as_str())
+        }
+    };
     let filename = format!(
         "qbill-{}-{}.{}",
         kind.as_str(),
@@ -151,12 +234,12 @@ pub async fn issue(
     .await?;
     let row = tx
         .query_one(
-            "INSERT INTO documents (id, apartment_id, kind, format, subject, object_key, sha256, bytes, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            "INSERT INTO documents (id, apartment_id, provider_id, kind, format, subject, object_key, sha256, bytes, created_by)
+             VALUES ($1, $2, $10, $3, $4, $5, $6, $7, $8, $9)
              RETURNING id, object_key, sha256, bytes, created_at",
             &[
                 &id,
-                &apartment.0,
+                &apartment_id,
                 &kind.as_str(),
                 &format.as_str(),
                 &canonical,
@@ -164,6 +247,7 @@ pub async fn issue(
                 &sha256.as_slice(),
                 &size,
                 &user.0,
+                &provider_id,
             ],
         )
         .await?;
@@ -230,6 +314,7 @@ pub enum Kind {
     Receipt,
     Bill,
     Statement,
+    Settlement,
 }
 
 impl Kind {
@@ -238,6 +323,7 @@ impl Kind {
             Self::Receipt => "receipt",
             Self::Bill => "bill",
             Self::Statement => "statement",
+            Self::Settlement => "settlement",
         }
     }
 }
@@ -249,6 +335,8 @@ impl Kind {
 pub enum Format {
     Pdf,
     Csv,
+    /// A spreadsheet (Office Open XML) with typed cells: statements and settlements.
+    Xlsx,
 }
 
 impl Format {
@@ -256,6 +344,7 @@ impl Format {
         match self {
             Self::Pdf => "pdf",
             Self::Csv => "csv",
+            Self::Xlsx => "xlsx",
         }
     }
 
@@ -263,6 +352,7 @@ impl Format {
         match self {
             Self::Pdf => "application/pdf",
             Self::Csv => "text/csv; charset=utf-8; header=present",
+            Self::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         }
     }
 }
@@ -274,6 +364,7 @@ pub enum Document {
     Receipt(Receipt),
     Bill(Bill),
     Statement(Statement),
+    Settlement(Settlement),
 }
 
 impl Document {
@@ -282,6 +373,77 @@ impl Document {
             Self::Receipt(_) => Kind::Receipt,
             Self::Bill(_) => Kind::Bill,
             Self::Statement(_) => Kind::Statement,
+            Self::Settlement(_) => Kind::Settlement,
+        }
+    }
+}
+
+/// A provider's settlements over closed UTC days, `from` to `to` (both included), with every
+/// line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settlement {
+    pub provider_id: ProviderId,
+    pub provider: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// The days with activity, oldest first (then by currency).
+    pub days: Vec<SettlementDay>,
+    /// Sums over the days, by currency.
+    pub totals: Vec<SettlementTotals>,
+}
+
+/// What a settlement sums.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SettlementTotals {
+    pub currency: String,
+    pub payments: i64,
+    pub refunds_count: i64,
+    #[serde(with = "amount")]
+    pub gross: Decimal,
+    #[serde(with = "amount")]
+    pub refunds: Decimal,
+    #[serde(with = "amount")]
+    pub fees: Decimal,
+    #[serde(with = "amount")]
+    pub net: Decimal,
+    #[serde(with = "amount")]
+    pub collected_elsewhere: Decimal,
+}
+
+/// One provider's day in one currency.
+#[derive(Debug, Clone, Serialize)]
+pub struct SettlementDay {
+    pub day: NaiveDate,
+    #[serde(flatten)]
+    pub totals: SettlementTotals,
+    /// In time order.
+    pub lines: Vec<SettlementLine>,
+}
+
+/// A payment's part for the provider, or a refund's.
+#[derive(Debug, Clone, Serialize)]
+pub struct SettlementLine {
+    pub at: DateTime<Utc>,
+    /// `payment` or `refund`.
+    pub kind: String,
+    pub payment_id: Uuid,
+    pub refund_id: Option<Uuid>,
+    /// `card`, `external` or `ledger`.
+    pub via: String,
+    /// Positive; a refund's is given back.
+    #[serde(with = "amount")]
+    pub amount: Decimal,
+    #[serde(with = "amount")]
+    pub fee: Decimal,
+}
+
+impl SettlementLine {
+    /// What the line adds to the net: a payment's part less its fee, a refund taken off.
+    pub fn net(&self) -> Decimal {
+        if self.kind == "refund" {
+            -self.amount
+        } else {
+            self.amount - self.fee
         }
     }
 }

@@ -9,3 +9,4 @@ pub mod expire_payments;
 pub mod notify;
 pub mod overdue;
 pub mod reconcile;
+pub mod settle;

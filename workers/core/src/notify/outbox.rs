@@ -191,7 +191,7 @@ async fn link_document(services: &Services, taken: &mut Taken) -> anyhow::Result
     let issued = documents::issue(
         files,
         &mut client,
-        ApartmentId(apartment),
+        documents::Owner::Apartment(ApartmentId(apartment)),
         UserId(taken.user),
         Subject::Receipt(payment),
         Format::Pdf,

@@ -1,6 +1,6 @@
 //! The few calls of Stripe's API that payments make, typed: PaymentIntents (create, confirm,
-//! read, cancel, list) and, for clients that have no Stripe.js (the CLI, the tests), a card
-//! PaymentMethod.
+//! read, cancel, list, and the fee on their charge), refunds (create, list) and, for clients that
+//! have no Stripe.js (the CLI, the tests), a card PaymentMethod.
 //!
 //! A small client over `reqwest` rather than `async-stripe`: five endpoints, form-encoded, whose
 //! answers we read a dozen fields of; the generated crate compiles every object of Stripe's API
@@ -310,6 +310,36 @@ impl Stripe {
                 page
             }),
         }
+    }
+
+    /// The processor's fee on the intent's charge, and its currency (from the charge's balance
+    /// transaction); none while the processor reports no balance transaction for it.
+    pub async fn intent_fee(&self, id: &str) -> Result<Option<(i64, String)>, Error> {
+        #[derive(Deserialize)]
+        struct WithCharge {
+            latest_charge: Option<Charge>,
+        }
+        #[derive(Deserialize)]
+        struct Charge {
+            balance_transaction: Option<Balance>,
+        }
+        #[derive(Deserialize)]
+        struct Balance {
+            fee: i64,
+            currency: String,
+        }
+        let intent: WithCharge = self
+            .send(
+                self.http
+                    .get(self.url(&format!("/v1/payment_intents/{id}")))
+                    .query(&[("expand[]", "latest_charge.balance_transaction")]),
+                None,
+            )
+            .await?;
+        Ok(intent
+            .latest_charge
+            .and_then(|c| c.balance_transaction)
+            .map(|b| (b.fee, b.currency)))
     }
 
     /// Refunds `amount` of the intent. The idempotency key is the refund's: the same refund asked

@@ -1,11 +1,12 @@
-//! `document`: a receipt, a bill or a statement of an apartment as a PDF or CSV file, for its
-//! owner or an operator (`POST /apartments/{apartment_id}/documents`). The file goes to S3; the
-//! reply (kind `document`) carries a presigned link to it, never the file itself.
+//! `document`: a receipt, a bill or a statement of an apartment as a PDF or CSV file (a statement
+//! also as a spreadsheet, XLSX), for its owner or an operator
+//! (`POST /apartments/{apartment_id}/documents`). The file goes to S3; the reply (kind
+//! `document`) carries a presigned link to it, never the file itself.
 //!
 //! A document is issued once (see [`crate::documents::issue`]): asking again for the same subject
 //! and format gives the same document, with the same `sha256`, and a fresh link.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -15,8 +16,8 @@ use super::{Callers, Context, ErrorCode, HandlerError, HandlerResult, Route, bod
 use crate::call::Path;
 use crate::common::authorize;
 use crate::contract;
-use crate::documents::{self, Format, Kind, Subject};
-use crate::types::{ApartmentId, BillId, ParseError, Role, hex, parse_date};
+use crate::documents::{self, DocumentData, Format, Subject};
+use crate::types::{ApartmentId, BillId, ParseError, Role, parse_date};
 
 /// The longest statement: a year and a day, so that any calendar year fits.
 pub const MAX_STATEMENT_DAYS: i64 = 366;
@@ -33,7 +34,8 @@ pub struct Request {
 pub struct Body {
     #[schemars(extend("enum" = ["receipt", "bill", "statement"]))]
     pub kind: String,
-    #[schemars(extend("enum" = ["pdf", "csv"]))]
+    /// `xlsx` for statements only.
+    #[schemars(extend("enum" = ["pdf", "csv", "xlsx"]))]
     pub format: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "contract::Uuid")]
@@ -49,25 +51,10 @@ pub struct Body {
     pub to: Option<String>,
 }
 
-/// The reply's data, kind `document`.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct DocumentData {
-    pub document_id: Uuid,
-    pub kind: Kind,
-    pub format: Format,
-    /// A presigned GET of the file.
-    pub url: String,
-    pub expires_at: DateTime<Utc>,
-    /// Of the file's bytes, in hex.
-    pub sha256: String,
-    pub bytes: i64,
-    pub created_at: DateTime<Utc>,
-}
-
 impl Route for Request {
     const PATH: &str = "/apartments/{apartment_id}/documents";
     const SUMMARY: &str =
-        "A receipt, a bill or a statement as PDF or CSV, with a link valid 15 minutes.";
+        "A receipt, a bill or a statement as PDF or CSV (a statement also XLSX), with a link valid 15 minutes.";
     type Body = Body;
     type Reply = DocumentData;
     const CALLERS: Callers = Callers::Roles(&[Role::Household, Role::Operator]);
@@ -77,9 +64,10 @@ impl Route for Request {
         let format = match b.format.as_str() {
             "pdf" => Format::Pdf,
             "csv" => Format::Csv,
+            "xlsx" => Format::Xlsx,
             other => {
                 return Err(ParseError::new(format!(
-                    "`format` must be pdf or csv, not {other:?}"
+                    "`format` must be pdf, csv or xlsx, not {other:?}"
                 )));
             }
         };
@@ -150,6 +138,11 @@ impl Route for Request {
                 )));
             }
         };
+        if format == Format::Xlsx && !matches!(subject, Subject::Statement { .. }) {
+            return Err(ParseError::new(
+                "a spreadsheet (xlsx) is for statements; a receipt or a bill is pdf or csv",
+            ));
+        }
         Ok(Self {
             apartment: path.apartment()?,
             subject,
@@ -185,25 +178,12 @@ impl Route for Request {
         let issued = documents::issue(
             files,
             &mut client,
-            self.apartment,
+            documents::Owner::Apartment(self.apartment),
             user,
             self.subject,
             self.format,
         )
         .await?;
-        let link = files
-            .link(&issued.object_key, files.config.url_lifetime)
-            .await
-            .map_err(HandlerError::Transient)?;
-        Request::reply(&DocumentData {
-            document_id: issued.id,
-            kind: issued.kind,
-            format: issued.format,
-            url: link.url,
-            expires_at: link.expires_at,
-            sha256: hex(&issued.sha256),
-            bytes: issued.bytes,
-            created_at: issued.created_at,
-        })
+        Request::reply(&DocumentData::linked(files, &issued).await?)
     }
 }

@@ -389,6 +389,10 @@ routes! {
     PaymentsExternal => payments_external,
     /// A settled card payment given back, all or part: `POST /payments/{payment_id}/refund`.
     Refund => refund,
+    /// What a provider was owed, day by day: `POST /providers/{provider_id}/settlements`.
+    Settlements => settlements,
+    /// A provider's settlements as a document: `POST /providers/{provider_id}/documents`.
+    ProviderDocuments => provider_documents,
     /// One bill with its lines and events: `POST /apartments/{apartment_id}/bills/{bill_id}`.
     Bill => bill,
     /// Attach a provider's account to an apartment: `POST /apartments/link`.

@@ -8,6 +8,9 @@
 //! - A statement: per provider, an `opening` row (on `from`, its balance), its entries (`bill`,
 //!   `void`, `payment`, each with the signed amount and the balance after it) and a `closing`
 //!   row (on `to`), so that opening plus the amounts gives the closing for every provider.
+//! - A settlement: one row per line (`payment` or `refund`), each naming its payment (and
+//!   refund), with its fee and what it adds to the day's net: a day's `net` column sums to its
+//!   settlement's net.
 //!
 //! Text someone else wrote (a provider's name, account number or line description) that begins
 //! with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading apostrophe, so that a
@@ -16,7 +19,7 @@
 
 use ::csv::{Terminator, Writer, WriterBuilder};
 
-use super::super::{Bill, Document, EntryKind, Receipt, Statement};
+use super::super::{Bill, Document, EntryKind, Receipt, Settlement, Statement};
 use super::view::instant;
 use crate::types::amount_string;
 
@@ -61,6 +64,20 @@ const STATEMENT_HEADER: [&str; 8] = [
     "currency",
 ];
 
+const SETTLEMENT_HEADER: [&str; 11] = [
+    "day",
+    "provider_id",
+    "at",
+    "line",
+    "payment_id",
+    "refund_id",
+    "via",
+    "amount",
+    "fee",
+    "net",
+    "currency",
+];
+
 /// The document as a CSV file.
 pub fn csv(document: &Document) -> anyhow::Result<Vec<u8>> {
     let mut out = WriterBuilder::new()
@@ -70,6 +87,7 @@ pub fn csv(document: &Document) -> anyhow::Result<Vec<u8>> {
         Document::Receipt(r) => receipt(&mut out, r)?,
         Document::Bill(b) => bill(&mut out, b)?,
         Document::Statement(s) => statement(&mut out, s)?,
+        Document::Settlement(s) => settlement(&mut out, s)?,
     }
     Ok(out.into_inner()?)
 }
@@ -178,6 +196,30 @@ fn statement(out: &mut Out, s: &Statement) -> ::csv::Result<()> {
             &amount_string(account.closing),
             currency,
         ])?;
+    }
+    Ok(())
+}
+
+fn settlement(out: &mut Out, s: &Settlement) -> ::csv::Result<()> {
+    out.write_record(SETTLEMENT_HEADER)?;
+    let provider = s.provider_id.to_string();
+    for day in &s.days {
+        let date = day.day.to_string();
+        for line in &day.lines {
+            out.write_record([
+                date.as_str(),
+                &provider,
+                &instant(line.at),
+                &line.kind,
+                &line.payment_id.to_string(),
+                &line.refund_id.map(|r| r.to_string()).unwrap_or_default(),
+                &line.via,
+                &amount_string(line.amount),
+                &amount_string(line.fee),
+                &amount_string(line.net()),
+                &day.totals.currency,
+            ])?;
+        }
     }
     Ok(())
 }

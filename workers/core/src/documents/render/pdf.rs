@@ -28,8 +28,13 @@ macro_rules! templates {
 }
 
 /// The templates by file name; each document's is named after its kind.
-const TEMPLATES: &[(&str, &str)] =
-    templates!["_common.typ", "receipt.typ", "bill.typ", "statement.typ"];
+const TEMPLATES: &[(&str, &str)] = templates![
+    "_common.typ",
+    "receipt.typ",
+    "bill.typ",
+    "statement.typ",
+    "settlement.typ"
+];
 
 const FONTS: &[&[u8]] = &[
     include_bytes!("../../../fonts/DejaVuSans.ttf"),

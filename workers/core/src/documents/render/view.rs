@@ -20,7 +20,11 @@ pub(super) struct View<'a> {
     /// Which receipt, bill or statement: `payment 8a6e0f4e-…`, `bill 100042`,
     /// `1 Dec 2025 – 30 Nov 2026`.
     pub subject: String,
-    apartment_id: String,
+    /// Whose document: `Apartment 12`, `Provider 1`.
+    owner_label: String,
+    /// The same in the footer: `apartment 12`, `provider 1`.
+    owner_ref: String,
+    /// The apartment's address, the provider's name.
     address: &'a str,
     currency: &'a str,
     #[serde(flatten)]
@@ -33,6 +37,7 @@ enum Part<'a> {
     Receipt(ReceiptView<'a>),
     Bill(BillView<'a>),
     Statement(StatementView<'a>),
+    Settlement(SettlementView),
 }
 
 /// An amount: `value` as the contract carries it (`-1234.50`), `text` for people (`-€1,234.50`).
@@ -137,6 +142,7 @@ impl<'a> View<'a> {
             Document::Receipt(r) => receipt(r),
             Document::Bill(b) => bill(b),
             Document::Statement(s) => statement(s),
+            Document::Settlement(s) => settlement(s),
         }
     }
 }
@@ -147,7 +153,8 @@ fn receipt(r: &Receipt) -> View<'_> {
         kind: "receipt",
         title: "Receipt",
         subject: format!("payment {}", r.payment_id),
-        apartment_id: r.apartment.id.to_string(),
+        owner_label: format!("Apartment {}", r.apartment.id),
+        owner_ref: format!("apartment {}", r.apartment.id),
         address: &r.apartment.address,
         currency,
         part: Part::Receipt(ReceiptView {
@@ -176,7 +183,8 @@ fn bill(b: &Bill) -> View<'_> {
         kind: "bill",
         title: "Bill",
         subject: format!("bill {}", b.bill_id),
-        apartment_id: b.apartment.id.to_string(),
+        owner_label: format!("Apartment {}", b.apartment.id),
+        owner_ref: format!("apartment {}", b.apartment.id),
         address: &b.apartment.address,
         currency,
         part: Part::Bill(BillView {
@@ -219,7 +227,8 @@ fn statement(s: &Statement) -> View<'_> {
             format::short_day(s.from),
             format::short_day(s.to)
         ),
-        apartment_id: s.apartment.id.to_string(),
+        owner_label: format!("Apartment {}", s.apartment.id),
+        owner_ref: format!("apartment {}", s.apartment.id),
         address: &s.apartment.address,
         currency,
         part: Part::Statement(StatementView {
@@ -269,6 +278,120 @@ fn account<'a>(a: &'a ProviderAccount, currency: &str) -> AccountView<'a> {
 /// RFC 3339 in UTC to the second: `2026-12-03T14:05:09Z`.
 pub(super) fn instant(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[derive(Debug, Serialize)]
+struct SettlementView {
+    from_text: String,
+    to_text: String,
+    /// By currency.
+    totals: Vec<SettlementTotalsView>,
+    days: Vec<SettlementDayView>,
+}
+
+#[derive(Debug, Serialize)]
+struct SettlementTotalsView {
+    currency: String,
+    payments: String,
+    refunds_count: String,
+    gross: Money,
+    refunds: Money,
+    fees: Money,
+    net: Money,
+    /// Gross less refunds: what the lines' amounts add up to.
+    moved: Money,
+    collected_elsewhere: Money,
+    /// What qbill pays out: net less what the provider collected itself.
+    payout: Money,
+}
+
+#[derive(Debug, Serialize)]
+struct SettlementDayView {
+    day_text: String,
+    totals: SettlementTotalsView,
+    lines: Vec<SettlementLineView>,
+}
+
+#[derive(Debug, Serialize)]
+struct SettlementLineView {
+    time_text: String,
+    /// `payment 8a6e0f4e`, `refund 5b1e0f4e of payment 8a6e0f4e`.
+    what: String,
+    via: String,
+    amount: Money,
+    fee: Money,
+    net: Money,
+}
+
+fn settlement_totals(t: &crate::documents::SettlementTotals) -> SettlementTotalsView {
+    let money = |amount| Money::new(amount, &t.currency);
+    SettlementTotalsView {
+        currency: t.currency.clone(),
+        payments: t.payments.to_string(),
+        refunds_count: t.refunds_count.to_string(),
+        gross: money(t.gross),
+        refunds: money(t.refunds),
+        fees: money(t.fees),
+        net: money(t.net),
+        moved: money(t.gross - t.refunds),
+        collected_elsewhere: money(t.collected_elsewhere),
+        payout: money(t.net - t.collected_elsewhere),
+    }
+}
+
+fn settlement(s: &crate::documents::Settlement) -> View<'_> {
+    View {
+        kind: "settlement",
+        title: "Settlement",
+        subject: format!(
+            "{} – {}",
+            format::short_day(s.from),
+            format::short_day(s.to)
+        ),
+        owner_label: format!("Provider {}", s.provider_id),
+        owner_ref: format!("provider {}", s.provider_id),
+        address: &s.provider,
+        currency: s.totals.first().map_or("", |t| t.currency.as_str()),
+        part: Part::Settlement(SettlementView {
+            from_text: format::day(s.from),
+            to_text: format::day(s.to),
+            totals: s.totals.iter().map(settlement_totals).collect(),
+            days: s
+                .days
+                .iter()
+                .map(|d| SettlementDayView {
+                    day_text: format::day(d.day),
+                    totals: settlement_totals(&d.totals),
+                    lines: d
+                        .lines
+                        .iter()
+                        .map(|l| {
+                            let money = |amount| Money::new(amount, &d.totals.currency);
+                            SettlementLineView {
+                                time_text: l.at.format("%H:%M").to_string(),
+                                what: match l.refund_id {
+                                    Some(refund) => format!(
+                                        "refund {} of payment {}",
+                                        short(&refund.to_string()),
+                                        short(&l.payment_id.to_string())
+                                    ),
+                                    None => format!("payment {}", short(&l.payment_id.to_string())),
+                                },
+                                via: l.via.clone(),
+                                amount: money(if l.kind == "refund" {
+                                    -l.amount
+                                } else {
+                                    l.amount
+                                }),
+                                fee: money(l.fee),
+                                net: money(l.net()),
+                            }
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }),
+    }
 }
 
 /// The start of a refund's id, as a reference fits a statement's column (the CSV has it whole).
