@@ -19,6 +19,7 @@ mod refunds;
 mod reply_queues;
 mod restore;
 mod sessions;
+mod settlements;
 mod sizes;
 mod sweeper;
 mod walkthrough;
