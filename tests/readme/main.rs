@@ -213,6 +213,22 @@ async fn the_readme_walkthrough_runs_verbatim() {
         "the receipt, the statement and the bill"
     );
 
+    // Money: a refund in two parts (the bill due again), the days closed, Northwind's settlements
+    // read and saved as a spreadsheet.
+    let out = run(&block("money"), &url);
+    assert!(out.contains("refunded in full already"), "{out}");
+    assert!(out.contains("settlement.xlsx: OK"), "{out}");
+    assert!(out.contains("\"days\":"), "the settle job's report: {out}");
+    assert_eq!(
+        one("SELECT count(*) FROM refunds WHERE status = 'succeeded'").await,
+        2
+    );
+    assert!(one("SELECT count(*) FROM settlements WHERE provider_id = 1").await > 0);
+    assert_eq!(
+        one("SELECT count(*) FROM documents WHERE provider_id = 1 AND format = 'xlsx'").await,
+        1
+    );
+
     // `qbill seed demo --reset` puts NW-20417 back unlinked, with its printed code, its bills
     // unpaid and in no apartment: the walkthrough runs again.
     let reset = Command::new(qbill_binary())

@@ -395,16 +395,20 @@ pub fn window(from: &str, to: &str) -> Result<(NaiveDate, NaiveDate), ParseError
     Ok((from, to))
 }
 
-/// The first day of `from`..=`to` that is not closed, if any.
+/// The first day of `from`..=`to` that is not closed, if any. The settle job closes days in
+/// order, from the first with a settled payment; a day before that one had nothing to close and
+/// can gain nothing (payments are stamped when they are written), so it counts as closed.
 pub async fn first_open(
-    client: &impl deadpool_postgres::GenericClient,
+    client: &impl GenericClient,
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Option<NaiveDate>, HandlerError> {
     Ok(client
         .query_one(
-            "SELECT min(d)::date FROM generate_series($1::date, $2::date, interval '1 day') AS d
-             WHERE NOT EXISTS (SELECT 1 FROM settlement_days s WHERE s.day = d::date)",
+            "SELECT CASE WHEN max(day) IS NULL THEN $1::date
+                         WHEN max(day) >= $2::date THEN NULL
+                         ELSE greatest($1::date, max(day) + 1) END
+             FROM settlement_days",
             &[&from, &to],
         )
         .await?

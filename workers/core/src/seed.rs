@@ -94,17 +94,16 @@ pub async fn demo(pool: &Pool, reset: bool) -> anyhow::Result<()> {
         .collect();
     if reset {
         let users: Vec<i64> = DEMO_USERS.iter().map(|u| u.id).collect();
-        tx.execute(
-            "UPDATE bills SET status = 'open', payment_id = NULL
-             WHERE apartment_id = ANY($1) AND payment_id IS NOT NULL AND NOT payment_id = ANY($2)",
-            &[&apartments, &seeded_payments],
-        )
-        .await?;
-        tx.execute(
-            "DELETE FROM payments WHERE apartment_id = ANY($1) AND NOT id = ANY($2)",
-            &[&apartments, &seeded_payments],
-        )
-        .await?;
+        let made: Vec<Uuid> = tx
+            .query(
+                "SELECT id FROM payments WHERE apartment_id = ANY($1) AND NOT id = ANY($2)",
+                &[&apartments, &seeded_payments],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        forget_payments(&tx, &made).await?;
         tx.execute(
             "DELETE FROM processed_requests WHERE user_id = ANY($1)",
             &[&users],
@@ -183,6 +182,41 @@ pub const DEMO_LATE_FEE: i64 = 9002;
 /// Puts Northwind's demo account back as seeded, so that the walkthroughs run again: its bills
 /// unpaid (the payments made on them undone) and in no apartment, 9001 overdue and 9002 open, and
 /// the account linked to none, with [`DEMO_ACTIVATION_CODE`] (which a link voided).
+/// Takes the demo's payments made since it was seeded out of the books, with their refunds, and
+/// makes their bills open again; a payment a closed day settled stays, bills and all (a closed
+/// day never changes, even for the demo).
+async fn forget_payments(
+    tx: &tokio_postgres::Transaction<'_>,
+    payments: &[Uuid],
+) -> anyhow::Result<()> {
+    let unsettled: Vec<Uuid> = tx
+        .query(
+            "SELECT id FROM unnest($1::uuid[]) AS p(id)
+             WHERE NOT EXISTS (SELECT 1 FROM settlement_lines l WHERE l.payment_id = p.id)",
+            &[&payments],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    tx.execute(
+        "DELETE FROM refund_parts WHERE refund_id IN (SELECT id FROM refunds WHERE payment_id = ANY($1))",
+        &[&unsettled],
+    )
+    .await?;
+    tx.execute("DELETE FROM refunds WHERE payment_id = ANY($1)", &[&unsettled])
+        .await?;
+    tx.execute(
+        "UPDATE bills SET status = 'open', payment_id = NULL, reserved_by = NULL
+         WHERE payment_id = ANY($1) OR reserved_by = ANY($1)",
+        &[&unsettled],
+    )
+    .await?;
+    tx.execute("DELETE FROM payments WHERE id = ANY($1)", &[&unsettled])
+        .await?;
+    Ok(())
+}
+
 async fn reset_demo_account(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Result<()> {
     let account = DEMO_ACCOUNT.0;
     let payments: Vec<Uuid> = tx
@@ -194,13 +228,7 @@ async fn reset_demo_account(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Res
         .iter()
         .map(|r| r.get(0))
         .collect();
-    tx.execute(
-        "UPDATE bills SET status = 'open', payment_id = NULL WHERE payment_id = ANY($1)",
-        &[&payments],
-    )
-    .await?;
-    tx.execute("DELETE FROM payments WHERE id = ANY($1)", &[&payments])
-        .await?;
+    forget_payments(tx, &payments).await?;
     tx.execute(
         "UPDATE bills SET status = CASE WHEN id = $1 THEN 'overdue' ELSE 'open' END,
                           voided_at = NULL, void_reason = NULL
