@@ -19,7 +19,7 @@ pub struct Sent {
     pub queue: QueueName,
     pub op: Op,
     pub apartment: i64,
-    /// For a payment, the bills in the order sent.
+    /// For a payment (a household's, or one made elsewhere), the bills in the order sent.
     pub bills: Vec<i64>,
     /// The transport took it (a request it refused was never on the queue).
     pub handed: bool,
@@ -35,6 +35,8 @@ pub struct Read {
     pub code: Option<String>,
     pub payment_id: Option<Uuid>,
     pub total: Option<Decimal>,
+    /// A refund's reply names its refund.
+    pub refund_id: Option<Uuid>,
 }
 
 impl Read {
@@ -47,6 +49,7 @@ impl Read {
             code: reply.error.as_ref().map(|e| e.code.clone()),
             payment_id: data.and_then(|d| d.payment_id),
             total: data.and_then(|d| d.total),
+            refund_id: data.and_then(|d| d.refund_id),
         }
     }
 }

@@ -48,6 +48,7 @@ async fn log_in_at_once(transport: &Transport, users: &[User]) -> anyhow::Result
         });
         transport.send(Outgoing {
             route: "auth",
+            payment: None,
             apartment: None,
             token: None,
             body: body.to_string(),

@@ -127,6 +127,7 @@ impl InboundMessageSource {
     fn message(&self, queue: QueueName) -> InboundMessage {
         let request = Outgoing {
             route: "payments",
+            payment: None,
             apartment: Some(self.apartment),
             token: Some(&self.token),
             body: format!(

@@ -14,9 +14,12 @@ use uuid::Uuid;
 
 /// One request as a client sends it.
 pub struct Outgoing<'a> {
-    /// `auth`, `utils`, `histories` or `payments`.
+    /// `auth`, `utils`, `histories` or `payments` (and the chaos operator's `refund` and
+    /// `payments_external`).
     pub route: &'static str,
     pub apartment: Option<i64>,
+    /// The payment of the path (a refund's).
+    pub payment: Option<Uuid>,
     pub token: Option<&'a str>,
     /// The JSON body, `queue_name` and `request_id` included.
     pub body: String,
@@ -34,11 +37,17 @@ impl Outgoing<'_> {
             ),
         ];
         if let Some(apartment) = self.apartment {
+            attributes.push((attribute::APARTMENT_ID, apartment.to_string()));
+        }
+        if let Some(payment) = self.payment {
+            attributes.push((attribute::PAYMENT_ID, payment.to_string()));
+        }
+        // Every route but a login takes the token's header (sent empty without one).
+        if self.apartment.is_some() || self.token.is_some() {
             let header = self
                 .token
                 .map(|t| format!("Bearer {t}"))
                 .unwrap_or_default();
-            attributes.push((attribute::APARTMENT_ID, apartment.to_string()));
             attributes.push((
                 attribute::AUTHORIZATION,
                 format!("{AUTHORIZATION_MARKER}{header}"),
@@ -67,6 +76,7 @@ pub struct DataHead {
     pub token: Option<String>,
     pub payment_id: Option<Uuid>,
     pub total: Option<rust_decimal::Decimal>,
+    pub refund_id: Option<Uuid>,
 }
 
 #[derive(Deserialize)]
@@ -155,9 +165,13 @@ impl Transport {
     pub async fn send(&self, request: Outgoing<'_>) -> Result<(), Refused> {
         match self {
             Transport::Gateway { http, base } => {
-                let path = match request.apartment {
-                    Some(apartment) => format!("{base}/apartments/{apartment}/{}", request.route),
-                    None => format!("{base}/{}", request.route),
+                let path = match (request.route, request.apartment, request.payment) {
+                    ("refund", _, Some(payment)) => format!("{base}/payments/{payment}/refund"),
+                    ("payments_external", Some(apartment), _) => {
+                        format!("{base}/apartments/{apartment}/payments/external")
+                    }
+                    (route, Some(apartment), _) => format!("{base}/apartments/{apartment}/{route}"),
+                    (route, None, _) => format!("{base}/{route}"),
                 };
                 let mut post = http
                     .post(path)

@@ -665,3 +665,34 @@ async fn a_payment_takes_at_most_ten_refunds() {
     assert_eq!(books(&f).await, before);
     assert_eq!(processor_refunds(&f, &payment).await.len(), 10);
 }
+
+#[tokio::test]
+async fn two_refunds_that_waited_on_the_payments_lock_still_see_each_other() {
+    // Both requests wait on the payment's row while another transaction holds it, then run one
+    // after the other: the second must see the first's refund, though its statement began before
+    // the first committed.
+    let f = card_fixture().await;
+    let (payment, total, _) = paid(&f, 2).await;
+    let part = (total * Decimal::new(6, 1)).round_dp(2);
+    let body = json!({ "amount": format!("{part:.2}"), "reason": "queued" });
+    let mut holder = f.db.pool.get().await.unwrap();
+    let hold = holder.transaction().await.unwrap();
+    hold.execute(
+        "SELECT 1 FROM payments WHERE id = $1::text::uuid FOR UPDATE",
+        &[&payment],
+    )
+    .await
+    .unwrap();
+    let release = async {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        hold.rollback().await.unwrap();
+    };
+    let (a, b, ()) = tokio::join!(
+        refund(&f, &payment, body.clone()),
+        refund(&f, &payment, body.clone()),
+        release
+    );
+    let ok = [&a, &b].iter().filter(|r| r["status"] == "ok").count();
+    assert_eq!(ok, 1, "{a}\n{b}");
+    assert_eq!(processor_refunds(&f, &payment).await.len(), 1);
+}

@@ -14,6 +14,7 @@
 //! - [`report`]: the faults table, the closing line, `chaos.html` with its timeline.
 
 pub mod inject;
+pub mod operator;
 pub mod processes;
 pub mod processor;
 pub mod proxy;
@@ -220,6 +221,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
             "QBILL_RECONCILE_INTERVAL_SECONDS".to_owned(),
             "0".to_owned(),
         ),
+        ("QBILL_SETTLE_INTERVAL_SECONDS".to_owned(), "0".to_owned()),
     ];
     // The jobs at the end reach the database and the processor directly.
     let mut direct = vec![("REDIS_URL".to_owned(), redis.url())];
@@ -288,6 +290,31 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
             stop.clone(),
         ))
     });
+    // The operator: refunds and payments made elsewhere, racing the households.
+    let operator_queue = operator::queue();
+    let operator_login = (format!("{prefix}-ops"), format!("{prefix}-ops-password"));
+    qbill_core::admin::create_user(
+        &db,
+        &operator_login.0,
+        operator_login.1.clone().into(),
+        qbill_core::types::Role::Operator,
+        None,
+    )
+    .await
+    .context("creating the run's operator")?;
+    let operator = tokio::spawn(operator::run(
+        operator::Operator {
+            transport: transport.clone(),
+            journal: journal.clone(),
+            db: db.clone(),
+            apartments: apartments.clone(),
+            queue: operator_queue,
+            login: operator_login,
+            seed,
+            refunds: card.is_some(),
+        },
+        stop.clone(),
+    ));
     let outcome = load::run_with(
         transport.clone(),
         plan,
@@ -301,6 +328,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
     let applied = injector.await.context("the fault injector")?;
     let outcome = outcome?;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let operated = operator.await.context("the operator")??;
     let carried = match carrier {
         Some(carrier) => Some(carrier.await.context("the webhook carrier")?),
         None => None,
@@ -308,7 +336,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
 
     // The backlog drains (repeats of answered requests too), then the last replies are read.
     let drained = queues::drain(&sqs, &queues.url, Duration::from_secs_f64(args.drain)).await?;
-    for queue in &outcome.queues {
+    for queue in outcome.queues.iter().chain([&operator_queue]) {
         queues::read_to_the_end(&sqs, &transport, *queue, reply_prefix, &journal).await?;
     }
     let mut died: Vec<String> = applied.iter().filter_map(|a| a.crashed.clone()).collect();
@@ -358,9 +386,10 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
         verdict::check(&db, &sent, &read, &dead, &apartments, deadlocks, &died).await?;
     let mut processor_line = None;
     if let (Some(card), Some(carried)) = (&card, &carried) {
-        let (captured, ledger) = processor::check(card, &db, &apartments, &mut verdict).await?;
+        let (captured, ledger, refunded) =
+            processor::check(card, &db, &apartments, &mut verdict).await?;
         processor_line = Some(format!(
-            "chaos: processor: confirmed {} declined {} abandoned {}; webhooks {} (dropped {}, duplicated {}, delayed {}); {}; captured {captured} cents, settled {ledger}",
+            "chaos: processor: confirmed {} declined {} abandoned {}; webhooks {} (dropped {}, duplicated {}, delayed {}); {}; captured {captured} cents, settled {ledger}, refunded {refunded}",
             carried.confirmed,
             carried.declined,
             carried.abandoned,
@@ -401,6 +430,16 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
     if let Some(line) = &processor_line {
         println!("{line}");
     }
+    println!(
+        "chaos: operator: refunds asked {} ({} sent two at once), succeeded {} giving back {}, refused {}; payments made elsewhere asked {}, recorded {}",
+        operated.refunds,
+        operated.raced,
+        verdict.refunds,
+        verdict.refunded,
+        verdict.refunds_refused,
+        operated.external,
+        verdict.external
+    );
     println!("{}", report::verdict_text(&verdict));
     let held = verdict.violations.is_empty();
     report::write(

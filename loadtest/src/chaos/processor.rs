@@ -349,11 +349,12 @@ pub async fn check(
     db: &Pool,
     apartments: &[i64],
     verdict: &mut Verdict,
-) -> anyhow::Result<(i64, i64)> {
+) -> anyhow::Result<(i64, i64, i64)> {
     let client = db.get().await?;
     let rows = client
         .query(
-            "SELECT id, status, intent_id, total, currency FROM payments WHERE apartment_id = ANY($1)",
+            "SELECT id, status, intent_id, total, currency FROM payments
+             WHERE apartment_id = ANY($1) AND processor = 'stripe'",
             &[&apartments],
         )
         .await?;
@@ -469,5 +470,35 @@ pub async fn check(
             ids: Vec::new(),
         });
     }
-    Ok((captured, ledger))
+    // What the processor gave back for the run's intents is what the books' refunds gave back.
+    let run_intents: std::collections::HashSet<&str> =
+        intents.iter().filter_map(|i| i["id"].as_str()).collect();
+    let given: i64 = processor
+        .list("/v1/refunds", "")
+        .await?
+        .iter()
+        .filter(|r| {
+            r["status"] == "succeeded"
+                && r["payment_intent"]
+                    .as_str()
+                    .is_some_and(|i| run_intents.contains(i))
+        })
+        .map(|r| r["amount"].as_i64().unwrap_or(-1))
+        .sum();
+    let refunded: Decimal = client
+        .query_one(
+            "SELECT coalesce(sum(r.amount), 0) FROM refunds r JOIN payments p ON p.id = r.payment_id
+             WHERE p.apartment_id = ANY($1) AND r.status = 'succeeded'",
+            &[&apartments],
+        )
+        .await?
+        .get(0);
+    let refunded = i64::try_from(refunded * Decimal::from(100)).unwrap_or(-1);
+    if given != refunded {
+        verdict.violations.push(super::verdict::Violation {
+            what: format!("the processor refunded {given} cents, the books {refunded}"),
+            ids: Vec::new(),
+        });
+    }
+    Ok((captured, ledger, given))
 }

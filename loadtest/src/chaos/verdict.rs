@@ -30,6 +30,13 @@ pub struct Verdict {
     pub paid_twice: usize,
     pub payments: usize,
     pub receipts: usize,
+    /// Payments made elsewhere the operator recorded (receipts).
+    pub external: usize,
+    /// Refunds the operator asked for that succeeded, and those refused.
+    pub refunds: usize,
+    pub refunds_refused: usize,
+    /// What the succeeded refunds gave back.
+    pub refunded: Decimal,
     /// Payments made for requests whose client never heard back (lost or dead-lettered).
     pub paid_unanswered: usize,
     pub deadlocks: i64,
@@ -162,7 +169,7 @@ pub async fn check(
     let mut refused: HashSet<Uuid> = HashSet::new();
     let mut differing: Vec<String> = Vec::new();
     for (id, replies) in &answers {
-        if sent[id].op != Op::Payments {
+        if !matches!(sent[id].op, Op::Payments | Op::PaymentsExternal) {
             continue;
         }
         // Whether it paid, and which payment: the same every time. A refused request's claim is
@@ -192,6 +199,10 @@ pub async fn check(
         );
     }
     verdict.receipts = receipts.len();
+    verdict.external = receipts
+        .keys()
+        .filter(|id| sent[*id].op == Op::PaymentsExternal)
+        .count();
 
     // The books.
     let client = db.get().await?;
@@ -360,6 +371,8 @@ pub async fn check(
         );
     }
 
+    refunds(&client, sent, &answers, apartments, &mut verdict).await?;
+
     // Bills are locked in one order, so payments never deadlock.
     if deadlocks > 0 {
         verdict.violated(
@@ -371,4 +384,155 @@ pub async fn check(
         verdict.violated("worker processes exited by themselves", died);
     }
     Ok(verdict)
+}
+
+/// The operator's refunds: one request, one refund (the same one when answered again); a refused
+/// request refunded nothing; every refund settled by the end, none pending; each payment gave
+/// back exactly its succeeded refunds, never all of it (the run's refunds stay partial), and each
+/// refund is in the audit trail once.
+async fn refunds(
+    client: &deadpool_postgres::Object,
+    sent: &HashMap<Uuid, Sent>,
+    answers: &HashMap<Uuid, Vec<&Read>>,
+    apartments: &[i64],
+    verdict: &mut Verdict,
+) -> anyhow::Result<()> {
+    let mut granted: HashMap<Uuid, Uuid> = HashMap::new();
+    let mut refused: HashSet<Uuid> = HashSet::new();
+    let mut differing = Vec::new();
+    for (id, replies) in answers {
+        if sent[id].op != Op::Refund {
+            continue;
+        }
+        let outcomes: BTreeSet<(bool, Option<Uuid>)> =
+            replies.iter().map(|r| (r.ok, r.refund_id)).collect();
+        if outcomes.len() > 1 {
+            differing.push(format!("{id} {outcomes:?}"));
+        }
+        for reply in replies {
+            match (reply.ok, reply.refund_id) {
+                (true, Some(refund)) => {
+                    granted.insert(*id, refund);
+                }
+                _ => {
+                    refused.insert(*id);
+                }
+            }
+        }
+    }
+    if !differing.is_empty() {
+        verdict.violated(
+            "refund requests answered differently when repeated",
+            &differing,
+        );
+    }
+    let rows = client
+        .query(
+            "SELECT r.request_id, r.id, r.status, r.amount FROM refunds r JOIN payments p ON p.id = r.payment_id
+             WHERE p.apartment_id = ANY($1)",
+            &[&apartments],
+        )
+        .await?;
+    let mut by_request: HashMap<Uuid, Vec<(Uuid, String, Decimal)>> = HashMap::new();
+    for row in &rows {
+        by_request
+            .entry(row.get(0))
+            .or_default()
+            .push((row.get(1), row.get(2), row.get(3)));
+    }
+    let unasked: Vec<Uuid> = by_request
+        .keys()
+        .filter(|r| sent.get(*r).is_none_or(|s| s.op != Op::Refund))
+        .copied()
+        .collect();
+    if !unasked.is_empty() {
+        verdict.violated("refunds of no refund request the run sent", &unasked);
+    }
+    let twice: Vec<Uuid> = by_request
+        .iter()
+        .filter(|(_, refunds)| refunds.len() > 1)
+        .map(|(r, _)| *r)
+        .collect();
+    if !twice.is_empty() {
+        verdict.violated("refund requests with more than one refund", &twice);
+    }
+    let mismatched: Vec<Uuid> = granted
+        .iter()
+        .filter(|(request, refund)| {
+            !by_request
+                .get(*request)
+                .is_some_and(|r| r.len() == 1 && r[0].0 == **refund && r[0].1 == "succeeded")
+        })
+        .map(|(request, _)| *request)
+        .collect();
+    if !mismatched.is_empty() {
+        verdict.violated(
+            "refunds granted in their reply but not one succeeded refund in the books",
+            &mismatched,
+        );
+    }
+    let refunded_though_refused: Vec<Uuid> = refused
+        .iter()
+        .filter(|r| !granted.contains_key(*r) && by_request.contains_key(*r))
+        .copied()
+        .collect();
+    if !refunded_though_refused.is_empty() {
+        verdict.violated(
+            "refund requests refused in their reply but refunded in the books",
+            &refunded_though_refused,
+        );
+    }
+    let pending: Vec<Uuid> = rows
+        .iter()
+        .filter(|r| r.get::<_, &str>(2) == "pending")
+        .map(|r| r.get(1))
+        .collect();
+    if !pending.is_empty() {
+        verdict.violated("refunds still pending after the jobs", &pending);
+    }
+    verdict.refunds = rows
+        .iter()
+        .filter(|r| r.get::<_, &str>(2) == "succeeded")
+        .count();
+    verdict.refunds_refused = refused.iter().filter(|r| !granted.contains_key(*r)).count();
+    verdict.refunded = rows
+        .iter()
+        .filter(|r| r.get::<_, &str>(2) == "succeeded")
+        .map(|r| r.get::<_, Decimal>(3))
+        .sum();
+    let off: Vec<String> = client
+        .query(
+            "SELECT p.id::text FROM payments p
+             WHERE p.apartment_id = ANY($1)
+               AND (p.refunded <> (SELECT coalesce(sum(amount), 0) FROM refunds r
+                                   WHERE r.payment_id = p.id AND r.status = 'succeeded')
+                    OR p.refunded >= p.total)",
+            &[&apartments],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !off.is_empty() {
+        verdict.violated(
+            "payments whose refunded total is not their succeeded refunds, or all of it",
+            &off,
+        );
+    }
+    let off: Vec<String> = client
+        .query(
+            "SELECT r.id::text FROM refunds r JOIN payments p ON p.id = r.payment_id
+             WHERE p.apartment_id = ANY($1)
+               AND (SELECT count(*) FROM audit_events a
+                    WHERE a.entity = 'refund' AND a.entity_id = r.id::text AND a.action = 'created') <> 1",
+            &[&apartments],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !off.is_empty() {
+        verdict.violated("refunds without exactly one audit entry", &off);
+    }
+    Ok(())
 }

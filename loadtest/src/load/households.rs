@@ -116,6 +116,7 @@ pub(super) async fn resend_unanswered_payments(run: &Arc<Run>, client: &Arc<Clie
                 .transport
                 .send(Outgoing {
                     route: Op::Payments.as_str(),
+                    payment: None,
                     apartment: Some(apartment),
                     token: token.as_deref(),
                     body: body.to_string(),

@@ -474,6 +474,7 @@ async fn send(
         .transport
         .send(Outgoing {
             route: op.as_str(),
+            payment: None,
             apartment: (op != Op::Auth).then_some(user.apartment),
             token: token.as_deref(),
             body: body.to_string(),

@@ -143,13 +143,12 @@ impl Request {
         cx: &Context<'_>,
         tx: &deadpool_postgres::Transaction<'_>,
     ) -> Result<Uuid, HandlerError> {
+        // The payment locked first, its refunds read after, in a statement of their own: a
+        // statement that waited for the lock still reads what it reads with the snapshot it
+        // started with, which misses the refund of the transaction it waited for.
         let payment = tx
             .query_opt(
-                "SELECT status, processor, total, currency, external_method,
-                        (SELECT coalesce(sum(amount) FILTER (WHERE status IN ('pending', 'succeeded')), 0)
-                         FROM refunds WHERE payment_id = p.id) AS held,
-                        (SELECT count(*) FROM refunds WHERE payment_id = p.id) AS refunds
-                 FROM payments p WHERE id = $1 FOR UPDATE",
+                "SELECT status, processor, total, currency, external_method FROM payments WHERE id = $1 FOR UPDATE",
                 &[&self.payment],
             )
             .await?;
@@ -176,6 +175,13 @@ impl Request {
                 },
             ));
         }
+        let refunds = tx
+            .query_one(
+                "SELECT coalesce(sum(amount) FILTER (WHERE status IN ('pending', 'succeeded')), 0), count(*)
+                 FROM refunds WHERE payment_id = $1",
+                &[&self.payment],
+            )
+            .await?;
         let status: &str = payment.get("status");
         if status != "succeeded" {
             return Err(HandlerError::rejected(
@@ -186,7 +192,7 @@ impl Request {
                 ),
             ));
         }
-        if payment.get::<_, i64>("refunds") >= MAX_REFUNDS_PER_PAYMENT {
+        if refunds.get::<_, i64>(1) >= MAX_REFUNDS_PER_PAYMENT {
             return Err(HandlerError::rejected(
                 ErrorCode::Conflict,
                 format!(
@@ -198,7 +204,7 @@ impl Request {
         let currency =
             Currency::parse(payment.get::<_, &str>("currency")).map_err(HandlerError::internal)?;
         let total = Money::new(payment.get("total"), currency);
-        let held = Money::new(payment.get("held"), currency);
+        let held = Money::new(refunds.get(0), currency);
         let left = total.amount() - held.amount();
         if left <= Decimal::ZERO {
             return Err(HandlerError::rejected(
