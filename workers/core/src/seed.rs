@@ -204,8 +204,11 @@ async fn forget_payments(
         &[&unsettled],
     )
     .await?;
-    tx.execute("DELETE FROM refunds WHERE payment_id = ANY($1)", &[&unsettled])
-        .await?;
+    tx.execute(
+        "DELETE FROM refunds WHERE payment_id = ANY($1)",
+        &[&unsettled],
+    )
+    .await?;
     tx.execute(
         "UPDATE bills SET status = 'open', payment_id = NULL, reserved_by = NULL
          WHERE payment_id = ANY($1) OR reserved_by = ANY($1)",
