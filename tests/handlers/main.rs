@@ -17,6 +17,7 @@ mod pages;
 mod payments;
 mod payments_external;
 mod refunds;
+mod saved_cards;
 mod settlements;
 mod takeover;
 mod utils;

@@ -290,6 +290,125 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/me/payment-methods": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Starts saving a card (a SetupIntent for Stripe.js), or, with the confirmed setup_intent_id, saves it (reply kind `me_payment_methods`; households). */
+        post: operations["me_payment_methods"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/me/payment-methods/list": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The household's saved cards: brand, last four digits, expiry (reply kind `me_payment_methods_list`; households). */
+        post: operations["me_payment_methods_list"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/me/payment-methods/{payment_method_id}/delete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Forgets one of the household's saved cards (reply kind `me_payment_method_delete`; households). */
+        post: operations["me_payment_method_delete"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    payment_method_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/providers/{provider_id}/settlements": {
         parameters: {
             query?: never;
@@ -1673,6 +1792,19 @@ export interface components {
             reason: string;
             request_id: components["schemas"]["Uuid"];
         };
+        MePaymentMethodsRequest: {
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+            setup_intent_id?: string;
+        };
+        MePaymentMethodsListRequest: {
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+        };
+        MePaymentMethodDeleteRequest: {
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
+        };
         SettlementsRequest: {
             from: components["schemas"]["Date"];
             queue_name: components["schemas"]["Uuid"];
@@ -2102,6 +2234,131 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["RefundRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    me_payment_methods: {
+        parameters: {
+            query?: never;
+            header: {
+                Authorization: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MePaymentMethodsRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    me_payment_methods_list: {
+        parameters: {
+            query?: never;
+            header: {
+                Authorization: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MePaymentMethodsListRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    me_payment_method_delete: {
+        parameters: {
+            query?: never;
+            header: {
+                Authorization: string;
+            };
+            path: {
+                payment_method_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MePaymentMethodDeleteRequest"];
             };
         };
         responses: {

@@ -111,6 +111,12 @@ export type Currency = string;
 
 export type Date = string;
 
+/** The reply's data, kind `me_payment_method_delete`: the cards still saved. */
+export interface DeletedCardData {
+  cards: SavedCard[];
+  deleted: string;
+}
+
 export interface DeletedData {
   deleted: boolean;
   /** The id payments and the audit trail keep. */
@@ -309,6 +315,16 @@ export interface PaymentData {
   total: Amount;
 }
 
+/** The reply's data, kind `me_payment_methods`. */
+export interface PaymentMethodsData {
+  cards: SavedCard[];
+  client_secret?: string | null;
+  /** When finishing: the card saved now, and every saved card. */
+  saved?: SavedCard | null;
+  /** When starting: the SetupIntent to confirm with Stripe.js, and its secret. */
+  setup_intent_id?: string | null;
+}
+
 export type PaymentStatus = "pending" | "requires_action" | "processing" | "succeeded" | "failed" | "canceled";
 
 /** The reply's data, kind `payments`: the payment and where it stands. */
@@ -436,6 +452,21 @@ export interface ResetDoneData {
 
 /** What a user may do; a token carries it. */
 export type Role = "household" | "provider" | "operator";
+
+/** A saved card as the household sees it: which card, never its number. */
+export interface SavedCard {
+  brand: string;
+  exp_month: number;
+  exp_year: number;
+  last4: string;
+  /** What `payments` takes as `payment_method` to pay with it. */
+  payment_method_id: string;
+}
+
+/** The reply's data, kind `me_payment_methods_list`. */
+export interface SavedCardsData {
+  cards: SavedCard[];
+}
 
 export interface SessionsData {
   more_sessions?: boolean;
@@ -576,6 +607,9 @@ export interface ReplyData {
   me: MeData;
   me_delete: DeletedData;
   me_password: PasswordData;
+  me_payment_method_delete: DeletedCardData;
+  me_payment_methods: PaymentMethodsData;
+  me_payment_methods_list: SavedCardsData;
   me_sessions: SessionsData;
   notifications: NotificationsData;
   password_reset: ResetData;

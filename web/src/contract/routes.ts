@@ -10,6 +10,9 @@ export const routes = {
   "/apartments/{apartment_id}/payments/{payment_id}": "payment",
   "/apartments/{apartment_id}/payments/external": "payments_external",
   "/payments/{payment_id}/refund": "refund",
+  "/me/payment-methods": "me_payment_methods",
+  "/me/payment-methods/list": "me_payment_methods_list",
+  "/me/payment-methods/{payment_method_id}/delete": "me_payment_method_delete",
   "/providers/{provider_id}/settlements": "settlements",
   "/providers/{provider_id}/documents": "provider_documents",
   "/apartments/{apartment_id}/bills/{bill_id}": "bill",
@@ -61,6 +64,9 @@ export type Kind =
   | "me"
   | "me_delete"
   | "me_password"
+  | "me_payment_method_delete"
+  | "me_payment_methods"
+  | "me_payment_methods_list"
   | "me_sessions"
   | "notifications"
   | "password_reset"

@@ -26,6 +26,7 @@ pub struct Path {
     pub provider_id: Option<String>,
     pub bill_id: Option<String>,
     pub payment_id: Option<String>,
+    pub payment_method_id: Option<String>,
 }
 
 impl Path {
@@ -58,6 +59,23 @@ impl Path {
 
     pub fn bill(&self) -> Result<crate::types::BillId, ParseError> {
         Self::get(&self.bill_id, "bill id", crate::types::BillId::parse)
+    }
+
+    /// A saved card's PaymentMethod id: `pm_`, then letters, digits or `_`.
+    pub fn payment_method(&self) -> Result<String, ParseError> {
+        Self::get(&self.payment_method_id, "payment method id", |raw| {
+            let valid = raw.len() <= 255
+                && raw.strip_prefix("pm_").is_some_and(|r| {
+                    !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                });
+            if valid {
+                Ok(raw.to_owned())
+            } else {
+                Err(ParseError::new(format!(
+                    "payment method id {raw:?} is not a saved card's id (pm_…)"
+                )))
+            }
+        })
     }
 
     pub fn payment(&self) -> Result<uuid::Uuid, ParseError> {

@@ -21,6 +21,7 @@ pub mod attribute {
     pub const PROVIDER_ID: &str = "provider_id";
     pub const BILL_ID: &str = "bill_id";
     pub const PAYMENT_ID: &str = "payment_id";
+    pub const PAYMENT_METHOD_ID: &str = "payment_method_id";
     pub const AUTHORIZATION: &str = "authorization";
     pub const GATEWAY_REQUEST_ID: &str = "gateway_request_id";
     pub const REQUEST_TIME: &str = "request_time";
@@ -125,6 +126,10 @@ impl Envelope {
             provider_id: message.attributes.get(attribute::PROVIDER_ID).cloned(),
             bill_id: message.attributes.get(attribute::BILL_ID).cloned(),
             payment_id: message.attributes.get(attribute::PAYMENT_ID).cloned(),
+            payment_method_id: message
+                .attributes
+                .get(attribute::PAYMENT_METHOD_ID)
+                .cloned(),
         };
         let request = match kind {
             Kind::Unknown => Err(ParseError::new(format!(

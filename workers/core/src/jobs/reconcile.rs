@@ -3,7 +3,8 @@
 //! was lost); any other difference is reported and changes nothing: money captured for a payment
 //! the books released or never had, an amount other than the ledger's, a payment the books call
 //! settled whose intent did not succeed. The processor's refunds of the window are compared the
-//! same way: a refund the books hold pending is settled, any other difference reported. Each difference is logged, counted
+//! same way: a refund the books hold pending is settled, any other difference reported. And the
+//! customers of deleted accounts that the processor still keeps are deleted there. Each difference is logged, counted
 //! (`qbill_payment_discrepancies_total`, alarmed on AWS) and listed in the report
 //! (`qbill jobs reconcile`, `qbill payments discrepancies`).
 //!
@@ -55,6 +56,8 @@ pub struct Report {
     pub refunded: HashMap<String, i64>,
     /// The books' succeeded refunds of those, in minor units by currency.
     pub refunded_in_books: HashMap<String, i64>,
+    /// Deleted accounts whose customer (and saved cards) the processor was made to forget.
+    pub customers_forgotten: u64,
     pub discrepancies: Vec<Discrepancy>,
 }
 
@@ -175,6 +178,8 @@ pub async fn run(
         }
     }
     refunds(services, processor, since, &mut report).await?;
+    report.customers_forgotten =
+        crate::processor::saved::forget_deleted(services, processor).await?;
     tracing::info!(
         job = "reconcile",
         intents = report.intents,

@@ -12,6 +12,7 @@
 
 pub mod book;
 pub mod refund;
+pub mod saved;
 pub mod signature;
 pub mod stripe;
 pub mod webhook;
@@ -116,6 +117,21 @@ pub async fn charge(
         // Asked before (this is a repeat): where it stands now.
         Some(id) => processor.stripe.retrieve_intent(id).await,
         None => {
+            let saved_on = match saved_card(services, processor, &payment, payment_method).await? {
+                Saved::No => None,
+                Saved::On(customer) => Some(customer),
+                Saved::Elsewhere => {
+                    let card = stripe::CardError {
+                        code: Some("payment_method_not_yours".into()),
+                        ..Default::default()
+                    };
+                    let payment = book::fail(services, payment.id, &card, Via::Confirm).await?;
+                    return Ok(Charged {
+                        payment,
+                        client_secret: None,
+                    });
+                }
+            };
             processor
                 .stripe
                 .create_intent(&NewIntent {
@@ -127,6 +143,7 @@ pub async fn charge(
                         .map_err(HandlerError::internal)?,
                     currency: payment.total.currency().as_str(),
                     payment_method,
+                    saved_on: saved_on.as_deref(),
                 })
                 .await
         }
@@ -174,6 +191,50 @@ pub async fn charge(
     })
 }
 
+/// Whether a payment's card is one the household saved.
+enum Saved {
+    /// A card entered for this payment (or none).
+    No,
+    /// Saved on the household's customer: charged off-session, on it.
+    On(String),
+    /// Saved on someone else's customer: never charged for this household.
+    Elsewhere,
+}
+
+/// Reads, for a PaymentMethod (`pm_…`), whether it is saved, and on whose customer.
+async fn saved_card(
+    services: &Services,
+    processor: &Processor,
+    payment: &Payment,
+    payment_method: Option<&str>,
+) -> Result<Saved, HandlerError> {
+    let Some(method) = payment_method.filter(|m| m.starts_with("pm_")) else {
+        return Ok(Saved::No);
+    };
+    let card = match processor.stripe.retrieve_payment_method(method).await {
+        Ok(card) => card,
+        Err(stripe::Error::Unavailable(e)) => return Err(HandlerError::Transient(e)),
+        // Unknown to the processor: the confirm refuses it, as it would any bad card.
+        Err(_) => return Ok(Saved::No),
+    };
+    let Some(owner) = card.customer else {
+        return Ok(Saved::No);
+    };
+    let client = crate::store::client(&services.store).await?;
+    let ours: Option<String> = client
+        .query_opt(
+            "SELECT stripe_customer_id FROM users WHERE id = $1",
+            &[&payment.user_id],
+        )
+        .await?
+        .and_then(|r| r.get(0));
+    Ok(if ours.as_deref() == Some(owner.as_str()) {
+        Saved::On(owner)
+    } else {
+        Saved::Elsewhere
+    })
+}
+
 /// A sentence for people for the processor's decline code.
 pub fn decline_message(code: &str) -> &'static str {
     match code {
@@ -189,6 +250,9 @@ pub fn decline_message(code: &str) -> &'static str {
         }
         "processing_error" => {
             "The card could not be charged because of an error at the bank. Try again in a moment."
+        }
+        "payment_method_not_yours" => {
+            "This saved card is not one of yours. Pay with one of your cards."
         }
         "authentication_required" => {
             "The card's bank asks you to confirm this payment. Pay again and confirm it."

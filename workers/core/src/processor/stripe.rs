@@ -197,6 +197,44 @@ pub struct NewIntent<'a> {
     pub currency: &'a str,
     /// Confirmed at once with this PaymentMethod, or left for Stripe.js to confirm.
     pub payment_method: Option<&'a str>,
+    /// A card saved on this customer, charged while the household is not there to confirm
+    /// (`off_session`): its bank may still ask, and the payment then waits on the household.
+    pub saved_on: Option<&'a str>,
+}
+
+/// A SetupIntent: a card being saved on a customer, confirmed by Stripe.js.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SetupIntent {
+    pub id: String,
+    pub status: String,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub customer: Option<String>,
+    #[serde(default)]
+    pub payment_method: Option<String>,
+}
+
+/// A card PaymentMethod, as far as saved cards read it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentMethod {
+    pub id: String,
+    #[serde(default)]
+    pub customer: Option<String>,
+    #[serde(default)]
+    pub card: Option<CardDetails>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CardDetails {
+    #[serde(default)]
+    pub brand: Option<String>,
+    #[serde(default)]
+    pub last4: Option<String>,
+    #[serde(default)]
+    pub exp_month: Option<u32>,
+    #[serde(default)]
+    pub exp_year: Option<u32>,
 }
 
 impl Stripe {
@@ -225,6 +263,10 @@ impl Stripe {
         if let Some(method) = new.payment_method {
             form.push(("payment_method", method.to_owned()));
             form.push(("confirm", "true".to_owned()));
+            if let Some(customer) = new.saved_on {
+                form.push(("customer", customer.to_owned()));
+                form.push(("off_session", "true".to_owned()));
+            }
         }
         self.post(
             "/v1/payment_intents",
@@ -310,6 +352,103 @@ impl Stripe {
                 page
             }),
         }
+    }
+
+    /// Makes the household's customer (the idempotency key is the user's: asked twice, one).
+    pub async fn create_customer(&self, user_id: i64) -> Result<String, Error> {
+        let created: Created = self
+            .post(
+                "/v1/customers",
+                &[("metadata[user_id]", user_id.to_string())],
+                Some(&format!("qbill-customer-{user_id}")),
+            )
+            .await?;
+        Ok(created.id)
+    }
+
+    /// Deletes a customer (its cards with it); one deleted already is gone as wanted.
+    pub async fn delete_customer(&self, id: &str) -> Result<(), Error> {
+        match self
+            .send::<serde_json::Value>(
+                self.http.delete(self.url(&format!("/v1/customers/{id}"))),
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(Error::Refused(e)) if format!("{e}").contains("404") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts saving a card on `customer`, for payments the household is not there to confirm.
+    pub async fn create_setup_intent(
+        &self,
+        customer: &str,
+        user_id: i64,
+    ) -> Result<SetupIntent, Error> {
+        self.post(
+            "/v1/setup_intents",
+            &[
+                ("customer", customer.to_owned()),
+                ("usage", "off_session".to_owned()),
+                ("payment_method_types[]", "card".to_owned()),
+                ("metadata[user_id]", user_id.to_string()),
+            ],
+            None,
+        )
+        .await
+    }
+
+    pub async fn retrieve_setup_intent(&self, id: &str) -> Result<SetupIntent, Error> {
+        self.send(
+            self.http.get(self.url(&format!("/v1/setup_intents/{id}"))),
+            None,
+        )
+        .await
+    }
+
+    pub async fn retrieve_payment_method(&self, id: &str) -> Result<PaymentMethod, Error> {
+        self.send(
+            self.http
+                .get(self.url(&format!("/v1/payment_methods/{id}"))),
+            None,
+        )
+        .await
+    }
+
+    /// Saves a card on `customer` (again is the same).
+    pub async fn attach_payment_method(
+        &self,
+        id: &str,
+        customer: &str,
+    ) -> Result<PaymentMethod, Error> {
+        self.post(
+            &format!("/v1/payment_methods/{id}/attach"),
+            &[("customer", customer.to_owned())],
+            None,
+        )
+        .await
+    }
+
+    pub async fn detach_payment_method(&self, id: &str) -> Result<PaymentMethod, Error> {
+        self.post(&format!("/v1/payment_methods/{id}/detach"), &[], None)
+            .await
+    }
+
+    /// The cards saved on `customer` (at most 100).
+    pub async fn customer_cards(&self, customer: &str) -> Result<Vec<PaymentMethod>, Error> {
+        let page: Page<PaymentMethod> = self
+            .send(
+                self.http.get(self.url("/v1/payment_methods")).query(&[
+                    ("customer", customer),
+                    ("type", "card"),
+                    ("limit", "100"),
+                ]),
+                None,
+            )
+            .await?;
+        Ok(page.data)
     }
 
     /// The processor's fee on the intent's charge, and its currency (from the charge's balance

@@ -146,6 +146,14 @@ impl Route for Request {
         })
         .await?;
         cx.mail_after_commit(mail);
+        // After the commit: the saved cards and the customer at the processor go too. The
+        // account's row keeps the customer's id until they are gone, so a failure here is
+        // finished by the reconcile job (docs/data-deletion.md).
+        if let Some(processor) = cx.services.processor.as_deref()
+            && let Err(e) = crate::processor::saved::forget(cx.services, processor, user).await
+        {
+            tracing::warn!(error = format!("{e:#}"), "the processor's customer of a deleted account is left to the reconcile job");
+        }
         Ok(data)
     }
 }

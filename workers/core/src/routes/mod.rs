@@ -389,6 +389,12 @@ routes! {
     PaymentsExternal => payments_external,
     /// A settled card payment given back, all or part: `POST /payments/{payment_id}/refund`.
     Refund => refund,
+    /// Save a card (a SetupIntent), then keep it: `POST /me/payment-methods`.
+    MePaymentMethods => me_payment_methods,
+    /// The household's saved cards: `POST /me/payment-methods/list`.
+    MePaymentMethodsList => me_payment_methods_list,
+    /// Forget a saved card: `POST /me/payment-methods/{payment_method_id}/delete`.
+    MePaymentMethodDelete => me_payment_method_delete,
     /// What a provider was owed, day by day: `POST /providers/{provider_id}/settlements`.
     Settlements => settlements,
     /// A provider's settlements as a document: `POST /providers/{provider_id}/documents`.
