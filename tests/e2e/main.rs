@@ -18,6 +18,7 @@ mod pool;
 mod refunds;
 mod reply_queues;
 mod restore;
+mod saved_cards;
 mod sessions;
 mod settlements;
 mod sizes;

@@ -29,6 +29,11 @@ export interface StripeJs {
   createPaymentMethod?(data: { type: "card"; card: CardElement }): Promise<{ paymentMethod?: { id: string }; error?: StripeError } | undefined>;
   createToken(card: CardElement): Promise<{ token?: { id: string; card?: { id: string } }; error?: StripeError }>;
   confirmCardPayment(clientSecret: string): Promise<{ paymentIntent?: { id: string; status: string }; error?: StripeError }>;
+  /** Saves the card of the element on the SetupIntent's customer (its bank may ask first). */
+  confirmCardSetup(
+    clientSecret: string,
+    data: { payment_method: { card: CardElement } },
+  ): Promise<{ setupIntent?: { id: string; status: string } | null; error?: StripeError | null }>;
 }
 
 declare global {

@@ -1,7 +1,7 @@
 // A household on its own, in the browser: it signs up, confirms its address from the mail's link,
 // links a provider's account with the activation code of the paper bill, hears of the next bill
-// in its inbox, sets a new password from a reset mail, and changes its address, which the old
-// address's mail puts back.
+// in its inbox, saves a card and pays with it in one tap, sets a new password from a reset mail,
+// and changes its address, which the old address's mail puts back.
 import { type Page, expect, test } from "@playwright/test";
 import { CARDS, Client, expectAccessible, fillCard, linkIn, mailTo } from "./support";
 
@@ -136,6 +136,44 @@ test("chooses its notifications on the profile page the mails link to", async ()
   await page.reload();
   await expect(page.getByRole("checkbox", { name: "A new bill: by mail" })).not.toBeChecked();
   await expect(page.getByRole("checkbox", { name: "A new bill: in the inbox" })).toBeChecked();
+});
+
+test("saves a card on the profile, pays the other bill with it in one tap, and removes it", async () => {
+  await page.goto("/profile");
+  const cards = page.getByRole("region", { name: "Cards" });
+  await expect(cards.getByText("No card saved yet.")).toBeVisible();
+  await cards.getByRole("button", { name: "Add a card" }).click();
+  await fillCard(cards, CARDS.good);
+  await cards.getByRole("button", { name: "Save the card" }).click();
+  await expect(cards.getByText(/^Saved: .* ending 4242, expires 12\/34\.$/)).toBeVisible();
+  await expect(cards.getByTestId("saved-card")).toHaveCount(1);
+  await expectAccessible(page);
+  await page.screenshot({ path: "test-results/screens/25a-cards.png", fullPage: true });
+
+  // The bill left to pay (54.10), in one tap with the saved card: no card typed.
+  const payments: Record<string, unknown>[] = [];
+  page.on("request", (r) => {
+    if (r.method() === "POST" && new URL(r.url()).pathname.endsWith("/payments")) payments.push(JSON.parse(r.postData() ?? "{}"));
+  });
+  await page.goto("/");
+  await page.getByRole("link", { name: /8 Mill Road/ }).click();
+  await page.getByRole("checkbox").first().check();
+  await page.getByRole("button", { name: "Pay €54.10" }).click();
+  const oneTap = page.getByTestId("pay-saved");
+  await expect(oneTap).toHaveText(/^Pay €54\.10 with .* ending 4242, expires 12\/34$/);
+  await expectAccessible(page);
+  await page.screenshot({ path: "test-results/screens/25b-pay-saved.png", fullPage: true });
+  await oneTap.click();
+  await expect(page.getByRole("heading", { name: "Receipt" })).toBeVisible();
+  await expect(page.getByTestId("receipt-total")).toHaveText("€54.10");
+  expect(payments).toHaveLength(1);
+  expect(payments[0].payment_method).toMatch(/^pm_[A-Za-z0-9_]+$/);
+
+  // Removed: gone from the profile, and from the next payment's form.
+  await page.goto("/profile");
+  await cards.getByRole("button", { name: /^Remove .* ending 4242/ }).click();
+  await expect(cards.getByText(/^Removed: .* ending 4242/)).toBeVisible();
+  await expect(cards.getByText("No card saved yet.")).toBeVisible();
 });
 
 test("sets a new password from the reset mail, and logs in with it; other sessions end", async ({ browser }) => {

@@ -15,6 +15,7 @@ import { h } from "../dom";
 import { GatewayError, ReplyError } from "../gateway";
 import { formatMoney } from "../money";
 import { type CardElement, type StripeJs, cardMethod, loadStripe, stripeMessage } from "../stripe";
+import { cardLabel, savedCards } from "./cards";
 import { errorBox, heading } from "./common";
 import { type ReceiptBill, keepReceipt, receiptBill } from "./receipt";
 
@@ -78,15 +79,18 @@ export function cardPanel(app: App, p: CardPayment): HTMLElement {
   const cardState = h("p", { class: "loading" }, "Loading the card form…");
   const status = h("div", {});
   const refusal = p.refused ? h("p", { class: "error", role: "alert", tabindex: "-1", "data-testid": "card-refused" }, p.refused) : null;
+  const saved = h("div", { class: "saved-cards" });
+  const legend = h("legend", {}, refusal ? "Another card" : "Card");
   const panel = h(
     "div",
     { class: "confirm card", role: "region", "aria-label": "Confirm the payment", tabindex: "-1" },
     h("p", {}, p.question),
     refusal,
+    saved,
     h(
       "fieldset",
       { class: "card-fields" },
-      h("legend", {}, refusal ? "Another card" : "Card"),
+      legend,
       mount,
       h("p", { class: "hint" }, "The card's number, expiry month and year, security code and postal code. They go straight to the card processor, never to qbill."),
       cardState,
@@ -124,16 +128,35 @@ export function cardPanel(app: App, p: CardPayment): HTMLElement {
     },
   );
 
+  // The household's saved cards first: one tap pays with one (unless it was just refused).
+  void savedCards(app).then((cards) => {
+    if (!panel.isConnected || cards.length === 0) return;
+    legend.textContent = "Or another card";
+    saved.replaceChildren(
+      h("p", { class: "meta" }, "With a saved card:"),
+      ...cards.map((c) => {
+        const button = h("button", { type: "button", class: "primary", "data-testid": "pay-saved" }, `Pay ${money(p.total)} with ${cardLabel(c)}`);
+        button.addEventListener("click", () => {
+          attempt = { requestId: crypto.randomUUID(), paymentMethod: c.payment_method_id };
+          void pay();
+        });
+        return button;
+      }),
+    );
+  });
+
   cancel?.addEventListener("click", () => p.onCancel?.());
   confirm.addEventListener("click", () => void pay());
 
   async function pay(): Promise<void> {
-    if (!stripe || !card) return;
+    if (!stripe) return;
     confirm.disabled = true;
+    for (const button of saved.querySelectorAll("button")) button.disabled = true;
     if (cancel) cancel.disabled = true;
     status.replaceChildren(h("p", { role: "status" }, "Paying…"));
     try {
       if (!attempt) {
+        if (!card) return;
         const made = await cardMethod(stripe, card);
         const cardId = made.id;
         if (!cardId) throw new CardNotTaken(stripeMessage(made.error, "Enter the card's number, expiry month and year, security code and postal code."));
@@ -148,6 +171,7 @@ export function cardPanel(app: App, p: CardPayment): HTMLElement {
       await follow(stripe, payment);
     } catch (error: unknown) {
       if (cancel) cancel.disabled = false;
+      for (const button of saved.querySelectorAll("button")) button.disabled = false;
       if (error instanceof CardNotTaken) {
         status.replaceChildren(errorBox(error.message));
         confirm.disabled = false;

@@ -5,6 +5,7 @@ import { explain, type App } from "../app";
 import type { MeData, RequestFields } from "../contract";
 import { h } from "../dom";
 import { ReplyError } from "../gateway";
+import { cardsSection } from "./cards";
 import { errorBox, field, heading, onSubmit } from "./common";
 
 const EVENTS: Record<string, string> = {
@@ -29,7 +30,7 @@ export function profileView(app: App): HTMLElement {
       body.replaceChildren(errorBox(explain(error, "The account")));
     },
   );
-  return h("section", {}, heading("Your account"), body);
+  return h("section", {}, heading("Your account"), body, app.config.stripe_js_url ? cardsSection(app) : null);
 }
 
 function renderProfile(app: App, me: MeData): HTMLElement {
