@@ -2,18 +2,24 @@
 // with the histories route's delta exchange: the request names the window of settled bills the
 // browser already holds (`date_down`..`date_up`, by payment date); the reply carries every settled
 // bill paid outside it and the window then held in full. The latest days can still gain payments,
-// so their bills may come again: they are merged by `bill_id`.
-import type { SettledBill } from "./contract";
+// so their bills may come again: they are merged by `bill_id`. Refunds come on the first page, by
+// the day they went back, merged by `refund_id`; one that refunded its payment whole takes that
+// payment's bills out of the settled ones (they are due again).
+import type { RefundedPayment, SettledBill } from "./contract";
 import type { Session } from "./session";
 
 interface Stored {
   date_down: string | null;
   date_up: string | null;
   settled: SettledBill[];
+  /** Missing in a store kept before refunds. */
+  refunds?: RefundedPayment[];
 }
 
 export interface Synced {
   settled: SettledBill[];
+  /** Newest first. */
+  refunds: RefundedPayment[];
   currency: string | null;
   /** Bills that came from this browser's store. */
   fromStore: number;
@@ -48,6 +54,7 @@ export async function syncHistory(session: Session, apartmentId: number): Promis
   const stored = load(user.id, apartmentId);
   const window = stored.date_down && stored.date_up ? { date_down: stored.date_down, date_up: stored.date_up } : {};
   const byId = new Map(stored.settled.map((b) => [b.bill_id, b]));
+  const refundsById = new Map((stored.refunds ?? []).map((r) => [r.refund_id, r]));
   const fromStore = byId.size;
   let fromServer = 0;
   let cursor: string | undefined;
@@ -64,13 +71,19 @@ export async function syncHistory(session: Session, apartmentId: number): Promis
       if (!byId.has(bill.bill_id)) fromServer += 1;
       byId.set(bill.bill_id, bill);
     }
+    for (const refund of page.refunds) refundsById.set(refund.refund_id, refund);
     held = { date_down: page.date_down, date_up: page.date_up };
     cursor = page.next_cursor ?? undefined;
   } while (cursor);
-  const settled = [...byId.values()].sort((a, b) => b.paid_at.localeCompare(a.paid_at) || a.bill_id - b.bill_id);
-  localStorage.setItem(key(user.id, apartmentId), JSON.stringify({ ...held, settled } satisfies Stored));
+  const refunds = [...refundsById.values()].sort((a, b) => (b.refunded_at ?? "").localeCompare(a.refunded_at ?? ""));
+  const refundedWhole = new Set(refunds.filter((r) => r.whole).map((r) => r.payment_id));
+  const settled = [...byId.values()]
+    .filter((b) => !refundedWhole.has(b.payment_id))
+    .sort((a, b) => b.paid_at.localeCompare(a.paid_at) || a.bill_id - b.bill_id);
+  localStorage.setItem(key(user.id, apartmentId), JSON.stringify({ ...held, settled, refunds } satisfies Stored));
   return {
     settled,
+    refunds,
     currency,
     fromStore,
     fromServer,

@@ -237,6 +237,18 @@ test("the payment is in the history, which the browser keeps and brings up to da
   const pdf = await page.request.get((await statement.getAttribute("href"))!);
   expect((await pdf.body()).subarray(0, 5).toString()).toBe("%PDF-");
   await shot("history-statement", page, false);
+
+  // An operator gives back 1.00 of the payment: the history shows the refund above the payments,
+  // and the payment's bills stay settled (a partial refund).
+  const ops = new Client();
+  await ops.logIn("ops", "ops-password");
+  await ops.call(`/payments/${paymentId}/refund`, { amount: "1.00", reason: "estimated reading corrected" });
+  await page.reload();
+  const refunds = page.getByRole("region", { name: "Refunds" });
+  await expect(refunds).toContainText("estimated reading corrected");
+  await expect(refunds).toContainText("€1.00");
+  await expect(page.locator(`[data-payment-id="${paymentId}"] .bill`)).toHaveCount(2);
+  await shot("history-refund");
 });
 
 test("a declined card is refused in words; its bills stay payable, and another card pays them", async () => {

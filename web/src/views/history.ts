@@ -1,5 +1,5 @@
 // The payment history of an apartment: what this browser keeps, brought up to date with the
-// delta the server sends, by payment.
+// delta the server sends, by payment, with the refunds above.
 import { explain, type App } from "../app";
 import type { SettledBill } from "../contract";
 import { h } from "../dom";
@@ -19,14 +19,42 @@ export function historyView(app: App, apartmentId: number): HTMLElement {
         `${history.fromStore} kept in this browser, ${history.fromServer} new from the server`,
         history.window ? ` · complete from ${formatDate(history.window.date_down)} to ${formatDate(history.window.date_up)}` : "",
       );
+      const paidAt = new Map(history.settled.map((b) => [b.payment_id, b.paid_at]));
+      const refunds =
+        history.refunds.length === 0
+          ? null
+          : h(
+              "section",
+              { class: "card refunds", "aria-labelledby": "refunds-heading" },
+              h("h2", { id: "refunds-heading" }, "Refunds"),
+              h(
+                "ul",
+                { class: "bills" },
+                history.refunds.map((r) =>
+                  h(
+                    "li",
+                    { class: "bill", "data-refund-id": r.refund_id },
+                    h(
+                      "span",
+                      {},
+                      `${r.refunded_at ? formatInstant(r.refunded_at) : "Under way"} · ${r.reason}`,
+                      paidAt.has(r.payment_id) ? ` · of the payment of ${formatInstant(paidAt.get(r.payment_id)!)}` : "",
+                      r.whole ? " · the payment refunded in full: its bills are due again" : "",
+                    ),
+                    h("span", { class: "amount" }, formatMoney(r.amount, r.currency)),
+                  ),
+                ),
+              ),
+            );
       if (history.settled.length === 0) {
-        body.replaceChildren(source, h("p", {}, "No payment yet."));
+        body.replaceChildren(source, ...(refunds ? [refunds] : []), h("p", {}, "No payment yet."));
         return;
       }
       const payments = new Map<string, SettledBill[]>();
       for (const bill of history.settled) payments.set(bill.payment_id, [...(payments.get(bill.payment_id) ?? []), bill]);
       body.replaceChildren(
         source,
+        ...(refunds ? [refunds] : []),
         h(
           "ol",
           { class: "payments" },
@@ -69,13 +97,19 @@ export function historyView(app: App, apartmentId: number): HTMLElement {
 
 const isoDay = (d: Date) => d.toISOString().slice(0, 10);
 
-/** A statement of the apartment for a window of whole days before today, as PDF or CSV. */
+/** A statement of the apartment for a window of whole days before today, as PDF, XLSX or CSV. */
 function statementForm(app: App, apartmentId: number): HTMLElement {
   const day = 86_400_000;
   const yesterday = new Date(Date.now() - day);
   const from = h("input", { type: "date", name: "from", required: true, value: isoDay(new Date(yesterday.getTime() - 365 * day)), max: isoDay(yesterday) });
   const to = h("input", { type: "date", name: "to", required: true, value: isoDay(yesterday), max: isoDay(yesterday) });
-  const format = h("select", { name: "format" }, h("option", { value: "pdf" }, "PDF"), h("option", { value: "csv" }, "CSV (for a spreadsheet)"));
+  const format = h(
+    "select",
+    { name: "format" },
+    h("option", { value: "pdf" }, "PDF"),
+    h("option", { value: "xlsx" }, "XLSX (a spreadsheet)"),
+    h("option", { value: "csv" }, "CSV (for programs)"),
+  );
   const status = h("div", { class: "form-status" });
   const form = h(
     "form",
@@ -91,7 +125,7 @@ function statementForm(app: App, apartmentId: number): HTMLElement {
       const doc = await app.session.gateway.call(
         "/apartments/{apartment_id}/documents",
         { apartment_id: apartmentId },
-        { kind: "statement", format: format.value as "pdf" | "csv", from: from.value, to: to.value },
+        { kind: "statement", format: format.value as "pdf" | "csv" | "xlsx", from: from.value, to: to.value },
       );
       status.replaceChildren(
         h("p", {}, h("a", { href: doc.url, target: "_blank", rel: "noopener", class: "button", "data-testid": "statement-link" }, `Open the statement (${doc.format.toUpperCase()})`)),
