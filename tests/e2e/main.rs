@@ -44,3 +44,26 @@ pub fn served() -> &'static Served {
 pub fn client() -> GatewayClient {
     GatewayClient::new(&served().gateway, Uuid::new_v4())
 }
+
+/// A household of its own from the seed generator (`periods` months of open bills), on a gateway
+/// client of its own that holds its token, its reply queue made: (client, the household).
+pub async fn household(
+    prefix: &str,
+    periods: u32,
+) -> (GatewayClient, qbill_core::seed::GeneratedUser) {
+    let db = qbill_tests::db_pool(&served().admin_url);
+    let prefix = format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let me = qbill_core::seed::users(&db, &prefix, 1, periods)
+        .await
+        .unwrap()
+        .remove(0);
+    let mut client = GatewayClient::new(&served().gateway, Uuid::new_v4());
+    let queue = qbill_core::types::QueueName::parse(&client.queue().to_string()).unwrap();
+    client.set_token(Some(qbill_tests::token_for(
+        me.user_id,
+        &me.username,
+        queue,
+    )));
+    qbill_tests::reply_queue_url(&qbill_tests::sqs().await, queue).await;
+    (client, me)
+}

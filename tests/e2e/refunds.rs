@@ -4,7 +4,7 @@
 //! stop at the gateway, and only operators refund.
 
 use qbill::client::GatewayClient;
-use qbill_tests::{count, db_pool, test_card, token_for};
+use qbill_tests::{count, db_pool, test_card};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -16,15 +16,7 @@ use crate::{REPLY_TIMEOUT, served};
 /// the payment's id and total).
 async fn paid(prefix: &str) -> (GatewayClient, i64, Vec<i64>, String, Decimal) {
     let db = db_pool(&served().admin_url);
-    let prefix = format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let me = qbill_core::seed::users(&db, &prefix, 1, 2)
-        .await
-        .unwrap()
-        .remove(0);
-    let mut client = GatewayClient::new(&served().gateway, Uuid::new_v4());
-    let queue = qbill_core::types::QueueName::parse(&client.queue().to_string()).unwrap();
-    client.set_token(Some(token_for(me.user_id, &me.username, queue)));
-    qbill_tests::reply_queue_url(&qbill_tests::sqs().await, queue).await;
+    let (mut client, me) = crate::household(prefix, 2).await;
     let bills: Vec<i64> = db
         .get()
         .await

@@ -2,8 +2,7 @@
 //! SetupIntent confirmed as Stripe.js confirms it), lists it, pays with it off-session in one
 //! request, and forgets it.
 
-use qbill::client::GatewayClient;
-use qbill_tests::{db_pool, env, token_for};
+use qbill_tests::{db_pool, env};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -25,15 +24,7 @@ async fn processor(path: &str, form: &[(&str, &str)]) -> Value {
 #[tokio::test]
 async fn a_household_saves_a_card_and_pays_with_it_off_session_through_the_gateway() {
     let db = db_pool(&served().admin_url);
-    let prefix = format!("saved-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let me = qbill_core::seed::users(&db, &prefix, 1, 1)
-        .await
-        .unwrap()
-        .remove(0);
-    let mut home = GatewayClient::new(&served().gateway, Uuid::new_v4());
-    let queue = qbill_core::types::QueueName::parse(&home.queue().to_string()).unwrap();
-    home.set_token(Some(token_for(me.user_id, &me.username, queue)));
-    qbill_tests::reply_queue_url(&qbill_tests::sqs().await, queue).await;
+    let (mut home, me) = crate::household("saved", 1).await;
     let mut ask = async |path: &str, body: Value| {
         home.request(path, Uuid::new_v4(), body, REPLY_TIMEOUT)
             .await

@@ -6,8 +6,7 @@ use std::io::Cursor;
 
 use calamine::{Data, Reader, Xlsx};
 use chrono::{Duration, Utc};
-use qbill::client::GatewayClient;
-use qbill_tests::{csv_rows, db_pool, download_document, pdf_text, test_card, token_for};
+use qbill_tests::{csv_rows, db_pool, download_document, pdf_text, test_card};
 use rust_decimal::Decimal;
 use serde_json::json;
 use uuid::Uuid;
@@ -18,15 +17,7 @@ use crate::{REPLY_TIMEOUT, served};
 #[tokio::test]
 async fn a_provider_reads_its_closed_day_and_gets_it_as_csv_xlsx_and_pdf_through_the_gateway() {
     let db = db_pool(&served().admin_url);
-    let prefix = format!("settle-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let me = qbill_core::seed::users(&db, &prefix, 1, 2)
-        .await
-        .unwrap()
-        .remove(0);
-    let mut home = GatewayClient::new(&served().gateway, Uuid::new_v4());
-    let queue = qbill_core::types::QueueName::parse(&home.queue().to_string()).unwrap();
-    home.set_token(Some(token_for(me.user_id, &me.username, queue)));
-    qbill_tests::reply_queue_url(&qbill_tests::sqs().await, queue).await;
+    let (mut home, me) = crate::household("settle", 2).await;
     // A Northwind bill (the seed gives every household gas and electricity from provider 1).
     let bill: i64 = db
         .get()

@@ -29,6 +29,46 @@ use qbill_tests::{TestDb, engine, message, token_for};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+/// A token of `user` acting as `role` (for `provider`), bound to the fixture's queue: how an
+/// operator or a provider's user calls.
+pub fn token(
+    f: &Fixture,
+    user: (i64, &str),
+    role: qbill_core::types::Role,
+    provider: Option<i64>,
+) -> String {
+    f.engine
+        .services
+        .tokens
+        .issue(
+            &qbill_core::token::Holder {
+                user_id: qbill_core::types::UserId(user.0),
+                username: user.1.to_owned(),
+                role,
+                provider: provider.map(qbill_core::types::ProviderId),
+                epoch: 0,
+            },
+            f.queue,
+        )
+        .unwrap()
+        .0
+}
+
+/// The seed's operator, `ops`.
+pub fn operator(f: &Fixture) -> String {
+    token(f, (3, "ops"), qbill_core::types::Role::Operator, None)
+}
+
+/// Northwind Energy's API user (provider 1).
+pub fn northwind(f: &Fixture) -> String {
+    token(
+        f,
+        (4, "northwind"),
+        qbill_core::types::Role::Provider,
+        Some(1),
+    )
+}
+
 /// The demo users of the seed: (id, username).
 pub const DEMO: (i64, &str) = (1, "demo");
 pub const DEMO2: (i64, &str) = (2, "demo2");

@@ -4,47 +4,14 @@
 //! nothing.
 
 use qbill_core::envelope::attribute;
-use qbill_core::token::Holder;
-use qbill_core::types::{ProviderId, Role, UserId};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{DEMO, Fixture, error_code};
+use crate::{DEMO, Fixture, error_code, northwind, operator};
 
 const OPERATOR: (i64, &str) = (3, "ops");
 /// Northwind Energy's API user.
 const NORTHWIND: (i64, &str, i64) = (4, "northwind", 1);
-
-fn token(f: &Fixture, user: (i64, &str), role: Role, provider: Option<i64>) -> String {
-    f.engine
-        .services
-        .tokens
-        .issue(
-            &Holder {
-                user_id: UserId(user.0),
-                username: user.1.to_owned(),
-                role,
-                provider: provider.map(ProviderId),
-                epoch: 0,
-            },
-            f.queue,
-        )
-        .unwrap()
-        .0
-}
-
-fn operator(f: &Fixture) -> String {
-    token(f, OPERATOR, Role::Operator, None)
-}
-
-fn northwind(f: &Fixture) -> String {
-    token(
-        f,
-        (NORTHWIND.0, NORTHWIND.1),
-        Role::Provider,
-        Some(NORTHWIND.2),
-    )
-}
 
 fn today() -> String {
     chrono::Utc::now().date_naive().to_string()

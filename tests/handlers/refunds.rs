@@ -5,8 +5,7 @@
 //! hostile body and every caller who may not is refused, and changes nothing.
 
 use qbill_core::envelope::attribute;
-use qbill_core::token::Holder;
-use qbill_core::types::{ProviderId, Role, UserId};
+use qbill_core::types::Role;
 use qbill_tests::message;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -16,31 +15,7 @@ use crate::card_payments::{
     GOOD_CARD, WEBHOOK_SECRET, card, card_fixture, deliver, now, pay_with, processor, read_payment,
     webhook,
 };
-use crate::{DEMO, Fixture, bill_ids, error_code};
-
-const OPERATOR: (i64, &str) = (3, "ops");
-
-fn token(f: &Fixture, user: (i64, &str), role: Role, provider: Option<i64>) -> String {
-    f.engine
-        .services
-        .tokens
-        .issue(
-            &Holder {
-                user_id: UserId(user.0),
-                username: user.1.to_owned(),
-                role,
-                provider: provider.map(ProviderId),
-                epoch: 0,
-            },
-            f.queue,
-        )
-        .unwrap()
-        .0
-}
-
-fn operator(f: &Fixture) -> String {
-    token(f, OPERATOR, Role::Operator, None)
-}
+use crate::{DEMO, Fixture, bill_ids, error_code, operator, token};
 
 /// Asks for a refund of `payment` as `token`, under `request_id`.
 async fn refund_as(

@@ -273,22 +273,7 @@ async fn another_household_can_neither_pay_with_finish_nor_delete_someone_elses_
         assert_eq!(error_code(&reply), "invalid_request", "{body} -> {reply}");
     }
     // Only households keep cards.
-    let operator = f
-        .engine
-        .services
-        .tokens
-        .issue(
-            &qbill_core::token::Holder {
-                user_id: qbill_core::types::UserId(3),
-                username: "ops".into(),
-                role: qbill_core::types::Role::Operator,
-                provider: None,
-                epoch: 0,
-            },
-            f.queue,
-        )
-        .unwrap()
-        .0;
+    let operator = crate::operator(&f);
     let mut request = qbill_tests::message(
         "me_payment_methods_list",
         None,

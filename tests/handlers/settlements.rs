@@ -7,41 +7,14 @@ use std::io::Cursor;
 
 use calamine::{Data, Reader, Xlsx};
 use chrono::{Duration, NaiveDate, Utc};
-use qbill_core::token::Holder;
-use qbill_core::types::{ProviderId, Role, UserId};
+use qbill_core::types::Role;
 use qbill_tests::{csv_rows, download_document, pdf_text};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::card_payments::{GOOD_CARD, card, card_fixture, pay_with};
-use crate::{DEMO, Fixture, bill_ids, error_code};
-
-fn token(f: &Fixture, user: (i64, &str), role: Role, provider: Option<i64>) -> String {
-    f.engine
-        .services
-        .tokens
-        .issue(
-            &Holder {
-                user_id: UserId(user.0),
-                username: user.1.to_owned(),
-                role,
-                provider: provider.map(ProviderId),
-                epoch: 0,
-            },
-            f.queue,
-        )
-        .unwrap()
-        .0
-}
-
-fn operator(f: &Fixture) -> String {
-    token(f, (3, "ops"), Role::Operator, None)
-}
-
-fn northwind(f: &Fixture) -> String {
-    token(f, (4, "northwind"), Role::Provider, Some(1))
-}
+use crate::{DEMO, Fixture, bill_ids, error_code, northwind, operator, token};
 
 fn day(days_ago: i64) -> NaiveDate {
     Utc::now().date_naive() - Duration::days(days_ago)
