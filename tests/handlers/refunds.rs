@@ -119,6 +119,22 @@ async fn processor_refunds(f: &Fixture, payment: &str) -> Vec<Value> {
         .clone()
 }
 
+/// Puts the books back as they were before the processor's answer to refund `refund` (of
+/// `payment`, its only refund) came: pending, nothing given back.
+async fn unanswered(f: &Fixture, refund: &str, payment: &str) {
+    f.db.pool
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "UPDATE refunds SET status = 'pending', succeeded_at = NULL, processor_refund_id = NULL WHERE id = '{refund}';
+             UPDATE payments SET refunded = 0 WHERE id = '{payment}';
+             DELETE FROM refund_parts WHERE refund_id = '{refund}';"
+        ))
+        .await
+        .unwrap();
+}
+
 fn money(value: &Value) -> Decimal {
     value.as_str().expect("an amount").parse().unwrap()
 }
@@ -336,15 +352,7 @@ async fn a_refund_the_worker_lost_track_of_is_found_again_not_made_twice() {
     .await;
     let refund_id = first["data"]["refund_id"].as_str().unwrap().to_owned();
     // Put the books back as they were before the answer came.
-    let admin = f.db.pool.get().await.unwrap();
-    admin
-        .batch_execute(&format!(
-            "UPDATE refunds SET status = 'pending', succeeded_at = NULL, processor_refund_id = NULL WHERE id = '{refund_id}';
-             UPDATE payments SET refunded = 0 WHERE id = '{payment}';
-             DELETE FROM refund_parts WHERE refund_id = '{refund_id}';"
-        ))
-        .await
-        .unwrap();
+    unanswered(&f, &refund_id, &payment).await;
     let again = refund_as(
         &f,
         id,
@@ -458,15 +466,8 @@ async fn reconcile_settles_a_refund_whose_answer_never_came() {
     .await;
     let refund_id = reply["data"]["refund_id"].as_str().unwrap().to_owned();
     // The books as if the processor's answer never came (no webhook either).
+    unanswered(&f, &refund_id, &payment).await;
     let admin = f.db.pool.get().await.unwrap();
-    admin
-        .batch_execute(&format!(
-            "UPDATE refunds SET status = 'pending', succeeded_at = NULL, processor_refund_id = NULL WHERE id = '{refund_id}';
-             UPDATE payments SET refunded = 0 WHERE id = '{payment}';
-             DELETE FROM refund_parts WHERE refund_id = '{refund_id}';"
-        ))
-        .await
-        .unwrap();
     let since = chrono::Utc::now() - chrono::Duration::minutes(5);
     let report = qbill_core::jobs::reconcile::run(&f.engine.services, since)
         .await

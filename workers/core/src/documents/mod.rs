@@ -340,6 +340,18 @@ pub enum Format {
 }
 
 impl Format {
+    /// The format named `raw` (`pdf`, `csv`, `xlsx`), or why not.
+    pub fn parse(raw: &str) -> Result<Self, crate::types::ParseError> {
+        match raw {
+            "pdf" => Ok(Self::Pdf),
+            "csv" => Ok(Self::Csv),
+            "xlsx" => Ok(Self::Xlsx),
+            other => Err(crate::types::ParseError::new(format!(
+                "`format` must be pdf, csv or xlsx, not {other:?}"
+            ))),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pdf => "pdf",

@@ -61,16 +61,7 @@ impl Route for Request {
 
     fn parse(path: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
         let b: Body = body(raw)?;
-        let format = match b.format.as_str() {
-            "pdf" => Format::Pdf,
-            "csv" => Format::Csv,
-            "xlsx" => Format::Xlsx,
-            other => {
-                return Err(ParseError::new(format!(
-                    "`format` must be pdf, csv or xlsx, not {other:?}"
-                )));
-            }
-        };
+        let format = Format::parse(&b.format)?;
         let only = |kind: &str, wanted: &str, extra: bool| {
             if extra {
                 Err(ParseError::new(format!(

@@ -55,16 +55,7 @@ impl Route for Request {
                 b.kind
             )));
         }
-        let format = match b.format.as_str() {
-            "pdf" => Format::Pdf,
-            "csv" => Format::Csv,
-            "xlsx" => Format::Xlsx,
-            other => {
-                return Err(ParseError::new(format!(
-                    "`format` must be pdf, csv or xlsx, not {other:?}"
-                )));
-            }
-        };
+        let format = Format::parse(&b.format)?;
         let (from, to) = window(&b.from, &b.to)?;
         Ok(Self {
             provider: path.provider()?,
