@@ -357,7 +357,10 @@ pub fn text(field: &str, raw: &str, max: usize) -> Result<String, ParseError> {
 }
 
 /// Bumps the version of these apartments (locked in id order, as every transaction locks them),
-/// so that no cached read of their bills outlives the transaction's commit.
+/// so that no cached read of their bills outlives the transaction's commit. The lock is the
+/// `NO KEY UPDATE` the update takes anyway: a transaction that added a row naming the apartment
+/// (a payment) holds a key-share lock on it, and two such transactions asking for the stronger
+/// `FOR UPDATE` each waited for the other's (a deadlock the chaos run found).
 pub async fn bump_apartments(
     client: &impl GenericClient,
     apartments: &[i64],
@@ -368,7 +371,7 @@ pub async fn bump_apartments(
     client
         .execute(
             "UPDATE apartments SET version = cache_version()
-             WHERE id IN (SELECT id FROM apartments WHERE id = ANY($1) ORDER BY id FOR UPDATE)",
+             WHERE id IN (SELECT id FROM apartments WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE)",
             &[&apartments],
         )
         .await?;
