@@ -123,6 +123,53 @@ async fn a_household_saves_a_card_and_pays_with_it_off_session_through_the_gatew
         "off-session, on the household's customer"
     );
 
+    // Another household can neither delete nor pay with it, through the gateway either.
+    let (mut other, other_me) = crate::household("saved-other", 1).await;
+    let theirs = other
+        .request(
+            &format!("/me/payment-methods/{method}/delete"),
+            Uuid::new_v4(),
+            json!({}),
+            REPLY_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(crate::lifecycle::error(&theirs), "not_found", "{theirs}");
+    let their_bill: i64 = db
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT id FROM bills WHERE apartment_id = $1 AND status = 'open' ORDER BY id LIMIT 1",
+            &[&other_me.apartment_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let stolen = other
+        .request(
+            &format!("/apartments/{}/payments", other_me.apartment_id),
+            Uuid::new_v4(),
+            json!({ "bills_id": [their_bill], "payment_method": method }),
+            REPLY_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stolen["data"]["failure_code"], "payment_method_not_yours",
+        "{stolen}"
+    );
+    // No token: refused by the gateway.
+    let anonymous = qbill::client::GatewayClient::new(&served().gateway, Uuid::new_v4());
+    let accepted = anonymous
+        .post_raw(
+            "/me/payment-methods/list",
+            json!({ "queue_name": anonymous.queue().to_string(), "request_id": Uuid::new_v4() })
+                .to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(accepted.status, 400, "{}", accepted.body);
     let deleted = ask(&format!("/me/payment-methods/{method}/delete"), json!({})).await;
     assert_eq!(deleted["data"]["cards"], json!([]), "{deleted}");
     // A body the gateway's schema refuses: a card number never goes through it.

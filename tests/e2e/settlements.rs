@@ -153,4 +153,54 @@ async fn a_provider_reads_its_closed_day_and_gets_it_as_csv_xlsx_and_pdf_through
         )
         .await;
     assert_eq!(crate::lifecycle::error(&refused), "forbidden", "{refused}");
+    // A household may not either; hostile bodies and no token stop at the gateway.
+    let by_household = home
+        .request(
+            "/providers/1/settlements",
+            Uuid::new_v4(),
+            json!({ "from": day, "to": day }),
+            REPLY_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::lifecycle::error(&by_household),
+        "forbidden",
+        "{by_household}"
+    );
+    let q = northwind.client.queue().to_string();
+    for (path, body) in [
+        (
+            "/providers/1/settlements",
+            json!({ "queue_name": q, "request_id": Uuid::new_v4(), "from": "2026-1-1", "to": day }),
+        ),
+        (
+            "/providers/1/settlements",
+            json!({ "queue_name": q, "request_id": Uuid::new_v4(), "from": day, "to": day, "provider_id": 2 }),
+        ),
+        (
+            "/providers/1/documents",
+            json!({ "queue_name": q, "request_id": Uuid::new_v4(), "kind": "settlement", "format": "docx", "from": day, "to": day }),
+        ),
+        (
+            "/providers/1/documents",
+            json!({ "queue_name": q, "request_id": Uuid::new_v4(), "kind": "receipt", "format": "pdf", "from": day, "to": day }),
+        ),
+    ] {
+        let accepted = northwind
+            .client
+            .post_raw(path, body.to_string())
+            .await
+            .unwrap();
+        assert_eq!(accepted.status, 400, "{path} {body}: {}", accepted.body);
+    }
+    let anonymous = qbill::client::GatewayClient::new(&served().gateway, Uuid::new_v4());
+    let accepted = anonymous
+        .post_raw(
+            "/providers/1/settlements",
+            json!({ "queue_name": anonymous.queue().to_string(), "request_id": Uuid::new_v4(), "from": day, "to": day }).to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(accepted.status, 400, "{}", accepted.body);
 }
