@@ -358,6 +358,7 @@ async fn the_redis_auth_token_from_secrets_manager_opens_the_cache() {
         anonymous: Default::default(),
         documents: Default::default(),
         payments: Default::default(),
+        events: Default::default(),
     };
     let engine = qbill_core::Engine::from_config(&config).await.unwrap();
     let key = qbill_core::cache::CacheKey::Apartments {

@@ -168,6 +168,9 @@ enum JobsCommand {
         #[arg(long)]
         until: Option<chrono::NaiveDate>,
     },
+    /// Delivers the providers' webhooks that are due (at least once, with backoff over 3 days),
+    /// puts new events on the event bus (`QBILL_EVENT_BUS`), and forgets events after 30 days.
+    Events,
 }
 
 #[derive(Subcommand)]
@@ -606,6 +609,11 @@ async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
         JobsCommand::Settle { until } => {
             let engine = Engine::from_config(&EngineConfig::from_env()?).await?;
             let report = qbill_core::jobs::settle::run(&engine.services, until).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        JobsCommand::Events => {
+            let engine = Engine::from_config(&EngineConfig::from_env()?).await?;
+            let report = qbill_core::jobs::events::run(&engine.services).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
     }

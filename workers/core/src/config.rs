@@ -73,6 +73,30 @@ pub struct EngineConfig {
     pub documents: DocumentsConfig,
     /// How payments move money.
     pub payments: PaymentsConfig,
+    /// Where events go besides the feed.
+    pub events: EventsConfig,
+}
+
+/// Where events go: providers' webhooks (always) and the deployment's EventBridge bus.
+#[derive(Debug, Clone, Default)]
+pub struct EventsConfig {
+    /// The bus every event is put on (`QBILL_EVENT_BUS`); none: no bus.
+    pub bus: Option<String>,
+    /// Whether webhooks may go to `http://` and loopback addresses (`QBILL_WEBHOOKS_ALLOW_LOCAL`):
+    /// the local stack's receivers, never on AWS.
+    pub allow_local: bool,
+}
+
+impl EventsConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            bus: std::env::var("QBILL_EVENT_BUS")
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty()),
+            allow_local: env_or("QBILL_WEBHOOKS_ALLOW_LOCAL", false)?,
+        })
+    }
 }
 
 /// How payments move money (`QBILL_PAYMENTS`).
@@ -361,6 +385,7 @@ impl EngineConfig {
             anonymous: AnonymousLimits::from_env()?,
             documents: DocumentsConfig::from_env()?,
             payments: PaymentsConfig::from_env()?,
+            events: EventsConfig::from_env()?,
         };
         if config.password_slots == 0 {
             bail!("QBILL_PASSWORD_CHECKS must be at least 1");

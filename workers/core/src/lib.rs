@@ -22,7 +22,8 @@
 //! - [`reply`]: the JSON that goes back on the client's queue.
 //!
 //! Around them: [`processor`] (card payments through Stripe: the intents, the processor's
-//! webhooks, and its word applied to the books), [`jobs`] (the overdue, due-soon and notify jobs, run on a schedule), [`notify`]
+//! webhooks, and its word applied to the books), [`events`] (what happened to providers' bills
+//! and money, told by signed webhooks, a feed and the event bus), [`jobs`] (the overdue, due-soon and notify jobs, run on a schedule), [`notify`]
 //! (the outbox of notifications, written in the transaction of the change that causes them, mailed
 //! through SES by [`mail`] and kept as an inbox), [`accounts`] (a household's account on its own: mailed
 //! tokens, refresh tokens, ending sessions, the password policy), [`admin`] (creating users outside
@@ -46,6 +47,7 @@ pub mod documents;
 pub mod engine;
 pub mod envelope;
 pub mod error;
+pub mod events;
 pub mod format;
 pub mod idempotency;
 pub mod jobs;

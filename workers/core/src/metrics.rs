@@ -22,6 +22,9 @@
 //!   take (alarmed on AWS);
 //! - `qbill_webhooks_total{outcome}`: the processor's webhooks, `applied`, `repeat`, `ignored`,
 //!   `forged` or `stale`;
+//! - `qbill_webhook_deliveries_total{outcome}`: webhook attempts to providers' endpoints,
+//!   `delivered`, `failed` (tried again) or `given_up` (alarmed on AWS);
+//! - `qbill_bus_events_total`: events put on the event bus;
 //! - the password slots and the login throttle's counters of [`Metrics`].
 //!
 //! [`Metrics`] also keeps those last counters as cheap atomics, read as a [`Snapshot`]: the worker
@@ -51,6 +54,8 @@ pub const PAYMENTS: &str = "qbill_payments_total";
 pub const REFUNDS: &str = "qbill_refunds_total";
 pub const PAYMENT_DISCREPANCIES: &str = "qbill_payment_discrepancies_total";
 pub const WEBHOOKS: &str = "qbill_webhooks_total";
+pub const WEBHOOK_DELIVERIES: &str = "qbill_webhook_deliveries_total";
+pub const BUS_EVENTS: &str = "qbill_bus_events_total";
 const PASSWORD_CHECKS: &str = "qbill_password_checks_total";
 const PASSWORD_WAIT_SECONDS: &str = "qbill_password_wait_seconds";
 const LOGINS_HELD: &str = "qbill_logins_held_total";
@@ -70,6 +75,12 @@ pub fn describe() {
         Unit::Count,
         "Refunds' changes of status, by status and by who said so"
     );
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        Unit::Count,
+        "Webhook attempts to providers' endpoints, by outcome"
+    );
+    describe_counter!(BUS_EVENTS, Unit::Count, "Events put on the event bus");
     describe_counter!(
         PAYMENT_DISCREPANCIES,
         Unit::Count,
@@ -173,6 +184,17 @@ pub fn refund_status(status: &str, via: &'static str) {
 /// The processor said something the books could not take.
 pub fn payment_discrepancy(kind: &'static str) {
     counter!(PAYMENT_DISCREPANCIES, "kind" => kind).increment(1);
+}
+
+/// A webhook attempt to a provider's endpoint: `delivered`, `failed` (tried again later) or
+/// `given_up`.
+pub fn webhook_delivery(outcome: &'static str) {
+    counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).increment(1);
+}
+
+/// Events put on the event bus.
+pub fn bus_events(count: u64) {
+    counter!(BUS_EVENTS).increment(count);
 }
 
 /// A webhook of the processor, and what came of it.

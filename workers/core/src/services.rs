@@ -7,8 +7,12 @@ use deadpool_postgres::Pool;
 
 use crate::cache::Cache;
 use crate::cognito::Cognito;
-use crate::config::{AnonymousLimits, DocumentsConfig, EngineConfig, MailConfig, PaymentsConfig};
+use crate::config::{
+    AnonymousLimits, DocumentsConfig, EngineConfig, EventsConfig, MailConfig, PaymentsConfig,
+};
 use crate::documents::Files;
+use crate::events::bus::Bus;
+use crate::events::outbound::Outbound;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::password::Passwords;
@@ -32,6 +36,10 @@ pub struct Services {
     pub files: Files,
     /// The payments processor; `None` in the ledger mode, where a payment settles when written.
     pub processor: Option<Arc<Processor>>,
+    /// The client webhooks go out with, and where it may go.
+    pub outbound: Outbound,
+    /// The deployment's event bus, if it has one.
+    pub bus: Option<Bus>,
 }
 
 impl Services {
@@ -55,7 +63,9 @@ impl Services {
             config.password_slots,
         )
         .with_mail(config.mail.clone())
-        .with_documents(config.documents.clone());
+        .with_documents(config.documents.clone())
+        .with_events(&config.events)
+        .await;
         services.anonymous = config.anonymous;
         if let PaymentsConfig::Stripe(stripe) = &config.payments {
             services = services.with_processor(Processor::from_config(stripe).await?);
@@ -80,7 +90,19 @@ impl Services {
             anonymous: AnonymousLimits::default(),
             files: Files::new(DocumentsConfig::default()),
             processor: None,
+            outbound: Outbound::new(false),
+            bus: None,
         }
+    }
+
+    /// Webhooks allowed to loopback `http` (the local stack), and the bus.
+    pub async fn with_events(mut self, config: &EventsConfig) -> Self {
+        self.outbound = Outbound::new(config.allow_local);
+        self.bus = match &config.bus {
+            Some(name) => Some(Bus::new(name.clone()).await),
+            None => None,
+        };
+        self
     }
 
     /// The same services, moving money through `processor`.

@@ -12,6 +12,7 @@
 //!   records the due-soon notifications and `{"qbill": "notify"}` sends the outbox's mails;
 //!   `{"qbill": "expire-payments"}` and `{"qbill": "reconcile"}` ask the payments processor;
 //!   `{"qbill": "settle"}` closes the days that are over into the providers' settlements.
+//!   `{"qbill": "events"}` delivers the providers' webhooks and puts events on the bus.
 //! - **admin**: run by an operator only, from inside the VPC: `{"qbill": "migrate"}` applies the
 //!   migrations and `{"qbill": "create-operator"}` creates the first operator from its generated
 //!   secret, both as the database's master user, whose secret only this function can read.
@@ -117,6 +118,10 @@ impl Worker {
                 let report = qbill_core::jobs::settle::run(&self.engine.services, None).await?;
                 Ok(serde_json::to_value(report)?)
             }
+            Some("events") => {
+                let report = qbill_core::jobs::events::run(&self.engine.services).await?;
+                Ok(serde_json::to_value(report)?)
+            }
             Some(command @ ("migrate" | "create-operator")) => anyhow::bail!(
                 "{command:?} is the admin function's (QBILL_FUNCTION=admin), not the worker's"
             ),
@@ -126,7 +131,7 @@ impl Worker {
                 )
             }
             _ => anyhow::bail!(
-                "unknown event: the worker takes an SQS batch or {{\"qbill\": \"overdue\" | \"due-soon\" | \"notify\" | \"expire-payments\" | \"reconcile\" | \"settle\"}}"
+                "unknown event: the worker takes an SQS batch or {{\"qbill\": \"overdue\" | \"due-soon\" | \"notify\" | \"expire-payments\" | \"reconcile\" | \"settle\" | \"events\"}}"
             ),
         }
     }

@@ -41,6 +41,9 @@ pub struct SqsConfig {
     /// How often each pool closes the days that are over into the providers' settlements
     /// (`qbill_core::jobs::settle`); 0 turns it off.
     pub settle_interval_seconds: u64,
+    /// How often each pool runs the events job (`qbill_core::jobs::events`: providers' webhooks,
+    /// the event bus, events past their 30 days); 0 turns it off.
+    pub events_interval_seconds: u64,
 }
 
 impl SqsConfig {
@@ -65,6 +68,7 @@ impl SqsConfig {
             )?,
             reconcile_interval_seconds: env_or("QBILL_RECONCILE_INTERVAL_SECONDS", 3600)?,
             settle_interval_seconds: env_or("QBILL_SETTLE_INTERVAL_SECONDS", 3600)?,
+            events_interval_seconds: env_or("QBILL_EVENTS_INTERVAL_SECONDS", 5)?,
         };
         config.validate()?;
         Ok(config)

@@ -193,6 +193,14 @@ impl WorkerPool {
                 async move || shared.settle().await,
             ));
         }
+        if config.events_interval_seconds > 0 {
+            let shared = self.shared.clone();
+            pollers.spawn(now_and_then(
+                config.events_interval_seconds,
+                shutdown.clone(),
+                async move || shared.events().await,
+            ));
+        }
         tracing::info!(workers, queue = %self.shared.queue_url, "worker pool started");
         while let Some(joined) = pollers.join_next().await {
             if let Err(e) = joined {
@@ -362,6 +370,17 @@ impl Shared {
             tracing::warn!(
                 error = format!("{e:#}"),
                 "closing the settlements failed; it runs again at the next interval"
+            );
+        }
+    }
+
+    /// Delivers the providers' webhooks and puts events on the bus (two pools at once send each
+    /// delivery once at a time, and move the bus's cursor one at a time).
+    async fn events(&self) {
+        if let Err(e) = qbill_core::jobs::events::run(&self.engine.services).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "the events job failed; it runs again at the next interval"
             );
         }
     }

@@ -5,6 +5,7 @@
 //! (The reply-queue sweep is one too, but it needs SQS: it lives in `qbill-sqs`.)
 
 pub mod due_soon;
+pub mod events;
 pub mod expire_payments;
 pub mod notify;
 pub mod overdue;

@@ -47,6 +47,9 @@ pub enum Event {
     /// The mail with a password reset link (never in the inbox, no preference).
     #[serde(rename = "account.password_reset")]
     PasswordReset,
+    /// A provider's webhook endpoint was disabled after its deliveries failed for 3 days.
+    #[serde(rename = "webhook.disabled")]
+    WebhookDisabled,
 }
 
 impl Event {
@@ -72,10 +75,11 @@ impl Event {
             Self::AccountSecurity => "account.security",
             Self::VerifyEmail => "account.verify_email",
             Self::PasswordReset => "account.password_reset",
+            Self::WebhookDisabled => "webhook.disabled",
         }
     }
 
-    /// Every event: those with preferences, and the two mails of an account.
+    /// Every event: those with preferences, the two mails of an account, and a provider's.
     pub const ALL: &[Event] = &[
         Self::BillCreated,
         Self::BillDueSoon,
@@ -86,6 +90,7 @@ impl Event {
         Self::AccountSecurity,
         Self::VerifyEmail,
         Self::PasswordReset,
+        Self::WebhookDisabled,
     ];
 
     pub fn parse(raw: &str) -> Result<Self, ParseError> {

@@ -41,6 +41,8 @@ const FILES: &[(&str, &str)] = files![
     "account.verify_email.html",
     "account.password_reset.txt",
     "account.password_reset.html",
+    "webhook.disabled.txt",
+    "webhook.disabled.html",
 ];
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
@@ -130,6 +132,7 @@ mod tests {
             "username": "jane", "refund_id": "5b1e0f4e-0000-4000-8000-000000000000",
             "reason": "meter misread", "refunded_at": "2026-12-02T09:00:00Z",
             "payment_total": "1234.50", "refunded": "100.00", "whole": false,
+            "url": "https://hooks.example.com/in?a=<b>", "endpoint_id": "5b1e0f4e-0000-4000-8000-000000000001",
         });
         for &event in Event::ALL {
             let r = render(event, &bill, "Jane", "http://localhost:8080/").unwrap();
