@@ -32,6 +32,16 @@ export interface Apartment {
 /** An apartment, as named in the request path. */
 export type ApartmentId = number;
 
+/** One attempt. */
+export interface Attempt {
+  at: Instant;
+  duration_ms: number;
+  /** Why it did not count: the status and the start of the answer, or why there was none. */
+  error: string | null;
+  /** The endpoint's HTTP status, when it answered. */
+  status_code: number | null;
+}
+
 export interface AuthData {
   /** By id; as many as one page carries (see [`crate::common::page_len`]). */
   apartments: Apartment[];
@@ -78,7 +88,7 @@ export interface BillData {
    */
   days_overdue: number;
   due_date: IsoDate;
-  events: Event[];
+  events: Event2[];
   /** For a late fee: the bill it is charged on. */
   late_fee_of: BillId | null;
   /** As the provider sent them. */
@@ -107,6 +117,26 @@ export interface BillLine {
 
 export type BillStatus = "open" | "overdue" | "processing" | "paid" | "void";
 
+/** An endpoint just made or rotated, with its signing secret: the one time it is shown. */
+export interface Created {
+  created_at: Instant;
+  /** Why it is disabled: by its provider, or after 3 days of failed deliveries. */
+  disabled_reason?: string | null;
+  enabled: boolean;
+  id: Uuid;
+  /** Deliveries waiting to be sent (or retried). */
+  pending: number;
+  /** Until when the secret a rotation replaced still signs beside the new one. */
+  previous_secret_until?: Instant | null;
+  provider_id: ProviderId;
+  /** `whsec_…`: keep it; it is not shown again. */
+  secret: string;
+  /** The event types it is sent; empty: every type. */
+  types: Type[];
+  updated_at: Instant;
+  url: string;
+}
+
 export type Currency = string;
 
 export type Date = string;
@@ -121,6 +151,36 @@ export interface DeletedData {
   deleted: boolean;
   /** The id payments and the audit trail keep. */
   user_id: UserId;
+}
+
+/** The reply's data, kind `webhook_delete`. */
+export interface DeletedEndpointData {
+  deleted: Uuid;
+  /** Deliveries that were still waiting, dropped with it. */
+  pending_dropped: number;
+}
+
+/** The reply's data, kind `webhook_deliveries`. */
+export interface DeliveriesData {
+  deliveries: Delivery[];
+  endpoint_id: Uuid;
+  /** The `before_id` of the next page, when there is one. */
+  next_before_id: number | null;
+}
+
+export interface Delivery {
+  attempts: number;
+  created_at: Instant;
+  delivered_at: Instant | null;
+  event_id: number;
+  event_type: Type;
+  id: number;
+  /** The last attempts, newest first. */
+  last_attempts: Attempt[];
+  next_attempt_at: Instant | null;
+  /** A delivery a replay made. */
+  replay: boolean;
+  status: Status;
 }
 
 /**
@@ -146,10 +206,70 @@ export type DocumentFormat = ("pdf" | "csv") | "xlsx";
 /** Which document. */
 export type DocumentKind = "receipt" | "bill" | "statement" | "settlement";
 
-/** A change of the bill's status, as the audit trail recorded it. */
+/** An endpoint as its provider sees it (never its secret, except once: [`Created`]). */
+export interface Endpoint {
+  created_at: Instant;
+  /** Why it is disabled: by its provider, or after 3 days of failed deliveries. */
+  disabled_reason?: string | null;
+  enabled: boolean;
+  id: Uuid;
+  /** Deliveries waiting to be sent (or retried). */
+  pending: number;
+  /** Until when the secret a rotation replaced still signs beside the new one. */
+  previous_secret_until?: Instant | null;
+  provider_id: ProviderId;
+  /** The event types it is sent; empty: every type. */
+  types: Type[];
+  updated_at: Instant;
+  url: string;
+}
+
+/** The reply's data, kind `webhooks_list`. */
+export interface EndpointsData {
+  endpoints: Endpoint[];
+  provider_id: ProviderId;
+}
+
+/**
+ * One event as every consumer gets it: the body of a webhook, an item of the feed, the
+ * `detail` of a bus event.
+ */
 export interface Event {
+  /** The payload, as its type's schema in the catalogue says. */
+  data: unknown;
+  /**
+   * The event's own id, never reused; `webhook-id` is `evt_` and this. The feed orders events
+   * by commit, which this may not follow.
+   */
+  id: number;
+  provider_id: ProviderId;
+  /** When the change happened. */
+  timestamp: Instant;
+  type: Type;
+  /**
+   * The payload's schema version: a field added keeps it, a field changed or removed makes a
+   * new one.
+   */
+  version: number;
+}
+
+/** A change of the bill's status, as the audit trail recorded it. */
+export interface Event2 {
   at: Instant;
   status: string;
+}
+
+/** The reply's data, kind `events`. */
+export interface EventsData {
+  events: Event[];
+  /** Whether more events are there already. */
+  has_more: boolean;
+  /**
+   * Where to go on from: the last event of this page, or the `since_id` asked for when the
+   * page is empty.
+   */
+  next_since_id: number | null;
+  provider_id: ProviderId;
 }
 
 /** How a payment made outside qbill came. */
@@ -441,6 +561,24 @@ export interface RefundedPayment {
   whole: boolean;
 }
 
+/** The reply's data, kind `webhook_replay`. */
+export interface ReplayData {
+  /** Whether the endpoint is enabled (a disabled one gets them once enabled). */
+  enabled: boolean;
+  endpoint_id: Uuid;
+  /** Deliveries made. */
+  events: number;
+  /** The first and the last event sent again. */
+  first_event_id: number | null;
+  last_event_id: number | null;
+  since: Instant;
+  /**
+   * Whether more events than [`MAX_EVENTS`] were there: replay again from after the last one's
+   * time.
+   */
+  truncated: boolean;
+}
+
 export interface ResetData {
   message: string;
 }
@@ -528,6 +666,8 @@ export interface SignupData {
   user: NewUser;
 }
 
+export type Status = "pending" | "sending" | "delivered" | "failed";
+
 /** A change of the payment's status, as the audit trail recorded it. */
 export interface Step {
   at: Instant;
@@ -542,6 +682,9 @@ export interface Totals {
   currency: Currency;
   total: string;
 }
+
+/** What happened: one vocabulary for webhooks, the feed and the bus. */
+export type Type = "bill.created" | "bill.voided" | "bill.overdue" | "bill.paid" | "late_fee.created" | "payment.succeeded" | "payment.failed" | "refund.succeeded" | "account.linked" | "settlement.closed";
 
 export interface UndoneData {
   email: string;
@@ -602,6 +745,7 @@ export interface ReplyData {
   bills_ingest: IngestData;
   document: DocumentData;
   email_undo: UndoneData;
+  events: EventsData;
   histories: HistoriesData;
   logout: LogoutData;
   me: MeData;
@@ -626,6 +770,13 @@ export interface ReplyData {
   user: UserData;
   utils: UtilsData;
   verify_email: VerifiedData;
+  webhook: Endpoint;
+  webhook_delete: DeletedEndpointData;
+  webhook_deliveries: DeliveriesData;
+  webhook_replay: ReplayData;
+  webhook_rotate: Created;
+  webhooks: Created;
+  webhooks_list: EndpointsData;
 }
 // contract:end
 

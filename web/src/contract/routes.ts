@@ -15,6 +15,14 @@ export const routes = {
   "/me/payment-methods/{payment_method_id}/delete": "me_payment_method_delete",
   "/providers/{provider_id}/settlements": "settlements",
   "/providers/{provider_id}/documents": "provider_documents",
+  "/providers/{provider_id}/events": "events",
+  "/providers/{provider_id}/webhooks": "webhooks",
+  "/providers/{provider_id}/webhooks/list": "webhooks_list",
+  "/providers/{provider_id}/webhooks/{webhook_id}": "webhook",
+  "/providers/{provider_id}/webhooks/{webhook_id}/delete": "webhook_delete",
+  "/providers/{provider_id}/webhooks/{webhook_id}/rotate": "webhook_rotate",
+  "/providers/{provider_id}/webhooks/{webhook_id}/deliveries": "webhook_deliveries",
+  "/providers/{provider_id}/webhooks/{webhook_id}/replay": "webhook_replay",
   "/apartments/{apartment_id}/bills/{bill_id}": "bill",
   "/apartments/link": "apartments_link",
   "/providers/{provider_id}/bills": "bills_ingest",
@@ -59,6 +67,7 @@ export type Kind =
   | "bills_ingest"
   | "document"
   | "email_undo"
+  | "events"
   | "histories"
   | "logout"
   | "me"
@@ -83,5 +92,12 @@ export type Kind =
   | "user"
   | "utils"
   | "verify_email"
+  | "webhook"
+  | "webhook_delete"
+  | "webhook_deliveries"
+  | "webhook_replay"
+  | "webhook_rotate"
+  | "webhooks"
+  | "webhooks_list"
 ;
 // contract:end

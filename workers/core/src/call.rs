@@ -27,6 +27,7 @@ pub struct Path {
     pub bill_id: Option<String>,
     pub payment_id: Option<String>,
     pub payment_method_id: Option<String>,
+    pub webhook_id: Option<String>,
 }
 
 impl Path {
@@ -75,6 +76,14 @@ impl Path {
                     "payment method id {raw:?} is not a saved card's id (pm_…)"
                 )))
             }
+        })
+    }
+
+    /// A webhook endpoint's id: a UUID.
+    pub fn webhook(&self) -> Result<uuid::Uuid, ParseError> {
+        Self::get(&self.webhook_id, "webhook id", |raw| {
+            uuid::Uuid::parse_str(raw)
+                .map_err(|_| ParseError::new(format!("webhook id {raw:?} is not a UUID")))
         })
     }
 

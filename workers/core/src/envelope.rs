@@ -22,6 +22,7 @@ pub mod attribute {
     pub const BILL_ID: &str = "bill_id";
     pub const PAYMENT_ID: &str = "payment_id";
     pub const PAYMENT_METHOD_ID: &str = "payment_method_id";
+    pub const WEBHOOK_ID: &str = "webhook_id";
     pub const AUTHORIZATION: &str = "authorization";
     pub const GATEWAY_REQUEST_ID: &str = "gateway_request_id";
     pub const REQUEST_TIME: &str = "request_time";
@@ -130,6 +131,7 @@ impl Envelope {
                 .attributes
                 .get(attribute::PAYMENT_METHOD_ID)
                 .cloned(),
+            webhook_id: message.attributes.get(attribute::WEBHOOK_ID).cloned(),
         };
         let request = match kind {
             Kind::Unknown => Err(ParseError::new(format!(

@@ -399,6 +399,22 @@ routes! {
     Settlements => settlements,
     /// A provider's settlements as a document: `POST /providers/{provider_id}/documents`.
     ProviderDocuments => provider_documents,
+    /// A provider's events, in order: `POST /providers/{provider_id}/events`.
+    Events => events,
+    /// Register a webhook endpoint: `POST /providers/{provider_id}/webhooks`.
+    Webhooks => webhooks,
+    /// A provider's webhook endpoints: `POST /providers/{provider_id}/webhooks/list`.
+    WebhooksList => webhooks_list,
+    /// Show or change an endpoint: `POST /providers/{provider_id}/webhooks/{webhook_id}`.
+    Webhook => webhook,
+    /// Delete an endpoint: `POST /providers/{provider_id}/webhooks/{webhook_id}/delete`.
+    WebhookDelete => webhook_delete,
+    /// A new signing secret: `POST /providers/{provider_id}/webhooks/{webhook_id}/rotate`.
+    WebhookRotate => webhook_rotate,
+    /// What was sent to an endpoint: `POST /providers/{provider_id}/webhooks/{webhook_id}/deliveries`.
+    WebhookDeliveries => webhook_deliveries,
+    /// Send an endpoint its events again: `POST /providers/{provider_id}/webhooks/{webhook_id}/replay`.
+    WebhookReplay => webhook_replay,
     /// One bill with its lines and events: `POST /apartments/{apartment_id}/bills/{bill_id}`.
     Bill => bill,
     /// Attach a provider's account to an apartment: `POST /apartments/link`.
