@@ -248,6 +248,15 @@ data "aws_iam_policy_document" "worker" {
       values   = [aws_s3_bucket.documents.arn, local.documents_object_arns]
     }
   }
+
+  # --- events --------------------------------------------------------------------------------
+
+  # Puts the providers' events on the stack's own bus (events.tf), nothing else.
+  statement {
+    sid       = "PutEventsOnTheStacksBus"
+    actions   = ["events:PutEvents"]
+    resources = [aws_cloudwatch_event_bus.events.arn]
+  }
 }
 
 resource "aws_iam_role_policy" "worker" {

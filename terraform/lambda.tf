@@ -83,6 +83,7 @@ resource "aws_lambda_function" "worker" {
       QBILL_DOCUMENT_URL_SECONDS         = tostring(var.document_url_seconds)
       QBILL_PAYMENTS                     = "stripe"
       QBILL_STRIPE_SECRET_ARN            = aws_secretsmanager_secret.stripe.arn
+      QBILL_EVENT_BUS                    = aws_cloudwatch_event_bus.events.name
     }, local.worker_cognito_environment)
   }
 

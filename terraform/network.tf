@@ -397,13 +397,15 @@ resource "aws_security_group_rule" "worker_to_s3" {
   prefix_list_ids   = [aws_vpc_endpoint.s3.prefix_list_id]
 }
 
-# worker -> the payments processor (api.stripe.com), through the NAT gateway. Stripe publishes
-# its API's addresses but changes them; the rule names the port, TLS and the processor's
-# certificate do the rest (the worker verifies it), and the flow logs record every connection.
+# worker -> the payments processor (api.stripe.com), the providers' webhook endpoints and
+# EventBridge, through the NAT gateway. Stripe publishes its API's addresses but changes them, and
+# providers' endpoints are anywhere public; the rule names the port, TLS and the certificates do
+# the rest (the worker verifies them), the worker refuses any webhook address that is not public
+# (events::outbound), and the flow logs record every connection.
 resource "aws_security_group_rule" "worker_to_processor" {
-  #checkov:skip=CKV_AWS_382:Egress to the internet on 443 only, for the payments processor, whose addresses are not fixed.
+  #checkov:skip=CKV_AWS_382:Egress to the internet on 443 only, for the payments processor and providers' webhooks, whose addresses are not fixed.
   type              = "egress"
-  description       = "HTTPS to the payments processor (api.stripe.com) through the NAT gateway"
+  description       = "HTTPS to the payments processor, providers' webhooks and EventBridge through the NAT gateway"
   security_group_id = aws_security_group.worker.id
   protocol          = "tcp"
   from_port         = 443

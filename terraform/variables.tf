@@ -783,6 +783,17 @@ variable "settle_schedule" {
   }
 }
 
+variable "events_schedule" {
+  description = "EventBridge schedule of the events job (the worker invoked with {\"qbill\": \"events\"}: the providers' webhooks that are due, and the new events put on the bus)."
+  type        = string
+  default     = "rate(1 minute)"
+
+  validation {
+    condition     = can(regex("^(cron|rate)\\(.+\\)$", var.events_schedule))
+    error_message = "events_schedule must be an EventBridge schedule expression, cron(...) or rate(...)."
+  }
+}
+
 variable "reconcile_schedule" {
   description = "EventBridge schedule of the reconciliation (the worker invoked with {\"qbill\": \"reconcile\"}: the processor's intents of the last 3 days against the books; a lost webhook is healed, any other difference alarms)."
   type        = string

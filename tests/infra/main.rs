@@ -374,6 +374,7 @@ fn queue_names_and_the_reply_prefix_agree_with_the_workers() {
         expire_payments_interval_seconds: 0,
         reconcile_interval_seconds: 0,
         settle_interval_seconds: 0,
+        events_interval_seconds: 0,
     };
     assert_eq!(
         stack.evaluate(stack.local("reply_queue_prefix")),
@@ -540,7 +541,7 @@ fn variables_read_by_the_lambda() -> BTreeSet<String> {
 }
 
 /// Read by the code but rightly left to their defaults (or meaningless) on Lambda.
-const NOT_SET_ON_LAMBDA: [(&str, &str); 30] = [
+const NOT_SET_ON_LAMBDA: [(&str, &str); 32] = [
     (
         "DATABASE_URL",
         "only for QBILL_DATABASE_AUTH=url, the local mode",
@@ -637,6 +638,14 @@ const NOT_SET_ON_LAMBDA: [(&str, &str); 30] = [
         "the worker pool's; on Lambda an EventBridge schedule closes the settlements",
     ),
     (
+        "QBILL_EVENTS_INTERVAL_SECONDS",
+        "the worker pool's; on Lambda an EventBridge schedule delivers the webhooks",
+    ),
+    (
+        "QBILL_WEBHOOKS_ALLOW_LOCAL",
+        "the local stack's loopback receivers only; on AWS webhooks go to public https addresses",
+    ),
+    (
         "QBILL_MAIL_DOCUMENT_URL_SECONDS",
         "the default 7 days; a Lambda's own credentials end the link sooner, and the mail says when",
     ),
@@ -715,6 +724,7 @@ fn schedules_invoke_the_sweeper_with_the_sweep_and_the_worker_with_the_billing_a
         ),
         ("reconcile", "var.reconcile_schedule", "reconcile", "worker"),
         ("settle", "var.settle_schedule", "settle", "worker"),
+        ("events", "var.events_schedule", "events", "worker"),
     ];
     // No rule without its job: every rule of the stack is one of these.
     let rules: BTreeSet<_> = stack
