@@ -4,7 +4,8 @@
 For one profile: the dead-letter queue, the shared request queue redriving into it, and the REST
 API imported from gateway-config/openapi.yaml (rendered with the same variables Terraform passes,
 the allowed browser origin being the profile's web origin) and deployed to a stage; the verified
-mail sender; the documents bucket. Prints the result as JSON on stdout.
+mail sender; the documents bucket; the event bus with a rule into a queue that shows what it
+carries. Prints the result as JSON on stdout.
 Runs in the LocalStack virtualenv, which has boto3 and PyYAML.
 """
 
@@ -25,10 +26,10 @@ REPLY_QUEUE_PREFIX = "qbill-reply-"
 
 PROFILES = {
     # What `local-stack up` runs the engine against.
-    "dev": {"queue": "qbill-requests", "api": "qbill", "visibility": 30, "bucket": "qbill-documents", "web_origin": "http://127.0.0.1:4580"},
+    "dev": {"queue": "qbill-requests", "api": "qbill", "visibility": 30, "bucket": "qbill-documents", "web_origin": "http://127.0.0.1:4580", "bus": "qbill-events"},
     # What the tests run against: their own queue and API, so a running dev pool never steals
     # their messages. A short visibility timeout makes crash-recovery tests quick.
-    "test": {"queue": "qbill-test-requests", "api": "qbill-test", "visibility": 5, "bucket": "qbill-test-documents", "web_origin": "http://127.0.0.1:4581"},
+    "test": {"queue": "qbill-test-requests", "api": "qbill-test", "visibility": 5, "bucket": "qbill-test-documents", "web_origin": "http://127.0.0.1:4581", "bus": "qbill-test-events"},
 }
 # web_origin: where the profile's web app is served from (a local static server), the one origin
 # the gateway allows browsers to call it from (CORS, the template's allowed_origin).
@@ -111,6 +112,22 @@ def ensure_bucket(s3, profile: dict) -> dict:
     return {"documents_bucket": profile["bucket"]}
 
 
+# The event bus (QBILL_EVENT_BUS), as Terraform's events.tf makes it, and what an AWS-native
+# consumer would add: a rule taking every qbill event into a queue of its own (the "tap"), which
+# the tests and the walkthrough read.
+def ensure_bus(events, sqs, profile: dict) -> dict:
+    bus = profile["bus"]
+    try:
+        events.create_event_bus(Name=bus)
+    except events.exceptions.ResourceAlreadyExistsException:
+        pass
+    tap = sqs.create_queue(QueueName=f"{bus}-tap")["QueueUrl"]
+    tap_arn = sqs.get_queue_attributes(QueueUrl=tap, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=f"{bus}-tap", EventBusName=bus, EventPattern=json.dumps({"source": ["qbill"]}))
+    events.put_targets(Rule=f"{bus}-tap", EventBusName=bus, Targets=[{"Id": "tap", "Arn": tap_arn}])
+    return {"event_bus": bus, "event_tap_queue_url": tap}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--endpoint", default="http://127.0.0.1:4566")
@@ -123,6 +140,7 @@ def main() -> None:
     result.update(ensure_api(session.client("apigateway", endpoint_url=args.endpoint), profile, args.endpoint))
     result.update(ensure_sender(session.client("ses", endpoint_url=args.endpoint)))
     result.update(ensure_bucket(session.client("s3", endpoint_url=args.endpoint), profile))
+    result.update(ensure_bus(session.client("events", endpoint_url=args.endpoint), session.client("sqs", endpoint_url=args.endpoint), profile))
     json.dump(result, sys.stdout)
     print()
 
