@@ -31,7 +31,7 @@ resource "aws_lambda_permission" "events" {
 # the operator hears of it too.
 resource "aws_cloudwatch_metric_alarm" "webhooks_given_up" {
   alarm_name          = "${var.name}-webhooks-given-up"
-  alarm_description   = "A provider's webhook deliveries failed for 3 days and its endpoint was disabled; see docs/events.md, \"When an endpoint is disabled\"."
+  alarm_description   = "A provider's webhook deliveries failed for 3 days and its endpoint was disabled; see docs/events.md, \"Retries, disabled endpoints and replay\"."
   namespace           = var.name
   metric_name         = "qbill_webhook_deliveries_total"
   dimensions          = { function = "worker", outcome = "given_up" }

@@ -24,6 +24,7 @@ mod settlements;
 mod sizes;
 mod sweeper;
 mod walkthrough;
+mod webhooks;
 
 use std::sync::OnceLock;
 use std::time::Duration;

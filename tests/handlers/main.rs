@@ -21,6 +21,7 @@ mod saved_cards;
 mod settlements;
 mod takeover;
 mod utils;
+mod webhooks;
 
 use qbill_core::types::QueueName;
 use qbill_core::{Engine, Outcome};

@@ -6,6 +6,8 @@
 //! - the gateway of the `test` profile of `scripts/local-stack`, whose settings come from
 //!   `scripts/local-stack env test` (exported by `scripts/test`).
 
+pub mod receiver;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -337,6 +339,8 @@ pub fn serve(redis_url: Option<String>, workers: usize) -> Served {
             let mut engine = engine(&db, redis_url.as_deref());
             // Cards through the local processor, whose webhooks come through the gateway.
             engine.services = engine.services.with_processor(processor());
+            // Webhooks to the tests' receivers on 127.0.0.1, as the local profile allows.
+            engine.services.outbound = qbill_core::events::outbound::Outbound::new(true);
             let engine = Arc::new(engine);
             let config = sqs_config(&env("QBILL_REQUEST_QUEUE"));
             let pool = qbill_sqs::WorkerPool::new(engine, sqs().await, config)
@@ -544,6 +548,7 @@ pub fn sqs_config(request_queue: &str) -> qbill_sqs::SqsConfig {
         expire_payments_interval_seconds: 0,
         reconcile_interval_seconds: 0,
         settle_interval_seconds: 0,
+        events_interval_seconds: 0,
     }
 }
 

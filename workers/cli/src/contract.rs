@@ -6,7 +6,8 @@
 //! - `scripts/check-gateway.py`: the routes it checks, and those that take no token;
 //! - `web/src/contract/routes.ts`: the web app's route map (path to reply kind, and no token);
 //! - `web/src/contract/replies.ts`: the web app's reply types, from the routes' reply types;
-//! - `docs/contract.md`: the table of routes, and the fields of each reply's data.
+//! - `docs/contract.md`: the table of routes, and the fields of each reply's data;
+//! - `docs/events.md`: the event catalogue, the envelope's and each payload's JSON Schema.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -112,6 +113,12 @@ fn regions() -> anyhow::Result<Vec<Region>> {
             begin: "<!-- contract:replies:begin -->",
             end: "<!-- contract:replies:end -->",
             text: docs_replies(&operations),
+        },
+        Region {
+            file: "docs/events.md",
+            begin: "<!-- events:catalogue:begin -->",
+            end: "<!-- events:catalogue:end -->",
+            text: events_catalogue()?,
         },
     ])
 }
@@ -828,6 +835,85 @@ fn docs_table(operations: &[Operation]) -> anyhow::Result<String> {
             op.kind.reply_kind(),
             op.summary.replace('|', "\\|")
         );
+    }
+    Ok(out)
+}
+
+/// The events' catalogue: each type, what it means and its payload's schema, then the envelope
+/// every consumer gets and each payload's JSON Schema (draft 2020-12), from the catalogue's types.
+fn events_catalogue() -> anyhow::Result<String> {
+    use qbill_core::events::{Event, Type, VERSION, catalogue};
+    let mut generator = SchemaSettings::draft2020_12()
+        .for_serialize()
+        .into_generator();
+    // What each type means: the enum's variant docs, as its schema carries them.
+    let types = generator.root_schema_for::<Type>().to_value();
+    let about = |name: &str| -> String {
+        types
+            .get("oneOf")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|v| v.get("const").and_then(Value::as_str) == Some(name))
+            .and_then(|v| v.get("description"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .replace('\n', " ")
+    };
+    let mut payloads: Vec<(Type, String)> = Vec::new();
+    for &kind in Type::ALL {
+        let schema = catalogue::schema(kind, &mut generator).to_value();
+        let name = schema
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.rsplit('/').next())
+            .with_context(|| format!("{} has no named payload", kind.as_str()))?;
+        payloads.push((kind, name.to_owned()));
+    }
+    let mut out =
+        format!("Payload version {VERSION}.\n\n| type | what happened | `data` |\n|---|---|---|\n");
+    for (kind, name) in &payloads {
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | [`{name}`](#{}) |",
+            kind.as_str(),
+            about(kind.as_str()),
+            name.to_lowercase()
+        );
+    }
+    generator.subschema_for::<Event>();
+    let definitions = generator.take_definitions(true);
+    let envelope = definitions
+        .get("Event")
+        .context("no schema for the envelope")?;
+    let _ = write!(
+        out,
+        "\n### The envelope\n\n```json\n{}\n```\n",
+        serde_json::to_string_pretty(envelope)?
+    );
+    // The types are the table above; the envelope is printed.
+    let mut seen: std::collections::HashSet<String> =
+        ["Event".to_owned(), "Type".to_owned()].into();
+    for (_, name) in &payloads {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let schema = definitions
+            .get(name)
+            .with_context(|| format!("no schema for {name}"))?;
+        let _ = write!(
+            out,
+            "\n### {name}\n\n```json\n{}\n```\n",
+            serde_json::to_string_pretty(schema)?
+        );
+    }
+    let shared: Vec<String> = definitions
+        .iter()
+        .filter(|(name, _)| !seen.contains(*name))
+        .map(|(name, schema)| format!("- `{name}`: `{schema}`"))
+        .collect();
+    if !shared.is_empty() {
+        let _ = write!(out, "\n### Shared shapes\n\n{}\n", shared.join("\n"));
     }
     Ok(out)
 }
