@@ -49,6 +49,7 @@ ROUTES = {
     "/providers/{provider_id}/settlements": "settlements",
     "/providers/{provider_id}/documents": "provider_documents",
     "/providers/{provider_id}/events": "events",
+    "/me/phone/verify": "me_phone_verify",
     "/providers/{provider_id}/webhooks": "webhooks",
     "/providers/{provider_id}/webhooks/list": "webhooks_list",
     "/providers/{provider_id}/webhooks/{webhook_id}": "webhook",

@@ -532,6 +532,45 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/me/phone/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Verifies the phone number given in the profile with the six-digit code texted to it (reply kind `me`; any caller with a token). */
+        post: operations["me_phone_verify"];
+        delete?: never;
+        /** CORS preflight, answered by the gateway. */
+        options: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description CORS preflight; the browser may send the path's methods from the allowed origin. */
+                200: {
+                    headers: {
+                        "Access-Control-Allow-Origin"?: string;
+                        "Access-Control-Allow-Methods"?: string;
+                        "Access-Control-Allow-Headers"?: string;
+                        "Access-Control-Max-Age"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/providers/{provider_id}/webhooks": {
         parameters: {
             query?: never;
@@ -1428,7 +1467,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Changes the caller's email address (given the current password), display name (null clears it) or notification preferences, at least one of them (reply kind `me`; any caller with a token). */
+        /** Changes the caller's email address (given the current password), display name (null clears it), phone number (texted a code to verify; null removes it) or notification preferences, at least one of them (reply kind `me`; any caller with a token). */
         post: operations["me_profile"];
         delete?: never;
         /** CORS preflight, answered by the gateway. */
@@ -2068,6 +2107,7 @@ export interface components {
         NotificationChannels: {
             email?: boolean;
             inbox?: boolean;
+            sms?: boolean;
         };
         NotificationPreferences: {
             "account.security"?: components["schemas"]["NotificationChannels"];
@@ -2164,6 +2204,11 @@ export interface components {
             since_id?: number;
             /** @default [] */
             types: components["schemas"]["Type"][];
+        };
+        MePhoneVerifyRequest: {
+            code: string;
+            queue_name: components["schemas"]["Uuid"];
+            request_id: components["schemas"]["Uuid"];
         };
         WebhooksRequest: {
             /** @default [] */
@@ -2299,9 +2344,10 @@ export interface components {
             email?: components["schemas"]["Email"];
             notification_preferences?: components["schemas"]["NotificationPreferences"];
             password?: components["schemas"]["Password"];
+            phone?: unknown;
             queue_name: components["schemas"]["Uuid"];
             request_id: components["schemas"]["Uuid"];
-        } & ((unknown | unknown | unknown) & (unknown | unknown));
+        } & ((unknown | unknown | unknown | unknown) & (unknown | unknown));
         MePasswordRequest: {
             new_password: components["schemas"]["Password"];
             password: components["schemas"]["Password"];
@@ -2869,6 +2915,47 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["EventsRequest"];
+            };
+        };
+        responses: {
+            /** @description Enqueued; poll the reply queue. */
+            202: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body does not match the schema, or a route that takes a token came without its Authorization header; nothing was enqueued. */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be enqueued. */
+            502: {
+                headers: {
+                    "Access-Control-Allow-Origin"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    me_phone_verify: {
+        parameters: {
+            query?: never;
+            header: {
+                Authorization: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MePhoneVerifyRequest"];
             };
         };
         responses: {

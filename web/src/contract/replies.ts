@@ -365,6 +365,10 @@ export interface MeUser {
   email: string | null;
   email_verified: boolean;
   id: UserId;
+  /** The verified phone number texts go to (E.164). */
+  phone: string | null;
+  /** A number waiting for its code (`POST /me/phone/verify`). */
+  phone_pending?: string | null;
   role: Role;
   username: string | null;
 }
@@ -383,10 +387,11 @@ export interface Notification {
   subject: string;
 }
 
-/** Whether an event is mailed and shown in the inbox. */
+/** Whether an event is mailed, shown in the inbox and texted (to a verified number only). */
 export interface NotificationChannels {
   email: boolean;
   inbox: boolean;
+  sms: boolean;
 }
 
 export interface NotificationsData {

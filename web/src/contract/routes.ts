@@ -16,6 +16,7 @@ export const routes = {
   "/providers/{provider_id}/settlements": "settlements",
   "/providers/{provider_id}/documents": "provider_documents",
   "/providers/{provider_id}/events": "events",
+  "/me/phone/verify": "me",
   "/providers/{provider_id}/webhooks": "webhooks",
   "/providers/{provider_id}/webhooks/list": "webhooks_list",
   "/providers/{provider_id}/webhooks/{webhook_id}": "webhook",

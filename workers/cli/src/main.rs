@@ -9,8 +9,9 @@ use qbill::client::{GatewayClient, Params};
 use qbill_core::config::{DatabaseConfig, EngineConfig};
 use qbill_core::routes::{
     apartments_link, auth, bill, bill_void, bills_ingest, document, email_undo, logout, me,
-    me_delete, me_password, me_profile, notifications, password_reset, password_reset_confirm,
-    payments_external, policy, provider, refresh, refund, signup, user, verify_email,
+    me_delete, me_password, me_phone_verify, me_profile, notifications, password_reset,
+    password_reset_confirm, payments_external, policy, provider, refresh, refund, signup, user,
+    verify_email,
 };
 use qbill_core::types::{ApartmentId, ProviderId, Role};
 use qbill_core::{Engine, seed, store};
@@ -413,8 +414,9 @@ enum ClientRequest {
     Logout { refresh_token: String },
     /// Your account: who you are, your apartments, your notification preferences.
     Me,
-    /// Changes your address, display name or notification preferences; a new address takes
-    /// your current password, read from standard input.
+    /// Changes your address, display name, phone number or notification preferences; a new
+    /// address takes your current password, read from standard input; a new number is texted a
+    /// code for `me-phone-verify`.
     MeProfile {
         #[arg(long)]
         email: Option<String>,
@@ -422,10 +424,17 @@ enum ClientRequest {
         display_name: Option<String>,
         #[arg(long)]
         clear_display_name: bool,
-        /// JSON such as `{"bill.created": {"email": false}}`.
+        /// In international form, such as +447700900123.
+        #[arg(long, conflicts_with = "remove_phone")]
+        phone: Option<String>,
+        #[arg(long)]
+        remove_phone: bool,
+        /// JSON such as `{"bill.created": {"email": false, "sms": true}}`.
         #[arg(long)]
         preferences: Option<String>,
     },
+    /// Verifies your phone number with the six-digit code texted to it.
+    MePhoneVerify { code: String },
     /// Changes your password: the current one, then the new one, on two lines of standard input.
     MePassword,
     /// Erases your personal data (your password is read from standard input).
@@ -1062,6 +1071,8 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
             email,
             display_name,
             clear_display_name,
+            phone,
+            remove_phone,
             preferences,
         } => {
             let password = match email {
@@ -1079,14 +1090,26 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
                 }
                 None => None,
             };
+            let phone = match phone {
+                Some(number) => Some(serde_json::Value::String(number.clone())),
+                None if *remove_phone => Some(serde_json::Value::Null),
+                None => None,
+            };
             let body = me_profile::Body {
                 email: email.clone(),
                 password,
                 display_name,
+                phone,
                 notification_preferences,
             };
             client
                 .send::<me_profile::Request>(&[], &body, request_id, timeout)
+                .await?
+        }
+        ClientRequest::MePhoneVerify { code } => {
+            let body = me_phone_verify::Body { code: code.clone() };
+            client
+                .send::<me_phone_verify::Request>(&[], &body, request_id, timeout)
                 .await?
         }
         ClientRequest::MePassword => {

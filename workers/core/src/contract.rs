@@ -120,6 +120,10 @@ named! {
     NotificationChannels = {
         "type": "object",
         "additionalProperties": false,
-        "properties": { "email": { "type": "boolean" }, "inbox": { "type": "boolean" } }
+        "properties": {
+            "email": { "type": "boolean" },
+            "inbox": { "type": "boolean" },
+            "sms": { "type": "boolean" }
+        }
     };
 }

@@ -29,6 +29,8 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     /// Sends the outbox's mails.
     pub mail: Mailer,
+    /// Sends text messages (SNS).
+    pub sms: crate::notify::sms::Texter,
     /// With a Cognito user pool as identity: its ID tokens are accepted instead of the engine's.
     pub cognito: Option<Cognito>,
     pub anonymous: AnonymousLimits,
@@ -86,6 +88,7 @@ impl Services {
             passwords: Passwords::new(password_slots, metrics.clone()),
             metrics,
             mail: Mailer::new(MailConfig::default()),
+            sms: Default::default(),
             cognito: None,
             anonymous: AnonymousLimits::default(),
             files: Files::new(DocumentsConfig::default()),

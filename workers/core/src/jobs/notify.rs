@@ -5,20 +5,39 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::Serialize;
 
-pub use crate::notify::outbox::Report;
 use crate::services::Services;
 
-/// Sends every mail that is due, with retries and backoff across runs.
+/// What one run sent: mails, and texts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub sent: u64,
+    /// Failed, to be tried again.
+    pub failed: u64,
+    /// Failed for the last time.
+    pub dead: u64,
+    pub sms: crate::notify::sms::Report,
+}
+
+/// Sends every mail and text that is due, with retries and backoff across runs.
 pub async fn run(services: &Services) -> anyhow::Result<Report> {
-    let report = crate::notify::outbox::deliver(services, None).await?;
+    let mail = crate::notify::outbox::deliver(services, None).await?;
+    let sms = crate::notify::sms::deliver(services, None).await?;
     tracing::info!(
         job = "notify",
-        sent = report.sent,
-        failed = report.failed,
-        dead = report.dead,
+        sent = mail.sent,
+        failed = mail.failed,
+        dead = mail.dead,
+        sms.sent = sms.sent,
+        sms.failed = sms.failed,
+        sms.dead = sms.dead,
         "notify job done"
     );
-    Ok(report)
+    Ok(Report {
+        sent: mail.sent,
+        failed: mail.failed,
+        dead: mail.dead,
+        sms,
+    })
 }
 
 /// A mail that was given up on.

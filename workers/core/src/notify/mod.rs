@@ -6,9 +6,10 @@
 //! commit the route sends the mails it recorded at once ([`outbox::send_now`]); the outbox row is
 //! what guarantees the mail if that attempt fails: the sender job ([`crate::jobs::notify`]) drains
 //! it with retries and backoff. Mails are rendered from the [`templates`] and sent by
-//! [`crate::mail`].
+//! [`crate::mail`]; texts, for users who turned SMS on, go the same way from [`sms`].
 
 pub mod outbox;
+pub mod sms;
 pub mod templates;
 
 use deadpool_postgres::GenericClient;

@@ -118,6 +118,7 @@ impl Route for Request {
                 tx.execute("DELETE FROM login_checks WHERE username = $1", &[username])
                     .await?;
             }
+            crate::notify::sms::forget_number(tx, user).await?;
             tx.execute(
                 "UPDATE users SET username = NULL, password_hash = NULL, email = NULL, email_verified = false,
                         display_name = NULL, notification_preferences = '{}', cognito_sub = NULL,

@@ -1,6 +1,12 @@
-//! `me_profile`: changes the caller's email address, display name or notification preferences
-//! (`POST /me/profile`, reply kind `me`). Preferences merge into the stored ones, per event and
-//! channel; security mail cannot be turned off.
+//! `me_profile`: changes the caller's email address, display name, phone number or notification
+//! preferences (`POST /me/profile`, reply kind `me`). Preferences merge into the stored ones, per
+//! event and channel; security mail cannot be turned off.
+//!
+//! A new `phone` (E.164, such as `+447700900123`) is texted a six-digit code
+//! ([`crate::notify::sms`]) and becomes the account's number once `me_phone_verify` is given the
+//! code within [`PHONE_CODE_MINUTES`]; codes are throttled per user and per number, so the route
+//! cannot be used to flood someone's phone. `phone: null` removes the number (and its texts not
+//! yet sent). Texts go only to a verified number, for the events whose `sms` channel is on.
 //!
 //! Changing the address takes the current `password` (checked through the login throttle: a
 //! wrong one is `unauthorized` and counts as a failed login), so a stolen access token cannot
@@ -29,6 +35,11 @@ use crate::types::{ParseError, Role, UserId};
 pub const MAX_DISPLAY_NAME: usize = 100;
 /// Address changes of one user an hour.
 pub const EMAIL_CHANGES_PER_HOUR: i64 = 5;
+/// Codes texted for one user an hour, and to one number an hour (whoever asks).
+pub const PHONE_CODES_PER_USER_PER_HOUR: i64 = 5;
+pub const PHONE_CODES_PER_NUMBER_PER_HOUR: i64 = 3;
+/// How long a texted code works.
+pub const PHONE_CODE_MINUTES: i32 = 10;
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Request {
@@ -38,6 +49,8 @@ pub struct Request {
     pub password: Option<SecretString>,
     /// `Some(None)` clears the name.
     pub display_name: Option<Option<String>>,
+    /// `Some(None)` removes the number.
+    pub phone: Option<Option<String>>,
     /// `{"<event>": {"email"?: bool, "inbox"?: bool}}`.
     pub notification_preferences: Option<Map<String, Value>>,
 }
@@ -48,6 +61,11 @@ fn display_name_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "maxLength": 100 })
 }
 
+/// `null` (removes it) or a number as a person writes it; the worker reads it as E.164.
+fn phone_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "maxLength": 24 })
+}
+
 #[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 // At least one change (the envelope's fields make minProperties useless here), and a new address
@@ -56,6 +74,7 @@ fn display_name_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     { "anyOf": [
         { "required": ["email"] },
         { "required": ["display_name"] },
+        { "required": ["phone"] },
         { "required": ["notification_preferences"] },
     ] },
     { "anyOf": [{ "not": { "required": ["email"] } }, { "required": ["password"] }] },
@@ -71,20 +90,34 @@ pub struct Body {
     #[schemars(schema_with = "display_name_schema")]
     pub display_name: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "phone_schema")]
+    pub phone: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "contract::NotificationPreferences")]
     pub notification_preferences: Option<Map<String, Value>>,
 }
 
 impl Route for Request {
     const PATH: &str = "/me/profile";
-    const SUMMARY: &str = "Changes the caller's email address (given the current password), display name (null clears it) or notification preferences, at least one of them.";
+    const SUMMARY: &str = "Changes the caller's email address (given the current password), display name (null clears it), phone number (texted a code to verify; null removes it) or notification preferences, at least one of them.";
     type Body = Body;
     type Reply = crate::accounts::profile::MeData;
     const CALLERS: Callers = Callers::Roles(Role::EVERYONE);
 
     fn parse(_: &Path, raw: Map<String, Value>) -> Result<Self, ParseError> {
         let names_display = raw.contains_key("display_name");
+        let names_phone = raw.contains_key("phone");
         let b: Body = body(raw)?;
+        let phone = match (names_phone, b.phone) {
+            (false, _) => None,
+            (true, None | Some(Value::Null)) => Some(None),
+            (true, Some(Value::String(s))) => Some(Some(parse_phone(&s)?)),
+            (true, Some(_)) => {
+                return Err(ParseError::new(
+                    "`phone` must be a number such as +447700900123, or null to remove it",
+                ));
+            }
+        };
         let display_name = match (names_display, b.display_name) {
             (false, _) => None,
             (true, None | Some(Value::Null)) => Some(None),
@@ -102,9 +135,13 @@ impl Route for Request {
             .map(parse_preferences)
             .transpose()?;
         let email = b.email.as_deref().map(accounts::parse_email).transpose()?;
-        if email.is_none() && display_name.is_none() && notification_preferences.is_none() {
+        if email.is_none()
+            && display_name.is_none()
+            && phone.is_none()
+            && notification_preferences.is_none()
+        {
             return Err(ParseError::new(
-                "name at least one of `email`, `display_name` and `notification_preferences`",
+                "name at least one of `email`, `display_name`, `phone` and `notification_preferences`",
             ));
         }
         let password = b
@@ -120,6 +157,7 @@ impl Route for Request {
             email,
             password,
             display_name,
+            phone,
             notification_preferences,
         })
     }
@@ -130,6 +168,7 @@ impl Route for Request {
             accounts::check_current_password(cx.services, user, &cx.call.source, password).await?;
         }
         let mut mails = Vec::new();
+        let mut texts = Vec::new();
         let data = idempotency::once(cx, Kind::MeProfile, self, async |tx| {
             let row = tx
                 .query_one(
@@ -159,6 +198,13 @@ impl Route for Request {
                 )
                 .await?;
             }
+            match &self.phone {
+                None => {}
+                Some(Some(phone)) => {
+                    texts.extend(ask_for_code(tx, &cx.services.tokens, user, phone).await?)
+                }
+                Some(None) => notify::sms::forget_number(tx, user).await?,
+            }
             if let Some(changes) = &self.notification_preferences {
                 merge(&mut stored, changes);
                 tx.execute(
@@ -173,8 +219,89 @@ impl Route for Request {
         for mail in mails {
             cx.mail_after_commit(mail);
         }
+        notify::sms::send_now(cx.services, &texts).await;
         Ok(data)
     }
+}
+
+/// A phone number as a person writes it (spaces, dashes, dots and brackets between the digits),
+/// in E.164: `+`, then 8 to 15 digits, the first not 0.
+pub fn parse_phone(raw: &str) -> Result<String, ParseError> {
+    let compact: String = raw
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
+    let digits = compact.strip_prefix('+').unwrap_or_default();
+    let valid = (8..=15).contains(&digits.len())
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && !digits.starts_with('0');
+    if valid {
+        Ok(compact)
+    } else {
+        Err(ParseError::new(format!(
+            "`phone` must be a number in international form, a + and its country code first, such as +447700900123; not {raw:?}"
+        )))
+    }
+}
+
+/// Starts verifying `phone` for `user`: a new code (the last one asked for is the only one that
+/// works), texted after the commit. The number already verified is left as it is.
+async fn ask_for_code(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tokens: &crate::token::Tokens,
+    user: UserId,
+    phone: &str,
+) -> Result<Option<i64>, HandlerError> {
+    let current: Option<String> = tx
+        .query_one("SELECT phone FROM users WHERE id = $1", &[&user.0])
+        .await?
+        .get(0);
+    if current.as_deref() == Some(phone) {
+        return Ok(None);
+    }
+    accounts::throttle(
+        tx,
+        "phone_code",
+        &format!("user:{user}"),
+        PHONE_CODES_PER_USER_PER_HOUR,
+        None,
+    )
+    .await?;
+    // Counted by a keyed digest of the number: the throttle's rows never hold it.
+    accounts::throttle(
+        tx,
+        "phone_code_number",
+        &format!("phone:{}", tokens.email_token(&format!("throttle:{phone}"))),
+        PHONE_CODES_PER_NUMBER_PER_HOUR,
+        None,
+    )
+    .await?;
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    tx.execute(
+        "INSERT INTO phone_verifications (user_id, phone, nonce, expires_at)
+         VALUES ($1, $2, $3, now() + make_interval(mins => $4))
+         ON CONFLICT (user_id) DO UPDATE SET phone = EXCLUDED.phone, nonce = EXCLUDED.nonce,
+             expires_at = EXCLUDED.expires_at, failed_attempts = 0, created_at = now()",
+        &[&user.0, &phone, &nonce, &PHONE_CODE_MINUTES],
+    )
+    .await?;
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO sms_outbox (user_id, key, event, data, phone, status, next_attempt_at)
+             VALUES ($1, $2, $3, jsonb_build_object('nonce', $4::text), $5, 'pending', now())
+             RETURNING id",
+            &[
+                &user.0,
+                &format!("{}:{nonce}", notify::sms::VERIFY),
+                &notify::sms::VERIFY,
+                &nonce,
+                &phone,
+            ],
+        )
+        .await?
+        .get(0);
+    Ok(Some(id))
 }
 
 /// Gives `user` the address `email`, unverified, and records the mails that go with it: the
@@ -251,7 +378,8 @@ async fn change_email(
     Ok(mails)
 }
 
-/// Checks preferences: known events, channels `email` and `inbox`, booleans; security mail on.
+/// Checks preferences: known events, channels `email`, `inbox` and `sms`, booleans; security
+/// mail on.
 fn parse_preferences(raw: Map<String, Value>) -> Result<Map<String, Value>, ParseError> {
     for (event, channels) in &raw {
         let known = Event::parse(event)
@@ -273,9 +401,9 @@ fn parse_preferences(raw: Map<String, Value>) -> Result<Map<String, Value>, Pars
             ))
         })?;
         for (channel, on) in channels {
-            if !matches!(channel.as_str(), "email" | "inbox") || !on.is_boolean() {
+            if !matches!(channel.as_str(), "email" | "inbox" | "sms") || !on.is_boolean() {
                 return Err(ParseError::new(format!(
-                    "`notification_preferences.{event}` takes `email` and `inbox`, each true or false"
+                    "`notification_preferences.{event}` takes `email`, `inbox` and `sms`, each true or false"
                 )));
             }
         }

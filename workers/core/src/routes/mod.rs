@@ -401,6 +401,8 @@ routes! {
     ProviderDocuments => provider_documents,
     /// A provider's events, in order: `POST /providers/{provider_id}/events`.
     Events => events,
+    /// Verify the profile's phone number with its texted code: `POST /me/phone/verify`.
+    MePhoneVerify => me_phone_verify,
     /// Register a webhook endpoint: `POST /providers/{provider_id}/webhooks`.
     Webhooks => webhooks,
     /// A provider's webhook endpoints: `POST /providers/{provider_id}/webhooks/list`.
@@ -467,7 +469,7 @@ impl Kind {
     pub fn reply_kind(self) -> Kind {
         match self {
             Self::Refresh => Self::Auth,
-            Self::MeProfile => Self::Me,
+            Self::MeProfile | Self::MePhoneVerify => Self::Me,
             other => other,
         }
     }
