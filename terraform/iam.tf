@@ -88,6 +88,7 @@ resource "aws_iam_role" "worker" {
 }
 
 data "aws_iam_policy_document" "worker" {
+  #checkov:skip=CKV_AWS_111:sns:Publish to a phone number names no resource; the statement PublishToNoTopic denies every topic, so "*" reaches phone numbers only.
   # --- what AWSLambdaVPCAccessExecutionRole grants, narrowed to this function ---------------
 
   statement {
@@ -185,6 +186,24 @@ data "aws_iam_policy_document" "worker" {
     sid       = "SendMailAsTheSender"
     actions   = ["ses:SendEmail", "ses:SendRawEmail"]
     resources = concat([local.mail_identity_arn], [for recipient in aws_ses_email_identity.sandbox_recipient : recipient.arn])
+  }
+
+  # --- texts ---------------------------------------------------------------------------------
+
+  # Texts a household's verified number (a code, or a notification it turned SMS on for). A
+  # Publish to a phone number names no resource, so the allow is on "*"; the deny below takes
+  # every topic out of it: the worker can text a number and publish to no topic.
+  statement {
+    sid       = "TextPhoneNumbers"
+    actions   = ["sns:Publish"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "PublishToNoTopic"
+    effect    = "Deny"
+    actions   = ["sns:Publish"]
+    resources = ["arn:${data.aws_partition.current.partition}:sns:*:*:*"]
   }
 
   # --- documents -----------------------------------------------------------------------------

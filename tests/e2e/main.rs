@@ -23,6 +23,7 @@ mod sessions;
 mod settlements;
 mod sizes;
 mod sweeper;
+mod texts;
 mod walkthrough;
 mod webhooks;
 

@@ -16,6 +16,7 @@ mod overdue;
 mod pages;
 mod payments;
 mod payments_external;
+mod phones;
 mod refunds;
 mod saved_cards;
 mod settlements;

@@ -197,7 +197,8 @@ async fn failing_mails_back_off_die_after_the_last_attempt_and_the_rest_are_sent
         sender::Report {
             sent: 0,
             failed: 2,
-            dead: 0
+            dead: 0,
+            ..Default::default()
         }
     );
     let wait = backoff(1).as_secs_f64();
@@ -232,7 +233,8 @@ async fn failing_mails_back_off_die_after_the_last_attempt_and_the_rest_are_sent
         sender::Report {
             sent: 0,
             failed: 0,
-            dead: 1
+            dead: 1,
+            ..Default::default()
         }
     );
     let (status, attempts, _, _, _) = outbox_row(&db, doomed).await;
@@ -275,7 +277,8 @@ async fn failing_mails_back_off_die_after_the_last_attempt_and_the_rest_are_sent
         sender::Report {
             sent: 1,
             failed: 0,
-            dead: 0
+            dead: 0,
+            ..Default::default()
         }
     );
     let (status, attempts, due_in, error, _) = outbox_row(&db, later).await;
@@ -527,7 +530,8 @@ async fn preferences_decide_inbox_and_mail_but_security_mail_cannot_be_turned_of
         sender::Report {
             sent: 3,
             failed: 0,
-            dead: 0
+            dead: 0,
+            ..Default::default()
         }
     );
     let mut to_verified = subjects(&mails_to(&verified).await);

@@ -469,7 +469,7 @@ async fn a_reset_is_answered_before_its_mail_goes_out() {
 }
 
 #[tokio::test]
-async fn a_deleted_account_leaves_its_name_address_and_display_name_nowhere() {
+async fn a_deleted_account_leaves_its_name_address_display_name_and_phone_nowhere() {
     let f = Fixture::new().await;
     let (id, name, email, token) = household(&f).await;
     let display = unique("Display Name");
@@ -484,6 +484,38 @@ async fn a_deleted_account_leaves_its_name_address_and_display_name_nowhere() {
     assert_eq!(profile["status"], "ok", "{profile}");
     let read = me(&f, "me", &token, json!({}), "198.51.100.27").await;
     assert_eq!(read["data"]["user"]["display_name"], display.as_str());
+    // A verified number, texted for security events too.
+    let phone = qbill_tests::fresh_phone();
+    me(
+        &f,
+        "me_profile",
+        &token,
+        json!({ "phone": phone }),
+        "198.51.100.27",
+    )
+    .await;
+    let code = qbill_tests::texted_code(&phone).await;
+    let verified = me(
+        &f,
+        "me_phone_verify",
+        &token,
+        json!({ "code": code }),
+        "198.51.100.27",
+    )
+    .await;
+    assert_eq!(
+        verified["data"]["user"]["phone"],
+        phone.as_str(),
+        "{verified}"
+    );
+    me(
+        &f,
+        "me_profile",
+        &token,
+        json!({ "notification_preferences": { "account.security": { "sms": true } } }),
+        "198.51.100.27",
+    )
+    .await;
     let login = anonymous(
         &f,
         "auth",
@@ -536,7 +568,7 @@ async fn a_deleted_account_leaves_its_name_address_and_display_name_nowhere() {
     assert!(tables.len() > 10, "{tables:?}");
     let mut found = Vec::new();
     for table in &tables {
-        for needle in [&name, &email, &display] {
+        for needle in [&name, &email, &display, &phone] {
             let n: i64 = client
                 .query_one(
                     &format!(

@@ -168,3 +168,45 @@ fn every_kind_of_discrepancy_alarms() {
     assert_eq!(text(attr(alarm, "threshold")), "0");
     assert_eq!(text(attr(alarm, "alarm_actions")), "local.alarm_actions");
 }
+
+#[test]
+fn the_worker_texts_phone_numbers_publishes_to_no_topic_and_puts_events_on_its_own_bus_only() {
+    let stack = Stack::load();
+    let statements = crate::documents::statements(&stack, "worker");
+    let publishing: Vec<_> = statements
+        .iter()
+        .filter(|s| text(attr(s, "actions")).contains("sns:"))
+        .collect();
+    assert_eq!(publishing.len(), 2, "an allow and a deny");
+    for s in &publishing {
+        assert_eq!(
+            crate::documents::items(s, "actions"),
+            ["\"sns:Publish\""],
+            "publish only, nothing else of SNS"
+        );
+    }
+    let deny = publishing
+        .iter()
+        .find(|s| crate::documents::effect(s) == "Deny")
+        .expect("a deny");
+    assert!(
+        text(attr(deny, "resources")).contains(":sns:*:*:*"),
+        "every topic is denied: {}",
+        text(attr(deny, "resources"))
+    );
+    let bus: Vec<_> = statements
+        .iter()
+        .filter(|s| text(attr(s, "actions")).contains("events:"))
+        .collect();
+    assert_eq!(bus.len(), 1);
+    assert_eq!(
+        crate::documents::items(bus[0], "resources"),
+        ["aws_cloudwatch_event_bus.events.arn"]
+    );
+    let worker = stack.block("resource", &["aws_lambda_function", "worker"]);
+    let environment = lambda_environment(&stack, worker);
+    assert_eq!(
+        environment["QBILL_EVENT_BUS"],
+        "aws_cloudwatch_event_bus.events.name"
+    );
+}

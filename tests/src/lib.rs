@@ -709,6 +709,42 @@ pub async fn mails_to(address: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A phone number no other test uses (E.164, in the UK's range for drama).
+pub fn fresh_phone() -> String {
+    format!("+4477009{:05}", rand_digits() % 100_000)
+}
+
+fn rand_digits() -> u32 {
+    u32::from_be_bytes(Uuid::new_v4().as_bytes()[..4].try_into().unwrap())
+}
+
+/// The texts LocalStack's SNS was given for `phone`, oldest first.
+pub async fn texts_to(phone: &str) -> Vec<String> {
+    let url = format!("{}/_aws/sns/sms-messages", env("AWS_ENDPOINT_URL"));
+    let all: serde_json::Value = reqwest::get(&url)
+        .await
+        .expect("LocalStack answers")
+        .json()
+        .await
+        .expect("JSON");
+    all["sms_messages"][phone]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["Message"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The six-digit code in the last text to `phone`.
+pub async fn texted_code(phone: &str) -> String {
+    let texts = texts_to(phone).await;
+    let last = texts.last().unwrap_or_else(|| panic!("no text to {phone}"));
+    last.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap_or_else(|| panic!("no code in {last:?}"))
+        .to_owned()
+}
+
 /// Waits until `address` has at least `count` mails (at most 30 s); returns them all.
 pub async fn wait_for_mails(address: &str, count: usize) -> Vec<serde_json::Value> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
