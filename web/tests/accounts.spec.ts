@@ -3,7 +3,7 @@
 // in its inbox, saves a card and pays with it in one tap, sets a new password from a reset mail,
 // and changes its address, which the old address's mail puts back.
 import { type Page, expect, test } from "@playwright/test";
-import { CARDS, Client, expectAccessible, fillCard, linkIn, mailTo } from "./support";
+import { CARDS, Client, expectAccessible, fillCard, linkIn, mailTo, textTo } from "./support";
 
 test.describe.configure({ mode: "serial" });
 
@@ -136,6 +136,31 @@ test("chooses its notifications on the profile page the mails link to", async ()
   await page.reload();
   await expect(page.getByRole("checkbox", { name: "A new bill: by mail" })).not.toBeChecked();
   await expect(page.getByRole("checkbox", { name: "A new bill: in the inbox" })).toBeChecked();
+});
+
+test("adds a phone, verifies it with the texted code, and turns texts on for bills due soon", async () => {
+  await page.goto("/profile");
+  const dueByText = page.getByRole("checkbox", { name: "A bill due within 3 days: by text" });
+  await expect(dueByText).toBeDisabled();
+  const phone = `+4477009${String(Math.floor(Math.random() * 100000)).padStart(5, "0")}`;
+  await page.getByLabel("Phone").fill(`${phone.slice(0, 3)} ${phone.slice(3, 7)} ${phone.slice(7)}`);
+  await page.getByRole("button", { name: "Save" }).click();
+  await expect(page.getByText(`We texted a six-digit code to ${phone}`)).toBeVisible();
+  await page.screenshot({ path: "test-results/screens/26-profile-phone-code.png", fullPage: true });
+  const code = (await textTo(phone)).match(/\b\d{6}\b/)?.[0];
+  expect(code, "a code in the text").toBeDefined();
+  await page.getByLabel("Code").fill(code!);
+  await page.getByRole("button", { name: "Verify" }).click();
+  await expect(page.getByText(`Your phone ${phone} is verified`)).toBeVisible();
+  await expect(dueByText).toBeEnabled();
+  await dueByText.check();
+  await page.getByRole("button", { name: "Save" }).click();
+  await expect(page.getByText("Saved.")).toBeVisible();
+  await expectAccessible(page);
+  await page.screenshot({ path: "test-results/screens/27-profile-phone.png", fullPage: true });
+  await page.reload();
+  await expect(page.getByLabel("Phone")).toHaveValue(phone);
+  await expect(page.getByRole("checkbox", { name: "A bill due within 3 days: by text" })).toBeChecked();
 });
 
 test("saves a card on the profile, pays the other bill with it in one tap, and removes it", async () => {

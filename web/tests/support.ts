@@ -30,6 +30,23 @@ export async function mailTo(address: string, words: string): Promise<string> {
   return found!.Body.text_part ?? "";
 }
 
+/** The newest text LocalStack's SNS was given for `phone`, once there is one. */
+export async function textTo(phone: string): Promise<string> {
+  let found: string | undefined;
+  await expect
+    .poll(
+      async () => {
+        const url = `${need("AWS_ENDPOINT_URL")}/_aws/sns/sms-messages`;
+        const all = (await (await fetch(url)).json()) as { sms_messages: Record<string, { Message: string }[]> };
+        found = all.sms_messages[phone]?.at(-1)?.Message;
+        return found !== undefined;
+      },
+      { message: `a text to ${phone}`, timeout: 30_000 },
+    )
+    .toBe(true);
+  return found!;
+}
+
 /** The link in a mail that leads to `page` of the app. */
 export function linkIn(text: string, page: string): string {
   const link = text.match(new RegExp(`https?://\\S+/${page}\\?token=[A-Za-z0-9_-]+`))?.[0];
