@@ -13,6 +13,7 @@
 //! - [`verdict`]: the checks.
 //! - [`report`]: the faults table, the closing line, `chaos.html` with its timeline.
 
+pub mod hooks;
 pub mod inject;
 pub mod operator;
 pub mod processes;
@@ -172,6 +173,9 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
         args.duration
     );
 
+    // The providers' webhooks, on a receiver here that refuses some while the faults run.
+    let webhook_receiver = hooks::Receiver::start(&db, &apartments, seed).await?;
+
     // What the workers depend on, each behind something the run can break.
     let postgres = Proxy::start(&postgres_address(&database)?).await?;
     let sqs_proxy =
@@ -222,6 +226,9 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
             "0".to_owned(),
         ),
         ("QBILL_SETTLE_INTERVAL_SECONDS".to_owned(), "0".to_owned()),
+        // The webhooks go from the workers' own timer, through every fault.
+        ("QBILL_EVENTS_INTERVAL_SECONDS".to_owned(), "2".to_owned()),
+        ("QBILL_WEBHOOKS_ALLOW_LOCAL".to_owned(), "true".to_owned()),
     ];
     // The jobs at the end reach the database and the processor directly.
     let mut direct = vec![("REDIS_URL".to_owned(), redis.url())];
@@ -379,11 +386,18 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
             jobs.push(format!("{}: {report}", job[1]));
         }
     }
+    // What the faults kept from the webhooks goes now, to a receiver that answers everything.
+    webhook_receiver
+        .flush(&db, &qbill, database.expose_secret(), &direct)
+        .await?;
     let dead = queues::dead_letters(&sqs, &queues.dead_letter_url).await?;
     let deadlocks = deadlocks(&db).await? - deadlocks_before;
     let (sent, read) = journal.take();
     let mut verdict =
         verdict::check(&db, &sent, &read, &dead, &apartments, deadlocks, &died).await?;
+    let webhooks = webhook_receiver
+        .check(&db, &apartments, &mut verdict)
+        .await?;
     let mut processor_line = None;
     if let (Some(card), Some(carried)) = (&card, &carried) {
         let (captured, ledger, refunded) =
@@ -426,6 +440,15 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
     println!(
         "chaos: connections through the proxies: Postgres {} ({} cut), SQS {} ({} cut)",
         pg.accepted, pg.cut, sq.accepted, sq.cut
+    );
+    println!(
+        "chaos: webhooks: {} endpoints, {} deliveries received ({} refused by the receiver), {} events; of settled payments {} expected, {} missing",
+        webhooks.endpoints,
+        webhooks.received,
+        webhooks.refused,
+        webhooks.events,
+        webhooks.expected,
+        webhooks.missing
     );
     if let Some(line) = &processor_line {
         println!("{line}");

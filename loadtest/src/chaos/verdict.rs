@@ -51,7 +51,11 @@ pub struct Violation {
 }
 
 impl Verdict {
-    fn violated(&mut self, what: impl Into<String>, ids: impl IntoIterator<Item = impl ToString>) {
+    pub(crate) fn violated(
+        &mut self,
+        what: impl Into<String>,
+        ids: impl IntoIterator<Item = impl ToString>,
+    ) {
         let mut ids: Vec<String> = ids.into_iter().map(|i| i.to_string()).collect();
         let count = ids.len();
         ids.truncate(40);
