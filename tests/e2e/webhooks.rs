@@ -84,17 +84,22 @@ async fn run_until(services: &qbill_core::services::Services, done: impl Fn() ->
     panic!("the events job never got there");
 }
 
-/// docs/events.md's Python verifier, run on a delivery as it arrived: whether it says valid.
-fn python_verifies(delivery: &Received, secret: &str) -> bool {
+/// The code of docs/events.md's `<!-- verify:{name} -->` block, a `{language}` one.
+fn docs_block(name: &str, language: &str) -> String {
     let docs = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/events.md"),
     )
     .unwrap();
-    let block = docs
-        .split("<!-- verify:python -->\n```python\n")
+    docs.split(&format!("<!-- verify:{name} -->\n```{language}\n"))
         .nth(1)
         .and_then(|rest| rest.split("```\n<!-- verify:end -->").next())
-        .expect("docs/events.md has the verify:python block");
+        .unwrap_or_else(|| panic!("docs/events.md has the verify:{name} block"))
+        .to_owned()
+}
+
+/// docs/events.md's Python verifier, run on a delivery as it arrived: whether it says valid.
+fn python_verifies(delivery: &Received, secret: &str) -> bool {
+    let block = docs_block("python", "python");
     let script = format!(
         "{block}\nimport json, sys\nprint(verify(json.loads(sys.argv[1]), sys.stdin.buffer.read()))\n"
     );
@@ -232,6 +237,21 @@ async fn a_provider_gets_its_paid_bill_signed_through_the_gateway_and_on_the_bus
         );
         assert_eq!(r.body["provider_id"], 1);
     }
+    // docs/events.md's curl delivery, under the endpoint's secret, verifies as qbill's do.
+    let script = docs_block("curl", "sh");
+    // (Not blocking this runtime's one thread: the receiver answers on it.)
+    let sent = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .env("WEBHOOK_SECRET", &secret)
+        .env("WEBHOOK_URL", &receiver.url)
+        .output()
+        .await
+        .unwrap();
+    assert!(sent.status.success(), "{sent:?}");
+    assert_eq!(String::from_utf8_lossy(&sent.stdout).trim(), "200");
+    let tried = receiver.received().pop().unwrap();
+    assert!(tried.id.starts_with("evt_test_") && tried.verified, "{tried:?}");
+    assert!(python_verifies(&tried, &secret));
     let paid = got.iter().find(|r| r.body["type"] == "bill.paid").unwrap();
     assert_eq!(paid.body["data"]["bill_id"], bill);
     // A signature under another secret is not one.
