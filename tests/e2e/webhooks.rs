@@ -250,7 +250,10 @@ async fn a_provider_gets_its_paid_bill_signed_through_the_gateway_and_on_the_bus
     assert!(sent.status.success(), "{sent:?}");
     assert_eq!(String::from_utf8_lossy(&sent.stdout).trim(), "200");
     let tried = receiver.received().pop().unwrap();
-    assert!(tried.id.starts_with("evt_test_") && tried.verified, "{tried:?}");
+    assert!(
+        tried.id.starts_with("evt_test_") && tried.verified,
+        "{tried:?}"
+    );
     assert!(python_verifies(&tried, &secret));
     let paid = got.iter().find(|r| r.body["type"] == "bill.paid").unwrap();
     assert_eq!(paid.body["data"]["bill_id"], bill);

@@ -1,4 +1,4 @@
-//! The walkthroughs of docs/walkthroughs.md (a provider's bills; a household on its own; documents), run verbatim: their shell blocks (between the
+//! The walkthroughs of docs/walkthroughs.md (a provider's bills; a household on its own; documents; money; webhooks), run verbatim: their shell blocks (between the
 //! `<!-- walkthrough:... -->` markers) go to bash, against the `test` profile's gateway and a
 //! worker pool of this binary's own over a fresh demo database, with `target/release/qbill`
 //! standing for this build's `qbill`. A binary of its own, so that its overdue job touches no
@@ -227,6 +227,23 @@ async fn the_readme_walkthrough_runs_verbatim() {
     assert_eq!(
         one("SELECT count(*) FROM documents WHERE provider_id = 1 AND format = 'xlsx'").await,
         1
+    );
+
+    // Webhooks: a receiver of the walkthrough's own gets a paid bill's events, signed; the feed
+    // has the payment.
+    let out = run(&block("webhooks"), &url);
+    assert!(
+        out.contains("bill.paid verified\npayment.succeeded verified"),
+        "{out}"
+    );
+    assert!(!out.contains("FORGED"), "{out}");
+    assert!(
+        out.contains("\"delivered\":2"),
+        "the events job's report: {out}"
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'").await,
+        2
     );
 
     // `qbill seed demo --reset` puts NW-20417 back unlinked, with its printed code, its bills
