@@ -111,7 +111,9 @@ impl Receiver {
                         let id = header(&headers, "webhook-id");
                         // Refused by the seed, not by chance: a replayed run refuses the same.
                         if !healed.load(Ordering::Relaxed)
-                            && (seed ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15) % REFUSE_ONE_IN == 0
+                            && (seed ^ n)
+                                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                                .is_multiple_of(REFUSE_ONE_IN)
                         {
                             refused.fetch_add(1, Ordering::Relaxed);
                             return StatusCode::SERVICE_UNAVAILABLE;
