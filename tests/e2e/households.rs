@@ -65,7 +65,7 @@ async fn a_household_signs_up_links_pays_resets_and_deletes_its_account() {
     assert_eq!(me["data"]["user"]["email_verified"], true);
     assert_eq!(
         me["data"]["notification_preferences"]["payment.succeeded"],
-        json!({ "email": true, "inbox": true })
+        json!({ "email": true, "inbox": true, "sms": false })
     );
 
     // A provider's bill for a new account; the household links it with the activation code.
@@ -486,7 +486,7 @@ async fn the_profile_changes_address_name_and_preferences_and_the_password_chang
     assert_eq!(changed["data"]["user"]["display_name"], "Omar K.");
     assert_eq!(
         changed["data"]["notification_preferences"]["bill.created"],
-        json!({ "email": false, "inbox": true })
+        json!({ "email": false, "inbox": true, "sms": false })
     );
     // The new address gets its verification, the old one hears of the change.
     let to_new = wait_for_mails(&new_email, 1).await;
