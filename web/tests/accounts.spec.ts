@@ -143,9 +143,10 @@ test("adds a phone, verifies it with the texted code, and turns texts on for bil
   const dueByText = page.getByRole("checkbox", { name: "A bill due within 3 days: by text" });
   await expect(dueByText).toBeDisabled();
   const phone = `+4477009${String(Math.floor(Math.random() * 100000)).padStart(5, "0")}`;
-  await page.getByLabel("Phone").fill(`${phone.slice(0, 3)} ${phone.slice(3, 7)} ${phone.slice(7)}`);
+  await page.getByLabel("Phone", { exact: true }).fill(`${phone.slice(0, 3)} ${phone.slice(3, 7)} ${phone.slice(7)}`);
   await page.getByRole("button", { name: "Save" }).click();
   await expect(page.getByText(`We texted a six-digit code to ${phone}`)).toBeVisible();
+  await expect(page.getByLabel("Phone", { exact: true })).toHaveValue(phone);
   await page.screenshot({ path: "test-results/screens/26-profile-phone-code.png", fullPage: true });
   const code = (await textTo(phone)).match(/\b\d{6}\b/)?.[0];
   expect(code, "a code in the text").toBeDefined();
@@ -159,7 +160,7 @@ test("adds a phone, verifies it with the texted code, and turns texts on for bil
   await expectAccessible(page);
   await page.screenshot({ path: "test-results/screens/27-profile-phone.png", fullPage: true });
   await page.reload();
-  await expect(page.getByLabel("Phone")).toHaveValue(phone);
+  await expect(page.getByLabel("Phone", { exact: true })).toHaveValue(phone);
   await expect(page.getByRole("checkbox", { name: "A bill due within 3 days: by text" })).toBeChecked();
 });
 

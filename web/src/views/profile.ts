@@ -93,11 +93,13 @@ function profileForm(app: App, me: MeData, paint: (me: MeData, said?: string) =>
   };
   email.addEventListener("input", askPassword);
   askPassword();
-  const phone = h("input", { name: "phone", type: "tel", autocomplete: "tel", maxlength: 24, placeholder: "+44 7700 900123", value: me.user.phone ?? "" });
+  // The number verified, or the one waiting for its code (the card below asks for it).
+  const shown = me.user.phone ?? me.user.phone_pending ?? "";
+  const phone = h("input", { name: "phone", type: "tel", autocomplete: "tel", maxlength: 24, placeholder: "+44 7700 900123", value: shown });
   /** The number typed, null to remove it, or undefined if it is no change. */
   const newPhone = (): string | null | undefined => {
     const typed = phone.value.trim();
-    if (typed === (me.user.phone ?? "")) return undefined;
+    if (typed === shown) return undefined;
     return typed === "" ? null : typed;
   };
   const boxes: { event: string; channel: Channel; box: HTMLInputElement }[] = [];
@@ -125,7 +127,13 @@ function profileForm(app: App, me: MeData, paint: (me: MeData, said?: string) =>
     field("Name", name),
     field("Email address", email, "A new address is confirmed again by mail, and the old one is told."),
     passwordField,
-    field("Phone", phone, "For texts, in international form. A new number gets a code by text to verify it; empty removes it."),
+    field(
+      "Phone",
+      phone,
+      me.user.phone_pending
+        ? "Waiting for the code texted to it (below). Texts go only to a verified number."
+        : "For texts, in international form. A new number gets a code by text to verify it; empty removes it.",
+    ),
     h(
       "table",
       { class: "preferences" },
