@@ -189,28 +189,44 @@ pub async fn send(
     };
     let answer = match found {
         Some(found) => found,
-        None => match processor
-            .stripe
-            .create_refund(&NewRefund {
-                refund_id: id,
-                payment_id: refund.payment_id,
-                intent: &intent,
-                amount: refund
-                    .amount
-                    .minor_units()
-                    .map_err(HandlerError::internal)?,
-                reason: &refund.reason,
-            })
-            .await
-        {
-            Ok(answer) => answer,
-            Err(stripe::Error::Unavailable(e)) => return Err(HandlerError::Transient(e)),
-            // Refused: no money moved; what it would have given back can be refunded again.
-            Err(e) => {
-                tracing::warn!(refund = %id, error = %e, "the processor refused a refund");
-                return refuse(services, id, &e.to_string()).await;
+        None => {
+            // Another delivery of this request may have asked meanwhile (a worker paused past
+            // the visibility timeout wakes here): what the books say then decides, so that a
+            // processor keeping no idempotency keys (localstripe) is not asked twice.
+            let now = load(&*crate::store::client(&services.store).await?, id)
+                .await?
+                .ok_or_else(|| HandlerError::internal(anyhow::anyhow!("refund {id} is gone")))?;
+            if now.is_final() {
+                return Ok(now);
             }
-        },
+            if now.processor_refund_id.is_some() {
+                return Err(HandlerError::Transient(anyhow::anyhow!(
+                    "refund {id} was asked for by another delivery meanwhile; the next one reads it"
+                )));
+            }
+            match processor
+                .stripe
+                .create_refund(&NewRefund {
+                    refund_id: id,
+                    payment_id: refund.payment_id,
+                    intent: &intent,
+                    amount: refund
+                        .amount
+                        .minor_units()
+                        .map_err(HandlerError::internal)?,
+                    reason: &refund.reason,
+                })
+                .await
+            {
+                Ok(answer) => answer,
+                Err(stripe::Error::Unavailable(e)) => return Err(HandlerError::Transient(e)),
+                // Refused: no money moved; what it would have given back can be refunded again.
+                Err(e) => {
+                    tracing::warn!(refund = %id, error = %e, "the processor refused a refund");
+                    return refuse(services, id, &e.to_string()).await;
+                }
+            }
+        }
     };
     match apply(services, id, &answer, Via::Confirm, None).await? {
         Applied::Now(refund) => Ok(*refund),
