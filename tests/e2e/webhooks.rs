@@ -266,7 +266,8 @@ async fn a_provider_gets_its_paid_bill_signed_through_the_gateway_and_on_the_bus
     // The event reached the queue through the rule. (The feed the bus follows waits for every
     // transaction open on the server when the event was made, other tests' among them.)
     let mut on_bus = None;
-    for _ in 0..60 {
+    let mut put = 0;
+    for _ in 0..150 {
         let messages = sqs
             .receive_message()
             .queue_url(&tap)
@@ -280,7 +281,32 @@ async fn a_provider_gets_its_paid_bill_signed_through_the_gateway_and_on_the_bus
             on_bus = Some(serde_json::from_str::<Value>(m.body().unwrap()).unwrap());
             break;
         }
-        qbill_core::jobs::events::run(&services).await.unwrap();
+        put += qbill_core::jobs::events::run(&services)
+            .await
+            .unwrap()
+            .bus
+            .put;
+    }
+    if on_bus.is_none() {
+        // What held the feed back: transactions open on the server, and where the bus stands.
+        let held: Vec<String> = db_pool(&served().admin_url)
+            .get()
+            .await
+            .unwrap()
+            .query(
+                "SELECT datname || ' ' || coalesce(state, '') || ' xid ' || backend_xid::text || ' for '
+                        || (now() - xact_start)::text || ': ' || left(query, 80)
+                 FROM pg_stat_activity WHERE backend_xid IS NOT NULL OR backend_xmin IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+            .collect();
+        panic!(
+            "the payment's event never reached the rule's queue; {put} events put on the bus meanwhile; open on the server: {held:#?}"
+        );
     }
     let on_bus = on_bus.expect("the payment's event reached the rule's queue");
     assert_eq!(on_bus["source"], "qbill", "{on_bus}");
