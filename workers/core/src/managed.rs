@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
 use aws_config::SdkConfig;
-use aws_sdk_rds::auth_token::{AuthTokenGenerator, Config as TokenConfig};
+use aws_credential_types::provider::ProvideCredentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings};
+use aws_smithy_runtime_api::client::identity::Identity;
 use chrono::{DateTime, Utc};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -135,9 +137,73 @@ pub fn tls(ca_bundle: &Path) -> anyhow::Result<MakeRustlsConnect> {
     Ok(MakeRustlsConnect::new(config))
 }
 
+/// How long an RDS IAM auth token is good for: RDS accepts at most 15 minutes, and the token is
+/// needed only to open the connection.
+const RDS_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(900);
+
+/// Where an IAM auth token lets one user in.
+struct RdsTarget {
+    host: String,
+    port: u16,
+    user: String,
+}
+
+/// An RDS IAM auth token for `target`, signed with this process's AWS credentials and region.
+async fn rds_auth_token(sdk: &SdkConfig, target: &RdsTarget) -> anyhow::Result<String> {
+    let credentials = sdk
+        .credentials_provider()
+        .context("no AWS credentials to sign an RDS auth token with")?
+        .provide_credentials()
+        .await?;
+    let region = sdk.region().map_or("us-east-1", |r| r.as_ref());
+    sign_rds_token(
+        &credentials.into(),
+        region,
+        std::time::SystemTime::now(),
+        target,
+    )
+}
+
+/// The token is a SigV4 presigned `GET https://host:port/?Action=connect&DBUser=user` for the
+/// `rds-db` service, the signature in the query, without its scheme. The whole RDS SDK would do the
+/// same; signing here keeps that large crate out of the build.
+fn sign_rds_token(
+    identity: &Identity,
+    region: &str,
+    now: std::time::SystemTime,
+    target: &RdsTarget,
+) -> anyhow::Result<String> {
+    let mut url = url::Url::parse(&format!("https://{}:{}/", target.host, target.port))
+        .with_context(|| format!("{}:{} is not a host and port", target.host, target.port))?;
+    url.query_pairs_mut()
+        .append_pair("Action", "connect")
+        .append_pair("DBUser", &target.user);
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(RDS_TOKEN_LIFETIME);
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(identity)
+        .region(region)
+        .name("rds-db")
+        .time(now)
+        .settings(settings)
+        .build()?;
+    let request = SignableRequest::new(
+        "GET",
+        url.as_str(),
+        std::iter::empty(),
+        SignableBody::empty(),
+    )?;
+    let (instructions, _) = aws_sigv4::http_request::sign(request, &params.into())?.into_parts();
+    for (name, value) in instructions.params() {
+        url.query_pairs_mut().append_pair(name, value);
+    }
+    Ok(url.as_str().trim_start_matches("https://").to_owned())
+}
+
 /// How each new RDS connection logs in.
 enum Login {
-    Iam(AuthTokenGenerator),
+    Iam(RdsTarget),
     Password(SecretString),
 }
 
@@ -158,10 +224,10 @@ impl deadpool_postgres::Connect for RdsConnect {
         let mut config = pg_config.clone();
         Box::pin(async move {
             match &self.login {
-                Login::Iam(generator) => match generator.auth_token(sdk().await).await {
+                Login::Iam(target) => match rds_auth_token(sdk().await, target).await {
                     Ok(token) => {
                         IAM_TOKENS_ISSUED.fetch_add(1, Ordering::Relaxed);
-                        config.password(token.as_str());
+                        config.password(token);
                     }
                     // The server will refuse the login and the pool reports that error.
                     Err(e) => tracing::error!(error = %e, "cannot generate an RDS IAM auth token"),
@@ -185,14 +251,11 @@ impl deadpool_postgres::Connect for RdsConnect {
 pub async fn rds_connect(rds: &RdsConfig) -> anyhow::Result<(tokio_postgres::Config, RdsConnect)> {
     let mut user = rds.user.clone();
     let login = match &rds.login {
-        RdsLogin::IamToken => Login::Iam(AuthTokenGenerator::new(
-            TokenConfig::builder()
-                .hostname(&rds.host)
-                .port(u64::from(rds.port))
-                .username(&rds.user)
-                .build()
-                .map_err(|e| anyhow::anyhow!("RDS token settings: {e}"))?,
-        )),
+        RdsLogin::IamToken => Login::Iam(RdsTarget {
+            host: rds.host.clone(),
+            port: rds.port,
+            user: rds.user.clone(),
+        }),
         RdsLogin::Password(password) => Login::Password(password.clone()),
         RdsLogin::Secret { arn } => {
             let raw = secret(arn, None)
@@ -392,6 +455,34 @@ pub async fn jwt_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The token botocore's `generate_db_auth_token` gives for the same credentials, region, time
+    /// and target (botocore 1.43, its clock held at 2026-12-07T12:00:00Z).
+    #[test]
+    fn an_rds_token_is_the_one_the_aws_sdk_signs() {
+        let credentials = aws_credential_types::Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        );
+        let noon = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_644_800);
+        let target = RdsTarget {
+            host: "qbill.cluster-abc.eu-central-1.rds.amazonaws.com".into(),
+            port: 5432,
+            user: "qbill_worker".into(),
+        };
+        let token = sign_rds_token(&credentials.into(), "eu-central-1", noon, &target).unwrap();
+        assert_eq!(
+            token,
+            "qbill.cluster-abc.eu-central-1.rds.amazonaws.com:5432/?Action=connect&DBUser=qbill_worker\
+             &X-Amz-Algorithm=AWS4-HMAC-SHA256\
+             &X-Amz-Credential=AKIDEXAMPLE%2F20261207%2Feu-central-1%2Frds-db%2Faws4_request\
+             &X-Amz-Date=20261207T120000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host\
+             &X-Amz-Signature=0598d002c30c9ddcab4933d32e0d15c9b6db79770720d4ee972b4de846b3ef54"
+        );
+    }
 
     #[test]
     fn the_redis_auth_token_goes_into_the_url_encoded() {
