@@ -35,6 +35,7 @@ fn rds(db: &TestDb, host: &str, ca_bundle: String) -> DatabaseConfig {
         ca_bundle: ca_bundle.into(),
         login: RdsLogin::IamToken,
         password_secret_arn: None,
+        master_secret_arn: None,
     })
 }
 

@@ -120,15 +120,15 @@ impl Cache {
     /// sweeper's): `REDIS_URL`, `QBILL_REDIS_AUTH_SECRET_ARN`, `QBILL_CACHE_PREFIX`,
     /// `QBILL_CACHE_TIMEOUT_MS`.
     pub async fn from_env() -> anyhow::Result<Self> {
-        let optional = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let url = optional("REDIS_URL").map(SecretString::from);
-        let arn = optional("QBILL_REDIS_AUTH_SECRET_ARN");
+        let s: crate::settings::CacheSettings = crate::settings::from_env()?;
+        let url = crate::settings::given(&s.redis_url).map(SecretString::from);
+        let arn = crate::settings::given(&s.redis_auth_secret_arn);
         let url = redis_url(url.as_ref(), arn.as_deref()).await?;
         Self::new(
             url.as_ref(),
-            &crate::config::env_or("QBILL_CACHE_PREFIX", "qbill".to_owned())?,
+            &s.cache_prefix,
             Duration::ZERO,
-            Duration::from_millis(crate::config::env_or("QBILL_CACHE_TIMEOUT_MS", 250)?),
+            Duration::from_millis(s.cache_timeout_ms),
         )
     }
 

@@ -1,4 +1,5 @@
-//! Typed configuration: defaults in code, overridden by environment variables, checked at start.
+//! Typed configuration: the settings of `crate::settings` (flags or environment variables, with
+//! their defaults), checked at start.
 //!
 //! `DATABASE_URL` and `REDIS_URL` keep their conventional names; everything else is `QBILL_*`.
 
@@ -8,6 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::settings::{
+    self, DatabaseSettings, DocumentsSettings, EngineSettings, EventsSettings, IdentitySettings,
+    MailSettings, PaymentsSettings, given,
+};
 
 /// Crates whose debug logs carry request contents (statement parameters, message bodies): they are
 /// held at `info` whatever `QBILL_LOG` asks, so amounts, passwords and tokens never reach a log.
@@ -36,12 +42,9 @@ where
     }
 }
 
-/// Reads `name`, which must be set.
-pub fn env_required(name: &str) -> anyhow::Result<String> {
-    match std::env::var(name) {
-        Ok(raw) if !raw.trim().is_empty() => Ok(raw.trim().to_owned()),
-        _ => bail!("{name} must be set"),
-    }
+/// An optional setting that this configuration needs: its value, or an error naming it.
+fn required(value: &Option<String>, name: &str) -> anyhow::Result<String> {
+    given(value).with_context(|| format!("{name} must be set"))
 }
 
 /// What the engine needs, whatever transport feeds it.
@@ -89,13 +92,14 @@ pub struct EventsConfig {
 
 impl EventsConfig {
     pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            bus: std::env::var("QBILL_EVENT_BUS")
-                .ok()
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty()),
-            allow_local: env_or("QBILL_WEBHOOKS_ALLOW_LOCAL", false)?,
-        })
+        Ok(Self::from_settings(&settings::from_env()?))
+    }
+
+    pub fn from_settings(s: &EventsSettings) -> Self {
+        Self {
+            bus: given(&s.event_bus),
+            allow_local: s.webhooks_allow_local,
+        }
     }
 }
 
@@ -138,37 +142,32 @@ pub enum StripeKeys {
 
 impl PaymentsConfig {
     pub fn from_env() -> anyhow::Result<Self> {
-        let optional = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        Ok(
-            match env_or("QBILL_PAYMENTS", "stripe".to_owned())?.as_str() {
-                "ledger" => Self::Ledger,
-                "stripe" => Self::Stripe(StripeConfig {
-                    api_base: env_or("QBILL_STRIPE_API_BASE", "https://api.stripe.com".to_owned())?
-                        .trim_end_matches('/')
-                        .to_owned(),
-                    keys: match optional("QBILL_STRIPE_SECRET_ARN") {
-                        Some(arn) => StripeKeys::Secret { arn },
-                        None => StripeKeys::Given {
-                            secret_key: env_required("QBILL_STRIPE_SECRET_KEY")?.into(),
-                            webhook_secrets: [
-                                "QBILL_STRIPE_WEBHOOK_SECRET",
-                                "QBILL_STRIPE_PREVIOUS_WEBHOOK_SECRET",
-                            ]
-                            .iter()
-                            .filter_map(|name| optional(name))
-                            .map(SecretString::from)
-                            .collect(),
-                        },
+        Self::from_settings(&settings::from_env()?)
+    }
+
+    pub fn from_settings(s: &PaymentsSettings) -> anyhow::Result<Self> {
+        Ok(match s.payments.as_str() {
+            "ledger" => Self::Ledger,
+            "stripe" => Self::Stripe(StripeConfig {
+                api_base: s.stripe_api_base.trim_end_matches('/').to_owned(),
+                keys: match given(&s.stripe_secret_arn) {
+                    Some(arn) => StripeKeys::Secret { arn },
+                    None => StripeKeys::Given {
+                        secret_key: required(&s.stripe_secret_key, "QBILL_STRIPE_SECRET_KEY")?
+                            .into(),
+                        webhook_secrets: [
+                            &s.stripe_webhook_secret,
+                            &s.stripe_previous_webhook_secret,
+                        ]
+                        .into_iter()
+                        .filter_map(given)
+                        .map(SecretString::from)
+                        .collect(),
                     },
-                }),
-                other => bail!("QBILL_PAYMENTS must be stripe or ledger, not {other:?}"),
-            },
-        )
+                },
+            }),
+            other => bail!("QBILL_PAYMENTS must be stripe or ledger, not {other:?}"),
+        })
     }
 }
 
@@ -198,6 +197,9 @@ pub struct RdsConfig {
     /// The application role's password secret, when the database checks a password rather than
     /// an IAM token (the `secret` mode, or RDS Proxy, which logs in to the database for us).
     pub password_secret_arn: Option<String>,
+    /// The master user's secret (`QBILL_DATABASE_MASTER_SECRET_ARN`), for migrations and operator
+    /// commands.
+    pub master_secret_arn: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -213,20 +215,16 @@ pub enum RdsLogin {
 
 impl DatabaseConfig {
     pub fn from_env() -> anyhow::Result<Self> {
-        let mode = env_or("QBILL_DATABASE_AUTH", "url".to_owned())?;
-        let password_secret_arn = std::env::var("QBILL_DATABASE_PASSWORD_SECRET_ARN")
-            .ok()
-            .map(|a| a.trim().to_owned())
-            .filter(|a| !a.is_empty());
-        let login = match mode.as_str() {
+        Self::from_settings(&settings::from_env()?)
+    }
+
+    pub fn from_settings(s: &DatabaseSettings) -> anyhow::Result<Self> {
+        let password_secret_arn = given(&s.database_password_secret_arn);
+        let login = match s.database_auth.as_str() {
             "url" => {
                 return Ok(Self::Url {
-                    url: env_required("DATABASE_URL")?.into(),
-                    owner: std::env::var("QBILL_MIGRATION_DATABASE_URL")
-                        .ok()
-                        .map(|u| u.trim().to_owned())
-                        .filter(|u| !u.is_empty())
-                        .map(Into::into),
+                    url: required(&s.database_url, "DATABASE_URL")?.into(),
+                    owner: given(&s.migration_database_url).map(Into::into),
                 });
             }
             "iam" => RdsLogin::IamToken,
@@ -238,13 +236,18 @@ impl DatabaseConfig {
             other => bail!("QBILL_DATABASE_AUTH must be url, iam or secret, not {other:?}"),
         };
         Ok(Self::Rds(RdsConfig {
-            host: env_required("QBILL_DATABASE_HOST")?,
-            port: env_or("QBILL_DATABASE_PORT", 5432)?,
-            name: env_or("QBILL_DATABASE_NAME", "qbill".to_owned())?,
-            user: env_required("QBILL_DATABASE_USER")?,
-            ca_bundle: env_required("QBILL_DATABASE_CA_BUNDLE")?.into(),
+            host: required(&s.database_host, "QBILL_DATABASE_HOST")?,
+            port: s.database_port,
+            name: s.database_name.clone(),
+            user: required(&s.database_user, "QBILL_DATABASE_USER")?,
+            ca_bundle: s
+                .database_ca_bundle
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty())
+                .context("QBILL_DATABASE_CA_BUNDLE must be set")?,
             login,
             password_secret_arn,
+            master_secret_arn: given(&s.database_master_secret_arn),
         }))
     }
 
@@ -258,14 +261,12 @@ impl DatabaseConfig {
     /// owner's (`scripts/local-stack env` sets both). Otherwise the same login as the engine.
     pub fn for_migrations(&self) -> anyhow::Result<Self> {
         match self {
-            Self::Rds(rds) => match std::env::var("QBILL_DATABASE_MASTER_SECRET_ARN") {
-                Ok(arn) if !arn.trim().is_empty() => Ok(Self::Rds(RdsConfig {
-                    login: RdsLogin::Secret {
-                        arn: arn.trim().to_owned(),
-                    },
+            Self::Rds(rds) => match &rds.master_secret_arn {
+                Some(arn) => Ok(Self::Rds(RdsConfig {
+                    login: RdsLogin::Secret { arn: arn.clone() },
                     ..rds.clone()
                 })),
-                _ => Ok(self.clone()),
+                None => Ok(self.clone()),
             },
             Self::Url { url, owner } => Ok(Self::url(owner.clone().unwrap_or_else(|| url.clone()))),
         }
@@ -311,22 +312,18 @@ impl JwtConfig {
     }
 
     pub fn from_env() -> anyhow::Result<Self> {
-        let keys = match std::env::var("QBILL_JWT_SECRET_ARN")
-            .ok()
-            .filter(|a| !a.trim().is_empty())
-        {
-            Some(arn) => JwtKeys::Secret {
-                arn: arn.trim().to_owned(),
-            },
+        Self::from_settings(&settings::from_env()?)
+    }
+
+    pub fn from_settings(s: &IdentitySettings) -> anyhow::Result<Self> {
+        let keys = match given(&s.jwt_secret_arn) {
+            Some(arn) => JwtKeys::Secret { arn },
             None => {
-                let current: SecretString = env_required("QBILL_JWT_SECRET")
+                let current: SecretString = required(&s.jwt_secret, "QBILL_JWT_SECRET")
                     .context("or QBILL_JWT_SECRET_ARN")?
                     .into();
                 check_key(&current).context("QBILL_JWT_SECRET")?;
-                let previous = std::env::var("QBILL_JWT_PREVIOUS_SECRET")
-                    .ok()
-                    .filter(|p| !p.trim().is_empty())
-                    .map(SecretString::from);
+                let previous = given(&s.jwt_previous_secret).map(SecretString::from);
                 if let Some(previous) = &previous {
                     check_key(previous).context("QBILL_JWT_PREVIOUS_SECRET")?;
                 }
@@ -335,9 +332,9 @@ impl JwtConfig {
         };
         Ok(Self {
             keys,
-            issuer: env_or("QBILL_JWT_ISSUER", "qbill".to_owned())?,
-            audience: env_or("QBILL_JWT_AUDIENCE", "qbill-api".to_owned())?,
-            ttl: Duration::from_secs(env_or("QBILL_TOKEN_TTL_SECONDS", 3600)?),
+            issuer: s.jwt_issuer.clone(),
+            audience: s.jwt_audience.clone(),
+            ttl: Duration::from_secs(s.token_ttl_seconds),
         })
     }
 }
@@ -354,38 +351,34 @@ pub fn check_key(secret: &SecretString) -> anyhow::Result<()> {
 
 impl EngineConfig {
     pub fn from_env() -> anyhow::Result<Self> {
-        let optional = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        Self::from_settings(&settings::from_env()?)
+    }
+
+    pub fn from_settings(s: &EngineSettings) -> anyhow::Result<Self> {
+        let identity = &s.identity;
         let config = Self {
-            database: DatabaseConfig::from_env()?,
-            database_pool_size: env_or("QBILL_DATABASE_POOL_SIZE", 8)?,
-            redis_url: optional("REDIS_URL").map(SecretString::from),
-            redis_auth_secret_arn: optional("QBILL_REDIS_AUTH_SECRET_ARN"),
-            cache_prefix: env_or("QBILL_CACHE_PREFIX", "qbill".to_owned())?,
-            cache_ttl: Duration::from_secs(env_or("QBILL_CACHE_TTL_SECONDS", 300)?),
-            cache_timeout: Duration::from_millis(env_or("QBILL_CACHE_TIMEOUT_MS", 250)?),
-            jwt: JwtConfig::from_env()?,
-            password_slots: env_or(
-                "QBILL_PASSWORD_CHECKS",
-                crate::password::Passwords::default_slots(),
-            )?,
-            mail: MailConfig::from_env()?,
-            cognito: match env_or("QBILL_IDENTITY", "builtin".to_owned())?.as_str() {
+            database: DatabaseConfig::from_settings(&s.database)?,
+            database_pool_size: s.database.database_pool_size,
+            redis_url: given(&s.cache.redis_url).map(SecretString::from),
+            redis_auth_secret_arn: given(&s.cache.redis_auth_secret_arn),
+            cache_prefix: s.cache.cache_prefix.clone(),
+            cache_ttl: Duration::from_secs(s.cache.cache_ttl_seconds),
+            cache_timeout: Duration::from_millis(s.cache.cache_timeout_ms),
+            jwt: JwtConfig::from_settings(identity)?,
+            password_slots: identity.password_checks,
+            mail: MailConfig::from_settings(&s.mail),
+            cognito: match identity.identity.as_str() {
                 "builtin" => None,
                 "cognito" => Some(crate::cognito::CognitoConfig {
-                    issuer: env_required("QBILL_COGNITO_ISSUER")?,
-                    client_id: env_required("QBILL_COGNITO_CLIENT_ID")?,
+                    issuer: required(&identity.cognito_issuer, "QBILL_COGNITO_ISSUER")?,
+                    client_id: required(&identity.cognito_client_id, "QBILL_COGNITO_CLIENT_ID")?,
                 }),
                 other => bail!("QBILL_IDENTITY must be builtin or cognito, not {other:?}"),
             },
-            anonymous: AnonymousLimits::from_env()?,
-            documents: DocumentsConfig::from_env()?,
-            payments: PaymentsConfig::from_env()?,
-            events: EventsConfig::from_env()?,
+            anonymous: AnonymousLimits::from_settings(identity),
+            documents: DocumentsConfig::from_settings(&s.documents)?,
+            payments: PaymentsConfig::from_settings(&s.payments)?,
+            events: EventsConfig::from_settings(&s.events),
         };
         if config.password_slots == 0 {
             bail!("QBILL_PASSWORD_CHECKS must be at least 1");
@@ -420,19 +413,12 @@ impl Default for AnonymousLimits {
 }
 
 impl AnonymousLimits {
-    pub fn from_env() -> anyhow::Result<Self> {
-        let default = Self::default();
-        Ok(Self {
-            signups_per_source: env_or(
-                "QBILL_SIGNUPS_PER_SOURCE_PER_HOUR",
-                default.signups_per_source,
-            )?,
-            signups: env_or("QBILL_SIGNUPS_PER_HOUR", default.signups)?,
-            resets_per_source: env_or(
-                "QBILL_RESETS_PER_SOURCE_PER_HOUR",
-                default.resets_per_source,
-            )?,
-        })
+    pub fn from_settings(s: &IdentitySettings) -> Self {
+        Self {
+            signups_per_source: s.signups_per_source_per_hour,
+            signups: s.signups_per_hour,
+            resets_per_source: s.resets_per_source_per_hour,
+        }
     }
 }
 
@@ -451,13 +437,15 @@ impl MailConfig {
     pub const LOCAL_FROM: &str = "qbill <billing@qbill.local>";
 
     pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            from: env_or("QBILL_MAIL_FROM", Self::LOCAL_FROM.to_owned())?,
-            web_url: env_or("QBILL_WEB_URL", "http://localhost:8080".to_owned())?,
-            region: std::env::var("QBILL_SES_REGION")
-                .ok()
-                .filter(|r| !r.is_empty()),
-        })
+        Ok(Self::from_settings(&settings::from_env()?))
+    }
+
+    pub fn from_settings(s: &MailSettings) -> Self {
+        Self {
+            from: s.mail_from.clone(),
+            web_url: s.web_url.clone(),
+            region: given(&s.ses_region),
+        }
     }
 }
 
@@ -489,8 +477,11 @@ impl DocumentsConfig {
     pub const MAX_URL_SECONDS: u64 = 7 * 24 * 3600;
 
     pub fn from_env() -> anyhow::Result<Self> {
-        let seconds = |name: &str, default: u64| -> anyhow::Result<Duration> {
-            let value = env_or(name, default)?;
+        Self::from_settings(&settings::from_env()?)
+    }
+
+    pub fn from_settings(s: &DocumentsSettings) -> anyhow::Result<Self> {
+        let seconds = |name: &str, value: u64| -> anyhow::Result<Duration> {
             if value == 0 || value > Self::MAX_URL_SECONDS {
                 bail!(
                     "{name} must be 1 to {} seconds, not {value}",
@@ -500,11 +491,12 @@ impl DocumentsConfig {
             Ok(Duration::from_secs(value))
         };
         Ok(Self {
-            bucket: std::env::var("QBILL_DOCUMENTS_BUCKET")
-                .ok()
-                .filter(|b| !b.is_empty()),
-            url_lifetime: seconds("QBILL_DOCUMENT_URL_SECONDS", 900)?,
-            mail_url_lifetime: seconds("QBILL_MAIL_DOCUMENT_URL_SECONDS", Self::MAX_URL_SECONDS)?,
+            bucket: given(&s.documents_bucket),
+            url_lifetime: seconds("QBILL_DOCUMENT_URL_SECONDS", s.document_url_seconds)?,
+            mail_url_lifetime: seconds(
+                "QBILL_MAIL_DOCUMENT_URL_SECONDS",
+                s.mail_document_url_seconds,
+            )?,
         })
     }
 }

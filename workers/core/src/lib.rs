@@ -62,6 +62,7 @@ pub mod reply;
 pub mod routes;
 pub mod seed;
 pub mod services;
+pub mod settings;
 pub mod store;
 pub mod token;
 pub mod types;

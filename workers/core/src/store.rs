@@ -190,6 +190,57 @@ pub async fn migrate(pool: &Pool) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
+/// A migration of `sql/` and, when the database has it, when it was applied.
+#[derive(Debug, Clone)]
+pub struct MigrationState {
+    pub version: i32,
+    pub name: String,
+    /// As the migrations table records it; `None`: pending.
+    pub applied_on: Option<String>,
+}
+
+impl MigrationState {
+    /// `V24__events`, as the file is named.
+    pub fn label(&self) -> String {
+        format!("V{}__{}", self.version, self.name)
+    }
+}
+
+/// Every migration this build carries, in order, with whether the database has it (it changes
+/// nothing: `qbill migrate info` and `--dry-run`).
+pub async fn migrations(pool: &Pool) -> anyhow::Result<Vec<MigrationState>> {
+    let client = pool.get().await?;
+    let exists: Option<String> = client
+        .query_one("SELECT to_regclass('refinery_schema_history')::text", &[])
+        .await?
+        .get(0);
+    let mut applied = std::collections::HashMap::new();
+    if exists.is_some() {
+        for row in client
+            .query(
+                "SELECT version, applied_on FROM refinery_schema_history",
+                &[],
+            )
+            .await?
+        {
+            applied.insert(row.get::<_, i32>(0), row.get::<_, Option<String>>(1));
+        }
+    }
+    let mut migrations: Vec<_> = embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| MigrationState {
+            version: m.version(),
+            name: m.name().to_owned(),
+            applied_on: applied
+                .get(&m.version())
+                .map(|on| on.clone().unwrap_or_default()),
+        })
+        .collect();
+    migrations.sort_by_key(|m| m.version);
+    Ok(migrations)
+}
+
 /// Migrates the database a deployment runs on, with the migration login, and then prepares the
 /// application's login role: on RDS for the way it logs in; with URLs, the engine's URL's user
 /// becomes a login member of `qbill_application` with the URL's password (when the migration

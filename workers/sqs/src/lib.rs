@@ -17,7 +17,7 @@ pub mod pool;
 pub mod replies;
 pub mod sweeper;
 
-pub use config::SqsConfig;
+pub use config::{SqsConfig, SqsSettings};
 pub use dead_letters::queue_url;
 pub use pool::{Disposition, PoolStats, WorkerPool, answer_batch, delete_batch, receive};
 pub use replies::{ReplyQueues, SendError};
