@@ -583,15 +583,8 @@ async fn the_cli_client_signs_up_verifies_and_changes_the_password() {
     assert!(verified.contains("\"email_verified\": true"), "{verified}");
 
     let exports = run(
-        &[
-            "auth",
-            "--username",
-            &username,
-            "--password",
-            PASSWORD,
-            "--exports",
-        ],
-        "",
+        &["auth", "--username", &username, "--exports"],
+        &format!("{PASSWORD}\n"),
         None,
     );
     let value = |name: &str| {

@@ -62,7 +62,7 @@ async fn the_readme_walkthrough_runs_verbatim() {
     let out = run(&block("cli"), &url);
     assert!(out.contains("\"kind\": \"bill_void\""), "{out}");
     assert!(
-        out.contains("\"code\": \"not_found\"") && out.contains("exit 2"),
+        out.contains("\"code\": \"not_found\"") && out.contains("exit 3"),
         "the code worked once: {out}"
     );
     let one = |sql: &'static str| {

@@ -5,5 +5,8 @@
 //! HTTP client the end-to-end tests and the load tester use.
 
 pub mod client;
+pub mod config;
 pub mod contract;
+pub mod exit;
+pub mod password;
 pub mod status;

@@ -1,11 +1,13 @@
 //! The operator binary. See `qbill --help`.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use qbill::client::{GatewayClient, Params};
+use qbill::{exit, password};
 use qbill_core::config::{DatabaseConfig, EngineConfig};
 use qbill_core::routes::{
     apartments_link, auth, bill, bill_void, bills_ingest, document, email_undo, logout, me,
@@ -13,10 +15,11 @@ use qbill_core::routes::{
     password_reset_confirm, payments_external, policy, provider, refresh, refund, signup, user,
     verify_email,
 };
+use qbill_core::settings::EngineSettings;
 use qbill_core::types::{ApartmentId, ProviderId, Role};
 use qbill_core::{Engine, seed, store};
 
-use qbill_sqs::{SqsConfig, WorkerPool};
+use qbill_sqs::{SqsConfig, SqsSettings, WorkerPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -24,33 +27,69 @@ use uuid::Uuid;
 #[command(
     name = "qbill",
     version,
-    about = "Utility billing over queues: workers, database and a client"
+    about = "Utility billing over queues: workers, database and a client",
+    after_help = "Exit codes: 0 done, 1 failed, 2 bad usage, 3 the engine replied with an error \
+                  (client), 4 a check found a problem (status --check, payments discrepancies, \
+                  migrate --dry-run)."
 )]
 struct Cli {
+    /// What is logged, as tracing's filter directives (`info`, `qbill_core=debug,info`).
+    #[arg(long, env = "QBILL_LOG", default_value = "info", global = true)]
+    log: String,
+    /// How logs are written to standard error.
+    #[arg(long, env = "QBILL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
+}
+
+/// What a worker pool runs with: `qbill work` takes it, `qbill config` shows it.
+#[derive(clap::Args)]
+struct WorkSettings {
+    /// Concurrent pollers, each handling the messages of its batch together; the database pool
+    /// (QBILL_DATABASE_POOL_SIZE, at least workers + 1) bounds the transactions under way.
+    #[arg(long, env = "QBILL_WORKERS", default_value_t = 4)]
+    workers: usize,
+    /// Serve the workers' metrics as Prometheus text at http://ADDR/metrics.
+    #[arg(long, env = "QBILL_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    engine: EngineSettings,
+    #[command(flatten)]
+    queues: SqsSettings,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Runs a pool of workers on the shared request queue until SIGTERM or SIGINT, then drains.
+    /// Every setting is a flag or its environment variable; `qbill config` shows what they are.
     Work {
-        /// Concurrent pollers, each handling the messages of its batch together; the database pool
-        /// (QBILL_DATABASE_POOL_SIZE, at least workers + 1) bounds the transactions under way.
-        #[arg(long, env = "QBILL_WORKERS", default_value_t = 4)]
-        workers: usize,
         /// Apply pending migrations before starting.
         #[arg(long)]
         migrate: bool,
-        /// Serve the workers' metrics as Prometheus text at http://ADDR/metrics.
-        #[arg(long, env = "QBILL_METRICS_ADDR")]
-        metrics_addr: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        settings: Box<WorkSettings>,
+    },
+    /// Prints the configuration `qbill work` would run with: each setting, its value and where it
+    /// came from (flag, environment, default); secrets only as set or unset.
+    Config {
+        /// As a JSON array.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        settings: Box<WorkSettings>,
     },
     /// The request queue's depth, in-flight count and oldest message age, the dead-letter queue,
     /// the reply queues alive and the workers' throughput, in one screen.
     Status(StatusArgs),
     /// Applies the numbered migrations of `sql/` that the database lacks.
-    Migrate,
+    Migrate {
+        /// Lists what would be applied and applies nothing; exits 4 if anything is pending.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(subcommand)]
+        command: Option<MigrateCommand>,
+    },
     /// Writes the contract from the routes: the gateway's paths and request models, the gateway
     /// check's lists, the web app's route map and the docs' table of routes.
     Contract {
@@ -84,9 +123,15 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum MigrateCommand {
+    /// Every migration with whether and when it was applied, and those pending.
+    Info,
+}
+
+#[derive(Subcommand)]
 enum PaymentsCommand {
     /// Reconciles the processor's intents of the window with the books (settling what a lost
-    /// webhook left pending) and lists every other difference as JSON lines; exits 1 if any.
+    /// webhook left pending) and lists every other difference as JSON lines; exits 4 if any.
     Discrepancies {
         /// How far back to look, in hours.
         #[arg(long, default_value_t = 72)]
@@ -111,12 +156,24 @@ struct StatusArgs {
     /// Seconds the workers' rates are measured over, and between refreshes.
     #[arg(long, default_value_t = 2)]
     interval: u64,
+    /// Prints the snapshot (and with --check, the checks) as JSON.
+    #[arg(long, conflicts_with = "watch")]
+    json: bool,
+    /// Exits 4 when the dead-letter queue holds messages, a metrics endpoint does not answer, or
+    /// the oldest request a worker holds is older than --max-age-seconds (for monitors and
+    /// scripts; a line per check says which).
+    #[arg(long, conflicts_with = "watch")]
+    check: bool,
+    /// The oldest request's age --check allows.
+    #[arg(long, default_value_t = 60)]
+    max_age_seconds: u64,
 }
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Creates a user (the password is read from standard input, never an argument); a user of
-    /// that name and role that exists already is left as it is.
+    /// Creates a user (the password is asked for at a terminal, read from standard input
+    /// otherwise, never an argument); a user of that name and role that exists already is left as
+    /// it is.
     CreateUser {
         #[arg(long, value_parser = ["household", "provider", "operator"])]
         role: String,
@@ -269,12 +326,12 @@ struct ClientArgs {
 
 #[derive(Subcommand)]
 enum ClientRequest {
-    /// Logs in; prints the reply and the export lines for the session.
+    /// Logs in; prints the reply and the export lines for the session. The password is
+    /// QBILL_PASSWORD when set, else asked for at a terminal, else the first line of standard
+    /// input (never an argument: it would show in `ps`).
     Auth {
         #[arg(long)]
         username: String,
-        #[arg(long, env = "QBILL_PASSWORD")]
-        password: String,
         /// Print only the export lines on stdout (the reply goes to stderr), for
         /// `eval "$(qbill client auth ... --exports)"`.
         #[arg(long)]
@@ -470,32 +527,45 @@ enum ClientRequest {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    init_tracing();
-    match Cli::parse().command {
-        Command::Work {
-            workers,
-            migrate,
-            metrics_addr,
-        } => work(workers, migrate, metrics_addr).await,
-        Command::Status(args) => status(args).await,
-        Command::Contract { check } => qbill::contract::run(&qbill::contract::find_root()?, check),
-        Command::Migrate => {
-            let applied = migrate().await?;
-            let names = if applied.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", applied.join(", "))
-            };
-            println!("applied {} migration(s){names}", applied.len());
-            Ok(())
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::FAILED)
         }
-        Command::Seed(command) => seed_command(command).await,
-        Command::Client(args) => client(args).await,
-        Command::Dlq(command) => dead_letters(command).await,
-        Command::Admin(command) => admin(command).await,
-        Command::Jobs(command) => jobs(command).await,
-        Command::Notifications(command) => notifications(command).await,
+    }
+}
+
+async fn run() -> anyhow::Result<ExitCode> {
+    let mut definition = Cli::command();
+    definition.build();
+    let matches = definition.clone().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    init_tracing(&cli.log, &cli.log_format)?;
+    match cli.command {
+        Command::Work { migrate, settings } => work(*settings, migrate).await?,
+        Command::Config { json, .. } => {
+            let (name, sub) = matches.subcommand().expect("a subcommand");
+            let command = definition
+                .find_subcommand(name)
+                .expect("the subcommand's definition");
+            let settings = qbill::config::effective(command, sub);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&settings)?);
+            } else {
+                print!("{}", qbill::config::render(&settings));
+            }
+        }
+        Command::Status(args) => return status(args).await,
+        Command::Contract { check } => qbill::contract::run(&qbill::contract::find_root()?, check)?,
+        Command::Migrate { dry_run, command } => return migrate_command(dry_run, command).await,
+        Command::Seed(command) => seed_command(command).await?,
+        Command::Client(args) => return client(args).await,
+        Command::Dlq(command) => dead_letters(command).await?,
+        Command::Admin(command) => admin(command).await?,
+        Command::Jobs(command) => jobs(command).await?,
+        Command::Notifications(command) => notifications(command).await?,
         Command::Payments(PaymentsCommand::Discrepancies { since_hours }) => {
             let engine = Engine::from_config(&EngineConfig::from_env()?).await?;
             let since = chrono::Utc::now() - chrono::Duration::hours(since_hours);
@@ -503,10 +573,7 @@ async fn main() -> anyhow::Result<()> {
             for discrepancy in &report.discrepancies {
                 println!("{}", serde_json::to_string(discrepancy)?);
             }
-            if !report.discrepancies.is_empty() {
-                std::process::exit(1);
-            }
-            Ok(())
+            return Ok(exit::check(!report.discrepancies.is_empty()));
         }
         Command::SweepReplies => {
             let config = SqsConfig::from_env()?;
@@ -530,22 +597,13 @@ async fn main() -> anyhow::Result<()> {
                 "{} part(s) of the sweep could not be listed; run it again",
                 left.len()
             );
-            Ok(())
         }
     }
-}
-
-/// A password from the first line of standard input, so that it never shows in a process list.
-fn password_from_stdin() -> anyhow::Result<String> {
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line)?;
-    let password = line.trim_end_matches(['\r', '\n']).to_owned();
-    anyhow::ensure!(!password.is_empty(), "give the password on standard input");
-    Ok(password)
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn admin(command: AdminCommand) -> anyhow::Result<()> {
-    migrate().await?;
+    migrate_first().await?;
     let pool = store::connect(&DatabaseConfig::from_env()?.for_migrations()?, 2).await?;
     let done = match command {
         AdminCommand::CreateUser {
@@ -557,7 +615,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
             let created = qbill_core::admin::create_user(
                 &pool,
                 &username,
-                password_from_stdin()?.into(),
+                password::read_new(&format!("Password for {username}: "))?.into(),
                 role,
                 provider_id.map(ProviderId),
             )
@@ -638,9 +696,9 @@ async fn notifications(command: NotificationsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_tracing() {
-    let mut filter =
-        tracing_subscriber::EnvFilter::try_from_env("QBILL_LOG").unwrap_or_else(|_| "info".into());
+fn init_tracing(log: &str, format: &str) -> anyhow::Result<()> {
+    let mut filter = tracing_subscriber::EnvFilter::try_new(log)
+        .with_context(|| format!("QBILL_LOG={log:?} is not a tracing filter"))?;
     for noisy in qbill_core::config::CRATES_HELD_AT_INFO {
         filter = filter.add_directive(format!("{noisy}=info").parse().expect("a valid directive"));
     }
@@ -648,28 +706,28 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if std::env::var("QBILL_LOG_FORMAT").is_ok_and(|f| f == "json") {
+    if format == "json" {
         builder.json().init();
     } else {
         builder.init();
     }
+    Ok(())
 }
 
-async fn work(
-    workers: usize,
-    migrate: bool,
-    metrics_addr: Option<std::net::SocketAddr>,
-) -> anyhow::Result<()> {
+async fn work(settings: WorkSettings, migrate: bool) -> anyhow::Result<()> {
+    let workers = settings.workers;
     anyhow::ensure!(workers > 0, "--workers must be at least 1");
-    if let Some(addr) = metrics_addr {
+    if let Some(addr) = settings.metrics_addr {
         serve_metrics(addr)?;
     }
-    let mut config = EngineConfig::from_env()?;
+    let mut config = EngineConfig::from_settings(&settings.engine)?;
     // Every poller may hold one connection; a few more serve the cache-miss reads of auth.
     config.database_pool_size = config.database_pool_size.max(workers + 1);
-    let sqs_config = SqsConfig::from_env()?;
+    let sqs_config = SqsConfig::from_settings(&settings.queues)?;
     if migrate {
-        self::migrate().await.context("migrating")?;
+        store::migrate_deployment(&config.database)
+            .await
+            .context("migrating")?;
     }
     let engine = Arc::new(Engine::from_config(&config).await?);
     let pool = WorkerPool::new(engine, qbill_sqs::client().await, sqs_config).await?;
@@ -699,8 +757,9 @@ fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `qbill status`: one screen, or one every interval with --watch.
-async fn status(args: StatusArgs) -> anyhow::Result<()> {
+/// `qbill status`: one screen, or one every interval with --watch; with --check, exit 4 on a
+/// problem.
+async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let client = qbill_sqs::client().await;
     let (request_url, dead_letter_url) = args.queues.urls(&client).await?;
     let mut sampler = qbill::status::Sampler::new(
@@ -713,8 +772,28 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
     );
     let interval = Duration::from_secs(args.interval.max(1));
     if !args.watch {
-        print!("{}", sampler.screen(interval).await?);
-        return Ok(());
+        let snapshot = sampler.sample(interval).await?;
+        let checks = args.check.then(|| {
+            snapshot.checks(qbill::status::Limits {
+                max_age: Duration::from_secs(args.max_age_seconds),
+            })
+        });
+        let failed = checks.iter().flatten().any(|c| !c.ok);
+        if args.json {
+            let mut out = serde_json::to_value(&snapshot)?;
+            if let Some(checks) = &checks {
+                out["checks"] = serde_json::to_value(checks)?;
+                out["ok"] = (!failed).into();
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            print!("{}", snapshot.render());
+            for check in checks.iter().flatten() {
+                let mark = if check.ok { "✓" } else { "✗" };
+                println!("{mark} {}: {}", check.name, check.detail);
+            }
+        }
+        return Ok(exit::check(failed));
     }
     loop {
         let screen = sampler.screen(interval).await?;
@@ -724,7 +803,7 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
         std::io::stdout().flush()?;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         }
     }
 }
@@ -746,13 +825,73 @@ async fn forward_signals(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-/// Applies pending migrations with the migration login (the RDS master user when configured).
-async fn migrate() -> anyhow::Result<Vec<String>> {
-    store::migrate_deployment(&DatabaseConfig::from_env()?).await
+/// `qbill migrate`: applies what is pending; `--dry-run` and `info` only look.
+async fn migrate_command(
+    dry_run: bool,
+    command: Option<MigrateCommand>,
+) -> anyhow::Result<ExitCode> {
+    let database = DatabaseConfig::from_env()?;
+    if dry_run || command.is_some() {
+        let pool = store::connect(&database.for_migrations()?, 1).await?;
+        let migrations = store::migrations(&pool).await?;
+        let pending: Vec<_> = migrations
+            .iter()
+            .filter(|m| m.applied_on.is_none())
+            .collect();
+        if matches!(command, Some(MigrateCommand::Info)) {
+            for m in &migrations {
+                let applied = m
+                    .applied_on
+                    .as_deref()
+                    .map_or_else(|| "pending".to_owned(), |on| format!("applied {on}"));
+                println!("V{:<4} {:<40} {applied}", m.version, m.name);
+            }
+        }
+        println!(
+            "{} migration(s), {} applied, {} pending{}",
+            migrations.len(),
+            migrations.len() - pending.len(),
+            pending.len(),
+            if dry_run && !pending.is_empty() {
+                format!(
+                    ": {} would be applied",
+                    pending
+                        .iter()
+                        .map(|m| m.label())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else {
+                String::new()
+            }
+        );
+        return Ok(exit::check(dry_run && !pending.is_empty()));
+    }
+    let applied = store::migrate_deployment(&database).await?;
+    let names = if applied.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", applied.join(", "))
+    };
+    println!("applied {} migration(s){names}", applied.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Applies pending migrations before an operator command, saying so on standard error when it
+/// applied any.
+async fn migrate_first() -> anyhow::Result<()> {
+    let applied = store::migrate_deployment(&DatabaseConfig::from_env()?).await?;
+    if !applied.is_empty() {
+        eprintln!(
+            "migrated the database first: applied {}",
+            applied.join(", ")
+        );
+    }
+    Ok(())
 }
 
 async fn seed_command(command: SeedCommand) -> anyhow::Result<()> {
-    migrate().await?;
+    migrate_first().await?;
     let pool = store::connect(&DatabaseConfig::from_env()?.for_migrations()?, 2).await?;
     match command {
         SeedCommand::Demo { reset } => {
@@ -793,26 +932,47 @@ async fn dead_letters(command: DlqCommand) -> anyhow::Result<()> {
         }
         DlqCommand::Redrive { queues } => {
             let (request, dead) = queues.urls(&sqs).await?;
-            let moved = dead_letters::redrive(&sqs, &dead, &request).await?;
-            println!("moved {moved} message(s) from {dead} back to {request}");
+            // A line when something changed, not one per poll of a long move task.
+            let mut shown: Option<dead_letters::Progress> = None;
+            let redriven = dead_letters::redrive(&sqs, &dead, &request, |progress| {
+                if shown.as_ref() != Some(progress) {
+                    eprintln!("redrive: {progress}");
+                    shown = Some(progress.clone());
+                }
+            })
+            .await?;
+            let (way, end) = (&redriven.way, &redriven.end);
+            if end.status != dead_letters::Status::Completed {
+                anyhow::bail!(
+                    "the redrive from {dead} to {request} {way} ended {}: {} message(s) moved",
+                    end.status,
+                    end.moved
+                );
+            }
+            println!(
+                "moved {} message(s) from {dead} back to {request} {way}",
+                end.moved
+            );
         }
     }
     Ok(())
 }
 
-async fn client(args: ClientArgs) -> anyhow::Result<()> {
+async fn client(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let queue = args.queue.unwrap_or_else(Uuid::new_v4);
     let mut client = GatewayClient::new(&args.gateway, queue);
     client.set_token(args.token);
     let request_id = args.request_id.unwrap_or_else(Uuid::new_v4);
     let timeout = Duration::from_secs(args.timeout_seconds);
     let reply = match &args.request {
-        ClientRequest::Auth {
-            username, password, ..
-        } => {
+        ClientRequest::Auth { username, .. } => {
+            let password = match std::env::var("QBILL_PASSWORD") {
+                Ok(password) if !password.is_empty() => password,
+                _ => password::read(&format!("Password for {username}: "))?,
+            };
             let body = auth::Body {
                 username: username.clone(),
-                password: password.clone(),
+                password,
             };
             client
                 .send::<auth::Request>(&[], &body, request_id, timeout)
@@ -982,7 +1142,7 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
                 name: name.clone(),
                 currency: currency.clone(),
                 username: username.clone(),
-                password: password_from_stdin()?,
+                password: password::read_new(&format!("Password for {username}: "))?,
             };
             client
                 .send::<provider::Request>(&[], &body, request_id, timeout)
@@ -995,7 +1155,7 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
         } => {
             let body = user::Body {
                 username: username.clone(),
-                password: password_from_stdin()?,
+                password: password::read_new(&format!("Password for {username}: "))?,
                 role: role.clone(),
                 provider_id: *provider_id,
             };
@@ -1007,7 +1167,7 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
             let body = signup::Body {
                 username: username.clone(),
                 email: email.clone(),
-                password: password_from_stdin()?,
+                password: password::read_new(&format!("Password for {username}: "))?,
             };
             client
                 .send::<signup::Request>(&[], &body, request_id, timeout)
@@ -1040,7 +1200,7 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
         ClientRequest::PasswordResetConfirm { token } => {
             let body = password_reset_confirm::Body {
                 token: token.clone(),
-                new_password: password_from_stdin()?,
+                new_password: password::read_new("New password: ")?,
             };
             client
                 .send::<password_reset_confirm::Request>(&[], &body, request_id, timeout)
@@ -1076,7 +1236,7 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
             preferences,
         } => {
             let password = match email {
-                Some(_) => Some(password_from_stdin()?),
+                Some(_) => Some(password::read("Current password: ")?),
                 None => None,
             };
             let display_name = match display_name {
@@ -1114,8 +1274,8 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
         }
         ClientRequest::MePassword => {
             let body = me_password::Body {
-                password: password_from_stdin()?,
-                new_password: password_from_stdin()?,
+                password: password::read("Current password: ")?,
+                new_password: password::read_new("New password: ")?,
             };
             client
                 .send::<me_password::Request>(&[], &body, request_id, timeout)
@@ -1123,7 +1283,7 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
         }
         ClientRequest::MeDelete => {
             let body = me_delete::Body {
-                password: password_from_stdin()?,
+                password: password::read("Password, to erase your account: ")?,
             };
             client
                 .send::<me_delete::Request>(&[], &body, request_id, timeout)
@@ -1193,10 +1353,11 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
         }
         (_, None) => println!("{pretty}"),
     }
-    if reply["status"] != "ok" {
-        std::process::exit(2);
-    }
-    Ok(())
+    Ok(if reply["status"] == "ok" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::ERROR_REPLY)
+    })
 }
 
 /// Downloads the file a `document` reply links to into `out`, refusing one whose bytes are not

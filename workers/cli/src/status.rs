@@ -69,7 +69,7 @@ fn matches(series: &str, name: &str, labels: &[&str]) -> bool {
 }
 
 /// The queues' side.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Queues {
     pub waiting: u64,
     pub in_flight: u64,
@@ -155,7 +155,7 @@ pub async fn scrape(http: &reqwest::Client, endpoints: &[String]) -> (Scrape, Ve
 }
 
 /// The workers' figures between two scrapes `elapsed` apart.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Throughput {
     pub replies_per_second: f64,
     pub errors_per_second: f64,
@@ -176,6 +176,87 @@ pub fn throughput(before: &Scrape, after: &Scrape, elapsed: Duration) -> Through
         retries_per_second: rate(MESSAGES, &["disposition=\"retry\""]),
         dead_letters: after.sum(DEAD_LETTERS, &[]),
         oldest_received_age_seconds: after.max(OLDEST_RECEIVED_AGE_SECONDS),
+    }
+}
+
+/// What `status` saw: the queues now and, with metrics endpoints, the workers' rates.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Snapshot {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub request_queue: String,
+    pub queues: Queues,
+    /// `None` without metrics endpoints.
+    pub workers: Option<Throughput>,
+    pub endpoints: usize,
+    /// The endpoints that did not answer, each with its error.
+    pub not_answering: Vec<String>,
+    pub sampled_seconds: f64,
+}
+
+/// The limits `status --check` holds the snapshot to.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The oldest request a worker has received may be at most this old.
+    pub max_age: Duration,
+}
+
+/// One check of `status --check`: what was checked and, when it failed, why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl Snapshot {
+    /// Each check, passed or not: the dead-letter queue is empty, every metrics endpoint
+    /// answers, and the oldest request the workers hold is younger than the limit (checked only
+    /// when some endpoint answered: the queues alone do not tell a message's age).
+    pub fn checks(&self, limits: Limits) -> Vec<Check> {
+        let mut checks = vec![Check {
+            name: "dead_letters",
+            ok: self.queues.dead_letters == 0,
+            detail: format!(
+                "{} message(s) in the dead-letter queue",
+                self.queues.dead_letters
+            ),
+        }];
+        if self.endpoints > 0 {
+            checks.push(Check {
+                name: "metrics",
+                ok: self.not_answering.is_empty(),
+                detail: if self.not_answering.is_empty() {
+                    format!("{} metrics endpoint(s) answered", self.endpoints)
+                } else {
+                    format!("not answering: {}", self.not_answering.join("; "))
+                },
+            });
+        }
+        let age = self.workers.and_then(|w| w.oldest_received_age_seconds);
+        checks.push(Check {
+            name: "oldest_request",
+            ok: age.is_none_or(|age| age <= limits.max_age.as_secs_f64()),
+            detail: match age {
+                Some(age) => format!(
+                    "oldest request {age:.1} s old (limit {} s)",
+                    limits.max_age.as_secs()
+                ),
+                None => "not known without an answering metrics endpoint".to_owned(),
+            },
+        });
+        checks
+    }
+
+    /// The screen.
+    pub fn render(&self) -> String {
+        render(
+            &self.request_queue,
+            &self.queues,
+            self.workers.as_ref(),
+            self.endpoints,
+            &self.not_answering,
+            Duration::from_secs_f64(self.sampled_seconds),
+        )
     }
 }
 
@@ -268,6 +349,12 @@ impl Sampler {
     /// One screen: the queues now, and the workers' rates since the last screen (or over
     /// `interval`, the first time).
     pub async fn screen(&mut self, interval: Duration) -> anyhow::Result<String> {
+        Ok(self.sample(interval).await?.render())
+    }
+
+    /// The queues now, and the workers' rates since the last sample (or over `interval`, the
+    /// first time).
+    pub async fn sample(&mut self, interval: Duration) -> anyhow::Result<Snapshot> {
         let mut errors = Vec::new();
         let mut workers = None;
         let mut sampled = interval;
@@ -295,14 +382,15 @@ impl Sampler {
             &self.reply_prefix,
         )
         .await?;
-        Ok(render(
-            &self.request_queue,
-            &queues,
-            workers.as_ref(),
-            self.endpoints.len(),
-            &errors,
-            sampled,
-        ))
+        Ok(Snapshot {
+            at: chrono::Utc::now(),
+            request_queue: self.request_queue.clone(),
+            queues,
+            workers,
+            endpoints: self.endpoints.len(),
+            not_answering: errors,
+            sampled_seconds: sampled.as_secs_f64(),
+        })
     }
 }
 
