@@ -37,6 +37,14 @@ resource "aws_lambda_function" "admin" {
     mode = var.lambda_tracing_mode
   }
 
+  # As the worker's (lambda.tf).
+  logging_config {
+    log_format            = local.lambda_log_format
+    log_group             = local.admin_log_group
+    application_log_level = local.lambda_application_log_level
+    system_log_level      = local.lambda_system_log_level
+  }
+
   environment {
     variables = {
       QBILL_FUNCTION                     = "admin"

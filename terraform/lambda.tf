@@ -24,6 +24,19 @@ locals {
   } : {}
 }
 
+locals {
+  # The three functions' logs (logging_config): JSON lines, which Lambda filters by their "level".
+  # Lambda hands these to the bootstrap as AWS_LAMBDA_LOG_FORMAT and AWS_LAMBDA_LOG_LEVEL
+  # (workers/lambda/src/logging.rs); QBILL_LOG set in a function's environment by hand overrides
+  # the level, but only downwards: Lambda still drops what is above this one. Keep it at INFO or
+  # more verbose (DEBUG, TRACE): the metrics' embedded-metric-format lines carry no level, Lambda
+  # counts them as INFO, and at WARN it would drop them and the dashboard and alarms with them.
+  # The system level is that of Lambda's own records (start, end, report).
+  lambda_log_format            = "JSON"
+  lambda_application_log_level = "INFO"
+  lambda_system_log_level      = "INFO"
+}
+
 resource "aws_lambda_function" "worker" {
   #checkov:skip=CKV_AWS_116:Driven by an SQS event source mapping: failed messages go to the source queue's dead-letter queue (aws_sqs_queue.requests_dlq); a function DLQ applies only to asynchronous invocations.
   #checkov:skip=CKV_AWS_115:Concurrency is capped where an SQS-driven function is capped, by the event source mapping's maximum_concurrency (worker_max_concurrency); reserved concurrency is opt-in (worker_reserved_concurrency, default -1) so the stack does not carve capacity out of the account pool.
@@ -53,6 +66,13 @@ resource "aws_lambda_function" "worker" {
 
   tracing_config {
     mode = var.lambda_tracing_mode
+  }
+
+  logging_config {
+    log_format            = local.lambda_log_format
+    log_group             = local.worker_log_group
+    application_log_level = local.lambda_application_log_level
+    system_log_level      = local.lambda_system_log_level
   }
 
   environment {

@@ -91,6 +91,14 @@ resource "aws_lambda_function" "sweeper" {
     mode = var.lambda_tracing_mode
   }
 
+  # As the worker's (lambda.tf).
+  logging_config {
+    log_format            = local.lambda_log_format
+    log_group             = local.sweeper_log_group
+    application_log_level = local.lambda_application_log_level
+    system_log_level      = local.lambda_system_log_level
+  }
+
   # The scheduled fan-out is invoked asynchronously: if it fails every retry, the event lands
   # in the sweep DLQ, whose alarm says so.
   dead_letter_config {

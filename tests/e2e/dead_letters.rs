@@ -1,12 +1,15 @@
 //! A message that keeps failing lands in the dead-letter queue after the configured receives; the
-//! operator's `qbill dlq list` shows it and `qbill dlq redrive` sends it back to be answered.
+//! operator's `qbill dlq list` shows it and `qbill dlq redrive` sends it back to be answered, by
+//! the queue's own message move task.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+use qbill_core::envelope::attribute;
 use qbill_core::types::QueueName;
 use qbill_sqs::WorkerPool;
+use qbill_sqs::dead_letters::{self, Status, Way};
 use qbill_tests::{
     db_pool, drain_replies, engine_on, enqueue_payments, env, qbill_binary, reply_queue_url, sqs,
     sqs_config,
@@ -31,10 +34,11 @@ async fn qbill_dlq(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-#[tokio::test]
-async fn a_message_that_keeps_failing_is_dead_lettered_then_redriven_and_answered() {
-    let sqs = sqs().await;
-    let name = format!("qbill-test-poison-{}", Uuid::new_v4().simple());
+/// A request queue of its own whose redrive policy names a dead-letter queue of its own, as the
+/// profiles' queues are set up (a move task takes only a queue that is some queue's DLQ):
+/// (request queue URL, dead-letter queue URL).
+async fn queue_with_dead_letters(sqs: &aws_sdk_sqs::Client, what: &str) -> (String, String) {
+    let name = format!("qbill-test-{what}-{}", Uuid::new_v4().simple());
     let dlq = sqs
         .create_queue()
         .queue_name(format!("{name}-dlq"))
@@ -66,6 +70,76 @@ async fn a_message_that_keeps_failing_is_dead_lettered_then_redriven_and_answere
         .unwrap()
         .queue_url
         .unwrap();
+    (queue, dlq)
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_redriven_by_the_queues_own_move_task_and_arrives_unchanged() {
+    let sqs = sqs().await;
+    let (queue, dlq) = queue_with_dead_letters(&sqs, "redrive").await;
+    let request_id = Uuid::new_v4();
+    let body = serde_json::json!({ "request_id": request_id, "reply_to": "nobody" }).to_string();
+    sqs.send_message()
+        .queue_url(&dlq)
+        .message_body(&body)
+        .message_attributes(
+            attribute::ROUTE,
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value("utils")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let mut reported = Vec::new();
+    let redriven = dead_letters::redrive(&sqs, &dlq, &queue, |progress| {
+        reported.push(progress.clone())
+    })
+    .await
+    .unwrap();
+
+    // Run against another emulator, this says which way it went.
+    assert_eq!(
+        redriven.way,
+        Way::MoveTask { joined: false },
+        "LocalStack, like SQS, runs move tasks"
+    );
+    assert_eq!(redriven.end.moved, 1, "{redriven:?}");
+    assert_eq!(redriven.end.status, Status::Completed, "{redriven:?}");
+    assert_eq!(reported.last(), Some(&redriven.end), "the end was reported");
+    let arrived = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .wait_time_seconds(5)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(arrived.len(), 1, "{arrived:?}");
+    assert_eq!(arrived[0].body(), Some(body.as_str()), "the body unchanged");
+    assert_eq!(
+        arrived[0]
+            .message_attributes()
+            .and_then(|a| a.get(attribute::ROUTE))
+            .and_then(|v| v.string_value()),
+        Some("utils"),
+        "its attributes unchanged"
+    );
+    assert!(
+        dead_letters::list(&sqs, &dlq, 10).await.unwrap().is_empty(),
+        "nothing is left in the dead-letter queue"
+    );
+}
+
+#[tokio::test]
+async fn a_message_that_keeps_failing_is_dead_lettered_then_redriven_and_answered() {
+    let sqs = sqs().await;
+    let (queue, dlq) = queue_with_dead_letters(&sqs, "poison").await;
 
     // One payment request, handled by a pool whose database is unreachable: it fails every time.
     let db = db_pool(&served().admin_url);
@@ -151,6 +225,10 @@ async fn a_message_that_keeps_failing_is_dead_lettered_then_redriven_and_answere
     ])
     .await;
     assert!(moved.starts_with("moved 4 message"), "{moved}");
+    assert!(
+        moved.contains("by SQS's message move task"),
+        "LocalStack, like SQS, runs move tasks: {moved}"
+    );
     let stop = CancellationToken::new();
     let healthy = WorkerPool::new(
         Arc::new(engine_on(

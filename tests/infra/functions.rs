@@ -407,3 +407,45 @@ fn the_sweeper_lists_examines_and_deletes_reply_queues_through_its_own_queue() {
         assert_eq!(text(attr(alarm, "threshold")), "0");
     }
 }
+
+#[test]
+fn every_function_logs_json_lines_at_a_level_the_bootstrap_reads_and_the_metrics_survive() {
+    let stack = Stack::load();
+    let local = |expr: &hcl::Expression| {
+        let name = text(expr);
+        let name = name
+            .strip_prefix("local.")
+            .unwrap_or_else(|| panic!("{name} is not a local"));
+        stack.evaluate(stack.local(name))
+    };
+    for function in ["worker", "admin", "sweeper"] {
+        let block = stack.block("resource", &["aws_lambda_function", function]);
+        let logging = block
+            .body()
+            .blocks()
+            .find(|b| b.identifier() == "logging_config")
+            .unwrap_or_else(|| panic!("the {function} function has no logging_config"));
+        assert_eq!(local(attr(logging, "log_format")), "JSON", "{function}");
+        assert_eq!(
+            text(attr(logging, "log_group")),
+            format!("local.{function}_log_group"),
+            "{function} logs where its log group (retention, key) is"
+        );
+        let level = local(attr(logging, "application_log_level"));
+        assert!(
+            qbill_lambda::logging::level(&level).is_some(),
+            "{function}: the bootstrap reads {level:?} as AWS_LAMBDA_LOG_LEVEL"
+        );
+        // The embedded-metric-format lines carry no level and count as INFO: a quieter level
+        // would drop the metrics.
+        assert!(
+            ["TRACE", "DEBUG", "INFO"].contains(&level.as_str()),
+            "{function}: {level} drops the metrics"
+        );
+        assert_eq!(
+            local(attr(logging, "system_log_level")),
+            "INFO",
+            "{function}"
+        );
+    }
+}

@@ -20,6 +20,10 @@
 //!
 //! Each asks for what it needs only: the worker never sees the master secret, the admin function
 //! nothing but the database.
+//!
+//! [`logging`]: the logs as the function's logging configuration asks (format and level).
+
+pub mod logging;
 
 use std::time::{Duration, Instant};
 

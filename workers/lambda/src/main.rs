@@ -1,6 +1,9 @@
 //! The `bootstrap` binary of the Lambda custom runtime (provided.al2023). Everything is built
 //! once, before the first invocation; see the library for what an invocation does.
 //!
+//! Logs follow the function's logging configuration (`AWS_LAMBDA_LOG_FORMAT`,
+//! `AWS_LAMBDA_LOG_LEVEL`), or `QBILL_LOG` where it is set: see [`qbill_lambda::logging`].
+//!
 //! The engine's metrics go out as CloudWatch embedded metric format: one JSON document per label
 //! set on standard output after each invocation, in the namespace `QBILL_METRICS_NAMESPACE`
 //! (default `qbill`) with the dimension `function`; CloudWatch Logs turns them into metrics.
@@ -10,17 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use qbill_lambda::Function;
+use qbill_lambda::logging::Logging;
 use serde_json::Value;
-
-/// `QBILL_LOG` (default `info`), with the crates that log request contents held at `info`.
-fn filter() -> tracing_subscriber::EnvFilter {
-    let mut filter =
-        tracing_subscriber::EnvFilter::try_from_env("QBILL_LOG").unwrap_or_else(|_| "info".into());
-    for noisy in qbill_core::config::CRATES_HELD_AT_INFO {
-        filter = filter.add_directive(format!("{noisy}=info").parse().expect("a valid directive"));
-    }
-    filter
-}
 
 /// The invocation's deadline (Unix milliseconds) as an instant of this process.
 fn deadline(unix_ms: u64) -> Instant {
@@ -33,11 +27,7 @@ fn deadline(unix_ms: u64) -> Instant {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter())
-        .without_time() // CloudWatch stamps every line
-        .init();
+    Logging::from_env().init();
     let name = Function::name_from_env().map_err(|e| format!("{e:#}"))?;
     let metrics = metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(
