@@ -9,9 +9,12 @@
 //! - [`record`]: HDR histograms per operation and per second.
 //! - [`books`]: the users (from the seed generator), and the receipts checked against the books.
 //! - [`report`]: the summary table, JSON, and HTML with SVG plots.
+//! - [`threshold`]: the pass or fail criteria of a run (`--threshold 'payments.p99<500ms'`).
 //! - [`scale`]: the same load against `qbill work` pools of 1, 2, 4, 8 workers.
 //! - [`echo`], [`payment_path`] and [`settle_path`]: the subjects of `scripts/bench`; [`memory`], of
-//!   `scripts/bench memory`.
+//!   `scripts/bench memory`; [`lambda_duration`], of `scripts/lambda-duration`. The last two run
+//!   the Lambda `bootstrap` through the library's stand-in of the Lambda Runtime API
+//!   ([`qbill_loadtest::runtime_api`], shared with the Lambda tests).
 //! - [`chaos`]: the chaos bank run (`scripts/chaos`), over [`journal`], the record of every
 //!   request and reply.
 
@@ -19,6 +22,7 @@ mod books;
 mod chaos;
 mod echo;
 mod journal;
+mod lambda_duration;
 mod load;
 mod memory;
 mod mix;
@@ -27,9 +31,11 @@ mod record;
 mod report;
 mod scale;
 mod settle_path;
+mod threshold;
 mod transport;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::load::Plan;
 use crate::mix::{Mix, Op};
+use crate::threshold::{BREACHED, Threshold};
 use crate::transport::Transport;
 
 #[derive(Parser)]
@@ -60,12 +67,24 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs simulated clients against a deployment and writes a report.
+    #[command(after_help = RUN_HELP)]
     Run {
         #[command(flatten)]
         load: LoadArgs,
         /// Where report.json, report.html and the plots go.
         #[arg(long, default_value = "target/loadtest/run")]
         out: PathBuf,
+        /// An upper limit the run must stay under, as k6's; repeat it for more. Written
+        /// `[OPERATION.]METRIC<LIMIT` (or `<=`): OPERATION is auth, utils, histories or payments
+        /// (without one, all of them together); METRIC is p50, p90, p95, p99, max or mean (a
+        /// reply's latency, LIMIT in ms or s) or errors or timeouts (a share of the requests,
+        /// LIMIT in %). E.g. 'payments.p99<500ms', 'errors<1%'.
+        #[arg(long = "threshold", value_name = "THRESHOLD")]
+        thresholds: Vec<Threshold>,
+        /// The highest share of the requests that may time out, in percent: the same as
+        /// --threshold 'timeouts<=PERCENT%'.
+        #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+        max_timeout_rate: Option<f64>,
     },
     /// Runs the same load against `qbill work` pools of each size in turn, and plots the result.
     /// Stop any other pool on the same request queue first.
@@ -110,6 +129,11 @@ enum Command {
         #[arg(long, default_value = "target/bench")]
         out: PathBuf,
     },
+    /// The Lambda worker's duration, CPU time and memory per batch: `bootstrap` processes behind
+    /// stand-ins of the Lambda Runtime API, fed by a stand-in of the SQS event source mapping
+    /// while the load command after `--` runs. Exits with the load command's status.
+    /// `scripts/lambda-duration` sets it up.
+    LambdaDuration(lambda_duration::LambdaDurationArgs),
     /// Creates a request queue on the SQS endpoint (for benchmarks on a bare emulator).
     CreateQueue { name: String },
     /// The database benchmark's subject: payments straight into the engine in batches, as a
@@ -132,6 +156,26 @@ enum Command {
         #[arg(long)]
         card: bool,
     },
+}
+
+/// The exit status of a run in which no request was answered.
+const UNANSWERED: u8 = 98;
+
+const RUN_HELP: &str = "\
+Exit status:
+  0   the run ended, its books balance, every threshold held
+  1   the run could not be made, or the books do not match the receipts
+  98  nothing answered: every measured request (or every login) timed out, thresholds or not
+  99  a threshold was breached (each is printed with a ✓ or ✗ and what was measured)";
+
+fn parse_percent(text: &str) -> anyhow::Result<f64> {
+    let value: f64 = text
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .with_context(|| format!("{text:?} is not a number"))?;
+    Threshold::max_timeout_rate(value)?;
+    Ok(value)
 }
 
 #[derive(Args, Clone)]
@@ -290,7 +334,7 @@ pub fn owner_url() -> anyhow::Result<secrecy::SecretString> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("QBILL_LOG")
@@ -299,14 +343,31 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Run { load, out } => {
+        Command::Run {
+            load,
+            out,
+            mut thresholds,
+            max_timeout_rate,
+        } => {
+            if let Some(percent) = max_timeout_rate {
+                thresholds.push(Threshold::max_timeout_rate(percent)?);
+            }
             let plan = load.plan()?;
+            let timeout = plan.timeout;
             let db = database()?;
             let transport = Arc::new(load.transport().await?);
             let users = load.users(&db, &plan, 1).await?;
             let apartments: Vec<i64> = users.iter().map(|u| u.apartment).collect();
             eprintln!("{} clients against {}", plan.clients, transport.describe());
-            let outcome = load::run(transport.clone(), plan.clone(), &users).await?;
+            let outcome = match load::run(transport.clone(), plan.clone(), &users).await {
+                Ok(outcome) => outcome,
+                Err(error) if error.is::<load::Unanswered>() => {
+                    transport.cleanup().await;
+                    eprintln!("Error: {error:#}");
+                    return Ok(ExitCode::from(UNANSWERED));
+                }
+                Err(error) => return Err(error),
+            };
             transport.cleanup().await;
             println!("{}", report::table(&outcome.figures));
             let books = if load.echo {
@@ -317,6 +378,17 @@ async fn main() -> anyhow::Result<()> {
                 Some(books)
             };
             let balanced = books.as_ref().is_none_or(books::Books::balanced);
+            let verdicts: Vec<_> = thresholds
+                .iter()
+                .map(|t| t.check(&outcome.figures))
+                .collect();
+            for verdict in &verdicts {
+                println!("{verdict}");
+            }
+            let (measured, unanswered) = {
+                let total = &outcome.figures.total;
+                (total.requests, total.replies() == 0)
+            };
             report::write_run(
                 &out,
                 &report::RunReport {
@@ -327,11 +399,28 @@ async fn main() -> anyhow::Result<()> {
                     payments_without_bills: outcome.payments_without_bills,
                     stray_replies: outcome.stray_replies,
                     books,
+                    thresholds: verdicts.clone(),
                 },
             )?;
             println!("report: {}", out.join("report.html").display());
             if !balanced {
                 bail!("the books do not match the receipts");
+            }
+            if unanswered {
+                eprintln!(
+                    "Error: {}",
+                    load::Unanswered {
+                        what: "requests",
+                        sent: measured,
+                        timeout,
+                    }
+                );
+                return Ok(ExitCode::from(UNANSWERED));
+            }
+            let breached = verdicts.iter().filter(|v| !v.passed).count();
+            if breached > 0 {
+                eprintln!("{breached} of {} thresholds breached", verdicts.len());
+                return Ok(ExitCode::from(BREACHED));
             }
         }
         Command::Scale {
@@ -369,6 +458,10 @@ async fn main() -> anyhow::Result<()> {
             if !balanced {
                 bail!("the books do not match the receipts");
             }
+        }
+        Command::LambdaDuration(args) => {
+            let status = lambda_duration::run(args).await?;
+            return Ok(ExitCode::from(u8::try_from(status).unwrap_or(1)));
         }
         Command::Chaos(args) => {
             if !chaos::run(args).await? {
@@ -483,7 +576,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn shutdown_signal() {

@@ -1,24 +1,18 @@
 //! What a worker's memory does under a login storm, the benchmark behind `scripts/bench memory`:
 //! a `qbill work` process is sent N logins at once, and, given its binary, the Lambda `bootstrap`
-//! is handed the same logins in batches of ten through a stand-in of the Lambda Runtime API. Each
-//! process's resident memory is read when fresh and at its peak (VmHWM).
+//! is handed the same logins in batches of ten through the stand-in of the Lambda Runtime API
+//! ([`qbill_loadtest::runtime_api`]). Each process's resident memory is read when fresh and at its
+//! peak (VmHWM).
 
-use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use axum::Router;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::HeaderMap;
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use futures::future::join_all;
 use qbill_core::envelope::attribute;
 use qbill_core::types::QueueName;
+use qbill_loadtest::runtime_api::Function;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::chaos::processes::{self, qbill_work};
@@ -103,46 +97,6 @@ pub async fn pool(
     })
 }
 
-#[derive(Clone)]
-struct RuntimeApi {
-    events: Arc<Mutex<VecDeque<(String, Value)>>>,
-    results: mpsc::UnboundedSender<Value>,
-}
-
-async fn next(State(api): State<RuntimeApi>) -> impl IntoResponse {
-    loop {
-        let event = api.events.lock().expect("events").pop_front();
-        if let Some((id, event)) = event {
-            let mut headers = HeaderMap::new();
-            let deadline = chrono::Utc::now().timestamp_millis() + 60_000;
-            for (name, value) in [
-                ("lambda-runtime-aws-request-id", id),
-                ("lambda-runtime-deadline-ms", deadline.to_string()),
-                (
-                    "lambda-runtime-invoked-function-arn",
-                    "arn:aws:lambda:us-east-1:000000000000:function:qbill-worker".to_owned(),
-                ),
-            ] {
-                if let Ok(value) = value.parse() {
-                    headers.insert(name, value);
-                }
-            }
-            return (headers, axum::Json(event));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn result(
-    State(api): State<RuntimeApi>,
-    UrlPath((_id, kind)): UrlPath<(String, String)>,
-    body: String,
-) -> &'static str {
-    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    let _ = api.results.send(json!({ "kind": kind, "body": value }));
-    "ok"
-}
-
 /// An SQS event of logins, as the event source mapping hands it to the function.
 fn batch(users: &[User], queue: QueueName) -> Value {
     let records: Vec<Value> = users
@@ -175,48 +129,22 @@ fn batch(users: &[User], queue: QueueName) -> Value {
 /// batch size), one invocation after another as one execution environment takes them.
 pub async fn lambda(bootstrap: &Path, users: &[User]) -> anyhow::Result<Memory> {
     let queue = QueueName::parse(&Uuid::new_v4().to_string())?;
-    let events: VecDeque<(String, Value)> = users
-        .chunks(10)
-        .enumerate()
-        .map(|(i, chunk)| (format!("invocation-{i}"), batch(chunk, queue)))
-        .collect();
-    let invocations = events.len();
-    let (results, mut received) = mpsc::unbounded_channel();
-    let api = RuntimeApi {
-        events: Arc::new(Mutex::new(VecDeque::new())),
-        results,
-    };
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(result))
-        .with_state(api.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
     // The rest of its environment (database, JWT key, SQS endpoint) is inherited.
-    let mut function = tokio::process::Command::new(bootstrap)
-        .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "qbill-worker")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+    let mut command = tokio::process::Command::new(bootstrap);
+    command
         .env("QBILL_LOG", "warn")
-        .kill_on_drop(true)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", bootstrap.display()))?;
-    let pid = function.id().context("the bootstrap exited at once")?;
+        .stderr(std::process::Stdio::null());
+    let mut function = Function::start(command, 256).await?;
+    let pid = function.pid().context("the bootstrap exited at once")?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let fresh = status_kib(pid, "VmRSS")?;
-    api.events.lock().expect("events").extend(events);
-    for _ in 0..invocations {
-        let answer = tokio::time::timeout(Duration::from_secs(120), received.recv())
-            .await
-            .context("the function did not answer an invocation")?
-            .context("the runtime stand-in stopped")?;
-        if answer["kind"] != "response" || answer["body"]["batchItemFailures"] != json!([]) {
-            bail!("an invocation failed: {answer}");
+    for chunk in users.chunks(10) {
+        let answer = function
+            .invoke(batch(chunk, queue), Duration::from_secs(120))
+            .await?;
+        if answer.result.as_ref().ok().map(|r| &r["batchItemFailures"]) != Some(&json!([])) {
+            bail!("an invocation failed: {:?}", answer.result);
         }
     }
     let peak = status_kib(pid, "VmHWM")?;

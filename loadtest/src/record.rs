@@ -244,6 +244,7 @@ pub struct OpFigures {
     pub mean_ms: f64,
     pub p50_ms: f64,
     pub p90_ms: f64,
+    pub p95_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
 }
@@ -269,12 +270,18 @@ impl OpFigures {
         self.mean_ms = latency.mean() / 1000.0;
         self.p50_ms = ms(latency.value_at_quantile(0.50));
         self.p90_ms = ms(latency.value_at_quantile(0.90));
+        self.p95_ms = ms(latency.value_at_quantile(0.95));
         self.p99_ms = ms(latency.value_at_quantile(0.99));
         self.max_ms = ms(latency.max());
     }
 
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
+    }
+
+    /// Requests answered, ok or not: all but the timeouts.
+    pub fn replies(&self) -> u64 {
+        self.ok + self.error_count()
     }
 }
 

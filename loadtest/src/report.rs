@@ -25,6 +25,8 @@ pub struct RunReport {
     pub payments_without_bills: u64,
     pub stray_replies: u64,
     pub books: Option<Books>,
+    /// Each `--threshold`, checked.
+    pub thresholds: Vec<crate::threshold::Verdict>,
 }
 
 /// One step of a scaling run.
@@ -49,7 +51,7 @@ pub fn table(figures: &Figures) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<10} {:>8} {:>8} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8}  errors",
+        "{:<10} {:>8} {:>8} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}  errors",
         "operation",
         "requests",
         "ok",
@@ -58,6 +60,7 @@ pub fn table(figures: &Figures) -> String {
         "mean ms",
         "p50 ms",
         "p90 ms",
+        "p95 ms",
         "p99 ms",
         "max ms"
     );
@@ -73,7 +76,7 @@ pub fn table(figures: &Figures) -> String {
         };
         let _ = writeln!(
             out,
-            "{name:<10} {:>8} {:>8} {:>7} {:>8.1} {:>9.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {errors}",
+            "{name:<10} {:>8} {:>8} {:>7} {:>8.1} {:>9.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {errors}",
             f.requests,
             f.ok,
             f.timeouts,
@@ -81,6 +84,7 @@ pub fn table(figures: &Figures) -> String {
             f.mean_ms,
             f.p50_ms,
             f.p90_ms,
+            f.p95_ms,
             f.p99_ms,
             f.max_ms
         );

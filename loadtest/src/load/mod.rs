@@ -267,6 +267,34 @@ pub async fn run_with(
     })
 }
 
+/// Nothing answered: every request measured, or every login, went without a reply within the
+/// timeout. Whatever the thresholds, such a run fails (`qbill-loadtest run` exits with 98).
+#[derive(Debug)]
+pub struct Unanswered {
+    /// `requests` or `logins`.
+    pub what: &'static str,
+    pub sent: u64,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.sent == 0 {
+            return write!(f, "no request was measured, so none was answered");
+        }
+        write!(
+            f,
+            "none of the {} {} was answered within {:.1} s: is anything consuming the request \
+             queue, and do its replies reach the clients' queues?",
+            self.sent,
+            self.what,
+            self.timeout.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for Unanswered {}
+
 async fn in_flight(clients: &[Arc<Client>]) -> usize {
     let mut n = 0;
     for client in clients {
@@ -278,18 +306,31 @@ async fn in_flight(clients: &[Arc<Client>]) -> usize {
 /// Logs every client in before the clock starts, a few at a time (logins are deliberately slow).
 async fn log_in_everyone(run: &Arc<Run>, clients: &[Arc<Client>]) -> anyhow::Result<()> {
     let limit = Arc::new(tokio::sync::Semaphore::new(8));
+    let answered_logins = Arc::new(AtomicU64::new(0));
     let mut logins = tokio::task::JoinSet::new();
     for client in clients {
         let (run, client, limit) = (run.clone(), client.clone(), limit.clone());
+        let answered_logins = answered_logins.clone();
         logins.spawn(async move {
             let _permit = limit.acquire_owned().await?;
             let (done, answered) = oneshot::channel();
             send(&run, &client, Op::Auth, Some(done), None).await;
-            tokio::time::timeout(run.plan.timeout, answered)
+            let reply = tokio::time::timeout(run.plan.timeout, answered)
                 .await
                 .ok()
-                .and_then(Result::ok)
-                .with_context(|| format!("no reply to {}'s login", client.users[0].username))?;
+                .and_then(Result::ok);
+            if reply.is_none() && answered_logins.load(Ordering::Relaxed) == 0 {
+                // The first logins went out together: none of them answered means nothing
+                // answers.
+                return Err(Unanswered {
+                    what: "logins",
+                    sent: run.sent.load(Ordering::Relaxed),
+                    timeout: run.plan.timeout,
+                }
+                .into());
+            }
+            reply.with_context(|| format!("no reply to {}'s login", client.users[0].username))?;
+            answered_logins.fetch_add(1, Ordering::Relaxed);
             if client.session.lock().await.token.is_none() {
                 bail!(
                     "{} could not log in (is the password {:?} right?)",
