@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use anyhow::{Context, bail};
-use rand::Rng;
+use rand::RngExt;
 use serde::Serialize;
 
 /// An operation of the contract: the core's own list of routes.
@@ -34,7 +34,7 @@ pub struct Mix {
 
 impl Mix {
     /// Picks an operation with probability proportional to its weight.
-    pub fn choose(&self, rng: &mut impl Rng) -> Op {
+    pub fn choose(&self, rng: &mut impl RngExt) -> Op {
         let total: u32 = self.weights.iter().sum();
         let mut ticket = rng.random_range(0..total);
         for op in OPS {

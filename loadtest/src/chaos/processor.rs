@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;

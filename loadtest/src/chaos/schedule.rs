@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 /// The environment variable that replays a run: its seed, as the run printed it.
 pub const SEED_VAR: &str = "QBILL_CHAOS_SEED";

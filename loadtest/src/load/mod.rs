@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use qbill_core::types::QueueName;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rust_decimal::Decimal;
 use serde_json::json;
 use tokio::sync::{Mutex, oneshot};
@@ -364,7 +364,7 @@ fn finished(run: &Run, started: Instant) -> bool {
 /// the ramp-up the rate grows linearly from 0, so the k-th request is due when the integral of
 /// the rate reaches k.
 async fn open_loop(run: &Arc<Run>, clients: &[Arc<Client>], rate: f64, started: Instant) {
-    let mut rng = rand::rngs::StdRng::from_os_rng();
+    let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
     // Every send is awaited before the run ends: one still starting would go unanswered.
     let mut sends = tokio::task::JoinSet::new();
     for k in 0u64.. {
@@ -422,7 +422,7 @@ async fn closed_loop(run: &Arc<Run>, clients: &[Arc<Client>], started: Instant) 
         let delay = run.plan.ramp_up.mul_f64(k as f64 / total as f64);
         loops.spawn(async move {
             tokio::time::sleep_until((started + delay).into()).await;
-            let mut rng = rand::rngs::StdRng::from_os_rng();
+            let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
             while !finished(&run, started) {
                 let op = run.plan.mix.choose(&mut rng);
                 let (done, answered) = oneshot::channel();

@@ -10,7 +10,8 @@
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString, rand_core::OsRng};
+use argon2::password_hash::PasswordHasher;
+use argon2::password_hash::phc::{Output, PasswordHash};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
@@ -19,9 +20,8 @@ use crate::metrics::Metrics;
 
 /// Hashes a new password with a fresh salt and the recommended Argon2id parameters.
 pub fn hash(password: &str) -> anyhow::Result<String> {
-    let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
+        .hash_password(password.as_bytes())
         .map(|h| h.to_string())
         .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
 }
@@ -140,14 +140,13 @@ impl Passwords {
 fn verify_in(password: &[u8], stored: &str, memory: &mut Vec<Block>) -> bool {
     let checked = (|| {
         let parsed = PasswordHash::new(stored).ok()?;
-        let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+        let algorithm = Algorithm::try_from(parsed.algorithm.as_str()).ok()?;
         let version = match parsed.version {
             Some(v) => Version::try_from(v).ok()?,
             None => Version::default(),
         };
         let params = Params::try_from(&parsed).ok()?;
-        let mut salt = [0u8; 64];
-        let salt = parsed.salt?.decode_b64(&mut salt).ok()?;
+        let salt = parsed.salt?;
         let expected = parsed.hash?;
         let blocks = params.block_count();
         if memory.len() < blocks {
@@ -155,7 +154,7 @@ fn verify_in(password: &[u8], stored: &str, memory: &mut Vec<Block>) -> bool {
         }
         let mut out = vec![0u8; expected.len()];
         Argon2::new(algorithm, version, params)
-            .hash_password_into_with_memory(password, salt, &mut out, &mut memory[..])
+            .hash_password_into_with_memory(password, &salt, &mut out, &mut memory[..])
             .ok()?;
         // Output's equality is constant-time.
         Some(Output::new(&out).ok()? == expected)
@@ -197,9 +196,8 @@ mod tests {
     #[test]
     fn hashes_of_other_parameters_are_checked_too() {
         let params = Params::new(8 * 1024, 1, 1, None).unwrap();
-        let salt = SaltString::generate(&mut OsRng);
         let small = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password(b"tiny", &salt)
+            .hash_password(b"tiny")
             .unwrap()
             .to_string();
         let mut memory = Vec::new();

@@ -244,7 +244,7 @@ impl Tokens {
     /// keeps, and a rotated refresh token from the request that rotated it.
     pub fn derive(&self, purpose: &str, input: &[u8]) -> String {
         use base64::Engine as _;
-        use hmac::Mac as _;
+        use hmac::{KeyInit as _, Mac as _};
         let keys = self.keys.read().expect("token keys");
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&keys.secret)
             .expect("HMAC takes a key of any length");

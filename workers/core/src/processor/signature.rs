@@ -4,7 +4,7 @@
 //! being rotated out) and its time is within [`TOLERANCE`] of ours: an old delivery replayed
 //! by someone who captured it is refused.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
