@@ -468,3 +468,27 @@ fn admin_create_user_prompts_at_a_terminal_without_echo() {
         .unwrap();
     assert!(right, "the typed password is the stored one");
 }
+
+/// The Lambda reads its own settings (`FunctionSettings`) besides the pool's: every variable its
+/// code reads is one of those or in `qbill work --help`.
+#[tokio::test]
+async fn every_variable_the_lambda_reads_is_a_setting() {
+    use clap::Args as _;
+    let own = qbill_lambda::FunctionSettings::augment_args(clap::Command::new("bootstrap"))
+        .render_long_help()
+        .to_string();
+    let work = text(&qbill(&["work", "--help"], &[], "").await);
+    let read = variables_read(&workers_dir("lambda"));
+    assert!(read.contains("QBILL_FUNCTION"), "{read:?}");
+    let missing: Vec<_> = read
+        .iter()
+        .filter(|name| {
+            let named = format!("[env: {name}");
+            !own.contains(&named) && !work.contains(&named)
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "read by the Lambda, not a setting: {missing:?}"
+    );
+}

@@ -81,7 +81,7 @@ impl Worker {
         let sqs = SqsConfig::from_env()?;
         let engine = Engine::from_config(&config).await?;
         let replies = ReplyQueues::new(qbill_sqs::client().await, &sqs);
-        let max_receives = qbill_core::config::env_or("QBILL_MAX_RECEIVES", 0u32)?;
+        let max_receives = FunctionSettings::from_env()?.max_receives;
         Ok(
             Self::new(engine, replies)
                 .with_max_receives((max_receives > 0).then_some(max_receives)),
@@ -226,8 +226,9 @@ impl Admin {
                 Ok(json!({ "applied": applied }))
             }
             Some("create-operator") => {
-                let arn = std::env::var("QBILL_OPERATOR_SECRET_ARN")
-                    .context("QBILL_OPERATOR_SECRET_ARN is not set")?;
+                let arn =
+                    qbill_core::settings::given(&FunctionSettings::from_env()?.operator_secret_arn)
+                        .context("QBILL_OPERATOR_SECRET_ARN is not set")?;
                 self.create_operator(&arn).await
             }
             _ => anyhow::bail!(
@@ -309,7 +310,8 @@ impl Sweeper {
     pub async fn from_env() -> anyhow::Result<Self> {
         let config = SqsConfig::from_env()?;
         let client = qbill_sqs::client().await;
-        let queue = std::env::var("QBILL_SWEEP_QUEUE").context("QBILL_SWEEP_QUEUE is not set")?;
+        let queue = qbill_core::settings::given(&FunctionSettings::from_env()?.sweep_queue)
+            .context("QBILL_SWEEP_QUEUE is not set")?;
         let sweep_queue = qbill_sqs::queue_url(&client, &queue).await?;
         let stamps = qbill_core::cache::Cache::from_env().await?;
         Ok(Self::new(client, stamps, &config, sweep_queue))
@@ -422,6 +424,38 @@ impl Sweeper {
     }
 }
 
+/// The function's own settings, read from its environment as `qbill work` reads its flags and
+/// variables (`qbill_core::settings`); the engine's and the queues' are the pool's own structs,
+/// read the same way.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FunctionSettings {
+    /// Which function this is.
+    #[arg(long, env = "QBILL_FUNCTION", default_value = "worker", value_parser = ["worker", "admin", "sweeper"])]
+    pub function: String,
+    /// The worker: the request queue's `maxReceiveCount`, so that a retry at that receive is
+    /// counted as a dead letter (0: not counted).
+    #[arg(long, env = "QBILL_MAX_RECEIVES", default_value_t = 0)]
+    pub max_receives: u32,
+    /// The admin function: the first operator's secret (JSON `username`, `password`).
+    #[arg(long, env = "QBILL_OPERATOR_SECRET_ARN")]
+    pub operator_secret_arn: Option<String>,
+    /// The sweeper: its own queue, where a sweep too long for one invocation is resumed.
+    #[arg(long, env = "QBILL_SWEEP_QUEUE")]
+    pub sweep_queue: Option<String>,
+    /// The CloudWatch namespace of the embedded metrics.
+    #[arg(long, env = "QBILL_METRICS_NAMESPACE", default_value = "qbill")]
+    pub metrics_namespace: String,
+    /// A tracing filter that wins over AWS_LAMBDA_LOG_LEVEL ([`logging`]).
+    #[arg(long, env = "QBILL_LOG")]
+    pub log: Option<String>,
+}
+
+impl FunctionSettings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        qbill_core::settings::from_env()
+    }
+}
+
 /// The function this deployment runs, by `QBILL_FUNCTION`.
 pub enum Function {
     Worker(Box<Worker>),
@@ -432,12 +466,7 @@ pub enum Function {
 impl Function {
     /// `worker` (the default), `admin` or `sweeper`.
     pub fn name_from_env() -> anyhow::Result<String> {
-        let name = qbill_core::config::env_or("QBILL_FUNCTION", "worker".to_owned())?;
-        anyhow::ensure!(
-            matches!(name.as_str(), "worker" | "admin" | "sweeper"),
-            "QBILL_FUNCTION must be worker, admin or sweeper, not {name:?}"
-        );
-        Ok(name)
+        Ok(FunctionSettings::from_env()?.function)
     }
 
     pub async fn from_env() -> anyhow::Result<Self> {

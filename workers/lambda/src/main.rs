@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use qbill_lambda::Function;
 use qbill_lambda::logging::Logging;
+use qbill_lambda::{Function, FunctionSettings};
 use serde_json::Value;
 
 /// The invocation's deadline (Unix milliseconds) as an instant of this process.
@@ -28,13 +28,10 @@ fn deadline(unix_ms: u64) -> Instant {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     Logging::from_env().init();
-    let name = Function::name_from_env().map_err(|e| format!("{e:#}"))?;
+    let settings = FunctionSettings::from_env().map_err(|e| format!("{e:#}"))?;
     let metrics = metrics_cloudwatch_embedded::Builder::new()
-        .cloudwatch_namespace(
-            qbill_core::config::env_or("QBILL_METRICS_NAMESPACE", "qbill".to_owned())
-                .map_err(|e| format!("{e:#}"))?,
-        )
-        .with_dimension("function", name)
+        .cloudwatch_namespace(settings.metrics_namespace)
+        .with_dimension("function", settings.function)
         .init()
         .map_err(|e| format!("the metrics recorder: {e}"))?;
     qbill_core::metrics::describe();
