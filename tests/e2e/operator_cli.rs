@@ -137,6 +137,8 @@ async fn config_shows_where_each_value_came_from_and_hides_secrets() {
             "redis://:redis-password-2175@127.0.0.1:6379".to_owned(),
         ),
         ("QBILL_CACHE_TTL_SECONDS", "42".to_owned()),
+        // Exported empty: unset, so the default.
+        ("QBILL_BATCH_SIZE", String::new()),
     ];
     let out = qbill(&["config", "--poll-wait-seconds", "3"], &envs, "").await;
     assert!(out.status.success(), "{}", text(&out));

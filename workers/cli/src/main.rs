@@ -526,9 +526,20 @@ enum ClientRequest {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match run().await {
+fn main() -> ExitCode {
+    // A setting's variable exported empty counts as unset (its default), as it always has.
+    for name in qbill_core::settings::blank_variables() {
+        // SAFETY: no other thread exists yet; the runtime is built below.
+        unsafe { std::env::remove_var(name) };
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    match runtime.block_on(run()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -6,10 +6,10 @@
 //! A setting whose value must never be printed is marked `hide_env_values`: help shows no value
 //! for it and `qbill config` shows only whether it is set.
 
-use clap::{Args, Parser};
+use clap::{Args, CommandFactory, FromArgMatches, Parser};
 
 /// Parses `T` from the environment alone (no command line): the defaults, overridden by each
-/// variable that is set.
+/// variable that is set and not blank.
 pub fn from_env<T: Args>() -> anyhow::Result<T> {
     #[derive(Parser)]
     #[command(name = "qbill", no_binary_name = true)]
@@ -17,9 +17,37 @@ pub fn from_env<T: Args>() -> anyhow::Result<T> {
         #[command(flatten)]
         settings: T,
     }
-    Environment::<T>::try_parse_from(std::iter::empty::<String>())
+    let parsed = Environment::<T>::command()
+        .mut_args(blank_is_unset)
+        .try_get_matches_from(std::iter::empty::<String>())
+        .and_then(|matches| Environment::<T>::from_arg_matches(&matches));
+    parsed
         .map(|e| e.settings)
         .map_err(|e| anyhow::anyhow!("{}", e.render().to_string().trim_end()))
+}
+
+/// A variable exported empty (or blank) counts as unset, as it always has: the setting keeps its
+/// default instead of failing to parse "".
+fn blank_is_unset(arg: clap::Arg) -> clap::Arg {
+    let blank = arg
+        .get_env()
+        .and_then(std::env::var_os)
+        .is_some_and(|value| value.to_string_lossy().trim().is_empty());
+    if blank { arg.env(None) } else { arg }
+}
+
+/// The names of the variables a process reads its settings from (`QBILL_*`, `DATABASE_URL`,
+/// `REDIS_URL`) that are set but blank: a binary removes them before it parses its command line,
+/// so that they count as unset there too.
+pub fn blank_variables() -> Vec<std::ffi::OsString> {
+    std::env::vars_os()
+        .filter(|(name, value)| {
+            let name = name.to_string_lossy();
+            (name.starts_with("QBILL_") || name == "DATABASE_URL" || name == "REDIS_URL")
+                && value.to_string_lossy().trim().is_empty()
+        })
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// The value of an optional setting, `None` when unset or blank (a variable exported empty means
