@@ -52,6 +52,7 @@ fn variables_read(dir: &Path) -> BTreeSet<String> {
                         .bytes()
                         .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
                     if is_name
+                        && !piece.ends_with('_')
                         && (piece.starts_with("QBILL_")
                             || piece == "DATABASE_URL"
                             || piece == "REDIS_URL")

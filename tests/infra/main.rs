@@ -530,7 +530,9 @@ fn variables_read_by_the_lambda() -> BTreeSet<String> {
                 for (i, _) in source.match_indices(prefix) {
                     let end = source[i + 1..].find('"').unwrap() + i + 1;
                     let name = &source[i + 1..end];
-                    if name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+                    // A whole name: not the bare prefix that code matching names spells.
+                    let whole = !name.ends_with('_');
+                    if whole && name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
                         names.insert(name.to_owned());
                     }
                 }
