@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+use aws_sdk_sqs::types::MessageAttributeValue;
 use qbill_core::envelope::attribute;
 use qbill_core::types::QueueName;
 use qbill_sqs::WorkerPool;
 use qbill_sqs::dead_letters::{self, Status, Way};
 use qbill_tests::{
-    db_pool, drain_replies, engine_on, enqueue_payments, env, qbill_binary, reply_queue_url, sqs,
-    sqs_config,
+    db_pool, drain_replies, engine_on, enqueue_payments, env, qbill_binary,
+    queue_with_dead_letters, reply_queue_url, sqs, sqs_config,
 };
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -32,45 +32,6 @@ async fn qbill_dlq(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// A request queue of its own whose redrive policy names a dead-letter queue of its own, as the
-/// profiles' queues are set up (a move task takes only a queue that is some queue's DLQ):
-/// (request queue URL, dead-letter queue URL).
-async fn queue_with_dead_letters(sqs: &aws_sdk_sqs::Client, what: &str) -> (String, String) {
-    let name = format!("qbill-test-{what}-{}", Uuid::new_v4().simple());
-    let dlq = sqs
-        .create_queue()
-        .queue_name(format!("{name}-dlq"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
-    let queue = sqs
-        .create_queue()
-        .queue_name(&name)
-        .attributes(QueueAttributeName::VisibilityTimeout, "1")
-        .attributes(
-            QueueAttributeName::RedrivePolicy,
-            format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"2"}}"#),
-        )
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    (queue, dlq)
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Output;
 
-use qbill_tests::{TestDb, database_env, qbill_binary, sqs};
+use qbill_tests::{TestDb, database_env, qbill_binary, queue_with_dead_letters, sqs};
 use uuid::Uuid;
 
 use crate::served;
@@ -245,26 +245,9 @@ async fn exit_codes_tell_usage_failure_and_an_error_reply_apart() {
 #[tokio::test]
 async fn status_check_fails_on_a_dead_letter_and_passes_once_it_is_gone() {
     let sqs = sqs().await;
-    let name = format!(
-        "qbill-status-{}",
-        &Uuid::new_v4().simple().to_string()[..12]
-    );
-    let dead = sqs
-        .create_queue()
-        .queue_name(format!("{name}-dlq"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let request = sqs
-        .create_queue()
-        .queue_name(&name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    // Its name is the request queue's plus -dlq, as `status` finds it.
+    let (request, dead) = queue_with_dead_letters(&sqs, "status").await;
+    let name = request.clone();
     let check = || async {
         qbill(
             &[

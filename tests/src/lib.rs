@@ -245,6 +245,48 @@ pub async fn sqs() -> aws_sdk_sqs::Client {
     qbill_sqs::client().await
 }
 
+/// A request queue of its own whose redrive policy names a dead-letter queue of its own, as the
+/// profiles' queues are set up (a move task takes only a queue that is some queue's DLQ):
+/// (request queue URL, dead-letter queue URL).
+pub async fn queue_with_dead_letters(sqs: &aws_sdk_sqs::Client, what: &str) -> (String, String) {
+    let name = format!("qbill-test-{what}-{}", uuid::Uuid::new_v4().simple());
+    let dlq = sqs
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let queue = sqs
+        .create_queue()
+        .queue_name(&name)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "1",
+        )
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+            format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"2"}}"#),
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    (queue, dlq)
+}
+
 /// Creates a request queue of its own, with a short visibility timeout.
 pub async fn private_queue(sqs: &aws_sdk_sqs::Client, visibility_seconds: u32) -> String {
     use aws_sdk_sqs::types::QueueAttributeName;
