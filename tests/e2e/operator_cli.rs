@@ -247,23 +247,34 @@ async fn status_check_fails_on_a_dead_letter_and_passes_once_it_is_gone() {
     let sqs = sqs().await;
     // Its name is the request queue's plus -dlq, as `status` finds it.
     let (request, dead) = queue_with_dead_letters(&sqs, "status").await;
-    let name = request.clone();
-    let check = || async {
-        qbill(
-            &[
+    let check = |extra: &'static [&'static str]| {
+        let request = request.clone();
+        async move {
+            let mut args = vec![
                 "status",
                 "--request-queue",
-                &name,
+                &request,
                 "--check",
                 "--interval",
                 "1",
-            ],
-            &[],
-            "",
-        )
-        .await
+            ];
+            args.extend(extra);
+            qbill(&args, &[], "").await
+        }
     };
-    let clean = check().await;
+    // SQS's counts are approximate and may lag a moment behind a send or a purge.
+    let settled = |exit: i32| async move {
+        let mut out = check(&[]).await;
+        for _ in 0..10 {
+            if out.status.code() == Some(exit) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            out = check(&[]).await;
+        }
+        out
+    };
+    let clean = check(&[]).await;
     assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
     assert!(text(&clean).contains("✓ dead_letters"), "{}", text(&clean));
 
@@ -273,15 +284,7 @@ async fn status_check_fails_on_a_dead_letter_and_passes_once_it_is_gone() {
         .send()
         .await
         .unwrap();
-    // SQS's counts are approximate and may lag a moment behind the send.
-    let mut failed = check().await;
-    for _ in 0..10 {
-        if failed.status.code() == Some(4) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        failed = check().await;
-    }
+    let failed = settled(4).await;
     assert_eq!(failed.status.code(), Some(4), "{}", text(&failed));
     assert!(
         text(&failed).contains("✗ dead_letters: 1 message(s)"),
@@ -289,20 +292,7 @@ async fn status_check_fails_on_a_dead_letter_and_passes_once_it_is_gone() {
         text(&failed)
     );
 
-    let json = qbill(
-        &[
-            "status",
-            "--request-queue",
-            &name,
-            "--check",
-            "--json",
-            "--interval",
-            "1",
-        ],
-        &[],
-        "",
-    )
-    .await;
+    let json = check(&["--json"]).await;
     assert_eq!(json.status.code(), Some(4));
     let snapshot: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(snapshot["ok"], false);
@@ -310,30 +300,14 @@ async fn status_check_fails_on_a_dead_letter_and_passes_once_it_is_gone() {
 
     // A metrics endpoint that does not answer fails the check too.
     sqs.purge_queue().queue_url(&dead).send().await.unwrap();
-    let mut silent = check().await;
-    for _ in 0..10 {
-        if text(&silent).contains("✓ dead_letters") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        silent = check().await;
-    }
+    let silent = settled(0).await;
     assert_eq!(silent.status.code(), Some(0), "{}", text(&silent));
-    let unanswered = qbill(
-        &[
-            "status",
-            "--request-queue",
-            &name,
-            "--check",
-            "--interval",
-            "1",
-            "--metrics",
-            "http://127.0.0.1:1/metrics",
-        ],
-        &[],
-        "",
-    )
-    .await;
+    assert!(
+        text(&silent).contains("✓ dead_letters"),
+        "{}",
+        text(&silent)
+    );
+    let unanswered = check(&["--metrics", "http://127.0.0.1:1/metrics"]).await;
     assert_eq!(unanswered.status.code(), Some(4), "{}", text(&unanswered));
     assert!(
         text(&unanswered).contains("✗ metrics"),
