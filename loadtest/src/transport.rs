@@ -74,6 +74,8 @@ pub struct ErrorHead {
 #[derive(Debug, Default, Deserialize)]
 pub struct DataHead {
     pub token: Option<String>,
+    /// A login's: when its token stops working.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     pub payment_id: Option<Uuid>,
     pub total: Option<rust_decimal::Decimal>,
     pub refund_id: Option<Uuid>,

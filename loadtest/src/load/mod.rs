@@ -97,8 +97,10 @@ struct Pending {
     done: Option<oneshot::Sender<()>>,
 }
 
-/// A simulated client: one reply queue, and the households it acts for in turn. When the current
-/// one has no unpaid bill left, the client logs in as the next (a new session).
+/// A simulated client: one reply queue, and the households it acts for in turn. It logs in as each
+/// of them once, before the clock starts, as a household's app does once per token lifetime; when
+/// the current one has no unpaid bill left, it moves on to the next with that one's token, and
+/// logs in again only for a token that expired (or none).
 struct Client {
     queue: QueueName,
     /// With contention: the other client acting for the same households.
@@ -114,6 +116,25 @@ struct Session {
     unpaid: Vec<i64>,
     /// A login as the next user is under way.
     switching: bool,
+    /// Each household's token from its login, while it lasts.
+    held: Vec<Option<Held>>,
+    /// A login again as the current user, its token about to expire, is under way.
+    renewing: bool,
+}
+
+/// A token a login gave, and when it stops working.
+#[derive(Clone)]
+struct Held {
+    token: String,
+    expires: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Held {
+    /// Good for a while yet: a client logs in again a minute before its token expires.
+    fn fresh(&self) -> bool {
+        self.expires
+            .is_none_or(|at| at - chrono::Duration::seconds(60) > chrono::Utc::now())
+    }
 }
 
 /// What a caller may watch a run by.
@@ -188,6 +209,8 @@ pub async fn run_with(
                     token: None,
                     unpaid: users[0].unpaid.clone(),
                     switching: false,
+                    held: vec![None; users.len()],
+                    renewing: false,
                 }),
                 users,
                 pending: Mutex::default(),
@@ -303,43 +326,49 @@ async fn in_flight(clients: &[Arc<Client>]) -> usize {
     n
 }
 
-/// Logs every client in before the clock starts, a few at a time (logins are deliberately slow).
+/// Logs every client in as each of its households before the clock starts, a few at a time
+/// (logins are deliberately slow): a household logs in once per token lifetime, not once per
+/// visit. The logins a run's mix asks for, and those of tokens that expire, are measured.
 async fn log_in_everyone(run: &Arc<Run>, clients: &[Arc<Client>]) -> anyhow::Result<()> {
     let limit = Arc::new(tokio::sync::Semaphore::new(8));
     let answered_logins = Arc::new(AtomicU64::new(0));
     let mut logins = tokio::task::JoinSet::new();
-    for client in clients {
-        let (run, client, limit) = (run.clone(), client.clone(), limit.clone());
-        let answered_logins = answered_logins.clone();
-        logins.spawn(async move {
-            let _permit = limit.acquire_owned().await?;
-            let (done, answered) = oneshot::channel();
-            send(&run, &client, Op::Auth, Some(done), None).await;
-            let reply = tokio::time::timeout(run.plan.timeout, answered)
-                .await
-                .ok()
-                .and_then(Result::ok);
-            if reply.is_none() && answered_logins.load(Ordering::Relaxed) == 0 {
-                // The first logins went out together: none of them answered means nothing
-                // answers.
-                return Err(Unanswered {
-                    what: "logins",
-                    sent: run.sent.load(Ordering::Relaxed),
-                    timeout: run.plan.timeout,
+    // Every client's first household first: a run that answers nothing says so at once.
+    let most = clients.iter().map(|c| c.users.len()).max().unwrap_or(0);
+    for user in 0..most {
+        for client in clients.iter().filter(|c| user < c.users.len()) {
+            let (run, client, limit) = (run.clone(), client.clone(), limit.clone());
+            let answered_logins = answered_logins.clone();
+            logins.spawn(async move {
+                let _permit = limit.acquire_owned().await?;
+                let (done, answered) = oneshot::channel();
+                send_as(&run, &client, Op::Auth, Some(user), Some(done), None).await;
+                let reply = tokio::time::timeout(run.plan.timeout, answered)
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                if reply.is_none() && answered_logins.load(Ordering::Relaxed) == 0 {
+                    // The first logins went out together: none of them answered means nothing
+                    // answers.
+                    return Err(Unanswered {
+                        what: "logins",
+                        sent: run.sent.load(Ordering::Relaxed),
+                        timeout: run.plan.timeout,
+                    }
+                    .into());
                 }
-                .into());
-            }
-            reply.with_context(|| format!("no reply to {}'s login", client.users[0].username))?;
-            answered_logins.fetch_add(1, Ordering::Relaxed);
-            if client.session.lock().await.token.is_none() {
-                bail!(
-                    "{} could not log in (is the password {:?} right?)",
-                    client.users[0].username,
-                    client.users[0].password
-                );
-            }
-            anyhow::Ok(())
-        });
+                let name = &client.users[user].username;
+                reply.with_context(|| format!("no reply to {name}'s login"))?;
+                answered_logins.fetch_add(1, Ordering::Relaxed);
+                if client.session.lock().await.held[user].is_none() {
+                    bail!(
+                        "{name} could not log in (is the password {:?} right?)",
+                        client.users[user].password
+                    );
+                }
+                anyhow::Ok(())
+            });
+        }
     }
     while let Some(joined) = logins.join_next().await {
         joined??;
@@ -447,12 +476,35 @@ async fn send(
     done: Option<oneshot::Sender<()>>,
     twin: Option<Paying>,
 ) -> Option<Paying> {
+    send_as(run, client, op, None, done, twin).await
+}
+
+/// [`send`], as household `user` of the client's (a login before the clock) rather than the
+/// current one.
+async fn send_as(
+    run: &Arc<Run>,
+    client: &Arc<Client>,
+    op: Op,
+    user: Option<usize>,
+    done: Option<oneshot::Sender<()>>,
+    twin: Option<Paying>,
+) -> Option<Paying> {
     let mut op = op;
     let mut bills = Vec::new();
     let (user_index, token) = {
         let mut session = client.session.lock().await;
-        let mut user_index = session.current;
-        if let Some((apartment, mut twin)) = twin {
+        let mut user_index = user.unwrap_or(session.current);
+        if user.is_none() && op != Op::Auth && !session.switching && !session.renewing {
+            let current = session.current;
+            if session.held[current].as_ref().is_some_and(|h| !h.fresh()) {
+                // The token is about to expire: the household logs in again.
+                session.renewing = true;
+                op = Op::Auth;
+            }
+        }
+        if op == Op::Auth || user.is_some() {
+            // A login: as given, the one the mix asks for, or a renewal.
+        } else if let Some((apartment, mut twin)) = twin {
             if client.users[user_index].apartment != apartment {
                 return None;
             }
@@ -460,23 +512,28 @@ async fn send(
             twin.reverse();
             bills = twin;
         } else if op == Op::Payments {
-            bills = if run.plan.contention {
-                households::oldest_in_any_order(&mut session.unpaid)
-            } else {
-                let take = if rand::random_bool(0.25) { 2 } else { 1 }.min(session.unpaid.len());
-                let keep = session.unpaid.len() - take;
-                session.unpaid.split_off(keep)
-            };
-            if bills.is_empty() {
-                if !session.switching && session.current + 1 < client.users.len() {
-                    // This household is paid up: on to the next one.
-                    session.switching = true;
-                    user_index = session.current + 1;
-                    op = Op::Auth;
-                } else {
-                    run.payments_without_bills.fetch_add(1, Ordering::Relaxed);
-                    op = Op::Utils;
+            bills = pick(run, &mut session.unpaid);
+            if bills.is_empty() && !session.switching && session.current + 1 < client.users.len() {
+                // This household is paid up: on to the next one, with its token while it lasts.
+                let next = session.current + 1;
+                match session.held[next].clone().filter(Held::fresh) {
+                    Some(held) => {
+                        session.current = next;
+                        session.unpaid = client.users[next].unpaid.clone();
+                        session.token = Some(held.token);
+                        user_index = next;
+                        bills = pick(run, &mut session.unpaid);
+                    }
+                    None => {
+                        session.switching = true;
+                        user_index = next;
+                        op = Op::Auth;
+                    }
                 }
+            }
+            if bills.is_empty() && op == Op::Payments {
+                run.payments_without_bills.fetch_add(1, Ordering::Relaxed);
+                op = Op::Utils;
             }
         }
         (user_index, session.token.clone())
@@ -538,6 +595,18 @@ async fn send(
         end(run, pending, Ending::Error(refused.0));
     }
     (op == Op::Payments).then_some((user.apartment, bills_sent))
+}
+
+/// The bills a household pays next: one, now and then two, of its newest unpaid (with contention,
+/// from its oldest few, in any order).
+fn pick(run: &Run, unpaid: &mut Vec<i64>) -> Vec<i64> {
+    if run.plan.contention {
+        households::oldest_in_any_order(unpaid)
+    } else {
+        let take = if rand::random_bool(0.25) { 2 } else { 1 }.min(unpaid.len());
+        let keep = unpaid.len() - take;
+        unpaid.split_off(keep)
+    }
 }
 
 fn end(run: &Run, mut pending: Pending, ending: Ending) {
@@ -607,7 +676,14 @@ async fn settle(run: &Run, client: &Client, reply: ReplyHead) {
         (Op::Auth, ending) => {
             let mut session = client.session.lock().await;
             let ok = *ending == Ending::Ok;
+            if ok && let Some(token) = &data.token {
+                session.held[pending.user] = Some(Held {
+                    token: token.clone(),
+                    expires: data.expires_at,
+                });
+            }
             if pending.user == session.current {
+                session.renewing = false;
                 if ok {
                     session.token = data.token;
                 }
@@ -660,6 +736,9 @@ async fn expire(run: Arc<Run>, clients: Vec<Arc<Client>>, stop: CancellationToke
                     let mut session = client.session.lock().await;
                     if pending.user == session.current + 1 {
                         session.switching = false;
+                    }
+                    if pending.user == session.current {
+                        session.renewing = false;
                     }
                 }
                 end(&run, pending, Ending::Timeout);
