@@ -768,3 +768,168 @@ async fn the_processor_is_charged_in_each_currencys_minor_units() {
         );
     }
 }
+
+/// Pending card payments of apartment 1, a bill each, confirmed at the processor: each one's id
+/// and its intent as the processor now holds it (succeeded).
+async fn confirmed_payments(f: &Fixture, n: usize) -> Vec<(String, Value)> {
+    let bills = bill_ids(&f.demo_utils(1).await["bills"]);
+    assert!(bills.len() >= n, "apartment 1 has {} bills", bills.len());
+    let mut made = Vec::new();
+    for bill in &bills[..n] {
+        let data = pay_with(f, 1, &[*bill], None).await["data"].clone();
+        let id = data["payment_id"].as_str().expect("a payment").to_owned();
+        let intent_id: String = payment_row(f, &id).await.get("intent_id");
+        made.push((id, confirm_at_processor(&intent_id).await));
+    }
+    made
+}
+
+async fn apartment_version(f: &Fixture) -> i64 {
+    f.db.pool
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT version FROM apartments WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn deliver_together(f: &Fixture, webhooks: &[InboundMessage]) {
+    for outcome in f.engine.handle_batch(webhooks).await {
+        assert!(
+            matches!(outcome, Ok(qbill_core::Outcome::Drop)),
+            "a webhook is applied and never answered: {outcome:?}"
+        );
+    }
+}
+
+async fn succeeded_changes(f: &Fixture, payment: &str) -> i64 {
+    f.db.count(
+        "SELECT count(*) FROM audit_events WHERE entity = 'payment' AND entity_id = $1
+         AND action = 'status_changed' AND new_state->>'status' = 'succeeded'",
+        &[&payment],
+    )
+    .await
+}
+
+async fn receipts_of(f: &Fixture, payment: &str) -> i64 {
+    f.db.count(
+        "SELECT count(*) FROM notifications WHERE key = 'payment.succeeded:' || $1",
+        &[&payment],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_webhooks_of_one_receive_settle_together_each_with_its_own_outcome() {
+    let f = card_fixture().await;
+    let made = confirmed_payments(&f, 3).await;
+    let before = apartment_version(&f).await;
+    let event = |i: usize| format!("evt_batch_{i}_{}", Uuid::new_v4().simple());
+    let (first, second) = (event(0), event(1));
+    let succeeded = |id: &str, intent: &Value| {
+        webhook(
+            id,
+            "payment_intent.succeeded",
+            intent,
+            WEBHOOK_SECRET,
+            now(),
+        )
+    };
+    // The third's intent says the processor captured another amount than the ledger's.
+    let mut other_amount = made[2].1.clone();
+    other_amount["amount"] = json!(other_amount["amount"].as_i64().unwrap() + 1);
+    let nobody = json!({ "id": format!("pi_nobody_{}", Uuid::new_v4().simple()), "object": "payment_intent",
+        "status": "succeeded", "amount": 1000, "currency": "eur",
+        "metadata": { "payment_id": Uuid::new_v4().to_string() } });
+    let batch = [
+        succeeded(&first, &made[0].1),
+        succeeded(&second, &made[1].1),
+        // The first event delivered twice in the same receive.
+        succeeded(&first, &made[0].1),
+        succeeded(&event(2), &other_amount),
+        // Forged: signed with another secret.
+        webhook(
+            &event(3),
+            "payment_intent.succeeded",
+            &made[2].1,
+            "whsec_forged",
+            now(),
+        ),
+        succeeded(&event(4), &nobody),
+    ];
+    deliver_together(&f, &batch).await;
+
+    for (id, _) in &made[..2] {
+        let row = payment_row(&f, id).await;
+        assert_eq!(row.get::<_, String>("status"), "succeeded", "{id}");
+        assert_eq!(row.get::<_, i64>("paid"), 1, "{id}");
+        assert_eq!(row.get::<_, i64>("reserved"), 0, "{id}");
+        assert_eq!(succeeded_changes(&f, id).await, 1, "{id} settled once");
+        assert_eq!(receipts_of(&f, id).await, 1, "{id} has one receipt");
+    }
+    // The other amount and the forgery changed nothing: the third still waits, its bill held.
+    let third = payment_row(&f, &made[2].0).await;
+    assert_eq!(third.get::<_, String>("status"), "pending");
+    assert_eq!(third.get::<_, i64>("reserved"), 1);
+    assert_eq!(receipts_of(&f, &made[2].0).await, 0);
+    assert_eq!(
+        f.db.count(
+            "SELECT count(*) FROM processor_events WHERE id = ANY($1)",
+            &[&vec![first.clone(), second.clone(), event(4)]]
+        )
+        .await,
+        2,
+        "the two events of our payments claimed once each, none for nobody's"
+    );
+    assert!(
+        apartment_version(&f).await > before,
+        "the apartment's version moved"
+    );
+
+    // Delivered again, alone, later: nothing more happens; the third's right event settles it.
+    deliver_together(&f, &batch[..2]).await;
+    deliver(&f, &succeeded(&event(5), &made[2].1)).await;
+    for (id, _) in &made {
+        assert_eq!(
+            payment_row(&f, id).await.get::<_, String>("status"),
+            "succeeded"
+        );
+        assert_eq!(succeeded_changes(&f, id).await, 1, "{id} settled once");
+        assert_eq!(receipts_of(&f, id).await, 1, "{id} has one receipt");
+    }
+}
+
+#[tokio::test]
+async fn two_receives_of_the_same_webhooks_in_opposite_orders_settle_each_payment_once() {
+    let f = card_fixture().await;
+    let made = confirmed_payments(&f, 4).await;
+    let forward: Vec<InboundMessage> = made
+        .iter()
+        .enumerate()
+        .map(|(i, (_, intent))| {
+            webhook(
+                &format!("evt_both_{i}_{}", Uuid::new_v4().simple()),
+                "payment_intent.succeeded",
+                intent,
+                WEBHOOK_SECRET,
+                now(),
+            )
+        })
+        .collect();
+    let mut backward = forward.clone();
+    backward.reverse();
+    // Two workers took the same events (a redelivery): their batches lock in one order.
+    tokio::join!(
+        deliver_together(&f, &forward),
+        deliver_together(&f, &backward)
+    );
+    for (id, _) in &made {
+        let row = payment_row(&f, id).await;
+        assert_eq!(row.get::<_, String>("status"), "succeeded", "{id}");
+        assert_eq!(row.get::<_, i64>("paid"), 1, "{id}");
+        assert_eq!(succeeded_changes(&f, id).await, 1, "{id} settled once");
+        assert_eq!(receipts_of(&f, id).await, 1, "{id} has one receipt");
+    }
+}

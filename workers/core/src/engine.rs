@@ -216,37 +216,51 @@ impl Engine {
             }),
             _ => None,
         });
-        // The processor's webhooks: applied, never answered.
-        let webhooks = pending.iter().filter_map(|(i, step)| match step {
-            Step::Webhook => Some(async move {
-                let handled = caught(crate::processor::webhook::handle(
-                    &self.services,
-                    &messages[*i],
-                ))
-                .instrument(spans[*i].clone())
-                .await
-                .unwrap_or_else(|e| Err(HandlerError::Internal(e)));
+        // The processor's webhooks: applied together where they can be, never answered.
+        let webhooks = async {
+            let members: Vec<usize> = pending
+                .iter()
+                .filter_map(|(i, step)| matches!(step, Step::Webhook).then_some(*i))
+                .collect();
+            if members.is_empty() {
+                return Vec::new();
+            }
+            let batch: Vec<(&InboundMessage, &tracing::Span)> =
+                members.iter().map(|&i| (&messages[i], &spans[i])).collect();
+            let handled = caught(crate::processor::webhook::handle_batch(
+                &self.services,
+                &batch,
+            ))
+            .await
+            .unwrap_or_else(|e| {
+                let reason = format!("{e:#}");
+                members
+                    .iter()
+                    .map(|_| Err(HandlerError::internal(anyhow::anyhow!("{reason}"))))
+                    .collect()
+            });
+            let delivered = members.iter().zip(handled).map(|(&i, handled)| {
                 let outcome = match handled {
                     Ok(_) => Ok(Outcome::Drop),
                     Err(HandlerError::Transient(e)) => Err(Transient(e)),
                     // A bug, or a database that refused: a retry may do better, and the
                     // dead-letter queue keeps it if not.
                     Err(e) => {
-                        spans[*i].in_scope(|| {
+                        spans[i].in_scope(|| {
                             tracing::error!(error = format!("{e:#}"), "a processor webhook failed");
                         });
                         Err(Transient(anyhow::anyhow!("{e:#}")))
                     }
                 };
-                (*i, deliver(*i, outcome).await)
-            }),
-            _ => None,
-        });
+                async move { (i, deliver(i, outcome).await) }
+            });
+            futures::future::join_all(delivered).await
+        };
         let (now, settled, alone, webhooks) = futures::join!(
             futures::future::join_all(now),
             settled,
             futures::future::join_all(alone),
-            futures::future::join_all(webhooks)
+            webhooks
         );
 
         let mut delivered: Vec<Option<D>> = (0..messages.len()).map(|_| None).collect();

@@ -246,7 +246,7 @@ pub enum Applied {
 }
 
 /// What to do to a payment.
-enum Change {
+pub(super) enum Change {
     Settle,
     Release {
         status: &'static str,
@@ -321,7 +321,10 @@ pub async fn apply_event(
 }
 
 /// What `intent` asks of a payment (`confirmed`: see [`apply`]).
-fn decide_from(intent: &Intent, confirmed: bool) -> impl FnOnce(&Payment) -> Change + '_ {
+pub(super) fn decide_from(
+    intent: &Intent,
+    confirmed: bool,
+) -> impl FnOnce(&Payment) -> Change + '_ {
     move |payment| {
         let currency_matches = intent
             .currency
@@ -453,22 +456,7 @@ async fn change(
         )
         .await?;
     }
-    let change = match payment.status.as_str() {
-        // Captured: nothing undoes it (a refund will, the next issue's).
-        "succeeded" => Change::Nothing,
-        "failed" | "canceled" => match decide(&payment) {
-            Change::Settle => {
-                discrepancy(
-                    &payment,
-                    "captured_after_release",
-                    "the processor captured the money of a payment whose bills were released",
-                );
-                Change::Nothing
-            }
-            _ => Change::Nothing,
-        },
-        _ => decide(&payment),
-    };
+    let change = next_change(&payment, decide);
     let mut mail = None;
     let changed = !matches!(change, Change::Nothing);
     match change {
@@ -492,7 +480,7 @@ async fn change(
             )
             .await?;
             mail = tx
-                .query_one(RECEIPT, &[&id])
+                .query_one(RECEIPT, &[&[id].as_slice()])
                 .await?
                 .get::<_, Option<i64>>(0);
         }
@@ -541,8 +529,29 @@ async fn change(
     Ok(Changed::Done(Box::new(after), changed))
 }
 
-/// The receipt: the `payment.succeeded` notification of a settled payment, with its bills as the
-/// mail and the inbox list them; the mail to send, if any.
+/// What `decide` may do to `payment` as it stands: the books only move forward. A payment
+/// captured changes no more; one released takes no capture (a discrepancy, told loudly).
+pub(super) fn next_change(payment: &Payment, decide: impl FnOnce(&Payment) -> Change) -> Change {
+    match payment.status.as_str() {
+        // Captured: nothing undoes it (a refund will, the next issue's).
+        "succeeded" => Change::Nothing,
+        "failed" | "canceled" => match decide(payment) {
+            Change::Settle => {
+                discrepancy(
+                    payment,
+                    "captured_after_release",
+                    "the processor captured the money of a payment whose bills were released",
+                );
+                Change::Nothing
+            }
+            _ => Change::Nothing,
+        },
+        _ => decide(payment),
+    }
+}
+
+/// The receipts: the `payment.succeeded` notification of each settled payment of `$1`, with its
+/// bills as the mail and the inbox list them; the mail to send of each, if any.
 pub(crate) const RECEIPT: &str = "SELECT notify(p.user_id, 'payment.succeeded', 'payment.succeeded:' || p.id,
         jsonb_build_object('payment_id', p.id, 'apartment_id', p.apartment_id, 'total', p.total::text,
                            'currency', p.currency, 'paid_at', p.paid_at,
@@ -551,7 +560,7 @@ pub(crate) const RECEIPT: &str = "SELECT notify(p.user_id, 'payment.succeeded', 
                                                                   'amount', b.amount::text) ORDER BY b.id), '[]')
                                      FROM bills b JOIN providers v ON v.id = b.provider_id
                                      WHERE b.payment_id = p.id)))
-    FROM payments p WHERE p.id = $1";
+    FROM payments p WHERE p.id = ANY($1)";
 
 /// A difference between the processor and the books, told loudly; nothing is changed.
 fn discrepancy(payment: &Payment, kind: &'static str, what: &str) {

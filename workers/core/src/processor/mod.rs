@@ -13,6 +13,7 @@
 pub mod book;
 pub mod refund;
 pub mod saved;
+pub mod settle;
 pub mod signature;
 pub mod stripe;
 pub mod webhook;

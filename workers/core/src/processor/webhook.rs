@@ -12,10 +12,13 @@
 //! A forged or stale signature changes nothing and is logged and counted; so is an event for no
 //! payment of ours. A database that fails leaves the message for a retry.
 
+use futures::FutureExt;
 use serde::Deserialize;
+use tracing::Instrument;
 
 use super::book::{self, Applied, Via};
 use super::refund;
+use super::settle;
 use super::signature;
 use super::stripe::Intent;
 use super::stripe::Refund;
@@ -88,10 +91,115 @@ pub async fn handle(
     services: &Services,
     message: &InboundMessage,
 ) -> Result<Handled, HandlerError> {
+    match read(services, message) {
+        Read::Done(handled) => Ok(handled),
+        Read::Event(processor, event) => apply(services, processor, event).await,
+    }
+}
+
+/// Verifies and applies the webhooks of one receive, each in its span: the
+/// `payment_intent.succeeded` ones together ([`super::settle`]), every other alone, all at once.
+/// An outcome each, in their order; `Err` only for a transient failure.
+pub async fn handle_batch(
+    services: &Services,
+    messages: &[(&InboundMessage, &tracing::Span)],
+) -> Vec<Result<Handled, HandlerError>> {
+    let mut results: Vec<Option<Result<Handled, HandlerError>>> =
+        (0..messages.len()).map(|_| None).collect();
+    let mut alone = Vec::new();
+    let mut together = Vec::new();
+    for (i, (message, span)) in messages.iter().enumerate() {
+        match span.in_scope(|| read(services, message)) {
+            Read::Done(handled) => results[i] = Some(Ok(handled)),
+            Read::Event(processor, event) => match succeeded(&event) {
+                Some((intent, payment)) => together.push((i, event, intent, payment)),
+                None => alone.push((i, processor, event)),
+            },
+        }
+    }
+    let alone = alone.into_iter().map(|(i, processor, event)| {
+        apply(services, processor, event)
+            .instrument(messages[i].1.clone())
+            .map(move |handled| (i, handled))
+    });
+    let together = async {
+        let batch: Vec<settle::Succeeded<'_>> = together
+            .iter()
+            .map(|(_, event, intent, payment)| settle::Succeeded {
+                event: &event.id,
+                kind: &event.kind,
+                payment: *payment,
+                intent,
+            })
+            .collect();
+        let applied = match batch.len() {
+            0 => Vec::new(),
+            _ => match settle::together(services, &batch).await {
+                Ok(applied) => applied.into_iter().map(Ok).collect(),
+                Err(HandlerError::Transient(e)) => {
+                    let reason = format!("{e:#}");
+                    (0..batch.len())
+                        .map(|_| Err(HandlerError::Transient(anyhow::anyhow!("{reason}"))))
+                        .collect()
+                }
+                Err(e) => {
+                    // A bug, or a row the books refuse: each alone, so that only the guilty one
+                    // fails.
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        webhooks = batch.len(),
+                        "a batch of webhooks failed; each runs alone"
+                    );
+                    let each = batch.iter().zip(&together).map(|(s, (i, ..))| {
+                        book::apply_event(
+                            services,
+                            s.payment,
+                            s.intent,
+                            Via::Webhook,
+                            false,
+                            Some((s.event, s.kind)),
+                        )
+                        .instrument(messages[*i].1.clone())
+                    });
+                    futures::future::join_all(each).await
+                }
+            },
+        };
+        together
+            .iter()
+            .zip(applied)
+            .map(|((i, event, ..), applied)| {
+                let handled = messages[*i]
+                    .1
+                    .in_scope(|| applied.map(|a| concluded(event, a)));
+                (*i, handled)
+            })
+            .collect::<Vec<_>>()
+    };
+    let (alone, together) = futures::join!(futures::future::join_all(alone), together);
+    for (i, handled) in alone.into_iter().chain(together) {
+        results[i] = Some(handled);
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every webhook has an outcome"))
+        .collect()
+}
+
+/// A webhook once verified and read.
+enum Read<'a> {
+    /// Nothing more to do: refused, unreadable, or no processor here.
+    Done(Handled),
+    /// A signed event, to apply.
+    Event(&'a super::Processor, Event),
+}
+
+/// Verifies `message`'s signature and reads its event; logs and counts what goes no further.
+fn read<'a>(services: &'a Services, message: &InboundMessage) -> Read<'a> {
     let Some(processor) = &services.processor else {
         tracing::warn!("a processor webhook came to a worker without a processor; dropped");
         crate::metrics::webhook("ignored");
-        return Ok(Handled::Ignored);
+        return Read::Done(Handled::Ignored);
     };
     let header = message
         .attributes
@@ -107,16 +215,35 @@ pub async fn handle(
         };
         crate::metrics::webhook(outcome);
         tracing::warn!(webhook.refused = %refused, "a processor webhook was refused; nothing changed");
-        return Ok(Handled::Refused);
+        return Read::Done(Handled::Refused);
     }
-    let event: Event = match serde_json::from_str(&message.body) {
-        Ok(event) => event,
+    match serde_json::from_str(&message.body) {
+        Ok(event) => Read::Event(processor, event),
         Err(e) => {
             crate::metrics::webhook("ignored");
             tracing::warn!(error = %e, "a signed processor webhook we cannot read; dropped");
-            return Ok(Handled::Ignored);
+            Read::Done(Handled::Ignored)
         }
-    };
+    }
+}
+
+/// For an event settled with the receive's others ([`settle::batches`]): its intent and the
+/// payment it names.
+fn succeeded(event: &Event) -> Option<(Intent, uuid::Uuid)> {
+    if event.kind != "payment_intent.succeeded" {
+        return None;
+    }
+    let intent: Intent = serde_json::from_value(event.data.object.clone()).ok()?;
+    let payment = intent.payment_id()?;
+    settle::batches(&event.kind, &intent).then_some((intent, payment))
+}
+
+/// Applies one verified event on its own.
+async fn apply(
+    services: &Services,
+    processor: &super::Processor,
+    event: Event,
+) -> Result<Handled, HandlerError> {
     if REFUND_EVENTS.contains(&event.kind.as_str()) {
         let handled = refund_event(services, processor, &event).await?;
         crate::metrics::webhook(match handled {
@@ -131,7 +258,7 @@ pub async fn handle(
         tracing::info!(event = %event.id, event.kind = %event.kind, "processor event not for payments");
         return Ok(Handled::Ignored);
     }
-    let intent: Intent = match serde_json::from_value(event.data.object) {
+    let intent: Intent = match serde_json::from_value(event.data.object.clone()) {
         Ok(intent) => intent,
         Err(e) => {
             crate::metrics::webhook("ignored");
@@ -157,6 +284,11 @@ pub async fn handle(
         Some((&event.id, &event.kind)),
     )
     .await?;
+    Ok(concluded(&event, applied))
+}
+
+/// What came of an event the books were asked to apply, logged and counted.
+fn concluded(event: &Event, applied: Applied) -> Handled {
     let handled = match applied {
         Applied::Now(payment) => {
             tracing::info!(event = %event.id, event.kind = %event.kind, payment = %payment.id, status = %payment.status, "processor event applied");
@@ -167,7 +299,7 @@ pub async fn handle(
             Handled::Repeat
         }
         Applied::NoPayment => {
-            tracing::warn!(event = %event.id, %payment, "a payment event naming a payment we do not have");
+            tracing::warn!(event = %event.id, "a payment event naming a payment we do not have");
             Handled::Ignored
         }
     };
@@ -176,7 +308,7 @@ pub async fn handle(
         Handled::Repeat => "repeat",
         _ => "ignored",
     });
-    Ok(handled)
+    handled
 }
 
 /// A refund's event: the refunds it names (the event's refund, or the charge's intent's refunds)

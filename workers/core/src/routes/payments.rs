@@ -256,7 +256,7 @@ const SETTLE: &str =
     "UPDATE bills SET status = 'paid', payment_id = ($2::uuid[])[array_position($1::bigint[], id)]
     WHERE id = ANY($1)";
 
-const BUMP: &str = "UPDATE apartments SET version = cache_version() WHERE id = $1";
+pub(crate) const BUMP: &str = "UPDATE apartments SET version = cache_version() WHERE id = $1";
 
 const RECORD: &str = "UPDATE processed_requests SET reply = $2 WHERE request_id = $1";
 
@@ -273,11 +273,11 @@ const RECEIPTS: &str = "SELECT notify(t.user_id, 'payment.succeeded', 'payment.s
     FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::numeric[], $5::text[], $6::timestamptz[], $7::jsonb[])
          AS t(user_id, payment_id, apartment_id, total, currency, paid_at, bills)";
 
-type Params<'a, const N: usize> = [&'a (dyn ToSql + Sync); N];
+pub(crate) type Params<'a, const N: usize> = [&'a (dyn ToSql + Sync); N];
 
 /// Runs `statement` once per parameter list, pipelined: the calls go out together, in order,
 /// and are answered in order.
-async fn each<const N: usize>(
+pub(crate) async fn each<const N: usize>(
     tx: &tokio_postgres::Client,
     statement: &Statement,
     params: Vec<Params<'_, N>>,

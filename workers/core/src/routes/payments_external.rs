@@ -194,7 +194,7 @@ impl Route for Request {
             // The receipt goes to the household; an apartment no household owns yet has nobody
             // to tell (its bills' account gets the history when it is linked).
             if owner.is_some() {
-                mail = tx.query_one(RECEIPT, &[&payment_id]).await?.get(0);
+                mail = tx.query_one(RECEIPT, &[&[payment_id].as_slice()]).await?.get(0);
             }
             bump_apartments(tx, &[self.apartment.0]).await?;
             // Counted here, where a repeat (answered from the stored reply) never comes.
