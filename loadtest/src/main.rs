@@ -333,6 +333,11 @@ pub fn owner_url() -> anyhow::Result<secrecy::SecretString> {
         .context("DATABASE_URL must name the database (to create users and check the books)")
 }
 
+/// The engine runs in this process for the payment and settle paths: the same allocator as the
+/// worker's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
