@@ -390,7 +390,7 @@ variable "lambda_timeout_seconds" {
 }
 
 variable "lambda_memory_mb" {
-  description = "Worker memory in MB (CPU is allocated in proportion). The worker peaks at about 54 MiB (two password checks at once, scripts/bench memory); more memory buys the CPU its Argon2 checks need."
+  description = "Worker memory in MB (CPU is allocated in proportion). The worker peaks at about 81 MiB (two password checks at once, scripts/bench memory); more memory buys the CPU its Argon2 checks need."
   type        = number
   default     = 256
 
