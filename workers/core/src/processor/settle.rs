@@ -241,10 +241,3 @@ async fn in_one_transaction(
         settled,
     })
 }
-
-/// Whether an event of `kind` with `intent` is settled with its receive's others: a
-/// `payment_intent.succeeded` whose intent did succeed. Every other event is applied alone.
-pub fn batches(kind: &str, intent: &Intent) -> bool {
-    kind == "payment_intent.succeeded"
-        && matches!(intent.status, super::stripe::IntentStatus::Succeeded)
-}

@@ -4,8 +4,9 @@
 //! `Stripe-Signature` header as an attribute; the body is verified as it came, byte for byte,
 //! before it is read.
 //!
-//! Each event is applied once ([`super::book::apply_event`] claims its id in the transaction that
-//! applies it): `payment_intent.succeeded` settles the payment, `payment_intent.payment_failed`
+//! Each event is applied once (its id is claimed in the transaction that applies it; the
+//! `payment_intent.succeeded` events of one receive are settled together, by [`super::settle`],
+//! every other alone, by [`super::book::apply_event`]): `payment_intent.succeeded` settles the payment, `payment_intent.payment_failed`
 //! and `payment_intent.canceled` release its bills, `payment_intent.processing` and
 //! `payment_intent.requires_action` are recorded. Events arrive twice, late and out of order; the
 //! books only move forward, so none is applied twice and a late failure never undoes a success.
@@ -85,18 +86,6 @@ pub fn is_webhook(message: &InboundMessage) -> bool {
         == Some(ROUTE)
 }
 
-/// Verifies and applies one webhook. `Err` only for a transient failure: the message stays for
-/// a retry.
-pub async fn handle(
-    services: &Services,
-    message: &InboundMessage,
-) -> Result<Handled, HandlerError> {
-    match read(services, message) {
-        Read::Done(handled) => Ok(handled),
-        Read::Event(processor, event) => apply(services, processor, event).await,
-    }
-}
-
 /// Verifies and applies the webhooks of one receive, each in its span: the
 /// `payment_intent.succeeded` ones together ([`super::settle`]), every other alone, all at once.
 /// An outcome each, in their order; `Err` only for a transient failure.
@@ -168,10 +157,10 @@ pub async fn handle_batch(
         together
             .iter()
             .zip(applied)
-            .map(|((i, event, ..), applied)| {
+            .map(|((i, event, _, payment), applied)| {
                 let handled = messages[*i]
                     .1
-                    .in_scope(|| applied.map(|a| concluded(event, a)));
+                    .in_scope(|| applied.map(|a| concluded(event, *payment, a)));
                 (*i, handled)
             })
             .collect::<Vec<_>>()
@@ -227,15 +216,16 @@ fn read<'a>(services: &'a Services, message: &InboundMessage) -> Read<'a> {
     }
 }
 
-/// For an event settled with the receive's others ([`settle::batches`]): its intent and the
-/// payment it names.
+/// For an event settled with the receive's others ([`settle::together`]): a
+/// `payment_intent.succeeded` whose intent did succeed and names its payment; its intent and that
+/// payment. Every other event is applied alone.
 fn succeeded(event: &Event) -> Option<(Intent, uuid::Uuid)> {
     if event.kind != "payment_intent.succeeded" {
         return None;
     }
-    let intent: Intent = serde_json::from_value(event.data.object.clone()).ok()?;
+    let intent = Intent::deserialize(&event.data.object).ok()?;
     let payment = intent.payment_id()?;
-    settle::batches(&event.kind, &intent).then_some((intent, payment))
+    matches!(intent.status, super::stripe::IntentStatus::Succeeded).then_some((intent, payment))
 }
 
 /// Applies one verified event on its own.
@@ -258,7 +248,7 @@ async fn apply(
         tracing::info!(event = %event.id, event.kind = %event.kind, "processor event not for payments");
         return Ok(Handled::Ignored);
     }
-    let intent: Intent = match serde_json::from_value(event.data.object.clone()) {
+    let intent = match Intent::deserialize(&event.data.object) {
         Ok(intent) => intent,
         Err(e) => {
             crate::metrics::webhook("ignored");
@@ -284,11 +274,11 @@ async fn apply(
         Some((&event.id, &event.kind)),
     )
     .await?;
-    Ok(concluded(&event, applied))
+    Ok(concluded(&event, payment, applied))
 }
 
 /// What came of an event the books were asked to apply, logged and counted.
-fn concluded(event: &Event, applied: Applied) -> Handled {
+fn concluded(event: &Event, payment: uuid::Uuid, applied: Applied) -> Handled {
     let handled = match applied {
         Applied::Now(payment) => {
             tracing::info!(event = %event.id, event.kind = %event.kind, payment = %payment.id, status = %payment.status, "processor event applied");
@@ -299,7 +289,7 @@ fn concluded(event: &Event, applied: Applied) -> Handled {
             Handled::Repeat
         }
         Applied::NoPayment => {
-            tracing::warn!(event = %event.id, "a payment event naming a payment we do not have");
+            tracing::warn!(event = %event.id, %payment, "a payment event naming a payment we do not have");
             Handled::Ignored
         }
     };
