@@ -883,8 +883,10 @@ async fn the_webhooks_of_one_receive_settle_together_each_with_its_own_outcome()
         2,
         "the two events of our payments claimed once each, none for nobody's"
     );
-    assert!(
-        apartment_version(&f).await > before,
+    // Versions are random (`cache_version()`): a bump is a different one.
+    assert_ne!(
+        apartment_version(&f).await,
+        before,
         "the apartment's version moved"
     );
 
